@@ -1,1 +1,201 @@
-//! placeholder
+//! pmdaemond: the pmdaemon supervisor daemon as a library, so that the thin
+//! binary and tests run the same code: [`prepare_home`], [`bind`] and
+//! [`run`].
+//!
+//! Modules, one per concern (see DESIGN.md):
+//! - `supervisor` — the process table and each instance's lifecycle; the only
+//!   place that forks or signals;
+//! - `logs` — stdout/stderr capture, log files, rotation, tail, followers;
+//! - `store` — `state.json` / `dump.json`, atomic writes;
+//! - `api` — the tonic service over the core; the one error mapping;
+//! - `auth` — peer credentials on the Unix socket.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod logs;
+pub mod store;
+pub mod supervisor;
+
+use std::fs::File;
+use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use pmdaemon_proto::v1::process_manager_server::ProcessManagerServer;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::supervisor::Supervisor;
+
+/// Exclusive ownership of a `PMDAEMON_HOME`: an flock on
+/// `pmdaemond.lock`, held for the daemon's life (dropping it releases it).
+pub struct HomeLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("another pmdaemond is already running for {home}{pid}")]
+    AlreadyRunning { home: PathBuf, pid: String },
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StartError + 'a {
+    move |source| StartError::Io {
+        context,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates `home` (mode 0700) and takes its lock, so that exactly one
+/// daemon serves a home; two racing auto-starts leave one daemon.
+pub fn prepare_home(home: &Path) -> Result<HomeLock, StartError> {
+    use std::io::{Read, Seek, Write};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home)
+        .map_err(io_err("cannot create", home))?;
+    let lock_path = home.join("pmdaemond.lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io_err("cannot open", &lock_path))?;
+    let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((mut file, _)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(StartError::AlreadyRunning {
+                home: home.to_path_buf(),
+                pid: if pid.is_empty() { String::new() } else { format!(" (pid {pid})") },
+            });
+        }
+    };
+    let _ = lock.set_len(0);
+    let _ = lock.rewind();
+    let _ = writeln!(lock, "{}", std::process::id());
+    Ok(HomeLock { _lock: lock })
+}
+
+/// Binds `$home/pmd.sock` with mode 0600, replacing a stale socket (the
+/// caller holds the home lock, so no live daemon owns it).
+pub fn bind(home: &Path, _lock: &HomeLock) -> Result<UnixListener, StartError> {
+    let path = pmdaemon_proto::socket_path(home);
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot remove stale socket", &path)(e)),
+    }
+    let listener = UnixListener::bind(&path).map_err(io_err("cannot listen on", &path))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("cannot restrict permissions of", &path))?;
+    Ok(listener)
+}
+
+/// Serves the daemon on `listener` until `shutdown` resolves or a client
+/// calls Shutdown; then stops every app gracefully (they are started again by
+/// the next daemon), ends open streams and returns.
+pub async fn run(
+    listener: UnixListener,
+    home: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let logs_dir = home.join("logs");
+    let hub = logs::LogHub::new(logs_dir.clone()).map_err(io_err("cannot create", &logs_dir))?;
+    let sup = Supervisor::new(home.clone(), hub);
+
+    let state_path = home.join(store::STATE_FILE);
+    match store::load(&state_path) {
+        store::Loaded::Missing => {}
+        store::Loaded::Ok(state) => {
+            if let Err(e) = sup.restore(state) {
+                tracing::error!(error = %e, "cannot restore the saved apps");
+            }
+        }
+        store::Loaded::Corrupt { moved_to, error } => {
+            tracing::error!(
+                "state file {} is unusable ({error}); it was moved to {} and the daemon starts with no apps. Inspect it, or `pmd resurrect` from a dump",
+                state_path.display(),
+                moved_to.display()
+            );
+        }
+    }
+
+    // true = begin shutdown. Senders: the external signal (below) and the
+    // Shutdown RPC; receivers: this function and every open stream.
+    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    {
+        let tx = shutdown_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tx.send_replace(true);
+        });
+    }
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ProcessManagerServer<api::Api>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pmdaemon_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Io {
+            context: "cannot build reflection for",
+            path: home.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pmdaemon_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| StartError::Io {
+            context: "cannot build reflection for",
+            path: home.clone(),
+            source: std::io::Error::other(e),
+        })?;
+
+    let api = api::Api::new(sup.clone(), shutdown_tx.clone());
+    // Serving stops only after the apps are stopped, so `pmd kill` and
+    // followers see the daemon until the end.
+    let (served_tx, mut served_rx) = watch::channel(false);
+    let server = tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(auth::peer_uid_check(
+            nix::unistd::geteuid().as_raw(),
+        )))
+        .add_service(ProcessManagerServer::new(api))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            let _ = served_rx.wait_for(|s| *s).await;
+        });
+    let server = tokio::spawn(server);
+    tracing::info!(home = %home.display(), pid = std::process::id(), "pmdaemond ready");
+
+    let _ = shutdown_rx.wait_for(|s| *s).await;
+    tracing::info!("shutting down: stopping every app");
+    sup.shutdown().await;
+    served_tx.send_replace(true);
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "server error"),
+        Err(e) => tracing::error!(error = %e, "server task failed"),
+    }
+    let _ = std::fs::remove_file(pmdaemon_proto::socket_path(&home));
+    tracing::info!("pmdaemond stopped");
+    Ok(())
+}

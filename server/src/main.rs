@@ -1,1 +1,103 @@
-fn main() {}
+//! `pmdaemond`: parses flags, sets up tracing, takes the home lock, binds the
+//! socket and calls [`pmdaemond::run`] until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The pmdaemon supervisor daemon. Usually started by `pmd` on demand; run
+/// it by hand to keep it in the foreground.
+#[derive(Parser)]
+#[command(name = "pmdaemond", version)]
+struct Args {
+    /// State directory (socket, state.json, logs).
+    #[arg(long, env = "PMDAEMON_HOME")]
+    home: Option<PathBuf>,
+    /// Tracing filter, e.g. `info` or `pmdaemond=debug`.
+    #[arg(long, env = "PMDAEMON_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let home = args.home.unwrap_or_else(pmdaemon_proto::home_dir);
+    let home = if home.is_absolute() {
+        home
+    } else {
+        std::env::current_dir().map(|d| d.join(&home)).unwrap_or(home)
+    };
+    let lock = match pmdaemond::prepare_home(&home) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("pmdaemond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = init_tracing(&home, &args.log) {
+        eprintln!("pmdaemond: cannot open {}: {e}", home.join("pmdaemond.log").display());
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pmdaemond: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = pmdaemond::bind(&home, &lock)?;
+        pmdaemond::run(listener, home.clone(), shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("pmdaemond: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT. SIGHUP is ignored: a daemon started from
+/// a terminal must not take its apps down when the terminal closes.
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with `pmd kill`");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); return; }
+            _ = hup.recv() => tracing::info!("SIGHUP ignored"),
+        }
+    }
+}
+
+/// Tracing to `$home/pmdaemond.log` (appended) and to stderr.
+fn init_tracing(home: &std::path::Path, filter: &str) -> std::io::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, fmt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join("pmdaemond.log"))?;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::sync::Mutex::new(file)).with_ansi(false))
+        .with(fmt::layer().with_writer(std::io::stderr))
+        .init();
+    Ok(())
+}

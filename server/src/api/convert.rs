@@ -1,0 +1,167 @@
+//! Conversions between the wire types (`pmdaemon_proto::v1`) and the
+//! supervisor's own types, with the validation every client gets.
+
+use std::path::{Path, PathBuf};
+
+use pmdaemon_proto::{Target, v1};
+use tonic::Status;
+
+use crate::error::Error;
+use crate::supervisor::InstanceView;
+use crate::supervisor::instance::State;
+use crate::supervisor::spec::{self, AppSpec, Autorestart};
+
+pub fn parse_target(target: &str) -> Result<Target, Status> {
+    if target.is_empty() {
+        return Err(Status::invalid_argument(
+            "target is empty: give an app name, a process id or `all`",
+        ));
+    }
+    target.parse().map_err(|e: pmdaemon_proto::InvalidInput| Status::invalid_argument(e.0))
+}
+
+/// A state filter: UNSPECIFIED means none.
+pub fn state_from_proto(raw: i32) -> Result<Option<State>, Status> {
+    let state = v1::ProcessState::try_from(raw)
+        .map_err(|_| Status::invalid_argument(format!("status: {raw} is not a process state")))?;
+    Ok(match state {
+        v1::ProcessState::Unspecified => None,
+        s => State::from_word(s.word()),
+    })
+}
+
+fn state_to_proto(s: State) -> v1::ProcessState {
+    v1::ProcessState::from_word(s.word()).unwrap_or(v1::ProcessState::Unspecified)
+}
+
+/// Validates a client's spec and fills in defaults. Relative `script` and
+/// `cwd` resolve against `caller_cwd`.
+pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Error> {
+    let invalid = |m: String| Error::InvalidArgument(m);
+    let base = if caller_cwd.is_empty() {
+        None
+    } else {
+        let base = PathBuf::from(caller_cwd);
+        if !base.is_absolute() {
+            return Err(invalid(format!("caller_cwd: {caller_cwd:?} is not an absolute path")));
+        }
+        Some(base)
+    };
+    let cwd = match (p.cwd.as_str(), &base) {
+        ("", Some(base)) => base.clone(),
+        ("", None) => {
+            return Err(invalid(
+                "caller_cwd or cwd is required: relative paths need a directory to resolve against".into(),
+            ));
+        }
+        (c, _) if Path::new(c).is_absolute() => PathBuf::from(c),
+        (c, Some(base)) => base.join(c),
+        (c, None) => return Err(invalid(format!("cwd: {c:?} is relative and no caller_cwd was given"))),
+    };
+    let cwd = spec::absolute(&cwd);
+    if p.script.trim().is_empty() {
+        return Err(invalid("script is empty: give a file or command to run".into()));
+    }
+    let name = if p.name.is_empty() {
+        let stem = Path::new(&p.script)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        pmdaemon_proto::validate_name(&stem).map_err(|e| {
+            invalid(format!(
+                "cannot use the script's file name as app name ({e}); give --name"
+            ))
+        })?;
+        stem
+    } else {
+        p.name
+    };
+    let autorestart = match v1::RestartPolicy::try_from(p.autorestart) {
+        Ok(v1::RestartPolicy::Unspecified | v1::RestartPolicy::Always) => Autorestart::Always,
+        Ok(v1::RestartPolicy::OnFailure) => Autorestart::OnFailure,
+        Ok(v1::RestartPolicy::Never) => Autorestart::Never,
+        Err(_) => return Err(invalid(format!("autorestart: {} is not a restart policy", p.autorestart))),
+    };
+    let stop_signal = if p.stop_signal.is_empty() {
+        "SIGTERM".to_string()
+    } else {
+        pmdaemon_proto::parse_stop_signal("stop_signal", &p.stop_signal)?
+            .as_str()
+            .to_string()
+    };
+    let spec = AppSpec {
+        name,
+        script: p.script,
+        args: p.args,
+        interpreter: p.interpreter.filter(|i| !i.is_empty()),
+        interpreter_args: p.interpreter_args,
+        cwd,
+        env: p.env.into_iter().collect(),
+        autorestart,
+        max_restarts: p.max_restarts.unwrap_or(spec::DEFAULT_MAX_RESTARTS),
+        min_uptime_ms: p.min_uptime_ms.unwrap_or(spec::DEFAULT_MIN_UPTIME_MS),
+        restart_delay_ms: p.restart_delay_ms.unwrap_or(0),
+        exp_backoff_initial_ms: p.exp_backoff_initial_ms.unwrap_or(spec::DEFAULT_BACKOFF_INITIAL_MS),
+        exp_backoff_max_ms: p.exp_backoff_max_ms.unwrap_or(spec::DEFAULT_BACKOFF_MAX_MS),
+        kill_timeout_ms: p.kill_timeout_ms.unwrap_or(spec::DEFAULT_KILL_TIMEOUT_MS),
+        stop_signal,
+        time: p.time,
+        log_max_bytes: p.log_max_bytes.unwrap_or(spec::DEFAULT_LOG_MAX_BYTES),
+        log_max_files: p.log_max_files.unwrap_or(spec::DEFAULT_LOG_MAX_FILES),
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
+    v1::AppSpec {
+        name: s.name.clone(),
+        script: s.script.clone(),
+        args: s.args.clone(),
+        interpreter: s.interpreter.clone(),
+        interpreter_args: s.interpreter_args.clone(),
+        cwd: s.cwd.display().to_string(),
+        env: s.env.clone().into_iter().collect(),
+        autorestart: match s.autorestart {
+            Autorestart::Always => v1::RestartPolicy::Always,
+            Autorestart::OnFailure => v1::RestartPolicy::OnFailure,
+            Autorestart::Never => v1::RestartPolicy::Never,
+        } as i32,
+        max_restarts: Some(s.max_restarts),
+        min_uptime_ms: Some(s.min_uptime_ms),
+        restart_delay_ms: Some(s.restart_delay_ms),
+        exp_backoff_initial_ms: Some(s.exp_backoff_initial_ms),
+        exp_backoff_max_ms: Some(s.exp_backoff_max_ms),
+        kill_timeout_ms: Some(s.kill_timeout_ms),
+        stop_signal: s.stop_signal.clone(),
+        time: s.time,
+        log_max_bytes: Some(s.log_max_bytes),
+        log_max_files: Some(s.log_max_files),
+    }
+}
+
+pub fn info(v: &InstanceView) -> v1::ProcessInfo {
+    let s = &v.shared;
+    v1::ProcessInfo {
+        id: v.id,
+        name: v.name.clone(),
+        instance: v.index,
+        state: state_to_proto(s.state) as i32,
+        pid: s.pid,
+        restarts: s.restarts,
+        unstable_restarts: s.unstable_restarts,
+        started_at_ms: s.started_at_ms,
+        last_exit_code: s.last_exit.as_ref().and_then(|e| e.code),
+        last_exit_signal: s.last_exit.as_ref().and_then(|e| e.signal.clone()),
+        last_exit_at_ms: s.last_exit.as_ref().map(|e| e.at_ms),
+        next_restart_at_ms: s.next_restart_at_ms,
+        status_reason: s.reason.clone(),
+        spec: Some(spec_to_proto(&s.spec)),
+        argv: s.launch.argv.clone(),
+        cwd: s.launch.cwd.display().to_string(),
+        out_log_path: v.out_log.display().to_string(),
+        err_log_path: v.err_log.display().to_string(),
+        created_at_ms: v.created_at_ms,
+    }
+}

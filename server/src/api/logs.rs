@@ -1,0 +1,215 @@
+//! StreamLogs and FlushLogs.
+//!
+//! A stream is produced by one task per request that writes into a bounded
+//! mpsc channel (the response body); it stops when a send fails (client
+//! gone), when the daemon shuts down, or after the history when not
+//! following. Race-free hand-over from history to live lines: the task
+//! subscribes to the hub's broadcast *before* reading each file's tail, and
+//! `tail` returns the sequence number of the last line already in the file,
+//! so live lines at or below it are dropped as duplicates.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use pmdaemon_proto::{Target, v1};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::convert::parse_target;
+use crate::logs::{LogLine, Stream};
+use crate::supervisor::Supervisor;
+
+/// The response stream of StreamLogs.
+pub type LogStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::StreamLogsResponse, Status>> + Send>>;
+
+/// Most history lines a request may ask for per file.
+const MAX_HISTORY_LINES: u32 = 100_000;
+/// Lines per response message: batching keeps a fast producer cheap.
+const BATCH: usize = 512;
+
+fn stream_to_proto(s: Stream) -> i32 {
+    match s {
+        Stream::Out => v1::LogStream::Stdout as i32,
+        Stream::Err => v1::LogStream::Stderr as i32,
+    }
+}
+
+fn live_line(l: &LogLine) -> v1::LogLine {
+    v1::LogLine {
+        seq: l.seq,
+        id: l.id,
+        name: l.name.to_string(),
+        stream: stream_to_proto(l.stream),
+        data: l.data.to_vec(),
+        timestamp_ms: l.timestamp_ms,
+    }
+}
+
+pub async fn stream(
+    sup: &Supervisor,
+    req: v1::StreamLogsRequest,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<LogStream, Status> {
+    let target = if req.target.is_empty() {
+        Target::All
+    } else {
+        parse_target(&req.target)?
+    };
+    let wanted = match v1::LogStream::try_from(req.stream) {
+        Ok(v1::LogStream::Unspecified) => None,
+        Ok(v1::LogStream::Stdout) => Some(Stream::Out),
+        Ok(v1::LogStream::Stderr) => Some(Stream::Err),
+        Err(_) => return Err(Status::invalid_argument(format!("stream: {} is not a log stream", req.stream))),
+    };
+    if req.lines > MAX_HISTORY_LINES {
+        return Err(Status::invalid_argument(format!(
+            "lines: {} is more than the {MAX_HISTORY_LINES} maximum",
+            req.lines
+        )));
+    }
+    let sinks: Vec<_> = sup
+        .sinks(&target)?
+        .into_iter()
+        .filter(|(_, _, s, _)| wanted.is_none_or(|w| w == *s))
+        .collect();
+    // Only these ids are followed, except for `all`, which also follows
+    // apps created later.
+    let ids: Option<Vec<u32>> = match target {
+        Target::All => None,
+        _ => Some(sinks.iter().map(|(id, ..)| *id).collect()),
+    };
+    let mut live = sup.logs().subscribe();
+    let (tx, rx) = mpsc::channel::<Result<v1::StreamLogsResponse, Status>>(16);
+    let follow = req.follow;
+    let lines = req.lines as usize;
+    let after_seq = req.after_seq;
+
+    tokio::spawn(async move {
+        // Last seq already sent per (id, is_stderr).
+        let mut seen: HashMap<(u32, bool), u64> = HashMap::new();
+        for (id, name, stream, sink) in sinks {
+            let history: Vec<v1::LogLine> = if let Some(after) = after_seq {
+                let retained = sink.retained_after(after);
+                seen.insert((id, stream == Stream::Err), retained.last().map(|l| l.seq).unwrap_or(after));
+                retained.iter().map(|l| live_line(l)).collect()
+            } else {
+                let sink2 = sink.clone();
+                let read = tokio::task::spawn_blocking(move || sink2.tail(lines)).await;
+                let (data, last_seq) = match read {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        let _ = tx
+                            .send(Err(Status::internal(format!(
+                                "cannot read {}: {e}",
+                                sink.path().display()
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                seen.insert((id, stream == Stream::Err), last_seq);
+                data.into_iter()
+                    .map(|d| v1::LogLine {
+                        seq: 0,
+                        id,
+                        name: name.to_string(),
+                        stream: stream_to_proto(stream),
+                        data: d.to_vec(),
+                        timestamp_ms: 0,
+                    })
+                    .collect()
+            };
+            for chunk in history.chunks(BATCH) {
+                let msg = v1::StreamLogsResponse {
+                    lines: chunk.to_vec(),
+                    missed_lines: 0,
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !follow {
+            return;
+        }
+        let wants = |l: &LogLine| {
+            ids.as_ref().is_none_or(|ids| ids.contains(&l.id))
+                && wanted.is_none_or(|w| w == l.stream)
+                && l.seq > seen.get(&(l.id, l.stream == Stream::Err)).copied().unwrap_or(0)
+        };
+        loop {
+            let first = tokio::select! {
+                r = live.recv() => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+                _ = tx.closed() => return,
+            };
+            let mut batch = Vec::new();
+            let mut missed = 0u64;
+            let mut closed = absorb(first, &wants, &mut batch, &mut missed);
+            while batch.len() < BATCH && !closed {
+                let next = match live.try_recv() {
+                    Ok(l) => Ok(l),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+                    Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                };
+                closed = absorb(next, &wants, &mut batch, &mut missed);
+            }
+            if !batch.is_empty() || missed > 0 {
+                let msg = v1::StreamLogsResponse {
+                    lines: batch,
+                    missed_lines: missed,
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+            if closed {
+                return;
+            }
+        }
+    });
+    let stream = ReceiverStream::new(rx);
+    Ok(Box::pin(stream))
+}
+
+/// Adds one broadcast result to the batch being built; true when the
+/// broadcast is closed (daemon going away).
+fn absorb(
+    r: Result<Arc<LogLine>, broadcast::error::RecvError>,
+    wants: &impl Fn(&LogLine) -> bool,
+    batch: &mut Vec<v1::LogLine>,
+    missed: &mut u64,
+) -> bool {
+    match r {
+        Ok(l) if wants(&l) => batch.push(live_line(&l)),
+        Ok(_) => {}
+        Err(broadcast::error::RecvError::Lagged(n)) => *missed += n,
+        Err(broadcast::error::RecvError::Closed) => return true,
+    }
+    false
+}
+
+pub async fn flush(sup: &Supervisor, req: v1::FlushLogsRequest) -> Result<v1::FlushLogsResponse, Status> {
+    let target = if req.target.is_empty() {
+        Target::All
+    } else {
+        parse_target(&req.target)?
+    };
+    let sinks = sup.sinks(&target)?;
+    let files = tokio::task::spawn_blocking(move || {
+        let mut files = Vec::new();
+        for (_, _, _, sink) in sinks {
+            sink.flush()
+                .map_err(|e| Status::internal(format!("cannot flush {}: {e}", sink.path().display())))?;
+            files.push(sink.path().display().to_string());
+        }
+        Ok::<_, Status>(files)
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))??;
+    Ok(v1::FlushLogsResponse { files })
+}

@@ -1,0 +1,119 @@
+//! The tonic service `pmdaemon.v1.ProcessManager`. Each RPC converts its
+//! request (validating it again: other clients than `pmd` exist), hands off
+//! to the supervisor or the log hub, and converts the answer back. The error
+//! mapping to gRPC codes lives here once ([`status`]).
+//!
+//! Files: `convert.rs` (proto <-> core types), `processes.rs` (lifecycle
+//! RPCs), `logs.rs` (StreamLogs/FlushLogs), `daemon.rs` (ping, save,
+//! resurrect, shutdown).
+
+mod convert;
+mod daemon;
+mod logs;
+mod processes;
+
+use pmdaemon_proto::v1;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::supervisor::Supervisor;
+
+pub use logs::LogStream;
+
+/// The gRPC face of the daemon.
+pub struct Api {
+    sup: Supervisor,
+    /// Set to true to begin daemon shutdown (the Shutdown RPC does). The
+    /// daemon's run loop holds the receiving side.
+    shutdown_tx: watch::Sender<bool>,
+    started_at_ms: i64,
+}
+
+impl Api {
+    pub fn new(sup: Supervisor, shutdown_tx: watch::Sender<bool>) -> Self {
+        Api {
+            sup,
+            shutdown_tx,
+            started_at_ms: crate::supervisor::instance::now_ms(),
+        }
+    }
+}
+
+/// The one mapping from daemon errors to gRPC statuses.
+pub fn status(e: Error) -> Status {
+    let msg = e.to_string();
+    match e {
+        Error::InvalidArgument(_) => Status::invalid_argument(msg),
+        Error::NotFound { .. } => Status::not_found(msg),
+        Error::AlreadyExists { .. } => Status::already_exists(msg),
+        Error::FailedPrecondition(_) => Status::failed_precondition(msg),
+        Error::ShuttingDown => Status::unavailable(msg),
+        Error::Io { .. } => Status::internal(msg),
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        status(e)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl v1::process_manager_server::ProcessManager for Api {
+    async fn start_process(&self, req: Request<v1::StartProcessRequest>) -> Reply<v1::StartProcessResponse> {
+        processes::start(&self.sup, req.into_inner()).await.map(Response::new)
+    }
+
+    async fn stop_process(&self, req: Request<v1::StopProcessRequest>) -> Reply<v1::StopProcessResponse> {
+        processes::stop(&self.sup, req.into_inner()).await.map(Response::new)
+    }
+
+    async fn restart_process(&self, req: Request<v1::RestartProcessRequest>) -> Reply<v1::RestartProcessResponse> {
+        processes::restart(&self.sup, req.into_inner()).await.map(Response::new)
+    }
+
+    async fn delete_process(&self, req: Request<v1::DeleteProcessRequest>) -> Reply<v1::DeleteProcessResponse> {
+        processes::delete(&self.sup, req.into_inner()).await.map(Response::new)
+    }
+
+    async fn list_processes(&self, _req: Request<v1::ListProcessesRequest>) -> Reply<v1::ListProcessesResponse> {
+        processes::list(&self.sup).map(Response::new)
+    }
+
+    async fn get_process(&self, req: Request<v1::GetProcessRequest>) -> Reply<v1::GetProcessResponse> {
+        processes::get(&self.sup, req.into_inner()).map(Response::new)
+    }
+
+    type StreamLogsStream = LogStream;
+
+    async fn stream_logs(&self, req: Request<v1::StreamLogsRequest>) -> Reply<Self::StreamLogsStream> {
+        logs::stream(&self.sup, req.into_inner(), self.shutdown_tx.subscribe())
+            .await
+            .map(Response::new)
+    }
+
+    async fn flush_logs(&self, req: Request<v1::FlushLogsRequest>) -> Reply<v1::FlushLogsResponse> {
+        logs::flush(&self.sup, req.into_inner()).await.map(Response::new)
+    }
+
+    async fn ping(&self, _req: Request<v1::PingRequest>) -> Reply<v1::PingResponse> {
+        Ok(Response::new(daemon::ping(&self.sup, self.started_at_ms)))
+    }
+
+    async fn save_processes(&self, _req: Request<v1::SaveProcessesRequest>) -> Reply<v1::SaveProcessesResponse> {
+        daemon::save(&self.sup).await.map(Response::new)
+    }
+
+    async fn resurrect(&self, _req: Request<v1::ResurrectRequest>) -> Reply<v1::ResurrectResponse> {
+        daemon::resurrect(&self.sup).await.map(Response::new)
+    }
+
+    async fn shutdown(&self, _req: Request<v1::ShutdownRequest>) -> Reply<v1::ShutdownResponse> {
+        tracing::info!("shutdown requested over the API");
+        self.shutdown_tx.send_replace(true);
+        Ok(Response::new(v1::ShutdownResponse {}))
+    }
+}

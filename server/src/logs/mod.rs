@@ -1,0 +1,671 @@
+//! Log capture: owns each instance's log files (`logs/NAME-ID-out.log`,
+//! `-err.log`, rotated `.1 .. .N`), the bounded in-memory tail of recent
+//! lines, and the daemon-wide broadcast that `StreamLogs` followers
+//! subscribe to.
+//!
+//! Talks to: the supervisor, which opens a [`LogSink`] per instance and
+//! stream and hands the child's pipes to [`capture`]; the API, which reads
+//! history with [`LogSink::tail`] and follows [`LogHub::subscribe`].
+//!
+//! Locks: each sink has one `std::sync::Mutex` around its file and ring;
+//! it is held only for a write (or a bounded tail read), never across an
+//! await. The broadcast never blocks a writer: a slow follower lags and is
+//! told how many lines it missed.
+//!
+//! Data path: [`capture`] reads a pipe in chunks of up to
+//! [`MAX_LINE_BYTES`], cuts each chunk after its last newline and hands the
+//! complete lines to the sink in one piece, so the file gets one
+//! `write(2)` per chunk (per rotation boundary) rather than one per line.
+//! Under the sink lock the lines are written to the file, numbered from
+//! the hub's counter, copied into the ring (only the newest ones, which
+//! survive eviction) and, when anyone is subscribed, sent on the broadcast
+//! as cheap slices of the chunk. Bytes are never decoded: output that is
+//! not UTF-8 passes through untouched.
+//!
+//! A line longer than [`MAX_LINE_BYTES`] is written to the file intact,
+//! but followers and the ring see it as several pieces of at most that
+//! size: memory per capture stays bounded even for an app that never
+//! writes a newline.
+
+mod files;
+mod ring;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use memchr::{memchr, memchr_iter, memrchr};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use self::ring::Ring;
+
+/// Capacity of the daemon-wide broadcast, in lines. A follower further
+/// behind than this gets `RecvError::Lagged(missed)` instead of the lines.
+pub const BROADCAST_CAPACITY: usize = 4096;
+
+/// Largest read from a pipe, and the longest piece of a line that the ring
+/// and the broadcast carry (longer lines reach them in pieces; the file
+/// gets them whole). 64 KiB is the default Linux pipe buffer.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// The ring of each sink keeps at most this many recent lines...
+pub const RING_MAX_LINES: usize = 200;
+
+/// ...and at most this many bytes of line data: one fixed buffer of this
+/// size per instance stream that has written anything, plus 24 bytes of
+/// bookkeeping a line.
+pub const RING_MAX_BYTES: usize = 64 * 1024;
+
+/// [`LogSink::tail`] reads at most this much from the end of the files.
+pub const TAIL_MAX_READ_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Length of the `time` prefix: `2026-11-26T04:26:30.123Z` and a space.
+const TIME_PREFIX_LEN: usize = 25;
+
+/// The scratch buffer used to prefix lines with a timestamp is shrunk back
+/// to this after a chunk of many tiny lines made it grow.
+const SCRATCH_KEEP_BYTES: usize = 256 * 1024;
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
+
+impl Stream {
+    /// `"out"` or `"err"`, as in the file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Out => "out",
+            Stream::Err => "err",
+        }
+    }
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line as followers see it.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// Daemon-wide, increasing in write order within one sink.
+    pub seq: u64,
+    pub id: u32,
+    pub name: Arc<str>,
+    pub stream: Stream,
+    /// The line without its trailing newline, bytes as the app wrote them.
+    pub data: Bytes,
+    pub timestamp_ms: i64,
+}
+
+/// Per-app logging options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Size at which the file is rotated.
+    pub max_bytes: u64,
+    /// Rotated files kept (`.1` newest .. `.max_files` oldest).
+    pub max_files: u32,
+    /// Prefix each line in the file with an RFC 3339 timestamp.
+    pub time: bool,
+}
+
+/// Shared by every sink: the log directory, the sequence counter and the
+/// broadcast sender. Cheap to clone.
+#[derive(Clone)]
+pub struct LogHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    /// `$PMDAEMON_HOME/logs`.
+    dir: PathBuf,
+    /// The last sequence number handed out (0: none yet). Sinks reserve a
+    /// block of numbers while holding their own lock, so within a sink the
+    /// numbers follow the file order.
+    last_seq: AtomicU64,
+    /// Every line written by any sink. The receivers belong to followers
+    /// (`subscribe`); this sender lives as long as the hub, so a receiver
+    /// never sees `Closed` while the daemon runs: followers must watch the
+    /// daemon's shutdown signal themselves.
+    tx: broadcast::Sender<Arc<LogLine>>,
+}
+
+impl LogHub {
+    /// `dir` is `$PMDAEMON_HOME/logs`, created if missing.
+    pub fn new(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Ok(LogHub {
+            inner: Arc::new(HubInner {
+                dir,
+                last_seq: AtomicU64::new(0),
+                tx,
+            }),
+        })
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The file a given instance's stream is written to.
+    pub fn path(&self, name: &str, id: u32, stream: Stream) -> PathBuf {
+        // Names are validated at the edge (no `/`, no `..`).
+        debug_assert!(!name.contains('/'), "unvalidated app name {name:?}");
+        self.inner
+            .dir
+            .join(format!("{name}-{id}-{}.log", stream.as_str()))
+    }
+
+    /// Opens (appending, creating if needed) the sink for one instance
+    /// stream. The supervisor keeps it for the instance's whole life, across
+    /// restarts, so the ring and the file survive respawns.
+    pub fn open_sink(
+        &self,
+        name: &str,
+        id: u32,
+        stream: Stream,
+        config: LogConfig,
+    ) -> std::io::Result<Arc<LogSink>> {
+        let path = self.path(name, id, stream);
+        let file = files::open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Arc::new(LogSink {
+            hub: Arc::clone(&self.inner),
+            name: Arc::from(name),
+            id,
+            stream,
+            path,
+            state: Mutex::new(SinkState {
+                config,
+                file: Some(file),
+                size,
+                line_open: false,
+                last_seq: 0,
+                ring: Ring::default(),
+                failing: false,
+                scratch: Vec::new(),
+            }),
+        }))
+    }
+
+    /// A receiver of every line written from now on, by any sink.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogLine>> {
+        self.inner.tx.subscribe()
+    }
+
+    /// Removes an instance's files, rotated ones included (on delete).
+    /// Missing files are not an error; the first other error is returned
+    /// after trying every file.
+    pub fn remove_files(&self, name: &str, id: u32) -> std::io::Result<()> {
+        let mut first_err = None;
+        for stream in [Stream::Out, Stream::Err] {
+            let path = self.path(name, id, stream);
+            let result =
+                files::remove_if_exists(&path).and_then(|()| files::remove_rotated(&path, 0));
+            if let Err(e) = result {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl fmt::Debug for LogHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogHub")
+            .field("dir", &self.inner.dir)
+            .field("last_seq", &self.inner.last_seq.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One instance stream's file plus its in-memory ring of recent lines.
+pub struct LogSink {
+    hub: Arc<HubInner>,
+    name: Arc<str>,
+    id: u32,
+    stream: Stream,
+    /// The current file; rotated ones are `path.1 .. path.N`.
+    path: PathBuf,
+    /// Held for one chunk's write (file, seq, ring, broadcast) or one tail
+    /// read; never across an await.
+    state: Mutex<SinkState>,
+}
+
+struct SinkState {
+    config: LogConfig,
+    /// Opened with `O_APPEND`, so a truncation (flush, rotation with
+    /// `max_files == 0`) never leaves the handle writing at an old offset.
+    /// `None` after a rotation could not open the new file; the next write
+    /// tries again.
+    file: Option<File>,
+    /// Bytes in the current file, as far as this sink knows (it is the
+    /// only writer).
+    size: u64,
+    /// The file ends in the middle of a line (a piece of an over-long line
+    /// was written). No rotation and no timestamp until that line ends.
+    line_open: bool,
+    /// Seq of the last line written by this sink (0: none yet).
+    last_seq: u64,
+    ring: Ring,
+    /// In a streak of failed file writes: warn once at its start.
+    failing: bool,
+    /// Reused to build timestamp-prefixed output.
+    scratch: Vec<u8>,
+}
+
+impl LogSink {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn stream(&self) -> Stream {
+        self.stream
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.lock().config
+    }
+
+    /// Applies new options from the next write on (e.g. when an app is
+    /// restarted with an updated spec). Rotated files beyond a lowered
+    /// `max_files` are removed now.
+    pub fn set_config(&self, config: LogConfig) -> std::io::Result<()> {
+        let mut st = self.lock();
+        let lowered = config.max_files < st.config.max_files;
+        st.config = config;
+        if lowered {
+            files::remove_rotated(&self.path, config.max_files)?;
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines of the file (oldest first, without newlines)
+    /// and the sequence number of the last line written so far; lines with a
+    /// higher seq that arrive on the broadcast are new. Reads at most a
+    /// bounded amount from the end of the file.
+    ///
+    /// Lines come from the file, so with `time` on they carry the
+    /// timestamp prefix ([`split_time_prefix`] takes it apart). When the
+    /// current file holds fewer than `lines` lines (it was just rotated),
+    /// the rest come from `.1`. Both reads together stay within
+    /// [`TAIL_MAX_READ_BYTES`]; a line cut by that bound is left out.
+    pub fn tail(&self, lines: usize) -> std::io::Result<(Vec<Bytes>, u64)> {
+        // The lock makes the file contents and `last_seq` one snapshot.
+        let st = self.lock();
+        let last_seq = st.last_seq;
+        if lines == 0 {
+            return Ok((Vec::new(), last_seq));
+        }
+        let mut budget = TAIL_MAX_READ_BYTES;
+        let (mut out, whole) = files::tail_lines(&self.path, lines, &mut budget)?;
+        if out.len() < lines && whole && budget > 0 {
+            let older = files::rotated_path(&self.path, 1);
+            let (mut before, _) = files::tail_lines(&older, lines - out.len(), &mut budget)?;
+            before.append(&mut out);
+            out = before;
+        }
+        Ok((out, last_seq))
+    }
+
+    /// Retained lines with `seq > after`, oldest first (for resuming).
+    /// The ring holds at most [`RING_MAX_LINES`] lines and
+    /// [`RING_MAX_BYTES`] of data; older lines are only in the file.
+    pub fn retained_after(&self, after: u64) -> Vec<Arc<LogLine>> {
+        self.lock().ring.after(after, |seq, timestamp_ms, data| {
+            Arc::new(LogLine {
+                seq,
+                id: self.id,
+                name: Arc::clone(&self.name),
+                stream: self.stream,
+                data,
+                timestamp_ms,
+            })
+        })
+    }
+
+    /// Empties the file and removes rotated ones. The ring is cleared too:
+    /// a flush means "forget these logs" (e.g. a leaked secret), so they
+    /// must not come back through a resume. Sequence numbers go on.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let mut st = self.lock();
+        st.ring.clear();
+        st.truncate(&self.path)?;
+        files::remove_rotated(&self.path, 0)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SinkState> {
+        // A panic under the lock cannot leave the state torn in a way that
+        // matters more than losing the logs; keep logging.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `data`: either complete lines (it ends with `\n`) or one piece
+    /// of an over-long line (no `\n` at all).
+    fn append(&self, data: Bytes) {
+        debug_assert!(!data.is_empty());
+        let now = SystemTime::now();
+        let timestamp_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let was_open = st.line_open;
+
+        let written = if st.config.time {
+            let stamp = humantime::format_rfc3339_millis(now).to_string();
+            let mut scratch = std::mem::take(&mut st.scratch);
+            prefix_lines(&mut scratch, &data, stamp.as_bytes(), was_open);
+            let written = st.write_file(&self.path, &scratch, was_open);
+            scratch.clear();
+            scratch.shrink_to(SCRATCH_KEEP_BYTES);
+            st.scratch = scratch;
+            written
+        } else {
+            st.write_file(&self.path, &data, was_open)
+        };
+        st.line_open = data.last() != Some(&b'\n');
+        st.note_write(&self.path, written);
+
+        // The newline that ends an over-long line, alone, is not a line of
+        // its own for followers: they already have every piece of it.
+        let body = if was_open && data[0] == b'\n' {
+            data.slice(1..)
+        } else {
+            data
+        };
+        self.emit(st, &body, timestamp_ms);
+    }
+
+    /// Numbers the lines of `body`, keeps the newest in the ring and sends
+    /// them all to followers. Called with the sink lock held.
+    fn emit(&self, st: &mut SinkState, body: &Bytes, timestamp_ms: i64) {
+        if body.is_empty() {
+            return;
+        }
+        let terminated = body.last() == Some(&b'\n');
+        let count = memchr_iter(b'\n', body).count() as u64 + u64::from(!terminated);
+        let first = self.hub.last_seq.fetch_add(count, Ordering::Relaxed) + 1;
+        st.last_seq = first + count - 1;
+
+        let line = |seq, data| {
+            Arc::new(LogLine {
+                seq,
+                id: self.id,
+                name: Arc::clone(&self.name),
+                stream: self.stream,
+                data,
+                timestamp_ms,
+            })
+        };
+
+        // Nobody listening: build nothing. `send` only takes the channel's
+        // own lock and never waits for a receiver.
+        if self.hub.tx.receiver_count() > 0 {
+            for (seq, (start, end)) in (first..).zip(LineRanges::new(body)) {
+                // No receivers left is not an error here.
+                let _ = self.hub.tx.send(line(seq, body.slice(start..end)));
+            }
+        }
+
+        // Only the newest lines of the chunk would survive in the ring: copy
+        // just those. The ring copies into its own buffer, so it never pins
+        // the read chunk.
+        let (from, kept) = ring::newest_fitting(body, RING_MAX_LINES, RING_MAX_BYTES);
+        let kept_body = &body[from..];
+        for (seq, (start, end)) in (st.last_seq + 1 - kept..).zip(LineRanges::new(kept_body)) {
+            st.ring.push(seq, timestamp_ms, &kept_body[start..end]);
+        }
+    }
+
+    /// End of a pipe: `rest` is a final line without a newline (possibly
+    /// empty). The file gets the newline, so the next run's first line
+    /// starts on a line of its own.
+    fn finish(&self, mut rest: BytesMut) {
+        if !rest.is_empty() {
+            rest.put_u8(b'\n');
+            self.append(rest.freeze());
+        } else if self.lock().line_open {
+            self.append(Bytes::from_static(b"\n"));
+        }
+    }
+}
+
+impl fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogSink")
+            .field("path", &self.path)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkState {
+    /// Appends `out` (timestamps already added) to the file, rotating
+    /// first whenever the next bytes would take it past `max_bytes`.
+    /// Rotation happens only between lines, so every file starts with a
+    /// line and is at most `max_bytes`, or a single longer line, plus the
+    /// rest of a line that was open when it filled up.
+    fn write_file(&mut self, path: &Path, mut out: &[u8], mut open: bool) -> io::Result<()> {
+        while !out.is_empty() {
+            if self.file.is_none() {
+                let file = files::open_append(path)?;
+                self.size = file.metadata()?.len();
+                self.file = Some(file);
+            }
+            let room = self.config.max_bytes.saturating_sub(self.size);
+            let take = if out.len() as u64 <= room {
+                out.len()
+            } else if let Some(nl) = memrchr(b'\n', &out[..room as usize]) {
+                // The lines that fit (room < out.len(), so it fits usize).
+                nl + 1
+            } else if open || self.size == 0 {
+                // Finish the open line, or a line longer than max_bytes
+                // gets a fresh file to itself.
+                memchr(b'\n', out).map_or(out.len(), |nl| nl + 1)
+            } else {
+                self.rotate(path)?;
+                continue;
+            };
+            let file = self.file.as_mut().expect("opened above");
+            if let Err(e) = file.write_all(&out[..take]) {
+                // Part of it may have landed: ask the file.
+                self.size = file.metadata().map_or(self.size, |m| m.len());
+                return Err(e);
+            }
+            self.size += take as u64;
+            open = out[take - 1] != b'\n';
+            out = &out[take..];
+        }
+        Ok(())
+    }
+
+    /// `X.log` becomes `X.log.1`, `.1` becomes `.2` ..., the oldest is
+    /// overwritten by the rename; `max_files == 0` just empties `X.log`.
+    fn rotate(&mut self, path: &Path) -> io::Result<()> {
+        let keep = self.config.max_files;
+        if keep == 0 {
+            return self.truncate(path);
+        }
+        for i in (1..keep).rev() {
+            // A missing one (fewer rotations so far) is expected; any other
+            // failure only means an older file is overwritten sooner.
+            let _ = std::fs::rename(
+                files::rotated_path(path, i),
+                files::rotated_path(path, i + 1),
+            );
+        }
+        if let Err(e) = std::fs::rename(path, files::rotated_path(path, 1)) {
+            // Keep the disk bounded even so: lose this file's lines instead.
+            tracing::warn!(path = %path.display(), error = %e, "cannot rotate log file, truncating it");
+            return self.truncate(path);
+        }
+        self.file = None;
+        self.size = 0;
+        let file = files::open_append(path)?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn truncate(&mut self, path: &Path) -> io::Result<()> {
+        match &self.file {
+            Some(file) => file.set_len(0)?,
+            None => self.file = Some(files::open_append_truncate(path)?),
+        }
+        self.size = 0;
+        Ok(())
+    }
+
+    fn note_write(&mut self, path: &Path, result: io::Result<()>) {
+        match result {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!(path = %path.display(), "writing log file again");
+            }
+            Ok(()) => {}
+            Err(e) if !self.failing => {
+                self.failing = true;
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "cannot write log file; lines still reach followers but are \
+                     missing from the file until a write succeeds"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// `out` = `data` with `stamp` and a space before each line, except the
+/// first when it continues an open line.
+fn prefix_lines(out: &mut Vec<u8>, data: &[u8], stamp: &[u8], open: bool) {
+    out.clear();
+    let mut start = 0;
+    while start < data.len() {
+        let end = memchr(b'\n', &data[start..]).map_or(data.len(), |nl| start + nl + 1);
+        if !(open && start == 0) {
+            out.extend_from_slice(stamp);
+            out.push(b' ');
+        }
+        out.extend_from_slice(&data[start..end]);
+        start = end;
+    }
+}
+
+/// Splits the `time` prefix off a line read from a file: its timestamp in
+/// milliseconds since the epoch and the rest of the line. `None` when the
+/// line does not start with one.
+pub fn split_time_prefix(line: &[u8]) -> Option<(i64, &[u8])> {
+    if line.len() < TIME_PREFIX_LEN || line[TIME_PREFIX_LEN - 1] != b' ' {
+        return None;
+    }
+    let stamp = std::str::from_utf8(&line[..TIME_PREFIX_LEN - 1]).ok()?;
+    let at = humantime::parse_rfc3339(stamp).ok()?;
+    let ms = at.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    Some((i64::try_from(ms).ok()?, &line[TIME_PREFIX_LEN..]))
+}
+
+/// `(start, end)` of each line in a buffer, newline excluded; a last piece
+/// without a newline counts as a line.
+struct LineRanges<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> LineRanges<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        LineRanges { buf, pos: 0 }
+    }
+}
+
+impl Iterator for LineRanges<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let start = self.pos;
+        let end = match memchr(b'\n', &self.buf[start..]) {
+            Some(nl) => {
+                self.pos = start + nl + 1;
+                start + nl
+            }
+            None => {
+                self.pos = self.buf.len();
+                self.buf.len()
+            }
+        };
+        Some((start, end))
+    }
+}
+
+/// Spawns a task that reads `pipe` to EOF, splitting lines and writing them
+/// to `sink`. A final line without a newline is written at EOF. The handle
+/// resolves when the pipe is closed (the app and every process holding the
+/// pipe have exited).
+///
+/// Must be called within a tokio runtime. The task keeps reading whatever
+/// happens to the file (disk full, deleted directory), so the app never
+/// blocks on a full pipe; file errors are logged once per streak. A read
+/// error other than EINTR ends the task like EOF.
+pub fn capture<R>(pipe: R, sink: Arc<LogSink>) -> JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move { pump(pipe, &sink).await })
+}
+
+async fn pump<R: AsyncRead + Unpin>(mut pipe: R, sink: &LogSink) {
+    // Holds the unfinished end of the stream: always fewer than
+    // MAX_LINE_BYTES bytes between reads, so a read never makes it larger
+    // than one line piece.
+    let mut buf = BytesMut::with_capacity(MAX_LINE_BYTES);
+    loop {
+        let room = MAX_LINE_BYTES - buf.len();
+        // Reclaims the allocation when the last chunk is no longer shared
+        // (nobody subscribed), else allocates a fresh one: once a chunk.
+        buf.reserve(room);
+        let before = buf.len();
+        let read = match pipe.read_buf(&mut (&mut buf).limit(room)).await {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(path = %sink.path.display(), error = %e, "cannot read app output");
+                break;
+            }
+        };
+        if let Some(nl) = memrchr(b'\n', &buf[before..before + read]) {
+            sink.append(buf.split_to(before + nl + 1).freeze());
+        } else if buf.len() == MAX_LINE_BYTES {
+            sink.append(buf.split().freeze());
+        }
+    }
+    sink.finish(buf);
+}

@@ -1,0 +1,559 @@
+//! Specs of log capture, with real files and real pipes.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tempfile::TempDir;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::broadcast::{self, error::TryRecvError};
+
+use super::files::{rotated_path, tail_lines};
+use super::*;
+
+const ROOMY: LogConfig = LogConfig {
+    max_bytes: 10 * 1024 * 1024,
+    max_files: 3,
+    time: false,
+};
+
+fn hub() -> (TempDir, LogHub) {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = LogHub::new(dir.path().join("logs")).unwrap();
+    (dir, hub)
+}
+
+/// Runs `sh -c script` with its stdout captured into `sink`, and waits for
+/// both the child and the capture (bounded, so a stuck pipe fails the test
+/// instead of hanging it).
+async fn run_sh(sink: &Arc<LogSink>, script: &str) {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let task = capture(child.stdout.take().unwrap(), Arc::clone(sink));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        task.await.unwrap();
+        assert!(child.wait().await.unwrap().success());
+    })
+    .await
+    .expect("capture did not finish");
+}
+
+/// Feeds `writes` through an in-memory pipe, one write each, then closes it.
+async fn run_writes(sink: &Arc<LogSink>, writes: &[&[u8]]) {
+    let (mut tx, rx) = tokio::io::duplex(1024);
+    let task = capture(rx, Arc::clone(sink));
+    for write in writes {
+        tx.write_all(write).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("capture did not finish")
+        .unwrap();
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+fn received(rx: &mut broadcast::Receiver<Arc<LogLine>>) -> Vec<Arc<LogLine>> {
+    let mut lines = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(line) => lines.push(line),
+            Err(TryRecvError::Empty) => return lines,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+}
+
+fn data(lines: &[Arc<LogLine>]) -> Vec<&[u8]> {
+    lines.iter().map(|line| &line.data[..]).collect()
+}
+
+fn strs(lines: &[&'static str]) -> Vec<Bytes> {
+    lines
+        .iter()
+        .map(|l| Bytes::from_static(l.as_bytes()))
+        .collect()
+}
+
+fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<Vec<u8>> {
+    range.map(|i| i.to_string().into_bytes()).collect()
+}
+
+/// Lines land in `NAME-ID-STREAM.log`, and a second run of the instance
+/// (a new capture on the same sink) and a new daemon (a new sink on the
+/// same file) append instead of truncating.
+#[tokio::test]
+async fn lines_land_in_the_file_and_runs_append() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("web", 3, Stream::Out, ROOMY).unwrap();
+    assert_eq!(sink.path(), hub.dir().join("web-3-out.log"));
+    assert_eq!(
+        hub.path("web", 3, Stream::Err),
+        hub.dir().join("web-3-err.log")
+    );
+
+    run_sh(&sink, "printf 'a\\nb\\n'").await;
+    run_sh(&sink, "echo c").await;
+    assert_eq!(read(sink.path()), b"a\nb\nc\n");
+
+    drop(sink);
+    let sink = hub.open_sink("web", 3, Stream::Out, ROOMY).unwrap();
+    run_sh(&sink, "echo d").await;
+    assert_eq!(read(sink.path()), b"a\nb\nc\nd\n");
+}
+
+/// A line split across reads is joined, and a last line without a
+/// newline is emitted at EOF (the file gets the newline).
+#[tokio::test]
+async fn partial_lines_are_carried_over_and_flushed_at_eof() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("app", 0, Stream::Out, ROOMY).unwrap();
+    let mut rx = hub.subscribe();
+    run_writes(&sink, &[b"one\ntw", b"o", b"\nthr", b"ee"]).await;
+    assert_eq!(read(sink.path()), b"one\ntwo\nthree\n");
+    let lines = received(&mut rx);
+    assert_eq!(data(&lines), [&b"one"[..], b"two", b"three"]);
+}
+
+/// Bytes that are not UTF-8, `\r` and NUL pass through untouched.
+#[tokio::test]
+async fn non_utf8_output_is_kept_byte_for_byte() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("bin", 1, Stream::Err, ROOMY).unwrap();
+    let mut rx = hub.subscribe();
+    run_writes(&sink, &[b"\xff\xfe ok\r\n\x80\x00tail"]).await;
+    assert_eq!(read(sink.path()), b"\xff\xfe ok\r\n\x80\x00tail\n");
+    let lines = received(&mut rx);
+    assert_eq!(data(&lines), [&b"\xff\xfe ok\r"[..], b"\x80\x00tail"]);
+    assert!(lines.iter().all(|l| l.stream == Stream::Err && l.id == 1));
+    assert_eq!(&*lines[0].name, "bin");
+}
+
+/// With `time`, each line in the file starts with an RFC 3339 UTC
+/// timestamp with milliseconds and a space; followers get the bare line.
+#[tokio::test]
+async fn time_prefixes_each_line_in_the_file() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        time: true,
+        ..ROOMY
+    };
+    let sink = hub.open_sink("t", 0, Stream::Out, config).unwrap();
+    let mut rx = hub.subscribe();
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    run_sh(&sink, "printf 'hello\\n\\nworld\\n'").await;
+    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+
+    let file = read(sink.path());
+    let lines: Vec<&[u8]> = file
+        .strip_suffix(b"\n")
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for (line, want) in lines.iter().zip([&b"hello"[..], b"", b"world"]) {
+        // 2026-11-26T04:26:30.123Z
+        let stamp = &line[..24];
+        for (at, byte) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+        ] {
+            assert_eq!(stamp[at], byte, "{}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(stamp[23], b'Z');
+        let (ms, rest) = split_time_prefix(line).unwrap();
+        assert_eq!(rest, want);
+        assert!(ms >= before.as_millis() as i64 && ms <= after.as_millis() as i64);
+    }
+    assert_eq!(data(&received(&mut rx)), [&b"hello"[..], b"", b"world"]);
+    assert_eq!(split_time_prefix(b"hello world"), None);
+
+    let (tail, _) = sink.tail(1).unwrap();
+    assert_eq!(split_time_prefix(&tail[0]).unwrap().1, b"world");
+}
+
+/// Size-and-count rotation: `X.log` -> `X.log.1` -> `X.log.2`, the oldest
+/// dropped, every file at most `max_bytes`, no line split across files.
+#[tokio::test]
+async fn rotation_bounds_file_sizes_and_count() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        max_bytes: 100,
+        max_files: 2,
+        time: false,
+    };
+    let sink = hub.open_sink("rot", 0, Stream::Out, config).unwrap();
+    // 100 lines of 10 bytes: one chunk, ten files' worth.
+    run_sh(
+        &sink,
+        "for i in $(seq 1 100); do printf 'line-%04d\\n' $i; done",
+    )
+    .await;
+    let expect = |from: u32, to: u32| -> Vec<u8> {
+        (from..=to)
+            .flat_map(|i| format!("line-{i:04}\n").into_bytes())
+            .collect()
+    };
+    assert_eq!(read(sink.path()), expect(91, 100));
+    assert_eq!(read(&rotated_path(sink.path(), 1)), expect(81, 90));
+    assert_eq!(read(&rotated_path(sink.path(), 2)), expect(71, 80));
+    assert!(!rotated_path(sink.path(), 3).exists());
+
+    // Again line by line (one chunk each): same bounds.
+    run_writes(&sink, &[b"x\n", b"y\n", b"z\n"]).await;
+    assert_eq!(read(sink.path()), b"x\ny\nz\n");
+    assert_eq!(read(&rotated_path(sink.path(), 1)), expect(91, 100));
+    assert_eq!(read(&rotated_path(sink.path(), 2)), expect(81, 90));
+    assert_eq!(std::fs::read_dir(hub.dir()).unwrap().count(), 3);
+}
+
+/// A line longer than `max_bytes` is written whole, in a file of its own.
+#[tokio::test]
+async fn a_line_longer_than_max_bytes_gets_a_fresh_file() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        max_bytes: 100,
+        max_files: 2,
+        time: false,
+    };
+    let sink = hub.open_sink("long", 0, Stream::Out, config).unwrap();
+    let long = [b'x'; 300];
+    run_writes(&sink, &[b"short\n", &long, b"\nafter\n"]).await;
+    assert_eq!(read(sink.path()), b"after\n");
+    assert_eq!(
+        read(&rotated_path(sink.path(), 1)),
+        [&long[..], b"\n"].concat()
+    );
+    assert_eq!(read(&rotated_path(sink.path(), 2)), b"short\n");
+}
+
+/// `max_files == 0` keeps no rotated file: the file starts over.
+#[tokio::test]
+async fn max_files_zero_truncates_in_place() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        max_bytes: 100,
+        max_files: 0,
+        time: false,
+    };
+    let sink = hub.open_sink("zero", 0, Stream::Out, config).unwrap();
+    run_sh(
+        &sink,
+        "for i in $(seq 1 95); do printf 'line-%04d\\n' $i; done",
+    )
+    .await;
+    let expect: Vec<u8> = (91..=95)
+        .flat_map(|i| format!("line-{i:04}\n").into_bytes())
+        .collect();
+    assert_eq!(read(sink.path()), expect);
+    assert_eq!(std::fs::read_dir(hub.dir()).unwrap().count(), 1);
+}
+
+/// Lines longer than `MAX_LINE_BYTES` reach the file whole and followers
+/// in pieces; memory stays bounded and no empty line is invented.
+#[tokio::test]
+async fn over_long_lines_are_whole_in_the_file_and_pieces_for_followers() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        time: true,
+        ..ROOMY
+    };
+    let sink = hub.open_sink("huge", 0, Stream::Out, config).unwrap();
+    let mut rx = hub.subscribe();
+    let long = vec![b'a'; 200_000];
+    let exact = vec![b'b'; 2 * MAX_LINE_BYTES];
+    let unterminated = vec![b'c'; MAX_LINE_BYTES];
+    run_writes(&sink, &[&long, b"\nend\n", &exact, b"\n"]).await;
+    run_writes(&sink, &[&unterminated]).await;
+
+    let file = read(sink.path());
+    let lines: Vec<&[u8]> = file
+        .strip_suffix(b"\n")
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .collect();
+    let bare: Vec<&[u8]> = lines
+        .iter()
+        .map(|l| split_time_prefix(l).unwrap().1)
+        .collect();
+    assert_eq!(bare, [&long[..], b"end", &exact, &unterminated]);
+
+    let pieces = received(&mut rx);
+    assert!(
+        pieces
+            .iter()
+            .all(|p| !p.data.is_empty() && p.data.len() <= MAX_LINE_BYTES)
+    );
+    let joined: Vec<u8> = pieces.iter().flat_map(|p| p.data.to_vec()).collect();
+    assert_eq!(joined, [&long[..], b"end", &exact, &unterminated].concat());
+    assert!(pieces.iter().any(|p| &p.data[..] == b"end"));
+    assert!(pieces.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+/// `tail(n)` gives the last n lines, oldest first, and the seq of the last
+/// line written; reaching into `.1` after a rotation.
+#[tokio::test]
+async fn tail_returns_the_last_lines_and_the_last_seq() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("tail", 0, Stream::Out, ROOMY).unwrap();
+    assert_eq!(sink.tail(5).unwrap(), (vec![], 0));
+
+    let mut rx = hub.subscribe();
+    run_sh(&sink, "seq 1 10").await;
+    let last = received(&mut rx).last().unwrap().seq;
+    let (lines, seq) = sink.tail(3).unwrap();
+    assert_eq!(lines, numbered(8..=10));
+    assert_eq!(seq, last);
+    assert_eq!(sink.tail(100).unwrap().0, numbered(1..=10));
+    assert_eq!(sink.tail(0).unwrap(), (vec![], last));
+
+    let config = LogConfig {
+        max_bytes: 30,
+        max_files: 1,
+        time: false,
+    };
+    let sink = hub.open_sink("tail", 1, Stream::Out, config).unwrap();
+    run_sh(&sink, "for i in $(seq 1 10); do printf 'l%02d\\n' $i; done").await;
+    // .1 holds l01..l07 (28 bytes), the current file l08..l10.
+    let (lines, _) = sink.tail(5).unwrap();
+    assert_eq!(lines, strs(&["l06", "l07", "l08", "l09", "l10"]));
+}
+
+/// The backwards read is bounded; a line cut by the bound is left out.
+#[test]
+fn tail_read_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.log");
+    std::fs::write(&path, "aaaa\nbbbb\ncccc\n").unwrap();
+    let mut budget = 7;
+    let (lines, whole) = tail_lines(&path, 3, &mut budget).unwrap();
+    assert_eq!(
+        (lines, whole, budget),
+        (vec![Bytes::from_static(b"cccc")], false, 0)
+    );
+
+    let mut budget = 1 << 20;
+    let (lines, whole) = tail_lines(&path, 3, &mut budget).unwrap();
+    assert_eq!(lines, strs(&["aaaa", "bbbb", "cccc"]));
+    assert!(whole);
+
+    std::fs::write(&path, "\n\nlast").unwrap();
+    let (lines, _) = tail_lines(&path, 10, &mut budget).unwrap();
+    assert_eq!(lines, strs(&["", "", "last"]));
+}
+
+/// A follower that subscribes, then tails, then drops followed lines with
+/// seq <= the tail's seq sees every line exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_then_follow_has_no_gap_and_no_duplicate() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("live", 0, Stream::Out, ROOMY).unwrap();
+    let mut rx = hub.subscribe();
+    let writer = {
+        let sink = Arc::clone(&sink);
+        tokio::spawn(async move {
+            run_sh(&sink, "for i in $(seq 1 3000); do echo $i; done").await;
+        })
+    };
+    // Tail once the app is under way.
+    let first = rx.recv().await.unwrap();
+    let (mut seen, after) = sink.tail(1_000_000).unwrap();
+    writer.await.unwrap();
+    let mut followed = vec![first];
+    followed.extend(received(&mut rx));
+    seen.extend(
+        followed
+            .iter()
+            .filter(|l| l.seq > after)
+            .map(|l| l.data.clone()),
+    );
+    assert_eq!(seen, numbered(1..=3000));
+}
+
+/// Every line is broadcast; seq increases within a sink and is unique
+/// daemon-wide, with two sinks writing at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_every_line_in_seq_order() {
+    let (_dir, hub) = hub();
+    let out = hub.open_sink("two", 0, Stream::Out, ROOMY).unwrap();
+    let err = hub.open_sink("two", 0, Stream::Err, ROOMY).unwrap();
+    let mut rx = hub.subscribe();
+    tokio::join!(run_sh(&out, "seq 1 1500"), run_sh(&err, "seq 1 1500"));
+
+    let lines = received(&mut rx);
+    for stream in [Stream::Out, Stream::Err] {
+        let mine: Vec<_> = lines
+            .iter()
+            .filter(|l| l.stream == stream)
+            .cloned()
+            .collect();
+        let want = numbered(1..=1500);
+        assert_eq!(
+            data(&mine),
+            want.iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
+        assert!(mine.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+    let mut seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 3000);
+}
+
+/// The ring keeps the newest lines within its bounds and serves resumes.
+#[tokio::test]
+async fn retained_after_serves_the_newest_lines() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("ring", 0, Stream::Out, ROOMY).unwrap();
+    assert!(sink.retained_after(0).is_empty());
+    run_sh(&sink, "seq 1 300").await;
+    run_writes(&sink, &[b"301\n", b"302\n"]).await;
+
+    let all = sink.retained_after(0);
+    assert_eq!(all.len(), RING_MAX_LINES);
+    let want = numbered(103..=302);
+    assert_eq!(
+        data(&all),
+        want.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let at_250 = all.iter().find(|l| &l.data[..] == b"250").unwrap().seq;
+    let rest = sink.retained_after(at_250);
+    assert_eq!(rest.len(), 52);
+    assert_eq!(&rest[0].data[..], b"251");
+    assert!(sink.retained_after(all.last().unwrap().seq).is_empty());
+    assert_eq!(sink.tail(1).unwrap().1, all.last().unwrap().seq);
+
+    // The byte bound: 1000-byte lines, as many as fit in RING_MAX_BYTES.
+    run_sh(
+        &sink,
+        "for i in $(seq 1 100); do printf '%01000d\\n' $i; done",
+    )
+    .await;
+    let big = sink.retained_after(0);
+    assert_eq!(big.len(), RING_MAX_BYTES / 1000);
+    assert_eq!(big.last().unwrap().data.len(), 1000);
+}
+
+/// Flush empties the file, removes rotated ones and the ring; later writes
+/// land at the start of the file.
+#[tokio::test]
+async fn flush_empties_and_later_writes_still_land() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        max_bytes: 50,
+        max_files: 5,
+        time: false,
+    };
+    let sink = hub.open_sink("fl", 0, Stream::Out, config).unwrap();
+    run_sh(&sink, "seq 1 100").await;
+    assert!(rotated_path(sink.path(), 2).exists());
+    let before = sink.tail(1).unwrap().1;
+
+    sink.flush().unwrap();
+    assert_eq!(read(sink.path()), b"");
+    assert!(!rotated_path(sink.path(), 1).exists());
+    assert!(sink.retained_after(0).is_empty());
+    assert_eq!(sink.tail(10).unwrap(), (vec![], before));
+
+    run_sh(&sink, "echo new").await;
+    assert_eq!(read(sink.path()), b"new\n");
+    assert_eq!(data(&sink.retained_after(0)), [b"new"]);
+    assert!(sink.tail(1).unwrap().1 > before);
+}
+
+/// Deleting an app removes both streams' files, rotated ones included,
+/// and nothing else; missing files are fine.
+#[tokio::test]
+async fn remove_files_removes_only_that_instance() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        max_bytes: 20,
+        max_files: 3,
+        time: false,
+    };
+    for (name, id) in [("web", 1), ("web", 10), ("web-1", 0)] {
+        for stream in [Stream::Out, Stream::Err] {
+            let sink = hub.open_sink(name, id, stream, config).unwrap();
+            run_sh(&sink, "seq 1 30").await;
+        }
+    }
+    assert_eq!(std::fs::read_dir(hub.dir()).unwrap().count(), 24);
+    hub.remove_files("web", 1).unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(hub.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 16);
+    assert!(
+        left.iter()
+            .all(|n| n.starts_with("web-10-") || n.starts_with("web-1-0-"))
+    );
+    hub.remove_files("web", 1).unwrap();
+    hub.remove_files("never", 7).unwrap();
+}
+
+/// Lowering `max_files` removes the rotated files beyond it.
+#[tokio::test]
+async fn set_config_drops_extra_rotated_files() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        max_bytes: 20,
+        max_files: 4,
+        time: false,
+    };
+    let sink = hub.open_sink("cfg", 0, Stream::Out, config).unwrap();
+    run_sh(&sink, "seq 1 40").await;
+    assert!(rotated_path(sink.path(), 4).exists());
+    sink.set_config(LogConfig {
+        max_files: 1,
+        ..config
+    })
+    .unwrap();
+    assert_eq!(sink.config().max_files, 1);
+    assert!(rotated_path(sink.path(), 1).exists());
+    assert!(!rotated_path(sink.path(), 2).exists());
+    assert!(!rotated_path(sink.path(), 4).exists());
+}
+
+/// A file that cannot be written (disk full) neither stops the capture nor
+/// blocks the app: the pipe is drained and lines still reach the ring.
+#[tokio::test]
+async fn write_errors_do_not_stop_the_capture() {
+    let (_dir, hub) = hub();
+    let path = hub.path("full", 0, Stream::Out);
+    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+    let sink = hub.open_sink("full", 0, Stream::Out, ROOMY).unwrap();
+    // Far more than a pipe buffer: the app would block if we stopped reading.
+    run_sh(&sink, "seq 1 200000").await;
+    assert_eq!(&sink.retained_after(0).last().unwrap().data[..], b"200000");
+    assert!(sink.tail(1).unwrap().1 > 0);
+}
+
+/// Lots of output through a real pipe: nothing lost, nothing reordered.
+#[tokio::test]
+async fn bulk_output_is_complete() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("bulk", 0, Stream::Out, ROOMY).unwrap();
+    run_sh(&sink, "seq 1 200000").await;
+    let want: Vec<u8> = (1..=200_000)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    assert_eq!(read(sink.path()), want);
+    assert_eq!(sink.tail(2).unwrap().0, numbered(199_999..=200_000));
+}

@@ -1,0 +1,594 @@
+//! The process table: which apps exist, their instances, and the commands
+//! that change them (create, start, stop, restart, delete, restore at boot,
+//! shutdown). The only place that forks or signals (through `instance` and
+//! `process`).
+//!
+//! Concurrency: the table is a `std::sync::Mutex<Table>` that is never held
+//! across an await. Each instance has a task (`instance::run`) that owns its
+//! child and is the only writer of its `Shared` record; the table keeps the
+//! task's command sender. Lock order: table, then an instance's `Shared`.
+//! Every change requests a write of `state.json` from the store's
+//! [`Persister`]; the writer task here coalesces them.
+
+pub mod instance;
+pub mod process;
+pub mod spec;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use pmdaemon_proto::Target;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::logs::{LogHub, LogSink, Stream};
+use crate::store::{self, AppRecord, InstanceRecord, Persister, StateFile};
+use instance::{Cmd, ExitInfo, Shared, State};
+use spec::{AppSpec, Launch};
+
+/// A read-only copy of one instance for the API.
+#[derive(Debug, Clone)]
+pub struct InstanceView {
+    pub id: u32,
+    pub index: u32,
+    pub name: String,
+    pub shared: Shared,
+    pub created_at_ms: i64,
+    pub out_log: PathBuf,
+    pub err_log: PathBuf,
+}
+
+/// An instance as the table holds it.
+struct Instance {
+    id: u32,
+    index: u32,
+    shared: Arc<Mutex<Shared>>,
+    /// To the instance task; closing it (drop) stops the task.
+    cmd: mpsc::UnboundedSender<Cmd>,
+    out: Arc<LogSink>,
+    err: Arc<LogSink>,
+}
+
+struct App {
+    name: String,
+    created_at_ms: i64,
+    instances: Vec<Instance>,
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u32,
+    /// In creation order, which is also id order.
+    apps: Vec<App>,
+}
+
+impl Table {
+    fn app(&self, name: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    /// The instances a target selects, as (app index, instance index).
+    fn select(&self, target: &Target) -> Result<Vec<(usize, usize)>> {
+        let all = self
+            .apps
+            .iter()
+            .enumerate()
+            .flat_map(|(a, app)| (0..app.instances.len()).map(move |i| (a, i)));
+        let picked: Vec<_> = match target {
+            Target::All => all.collect(),
+            Target::Id(id) => all
+                .filter(|&(a, i)| self.apps[a].instances[i].id == *id)
+                .collect(),
+            Target::Name(name) => all.filter(|&(a, _)| self.apps[a].name == *name).collect(),
+        };
+        if picked.is_empty() && !matches!(target, Target::All) {
+            return Err(Error::NotFound {
+                target: target.to_string(),
+            });
+        }
+        Ok(picked)
+    }
+}
+
+struct Inner {
+    home: PathBuf,
+    table: Mutex<Table>,
+    logs: LogHub,
+    /// Shared with the writer task (`persist_loop`).
+    persister: Arc<Persister>,
+    boot_id: String,
+    /// PATH for resolving bare command names: the daemon's own.
+    path_var: Option<OsString>,
+    shutting_down: AtomicBool,
+}
+
+/// Handle to the process table. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+/// What to do with a selected instance.
+enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Supervisor {
+    /// An empty table using `home` for state and `logs` for output. Spawns
+    /// the state writer task (needs a runtime).
+    pub fn new(home: PathBuf, logs: LogHub) -> Self {
+        let inner = Arc::new(Inner {
+            home,
+            table: Mutex::new(Table::default()),
+            logs,
+            persister: Arc::new(Persister::default()),
+            boot_id: process::boot_id(),
+            path_var: std::env::var_os("PATH"),
+            shutting_down: AtomicBool::new(false),
+        });
+        tokio::spawn(persist_loop(inner.persister.clone(), Arc::downgrade(&inner)));
+        Supervisor { inner }
+    }
+
+    pub fn logs(&self) -> &LogHub {
+        &self.inner.logs
+    }
+
+    pub fn home(&self) -> &std::path::Path {
+        &self.inner.home
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Resolves and validates `spec`, adds the app and starts it. Nothing is
+    /// created when anything is wrong, including when the first spawn fails.
+    pub async fn create(&self, spec: AppSpec) -> Result<Vec<InstanceView>> {
+        self.check_running()?;
+        spec.validate()?;
+        let launch = spec::resolve(&spec, self.inner.path_var.as_deref())?;
+        let name = spec.name.clone();
+        let id = {
+            let mut table = self.table();
+            if let Some(app) = table.app(&name) {
+                return Err(Error::AlreadyExists {
+                    name,
+                    id: app.instances.first().map(|i| i.id).unwrap_or(0),
+                });
+            }
+            let id = table.next_id;
+            let instance = self.new_instance(id, 0, Arc::new(spec), Arc::new(launch), None)?;
+            table.next_id += 1;
+            table.apps.push(App {
+                name: name.clone(),
+                created_at_ms: instance::now_ms(),
+                instances: vec![instance],
+            });
+            id
+        };
+        tracing::info!(app = %name, id, "created");
+        let results = self.act(&Target::Id(id), Action::Start).await?;
+        if let Some(Err(e)) = results.into_iter().next() {
+            // Nothing is created when the app cannot even be spawned.
+            self.remove(&[id]).await;
+            return Err(e);
+        }
+        self.views(&Target::Id(id))
+    }
+
+    /// Builds an instance record, its log sinks and its task.
+    fn new_instance(
+        &self,
+        id: u32,
+        index: u32,
+        spec: Arc<AppSpec>,
+        launch: Arc<Launch>,
+        record: Option<&InstanceRecord>,
+    ) -> Result<Instance> {
+        let logs = &self.inner.logs;
+        let cfg = spec.log_config();
+        let open = |stream| {
+            logs.open_sink(&spec.name, id, stream, cfg)
+                .map_err(|e| Error::io("cannot open log file", logs.path(&spec.name, id, stream), e))
+        };
+        let (out, err) = (open(Stream::Out)?, open(Stream::Err)?);
+        let mut shared = Shared::new(spec.clone(), launch);
+        if let Some(r) = record {
+            shared.desired_running = r.desired_running;
+            shared.restarts = r.restarts;
+            shared.unstable_restarts = r.unstable_restarts;
+            shared.reason = r.reason.clone();
+            shared.state = match State::from_word(&r.state) {
+                Some(State::Errored) => State::Errored,
+                _ => State::Stopped,
+            };
+            shared.last_exit = r.last_exit_at_ms.map(|at_ms| ExitInfo {
+                code: r.last_exit_code,
+                signal: r.last_exit_signal.clone(),
+                at_ms,
+            });
+        }
+        let shared = Arc::new(Mutex::new(shared));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let weak = Arc::downgrade(&self.inner);
+        let ctx = instance::Ctx {
+            id,
+            index,
+            name: Arc::from(spec.name.as_str()),
+            shared: shared.clone(),
+            out: out.clone(),
+            err: err.clone(),
+            changed: Arc::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.persister.request();
+                }
+            }),
+        };
+        tokio::spawn(instance::run(ctx, rx));
+        Ok(Instance {
+            id,
+            index,
+            shared,
+            cmd: tx,
+            out,
+            err,
+        })
+    }
+
+    /// Sends `action` to every selected instance and waits for all of them
+    /// (concurrently: stopping ten apps takes one kill timeout, not ten).
+    async fn act(&self, target: &Target, action: Action) -> Result<Vec<Result<()>>> {
+        self.check_running()?;
+        let waits: Vec<_> = {
+            let table = self.table();
+            table
+                .select(target)?
+                .into_iter()
+                .map(|(a, i)| {
+                    let inst = &table.apps[a].instances[i];
+                    let (tx, rx) = oneshot::channel::<Result<()>>();
+                    let cmd = match action {
+                        Action::Start => Cmd::Start(tx),
+                        Action::Restart => Cmd::Restart(tx),
+                        Action::Stop => {
+                            let (stx, srx) = oneshot::channel();
+                            let _ = inst.cmd.send(Cmd::Stop(stx));
+                            tokio::spawn(async move {
+                                let _ = srx.await;
+                                let _ = tx.send(Ok(()));
+                            });
+                            return rx;
+                        }
+                    };
+                    let _ = inst.cmd.send(cmd);
+                    rx
+                })
+                .collect()
+        };
+        let mut results = Vec::with_capacity(waits.len());
+        for rx in waits {
+            results.push(rx.await.unwrap_or(Err(Error::ShuttingDown)));
+        }
+        self.inner.persister.request();
+        Ok(results)
+    }
+
+    /// Starts the target's instances that are not running.
+    pub async fn start(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        first_error(self.act(target, Action::Start).await?)?;
+        self.views(target)
+    }
+
+    /// Stops the target's instances; waits until their groups are gone.
+    pub async fn stop(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        first_error(self.act(target, Action::Stop).await?)?;
+        self.views(target)
+    }
+
+    pub async fn restart(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        first_error(self.act(target, Action::Restart).await?)?;
+        self.views(target)
+    }
+
+    /// Stops and removes the target's instances (only those in `only_state`
+    /// when given), with their log files.
+    pub async fn delete(&self, target: &Target, only_state: Option<State>) -> Result<Vec<InstanceView>> {
+        self.check_running()?;
+        let views: Vec<InstanceView> = self
+            .views(target)?
+            .into_iter()
+            .filter(|v| only_state.is_none_or(|s| v.shared.state == s))
+            .collect();
+        let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
+        self.remove(&ids).await;
+        for v in &views {
+            if let Err(e) = self.inner.logs.remove_files(&v.name, v.id) {
+                tracing::warn!(app = %v.name, id = v.id, error = %e, "cannot remove log files");
+            }
+            tracing::info!(app = %v.name, id = v.id, "deleted");
+        }
+        let generation = self.inner.persister.request();
+        self.inner.persister.flushed(generation).await;
+        Ok(views)
+    }
+
+    /// Stops the instances with these ids, then drops them from the table.
+    async fn remove(&self, ids: &[u32]) {
+        let waits: Vec<_> = {
+            let table = self.table();
+            table
+                .apps
+                .iter()
+                .flat_map(|a| &a.instances)
+                .filter(|i| ids.contains(&i.id))
+                .map(|i| {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = i.cmd.send(Cmd::Exit(tx));
+                    rx
+                })
+                .collect()
+        };
+        for rx in waits {
+            let _ = rx.await;
+        }
+        let mut table = self.table();
+        for app in &mut table.apps {
+            app.instances.retain(|i| !ids.contains(&i.id));
+        }
+        table.apps.retain(|a| !a.instances.is_empty());
+        drop(table);
+        self.inner.persister.request();
+    }
+
+    /// Copies of the selected instances.
+    pub fn views(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        let table = self.table();
+        let picked = table.select(target)?;
+        Ok(picked
+            .into_iter()
+            .map(|(a, i)| {
+                let app = &table.apps[a];
+                let inst = &app.instances[i];
+                InstanceView {
+                    id: inst.id,
+                    index: inst.index,
+                    name: app.name.clone(),
+                    shared: inst.shared.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    created_at_ms: app.created_at_ms,
+                    out_log: inst.out.path().to_path_buf(),
+                    err_log: inst.err.path().to_path_buf(),
+                }
+            })
+            .collect())
+    }
+
+    /// The log sinks of the selected instances: (id, name, stream, sink).
+    pub fn sinks(&self, target: &Target) -> Result<Vec<(u32, Arc<str>, Stream, Arc<LogSink>)>> {
+        let table = self.table();
+        let picked = table.select(target)?;
+        let mut out = Vec::new();
+        for (a, i) in picked {
+            let app = &table.apps[a];
+            let inst = &app.instances[i];
+            let name: Arc<str> = Arc::from(app.name.as_str());
+            out.push((inst.id, name.clone(), Stream::Out, inst.out.clone()));
+            out.push((inst.id, name, Stream::Err, inst.err.clone()));
+        }
+        Ok(out)
+    }
+
+    /// The table as persisted.
+    fn snapshot(&self) -> StateFile {
+        snapshot(&self.inner)
+    }
+
+    /// Writes `dump.json` (`pmd save`).
+    pub async fn save_dump(&self) -> Result<(PathBuf, usize)> {
+        let state = self.snapshot();
+        let path = self.inner.home.join(store::DUMP_FILE);
+        let count = state.apps.len();
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || store::write_atomic(&p, &state))
+            .await
+            .map_err(|e| Error::io("cannot write", &path, std::io::Error::other(e)))?
+            .map_err(|e| Error::io("cannot write", &path, e))?;
+        Ok((path, count))
+    }
+
+    /// Creates and starts every app of `dump.json` whose name is not taken.
+    /// Returns the started views and the skipped names (with the reason when
+    /// an app could not be started).
+    pub async fn resurrect(&self) -> Result<(Vec<InstanceView>, Vec<String>)> {
+        let path = self.inner.home.join(store::DUMP_FILE);
+        let dump = store::load_dump(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::FailedPrecondition(format!(
+                "no dump at {}: run `pmd save` first",
+                path.display()
+            )),
+            _ => Error::io("cannot read dump", &path, e),
+        })?;
+        let mut started = Vec::new();
+        let mut skipped = Vec::new();
+        for app in dump.apps {
+            let name = app.spec.name.clone();
+            if self.table().app(&name).is_some() {
+                skipped.push(name);
+                continue;
+            }
+            match self.create(app.spec).await {
+                Ok(views) => started.extend(views),
+                Err(e) => skipped.push(format!("{name} ({e})")),
+            }
+        }
+        Ok((started, skipped))
+    }
+
+    /// Loads the persisted table at daemon start: terminates leftovers of a
+    /// crashed daemon (same pid, start time and boot id), then starts the
+    /// instances that should run. Returns once the table is filled; the
+    /// leftover cleanup and starts continue in the background.
+    pub fn restore(&self, state: StateFile) -> Result<()> {
+        let mut leftovers = Vec::new();
+        let mut to_start = Vec::new();
+        {
+            let mut table = self.table();
+            table.next_id = state.next_id;
+            for rec in state.apps {
+                if let Err(e) = rec.spec.validate() {
+                    tracing::error!(app = %rec.spec.name, error = %e, "skipping invalid app in state file");
+                    continue;
+                }
+                let spec = Arc::new(rec.spec);
+                let launch = Arc::new(rec.launch);
+                let mut instances = Vec::new();
+                for r in &rec.instances {
+                    if let (Some(pid), Some(ticks), Some(boot)) = (r.pid, r.start_ticks, &r.boot_id) {
+                        if process::is_same_process(pid, ticks, boot, &self.inner.boot_id) {
+                            leftovers.push((pid, spec.stop_signal(), spec.kill_timeout()));
+                        }
+                    }
+                    if r.desired_running {
+                        to_start.push(r.id);
+                    }
+                    table.next_id = table.next_id.max(r.id + 1);
+                    instances.push(self.new_instance(r.id, r.index, spec.clone(), launch.clone(), Some(r))?);
+                }
+                if !instances.is_empty() {
+                    table.apps.push(App {
+                        name: spec.name.clone(),
+                        created_at_ms: rec.created_at_ms,
+                        instances,
+                    });
+                }
+            }
+        }
+        let sup = self.clone();
+        tokio::spawn(async move {
+            if !leftovers.is_empty() {
+                tracing::warn!(count = leftovers.len(), "terminating processes left by a previous daemon");
+            }
+            let kills: Vec<_> = leftovers
+                .into_iter()
+                .map(|(pid, sig, grace)| tokio::spawn(process::terminate_leftover(pid, sig, grace)))
+                .collect();
+            for k in kills {
+                let _ = k.await;
+            }
+            for id in to_start {
+                if let Err(e) = sup.start(&Target::Id(id)).await {
+                    tracing::warn!(id, error = %e, "cannot restart app from state");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops every app (concurrently), keeping their desired state so the
+    /// next daemon starts them again, and writes the final state.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let waits: Vec<_> = {
+            let table = self.table();
+            table
+                .apps
+                .iter()
+                .flat_map(|a| &a.instances)
+                .map(|i| {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = i.cmd.send(Cmd::Exit(tx));
+                    rx
+                })
+                .collect()
+        };
+        for rx in waits {
+            let _ = rx.await;
+        }
+        let state = self.snapshot();
+        let path = self.inner.home.join(store::STATE_FILE);
+        if let Err(e) = tokio::task::spawn_blocking(move || store::write_atomic(&path, &state)).await {
+            tracing::error!(error = %e, "cannot write final state");
+        }
+    }
+}
+
+fn first_error(results: Vec<Result<()>>) -> Result<()> {
+    results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
+}
+
+fn snapshot(inner: &Inner) -> StateFile {
+    let table = inner.table.lock().unwrap_or_else(|p| p.into_inner());
+    let apps = table
+        .apps
+        .iter()
+        .filter_map(|app| {
+            let first = app.instances.first()?.shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let instances = app
+                .instances
+                .iter()
+                .map(|i| {
+                    let s = i.shared.lock().unwrap_or_else(|p| p.into_inner());
+                    InstanceRecord {
+                        id: i.id,
+                        index: i.index,
+                        desired_running: s.desired_running,
+                        state: s.state.word().to_string(),
+                        pid: s.pid,
+                        start_ticks: s.start_ticks,
+                        boot_id: s.pid.map(|_| inner.boot_id.clone()),
+                        restarts: s.restarts,
+                        unstable_restarts: s.unstable_restarts,
+                        last_exit_code: s.last_exit.as_ref().and_then(|e| e.code),
+                        last_exit_signal: s.last_exit.as_ref().and_then(|e| e.signal.clone()),
+                        last_exit_at_ms: s.last_exit.as_ref().map(|e| e.at_ms),
+                        reason: s.reason.clone(),
+                    }
+                })
+                .collect();
+            Some(AppRecord {
+                spec: (*first.spec).clone(),
+                launch: (*first.launch).clone(),
+                created_at_ms: app.created_at_ms,
+                instances,
+            })
+        })
+        .collect();
+    StateFile {
+        version: store::FORMAT_VERSION,
+        next_id: table.next_id,
+        apps,
+    }
+}
+
+/// The writer task: one atomic write of the latest snapshot per batch of
+/// change requests. Ends when the supervisor is gone.
+async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
+    loop {
+        let generation = persister.next_batch().await;
+        let Some(strong) = inner.upgrade() else { return };
+        let state = snapshot(&strong);
+        let path = strong.home.join(store::STATE_FILE);
+        drop(strong);
+        let result = tokio::task::spawn_blocking(move || store::write_atomic(&path, &state)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write state.json"),
+            Err(e) => tracing::error!(error = %e, "state writer panicked"),
+        }
+        persister.mark_done(generation);
+    }
+}
+
+pub use instance::State as InstanceState;
+

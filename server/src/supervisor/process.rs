@@ -1,0 +1,175 @@
+//! The OS boundary of the supervisor: spawning an instance in its own
+//! process group with piped stdio, signalling and draining that group, and
+//! reading `/proc` to identify processes across daemon lives (start time and
+//! boot id, so a reused pid is never touched).
+//!
+//! Nothing here holds state; `instance.rs` owns the children.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::spec::Launch;
+
+/// Spawns `launch` in a new process group (pgid = pid) with stdin from
+/// /dev/null and stdout/stderr piped to the daemon.
+pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Child> {
+    let mut cmd = Command::new(&launch.program);
+    cmd.arg0(&launch.argv[0])
+        .args(&launch.argv[1..])
+        .current_dir(&launch.cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        // The instance task always waits for its child; if it is gone
+        // anyway (daemon shutting down hard), the child must survive for the
+        // next daemon to find and terminate it, not be killed half-way.
+        .kill_on_drop(false);
+    cmd.spawn()
+}
+
+/// Sends `signal` to a whole process group. A group that is already gone is
+/// not an error.
+pub fn signal_group(pgid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    if raw <= 1 {
+        return; // never signal "every process" or init by accident
+    }
+    match killpg(Pid::from_raw(raw), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pgid, %signal, error = %e, "cannot signal process group"),
+    }
+}
+
+/// Pids of live (non-zombie) processes whose process group is `pgid`.
+/// killpg alone cannot tell: it succeeds while only zombies remain.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            read_stat(*pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z' && s.state != 'X')
+        })
+        .collect()
+}
+
+/// Waits until no live process is left in `pgid`, up to `deadline`.
+/// Returns whether the group is empty.
+pub async fn wait_group_empty(pgid: u32, deadline: Instant) -> bool {
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if group_members(pgid).is_empty() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Stops whatever is left of a group after its leader exited (background
+/// workers of a shell script, say): the stop signal, then SIGKILL after
+/// `grace`. Returns once the group is empty or SIGKILL was sent.
+pub async fn drain_group(pgid: u32, signal: Signal, grace: Duration) {
+    if group_members(pgid).is_empty() {
+        return;
+    }
+    signal_group(pgid, signal);
+    if !wait_group_empty(pgid, Instant::now() + grace).await {
+        signal_group(pgid, Signal::SIGKILL);
+        wait_group_empty(pgid, Instant::now() + Duration::from_secs(1)).await;
+    }
+}
+
+/// The fields of `/proc/PID/stat` the supervisor needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStat {
+    pub state: char,
+    pub pgrp: u32,
+    /// Start time in clock ticks since boot: with the boot id, identifies a
+    /// process across pid reuse.
+    pub start_ticks: u64,
+}
+
+pub fn read_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    // The command name (field 2) may contain spaces and ')'; the fields
+    // after the last ')' are fixed.
+    let after = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // after[0] is field 3 (state); field N is after[N - 3].
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(5 - 3)?.parse().ok()?,
+        start_ticks: fields.get(22 - 3)?.parse().ok()?,
+    })
+}
+
+/// This boot's id; changes on every reboot.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Is `pid` still the very process that was recorded?
+pub fn is_same_process(pid: u32, start_ticks: u64, recorded_boot: &str, boot: &str) -> bool {
+    !boot.is_empty()
+        && recorded_boot == boot
+        && read_stat(pid).is_some_and(|s| s.start_ticks == start_ticks && s.state != 'Z')
+}
+
+/// Terminates a process group left by a previous daemon life (which we
+/// cannot wait() on: it is not our child): stop signal, then SIGKILL after
+/// `grace`, then wait for it to disappear.
+pub async fn terminate_leftover(pgid: u32, signal: Signal, grace: Duration) {
+    signal_group(pgid, signal);
+    if !wait_group_empty(pgid, Instant::now() + grace).await {
+        signal_group(pgid, Signal::SIGKILL);
+        wait_group_empty(pgid, Instant::now() + Duration::from_secs(5)).await;
+    }
+}
+
+/// Human name of a signal number, e.g. `SIGKILL`.
+pub fn signal_name(signo: i32) -> String {
+    Signal::try_from(signo)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signo}"))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_survives_odd_command_names() {
+        let line = "1234 (my (weird) app) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.pgrp, 1234);
+        assert_eq!(s.start_ticks, 98765);
+    }
+
+    #[test]
+    fn own_process_is_recognised() {
+        let me = std::process::id();
+        let stat = read_stat(me).unwrap();
+        let boot = boot_id();
+        assert!(is_same_process(me, stat.start_ticks, &boot, &boot));
+        assert!(!is_same_process(me, stat.start_ticks + 1, &boot, &boot));
+        assert!(!is_same_process(me, stat.start_ticks, "other-boot", &boot));
+    }
+}

@@ -1,0 +1,466 @@
+//! What an app is: the validated, defaulted [`AppSpec`] the supervisor keeps
+//! and persists, and the [`Launch`] it resolves to (absolute program, argv,
+//! working directory). Resolution happens once, when the app is created, so
+//! a restored app does not depend on the cwd of the client that created it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// When an exited instance is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Autorestart {
+    #[default]
+    Always,
+    /// Only after a non-zero exit code or a signal.
+    OnFailure,
+    Never,
+}
+
+impl Autorestart {
+    pub fn word(self) -> &'static str {
+        match self {
+            Autorestart::Always => "always",
+            Autorestart::OnFailure => "on-failure",
+            Autorestart::Never => "never",
+        }
+    }
+}
+
+pub const DEFAULT_MAX_RESTARTS: u32 = 15;
+pub const DEFAULT_MIN_UPTIME_MS: u64 = 1_000;
+pub const DEFAULT_BACKOFF_INITIAL_MS: u64 = 100;
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
+pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
+pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
+/// Rotation below this size would rotate on nearly every line.
+pub const MIN_LOG_MAX_BYTES: u64 = 1 << 10;
+pub const MAX_LOG_MAX_BYTES: u64 = 1 << 40;
+pub const MAX_LOG_MAX_FILES: u32 = 100;
+/// A crash loop is stopped long before this; more is a typo.
+pub const MAX_MAX_RESTARTS: u32 = 1_000_000;
+
+/// A validated app definition with every default filled in. Durations are
+/// milliseconds so the persisted JSON is plain numbers.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: String,
+    /// As the user gave it (path or command name).
+    pub script: String,
+    pub args: Vec<String>,
+    /// `None`: from the shebang or extension; `Some("none")`: exec directly.
+    pub interpreter: Option<String>,
+    pub interpreter_args: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub autorestart: Autorestart,
+    pub max_restarts: u32,
+    pub min_uptime_ms: u64,
+    pub restart_delay_ms: u64,
+    pub exp_backoff_initial_ms: u64,
+    pub exp_backoff_max_ms: u64,
+    pub kill_timeout_ms: u64,
+    /// Canonical signal name, e.g. `SIGTERM`.
+    pub stop_signal: String,
+    pub time: bool,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+}
+
+/// `Debug` redacts environment values: they are often secrets, and specs
+/// end up in logs.
+impl fmt::Debug for AppSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env: BTreeMap<&str, &str> = self.env.keys().map(|k| (k.as_str(), "<redacted>")).collect();
+        f.debug_struct("AppSpec")
+            .field("name", &self.name)
+            .field("script", &self.script)
+            .field("args", &self.args)
+            .field("interpreter", &self.interpreter)
+            .field("cwd", &self.cwd)
+            .field("env", &env)
+            .field("autorestart", &self.autorestart)
+            .field("max_restarts", &self.max_restarts)
+            .field("min_uptime_ms", &self.min_uptime_ms)
+            .field("restart_delay_ms", &self.restart_delay_ms)
+            .field("kill_timeout_ms", &self.kill_timeout_ms)
+            .field("stop_signal", &self.stop_signal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppSpec {
+    pub fn min_uptime(&self) -> Duration {
+        Duration::from_millis(self.min_uptime_ms)
+    }
+
+    pub fn kill_timeout(&self) -> Duration {
+        Duration::from_millis(self.kill_timeout_ms)
+    }
+
+    pub fn stop_signal(&self) -> nix::sys::signal::Signal {
+        // Validated when the spec was built; SIGTERM only if a hand-edited
+        // state file holds garbage.
+        pmdaemon_proto::parse_signal(&self.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    pub fn log_config(&self) -> crate::logs::LogConfig {
+        crate::logs::LogConfig {
+            max_bytes: self.log_max_bytes,
+            max_files: self.log_max_files,
+            time: self.time,
+        }
+    }
+
+    /// Delay before the next spawn, given how many consecutive unstable runs
+    /// preceded it (1 for the first crash). The first restart is immediate
+    /// (plus `restart_delay`); from the second on, backoff doubles from
+    /// `exp_backoff_initial` up to `exp_backoff_max`.
+    pub fn restart_delay(&self, unstable_runs: u32) -> Duration {
+        let backoff = if unstable_runs <= 1 || self.exp_backoff_initial_ms == 0 {
+            0
+        } else {
+            let shift = (unstable_runs - 2).min(40);
+            self.exp_backoff_initial_ms
+                .saturating_mul(1u64 << shift)
+                .min(self.exp_backoff_max_ms.max(self.exp_backoff_initial_ms))
+        };
+        Duration::from_millis(self.restart_delay_ms.saturating_add(backoff))
+    }
+
+    /// Checks every field; used for specs from clients and from files.
+    pub fn validate(&self) -> Result<()> {
+        pmdaemon_proto::validate_name(&self.name)?;
+        if self.script.is_empty() {
+            return Err(Error::InvalidArgument("script is empty: give a file or command to run".into()));
+        }
+        if self.script.contains('\0') || self.args.iter().any(|a| a.contains('\0')) {
+            return Err(Error::InvalidArgument("script and args cannot contain NUL bytes".into()));
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(Error::InvalidArgument(format!(
+                    "env: {k:?} is not a valid variable name (no '=', no NUL, not empty)"
+                )));
+            }
+        }
+        if self.max_restarts > MAX_MAX_RESTARTS {
+            return Err(Error::InvalidArgument(format!(
+                "max_restarts: {} is more than the {MAX_MAX_RESTARTS} maximum",
+                self.max_restarts
+            )));
+        }
+        for (flag, ms) in [
+            ("min_uptime", self.min_uptime_ms),
+            ("restart_delay", self.restart_delay_ms),
+            ("exp_backoff_restart_delay", self.exp_backoff_initial_ms),
+            ("exp_backoff_max", self.exp_backoff_max_ms),
+            ("kill_timeout", self.kill_timeout_ms),
+        ] {
+            pmdaemon_proto::check_duration(flag, Duration::from_millis(ms))?;
+        }
+        pmdaemon_proto::parse_stop_signal("stop_signal", &self.stop_signal)?;
+        if !(MIN_LOG_MAX_BYTES..=MAX_LOG_MAX_BYTES).contains(&self.log_max_bytes) {
+            return Err(Error::InvalidArgument(format!(
+                "log_max_size: {} bytes is outside {MIN_LOG_MAX_BYTES} bytes ..= 1 TiB",
+                self.log_max_bytes
+            )));
+        }
+        if self.log_max_files > MAX_LOG_MAX_FILES {
+            return Err(Error::InvalidArgument(format!(
+                "log_max_files: {} is more than the {MAX_LOG_MAX_FILES} maximum",
+                self.log_max_files
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What exactly gets executed for an app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Launch {
+    /// Absolute path of the executable (the interpreter for scripts).
+    pub program: PathBuf,
+    /// Full argv, `argv[0]` being `program`.
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+/// Interpreters picked by extension when a script has no shebang.
+const INTERPRETERS: &[(&str, &str)] = &[
+    ("js", "node"),
+    ("mjs", "node"),
+    ("cjs", "node"),
+    ("py", "python3"),
+    ("sh", "bash"),
+    ("bash", "bash"),
+    ("rb", "ruby"),
+    ("pl", "perl"),
+    ("php", "php"),
+];
+
+/// Resolves a spec to the command to execute. `path_var` is the PATH used
+/// for bare command names (the app's own PATH if its env sets one).
+pub fn resolve(spec: &AppSpec, path_var: Option<&std::ffi::OsStr>) -> Result<Launch> {
+    let cwd = &spec.cwd;
+    if !cwd.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "cwd: {} is not an existing directory",
+            cwd.display()
+        )));
+    }
+    let path_var = spec
+        .env
+        .get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| path_var.map(Into::into));
+
+    let as_path = cwd.join(&spec.script);
+    let script_is_path = spec.script.contains('/') || as_path.is_file();
+    if !script_is_path {
+        // A bare command name: PATH lookup, executed directly (or through an
+        // explicit interpreter).
+        let program = find_on_path(&spec.script, path_var.as_deref()).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{:?} is neither a file in {} nor a command on PATH",
+                spec.script,
+                cwd.display()
+            ))
+        })?;
+        return with_interpreter(spec, program, path_var.as_deref(), cwd);
+    }
+
+    let script = absolute(&as_path);
+    let meta = std::fs::metadata(&script).map_err(|e| {
+        Error::InvalidArgument(format!("script {} cannot be used: {e}", script.display()))
+    })?;
+    if !meta.is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "script {} is not a regular file",
+            script.display()
+        )));
+    }
+    with_interpreter(spec, script, path_var.as_deref(), cwd)
+}
+
+fn with_interpreter(
+    spec: &AppSpec,
+    script: PathBuf,
+    path_var: Option<&std::ffi::OsStr>,
+    cwd: &Path,
+) -> Result<Launch> {
+    let script_str = script.to_string_lossy().into_owned();
+    let interpreter: Option<(PathBuf, Vec<String>)> = match spec.interpreter.as_deref() {
+        Some("none") | Some("") => None,
+        Some(name) => {
+            let program = find_program(name, path_var, cwd).ok_or_else(|| {
+                Error::InvalidArgument(format!("interpreter: {name:?} is not an executable file or a command on PATH"))
+            })?;
+            Some((program, spec.interpreter_args.clone()))
+        }
+        None => match read_shebang(&script) {
+            Some((interp, arg)) => {
+                let program = find_program(&interp, path_var, cwd).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "the shebang of {} names {interp:?}, which does not exist; fix it or give --interpreter",
+                        script.display()
+                    ))
+                })?;
+                let mut args: Vec<String> = arg.into_iter().collect();
+                args.extend(spec.interpreter_args.iter().cloned());
+                Some((program, args))
+            }
+            None => match by_extension(&script) {
+                Some(name) => {
+                    let program = find_on_path(name, path_var).ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "{} needs {name}, which is not on PATH; install it or give --interpreter",
+                            script.display()
+                        ))
+                    })?;
+                    Some((program, spec.interpreter_args.clone()))
+                }
+                None => None,
+            },
+        },
+    };
+
+    let (program, argv) = match interpreter {
+        Some((program, interp_args)) => {
+            let mut argv = vec![program.to_string_lossy().into_owned()];
+            argv.extend(interp_args);
+            argv.push(script_str);
+            (program, argv)
+        }
+        None => {
+            if !is_executable(&script) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is not executable: chmod +x it, or give --interpreter",
+                    script.display()
+                )));
+            }
+            (script, vec![script_str])
+        }
+    };
+    let mut argv = argv;
+    argv.extend(spec.args.iter().cloned());
+    Ok(Launch {
+        program,
+        argv,
+        cwd: cwd.to_path_buf(),
+    })
+}
+
+fn by_extension(script: &Path) -> Option<&'static str> {
+    let ext = script.extension()?.to_str()?;
+    INTERPRETERS.iter().find(|(e, _)| *e == ext).map(|(_, i)| *i)
+}
+
+/// `#!/usr/bin/env python3 -u` → (`/usr/bin/env`, Some(`python3 -u`)): like
+/// the kernel, everything after the interpreter is one argument.
+fn read_shebang(script: &Path) -> Option<(String, Option<String>)> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(script).ok()?.read(&mut head).ok()?;
+    let head = &head[..n];
+    let rest = head.strip_prefix(b"#!")?;
+    let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let line = std::str::from_utf8(&rest[..line_end]).ok()?.trim();
+    let (interp, arg) = match line.split_once([' ', '\t']) {
+        Some((i, a)) => (i, Some(a.trim().to_string()).filter(|a| !a.is_empty())),
+        None => (line, None),
+    };
+    (!interp.is_empty()).then(|| (interp.to_string(), arg))
+}
+
+/// A program given as a path (relative to `cwd`) or a bare name on PATH.
+fn find_program(name: &str, path_var: Option<&std::ffi::OsStr>, cwd: &Path) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = absolute(&cwd.join(name));
+        return is_executable(&p).then_some(p);
+    }
+    find_on_path(name, path_var)
+}
+
+fn find_on_path(name: &str, path_var: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    let path_var = path_var?;
+    std::env::split_paths(path_var)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+        && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
+/// Absolute and without `.`/`..` components, without resolving symlinks.
+pub fn absolute(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(script: &str, cwd: &Path) -> AppSpec {
+        AppSpec {
+            name: "t".into(),
+            script: script.into(),
+            args: vec!["a1".into()],
+            interpreter: None,
+            interpreter_args: vec![],
+            cwd: cwd.to_path_buf(),
+            env: BTreeMap::new(),
+            autorestart: Autorestart::Always,
+            max_restarts: DEFAULT_MAX_RESTARTS,
+            min_uptime_ms: DEFAULT_MIN_UPTIME_MS,
+            restart_delay_ms: 0,
+            exp_backoff_initial_ms: DEFAULT_BACKOFF_INITIAL_MS,
+            exp_backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
+            kill_timeout_ms: DEFAULT_KILL_TIMEOUT_MS,
+            stop_signal: "SIGTERM".into(),
+            time: false,
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
+        }
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pmd-spec-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn backoff_starts_on_the_second_unstable_run_and_is_capped() {
+        let mut s = spec("x", Path::new("/"));
+        s.exp_backoff_max_ms = 400;
+        let ms = |n| s.restart_delay(n).as_millis();
+        assert_eq!([ms(1), ms(2), ms(3), ms(4), ms(5), ms(60)], [0, 100, 200, 400, 400, 400]);
+        s.restart_delay_ms = 50;
+        assert_eq!(s.restart_delay(1).as_millis(), 50);
+    }
+
+    #[test]
+    fn shebang_wins_then_extension_then_exec() {
+        let dir = tempdir();
+        std::fs::write(dir.join("a.py"), "#!/bin/sh -e\necho hi\n").unwrap();
+        let l = resolve(&spec("a.py", &dir), std::env::var_os("PATH").as_deref()).unwrap();
+        assert_eq!(l.argv[0], "/bin/sh");
+        assert_eq!(l.argv[1], "-e");
+        assert!(l.argv[2].ends_with("/a.py"));
+        assert_eq!(l.argv[3], "a1");
+
+        std::fs::write(dir.join("b.sh"), "echo hi\n").unwrap();
+        let l = resolve(&spec("./b.sh", &dir), std::env::var_os("PATH").as_deref()).unwrap();
+        assert!(l.argv[0].ends_with("/bash"), "{l:?}");
+
+        std::fs::write(dir.join("c"), "data").unwrap();
+        let err = resolve(&spec("./c", &dir), None).unwrap_err().to_string();
+        assert!(err.contains("not executable"), "{err}");
+
+        let err = resolve(&spec("./missing", &dir), None).unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn bare_names_come_from_path() {
+        let l = resolve(&spec("sh", Path::new("/")), Some("/usr/bin:/bin".as_ref())).unwrap();
+        assert!(l.program.is_absolute());
+        assert!(resolve(&spec("no-such-cmd-xyz", Path::new("/")), Some("/usr/bin".as_ref())).is_err());
+    }
+
+    #[test]
+    fn debug_redacts_env_values() {
+        let mut s = spec("x", Path::new("/"));
+        s.env.insert("TOKEN".into(), "hunter2".into());
+        let dbg = format!("{s:?}");
+        assert!(dbg.contains("TOKEN") && !dbg.contains("hunter2"), "{dbg}");
+    }
+}
