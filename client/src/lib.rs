@@ -1,1 +1,94 @@
-//! placeholder
+//! `pmd`, the command line of pmdaemon: PM2's verbs over the
+//! `pmdaemon.v1.ProcessManager` gRPC service on `$PMDAEMON_HOME/pmd.sock`.
+//!
+//! Layout:
+//! - [`cli`]: the clap definition; every flag value is validated there;
+//! - [`connect`]: the Unix-socket channel and the daemon auto-start;
+//! - [`commands`]: one function per verb, one dispatch;
+//! - [`render`]: the `ProcessView` keys (JSON/YAML), table, describe block;
+//! - [`term`]: colour, the broken-pipe-aware stdout, spinners.
+//!
+//! `main` only parses, calls [`run`] and turns the result into an exit code
+//! with [`exit_code`]: 0 success (also when stdout's reader went away), 1
+//! failure, 2 usage.
+
+pub mod cli;
+pub mod commands;
+pub mod connect;
+pub mod render;
+pub mod term;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+/// A usage mistake found after parsing; exits 2 like clap's own errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Runs one command line on a current-thread runtime (enough for a CLI and
+/// the cheapest to start).
+pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(commands::dispatch(cli))
+}
+
+/// Reports the outcome on stderr (one line, then its causes) and picks the
+/// exit code.
+pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    let Err(err) = result else {
+        return ExitCode::SUCCESS;
+    };
+    if term::is_stdout_closed(&err) {
+        return ExitCode::SUCCESS;
+    }
+    eprint!("{}", error_text(&err));
+    if err.chain().any(|cause| cause.is::<UsageError>()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `error: top message` and `  caused by: …` for each cause.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = format!("error: {err}\n");
+    for cause in err.chain().skip(1) {
+        text += &format!("  caused by: {cause}\n");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_print_their_chain_without_debug() {
+        let status = tonic::Status::not_found("no app named \"api\"");
+        let err = anyhow::Error::from(commands::DaemonError::from(status)).context("stopping api");
+        assert_eq!(
+            error_text(&err),
+            "error: stopping api\n  caused by: no app named \"api\"\n"
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_failures_1() {
+        let usage = exit_code(Err(UsageError("bad".into()).into()));
+        assert_eq!(usage, ExitCode::from(2));
+        assert_eq!(exit_code(Err(anyhow::anyhow!("boom"))), ExitCode::FAILURE);
+        assert_eq!(exit_code(Ok(())), ExitCode::SUCCESS);
+    }
+}

@@ -13,7 +13,9 @@ pub enum Error {
     #[error("no app or process matches {target:?}; `pmd list` shows what exists")]
     NotFound { target: String },
 
-    #[error("an app named {name:?} already exists (id {id}); use `pmd restart {name}` or pick another --name")]
+    #[error(
+        "an app named {name:?} already exists (id {id}); use `pmd restart {name}` or pick another --name"
+    )]
     AlreadyExists { name: String, id: u32 },
 
     /// The request is valid but the current state does not allow it.

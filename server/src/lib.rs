@@ -49,7 +49,10 @@ pub enum StartError {
     },
 }
 
-fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StartError + 'a {
+fn io_err<'a>(
+    context: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StartError + 'a {
     move |source| StartError::Io {
         context,
         path: path.to_path_buf(),
@@ -74,7 +77,8 @@ pub fn prepare_home(home: &Path) -> Result<HomeLock, StartError> {
         .truncate(false)
         .open(&lock_path)
         .map_err(io_err("cannot open", &lock_path))?;
-    let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    {
         Ok(lock) => lock,
         Err((mut file, _)) => {
             let mut pid = String::new();
@@ -82,7 +86,11 @@ pub fn prepare_home(home: &Path) -> Result<HomeLock, StartError> {
             let pid = pid.trim();
             return Err(StartError::AlreadyRunning {
                 home: home.to_path_buf(),
-                pid: if pid.is_empty() { String::new() } else { format!(" (pid {pid})") },
+                pid: if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                },
             });
         }
     };

@@ -26,7 +26,9 @@ fn main() -> ExitCode {
     let home = if home.is_absolute() {
         home
     } else {
-        std::env::current_dir().map(|d| d.join(&home)).unwrap_or(home)
+        std::env::current_dir()
+            .map(|d| d.join(&home))
+            .unwrap_or(home)
     };
     let lock = match pmdaemond::prepare_home(&home) {
         Ok(lock) => lock,
@@ -36,7 +38,10 @@ fn main() -> ExitCode {
         }
     };
     if let Err(e) = init_tracing(&home, &args.log) {
-        eprintln!("pmdaemond: cannot open {}: {e}", home.join("pmdaemond.log").display());
+        eprintln!(
+            "pmdaemond: cannot open {}: {e}",
+            home.join("pmdaemond.log").display()
+        );
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -96,7 +101,11 @@ fn init_tracing(home: &std::path::Path, filter: &str) -> std::io::Result<()> {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(std::sync::Mutex::new(file)).with_ansi(false))
+        .with(
+            fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false),
+        )
         .with(fmt::layer().with_writer(std::io::stderr))
         .init();
     Ok(())

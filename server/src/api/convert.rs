@@ -17,7 +17,9 @@ pub fn parse_target(target: &str) -> Result<Target, Status> {
             "target is empty: give an app name, a process id or `all`",
         ));
     }
-    target.parse().map_err(|e: pmdaemon_proto::InvalidInput| Status::invalid_argument(e.0))
+    target
+        .parse()
+        .map_err(|e: pmdaemon_proto::InvalidInput| Status::invalid_argument(e.0))
 }
 
 /// A state filter: UNSPECIFIED means none.
@@ -43,7 +45,9 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
     } else {
         let base = PathBuf::from(caller_cwd);
         if !base.is_absolute() {
-            return Err(invalid(format!("caller_cwd: {caller_cwd:?} is not an absolute path")));
+            return Err(invalid(format!(
+                "caller_cwd: {caller_cwd:?} is not an absolute path"
+            )));
         }
         Some(base)
     };
@@ -51,16 +55,23 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         ("", Some(base)) => base.clone(),
         ("", None) => {
             return Err(invalid(
-                "caller_cwd or cwd is required: relative paths need a directory to resolve against".into(),
+                "caller_cwd or cwd is required: relative paths need a directory to resolve against"
+                    .into(),
             ));
         }
         (c, _) if Path::new(c).is_absolute() => PathBuf::from(c),
         (c, Some(base)) => base.join(c),
-        (c, None) => return Err(invalid(format!("cwd: {c:?} is relative and no caller_cwd was given"))),
+        (c, None) => {
+            return Err(invalid(format!(
+                "cwd: {c:?} is relative and no caller_cwd was given"
+            )));
+        }
     };
     let cwd = spec::absolute(&cwd);
     if p.script.trim().is_empty() {
-        return Err(invalid("script is empty: give a file or command to run".into()));
+        return Err(invalid(
+            "script is empty: give a file or command to run".into(),
+        ));
     }
     let name = if p.name.is_empty() {
         let stem = Path::new(&p.script)
@@ -81,7 +92,12 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         Ok(v1::RestartPolicy::Unspecified | v1::RestartPolicy::Always) => Autorestart::Always,
         Ok(v1::RestartPolicy::OnFailure) => Autorestart::OnFailure,
         Ok(v1::RestartPolicy::Never) => Autorestart::Never,
-        Err(_) => return Err(invalid(format!("autorestart: {} is not a restart policy", p.autorestart))),
+        Err(_) => {
+            return Err(invalid(format!(
+                "autorestart: {} is not a restart policy",
+                p.autorestart
+            )));
+        }
     };
     let stop_signal = if p.stop_signal.is_empty() {
         "SIGTERM".to_string()
@@ -102,7 +118,9 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         max_restarts: p.max_restarts.unwrap_or(spec::DEFAULT_MAX_RESTARTS),
         min_uptime_ms: p.min_uptime_ms.unwrap_or(spec::DEFAULT_MIN_UPTIME_MS),
         restart_delay_ms: p.restart_delay_ms.unwrap_or(0),
-        exp_backoff_initial_ms: p.exp_backoff_initial_ms.unwrap_or(spec::DEFAULT_BACKOFF_INITIAL_MS),
+        exp_backoff_initial_ms: p
+            .exp_backoff_initial_ms
+            .unwrap_or(spec::DEFAULT_BACKOFF_INITIAL_MS),
         exp_backoff_max_ms: p.exp_backoff_max_ms.unwrap_or(spec::DEFAULT_BACKOFF_MAX_MS),
         kill_timeout_ms: p.kill_timeout_ms.unwrap_or(spec::DEFAULT_KILL_TIMEOUT_MS),
         stop_signal,

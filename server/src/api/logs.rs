@@ -22,7 +22,8 @@ use crate::logs::{LogLine, Stream};
 use crate::supervisor::Supervisor;
 
 /// The response stream of StreamLogs.
-pub type LogStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::StreamLogsResponse, Status>> + Send>>;
+pub type LogStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::StreamLogsResponse, Status>> + Send>>;
 
 /// Most history lines a request may ask for per file.
 const MAX_HISTORY_LINES: u32 = 100_000;
@@ -61,7 +62,12 @@ pub async fn stream(
         Ok(v1::LogStream::Unspecified) => None,
         Ok(v1::LogStream::Stdout) => Some(Stream::Out),
         Ok(v1::LogStream::Stderr) => Some(Stream::Err),
-        Err(_) => return Err(Status::invalid_argument(format!("stream: {} is not a log stream", req.stream))),
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "stream: {} is not a log stream",
+                req.stream
+            )));
+        }
     };
     if req.lines > MAX_HISTORY_LINES {
         return Err(Status::invalid_argument(format!(
@@ -92,7 +98,10 @@ pub async fn stream(
         for (id, name, stream, sink) in sinks {
             let history: Vec<v1::LogLine> = if let Some(after) = after_seq {
                 let retained = sink.retained_after(after);
-                seen.insert((id, stream == Stream::Err), retained.last().map(|l| l.seq).unwrap_or(after));
+                seen.insert(
+                    (id, stream == Stream::Err),
+                    retained.last().map(|l| l.seq).unwrap_or(after),
+                );
                 retained.iter().map(|l| live_line(l)).collect()
             } else {
                 let sink2 = sink.clone();
@@ -138,7 +147,11 @@ pub async fn stream(
         let wants = |l: &LogLine| {
             ids.as_ref().is_none_or(|ids| ids.contains(&l.id))
                 && wanted.is_none_or(|w| w == l.stream)
-                && l.seq > seen.get(&(l.id, l.stream == Stream::Err)).copied().unwrap_or(0)
+                && l.seq
+                    > seen
+                        .get(&(l.id, l.stream == Stream::Err))
+                        .copied()
+                        .unwrap_or(0)
         };
         loop {
             let first = tokio::select! {
@@ -152,8 +165,12 @@ pub async fn stream(
             while batch.len() < BATCH && !closed {
                 let next = match live.try_recv() {
                     Ok(l) => Ok(l),
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
-                    Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Err(broadcast::error::RecvError::Lagged(n))
+                    }
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        Err(broadcast::error::RecvError::Closed)
+                    }
                     Err(broadcast::error::TryRecvError::Empty) => break,
                 };
                 closed = absorb(next, &wants, &mut batch, &mut missed);
@@ -193,7 +210,10 @@ fn absorb(
     false
 }
 
-pub async fn flush(sup: &Supervisor, req: v1::FlushLogsRequest) -> Result<v1::FlushLogsResponse, Status> {
+pub async fn flush(
+    sup: &Supervisor,
+    req: v1::FlushLogsRequest,
+) -> Result<v1::FlushLogsResponse, Status> {
     let target = if req.target.is_empty() {
         Target::All
     } else {
@@ -203,8 +223,9 @@ pub async fn flush(sup: &Supervisor, req: v1::FlushLogsRequest) -> Result<v1::Fl
     let files = tokio::task::spawn_blocking(move || {
         let mut files = Vec::new();
         for (_, _, _, sink) in sinks {
-            sink.flush()
-                .map_err(|e| Status::internal(format!("cannot flush {}: {e}", sink.path().display())))?;
+            sink.flush().map_err(|e| {
+                Status::internal(format!("cannot flush {}: {e}", sink.path().display()))
+            })?;
             files.push(sink.path().display().to_string());
         }
         Ok::<_, Status>(files)

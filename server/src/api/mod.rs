@@ -63,47 +63,81 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl v1::process_manager_server::ProcessManager for Api {
-    async fn start_process(&self, req: Request<v1::StartProcessRequest>) -> Reply<v1::StartProcessResponse> {
-        processes::start(&self.sup, req.into_inner()).await.map(Response::new)
+    async fn start_process(
+        &self,
+        req: Request<v1::StartProcessRequest>,
+    ) -> Reply<v1::StartProcessResponse> {
+        processes::start(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn stop_process(&self, req: Request<v1::StopProcessRequest>) -> Reply<v1::StopProcessResponse> {
-        processes::stop(&self.sup, req.into_inner()).await.map(Response::new)
+    async fn stop_process(
+        &self,
+        req: Request<v1::StopProcessRequest>,
+    ) -> Reply<v1::StopProcessResponse> {
+        processes::stop(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn restart_process(&self, req: Request<v1::RestartProcessRequest>) -> Reply<v1::RestartProcessResponse> {
-        processes::restart(&self.sup, req.into_inner()).await.map(Response::new)
+    async fn restart_process(
+        &self,
+        req: Request<v1::RestartProcessRequest>,
+    ) -> Reply<v1::RestartProcessResponse> {
+        processes::restart(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn delete_process(&self, req: Request<v1::DeleteProcessRequest>) -> Reply<v1::DeleteProcessResponse> {
-        processes::delete(&self.sup, req.into_inner()).await.map(Response::new)
+    async fn delete_process(
+        &self,
+        req: Request<v1::DeleteProcessRequest>,
+    ) -> Reply<v1::DeleteProcessResponse> {
+        processes::delete(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn list_processes(&self, _req: Request<v1::ListProcessesRequest>) -> Reply<v1::ListProcessesResponse> {
+    async fn list_processes(
+        &self,
+        _req: Request<v1::ListProcessesRequest>,
+    ) -> Reply<v1::ListProcessesResponse> {
         processes::list(&self.sup).map(Response::new)
     }
 
-    async fn get_process(&self, req: Request<v1::GetProcessRequest>) -> Reply<v1::GetProcessResponse> {
+    async fn get_process(
+        &self,
+        req: Request<v1::GetProcessRequest>,
+    ) -> Reply<v1::GetProcessResponse> {
         processes::get(&self.sup, req.into_inner()).map(Response::new)
     }
 
     type StreamLogsStream = LogStream;
 
-    async fn stream_logs(&self, req: Request<v1::StreamLogsRequest>) -> Reply<Self::StreamLogsStream> {
+    async fn stream_logs(
+        &self,
+        req: Request<v1::StreamLogsRequest>,
+    ) -> Reply<Self::StreamLogsStream> {
         logs::stream(&self.sup, req.into_inner(), self.shutdown_tx.subscribe())
             .await
             .map(Response::new)
     }
 
     async fn flush_logs(&self, req: Request<v1::FlushLogsRequest>) -> Reply<v1::FlushLogsResponse> {
-        logs::flush(&self.sup, req.into_inner()).await.map(Response::new)
+        logs::flush(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn ping(&self, _req: Request<v1::PingRequest>) -> Reply<v1::PingResponse> {
         Ok(Response::new(daemon::ping(&self.sup, self.started_at_ms)))
     }
 
-    async fn save_processes(&self, _req: Request<v1::SaveProcessesRequest>) -> Reply<v1::SaveProcessesResponse> {
+    async fn save_processes(
+        &self,
+        _req: Request<v1::SaveProcessesRequest>,
+    ) -> Reply<v1::SaveProcessesResponse> {
         daemon::save(&self.sup).await.map(Response::new)
     }
 

@@ -6,7 +6,10 @@ use tonic::Status;
 use super::convert::{info, parse_target, spec_from_proto, state_from_proto};
 use crate::supervisor::Supervisor;
 
-pub async fn start(sup: &Supervisor, req: v1::StartProcessRequest) -> Result<v1::StartProcessResponse, Status> {
+pub async fn start(
+    sup: &Supervisor,
+    req: v1::StartProcessRequest,
+) -> Result<v1::StartProcessResponse, Status> {
     let views = match (req.spec, req.target.is_empty()) {
         (Some(spec), true) => {
             let spec = spec_from_proto(spec, &req.caller_cwd)?;
@@ -29,21 +32,30 @@ pub async fn start(sup: &Supervisor, req: v1::StartProcessRequest) -> Result<v1:
     })
 }
 
-pub async fn stop(sup: &Supervisor, req: v1::StopProcessRequest) -> Result<v1::StopProcessResponse, Status> {
+pub async fn stop(
+    sup: &Supervisor,
+    req: v1::StopProcessRequest,
+) -> Result<v1::StopProcessResponse, Status> {
     let views = sup.stop(&parse_target(&req.target)?).await?;
     Ok(v1::StopProcessResponse {
         processes: views.iter().map(info).collect(),
     })
 }
 
-pub async fn restart(sup: &Supervisor, req: v1::RestartProcessRequest) -> Result<v1::RestartProcessResponse, Status> {
+pub async fn restart(
+    sup: &Supervisor,
+    req: v1::RestartProcessRequest,
+) -> Result<v1::RestartProcessResponse, Status> {
     let views = sup.restart(&parse_target(&req.target)?).await?;
     Ok(v1::RestartProcessResponse {
         processes: views.iter().map(info).collect(),
     })
 }
 
-pub async fn delete(sup: &Supervisor, req: v1::DeleteProcessRequest) -> Result<v1::DeleteProcessResponse, Status> {
+pub async fn delete(
+    sup: &Supervisor,
+    req: v1::DeleteProcessRequest,
+) -> Result<v1::DeleteProcessResponse, Status> {
     let target = parse_target(&req.target)?;
     let only = state_from_proto(req.status)?;
     let views = sup.delete(&target, only).await?;

@@ -8,7 +8,9 @@ use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 
 /// An interceptor for every service on the socket.
-pub fn peer_uid_check(daemon_uid: u32) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+pub fn peer_uid_check(
+    daemon_uid: u32,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |req: Request<()>| {
         let cred = req
             .extensions()

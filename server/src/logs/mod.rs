@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use memchr::{memchr, memchr_iter, memrchr};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::broadcast;
@@ -107,6 +107,8 @@ pub struct LogLine {
     pub name: Arc<str>,
     pub stream: Stream,
     /// The line without its trailing newline, bytes as the app wrote them.
+    /// A line longer than [`MAX_LINE_BYTES`] comes as several consecutive
+    /// `LogLine`s of at most that size (the file has it whole).
     pub data: Bytes,
     pub timestamp_ms: i64,
 }
@@ -365,7 +367,7 @@ impl LogSink {
 
     /// Writes `data`: either complete lines (it ends with `\n`) or one piece
     /// of an over-long line (no `\n` at all).
-    fn append(&self, data: Bytes) {
+    fn append(&self, data: &[u8]) {
         debug_assert!(!data.is_empty());
         let now = SystemTime::now();
         let timestamp_ms = now
@@ -379,14 +381,14 @@ impl LogSink {
         let written = if st.config.time {
             let stamp = humantime::format_rfc3339_millis(now).to_string();
             let mut scratch = std::mem::take(&mut st.scratch);
-            prefix_lines(&mut scratch, &data, stamp.as_bytes(), was_open);
+            prefix_lines(&mut scratch, data, stamp.as_bytes(), was_open);
             let written = st.write_file(&self.path, &scratch, was_open);
             scratch.clear();
             scratch.shrink_to(SCRATCH_KEEP_BYTES);
             st.scratch = scratch;
             written
         } else {
-            st.write_file(&self.path, &data, was_open)
+            st.write_file(&self.path, data, was_open)
         };
         st.line_open = data.last() != Some(&b'\n');
         st.note_write(&self.path, written);
@@ -394,16 +396,16 @@ impl LogSink {
         // The newline that ends an over-long line, alone, is not a line of
         // its own for followers: they already have every piece of it.
         let body = if was_open && data[0] == b'\n' {
-            data.slice(1..)
+            &data[1..]
         } else {
             data
         };
-        self.emit(st, &body, timestamp_ms);
+        self.emit(st, body, timestamp_ms);
     }
 
     /// Numbers the lines of `body`, keeps the newest in the ring and sends
     /// them all to followers. Called with the sink lock held.
-    fn emit(&self, st: &mut SinkState, body: &Bytes, timestamp_ms: i64) {
+    fn emit(&self, st: &mut SinkState, body: &[u8], timestamp_ms: i64) {
         if body.is_empty() {
             return;
         }
@@ -423,18 +425,22 @@ impl LogSink {
             })
         };
 
-        // Nobody listening: build nothing. `send` only takes the channel's
-        // own lock and never waits for a receiver.
+        // Nobody listening: build nothing. Else one copy of the chunk, exactly
+        // its size, that the lines slice: the channel keeps the last
+        // BROADCAST_CAPACITY lines whether or not they were received, and a
+        // slice of the 64 KiB read buffer would keep all of it alive for
+        // one short line. `send` only takes the channel's own lock and never
+        // waits for a receiver.
         if self.hub.tx.receiver_count() > 0 {
+            let chunk = Bytes::copy_from_slice(body);
             for (seq, (start, end)) in (first..).zip(LineRanges::new(body)) {
                 // No receivers left is not an error here.
-                let _ = self.hub.tx.send(line(seq, body.slice(start..end)));
+                let _ = self.hub.tx.send(line(seq, chunk.slice(start..end)));
             }
         }
 
         // Only the newest lines of the chunk would survive in the ring: copy
-        // just those. The ring copies into its own buffer, so it never pins
-        // the read chunk.
+        // just those, into its own buffer.
         let (from, kept) = ring::newest_fitting(body, RING_MAX_LINES, RING_MAX_BYTES);
         let kept_body = &body[from..];
         for (seq, (start, end)) in (st.last_seq + 1 - kept..).zip(LineRanges::new(kept_body)) {
@@ -445,12 +451,12 @@ impl LogSink {
     /// End of a pipe: `rest` is a final line without a newline (possibly
     /// empty). The file gets the newline, so the next run's first line
     /// starts on a line of its own.
-    fn finish(&self, mut rest: BytesMut) {
+    fn finish(&self, mut rest: Vec<u8>) {
         if !rest.is_empty() {
-            rest.put_u8(b'\n');
-            self.append(rest.freeze());
+            rest.push(b'\n');
+            self.append(&rest);
         } else if self.lock().line_open {
-            self.append(Bytes::from_static(b"\n"));
+            self.append(b"\n");
         }
     }
 }
@@ -511,6 +517,10 @@ impl SinkState {
         if keep == 0 {
             return self.truncate(path);
         }
+        // The oldest goes first, so that no rename below replaces a file:
+        // ext4 (auto_da_alloc) flushes a file renamed over another one to
+        // disk synchronously, which would stall the writer at each rotation.
+        // AB
         for i in (1..keep).rev() {
             // A missing one (fewer rotations so far) is expected; any other
             // failure only means an older file is overwritten sooner.
@@ -642,15 +652,13 @@ where
 }
 
 async fn pump<R: AsyncRead + Unpin>(mut pipe: R, sink: &LogSink) {
-    // Holds the unfinished end of the stream: always fewer than
-    // MAX_LINE_BYTES bytes between reads, so a read never makes it larger
-    // than one line piece.
-    let mut buf = BytesMut::with_capacity(MAX_LINE_BYTES);
+    // The one buffer of this capture, never reallocated. Between reads it
+    // holds the unfinished end of the stream, always fewer than
+    // MAX_LINE_BYTES bytes, so a read never makes it hold more than one
+    // line piece.
+    let mut buf = Vec::with_capacity(MAX_LINE_BYTES);
     loop {
         let room = MAX_LINE_BYTES - buf.len();
-        // Reclaims the allocation when the last chunk is no longer shared
-        // (nobody subscribed), else allocates a fresh one: once a chunk.
-        buf.reserve(room);
         let before = buf.len();
         let read = match pipe.read_buf(&mut (&mut buf).limit(room)).await {
             Ok(0) => break,
@@ -662,9 +670,13 @@ async fn pump<R: AsyncRead + Unpin>(mut pipe: R, sink: &LogSink) {
             }
         };
         if let Some(nl) = memrchr(b'\n', &buf[before..before + read]) {
-            sink.append(buf.split_to(before + nl + 1).freeze());
+            let complete = before + nl + 1;
+            sink.append(&buf[..complete]);
+            // Moves the unfinished line (usually short) to the front.
+            buf.drain(..complete);
         } else if buf.len() == MAX_LINE_BYTES {
-            sink.append(buf.split().freeze());
+            sink.append(&buf);
+            buf.clear();
         }
     }
     sink.finish(buf);

@@ -69,7 +69,10 @@ pub enum Loaded {
     Missing,
     Ok(StateFile),
     /// Unreadable or invalid: moved to `moved_to`.
-    Corrupt { moved_to: PathBuf, error: String },
+    Corrupt {
+        moved_to: PathBuf,
+        error: String,
+    },
 }
 
 /// Reads `path`; a file that does not parse is renamed to
@@ -111,8 +114,12 @@ fn move_aside(path: &Path, error: String) -> Loaded {
 /// owns that file and asked for it).
 pub fn load_dump(path: &Path) -> std::io::Result<StateFile> {
     let bytes = std::fs::read(path)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
 }
 
 /// Atomically replaces `path` with `state` (temp + fsync + rename + fsync dir).
@@ -200,7 +207,11 @@ mod tests {
     use super::*;
 
     fn temp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("pmd-store-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "pmd-store-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }

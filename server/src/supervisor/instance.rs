@@ -249,7 +249,12 @@ impl Ctx {
 
     /// Applies the restart policy after the process exited on its own (or
     /// could not be spawned) and says what comes next.
-    fn after_exit(&self, exit: ExitInfo, ran_for: Option<Duration>, spawn_error: Option<String>) -> Phase {
+    fn after_exit(
+        &self,
+        exit: ExitInfo,
+        ran_for: Option<Duration>,
+        spawn_error: Option<String>,
+    ) -> Phase {
         let (spec, _) = self.spec();
         let failed = spawn_error.is_some() || exit.code != Some(0);
         let stable = ran_for.is_some_and(|d| d >= spec.min_uptime());
@@ -269,9 +274,17 @@ impl Ctx {
         shared.start_ticks = None;
         shared.started_at_ms = None;
         shared.last_exit = Some(exit);
-        shared.unstable_restarts = if stable { 0 } else { shared.unstable_restarts + 1 };
+        shared.unstable_restarts = if stable {
+            0
+        } else {
+            shared.unstable_restarts + 1
+        };
         let phase = if !restart {
-            shared.state = if failed { State::Errored } else { State::Stopped };
+            shared.state = if failed {
+                State::Errored
+            } else {
+                State::Stopped
+            };
             shared.desired_running = false;
             shared.reason = format!("{how}; autorestart is {}", spec.autorestart.word());
             Phase::Idle

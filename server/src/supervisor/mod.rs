@@ -28,6 +28,9 @@ use crate::store::{self, AppRecord, InstanceRecord, Persister, StateFile};
 use instance::{Cmd, ExitInfo, Shared, State};
 use spec::{AppSpec, Launch};
 
+/// One log stream of one instance: (id, app name, stream, sink).
+pub type SinkRef = (u32, Arc<str>, Stream, Arc<LogSink>);
+
 /// A read-only copy of one instance for the API.
 #[derive(Debug, Clone)]
 pub struct InstanceView {
@@ -130,7 +133,10 @@ impl Supervisor {
             path_var: std::env::var_os("PATH"),
             shutting_down: AtomicBool::new(false),
         });
-        tokio::spawn(persist_loop(inner.persister.clone(), Arc::downgrade(&inner)));
+        tokio::spawn(persist_loop(
+            inner.persister.clone(),
+            Arc::downgrade(&inner),
+        ));
         Supervisor { inner }
     }
 
@@ -200,8 +206,9 @@ impl Supervisor {
         let logs = &self.inner.logs;
         let cfg = spec.log_config();
         let open = |stream| {
-            logs.open_sink(&spec.name, id, stream, cfg)
-                .map_err(|e| Error::io("cannot open log file", logs.path(&spec.name, id, stream), e))
+            logs.open_sink(&spec.name, id, stream, cfg).map_err(|e| {
+                Error::io("cannot open log file", logs.path(&spec.name, id, stream), e)
+            })
         };
         let (out, err) = (open(Stream::Out)?, open(Stream::Err)?);
         let mut shared = Shared::new(spec.clone(), launch);
@@ -210,10 +217,17 @@ impl Supervisor {
             shared.restarts = r.restarts;
             shared.unstable_restarts = r.unstable_restarts;
             shared.reason = r.reason.clone();
+            // Instances that should run are shown as starting from the first
+            // answer on: their spawn may wait for a crashed daemon's
+            // leftovers to be terminated first.
             shared.state = match State::from_word(&r.state) {
+                _ if r.desired_running => State::Starting,
                 Some(State::Errored) => State::Errored,
                 _ => State::Stopped,
             };
+            if r.desired_running {
+                shared.reason = "restoring after a daemon start".into();
+            }
             shared.last_exit = r.last_exit_at_ms.map(|at_ms| ExitInfo {
                 code: r.last_exit_code,
                 signal: r.last_exit_signal.clone(),
@@ -304,7 +318,11 @@ impl Supervisor {
 
     /// Stops and removes the target's instances (only those in `only_state`
     /// when given), with their log files.
-    pub async fn delete(&self, target: &Target, only_state: Option<State>) -> Result<Vec<InstanceView>> {
+    pub async fn delete(
+        &self,
+        target: &Target,
+        only_state: Option<State>,
+    ) -> Result<Vec<InstanceView>> {
         self.check_running()?;
         let views: Vec<InstanceView> = self
             .views(target)?
@@ -365,7 +383,11 @@ impl Supervisor {
                     id: inst.id,
                     index: inst.index,
                     name: app.name.clone(),
-                    shared: inst.shared.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    shared: inst
+                        .shared
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone(),
                     created_at_ms: app.created_at_ms,
                     out_log: inst.out.path().to_path_buf(),
                     err_log: inst.err.path().to_path_buf(),
@@ -375,7 +397,7 @@ impl Supervisor {
     }
 
     /// The log sinks of the selected instances: (id, name, stream, sink).
-    pub fn sinks(&self, target: &Target) -> Result<Vec<(u32, Arc<str>, Stream, Arc<LogSink>)>> {
+    pub fn sinks(&self, target: &Target) -> Result<Vec<SinkRef>> {
         let table = self.table();
         let picked = table.select(target)?;
         let mut out = Vec::new();
@@ -454,16 +476,22 @@ impl Supervisor {
                 let launch = Arc::new(rec.launch);
                 let mut instances = Vec::new();
                 for r in &rec.instances {
-                    if let (Some(pid), Some(ticks), Some(boot)) = (r.pid, r.start_ticks, &r.boot_id) {
-                        if process::is_same_process(pid, ticks, boot, &self.inner.boot_id) {
-                            leftovers.push((pid, spec.stop_signal(), spec.kill_timeout()));
-                        }
+                    if let (Some(pid), Some(ticks), Some(boot)) = (r.pid, r.start_ticks, &r.boot_id)
+                        && process::is_same_process(pid, ticks, boot, &self.inner.boot_id)
+                    {
+                        leftovers.push((pid, spec.stop_signal(), spec.kill_timeout()));
                     }
                     if r.desired_running {
                         to_start.push(r.id);
                     }
                     table.next_id = table.next_id.max(r.id + 1);
-                    instances.push(self.new_instance(r.id, r.index, spec.clone(), launch.clone(), Some(r))?);
+                    instances.push(self.new_instance(
+                        r.id,
+                        r.index,
+                        spec.clone(),
+                        launch.clone(),
+                        Some(r),
+                    )?);
                 }
                 if !instances.is_empty() {
                     table.apps.push(App {
@@ -477,7 +505,10 @@ impl Supervisor {
         let sup = self.clone();
         tokio::spawn(async move {
             if !leftovers.is_empty() {
-                tracing::warn!(count = leftovers.len(), "terminating processes left by a previous daemon");
+                tracing::warn!(
+                    count = leftovers.len(),
+                    "terminating processes left by a previous daemon"
+                );
             }
             let kills: Vec<_> = leftovers
                 .into_iter()
@@ -517,7 +548,9 @@ impl Supervisor {
         }
         let state = self.snapshot();
         let path = self.inner.home.join(store::STATE_FILE);
-        if let Err(e) = tokio::task::spawn_blocking(move || store::write_atomic(&path, &state)).await {
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || store::write_atomic(&path, &state)).await
+        {
             tracing::error!(error = %e, "cannot write final state");
         }
     }
@@ -533,7 +566,13 @@ fn snapshot(inner: &Inner) -> StateFile {
         .apps
         .iter()
         .filter_map(|app| {
-            let first = app.instances.first()?.shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let first = app
+                .instances
+                .first()?
+                .shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let instances = app
                 .instances
                 .iter()
@@ -576,7 +615,9 @@ fn snapshot(inner: &Inner) -> StateFile {
 async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
     loop {
         let generation = persister.next_batch().await;
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         let state = snapshot(&strong);
         let path = strong.home.join(store::STATE_FILE);
         drop(strong);
@@ -591,4 +632,3 @@ async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
 }
 
 pub use instance::State as InstanceState;
-

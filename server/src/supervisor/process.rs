@@ -149,7 +149,6 @@ pub fn signal_name(signo: i32) -> String {
         .unwrap_or_else(|_| format!("signal {signo}"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

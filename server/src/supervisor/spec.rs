@@ -80,7 +80,11 @@ pub struct AppSpec {
 /// end up in logs.
 impl fmt::Debug for AppSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let env: BTreeMap<&str, &str> = self.env.keys().map(|k| (k.as_str(), "<redacted>")).collect();
+        let env: BTreeMap<&str, &str> = self
+            .env
+            .keys()
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
         f.debug_struct("AppSpec")
             .field("name", &self.name)
             .field("script", &self.script)
@@ -141,10 +145,14 @@ impl AppSpec {
     pub fn validate(&self) -> Result<()> {
         pmdaemon_proto::validate_name(&self.name)?;
         if self.script.is_empty() {
-            return Err(Error::InvalidArgument("script is empty: give a file or command to run".into()));
+            return Err(Error::InvalidArgument(
+                "script is empty: give a file or command to run".into(),
+            ));
         }
         if self.script.contains('\0') || self.args.iter().any(|a| a.contains('\0')) {
-            return Err(Error::InvalidArgument("script and args cannot contain NUL bytes".into()));
+            return Err(Error::InvalidArgument(
+                "script and args cannot contain NUL bytes".into(),
+            ));
         }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
@@ -263,7 +271,9 @@ fn with_interpreter(
         Some("none") | Some("") => None,
         Some(name) => {
             let program = find_program(name, path_var, cwd).ok_or_else(|| {
-                Error::InvalidArgument(format!("interpreter: {name:?} is not an executable file or a command on PATH"))
+                Error::InvalidArgument(format!(
+                    "interpreter: {name:?} is not an executable file or a command on PATH"
+                ))
             })?;
             Some((program, spec.interpreter_args.clone()))
         }
@@ -322,7 +332,10 @@ fn with_interpreter(
 
 fn by_extension(script: &Path) -> Option<&'static str> {
     let ext = script.extension()?.to_str()?;
-    INTERPRETERS.iter().find(|(e, _)| *e == ext).map(|(_, i)| *i)
+    INTERPRETERS
+        .iter()
+        .find(|(e, _)| *e == ext)
+        .map(|(_, i)| *i)
 }
 
 /// `#!/usr/bin/env python3 -u` → (`/usr/bin/env`, Some(`python3 -u`)): like
@@ -412,7 +425,11 @@ mod tests {
     }
 
     fn tempdir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pmd-spec-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "pmd-spec-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -422,7 +439,10 @@ mod tests {
         let mut s = spec("x", Path::new("/"));
         s.exp_backoff_max_ms = 400;
         let ms = |n| s.restart_delay(n).as_millis();
-        assert_eq!([ms(1), ms(2), ms(3), ms(4), ms(5), ms(60)], [0, 100, 200, 400, 400, 400]);
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(4), ms(5), ms(60)],
+            [0, 100, 200, 400, 400, 400]
+        );
         s.restart_delay_ms = 50;
         assert_eq!(s.restart_delay(1).as_millis(), 50);
     }
@@ -445,7 +465,9 @@ mod tests {
         let err = resolve(&spec("./c", &dir), None).unwrap_err().to_string();
         assert!(err.contains("not executable"), "{err}");
 
-        let err = resolve(&spec("./missing", &dir), None).unwrap_err().to_string();
+        let err = resolve(&spec("./missing", &dir), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing"), "{err}");
     }
 
@@ -453,7 +475,13 @@ mod tests {
     fn bare_names_come_from_path() {
         let l = resolve(&spec("sh", Path::new("/")), Some("/usr/bin:/bin".as_ref())).unwrap();
         assert!(l.program.is_absolute());
-        assert!(resolve(&spec("no-such-cmd-xyz", Path::new("/")), Some("/usr/bin".as_ref())).is_err());
+        assert!(
+            resolve(
+                &spec("no-such-cmd-xyz", Path::new("/")),
+                Some("/usr/bin".as_ref())
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,0 +1,296 @@
+//! `start`, `stop`, `restart`, `delete`: build the request, wait for the
+//! daemon (with a spinner on a terminal), print what changed.
+
+use anyhow::Context;
+use pmdaemon_proto::Target;
+use pmdaemon_proto::v1::{
+    AppSpec, DeleteProcessRequest, ListProcessesRequest, ProcessInfo, RestartPolicy,
+    RestartProcessRequest, StartProcessRequest, StopProcessRequest,
+};
+
+use super::{Ctx, RpcResultExt, print_processes};
+use crate::UsageError;
+use crate::cli::{DeleteArgs, OutputFormat, StartArgs, TargetsArgs};
+use crate::connect::Client;
+use crate::term::with_spinner;
+
+pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
+    let caller_cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let caller_cwd = caller_cwd
+        .to_str()
+        .with_context(|| format!("the current directory {caller_cwd:?} is not UTF-8"))?
+        .to_string();
+    let is_spec = args.spec.any_given() || !args.args.is_empty();
+    if is_spec && args.script == "all" {
+        return Err(UsageError(
+            "`pmd start all` starts every existing app and takes no app flags or arguments".into(),
+        )
+        .into());
+    }
+    let mut client = ctx.client().await?;
+    let request = match existing_target(&mut client, &args.script, is_spec).await? {
+        Some(target) => StartProcessRequest {
+            target,
+            caller_cwd,
+            ..Default::default()
+        },
+        None => StartProcessRequest {
+            spec: Some(app_spec(args)),
+            caller_cwd,
+            ..Default::default()
+        },
+    };
+    let label = format!("starting {}", args.script);
+    let response = with_spinner(label, client.start_process(request))
+        .await
+        .rpc()?;
+    print_processes(
+        "started",
+        &response.processes,
+        args.output.output,
+        "no process to start",
+    )
+}
+
+/// PM2 behaviour: `pmd start X` with no app flags starts existing apps when
+/// X is `all`, an id, or the name of a known app. Otherwise X is a script.
+async fn existing_target(
+    client: &mut Client,
+    script: &str,
+    is_spec: bool,
+) -> anyhow::Result<Option<String>> {
+    if is_spec {
+        return Ok(None);
+    }
+    match script.parse::<Target>() {
+        Ok(Target::All | Target::Id(_)) => Ok(Some(script.to_string())),
+        Ok(Target::Name(name)) => {
+            let known = client
+                .list_processes(ListProcessesRequest {})
+                .await
+                .rpc()?
+                .processes
+                .iter()
+                .any(|p| p.name == name);
+            Ok(known.then_some(name))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The spec for a new app: the script as typed (the daemon resolves it
+/// against `caller_cwd`), the flags given, and nothing else, so the daemon's
+/// defaults apply to the rest.
+pub fn app_spec(args: &StartArgs) -> AppSpec {
+    let flags = &args.spec;
+    AppSpec {
+        name: flags.name.clone().unwrap_or_default(),
+        script: args.script.clone(),
+        args: args.args.clone(),
+        interpreter: flags.interpreter.clone(),
+        interpreter_args: flags
+            .interpreter_args
+            .iter()
+            .flat_map(|a| a.split_whitespace())
+            .map(str::to_string)
+            .collect(),
+        cwd: flags.cwd.clone().unwrap_or_default(),
+        env: flags.env.iter().cloned().collect(),
+        autorestart: flags
+            .restart_policy()
+            .unwrap_or(RestartPolicy::Unspecified)
+            .into(),
+        max_restarts: flags.max_restarts,
+        min_uptime_ms: flags.min_uptime.map(millis),
+        restart_delay_ms: flags.restart_delay.map(millis),
+        exp_backoff_initial_ms: flags.exp_backoff_restart_delay.map(millis),
+        exp_backoff_max_ms: flags.exp_backoff_max.map(millis),
+        kill_timeout_ms: flags.kill_timeout.map(millis),
+        stop_signal: flags.stop_signal.clone().unwrap_or_default(),
+        time: flags.time,
+        log_max_bytes: flags.log_max_size,
+        log_max_files: flags.log_max_files,
+    }
+}
+
+/// A verb that acts on existing processes by target.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Stop,
+    Restart,
+    /// With the state filter of `delete --status` (0: any).
+    Delete {
+        status: i32,
+    },
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::Delete { .. } => "delete",
+        }
+    }
+
+    fn doing(self) -> &'static str {
+        match self {
+            Action::Stop => "stopping",
+            Action::Restart => "restarting",
+            Action::Delete { .. } => "deleting",
+        }
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Action::Stop => "stopped",
+            Action::Restart => "restarted",
+            Action::Delete { .. } => "deleted",
+        }
+    }
+
+    async fn send(self, client: &mut Client, target: String) -> anyhow::Result<Vec<ProcessInfo>> {
+        Ok(match self {
+            Action::Stop => {
+                let request = StopProcessRequest { target };
+                client.stop_process(request).await.rpc()?.processes
+            }
+            Action::Restart => {
+                let request = RestartProcessRequest { target };
+                client.restart_process(request).await.rpc()?.processes
+            }
+            Action::Delete { status } => {
+                let request = DeleteProcessRequest { target, status };
+                client.delete_process(request).await.rpc()?.processes
+            }
+        })
+    }
+}
+
+/// Applies `action` to each target in turn. On a failure, what was already
+/// done is printed before the error.
+async fn act(
+    ctx: &Ctx,
+    action: Action,
+    targets: &[Target],
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let mut client = ctx.client().await?;
+    let mut done: Vec<ProcessInfo> = Vec::new();
+    let mut failure = None;
+    for target in targets {
+        let label = format!("{} {target}", action.doing());
+        match with_spinner(label, action.send(&mut client, target.to_string())).await {
+            Ok(processes) => done.extend(processes),
+            Err(e) if targets.len() > 1 => {
+                failure = Some(e.context(format!("cannot {} {target}", action.verb())));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if failure.is_none() || !done.is_empty() {
+        let none = format!("no process to {}", action.verb());
+        print_processes(action.done(), &done, output, &none)?;
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+pub async fn stop(ctx: &Ctx, args: TargetsArgs) -> anyhow::Result<()> {
+    act(ctx, Action::Stop, &args.targets, args.output.output).await
+}
+
+pub async fn restart(ctx: &Ctx, args: TargetsArgs) -> anyhow::Result<()> {
+    act(ctx, Action::Restart, &args.targets, args.output.output).await
+}
+
+pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
+    // `pmd delete --status errored` alone is a bulk delete over all apps.
+    let targets = if args.targets.is_empty() {
+        vec![Target::All]
+    } else {
+        args.targets.clone()
+    };
+    let status = args.status.map_or(0, i32::from);
+    act(ctx, Action::Delete { status }, &targets, args.output.output).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn spec_of(args: &[&str]) -> AppSpec {
+        let cli = Cli::try_parse_from(std::iter::once("pmd").chain(args.iter().copied())).unwrap();
+        match cli.command {
+            Command::Start(s) => app_spec(&s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unset_flags_stay_unset() {
+        let spec = spec_of(&["start", "./server.py"]);
+        assert_eq!(
+            spec,
+            AppSpec {
+                script: "./server.py".into(),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn flags_fill_the_spec() {
+        let spec = spec_of(&[
+            "start",
+            "app.js",
+            "--name",
+            "api",
+            "--cwd",
+            "srv",
+            "--env",
+            "PORT=80",
+            "--min-uptime",
+            "5s",
+            "--exp-backoff-restart-delay",
+            "100ms",
+            "--exp-backoff-max",
+            "10s",
+            "--kill-timeout",
+            "1500",
+            "--autorestart",
+            "on-failure",
+            "--interpreter",
+            "node",
+            "--interpreter-args",
+            "--inspect  --max-old-space-size=64",
+            "--log-max-files",
+            "2",
+            "--",
+            "-p",
+            "80",
+        ]);
+        assert_eq!(spec.name, "api");
+        assert_eq!(spec.cwd, "srv");
+        assert_eq!(spec.args, ["-p", "80"]);
+        assert_eq!(spec.env.get("PORT").map(String::as_str), Some("80"));
+        assert_eq!(spec.min_uptime_ms, Some(5000));
+        assert_eq!(spec.exp_backoff_initial_ms, Some(100));
+        assert_eq!(spec.exp_backoff_max_ms, Some(10_000));
+        assert_eq!(spec.kill_timeout_ms, Some(1500));
+        assert_eq!(spec.autorestart(), RestartPolicy::OnFailure);
+        assert_eq!(spec.interpreter.as_deref(), Some("node"));
+        assert_eq!(
+            spec.interpreter_args,
+            ["--inspect", "--max-old-space-size=64"]
+        );
+        assert_eq!(spec.log_max_files, Some(2));
+        assert_eq!(spec.restart_delay_ms, None);
+    }
+}

@@ -1,0 +1,120 @@
+//! One async function per verb, grouped by file: `lifecycle` (start, stop,
+//! restart, delete), `inspect` (list, describe), `logs` (logs, flush) and
+//! `daemon` (save, resurrect, kill, ping, version). [`dispatch`] is the one
+//! exhaustive match over [`Command`].
+//!
+//! Every RPC error goes through [`RpcResultExt::rpc`], which keeps the
+//! daemon's message (written for people) and drops tonic's Debug dump.
+
+mod daemon;
+mod inspect;
+mod lifecycle;
+mod logs;
+
+use std::fmt;
+
+use crate::cli::{Cli, Command, OutputFormat};
+use crate::connect::{self, Client, Home};
+use crate::render::{self, ProcessView};
+use crate::term::{self, Colours};
+use pmdaemon_proto::v1::ProcessInfo;
+
+/// What every command needs besides its own arguments.
+pub struct Ctx {
+    pub home: Home,
+    /// Styling for stdout.
+    pub colours: Colours,
+}
+
+impl Ctx {
+    /// The daemon, started first if it is not running.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        connect::connect_or_start(&self.home).await
+    }
+}
+
+/// Runs one parsed command line.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Ctx {
+        home: Home::from_env(),
+        colours: Colours::for_stdout(cli.no_color),
+    };
+    match cli.command {
+        Command::Start(args) => lifecycle::start(&ctx, &args).await,
+        Command::Stop(args) => lifecycle::stop(&ctx, args).await,
+        Command::Restart(args) => lifecycle::restart(&ctx, args).await,
+        Command::Delete(args) => lifecycle::delete(&ctx, args).await,
+        Command::List(args) => inspect::list(&ctx, args).await,
+        Command::Describe(args) => inspect::describe(&ctx, args).await,
+        Command::Logs(args) => logs::logs(&ctx, args).await,
+        Command::Flush(args) => logs::flush(&ctx, args).await,
+        Command::Save => daemon::save(&ctx).await,
+        Command::Resurrect => daemon::resurrect(&ctx).await,
+        Command::Kill => daemon::kill(&ctx).await,
+        Command::Ping => daemon::ping(&ctx).await,
+        Command::Version => daemon::version(&ctx).await,
+    }
+}
+
+/// An error status from the daemon, shown as its message alone.
+#[derive(Debug)]
+pub struct DaemonError {
+    pub code: tonic::Code,
+    pub message: String,
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.message.is_empty()) {
+            (tonic::Code::Unavailable, _) => {
+                write!(f, "the daemon is unavailable: {}", self.message)
+            }
+            (code, true) => write!(f, "the daemon answered: {}", code.description()),
+            (_, false) => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+impl From<tonic::Status> for DaemonError {
+    fn from(status: tonic::Status) -> Self {
+        DaemonError {
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
+}
+
+/// Unwraps a tonic response into its message, or a [`DaemonError`].
+pub trait RpcResultExt<T> {
+    fn rpc(self) -> anyhow::Result<T>;
+}
+
+impl<T> RpcResultExt<T> for Result<tonic::Response<T>, tonic::Status> {
+    fn rpc(self) -> anyhow::Result<T> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|status| DaemonError::from(status).into())
+    }
+}
+
+/// Prints the processes a verb acted on: one summary line each, or JSON /
+/// YAML arrays for scripts.
+fn print_processes(
+    verb: &str,
+    processes: &[ProcessInfo],
+    output: OutputFormat,
+    none: &str,
+) -> anyhow::Result<()> {
+    let text = match output {
+        OutputFormat::Json => render::json(&ProcessView::all(processes, render::now_ms()), false)?,
+        OutputFormat::Yaml => render::yaml(&ProcessView::all(processes, render::now_ms()), false)?,
+        OutputFormat::Table if processes.is_empty() => format!("{none}\n"),
+        OutputFormat::Table => processes
+            .iter()
+            .map(|p| render::summary(verb, p) + "\n")
+            .collect(),
+    };
+    term::print(&text)?;
+    Ok(())
+}

@@ -1,0 +1,551 @@
+//! How processes look on stdout: the [`ProcessView`] that `-o json` and
+//! `-o yaml` serialize, the `list` table, the `describe` key/value block and
+//! the one-line summaries printed by the lifecycle verbs.
+//!
+//! [`ProcessView`] is the single place that decides the keys: a new field
+//! there shows up in JSON, YAML and `describe` at once. Rendering is pure
+//! (the current time is passed in), so it is unit-tested here; writing to
+//! stdout is the caller's job.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pmdaemon_proto::v1::{ProcessInfo, ProcessState, RestartPolicy};
+use serde::Serialize;
+
+use crate::term::{Colours, Style};
+
+/// Milliseconds since the Unix epoch, the unit of every `*_at_ms` field.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One process instance as `pmd` shows it: runtime state first, then the
+/// app's spec with the effective values the daemon reported. Keys are
+/// stable API for scripts (`pmd list -o json`); add, never rename.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessView {
+    pub id: u32,
+    pub name: String,
+    /// Index of the instance within its app.
+    pub instance: u32,
+    /// Null when not running.
+    pub pid: Option<u32>,
+    /// State word: starting, online, stopping, stopped, errored, waiting-restart.
+    pub status: &'static str,
+    pub restarts: u32,
+    pub unstable_restarts: u32,
+    /// Null when not running.
+    pub uptime_ms: Option<u64>,
+    pub started_at_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    /// Signal name that ended the last run, e.g. SIGKILL.
+    pub exit_signal: Option<String>,
+    pub last_exit_at_ms: Option<i64>,
+    pub next_restart_at_ms: Option<i64>,
+    /// Why the process is in its state (null when the daemon gave none).
+    pub status_reason: Option<String>,
+    pub created_at_ms: i64,
+    /// The script or command as given at start.
+    pub script: String,
+    pub args: Vec<String>,
+    /// The resolved command line; argv[0] is the absolute executable path.
+    pub argv: Vec<String>,
+    pub interpreter: Option<String>,
+    pub interpreter_args: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: String,
+    pub env: BTreeMap<String, String>,
+    /// always, on-failure or never.
+    pub autorestart: &'static str,
+    pub max_restarts: Option<u32>,
+    pub min_uptime_ms: Option<u64>,
+    pub restart_delay_ms: Option<u64>,
+    pub exp_backoff_initial_ms: Option<u64>,
+    pub exp_backoff_max_ms: Option<u64>,
+    pub kill_timeout_ms: Option<u64>,
+    pub stop_signal: Option<String>,
+    /// Whether log lines get a timestamp prefix.
+    pub time: bool,
+    pub log_max_bytes: Option<u64>,
+    pub log_max_files: Option<u32>,
+    pub out_log_path: String,
+    pub err_log_path: String,
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The word for a restart policy, as `--autorestart` takes it.
+pub fn policy_word(policy: RestartPolicy) -> &'static str {
+    match policy {
+        RestartPolicy::Unspecified | RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    }
+}
+
+impl ProcessView {
+    pub fn new(info: &ProcessInfo, now_ms: i64) -> ProcessView {
+        let spec = info.spec.clone().unwrap_or_default();
+        // started_at is set exactly while a run is in progress.
+        let uptime_ms = info
+            .started_at_ms
+            .map(|started| u64::try_from(now_ms.saturating_sub(started)).unwrap_or(0));
+        let cwd = if info.cwd.is_empty() {
+            spec.cwd.clone()
+        } else {
+            info.cwd.clone()
+        };
+        ProcessView {
+            id: info.id,
+            name: info.name.clone(),
+            instance: info.instance,
+            pid: info.pid,
+            status: info.state().word(),
+            restarts: info.restarts,
+            unstable_restarts: info.unstable_restarts,
+            uptime_ms,
+            started_at_ms: info.started_at_ms,
+            exit_code: info.last_exit_code,
+            exit_signal: info.last_exit_signal.clone(),
+            last_exit_at_ms: info.last_exit_at_ms,
+            next_restart_at_ms: info.next_restart_at_ms,
+            status_reason: non_empty(&info.status_reason),
+            created_at_ms: info.created_at_ms,
+            autorestart: policy_word(spec.autorestart()),
+            script: spec.script,
+            args: spec.args,
+            argv: info.argv.clone(),
+            interpreter: spec.interpreter,
+            interpreter_args: spec.interpreter_args,
+            cwd,
+            env: spec.env.into_iter().collect(),
+            max_restarts: spec.max_restarts,
+            min_uptime_ms: spec.min_uptime_ms,
+            restart_delay_ms: spec.restart_delay_ms,
+            exp_backoff_initial_ms: spec.exp_backoff_initial_ms,
+            exp_backoff_max_ms: spec.exp_backoff_max_ms,
+            kill_timeout_ms: spec.kill_timeout_ms,
+            stop_signal: non_empty(&spec.stop_signal),
+            time: spec.time,
+            log_max_bytes: spec.log_max_bytes,
+            log_max_files: spec.log_max_files,
+            out_log_path: info.out_log_path.clone(),
+            err_log_path: info.err_log_path.clone(),
+        }
+    }
+
+    pub fn all(infos: &[ProcessInfo], now_ms: i64) -> Vec<ProcessView> {
+        infos.iter().map(|i| ProcessView::new(i, now_ms)).collect()
+    }
+}
+
+/// JSON: an array, or the lone object when `single` and there is exactly one.
+pub fn json(views: &[ProcessView], single: bool) -> anyhow::Result<String> {
+    let mut text = match views {
+        [one] if single => serde_json::to_string_pretty(one)?,
+        _ => serde_json::to_string_pretty(views)?,
+    };
+    text.push('\n');
+    Ok(text)
+}
+
+/// YAML with the same keys and shape as [`json`].
+pub fn yaml(views: &[ProcessView], single: bool) -> anyhow::Result<String> {
+    Ok(match views {
+        [one] if single => serde_yaml::to_string(one)?,
+        _ => serde_yaml::to_string(views)?,
+    })
+}
+
+/// PM2-style compact uptime: `12s`, `5m`, `3h`, `2D`.
+pub fn short_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}D", s / 86400),
+    }
+}
+
+/// The colour of a state word.
+pub fn state_style(status: &str) -> Style {
+    match ProcessState::from_word(status) {
+        Some(ProcessState::Online) => Style::Green,
+        Some(ProcessState::Errored) => Style::Red,
+        Some(ProcessState::Stopped) | None => Style::Dim,
+        Some(_) => Style::Yellow,
+    }
+}
+
+/// The `pmd list` table: id, name, pid, status, restarts, uptime.
+pub fn table(views: &[ProcessView], colours: Colours) -> String {
+    const HEADERS: [&str; 6] = ["ID", "NAME", "PID", "STATUS", "RESTARTS", "UPTIME"];
+    let rows: Vec<[String; 6]> = views
+        .iter()
+        .map(|v| {
+            [
+                v.id.to_string(),
+                v.name.clone(),
+                v.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+                v.status.to_string(),
+                v.restarts.to_string(),
+                v.uptime_ms.map_or_else(|| "-".into(), short_duration),
+            ]
+        })
+        .collect();
+    let mut widths = HEADERS.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 6], style_of: &dyn Fn(usize, &str) -> Option<Style>| {
+        for (i, cell) in cells.iter().enumerate() {
+            let painted = match style_of(i, cell) {
+                Some(style) => colours.paint(cell, style),
+                None => (*cell).into(),
+            };
+            out.push_str(&painted);
+            if i + 1 < cells.len() {
+                let pad = widths[i] - cell.chars().count() + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(HEADERS, &|_, _| Some(Style::Bold));
+    for row in &rows {
+        let cells = [&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]].map(String::as_str);
+        line(cells, &|i, cell| match i {
+            1 => Some(Style::Cyan),
+            3 => Some(state_style(cell)),
+            _ => None,
+        });
+    }
+    out
+}
+
+/// Quotes a word for display the way a shell would need it.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= size && n.is_multiple_of(size) {
+            return format!("{} {unit}", n / size);
+        }
+    }
+    format!("{n} B")
+}
+
+fn human_time(at_ms: i64, now_ms: i64) -> String {
+    let Ok(at) = u64::try_from(at_ms) else {
+        return at_ms.to_string();
+    };
+    let stamp = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(at));
+    let delta = now_ms.saturating_sub(at_ms);
+    let rel = short_duration(delta.unsigned_abs());
+    if delta >= 0 {
+        format!("{stamp} ({rel} ago)")
+    } else {
+        format!("{stamp} (in {rel})")
+    }
+}
+
+/// A YAML scalar or sequence as one line of text for `describe`.
+fn plain_value(key: &str, value: &serde_yaml::Value, now_ms: i64) -> String {
+    use serde_yaml::Value;
+    match value {
+        Value::Null => "-".into(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(at), _) if key.ends_with("_at_ms") => human_time(at, now_ms),
+            (_, Some(ms)) if key == "uptime_ms" => {
+                humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+            }
+            (_, Some(ms)) if key.ends_with("_ms") => {
+                humantime::format_duration(Duration::from_millis(ms)).to_string()
+            }
+            (_, Some(bytes)) if key.ends_with("_bytes") => human_bytes(bytes),
+            _ => n.to_string(),
+        },
+        Value::String(s) if s.is_empty() => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Sequence(items) if items.is_empty() => "-".into(),
+        Value::Sequence(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => shell_quote(s),
+                other => plain_value(key, other, now_ms),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::Mapping(m) if m.is_empty() => "-".into(),
+        Value::Mapping(_) | Value::Tagged(_) => serde_yaml::to_string(value)
+            .unwrap_or_default()
+            .trim_end()
+            .to_string(),
+    }
+}
+
+/// The `describe` block for one process: a title line, then one `label
+/// value` line per key of [`ProcessView`] (maps one entry per line).
+pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
+    let mut out = String::new();
+    let title = format!("{} (id {})", view.name, view.id);
+    let _ = writeln!(out, "{}", colours.paint(&title, Style::Bold));
+    let Ok(serde_yaml::Value::Mapping(map)) = serde_yaml::to_value(view) else {
+        return out;
+    };
+    let label = |key: &str| key.strip_suffix("_ms").unwrap_or(key).replace('_', " ");
+    let width = map
+        .keys()
+        .filter_map(|k| k.as_str())
+        .map(|k| label(k).len())
+        .max()
+        .unwrap_or(0);
+    for (key, value) in &map {
+        let Some(key) = key.as_str() else { continue };
+        if matches!(key, "id" | "name") {
+            continue;
+        }
+        let name = label(key);
+        match value {
+            serde_yaml::Value::Mapping(entries) if !entries.is_empty() => {
+                let _ = writeln!(out, "  {name}");
+                for (k, v) in entries {
+                    let k = k.as_str().unwrap_or_default();
+                    let v = v
+                        .as_str()
+                        .map_or_else(|| plain_value(k, v, now_ms), str::to_string);
+                    let _ = writeln!(out, "    {k}={v}");
+                }
+            }
+            _ => {
+                let text = plain_value(key, value, now_ms);
+                let text = match key {
+                    "status" => colours.paint(&text, state_style(&text)),
+                    _ => text.into(),
+                };
+                let _ = writeln!(out, "  {name:<width$}  {text}");
+            }
+        }
+    }
+    out
+}
+
+/// Several `describe` blocks, separated by blank lines.
+pub fn describe_all(views: &[ProcessView], colours: Colours, now_ms: i64) -> String {
+    views
+        .iter()
+        .map(|v| describe(v, colours, now_ms))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `started api (id 0, pid 1234)`; a process that did not reach the state
+/// the verb aims at says where it is instead: `started api (id 0):
+/// errored (script not found)`. `deleted` only names the process: the daemon reports it as it was just
+/// before deletion.
+pub fn summary(verb: &str, info: &ProcessInfo) -> String {
+    let mut line = format!("{verb} {} (id {}", info.name, info.id);
+    if verb == "deleted" {
+        line.push(')');
+        return line;
+    }
+    if let Some(pid) = info.pid {
+        let _ = write!(line, ", pid {pid}");
+    }
+    line.push(')');
+    let state = info.state();
+    let expected = match verb {
+        "stopped" => matches!(state, ProcessState::Stopped | ProcessState::Errored),
+        _ => matches!(state, ProcessState::Online | ProcessState::Starting),
+    };
+    if !expected {
+        let _ = write!(line, ": {}", state.word());
+        if !info.status_reason.is_empty() {
+            let _ = write!(line, " ({})", info.status_reason);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmdaemon_proto::v1::AppSpec;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn online(id: u32, name: &str) -> ProcessInfo {
+        let mut info = ProcessInfo {
+            id,
+            name: name.into(),
+            pid: Some(4242),
+            restarts: 2,
+            started_at_ms: Some(NOW - 12_500),
+            created_at_ms: NOW - 60_000,
+            cwd: "/srv/api".into(),
+            argv: vec!["/usr/bin/python3".into(), "/srv/api/server.py".into()],
+            out_log_path: "/h/logs/api-0-out.log".into(),
+            err_log_path: "/h/logs/api-0-err.log".into(),
+            spec: Some(AppSpec {
+                name: name.into(),
+                script: "server.py".into(),
+                args: vec!["--port".into(), "8080".into()],
+                env: [("A".to_string(), "1".to_string())].into(),
+                kill_timeout_ms: Some(5000),
+                log_max_bytes: Some(10 << 20),
+                stop_signal: "SIGTERM".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        info.set_state(ProcessState::Online);
+        info
+    }
+
+    fn stopped(id: u32, name: &str) -> ProcessInfo {
+        let mut info = ProcessInfo {
+            id,
+            name: name.into(),
+            last_exit_code: Some(0),
+            ..Default::default()
+        };
+        info.set_state(ProcessState::Stopped);
+        info
+    }
+
+    #[test]
+    fn uptime_is_compact() {
+        assert_eq!(short_duration(999), "0s");
+        assert_eq!(short_duration(12_000), "12s");
+        assert_eq!(short_duration(5 * 60_000 + 1), "5m");
+        assert_eq!(short_duration(3 * 3_600_000), "3h");
+        assert_eq!(short_duration(2 * 86_400_000 + 5), "2D");
+    }
+
+    #[test]
+    fn view_has_nulls_when_not_running() {
+        let v = ProcessView::new(&stopped(1, "worker"), NOW);
+        assert_eq!(v.pid, None);
+        assert_eq!(v.uptime_ms, None);
+        assert_eq!(v.status, "stopped");
+        assert_eq!(v.autorestart, "always");
+        let json: serde_json::Value = serde_json::from_str(&json(&[v], false).unwrap()).unwrap();
+        let obj = &json[0];
+        for key in [
+            "id",
+            "name",
+            "pid",
+            "status",
+            "restarts",
+            "uptime_ms",
+            "exit_code",
+        ] {
+            assert!(obj.get(key).is_some(), "missing {key}");
+        }
+        assert!(obj["pid"].is_null() && obj["uptime_ms"].is_null());
+        assert_eq!(obj["exit_code"], 0);
+    }
+
+    #[test]
+    fn json_single_is_an_object_and_list_an_array() {
+        let views = ProcessView::all(&[online(0, "api")], NOW);
+        let one: serde_json::Value = serde_json::from_str(&json(&views, true).unwrap()).unwrap();
+        assert_eq!(one["name"], "api");
+        assert_eq!(one["uptime_ms"], 12_500);
+        assert_eq!(one["status"], "online");
+        assert_eq!(one["env"]["A"], "1");
+        let list: serde_json::Value = serde_json::from_str(&json(&views, false).unwrap()).unwrap();
+        assert!(list.is_array());
+        let empty: serde_json::Value = serde_json::from_str(&json(&[], false).unwrap()).unwrap();
+        assert_eq!(empty, serde_json::json!([]));
+    }
+
+    #[test]
+    fn yaml_has_the_same_keys() {
+        let views = ProcessView::all(&[online(0, "api")], NOW);
+        let y: serde_yaml::Value = serde_yaml::from_str(&yaml(&views, true).unwrap()).unwrap();
+        assert_eq!(y["status"], "online");
+        assert_eq!(y["pid"], 4242);
+    }
+
+    #[test]
+    fn table_aligns_and_shows_dashes_for_stopped() {
+        let views = ProcessView::all(&[online(0, "api"), stopped(13, "long-worker")], NOW);
+        let text = table(&views, Colours::OFF);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "ID  NAME         PID   STATUS   RESTARTS  UPTIME");
+        assert_eq!(lines[1], "0   api          4242  online   2         12s");
+        assert_eq!(lines[2], "13  long-worker  -     stopped  0         -");
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn table_colours_status_without_breaking_alignment() {
+        let views = ProcessView::all(&[online(0, "api")], NOW);
+        let text = table(&views, Colours { enabled: true });
+        assert!(text.contains("\x1b[32monline\x1b[0m  2"), "{text:?}");
+    }
+
+    #[test]
+    fn describe_block_is_readable() {
+        let view = ProcessView::new(&online(0, "api"), NOW);
+        let text = describe(&view, Colours::OFF, NOW);
+        assert!(text.starts_with("api (id 0)\n"), "{text}");
+        let has = |needle: &str| assert!(text.contains(needle), "{needle:?} in\n{text}");
+        has("  status ");
+        has(" online\n");
+        has("  kill timeout ");
+        has(" 5s\n");
+        has(" 10 MiB\n");
+        has(" --port 8080\n");
+        has("  env\n    A=1\n");
+        has(" 12s\n"); // uptime
+        has("(1m ago)"); // created at
+        has("  exit code ");
+        assert!(!text.contains("_ms"));
+    }
+
+    #[test]
+    fn summaries_name_the_process_and_surprises() {
+        assert_eq!(
+            summary("started", &online(0, "api")),
+            "started api (id 0, pid 4242)"
+        );
+        assert_eq!(summary("stopped", &stopped(3, "w")), "stopped w (id 3)");
+        assert_eq!(summary("deleted", &online(0, "api")), "deleted api (id 0)");
+        let mut bad = stopped(3, "w");
+        bad.set_state(ProcessState::Errored);
+        bad.status_reason = "script not found".into();
+        assert_eq!(
+            summary("started", &bad),
+            "started w (id 3): errored (script not found)"
+        );
+    }
+
+    #[test]
+    fn quoting_for_display() {
+        assert_eq!(shell_quote("--port=80"), "--port=80");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
