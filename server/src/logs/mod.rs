@@ -19,8 +19,8 @@
 //! Under the sink lock the lines are written to the file, numbered from
 //! the hub's counter, copied into the ring (only the newest ones, which
 //! survive eviction) and, when anyone is subscribed, sent on the broadcast
-//! as cheap slices of the chunk. Bytes are never decoded: output that is
-//! not UTF-8 passes through untouched.
+//! as slices of one exact-size copy of the chunk. Bytes are never decoded:
+//! output that is not UTF-8 passes through untouched.
 //!
 //! A line longer than [`MAX_LINE_BYTES`] is written to the file intact,
 //! but followers and the ring see it as several pieces of at most that
@@ -510,8 +510,8 @@ impl SinkState {
         Ok(())
     }
 
-    /// `X.log` becomes `X.log.1`, `.1` becomes `.2` ..., the oldest is
-    /// overwritten by the rename; `max_files == 0` just empties `X.log`.
+    /// `X.log` becomes `X.log.1`, `.1` becomes `.2` ..., the oldest
+    /// (`.max_files`) is removed; `max_files == 0` just empties `X.log`.
     fn rotate(&mut self, path: &Path) -> io::Result<()> {
         let keep = self.config.max_files;
         if keep == 0 {
@@ -520,7 +520,7 @@ impl SinkState {
         // The oldest goes first, so that no rename below replaces a file:
         // ext4 (auto_da_alloc) flushes a file renamed over another one to
         // disk synchronously, which would stall the writer at each rotation.
-        // AB
+        let _ = files::remove_if_exists(&files::rotated_path(path, keep));
         for i in (1..keep).rev() {
             // A missing one (fewer rotations so far) is expected; any other
             // failure only means an older file is overwritten sooner.
