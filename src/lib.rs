@@ -200,10 +200,16 @@ pub fn parse_signal(value: &str) -> Result<nix::sys::signal::Signal, InvalidInpu
 }
 
 /// A signal that may be sent to ask an app to stop.
-pub fn parse_stop_signal(flag: &str, value: &str) -> Result<nix::sys::signal::Signal, InvalidInput> {
+pub fn parse_stop_signal(
+    flag: &str,
+    value: &str,
+) -> Result<nix::sys::signal::Signal, InvalidInput> {
     use nix::sys::signal::Signal;
     let sig = parse_signal(value).map_err(|e| invalid(format!("{flag}: {e}")))?;
-    if matches!(sig, Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGCONT | Signal::SIGCHLD) {
+    if matches!(
+        sig,
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGCONT | Signal::SIGCHLD
+    ) {
         return Err(invalid(format!(
             "{flag}: {sig} does not stop a process; use SIGTERM, SIGINT, SIGQUIT or SIGHUP"
         )));
@@ -252,7 +258,17 @@ mod tests {
             assert_eq!(validate_name(ok), Ok(()), "{ok}");
         }
         let long = "a".repeat(65);
-        for bad in ["", "all", "123", "-x", ".hidden", "a/b", "a b", "é", long.as_str()] {
+        for bad in [
+            "",
+            "all",
+            "123",
+            "-x",
+            ".hidden",
+            "a/b",
+            "a b",
+            "é",
+            long.as_str(),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }
@@ -270,7 +286,10 @@ mod tests {
     fn durations_accept_ms_and_units_and_reject_absurd() {
         assert_eq!(parse_duration("--x", "250"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("--x", "2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("--x", "500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration("--x", "500ms"),
+            Ok(Duration::from_millis(500))
+        );
         assert!(parse_duration("--x", "-1").unwrap_err().0.contains("--x"));
         assert!(parse_duration("--x", "3d").is_err());
         assert!(parse_duration("--x", "soon").is_err());
@@ -297,7 +316,14 @@ mod tests {
 
     #[test]
     fn state_words_round_trip() {
-        for w in ["starting", "online", "stopping", "stopped", "errored", "waiting-restart"] {
+        for w in [
+            "starting",
+            "online",
+            "stopping",
+            "stopped",
+            "errored",
+            "waiting-restart",
+        ] {
             assert_eq!(v1::ProcessState::from_word(w).unwrap().word(), w);
         }
     }
