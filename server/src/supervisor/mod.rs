@@ -189,6 +189,9 @@ impl Supervisor {
         if let Some(Err(e)) = results.into_iter().next() {
             // Nothing is created when the app cannot even be spawned.
             self.remove(&[id]).await;
+            if let Err(e) = self.inner.logs.remove_files(&name, id) {
+                tracing::warn!(app = %name, id, error = %e, "cannot remove log files");
+            }
             return Err(e);
         }
         self.views(&Target::Id(id))
@@ -344,13 +347,27 @@ impl Supervisor {
 
     /// Stops the instances with these ids, then drops them from the table.
     async fn remove(&self, ids: &[u32]) {
+        self.exit_instances(|id| ids.contains(&id)).await;
+        let mut table = self.table();
+        for app in &mut table.apps {
+            app.instances.retain(|i| !ids.contains(&i.id));
+        }
+        table.apps.retain(|a| !a.instances.is_empty());
+        drop(table);
+        self.inner.persister.request();
+    }
+
+    /// Ends the tasks of the instances whose id passes `pick`, stopping
+    /// their processes (concurrently), and waits for all of them. The
+    /// instances stay in the table.
+    async fn exit_instances(&self, pick: impl Fn(u32) -> bool) {
         let waits: Vec<_> = {
             let table = self.table();
             table
                 .apps
                 .iter()
                 .flat_map(|a| &a.instances)
-                .filter(|i| ids.contains(&i.id))
+                .filter(|i| pick(i.id))
                 .map(|i| {
                     let (tx, rx) = oneshot::channel();
                     let _ = i.cmd.send(Cmd::Exit(tx));
@@ -361,13 +378,6 @@ impl Supervisor {
         for rx in waits {
             let _ = rx.await;
         }
-        let mut table = self.table();
-        for app in &mut table.apps {
-            app.instances.retain(|i| !ids.contains(&i.id));
-        }
-        table.apps.retain(|a| !a.instances.is_empty());
-        drop(table);
-        self.inner.persister.request();
     }
 
     /// Copies of the selected instances.
@@ -530,22 +540,7 @@ impl Supervisor {
     /// next daemon starts them again, and writes the final state.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        let waits: Vec<_> = {
-            let table = self.table();
-            table
-                .apps
-                .iter()
-                .flat_map(|a| &a.instances)
-                .map(|i| {
-                    let (tx, rx) = oneshot::channel();
-                    let _ = i.cmd.send(Cmd::Exit(tx));
-                    rx
-                })
-                .collect()
-        };
-        for rx in waits {
-            let _ = rx.await;
-        }
+        self.exit_instances(|_| true).await;
         let state = self.snapshot();
         let path = self.inner.home.join(store::STATE_FILE);
         if let Err(e) =
