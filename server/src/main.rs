@@ -91,6 +91,7 @@ async fn shutdown_signal() {
 
 /// Tracing to `$home/pmdaemond.log` (appended) and to stderr.
 fn init_tracing(home: &std::path::Path, filter: &str) -> std::io::Result<()> {
+    use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, fmt};
@@ -106,7 +107,10 @@ fn init_tracing(home: &std::path::Path, filter: &str) -> std::io::Result<()> {
                 .with_writer(std::sync::Mutex::new(file))
                 .with_ansi(false),
         )
-        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        ))
         .init();
     Ok(())
 }

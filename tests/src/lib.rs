@@ -1,1 +1,718 @@
-//! placeholder
+//! The end-to-end harness: a [`TestDaemon`] runs the real `pmdaemond` on its
+//! own temporary `PMDAEMON_HOME` and drives it with the real `pmd` (or raw
+//! gRPC over the Unix socket, see [`connect`]).
+//!
+//! Binaries: `pmdaemond` and `pmd` are taken from the target directory of the
+//! running test executable (`target/<profile>/`), never from `PATH`; build
+//! them first with `cargo build --workspace`.
+//!
+//! Cleanup: dropping a [`TestDaemon`] stops its daemon (SIGTERM, then SIGKILL
+//! after 10 s) and then SIGKILLs every process whose environment carries this
+//! daemon's `PMDAEMON_HOME` (apps inherit it), so no process survives a test,
+//! even one that panicked or `kill -9`ed its daemon.
+//!
+//! Waiting: there are no fixed sleeps; [`wait_for`] polls a condition every
+//! 20 ms until a deadline and panics naming what it waited for.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+pub use pmdaemon_proto::v1;
+pub use pmdaemon_proto::v1::process_manager_client::ProcessManagerClient;
+pub use tonic::transport::Channel;
+
+/// Default patience for a state change: generous, because the suite runs in
+/// parallel on small machines.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// How long a single `pmd` invocation may take before the harness kills it.
+pub const PMD_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a daemon gets to exit after SIGTERM before it is SIGKILLed.
+const DAEMON_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Paths of the binaries under test.
+#[derive(Debug)]
+pub struct Binaries {
+    pub pmdaemond: PathBuf,
+    pub pmd: PathBuf,
+}
+
+/// The workspace's `pmdaemond` and `pmd`, next to this test executable
+/// (`target/debug/deps/e2e-HASH` → `target/debug/`). Panics with a hint when
+/// they have not been built.
+pub fn binaries() -> &'static Binaries {
+    static BINS: OnceLock<Binaries> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let exe = std::env::current_exe().expect("path of the test executable");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps/");
+        let bins = Binaries {
+            pmdaemond: dir.join("pmdaemond"),
+            pmd: dir.join("pmd"),
+        };
+        for bin in [&bins.pmdaemond, &bins.pmd] {
+            assert!(
+                bin.is_file(),
+                "{} is missing: build the workspace first: cargo build --workspace",
+                bin.display()
+            );
+            if let Some(newer) = newer_source(bin) {
+                panic!(
+                    "{} is older than {}: rebuild first: cargo build --workspace",
+                    bin.display(),
+                    newer.display()
+                );
+            }
+        }
+        bins
+    })
+}
+
+/// A source file of `bin` modified after it was linked, according to the
+/// dep-info file cargo writes next to it (`target/debug/pmd.d`).
+fn newer_source(bin: &Path) -> Option<PathBuf> {
+    let built = fs::metadata(bin).and_then(|m| m.modified()).ok()?;
+    let mut dep_info = bin.as_os_str().to_owned();
+    dep_info.push(".d");
+    let text = fs::read_to_string(dep_info).ok()?;
+    // `target: dep dep ...`, spaces inside paths escaped as `\ `.
+    let (_, deps) = text.lines().next()?.split_once(": ")?;
+    let deps = deps.replace("\\ ", "\0");
+    deps.split_whitespace()
+        .map(|d| PathBuf::from(d.replace('\0', " ")))
+        .find(|dep| {
+            fs::metadata(dep)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built)
+        })
+}
+
+/// Polls `cond` every 20 ms until it returns true; panics after `timeout`
+/// saying what was awaited.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    wait_for_value(what, timeout, || cond().then_some(()))
+}
+
+/// Polls `probe` every 20 ms until it yields a value; panics after `timeout`
+/// saying what was awaited.
+pub fn wait_for_value<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3 follows the parenthesised command name, which may itself
+        // contain spaces and parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// Zombie children of `parent`: processes it has not reaped.
+pub fn zombie_children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let mut fields = stat
+                    .rsplit_once(')')
+                    .map(|(_, r)| r)
+                    .unwrap_or("")
+                    .split_whitespace();
+                fields.next() == Some("Z") && fields.next() == Some(parent.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
+/// Pids of live (non-zombie) processes whose environment contains exactly
+/// the entry `PMDAEMON_HOME=<home>`.
+pub fn pids_with_home(home: &Path) -> Vec<u32> {
+    let mut needle = b"PMDAEMON_HOME=".to_vec();
+    needle.extend_from_slice(home.as_os_str().as_encoded_bytes());
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|entry| entry == needle))
+        })
+        .filter(|&pid| pid_alive(pid))
+        .collect()
+}
+
+/// The executable of `pid`, if it can be read.
+pub fn exe_of(pid: u32) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// Parses `pmd ... -o json` output, with the command line in the panic.
+pub fn parse_json(what: &str, stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {stdout:?}"))
+}
+
+/// Runs a future to completion on a fresh current-thread runtime (for the
+/// tests that speak raw gRPC).
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(fut)
+}
+
+/// A raw gRPC client over the daemon's Unix socket.
+pub async fn connect(
+    socket: &Path,
+) -> Result<ProcessManagerClient<Channel>, tonic::transport::Error> {
+    use hyper_util::rt::TokioIo;
+    use tonic::transport::{Endpoint, Uri};
+    let socket = socket.to_path_buf();
+    // The authority is ignored: every connection goes to the socket.
+    let channel = Endpoint::try_from("http://localhost")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await?;
+    Ok(ProcessManagerClient::new(channel))
+}
+
+/// Runs `cmd` with stdout/stderr captured into anonymous files (not pipes,
+/// so a process that inherits them, such as an auto-started daemon, cannot
+/// hang the caller) and kills it after `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let out = tempfile::tempfile().expect("temp file for stdout");
+    let err = tempfile::tempfile().expect("temp file for stderr");
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup stdout file"))
+        .stderr(err.try_clone().expect("dup stderr file"));
+    let mut child = spawn_retrying_busy(cmd);
+    let status = wait_child(&mut child, timeout).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {timeout:?}")
+    });
+    let read_all = |mut f: fs::File| {
+        let mut buf = Vec::new();
+        f.seek(SeekFrom::Start(0)).expect("rewind output file");
+        f.read_to_end(&mut buf).expect("read output file");
+        buf
+    };
+    Output {
+        status,
+        stdout: read_all(out),
+        stderr: read_all(err),
+    }
+}
+
+/// Spawns `cmd`, retrying while exec fails with ETXTBSY: an executable that
+/// a test has just written may still be open for writing in a child that
+/// another test thread forked at that moment (until that child's exec).
+pub fn spawn_retrying_busy(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot spawn {cmd:?}: {e}"),
+        }
+    }
+}
+
+/// Waits for `child` up to `timeout`; `None` if it is still running.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait().expect("waitpid") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Formats an [`Output`] for assertion messages.
+pub fn describe_output(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// One daemon on its own temporary `PMDAEMON_HOME`.
+pub struct TestDaemon {
+    /// Removed on drop, after every process using it is gone.
+    home: tempfile::TempDir,
+    /// Where `pmd` runs and scripts are written (`<home>/work`).
+    work: PathBuf,
+    /// The daemon this harness spawned, if it is running.
+    daemon: Option<Child>,
+    /// Counts daemon spawns, to give each its own stderr file.
+    spawns: u32,
+    /// Extra environment for the daemon (and so its apps).
+    daemon_env: Vec<(String, String)>,
+}
+
+impl TestDaemon {
+    /// A fresh home with a running daemon that answers `pmd ping`.
+    pub fn start() -> Self {
+        let mut d = Self::new_stopped();
+        d.spawn_daemon();
+        d
+    }
+
+    /// A fresh home with no daemon; [`Self::spawn_daemon`] starts one.
+    pub fn new_stopped() -> Self {
+        binaries();
+        let home = tempfile::Builder::new()
+            .prefix("pmd-e2e-")
+            .tempdir()
+            .expect("create temp PMDAEMON_HOME");
+        let work = home.path().join("work");
+        fs::create_dir(&work).expect("create work dir");
+        TestDaemon {
+            home,
+            work,
+            daemon: None,
+            spawns: 0,
+            daemon_env: Vec::new(),
+        }
+    }
+
+    /// Adds `key=value` to the environment of daemons spawned from now on.
+    pub fn set_daemon_env(&mut self, key: &str, value: &str) {
+        self.daemon_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The directory `pmd` runs in and scripts live in.
+    pub fn work(&self) -> &Path {
+        &self.work
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        pmdaemon_proto::socket_path(self.home())
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.home().join("logs")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.home().join("state.json")
+    }
+
+    /// `$PMDAEMON_HOME/pmdaemond.log`, empty if absent.
+    pub fn daemon_log(&self) -> String {
+        fs::read_to_string(self.home().join("pmdaemond.log")).unwrap_or_default()
+    }
+
+    /// Everything the daemons of this home wrote to stderr, in spawn order.
+    pub fn daemon_stderr(&self) -> String {
+        (1..=self.spawns)
+            .filter_map(|n| fs::read_to_string(self.stderr_path(n)).ok())
+            .collect::<Vec<_>>()
+            .join("")
+    }
+
+    fn stderr_path(&self, spawn: u32) -> PathBuf {
+        self.home().join(format!("daemon-stderr-{spawn}.txt"))
+    }
+
+    /// Pid of the daemon this harness spawned.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("no daemon running").id()
+    }
+
+    /// Spawns `pmdaemond` in the foreground on this home and waits until
+    /// `pmd ping` answers.
+    pub fn spawn_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "a daemon is already running");
+        self.spawns += 1;
+        let stderr = fs::File::create(self.stderr_path(self.spawns)).expect("daemon stderr file");
+        let child = Command::new(&binaries().pmdaemond)
+            .env(pmdaemon_proto::HOME_ENV, self.home())
+            .env("NO_COLOR", "1")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.work)
+            .stdin(Stdio::null())
+            .stdout(stderr.try_clone().expect("dup daemon stderr file"))
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn pmdaemond");
+        self.daemon = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("waitpid"))
+            {
+                self.daemon = None;
+                panic!(
+                    "pmdaemond exited with {status} before answering\nstderr:\n{}",
+                    self.daemon_stderr()
+                );
+            }
+            if self.socket().exists() && self.pmd(&["ping"]).status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pmdaemond did not answer `pmd ping` within {WAIT:?}\nstderr:\n{}",
+                self.daemon_stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM to the daemon and waits for it to exit; returns its
+    /// exit status.
+    pub fn stop_daemon(&mut self) -> ExitStatus {
+        let mut child = self.daemon.take().expect("no daemon running");
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        wait_child(&mut child, WAIT).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pmdaemond did not exit within {WAIT:?} of SIGTERM")
+        })
+    }
+
+    /// Graceful daemon restart on the same home.
+    pub fn restart_daemon(&mut self) {
+        let status = self.stop_daemon();
+        assert!(
+            status.success(),
+            "pmdaemond exited with {status} on SIGTERM"
+        );
+        self.spawn_daemon();
+    }
+
+    /// SIGKILLs the daemon (its apps are left behind) and reaps it.
+    pub fn kill9_daemon(&mut self) {
+        let mut child = self.daemon.take().expect("no daemon running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Waits for the daemon spawned by this harness to exit on its own
+    /// (after `pmd kill`), returning its status.
+    pub fn wait_daemon_exit(&mut self) -> ExitStatus {
+        let mut child = self.daemon.take().expect("no daemon running");
+        match wait_child(&mut child, WAIT) {
+            Some(status) => status,
+            None => {
+                self.daemon = Some(child);
+                panic!("pmdaemond did not exit within {WAIT:?}")
+            }
+        }
+    }
+
+    /// A `pmd` command with this home, `NO_COLOR=1`, run in the work dir.
+    pub fn pmd_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&binaries().pmd);
+        cmd.args(args)
+            .env(pmdaemon_proto::HOME_ENV, self.home())
+            .env("NO_COLOR", "1")
+            .current_dir(&self.work);
+        cmd
+    }
+
+    /// Runs the real `pmd` and returns what it did.
+    pub fn pmd(&self, args: &[&str]) -> Output {
+        run_with_timeout(&mut self.pmd_command(args), PMD_TIMEOUT)
+    }
+
+    /// Runs `pmd`, asserts exit 0 and returns stdout.
+    pub fn pmd_ok(&self, args: &[&str]) -> String {
+        let out = self.pmd(args);
+        assert!(
+            out.status.success(),
+            "pmd {args:?} failed\n{}",
+            describe_output(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `pmd`, asserts the exit code and returns the output.
+    pub fn pmd_code(&self, code: i32, args: &[&str]) -> Output {
+        let out = self.pmd(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "pmd {args:?}: expected exit {code}\n{}",
+            describe_output(&out)
+        );
+        out
+    }
+
+    /// `pmd list -o json`.
+    pub fn list_json(&self) -> Vec<Value> {
+        match parse_json("pmd list -o json", &self.pmd_ok(&["list", "-o", "json"])) {
+            Value::Array(apps) => apps,
+            other => panic!("pmd list -o json: expected an array, got {other}"),
+        }
+    }
+
+    /// `pmd describe TARGET -o json`, as printed.
+    pub fn describe_json(&self, target: &str) -> Value {
+        parse_json(
+            "pmd describe -o json",
+            &self.pmd_ok(&["describe", target, "-o", "json"]),
+        )
+    }
+
+    /// `pmd describe TARGET -o json` of a single-instance app: the object
+    /// (unwrapping a one-element array).
+    pub fn describe_one(&self, target: &str) -> Value {
+        match self.describe_json(target) {
+            Value::Array(mut v) => {
+                assert_eq!(
+                    v.len(),
+                    1,
+                    "describe {target}: expected one instance: {v:?}"
+                );
+                v.remove(0)
+            }
+            obj => obj,
+        }
+    }
+
+    /// The `pmd list -o json` entry named `name`, if any.
+    pub fn app(&self, name: &str) -> Option<Value> {
+        self.list_json().into_iter().find(|a| a["name"] == name)
+    }
+
+    /// The app's status word, or `None` if it is not listed.
+    pub fn status(&self, name: &str) -> Option<String> {
+        self.app(name)
+            .and_then(|a| a["status"].as_str().map(str::to_owned))
+    }
+
+    /// Waits until the app `name` has `status`, returning its list entry.
+    pub fn wait_status(&self, name: &str, status: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let app = self.app(name);
+            if let Some(app) = app.as_ref().filter(|a| a["status"] == status) {
+                return app.clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {WAIT:?} waiting for app {name} to be {status}; last seen: {app:?}"
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `name` is online and returns its pid.
+    pub fn wait_online(&self, name: &str) -> u32 {
+        let app = self.wait_status(name, "online");
+        pid_of(&app).unwrap_or_else(|| panic!("online app without a pid: {app}"))
+    }
+
+    /// Live processes started by this home's daemons other than the daemons
+    /// (and `pmd`) themselves: the apps and their descendants.
+    pub fn app_pids(&self) -> Vec<u32> {
+        let bins = binaries();
+        pids_with_home(self.home())
+            .into_iter()
+            .filter(|&pid| {
+                let exe = exe_of(pid);
+                exe.as_deref() != Some(bins.pmdaemond.as_path())
+                    && exe.as_deref() != Some(bins.pmd.as_path())
+            })
+            .collect()
+    }
+
+    /// Live `pmdaemond` processes on this home.
+    pub fn daemon_pids(&self) -> Vec<u32> {
+        let bins = binaries();
+        pids_with_home(self.home())
+            .into_iter()
+            .filter(|&pid| exe_of(pid).as_deref() == Some(bins.pmdaemond.as_path()))
+            .collect()
+    }
+
+    /// Writes an executable `#!/bin/sh` script into the work dir.
+    pub fn write_script(&self, file_name: &str, body: &str) -> PathBuf {
+        self.write_executable(file_name, &format!("#!/bin/sh\n{body}\n"))
+    }
+
+    /// Writes an executable file with exactly `contents` into the work dir.
+    pub fn write_executable(&self, file_name: &str, contents: &str) -> PathBuf {
+        let path = self.work.join(file_name);
+        fs::write(&path, contents).expect("write script");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+        path
+    }
+
+    /// A raw gRPC client to this daemon.
+    pub async fn client(&self) -> ProcessManagerClient<Channel> {
+        connect(&self.socket())
+            .await
+            .expect("connect to the daemon socket")
+    }
+
+    /// Reads a file of the work dir, empty if absent.
+    pub fn read_work(&self, file_name: &str) -> String {
+        fs::read_to_string(self.work.join(file_name)).unwrap_or_default()
+    }
+
+    /// SIGKILLs every process of this home and waits until they are gone.
+    fn kill_everything(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = pids_with_home(self.home());
+            if pids.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            for pid in pids {
+                let p = Pid::from_raw(pid as i32);
+                // Apps lead their own process groups; grandchildren share them.
+                let _ = killpg(p, Signal::SIGKILL);
+                let _ = kill(p, Signal::SIGKILL);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The `pid` of a list/describe entry, `None` when null.
+pub fn pid_of(app: &Value) -> Option<u32> {
+    app["pid"].as_u64().map(|p| p as u32)
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            if wait_child(&mut child, DAEMON_STOP_TIMEOUT).is_none() {
+                eprintln!(
+                    "pmdaemond did not exit within {DAEMON_STOP_TIMEOUT:?} of SIGTERM: SIGKILL"
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.kill_everything();
+        if thread::panicking() {
+            let tail = |s: String| {
+                let lines: Vec<&str> = s.lines().collect();
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            };
+            eprintln!(
+                "--- PMDAEMON_HOME {} ---\n--- daemon stderr (tail) ---\n{}\n--- pmdaemond.log (tail) ---\n{}",
+                self.home().display(),
+                tail(self.daemon_stderr()),
+                tail(self.daemon_log()),
+            );
+        }
+        if std::env::var_os("PMDAEMON_TEST_KEEP").is_some() {
+            let path =
+                std::mem::replace(&mut self.home, tempfile::tempdir().expect("temp dir")).keep();
+            eprintln!("kept PMDAEMON_HOME {}", path.display());
+        }
+    }
+}
+
+/// Convenience: a UTF-8 path as a `&str` for `pmd` argument lists.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Whether the test runs as root (for the tests that switch uid).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    /// A binary is stale when a file in its dep-info changed after it.
+    #[test]
+    fn newer_source_reads_cargo_dep_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("pmd");
+        let dep = dir.path().join("with space.rs");
+        fs::write(&bin, "").unwrap();
+        fs::write(&dep, "").unwrap();
+        let dep_line = dep.to_str().unwrap().replace(' ', "\\ ");
+        fs::write(
+            dir.path().join("pmd.d"),
+            format!("{}: {dep_line}\n", bin.display()),
+        )
+        .unwrap();
+        let set = |path: &Path, t: SystemTime| {
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        let now = SystemTime::now();
+        set(&bin, now);
+        set(&dep, now - Duration::from_secs(60));
+        assert_eq!(newer_source(&bin), None);
+        set(&dep, now + Duration::from_secs(60));
+        assert_eq!(newer_source(&bin), Some(dep));
+    }
+}

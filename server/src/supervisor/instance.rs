@@ -428,6 +428,13 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     }
                 }
             }
+            // No delay: spawn at once rather than through the timer, whose
+            // millisecond granularity would add up to a millisecond to every
+            // respawn.
+            Phase::Waiting(until) if until <= Instant::now() => {
+                ctx.count_restart(false);
+                ctx.spawn_or_fail().0
+            }
             Phase::Waiting(until) => {
                 let cmd = tokio::select! {
                     _ = tokio::time::sleep_until(until) => {

@@ -48,6 +48,15 @@ pub fn signal_group(pgid: u32, signal: Signal) {
 /// Pids of live (non-zombie) processes whose process group is `pgid`.
 /// killpg alone cannot tell: it succeeds while only zombies remain.
 pub fn group_members(pgid: u32) -> Vec<u32> {
+    // Fast path: ESRCH means no process at all (not even a zombie) is left
+    // in the group, which is the common case right after a leader exits;
+    // the /proc scan below costs a read per process on the machine.
+    if let Ok(raw) = i32::try_from(pgid)
+        && raw > 1
+        && killpg(Pid::from_raw(raw), None) == Err(nix::errno::Errno::ESRCH)
+    {
+        return Vec::new();
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -1,0 +1,61 @@
+//! Tiny app used by `bench/run.py`, compiled with plain `rustc -O` (no
+//! dependencies) so that its start-up cost is a few hundred microseconds,
+//! far below a shell's or an interpreter's.
+//!
+//! Modes:
+//! - `helper stamp`: print the wall-clock time (ns since the epoch) as the
+//!   first thing in `main`, then exit 0. Measures exec → main latency.
+//! - `helper respawn FILE`: append `S <ns>` to FILE as the first thing in
+//!   `main`, then `E <ns>` right before exiting with status 1.
+//! - `helper flood LINES FILE`: append `S <ns>` to FILE right before the
+//!   first write, write LINES lines of exactly 100 bytes (`%08d` line number,
+//!   a space, 90 `x`, newline) to stdout, append `E <ns>`, then sleep.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn append(path: &str, line: String) {
+    let mut f = OpenOptions::new().create(true).append(true).open(path).expect("open stamp file");
+    f.write_all(line.as_bytes()).expect("write stamp");
+}
+
+fn main() {
+    let start = now_ns();
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("stamp") => println!("{start}"),
+        Some("respawn") => {
+            append(&args[2], format!("S {start}\n"));
+            append(&args[2], format!("E {}\n", now_ns()));
+            std::process::exit(1);
+        }
+        Some("flood") => {
+            let lines: u64 = args[2].parse().expect("line count");
+            let mut payload = Vec::with_capacity(100);
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+            append(&args[3], format!("S {}\n", now_ns()));
+            for i in 0..lines {
+                payload.clear();
+                write!(payload, "{i:08} ").unwrap();
+                payload.extend_from_slice(&[b'x'; 90]);
+                payload.push(b'\n');
+                out.write_all(&payload).expect("write line");
+            }
+            out.flush().expect("flush");
+            append(&args[3], format!("E {}\n", now_ns()));
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        _ => {
+            eprintln!("usage: helper stamp | respawn FILE | flood LINES FILE");
+            std::process::exit(2);
+        }
+    }
+}

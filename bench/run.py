@@ -1,0 +1,457 @@
+#!/usr/bin/env python3
+"""pmdaemon benchmarks: builds the release binaries, runs them on a private
+temporary PMDAEMON_HOME and prints a table of measured figures and targets.
+
+Not a test: nothing here fails a build. See bench/README.md.
+
+Everything this script starts (daemons, apps) carries its temporary
+PMDAEMON_HOME in its environment; on exit, error or Ctrl-C it stops the
+daemons and then SIGKILLs every process whose /proc/PID/environ names that
+home, and removes the directory.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APPS = 50
+FLOOD_LINES = 200_000
+LINE_BYTES = 100
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median_ms(values_ns):
+    return statistics.median(values_ns) / 1e6
+
+
+def target_dir():
+    meta = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    )
+    return json.loads(meta.stdout)["target_directory"]
+
+
+def build(skip):
+    if not skip:
+        log("building release binaries: cargo build --release --workspace")
+        subprocess.run(["cargo", "build", "--release", "--workspace"], cwd=REPO, check=True)
+    release = os.path.join(target_dir(), "release")
+    bins = {name: os.path.join(release, name) for name in ("pmdaemond", "pmd")}
+    for path in bins.values():
+        if not os.path.isfile(path):
+            sys.exit(f"{path} is missing: run cargo build --release --workspace")
+    return bins
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def pids_with_home_prefix(root):
+    """Live pids whose environment has PMDAEMON_HOME under `root`."""
+    needle = b"PMDAEMON_HOME=" + os.fsencode(root)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(e.startswith(needle) for e in env):
+            found.append(int(entry))
+    return found
+
+
+def grpc_ping(sock_path, timeout=5.0):
+    """One gRPC Ping over the Unix socket with a hand-written HTTP/2 exchange
+    (no packages needed). Returns True when the response message arrived,
+    False if the socket does not accept connections yet."""
+
+    def frame(ftype, flags, stream, payload):
+        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+    def literal(name, value):  # HPACK literal without indexing, new name
+        return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock_path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        s.close()
+        return False
+    try:
+        headers = (
+            literal(b":method", b"POST")
+            + literal(b":scheme", b"http")
+            + literal(b":path", b"/pmdaemon.v1.ProcessManager/Ping")
+            + literal(b":authority", b"localhost")
+            + literal(b"content-type", b"application/grpc")
+            + literal(b"te", b"trailers")
+        )
+        s.sendall(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+            + frame(4, 0, 0, b"")  # SETTINGS
+            + frame(1, 0x4, 1, headers)  # HEADERS, END_HEADERS
+            + frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00")  # empty PingRequest, END_STREAM
+        )
+        buf = b""
+        while True:
+            while len(buf) < 9:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError("daemon closed the connection before answering Ping")
+                buf += chunk
+            length = int.from_bytes(buf[:3], "big")
+            ftype, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            while len(buf) < 9 + length:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError("daemon closed the connection mid-frame")
+                buf += chunk
+            buf = buf[9 + length:]
+            if ftype == 4 and not flags & 0x1:
+                s.sendall(frame(4, 0x1, 0, b""))  # SETTINGS ACK
+            if stream == 1 and ftype == 0 and length > 0:
+                return True  # the PingResponse message
+            if stream == 1 and ftype == 1 and flags & 0x1:
+                raise RuntimeError("Ping answered with trailers only (an error status)")
+            if ftype == 3 and stream == 1:
+                raise RuntimeError("Ping stream reset")
+    finally:
+        s.close()
+
+
+class Bench:
+    def __init__(self, bins, root):
+        self.bins = bins
+        self.root = root  # every home lives below it
+        self.daemons = []  # Popen objects of daemons we spawned
+
+    def env(self, home):
+        env = dict(os.environ)
+        env["PMDAEMON_HOME"] = home
+        env["NO_COLOR"] = "1"
+        env.pop("PMDAEMON_LOG", None)
+        return env
+
+    def spawn_daemon(self, home):
+        os.makedirs(home, exist_ok=True)
+        err = open(os.path.join(home, "daemon-stderr.txt"), "ab")
+        proc = subprocess.Popen(
+            [self.bins["pmdaemond"]], env=self.env(home), cwd=home,
+            stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+        )
+        err.close()
+        self.daemons.append(proc)
+        return proc
+
+    def wait_ping(self, home, proc, timeout=30.0):
+        sock = os.path.join(home, "pmd.sock")
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"pmdaemond exited with {proc.returncode}; see {home}/daemon-stderr.txt")
+            if grpc_ping(sock):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("pmdaemond did not answer Ping")
+            time.sleep(0.0002)
+
+    def stop_daemon(self, proc):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def pmd(self, home, *args, check=True, stdout=subprocess.DEVNULL):
+        return subprocess.run(
+            [self.bins["pmd"], *args], env=self.env(home), cwd=home,
+            stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, check=check,
+        )
+
+    def timed_pmd(self, home, *args):
+        """Wall time of one `pmd` run with output discarded (as the /bin/true
+        baseline is measured); raises if it fails."""
+        t0 = time.perf_counter_ns()
+        rc = subprocess.run(
+            [self.bins["pmd"], *args], env=self.env(home), cwd=home,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ).returncode
+        elapsed = time.perf_counter_ns() - t0
+        if rc != 0:
+            self.pmd(home, *args)  # again, to raise with its error message
+        return elapsed
+
+    def list_json(self, home):
+        out = self.pmd(home, "list", "-o", "json", stdout=subprocess.PIPE)
+        return json.loads(out.stdout)
+
+    def cleanup(self):
+        for proc in self.daemons:
+            try:
+                self.stop_daemon(proc)
+            except Exception as e:  # keep cleaning
+                log(f"cleanup: {e}")
+        deadline = time.monotonic() + 10
+        while True:
+            pids = pids_with_home_prefix(self.root)
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            time.sleep(0.02)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_until(what, cond, timeout=60.0, pause=0.0005):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(pause)
+
+
+# --------------------------------------------------------------------------
+# measurements
+
+
+def spawn_baseline_ns(argv, runs):
+    """Wall time of spawning and waiting for `argv` from this script."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter_ns() - t0)
+    return times
+
+
+def cold_start(b, runs):
+    times = []
+    for i in range(runs):
+        home = os.path.join(b.root, f"cold-{i}")
+        t0 = time.perf_counter_ns()
+        proc = b.spawn_daemon(home)
+        b.wait_ping(home, proc)
+        times.append(time.perf_counter_ns() - t0)
+        b.stop_daemon(proc)
+    return times
+
+
+def exec_latency_ns(helper, runs):
+    """Wall-clock time from just before spawning the helper to its first
+    instruction in main: the cost of fork/exec and the helper's start-up
+    that any respawn pays whoever spawns it."""
+    lat = []
+    for _ in range(runs):
+        t0 = time.time_ns()
+        out = subprocess.run([helper, "stamp"], stdout=subprocess.PIPE, check=True)
+        lat.append(int(out.stdout) - t0)
+    return lat
+
+
+def respawn_gaps(b, home, helper, respawns):
+    stamps = os.path.join(home, "respawn-stamps")
+    b.pmd(home, "start", helper, "--name", "respawn", "--min-uptime", "0", "--restart-delay", "0",
+          "--", "respawn", stamps)
+
+    def starts():
+        try:
+            with open(stamps) as f:
+                return sum(1 for line in f if line.startswith("S "))
+        except FileNotFoundError:
+            return 0
+
+    wait_until(f"{respawns + 1} runs of the respawn app", lambda: starts() > respawns)
+    b.pmd(home, "delete", "respawn")
+    events = []
+    with open(stamps) as f:
+        for line in f:
+            kind, ns = line.split()
+            events.append((kind, int(ns)))
+    gaps = []
+    for (k1, t1), (k2, t2) in zip(events, events[1:]):
+        if k1 == "E" and k2 == "S":
+            gaps.append(t2 - t1)
+    return gaps[:respawns]
+
+
+def flood(b, home, helper):
+    stamps = os.path.join(home, "flood-stamps")
+    b.pmd(home, "start", helper, "--name", "flood", "--log-max-size", "1G", "--no-autorestart",
+          "--", "flood", str(FLOOD_LINES), stamps)
+    app = next(a for a in b.list_json(home) if a["name"] == "flood")
+    out_log = os.path.join(home, "logs", f"flood-{app['id']}-out.log")
+    expected = FLOOD_LINES * LINE_BYTES
+    complete = None
+
+    def done():
+        nonlocal complete
+        try:
+            size = os.stat(out_log).st_size
+        except FileNotFoundError:
+            return False
+        if size >= expected:
+            complete = time.time_ns()
+            return True
+        return False
+
+    try:
+        wait_until("the flood to reach the log file", done, timeout=120, pause=0.0002)
+    except RuntimeError:
+        complete = None
+    with open(stamps) as f:
+        marks = dict(line.split() for line in f if line.strip())
+    first_write, last_write = int(marks["S"]), int(marks.get("E", 0))
+    seen = set()
+    with open(out_log, "rb") as f:
+        for line in f:
+            if len(line) == LINE_BYTES and line.endswith(b"\n"):
+                seen.add(int(line[:8]))
+    lost = FLOOD_LINES - len(seen & set(range(FLOOD_LINES)))
+    b.pmd(home, "delete", "flood")
+    total = (complete - first_write) if complete else None
+    app_side = (last_write - first_write) if last_write else None
+    return total, app_side, lost
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-build", action="store_true", help="use the existing release binaries")
+    parser.add_argument("--list-runs", type=int, default=200)
+    parser.add_argument("--cold-runs", type=int, default=10)
+    parser.add_argument("--respawns", type=int, default=50)
+    args = parser.parse_args()
+
+    bins = build(args.no_build)
+    root = tempfile.mkdtemp(prefix="pmd-bench-")
+    b = Bench(bins, root)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    rows = []
+    notes = []
+    try:
+        helper = os.path.join(root, "helper")
+        subprocess.run(["rustc", "-O", "--edition", "2021", os.path.join(REPO, "bench", "helper.rs"),
+                        "-o", helper], check=True)
+
+        log(f"cold start x{args.cold_runs}")
+        cold = cold_start(b, args.cold_runs)
+
+        home = os.path.join(root, "main")
+        daemon = b.spawn_daemon(home)
+        b.wait_ping(home, daemon)
+        time.sleep(1.0)  # let start-up allocations settle before sampling idle RSS
+        rss_idle = vm_rss_kib(daemon.pid)
+
+        log(f"{APPS} sequential pmd start")
+        starts_ns = sum(b.timed_pmd(home, "start", "sleep", "--name", f"s{i:02}", "--", "100000")
+                        for i in range(APPS))
+        apps = b.list_json(home)
+        online = sum(1 for a in apps if a["status"] == "online")
+        if online != APPS:
+            notes.append(f"only {online} of {APPS} apps online after the starts")
+
+        log(f"pmd list x{args.list_runs} with {APPS} apps")
+        b.pmd(home, "list")  # warm the page cache
+        list_times = [b.timed_pmd(home, "list") for _ in range(args.list_runs)]
+        true_times = spawn_baseline_ns(["/bin/true"], args.list_runs)
+        ping_times = [b.timed_pmd(home, "ping") for _ in range(args.list_runs)]
+        time.sleep(1.0)
+        rss_50 = vm_rss_kib(daemon.pid)
+
+        log(f"crash -> respawn x{args.respawns}")
+        gaps = respawn_gaps(b, home, helper, args.respawns)
+        exec_lat = exec_latency_ns(helper, args.respawns)
+
+        log(f"{FLOOD_LINES} lines of {LINE_BYTES} bytes")
+        flood_total, flood_app, lost = flood(b, home, helper)
+
+        b.pmd(home, "delete", "all")
+        b.stop_daemon(daemon)
+
+        true_ms = median_ms(true_times)
+        exec_ms = median_ms(exec_lat)
+        gap_ms = median_ms(gaps)
+        rows = [
+            ("pmd list, 50 apps (median)", f"{median_ms(list_times):.2f} ms", "<= 2 ms",
+             median_ms(list_times) <= 2),
+            ("daemon cold start to first Ping (median)", f"{median_ms(cold):.2f} ms", "<= 10 ms",
+             median_ms(cold) <= 10),
+            ("50 sequential pmd start", f"{starts_ns / 1e9:.3f} s", "<= 0.25 s", starts_ns / 1e9 <= 0.25),
+            ("crash -> respawn gap (median)", f"{gap_ms:.2f} ms", "<= 2 ms", gap_ms <= 2),
+            ("200k x 100 B lines into the log file",
+             f"{flood_total / 1e6:.1f} ms" if flood_total else "incomplete", "<= 50 ms",
+             bool(flood_total) and flood_total / 1e6 <= 50),
+            ("  lines lost", str(lost), "0", lost == 0),
+            ("daemon RSS idle", f"{rss_idle / 1024:.2f} MiB", "<= 6 MiB", rss_idle <= 6 * 1024),
+            (f"daemon RSS with {APPS} apps", f"{rss_50 / 1024:.2f} MiB", "<= 10 MiB", rss_50 <= 10 * 1024),
+        ]
+        notes += [
+            f"spawning /bin/true from this script takes {true_ms:.2f} ms (median): part of every pmd timing",
+            f"pmd ping (start-up + connect + one RPC) takes {median_ms(ping_times):.2f} ms (median): "
+            f"the floor under pmd list",
+            f"respawn gap = app's next start - its previous exit, both stamped inside the app; it includes "
+            f"fork/exec + start-up of the helper, which from this script takes {exec_ms:.2f} ms (median), "
+            f"so the daemon's own share is about {max(gap_ms - exec_ms, 0):.2f} ms",
+            f"respawn gaps: min {min(gaps) / 1e6:.2f} ms, max {max(gaps) / 1e6:.2f} ms over {len(gaps)}",
+            f"cold start: min {min(cold) / 1e6:.2f} ms, max {max(cold) / 1e6:.2f} ms over {len(cold)} fresh homes",
+        ]
+        if flood_app:
+            notes.append(f"the flood app itself took {flood_app / 1e6:.1f} ms to write the 200k lines")
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); cleaning up")
+        sys.exit(130)
+    finally:
+        b.cleanup()
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'metric':<{width}}  {'measured':>12}  {'target':>10}  ok")
+    for metric, measured, target, ok in rows:
+        print(f"{metric:<{width}}  {measured:>12}  {target:>10}  {'yes' if ok else 'NO'}")
+    print()
+    for note in notes:
+        print(f"- {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+//! End-to-end tests of pmdaemon: each test starts the real `pmdaemond` on its
+//! own temporary `PMDAEMON_HOME` (see `pmdaemon_tests::TestDaemon`) and drives
+//! it with the real `pmd` or raw gRPC, with real processes.
+//!
+//! Run with `cargo build --workspace && cargo test -p pmdaemon-tests`.
+//!
+//! Modules, by concern:
+//! - `lifecycle`: start, stop, restart, delete, list/describe output;
+//! - `restart_policy`: crash loops, backoff, `errored`, autorestart modes;
+//! - `logs`: log files, follow, rotation, raw bytes, missed lines;
+//! - `persistence`: daemon restarts and crashes, save/resurrect, state.json;
+//! - `validation`: bad input refused with nothing created, exit codes;
+//! - `security`: socket permissions, peers of another uid, secrets.
+
+mod lifecycle;
+mod logs;
+mod persistence;
+mod restart_policy;
+mod security;
+mod validation;
+
+use std::path::Path;
+
+/// Non-empty lines of a file (empty if the file is absent).
+pub fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Nanosecond timestamps (`date +%s%N`), one a line.
+pub fn timestamps_ns(path: &Path) -> Vec<u128> {
+    lines_of(path)
+        .iter()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("not a timestamp: {l:?}"))
+        })
+        .collect()
+}
+
+/// Differences between consecutive timestamps, in milliseconds.
+pub fn gaps_ms(stamps: &[u128]) -> Vec<f64> {
+    stamps
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1e6)
+        .collect()
+}

@@ -1,0 +1,257 @@
+//! What survives the daemon: graceful restarts, crashes (`kill -9`),
+//! `pmd kill`, save/resurrect, and the state file itself.
+
+use std::fs;
+use std::time::Duration;
+
+use pmdaemon_tests::*;
+
+use crate::lines_of;
+
+/// After a graceful daemon restart (SIGTERM, start again) the apps that were
+/// online are online again under the same ids, and a stopped app stays
+/// stopped; no process is duplicated.
+#[test]
+fn daemon_restart_brings_online_apps_back() {
+    let mut d = TestDaemon::start();
+    d.pmd_ok(&["start", "sleep", "--name", "keeper", "--", "100000"]);
+    d.pmd_ok(&["start", "sleep", "--name", "idle", "--", "100000"]);
+    let old = d.wait_online("keeper");
+    d.wait_online("idle");
+    d.pmd_ok(&["stop", "idle"]);
+    d.wait_status("idle", "stopped");
+    let ids_before: Vec<_> = d
+        .list_json()
+        .iter()
+        .map(|a| (a["name"].clone(), a["id"].clone()))
+        .collect();
+
+    d.restart_daemon();
+    let new = d.wait_online("keeper");
+    assert!(pid_alive(new));
+    if new != old {
+        assert!(
+            !pid_alive(old),
+            "the previous instance {old} survived next to {new}"
+        );
+    }
+    assert_eq!(d.status("idle").as_deref(), Some("stopped"));
+    let ids_after: Vec<_> = d
+        .list_json()
+        .iter()
+        .map(|a| (a["name"].clone(), a["id"].clone()))
+        .collect();
+    assert_eq!(ids_after, ids_before, "ids changed across a daemon restart");
+    assert_eq!(d.app_pids(), [new], "exactly the keeper should be running");
+}
+
+/// After `kill -9` of the daemon, the next daemon does not start a duplicate
+/// of an app whose previous instance (and its grandchild) still runs:
+/// exactly one instance with its grandchild runs, the one the daemon
+/// reports; a replaced instance is gone with its whole group.
+#[test]
+fn daemon_kill9_then_start_leaves_no_duplicates() {
+    let mut d = TestDaemon::start();
+    let script = d.write_script("survivor.sh", "sleep 100000 &\nexec sleep 100000");
+    d.pmd_ok(&["start", arg(&script), "--name", "survivor"]);
+    let old = d.wait_online("survivor");
+    wait_for("the app and its grandchild", WAIT, || {
+        d.app_pids().len() == 2
+    });
+    let old_pids = d.app_pids();
+
+    d.kill9_daemon();
+    d.spawn_daemon();
+    let pid = d.wait_online("survivor");
+    wait_for(
+        "a single instance of the app with its grandchild",
+        WAIT,
+        || d.app_pids().len() == 2,
+    );
+    assert!(
+        d.app_pids().contains(&pid),
+        "the reported pid {pid} is not running: {:?}",
+        d.app_pids()
+    );
+    if pid != old {
+        wait_for(
+            "the replaced instance and its grandchild to be gone",
+            WAIT,
+            || old_pids.iter().all(|&p| !pid_alive(p)),
+        );
+    }
+    wait_for("the app and its grandchild, once", WAIT, || {
+        d.app_pids().len() == 2
+    });
+    assert_eq!(d.list_json().len(), 1, "{:?}", d.list_json());
+    assert_eq!(d.daemon_pids(), [d.daemon_pid()], "more than one daemon");
+}
+
+/// `pmd kill` stops the apps and the daemon; the next daemon brings the apps
+/// that were online back.
+#[test]
+fn kill_stops_apps_and_daemon_and_the_next_daemon_restores_them() {
+    let mut d = TestDaemon::start();
+    d.pmd_ok(&["start", "sleep", "--name", "sturdy", "--", "100000"]);
+    let old = d.wait_online("sturdy");
+
+    d.pmd_ok(&["kill"]);
+    let status = d.wait_daemon_exit();
+    assert!(
+        status.success(),
+        "daemon exited with {status} after pmd kill"
+    );
+    assert!(!pid_alive(old), "app {old} survived pmd kill");
+    assert!(
+        d.app_pids().is_empty(),
+        "processes left: {:?}",
+        d.app_pids()
+    );
+
+    d.spawn_daemon();
+    let new = d.wait_online("sturdy");
+    assert_ne!(new, old);
+}
+
+/// `pmd save`, `pmd delete all`, `pmd resurrect` brings the saved apps back
+/// with their arguments and environment.
+#[test]
+fn save_then_delete_all_then_resurrect_restores_apps() {
+    let d = TestDaemon::start();
+    let script = d.write_script(
+        "painter.sh",
+        "echo \"color=$COLOR args=$*\"\nexec sleep 100000",
+    );
+    d.pmd_ok(&[
+        "start",
+        arg(&script),
+        "--name",
+        "red",
+        "--env",
+        "COLOR=red",
+        "--",
+        "x",
+        "y",
+    ]);
+    d.pmd_ok(&["start", "sleep", "--name", "plain", "--", "100000"]);
+    d.wait_online("red");
+    d.wait_online("plain");
+
+    d.pmd_ok(&["save"]);
+    assert!(
+        d.home().join("dump.json").is_file(),
+        "no dump.json after pmd save"
+    );
+    d.pmd_ok(&["delete", "all"]);
+    assert!(d.list_json().is_empty());
+    wait_for("all apps gone", Duration::from_secs(10), || {
+        d.app_pids().is_empty()
+    });
+
+    d.pmd_ok(&["resurrect"]);
+    d.wait_online("red");
+    d.wait_online("plain");
+    let out_log = d.describe_one("red")["out_log_path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for("the resurrected app's output", WAIT, || {
+        !lines_of(out_log.as_ref()).is_empty()
+    });
+    assert_eq!(lines_of(out_log.as_ref()), ["color=red args=x y"]);
+    assert_eq!(d.list_json().len(), 2);
+}
+
+/// A corrupt state.json does not stop the daemon and is not silently lost:
+/// it is kept under another name and the daemon says so.
+#[test]
+fn a_corrupt_state_file_is_kept_aside() {
+    let mut d = TestDaemon::new_stopped();
+    let garbage = "{ this is not json";
+    fs::write(d.state_path(), garbage).unwrap();
+    d.spawn_daemon();
+    assert!(d.list_json().is_empty());
+
+    let aside: Vec<_> = fs::read_dir(d.home())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != &d.state_path())
+        .filter(|p| fs::read_to_string(p).is_ok_and(|s| s == garbage))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the corrupt state was not kept aside: {aside:?}"
+    );
+    let aside_name = aside[0].file_name().unwrap().to_str().unwrap().to_owned();
+    let said = format!("{}{}", d.daemon_log(), d.daemon_stderr());
+    assert!(
+        said.contains(&aside_name),
+        "the daemon does not say where it kept the corrupt state ({aside_name}):\n{said}"
+    );
+
+    d.pmd_ok(&["start", "sleep", "--name", "fresh", "--", "100000"]);
+    d.wait_online("fresh");
+    let state = fs::read_to_string(d.state_path()).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&state).expect("state.json is JSON again");
+    assert!(parsed.to_string().contains("fresh"));
+}
+
+/// state.json is written as apps change and names them.
+#[test]
+fn the_state_file_records_apps() {
+    let d = TestDaemon::start();
+    d.pmd_ok(&["start", "sleep", "--name", "recorded", "--", "100000"]);
+    d.wait_online("recorded");
+    let state = fs::read_to_string(d.state_path()).expect("state.json exists");
+    let parsed: serde_json::Value = serde_json::from_str(&state).expect("state.json is JSON");
+    assert!(parsed.to_string().contains("recorded"), "{parsed}");
+    let leftovers: Vec<_> = fs::read_dir(d.home())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state") && n != "state.json")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary state files left: {leftovers:?}"
+    );
+}
+
+/// `pmd ping`, `pmd version` and `pmd kill` do not start a daemon when none
+/// runs.
+#[test]
+fn ping_version_and_kill_do_not_autostart_a_daemon() {
+    let d = TestDaemon::new_stopped();
+    let out = d.pmd_code(1, &["ping"]);
+    assert!(!out.stderr.is_empty(), "ping without a daemon says nothing");
+    let version = d.pmd_ok(&["version"]);
+    assert!(version.contains(pmdaemon_proto::VERSION), "{version}");
+    let _ = d.pmd(&["kill"]);
+    assert!(
+        d.daemon_pids().is_empty(),
+        "a daemon was started: {:?}",
+        d.daemon_pids()
+    );
+    assert!(!d.socket().exists(), "a socket appeared");
+}
+
+/// `pmd list` with no daemon running starts one, and the next command uses
+/// it rather than starting another.
+#[test]
+fn list_autostarts_a_single_daemon() {
+    let d = TestDaemon::new_stopped();
+    let out = d.pmd_ok(&["list"]);
+    assert!(
+        d.socket().exists(),
+        "no socket after an auto-start; list said: {out}"
+    );
+    let daemons = d.daemon_pids();
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    d.pmd_ok(&["list"]);
+    d.pmd_ok(&["ping"]);
+    assert_eq!(d.daemon_pids(), daemons, "a second daemon was started");
+    d.pmd_ok(&["kill"]);
+    wait_for("the auto-started daemon to exit", WAIT, || {
+        d.daemon_pids().is_empty()
+    });
+}

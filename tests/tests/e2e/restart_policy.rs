@@ -1,0 +1,200 @@
+//! What happens when an app exits on its own: restarts, backoff, the
+//! `errored` end of a crash loop, and the autorestart modes.
+
+use std::thread;
+use std::time::Duration;
+
+use pmdaemon_tests::*;
+
+use crate::{gaps_ms, lines_of, timestamps_ns};
+
+/// A script that appends its start time (ns) to `starts` and exits with
+/// `code`.
+fn crasher(d: &TestDaemon, file: &str, code: i32) -> String {
+    let path = d.write_script(file, &format!("date +%s%N >> starts\nexit {code}"));
+    arg(&path).to_owned()
+}
+
+/// An app that always crashes is restarted `max_restarts` times, first
+/// immediately and then with a doubling backoff (100, 200, 400, 800 ms), and
+/// ends `errored` with restarts == max_restarts, where it stays.
+#[test]
+fn a_crash_loop_backs_off_and_ends_errored() {
+    let d = TestDaemon::start();
+    let script = crasher(&d, "crash.sh", 1);
+    d.pmd_ok(&["start", &script, "--name", "crashy", "--max-restarts", "5"]);
+    let app = d.wait_status("crashy", "errored");
+    assert_eq!(app["restarts"], 5, "{app}");
+    assert!(app["pid"].is_null(), "{app}");
+    assert_eq!(app["exit_code"], 1, "{app}");
+
+    let starts = timestamps_ns(&d.work().join("starts"));
+    assert_eq!(
+        starts.len(),
+        6,
+        "1 start + 5 restarts expected, got {starts:?}"
+    );
+    let gaps = gaps_ms(&starts);
+    // Gap k (1-based) contains the backoff before restart k: 0, then
+    // 100 ms doubling. A little slack for the clock of `date`.
+    for (k, gap) in gaps.iter().enumerate().skip(1) {
+        let backoff = 100.0 * f64::from(1u32 << (k - 1));
+        assert!(
+            *gap >= backoff * 0.9,
+            "restart {} came {gap:.0} ms after the previous start, before its {backoff} ms backoff; gaps: {gaps:?}",
+            k + 1
+        );
+    }
+    assert!(
+        gaps[2] < gaps[3] && gaps[3] < gaps[4] && gaps[1] < gaps[4],
+        "delays do not grow: {gaps:?}"
+    );
+
+    // Nothing may happen any more; proving absence needs some time to pass
+    // (longer than the next backoff would have been).
+    thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        timestamps_ns(&d.work().join("starts")).len(),
+        6,
+        "an errored app was restarted"
+    );
+    let app = d.app("crashy").unwrap();
+    assert_eq!(app["status"], "errored", "{app}");
+    assert_eq!(app["restarts"], 5, "{app}");
+    let zombies = zombie_children(d.daemon_pid());
+    assert!(zombies.is_empty(), "the daemon left zombies: {zombies:?}");
+}
+
+/// A run longer than `min_uptime` is stable: the unstable counter resets, so
+/// an app that crashes only after a while is restarted indefinitely, without
+/// backoff and without ever being errored.
+#[test]
+fn stable_runs_reset_the_crash_counters() {
+    let d = TestDaemon::start();
+    let script = d.write_script("slowcrash.sh", "date +%s%N >> starts\nsleep 0.4\nexit 1");
+    d.pmd_ok(&[
+        "start",
+        arg(&script),
+        "--name",
+        "slowcrash",
+        "--min-uptime",
+        "200ms",
+        "--max-restarts",
+        "1",
+    ]);
+    wait_for("five runs", WAIT, || {
+        lines_of(&d.work().join("starts")).len() >= 5
+    });
+    let app = d.app("slowcrash").unwrap();
+    assert_ne!(app["status"], "errored", "{app}");
+    assert!(app["restarts"].as_u64().unwrap() >= 4, "{app}");
+    assert_eq!(app["unstable_restarts"], 0, "{app}");
+    let gaps = gaps_ms(&timestamps_ns(&d.work().join("starts")));
+    // 400 ms of run time and no backoff; a backoff of 100 ms doubling would
+    // have pushed the 4th gap beyond 1.2 s.
+    assert!(
+        gaps.iter().all(|&g| g < 1200.0),
+        "stable restarts were delayed: {gaps:?}"
+    );
+    d.pmd_ok(&["stop", "slowcrash"]);
+}
+
+/// `--restart-delay` is waited before every restart (with `--min-uptime 0`
+/// there is no backoff), during which the app is `waiting-restart`.
+#[test]
+fn restart_delay_is_waited_before_each_restart() {
+    let d = TestDaemon::start();
+    let script = crasher(&d, "delayed.sh", 1);
+    d.pmd_ok(&[
+        "start",
+        &script,
+        "--name",
+        "delayed",
+        "--restart-delay",
+        "700ms",
+        "--min-uptime",
+        "0",
+    ]);
+    d.wait_status("delayed", "waiting-restart");
+    wait_for("three runs", WAIT, || {
+        lines_of(&d.work().join("starts")).len() >= 3
+    });
+    d.pmd_ok(&["stop", "delayed"]);
+    let gaps = gaps_ms(&timestamps_ns(&d.work().join("starts")));
+    assert!(
+        gaps.iter().all(|&g| g >= 630.0),
+        "restarted before the 700 ms delay: {gaps:?}"
+    );
+    assert_eq!(d.app("delayed").unwrap()["status"], "stopped");
+}
+
+/// With `--no-autorestart` an app that exits stays down with its exit code
+/// kept and no restarts: `stopped` after a clean exit, `errored` after a
+/// failed one (like systemd's `failed`; PM2 would show `stopped`).
+#[test]
+fn no_autorestart_leaves_an_exited_app_down() {
+    let d = TestDaemon::start();
+    let clean = crasher(&d, "clean.sh", 0);
+    let failed = d.write_script("failed.sh", "date +%s%N >> failed-starts\nexit 3");
+    d.pmd_ok(&["start", &clean, "--name", "clean", "--no-autorestart"]);
+    d.pmd_ok(&[
+        "start",
+        arg(&failed),
+        "--name",
+        "failed",
+        "--no-autorestart",
+    ]);
+    let app = d.wait_status("clean", "stopped");
+    assert_eq!(app["exit_code"], 0, "{app}");
+    assert_eq!(app["restarts"], 0, "{app}");
+    assert!(app["pid"].is_null(), "{app}");
+    let app = d.wait_status("failed", "errored");
+    assert_eq!(app["exit_code"], 3, "{app}");
+    assert_eq!(app["restarts"], 0, "{app}");
+    assert!(app["pid"].is_null(), "{app}");
+    assert_eq!(lines_of(&d.work().join("starts")).len(), 1);
+    assert_eq!(lines_of(&d.work().join("failed-starts")).len(), 1);
+}
+
+/// `--autorestart on-failure` restarts after a non-zero exit but not after
+/// a clean one.
+#[test]
+fn on_failure_restarts_only_failed_runs() {
+    let d = TestDaemon::start();
+    // Fails on its first run, succeeds on the second.
+    let script = d.write_script(
+        "flaky.sh",
+        "date +%s%N >> starts\nif [ -e ran-once ]; then exit 0; fi\ntouch ran-once\nexit 1",
+    );
+    d.pmd_ok(&[
+        "start",
+        arg(&script),
+        "--name",
+        "flaky",
+        "--autorestart",
+        "on-failure",
+    ]);
+    wait_for("the second run", WAIT, || {
+        lines_of(&d.work().join("starts")).len() >= 2
+    });
+    let app = d.wait_status("flaky", "stopped");
+    assert_eq!(app["exit_code"], 0, "{app}");
+    assert_eq!(app["restarts"], 1, "{app}");
+    assert_eq!(lines_of(&d.work().join("starts")).len(), 2);
+}
+
+/// An errored app can be brought back by hand with `pmd restart`.
+#[test]
+fn an_errored_app_can_be_restarted_by_hand() {
+    let d = TestDaemon::start();
+    let script = crasher(&d, "broken.sh", 1);
+    d.pmd_ok(&["start", &script, "--name", "broken", "--max-restarts", "1"]);
+    d.wait_status("broken", "errored");
+    let runs = lines_of(&d.work().join("starts")).len();
+    assert_eq!(runs, 2, "1 start + 1 restart expected");
+    d.pmd_ok(&["restart", "broken"]);
+    wait_for("the app to run again", WAIT, || {
+        lines_of(&d.work().join("starts")).len() > runs
+    });
+    d.wait_status("broken", "errored");
+}
