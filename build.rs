@@ -13,12 +13,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let well_known = well_known.display().to_string();
+    let descriptor_path = out_dir.join("pmdaemon_descriptor.bin");
     tonic_prost_build::configure()
-        .file_descriptor_set_path(out_dir.join("pmdaemon_descriptor.bin"))
+        .file_descriptor_set_path(&descriptor_path)
         .compile_protos(
             &["proto/pmdaemon/v1/process_manager.proto"],
             &["proto", well_known.as_str()],
         )?;
+    strip_imported_comments(&descriptor_path)?;
     println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}
+
+/// Drops the source info (comments, spans) of well-known imports such as
+/// google/protobuf/descriptor.proto from the reflection descriptor set: the
+/// daemon keeps it decoded in memory for its whole life, and those comments
+/// were most of its idle heap. Our own files keep their comments so that
+/// `grpcurl describe` shows them.
+fn strip_imported_comments(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use prost::Message;
+    let mut set = prost_types::FileDescriptorSet::decode(std::fs::read(path)?.as_slice())?;
+    for file in &mut set.file {
+        if file.name().starts_with("google/protobuf/") {
+            file.source_code_info = None;
+        }
+    }
+    std::fs::write(path, set.encode_to_vec())?;
     Ok(())
 }

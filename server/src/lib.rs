@@ -159,22 +159,19 @@ pub async fn run(
     health_reporter
         .set_serving::<ProcessManagerServer<api::Api>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pmdaemon_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| StartError::Io {
-            context: "cannot build reflection for",
-            path: home.clone(),
-            source: std::io::Error::other(e),
-        })?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pmdaemon_proto::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| StartError::Io {
-            context: "cannot build reflection for",
-            path: home.clone(),
-            source: std::io::Error::other(e),
-        })?;
+    // Python's reflection client speaks v1alpha, grpcurl v1: serve both.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pmdaemon_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_err = |e| StartError::Io {
+        context: "cannot build gRPC reflection for",
+        path: home.clone(),
+        source: std::io::Error::other(e),
+    };
+    let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
     let api = api::Api::new(sup.clone(), shutdown_tx.clone());
     // Serving stops only after the apps are stopped, so `pmd kill` and

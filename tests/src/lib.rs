@@ -198,6 +198,11 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 pub async fn connect(
     socket: &Path,
 ) -> Result<ProcessManagerClient<Channel>, tonic::transport::Error> {
+    Ok(ProcessManagerClient::new(connect_channel(socket).await?))
+}
+
+/// A gRPC channel over the daemon's Unix socket, for any service on it.
+pub async fn connect_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
     use hyper_util::rt::TokioIo;
     use tonic::transport::{Endpoint, Uri};
     let socket = socket.to_path_buf();
@@ -212,7 +217,7 @@ pub async fn connect(
             }
         }))
         .await?;
-    Ok(ProcessManagerClient::new(channel))
+    Ok(channel)
 }
 
 /// Runs `cmd` with stdout/stderr captured into anonymous files (not pipes,

@@ -10,13 +10,15 @@
 //! - `logs`: log files, follow, rotation, raw bytes, missed lines;
 //! - `persistence`: daemon restarts and crashes, save/resurrect, state.json;
 //! - `validation`: bad input refused with nothing created, exit codes;
-//! - `security`: socket permissions, peers of another uid, secrets.
+//! - `security`: socket permissions, peers of another uid, secrets;
+//! - `services`: gRPC health and reflection for generic clients.
 
 mod lifecycle;
 mod logs;
 mod persistence;
 mod restart_policy;
 mod security;
+mod services;
 mod validation;
 
 use std::path::Path;

@@ -86,6 +86,20 @@ fn a_non_executable_file_is_rejected() {
     assert_nothing_created(&d);
 }
 
+/// An executable the kernel refuses to run (exec bit, no shebang, not a
+/// binary: ENOEXEC) fails at the first spawn; the start is refused with the
+/// reason and the half-made app, its state entry and log files are removed.
+#[test]
+fn a_file_the_kernel_cannot_execute_is_refused_with_nothing_created() {
+    let d = TestDaemon::start();
+    d.write_executable("garbage", "this is not a program\n");
+    let out = d.pmd_code(1, &["start", "./garbage"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("garbage"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("exec"), "{stderr}");
+    assert_nothing_created(&d);
+}
+
 /// A second app with a taken name is refused (ALREADY_EXISTS → exit 1).
 #[test]
 fn a_duplicate_name_is_refused() {
