@@ -22,6 +22,10 @@ pub enum Error {
     #[error("{0}")]
     FailedPrecondition(String),
 
+    /// A finite resource ran out (free ports of an auto range...).
+    #[error("{0}")]
+    ResourceExhausted(String),
+
     #[error("the daemon is shutting down")]
     ShuttingDown,
 
@@ -40,6 +44,18 @@ impl Error {
             context,
             path: path.into(),
             source,
+        }
+    }
+}
+
+impl From<crate::ports::PortError> for Error {
+    fn from(e: crate::ports::PortError) -> Self {
+        use crate::ports::PortError as P;
+        let msg = e.to_string();
+        match e {
+            P::Invalid(_) | P::Conflict { .. } => Error::InvalidArgument(msg),
+            P::Bound { .. } | P::HostCheck { .. } => Error::FailedPrecondition(msg),
+            P::Exhausted { .. } => Error::ResourceExhausted(msg),
         }
     }
 }

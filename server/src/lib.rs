@@ -6,6 +6,9 @@
 //! - `supervisor` — the process table and each instance's lifecycle; the only
 //!   place that forks or signals;
 //! - `logs` — stdout/stderr capture, log files, rotation, tail, followers;
+//! - `ports` — port specs, assignment and conflict checks against apps and
+//!   the host;
+//! - `watch` — file watching that restarts apps on changes;
 //! - `store` — `state.json` / `dump.json`, atomic writes;
 //! - `api` — the tonic service over the core; the one error mapping;
 //! - `auth` — peer credentials on the Unix socket.
@@ -14,8 +17,10 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod logs;
+pub mod ports;
 pub mod store;
 pub mod supervisor;
+pub mod watch;
 
 use std::fs::File;
 use std::future::Future;
@@ -24,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use pmdaemon_proto::v1::process_manager_server::ProcessManagerServer;
 use tokio::net::UnixListener;
-use tokio::sync::watch;
+
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::supervisor::Supervisor;
@@ -146,7 +151,7 @@ pub async fn run(
 
     // true = begin shutdown. Senders: the external signal (below) and the
     // Shutdown RPC; receivers: this function and every open stream.
-    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     {
         let tx = shutdown_tx.clone();
         tokio::spawn(async move {
@@ -176,7 +181,7 @@ pub async fn run(
     let api = api::Api::new(sup.clone(), shutdown_tx.clone());
     // Serving stops only after the apps are stopped, so `pmd kill` and
     // followers see the daemon until the end.
-    let (served_tx, mut served_rx) = watch::channel(false);
+    let (served_tx, mut served_rx) = tokio::sync::watch::channel(false);
     let server = tonic::transport::Server::builder()
         .layer(tonic::service::InterceptorLayer::new(auth::peer_uid_check(
             nix::unistd::geteuid().as_raw(),

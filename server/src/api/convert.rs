@@ -7,6 +7,7 @@ use pmdaemon_proto::{Target, v1};
 use tonic::Status;
 
 use crate::error::Error;
+use crate::ports::PortSpec;
 use crate::supervisor::InstanceView;
 use crate::supervisor::instance::State;
 use crate::supervisor::spec::{self, AppSpec, Autorestart};
@@ -106,6 +107,34 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
             .as_str()
             .to_string()
     };
+    let instances = resolve_instances(p.instances.unwrap_or(1))?;
+    let port = if p.port.trim().is_empty() {
+        None
+    } else {
+        Some(p.port.parse::<PortSpec>().map_err(Error::from)?)
+    };
+    let in_cwd = |path: &str| spec::absolute(&cwd.join(path));
+    let log_file = |field: &str, path: &str| -> Result<Option<PathBuf>, Error> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let path = in_cwd(path);
+        match path.parent() {
+            Some(dir) if dir.is_dir() => Ok(Some(path)),
+            _ => Err(invalid(format!(
+                "{field}: the directory of {} does not exist",
+                path.display()
+            ))),
+        }
+    };
+    let watch_paths: Vec<PathBuf> = p.watch_paths.iter().map(|w| in_cwd(w)).collect();
+    let out_file = log_file("out_file", &p.out_file)?;
+    let error_file = log_file("error_file", &p.error_file)?;
+    if out_file.is_some() && out_file == error_file {
+        return Err(invalid(
+            "out_file and error_file must be different files".into(),
+        ));
+    }
     let spec = AppSpec {
         name,
         script: p.script,
@@ -127,9 +156,38 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         time: p.time,
         log_max_bytes: p.log_max_bytes.unwrap_or(spec::DEFAULT_LOG_MAX_BYTES),
         log_max_files: p.log_max_files.unwrap_or(spec::DEFAULT_LOG_MAX_FILES),
+        instances,
+        port,
+        port_env: if p.port_env.is_empty() {
+            spec::DEFAULT_PORT_ENV.to_string()
+        } else {
+            p.port_env
+        },
+        watch: p.watch || !p.watch_paths.is_empty(),
+        watch_paths,
+        ignore_watch: p.ignore_watch,
+        watch_delay_ms: p.watch_delay_ms.unwrap_or(spec::DEFAULT_WATCH_DELAY_MS),
+        out_file,
+        error_file,
     };
     spec.validate()?;
     Ok(spec)
+}
+
+/// PM2's instance counts: N > 0 is N, 0 is one per CPU (`max`), -1 one less
+/// than the CPUs (at least one).
+pub fn resolve_instances(requested: i32) -> Result<u32, Error> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as u32;
+    match requested {
+        n if n > 0 => Ok(n as u32),
+        0 => Ok(cpus),
+        -1 => Ok(cpus.saturating_sub(1).max(1)),
+        n => Err(Error::InvalidArgument(format!(
+            "instances: {n} is not a count; use a number, 0 or `max` (one per CPU), or -1 (CPUs - 1)"
+        ))),
+    }
 }
 
 pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
@@ -156,6 +214,27 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
         time: s.time,
         log_max_bytes: Some(s.log_max_bytes),
         log_max_files: Some(s.log_max_files),
+        instances: Some(s.instances as i32),
+        port: s.port.map(|p| p.to_string()).unwrap_or_default(),
+        port_env: s.port_env.clone(),
+        watch: s.watch,
+        watch_paths: s
+            .watch_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        ignore_watch: s.ignore_watch.clone(),
+        watch_delay_ms: Some(s.watch_delay_ms),
+        out_file: s
+            .out_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        error_file: s
+            .error_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -181,5 +260,7 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
         out_log_path: v.out_log.display().to_string(),
         err_log_path: v.err_log.display().to_string(),
         created_at_ms: v.created_at_ms,
+        port: s.effective_port().map(u32::from),
+        port_override: s.port_override.is_some(),
     }
 }

@@ -4,13 +4,15 @@
 //! mapping to gRPC codes lives here once ([`status`]).
 //!
 //! Files: `convert.rs` (proto <-> core types), `processes.rs` (lifecycle
-//! RPCs), `logs.rs` (StreamLogs/FlushLogs), `daemon.rs` (ping, save,
+//! RPCs, scale, apply), `reload.rs` (rolling restart stream), `logs.rs`
+//! (StreamLogs/FlushLogs), `daemon.rs` (ping, save,
 //! resurrect, shutdown).
 
 mod convert;
 mod daemon;
 mod logs;
 mod processes;
+mod reload;
 
 use pmdaemon_proto::v1;
 use tokio::sync::watch;
@@ -48,6 +50,7 @@ pub fn status(e: Error) -> Status {
         Error::NotFound { .. } => Status::not_found(msg),
         Error::AlreadyExists { .. } => Status::already_exists(msg),
         Error::FailedPrecondition(_) => Status::failed_precondition(msg),
+        Error::ResourceExhausted(_) => Status::resource_exhausted(msg),
         Error::ShuttingDown => Status::unavailable(msg),
         Error::Io { .. } => Status::internal(msg),
     }
@@ -86,6 +89,30 @@ impl v1::process_manager_server::ProcessManager for Api {
         req: Request<v1::RestartProcessRequest>,
     ) -> Reply<v1::RestartProcessResponse> {
         processes::restart(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type ReloadProcessStream = reload::ReloadStream;
+
+    async fn reload_process(
+        &self,
+        req: Request<v1::ReloadProcessRequest>,
+    ) -> Reply<Self::ReloadProcessStream> {
+        reload::reload(&self.sup, req.into_inner()).map(Response::new)
+    }
+
+    async fn scale_process(
+        &self,
+        req: Request<v1::ScaleProcessRequest>,
+    ) -> Reply<v1::ScaleProcessResponse> {
+        processes::scale(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn apply_apps(&self, req: Request<v1::ApplyAppsRequest>) -> Reply<v1::ApplyAppsResponse> {
+        processes::apply(&self.sup, req.into_inner())
             .await
             .map(Response::new)
     }

@@ -3,8 +3,9 @@
 use pmdaemon_proto::{Target, v1};
 use tonic::Status;
 
-use super::convert::{info, parse_target, spec_from_proto, state_from_proto};
-use crate::supervisor::Supervisor;
+use super::convert::{info, parse_target, resolve_instances, spec_from_proto, state_from_proto};
+use crate::ports::PortSpec;
+use crate::supervisor::{ApplyMode, ApplyOutcome, Supervisor};
 
 pub async fn start(
     sup: &Supervisor,
@@ -46,7 +47,13 @@ pub async fn restart(
     sup: &Supervisor,
     req: v1::RestartProcessRequest,
 ) -> Result<v1::RestartProcessResponse, Status> {
-    let views = sup.restart(&parse_target(&req.target)?).await?;
+    let target = parse_target(&req.target)?;
+    let views = if req.port.trim().is_empty() {
+        sup.restart(&target).await?
+    } else {
+        let port: PortSpec = req.port.parse().map_err(crate::error::Error::from)?;
+        sup.restart_with_port(&target, port).await?
+    };
     Ok(v1::RestartProcessResponse {
         processes: views.iter().map(info).collect(),
     })
@@ -75,5 +82,67 @@ pub fn get(sup: &Supervisor, req: v1::GetProcessRequest) -> Result<v1::GetProces
     let views = sup.views(&parse_target(&req.target)?)?;
     Ok(v1::GetProcessResponse {
         processes: views.iter().map(info).collect(),
+    })
+}
+
+pub async fn scale(
+    sup: &Supervisor,
+    req: v1::ScaleProcessRequest,
+) -> Result<v1::ScaleProcessResponse, Status> {
+    pmdaemon_proto::validate_name(&req.name).map_err(|e| Status::invalid_argument(e.0))?;
+    let count = resolve_instances(req.instances)?;
+    let (views, delta) = sup.scale(&req.name, count).await?;
+    Ok(v1::ScaleProcessResponse {
+        processes: views.iter().map(info).collect(),
+        delta: delta as i32,
+    })
+}
+
+pub async fn apply(
+    sup: &Supervisor,
+    req: v1::ApplyAppsRequest,
+) -> Result<v1::ApplyAppsResponse, Status> {
+    if req.apps.is_empty() {
+        return Err(Status::invalid_argument("apps is empty: nothing to apply"));
+    }
+    let mode = match v1::ApplyMode::try_from(req.mode) {
+        Ok(v1::ApplyMode::Unspecified) => ApplyMode::Start,
+        Ok(v1::ApplyMode::Restart) => ApplyMode::Restart,
+        Ok(v1::ApplyMode::Reload) => ApplyMode::Reload,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "mode: {} is not an apply mode",
+                req.mode
+            )));
+        }
+    };
+    let mut specs = Vec::with_capacity(req.apps.len());
+    for (n, app) in req.apps.into_iter().enumerate() {
+        let label = if app.name.is_empty() {
+            format!("app {}", n + 1)
+        } else {
+            format!("app {:?}", app.name)
+        };
+        let spec = spec_from_proto(app, &req.caller_cwd)
+            .map_err(|e| Status::invalid_argument(format!("{label}: {e}")))?;
+        specs.push(spec);
+    }
+    let applied = sup.apply(specs, mode).await?;
+    Ok(v1::ApplyAppsResponse {
+        apps: applied
+            .iter()
+            .map(|a| v1::AppliedApp {
+                name: a.name.clone(),
+                outcome: match a.outcome {
+                    ApplyOutcome::Created => v1::ApplyOutcome::Created,
+                    ApplyOutcome::Unchanged => v1::ApplyOutcome::Unchanged,
+                    ApplyOutcome::Started => v1::ApplyOutcome::Started,
+                    ApplyOutcome::Updated => v1::ApplyOutcome::Updated,
+                    ApplyOutcome::Restarted => v1::ApplyOutcome::Restarted,
+                } as i32,
+                changed_fields: a.changed_fields.iter().map(|f| f.to_string()).collect(),
+                processes: a.views.iter().map(info).collect(),
+            })
+            .collect(),
     })
 }

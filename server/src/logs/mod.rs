@@ -176,14 +176,17 @@ impl LogHub {
     /// Opens (appending, creating if needed) the sink for one instance
     /// stream. The supervisor keeps it for the instance's whole life, across
     /// restarts, so the ring and the file survive respawns.
+    ///
+    /// `path` overrides the default file (an app's `out_file`/`error_file`).
     pub fn open_sink(
         &self,
         name: &str,
         id: u32,
         stream: Stream,
+        path: Option<PathBuf>,
         config: LogConfig,
     ) -> std::io::Result<Arc<LogSink>> {
-        let path = self.path(name, id, stream);
+        let path = path.unwrap_or_else(|| self.path(name, id, stream));
         let file = files::open_append(&path)?;
         let size = file.metadata()?.len();
         Ok(Arc::new(LogSink {
@@ -214,17 +217,21 @@ impl LogHub {
     /// Missing files are not an error; the first other error is returned
     /// after trying every file.
     pub fn remove_files(&self, name: &str, id: u32) -> std::io::Result<()> {
-        let mut first_err = None;
-        for stream in [Stream::Out, Stream::Err] {
-            let path = self.path(name, id, stream);
-            let result =
-                files::remove_if_exists(&path).and_then(|()| files::remove_rotated(&path, 0));
-            if let Err(e) = result {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        remove_log_files([Stream::Out, Stream::Err].map(|s| self.path(name, id, s)))
     }
+}
+
+/// Removes log files and their rotated siblings. Missing files are not an
+/// error; the first other error is returned after trying every file.
+pub fn remove_log_files(paths: impl IntoIterator<Item = PathBuf>) -> std::io::Result<()> {
+    let mut first_err = None;
+    for path in paths {
+        let result = files::remove_if_exists(&path).and_then(|()| files::remove_rotated(&path, 0));
+        if let Err(e) = result {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 impl fmt::Debug for LogHub {

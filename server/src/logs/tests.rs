@@ -95,7 +95,7 @@ fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<Vec<u8>> {
 #[tokio::test]
 async fn lines_land_in_the_file_and_runs_append() {
     let (_dir, hub) = hub();
-    let sink = hub.open_sink("web", 3, Stream::Out, ROOMY).unwrap();
+    let sink = hub.open_sink("web", 3, Stream::Out, None, ROOMY).unwrap();
     assert_eq!(sink.path(), hub.dir().join("web-3-out.log"));
     assert_eq!(
         hub.path("web", 3, Stream::Err),
@@ -107,7 +107,7 @@ async fn lines_land_in_the_file_and_runs_append() {
     assert_eq!(read(sink.path()), b"a\nb\nc\n");
 
     drop(sink);
-    let sink = hub.open_sink("web", 3, Stream::Out, ROOMY).unwrap();
+    let sink = hub.open_sink("web", 3, Stream::Out, None, ROOMY).unwrap();
     run_sh(&sink, "echo d").await;
     assert_eq!(read(sink.path()), b"a\nb\nc\nd\n");
 }
@@ -117,7 +117,7 @@ async fn lines_land_in_the_file_and_runs_append() {
 #[tokio::test]
 async fn partial_lines_are_carried_over_and_flushed_at_eof() {
     let (_dir, hub) = hub();
-    let sink = hub.open_sink("app", 0, Stream::Out, ROOMY).unwrap();
+    let sink = hub.open_sink("app", 0, Stream::Out, None, ROOMY).unwrap();
     let mut rx = hub.subscribe();
     run_writes(&sink, &[b"one\ntw", b"o", b"\nthr", b"ee"]).await;
     assert_eq!(read(sink.path()), b"one\ntwo\nthree\n");
@@ -129,7 +129,7 @@ async fn partial_lines_are_carried_over_and_flushed_at_eof() {
 #[tokio::test]
 async fn non_utf8_output_is_kept_byte_for_byte() {
     let (_dir, hub) = hub();
-    let sink = hub.open_sink("bin", 1, Stream::Err, ROOMY).unwrap();
+    let sink = hub.open_sink("bin", 1, Stream::Err, None, ROOMY).unwrap();
     let mut rx = hub.subscribe();
     run_writes(&sink, &[b"\xff\xfe ok\r\n\x80\x00tail"]).await;
     assert_eq!(read(sink.path()), b"\xff\xfe ok\r\n\x80\x00tail\n");
@@ -148,7 +148,7 @@ async fn time_prefixes_each_line_in_the_file() {
         time: true,
         ..ROOMY
     };
-    let sink = hub.open_sink("t", 0, Stream::Out, config).unwrap();
+    let sink = hub.open_sink("t", 0, Stream::Out, None, config).unwrap();
     let mut rx = hub.subscribe();
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     run_sh(&sink, "printf 'hello\\n\\nworld\\n'").await;
@@ -196,7 +196,7 @@ async fn rotation_bounds_file_sizes_and_count() {
         max_files: 2,
         time: false,
     };
-    let sink = hub.open_sink("rot", 0, Stream::Out, config).unwrap();
+    let sink = hub.open_sink("rot", 0, Stream::Out, None, config).unwrap();
     // 100 lines of 10 bytes: one chunk, ten files' worth.
     run_sh(
         &sink,
@@ -230,7 +230,7 @@ async fn a_line_longer_than_max_bytes_gets_a_fresh_file() {
         max_files: 2,
         time: false,
     };
-    let sink = hub.open_sink("long", 0, Stream::Out, config).unwrap();
+    let sink = hub.open_sink("long", 0, Stream::Out, None, config).unwrap();
     let long = [b'x'; 300];
     run_writes(&sink, &[b"short\n", &long, b"\nafter\n"]).await;
     assert_eq!(read(sink.path()), b"after\n");
@@ -250,7 +250,7 @@ async fn max_files_zero_truncates_in_place() {
         max_files: 0,
         time: false,
     };
-    let sink = hub.open_sink("zero", 0, Stream::Out, config).unwrap();
+    let sink = hub.open_sink("zero", 0, Stream::Out, None, config).unwrap();
     run_sh(
         &sink,
         "for i in $(seq 1 95); do printf 'line-%04d\\n' $i; done",
@@ -272,7 +272,7 @@ async fn over_long_lines_are_whole_in_the_file_and_pieces_for_followers() {
         time: true,
         ..ROOMY
     };
-    let sink = hub.open_sink("huge", 0, Stream::Out, config).unwrap();
+    let sink = hub.open_sink("huge", 0, Stream::Out, None, config).unwrap();
     let mut rx = hub.subscribe();
     let long = vec![b'a'; 200_000];
     let exact = vec![b'b'; 2 * MAX_LINE_BYTES];
@@ -309,7 +309,7 @@ async fn over_long_lines_are_whole_in_the_file_and_pieces_for_followers() {
 #[tokio::test]
 async fn tail_returns_the_last_lines_and_the_last_seq() {
     let (_dir, hub) = hub();
-    let sink = hub.open_sink("tail", 0, Stream::Out, ROOMY).unwrap();
+    let sink = hub.open_sink("tail", 0, Stream::Out, None, ROOMY).unwrap();
     assert_eq!(sink.tail(5).unwrap(), (vec![], 0));
 
     let mut rx = hub.subscribe();
@@ -326,7 +326,7 @@ async fn tail_returns_the_last_lines_and_the_last_seq() {
         max_files: 1,
         time: false,
     };
-    let sink = hub.open_sink("tail", 1, Stream::Out, config).unwrap();
+    let sink = hub.open_sink("tail", 1, Stream::Out, None, config).unwrap();
     run_sh(&sink, "for i in $(seq 1 10); do printf 'l%02d\\n' $i; done").await;
     // .1 holds l01..l07 (28 bytes), the current file l08..l10.
     let (lines, _) = sink.tail(5).unwrap();
@@ -361,7 +361,7 @@ fn tail_read_is_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_then_follow_has_no_gap_and_no_duplicate() {
     let (_dir, hub) = hub();
-    let sink = hub.open_sink("live", 0, Stream::Out, ROOMY).unwrap();
+    let sink = hub.open_sink("live", 0, Stream::Out, None, ROOMY).unwrap();
     let mut rx = hub.subscribe();
     let writer = {
         let sink = Arc::clone(&sink);
@@ -389,8 +389,8 @@ async fn tail_then_follow_has_no_gap_and_no_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_get_every_line_in_seq_order() {
     let (_dir, hub) = hub();
-    let out = hub.open_sink("two", 0, Stream::Out, ROOMY).unwrap();
-    let err = hub.open_sink("two", 0, Stream::Err, ROOMY).unwrap();
+    let out = hub.open_sink("two", 0, Stream::Out, None, ROOMY).unwrap();
+    let err = hub.open_sink("two", 0, Stream::Err, None, ROOMY).unwrap();
     let mut rx = hub.subscribe();
     tokio::join!(run_sh(&out, "seq 1 1500"), run_sh(&err, "seq 1 1500"));
 
@@ -418,7 +418,7 @@ async fn subscribers_get_every_line_in_seq_order() {
 #[tokio::test]
 async fn retained_after_serves_the_newest_lines() {
     let (_dir, hub) = hub();
-    let sink = hub.open_sink("ring", 0, Stream::Out, ROOMY).unwrap();
+    let sink = hub.open_sink("ring", 0, Stream::Out, None, ROOMY).unwrap();
     assert!(sink.retained_after(0).is_empty());
     run_sh(&sink, "seq 1 300").await;
     run_writes(&sink, &[b"301\n", b"302\n"]).await;
@@ -459,7 +459,7 @@ async fn flush_empties_and_later_writes_still_land() {
         max_files: 5,
         time: false,
     };
-    let sink = hub.open_sink("fl", 0, Stream::Out, config).unwrap();
+    let sink = hub.open_sink("fl", 0, Stream::Out, None, config).unwrap();
     run_sh(&sink, "seq 1 100").await;
     assert!(rotated_path(sink.path(), 2).exists());
     let before = sink.tail(1).unwrap().1;
@@ -488,7 +488,7 @@ async fn remove_files_removes_only_that_instance() {
     };
     for (name, id) in [("web", 1), ("web", 10), ("web-1", 0)] {
         for stream in [Stream::Out, Stream::Err] {
-            let sink = hub.open_sink(name, id, stream, config).unwrap();
+            let sink = hub.open_sink(name, id, stream, None, config).unwrap();
             run_sh(&sink, "seq 1 30").await;
         }
     }
@@ -517,7 +517,7 @@ async fn set_config_drops_extra_rotated_files() {
         max_files: 4,
         time: false,
     };
-    let sink = hub.open_sink("cfg", 0, Stream::Out, config).unwrap();
+    let sink = hub.open_sink("cfg", 0, Stream::Out, None, config).unwrap();
     run_sh(&sink, "seq 1 40").await;
     assert!(rotated_path(sink.path(), 4).exists());
     sink.set_config(LogConfig {
@@ -538,7 +538,7 @@ async fn write_errors_do_not_stop_the_capture() {
     let (_dir, hub) = hub();
     let path = hub.path("full", 0, Stream::Out);
     std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-    let sink = hub.open_sink("full", 0, Stream::Out, ROOMY).unwrap();
+    let sink = hub.open_sink("full", 0, Stream::Out, None, ROOMY).unwrap();
     // Far more than a pipe buffer: the app would block if we stopped reading.
     run_sh(&sink, "seq 1 200000").await;
     assert_eq!(&sink.retained_after(0).last().unwrap().data[..], b"200000");
@@ -549,7 +549,7 @@ async fn write_errors_do_not_stop_the_capture() {
 #[tokio::test]
 async fn bulk_output_is_complete() {
     let (_dir, hub) = hub();
-    let sink = hub.open_sink("bulk", 0, Stream::Out, ROOMY).unwrap();
+    let sink = hub.open_sink("bulk", 0, Stream::Out, None, ROOMY).unwrap();
     run_sh(&sink, "seq 1 200000").await;
     let want: Vec<u8> = (1..=200_000)
         .flat_map(|i| format!("{i}\n").into_bytes())

@@ -61,6 +61,9 @@ pub struct InstanceRecord {
     pub last_exit_signal: Option<String>,
     pub last_exit_at_ms: Option<i64>,
     pub reason: String,
+    /// The port assigned to this instance; kept across daemon restarts.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// What reading a state file found.

@@ -98,6 +98,18 @@ pub struct Shared {
     pub next_restart_at_ms: Option<i64>,
     /// Why the instance is in its state (e.g. why it errored).
     pub reason: String,
+    /// The port assigned to this instance (persisted).
+    pub port: Option<u16>,
+    /// `restart --port`: replaces `port` until the next stop or plain
+    /// restart; never persisted.
+    pub port_override: Option<u16>,
+}
+
+impl Shared {
+    /// The port the current (or next) run gets.
+    pub fn effective_port(&self) -> Option<u16> {
+        self.port_override.or(self.port)
+    }
 }
 
 impl Shared {
@@ -115,6 +127,8 @@ impl Shared {
             last_exit: None,
             next_restart_at_ms: None,
             reason: String::new(),
+            port: None,
+            port_override: None,
         }
     }
 }
@@ -176,6 +190,13 @@ impl Ctx {
         (s.spec.clone(), s.launch.clone())
     }
 
+    fn port(&self) -> Option<u16> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .effective_port()
+    }
+
     /// Spawns the process, wires its pipes to the log sinks and marks the
     /// instance online (no health checks yet: online once spawned).
     fn spawn(&self) -> std::io::Result<Run> {
@@ -188,6 +209,9 @@ impl Ctx {
             ("NODE_APP_INSTANCE".to_string(), index),
         ];
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(port) = self.port() {
+            env.push((spec.port_env.clone(), port.to_string()));
+        }
         let mut child = process::spawn(&launch, &env)?;
         let pid = child.id().unwrap_or(0);
         if let Some(out) = child.stdout.take() {

@@ -10,6 +10,7 @@
 //! Every change requests a write of `state.json` from the store's
 //! [`Persister`]; the writer task here coalesces them.
 
+mod cluster;
 pub mod instance;
 pub mod process;
 pub mod spec;
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::logs::{LogHub, LogSink, Stream};
+use crate::ports::Claim;
 use crate::store::{self, AppRecord, InstanceRecord, Persister, StateFile};
 use instance::{Cmd, ExitInfo, Shared, State};
 use spec::{AppSpec, Launch};
@@ -57,7 +59,36 @@ struct Instance {
 struct App {
     name: String,
     created_at_ms: i64,
+    /// In index order.
     instances: Vec<Instance>,
+    /// Restarts the app on file changes while `watch` is on; dropping it
+    /// stops the watcher.
+    watcher: Option<crate::watch::WatchHandle>,
+}
+
+impl App {
+    fn spec(&self) -> Option<Arc<AppSpec>> {
+        let first = self.instances.first()?;
+        Some(
+            first
+                .shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .spec
+                .clone(),
+        )
+    }
+
+    /// The ports this app holds: assigned and overridden, in index order.
+    fn ports(&self) -> Vec<u16> {
+        let mut ports = Vec::new();
+        for i in &self.instances {
+            let s = i.shared.lock().unwrap_or_else(|p| p.into_inner());
+            ports.extend(s.port);
+            ports.extend(s.port_override);
+        }
+        ports
+    }
 }
 
 #[derive(Default)]
@@ -70,6 +101,23 @@ struct Table {
 impl Table {
     fn app(&self, name: &str) -> Option<&App> {
         self.apps.iter().find(|a| a.name == name)
+    }
+
+    fn app_mut(&mut self, name: &str) -> Option<&mut App> {
+        self.apps.iter_mut().find(|a| a.name == name)
+    }
+
+    /// What every app but `except` holds of the port space.
+    fn claims_except(&self, except: &str) -> Vec<Claim> {
+        self.apps
+            .iter()
+            .filter(|a| a.name != except)
+            .map(|a| Claim {
+                app: a.name.clone(),
+                spec: a.spec().and_then(|s| s.port),
+                assigned: a.ports(),
+            })
+            .collect()
     }
 
     /// The instances a target selects, as (app index, instance index).
@@ -117,7 +165,11 @@ pub struct Supervisor {
 enum Action {
     Start,
     Stop,
-    Restart,
+    /// `keep_override`: the caller just set `restart --port` overrides;
+    /// otherwise a restart returns to the app's own ports.
+    Restart {
+        keep_override: bool,
+    },
 }
 
 impl Supervisor {
@@ -165,36 +217,72 @@ impl Supervisor {
         self.check_running()?;
         spec.validate()?;
         let launch = spec::resolve(&spec, self.inner.path_var.as_deref())?;
-        let name = spec.name.clone();
-        let id = {
-            let mut table = self.table();
-            if let Some(app) = table.app(&name) {
+        cluster::validate_watch(&spec)?;
+        let ports = {
+            let table = self.table();
+            if let Some(app) = table.app(&spec.name) {
                 return Err(Error::AlreadyExists {
-                    name,
+                    name: spec.name.clone(),
                     id: app.instances.first().map(|i| i.id).unwrap_or(0),
                 });
             }
-            let id = table.next_id;
-            let instance = self.new_instance(id, 0, Arc::new(spec), Arc::new(launch), None)?;
-            table.next_id += 1;
+            cluster::assign_ports(&spec, &table.claims_except(&spec.name), &[])?
+        };
+        self.create_resolved(spec, launch, ports).await
+    }
+
+    /// Adds an already validated app with its ports and starts every
+    /// instance; on a failed first spawn the whole app is removed again.
+    async fn create_resolved(
+        &self,
+        spec: AppSpec,
+        launch: Launch,
+        ports: Vec<u16>,
+    ) -> Result<Vec<InstanceView>> {
+        let name = spec.name.clone();
+        let spec = Arc::new(spec);
+        let launch = Arc::new(launch);
+        let ids: Vec<u32> = {
+            let mut table = self.table();
+            if let Some(app) = table.app(&name) {
+                return Err(Error::AlreadyExists {
+                    name: name.clone(),
+                    id: app.instances.first().map(|i| i.id).unwrap_or(0),
+                });
+            }
+            let first_id = table.next_id;
+            let mut instances = Vec::new();
+            for index in 0..spec.instances {
+                let port = ports.get(index as usize).copied();
+                instances.push(self.new_instance(
+                    first_id + index,
+                    index,
+                    spec.clone(),
+                    launch.clone(),
+                    None,
+                    port,
+                )?);
+            }
+            table.next_id += spec.instances;
+            let watcher = self.start_watcher(&spec);
             table.apps.push(App {
                 name: name.clone(),
                 created_at_ms: instance::now_ms(),
-                instances: vec![instance],
+                instances,
+                watcher,
             });
-            id
+            (first_id..first_id + spec.instances).collect()
         };
-        tracing::info!(app = %name, id, "created");
-        let results = self.act(&Target::Id(id), Action::Start).await?;
-        if let Some(Err(e)) = results.into_iter().next() {
+        tracing::info!(app = %name, ids = ?ids, "created");
+        let results = self.act(&Target::Name(name.clone()), Action::Start).await?;
+        if let Err(e) = first_error(results) {
             // Nothing is created when the app cannot even be spawned.
-            self.remove(&[id]).await;
-            if let Err(e) = self.inner.logs.remove_files(&name, id) {
-                tracing::warn!(app = %name, id, error = %e, "cannot remove log files");
-            }
+            let views = self.views(&Target::Name(name.clone())).unwrap_or_default();
+            self.remove(&ids).await;
+            remove_logs(&views);
             return Err(e);
         }
-        self.views(&Target::Id(id))
+        self.views(&Target::Name(name))
     }
 
     /// Builds an instance record, its log sinks and its task.
@@ -205,16 +293,21 @@ impl Supervisor {
         spec: Arc<AppSpec>,
         launch: Arc<Launch>,
         record: Option<&InstanceRecord>,
+        port: Option<u16>,
     ) -> Result<Instance> {
         let logs = &self.inner.logs;
         let cfg = spec.log_config();
         let open = |stream| {
-            logs.open_sink(&spec.name, id, stream, cfg).map_err(|e| {
-                Error::io("cannot open log file", logs.path(&spec.name, id, stream), e)
-            })
+            let custom = spec.custom_log_path(stream, index);
+            let path = custom
+                .clone()
+                .unwrap_or_else(|| logs.path(&spec.name, id, stream));
+            logs.open_sink(&spec.name, id, stream, custom, cfg)
+                .map_err(|e| Error::io("cannot open log file", path, e))
         };
         let (out, err) = (open(Stream::Out)?, open(Stream::Err)?);
         let mut shared = Shared::new(spec.clone(), launch);
+        shared.port = port;
         if let Some(r) = record {
             shared.desired_running = r.desired_running;
             shared.restarts = r.restarts;
@@ -276,9 +369,21 @@ impl Supervisor {
                 .map(|(a, i)| {
                     let inst = &table.apps[a].instances[i];
                     let (tx, rx) = oneshot::channel::<Result<()>>();
+                    if matches!(
+                        action,
+                        Action::Stop
+                            | Action::Restart {
+                                keep_override: false
+                            }
+                    ) {
+                        inst.shared
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .port_override = None;
+                    }
                     let cmd = match action {
                         Action::Start => Cmd::Start(tx),
-                        Action::Restart => Cmd::Restart(tx),
+                        Action::Restart { .. } => Cmd::Restart(tx),
                         Action::Stop => {
                             let (stx, srx) = oneshot::channel();
                             let _ = inst.cmd.send(Cmd::Stop(stx));
@@ -315,7 +420,15 @@ impl Supervisor {
     }
 
     pub async fn restart(&self, target: &Target) -> Result<Vec<InstanceView>> {
-        first_error(self.act(target, Action::Restart).await?)?;
+        first_error(
+            self.act(
+                target,
+                Action::Restart {
+                    keep_override: false,
+                },
+            )
+            .await?,
+        )?;
         self.views(target)
     }
 
@@ -334,10 +447,8 @@ impl Supervisor {
             .collect();
         let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
         self.remove(&ids).await;
+        remove_logs(&views);
         for v in &views {
-            if let Err(e) = self.inner.logs.remove_files(&v.name, v.id) {
-                tracing::warn!(app = %v.name, id = v.id, error = %e, "cannot remove log files");
-            }
             tracing::info!(app = %v.name, id = v.id, "deleted");
         }
         let generation = self.inner.persister.request();
@@ -501,6 +612,7 @@ impl Supervisor {
                         spec.clone(),
                         launch.clone(),
                         Some(r),
+                        r.port,
                     )?);
                 }
                 if !instances.is_empty() {
@@ -508,6 +620,7 @@ impl Supervisor {
                         name: spec.name.clone(),
                         created_at_ms: rec.created_at_ms,
                         instances,
+                        watcher: self.start_watcher(&spec),
                     });
                 }
             }
@@ -551,6 +664,15 @@ impl Supervisor {
     }
 }
 
+/// Removes the log files of these instances (after they were removed).
+fn remove_logs(views: &[InstanceView]) {
+    for v in views {
+        if let Err(e) = crate::logs::remove_log_files([v.out_log.clone(), v.err_log.clone()]) {
+            tracing::warn!(app = %v.name, id = v.id, error = %e, "cannot remove log files");
+        }
+    }
+}
+
 fn first_error(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
 }
@@ -587,6 +709,7 @@ fn snapshot(inner: &Inner) -> StateFile {
                         last_exit_signal: s.last_exit.as_ref().and_then(|e| e.signal.clone()),
                         last_exit_at_ms: s.last_exit.as_ref().map(|e| e.at_ms),
                         reason: s.reason.clone(),
+                        port: s.port,
                     }
                 })
                 .collect();
@@ -626,4 +749,5 @@ async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
     }
 }
 
+pub use cluster::{Applied, ApplyMode, ApplyOutcome};
 pub use instance::State as InstanceState;

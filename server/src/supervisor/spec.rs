@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::ports::PortSpec;
 
 /// When an exited instance is started again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -45,6 +46,12 @@ pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
 pub const MIN_LOG_MAX_BYTES: u64 = 1 << 10;
 pub const MAX_LOG_MAX_BYTES: u64 = 1 << 40;
 pub const MAX_LOG_MAX_FILES: u32 = 100;
+pub const DEFAULT_PORT_ENV: &str = "PORT";
+pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
+/// Longest wait for one replacement to be ready during a reload (1 h).
+pub const MAX_READY_TIMEOUT_MS: u64 = 3_600_000;
+/// More instances than this on one machine is a typo.
+pub const MAX_INSTANCES: u32 = 1_024;
 /// A crash loop is stopped long before this; more is a typo.
 pub const MAX_MAX_RESTARTS: u32 = 1_000_000;
 
@@ -74,6 +81,43 @@ pub struct AppSpec {
     pub time: bool,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    // Fields added after the first state format: `serde(default)` keeps
+    // older state files loadable.
+    /// Number of instances (resolved: `max` is already the CPU count).
+    #[serde(default = "one")]
+    pub instances: u32,
+    /// Port request, e.g. `3000`, `3000-3003`, `auto:4000-4100`.
+    #[serde(default)]
+    pub port: Option<PortSpec>,
+    /// Environment variable that receives the port.
+    #[serde(default = "default_port_env")]
+    pub port_env: String,
+    #[serde(default)]
+    pub watch: bool,
+    /// Absolute paths to watch (the cwd when `watch` is set without paths).
+    #[serde(default)]
+    pub watch_paths: Vec<PathBuf>,
+    #[serde(default)]
+    pub ignore_watch: Vec<String>,
+    #[serde(default = "default_watch_delay")]
+    pub watch_delay_ms: u64,
+    /// Absolute log file paths replacing `logs/NAME-ID-{out,err}.log`.
+    #[serde(default)]
+    pub out_file: Option<PathBuf>,
+    #[serde(default)]
+    pub error_file: Option<PathBuf>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_port_env() -> String {
+    DEFAULT_PORT_ENV.to_string()
+}
+
+fn default_watch_delay() -> u64 {
+    DEFAULT_WATCH_DELAY_MS
 }
 
 /// `Debug` redacts environment values: they are often secrets, and specs
@@ -98,6 +142,9 @@ impl fmt::Debug for AppSpec {
             .field("restart_delay_ms", &self.restart_delay_ms)
             .field("kill_timeout_ms", &self.kill_timeout_ms)
             .field("stop_signal", &self.stop_signal)
+            .field("instances", &self.instances)
+            .field("port", &self.port)
+            .field("watch", &self.watch)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +230,19 @@ impl AppSpec {
                 self.log_max_bytes
             )));
         }
+        if self.instances == 0 || self.instances > MAX_INSTANCES {
+            return Err(Error::InvalidArgument(format!(
+                "instances: {} is outside 1 ..= {MAX_INSTANCES}",
+                self.instances
+            )));
+        }
+        if !is_env_name(&self.port_env) {
+            return Err(Error::InvalidArgument(format!(
+                "port_env: {:?} is not an environment variable name (letters, digits, '_', not starting with a digit)",
+                self.port_env
+            )));
+        }
+        pmdaemon_proto::check_duration("watch_delay", Duration::from_millis(self.watch_delay_ms))?;
         if self.log_max_files > MAX_LOG_MAX_FILES {
             return Err(Error::InvalidArgument(format!(
                 "log_max_files: {} is more than the {MAX_LOG_MAX_FILES} maximum",
@@ -192,6 +252,81 @@ impl AppSpec {
         Ok(())
     }
 }
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl AppSpec {
+    /// The log file of one instance's stream when the app sets
+    /// `out_file`/`error_file`; with several instances each gets its own
+    /// file, `-INDEX` before the extension (`api.log` → `api-2.log`).
+    pub fn custom_log_path(&self, stream: crate::logs::Stream, index: u32) -> Option<PathBuf> {
+        let path = match stream {
+            crate::logs::Stream::Out => self.out_file.as_ref()?,
+            crate::logs::Stream::Err => self.error_file.as_ref()?,
+        };
+        if self.instances <= 1 {
+            return Some(path.clone());
+        }
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        let name = match path.extension() {
+            Some(ext) => format!("{stem}-{index}.{}", ext.to_string_lossy()),
+            None => format!("{stem}-{index}"),
+        };
+        Some(path.with_file_name(name))
+    }
+
+    /// Names of the fields that differ between two definitions (for
+    /// "updated api: env, args changed").
+    pub fn changed_fields(&self, other: &AppSpec) -> Vec<&'static str> {
+        let a = serde_json::to_value(self).unwrap_or_default();
+        let b = serde_json::to_value(other).unwrap_or_default();
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            return Vec::new();
+        };
+        FIELD_NAMES
+            .iter()
+            .copied()
+            .filter(|f| a.get(*f) != b.get(*f))
+            .collect()
+    }
+}
+
+/// Every field of [`AppSpec`], in declaration order, for `changed_fields`.
+const FIELD_NAMES: &[&str] = &[
+    "name",
+    "script",
+    "args",
+    "interpreter",
+    "interpreter_args",
+    "cwd",
+    "env",
+    "autorestart",
+    "max_restarts",
+    "min_uptime_ms",
+    "restart_delay_ms",
+    "exp_backoff_initial_ms",
+    "exp_backoff_max_ms",
+    "kill_timeout_ms",
+    "stop_signal",
+    "time",
+    "log_max_bytes",
+    "log_max_files",
+    "instances",
+    "port",
+    "port_env",
+    "watch",
+    "watch_paths",
+    "ignore_watch",
+    "watch_delay_ms",
+    "out_file",
+    "error_file",
+];
 
 /// What exactly gets executed for an app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -421,7 +556,53 @@ mod tests {
             time: false,
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             log_max_files: DEFAULT_LOG_MAX_FILES,
+            instances: 1,
+            port: None,
+            port_env: DEFAULT_PORT_ENV.into(),
+            watch: false,
+            watch_paths: vec![],
+            ignore_watch: vec![],
+            watch_delay_ms: DEFAULT_WATCH_DELAY_MS,
+            out_file: None,
+            error_file: None,
         }
+    }
+
+    #[test]
+    fn field_names_cover_the_struct_and_changes_are_named() {
+        let a = spec("x", Path::new("/"));
+        let json = serde_json::to_value(&a).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected: Vec<&str> = FIELD_NAMES.to_vec();
+        expected.sort_unstable();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort_unstable();
+        assert_eq!(keys_sorted, expected);
+        let mut b = a.clone();
+        b.env.insert("K".into(), "v".into());
+        b.args.push("more".into());
+        assert_eq!(a.changed_fields(&b), vec!["args", "env"]);
+    }
+
+    #[test]
+    fn custom_log_paths_get_an_index_with_several_instances() {
+        let mut s = spec("x", Path::new("/"));
+        s.out_file = Some("/var/log/api.log".into());
+        assert_eq!(
+            s.custom_log_path(crate::logs::Stream::Out, 0),
+            Some("/var/log/api.log".into())
+        );
+        assert_eq!(s.custom_log_path(crate::logs::Stream::Err, 0), None);
+        s.instances = 3;
+        assert_eq!(
+            s.custom_log_path(crate::logs::Stream::Out, 2),
+            Some("/var/log/api-2.log".into())
+        );
     }
 
     fn tempdir() -> PathBuf {

@@ -1,0 +1,565 @@
+//! Operations on whole apps as sets of instances: scaling, per-run port
+//! overrides, rolling reloads, applying a set of definitions (ecosystem
+//! files), and the file watcher that restarts an app on changes.
+//!
+//! Built on the table primitives of `mod.rs` (`act`, `new_instance`,
+//! `remove`) and on `ports::assign` for every port decision, made while the
+//! table lock is held so that two requests never hand out the same port.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use pmdaemon_proto::Target;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::instance::{Cmd, State};
+use super::spec::{self, AppSpec, Launch};
+use super::{Action, App, Inner, InstanceView, Supervisor, first_error, remove_logs};
+use crate::error::{Error, Result};
+use crate::logs::Stream;
+use crate::ports::{self, Claim, PortSpec};
+
+/// Default time a replacement may take to become ready during a reload.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How `apply` treats the apps of the set that already exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Start what is not running; restart what changed.
+    Start,
+    /// Restart every app of the set.
+    Restart,
+    /// Rolling restart of every app of the set.
+    Reload,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Created,
+    Unchanged,
+    Started,
+    Updated,
+    Restarted,
+}
+
+/// What `apply` did with one app.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub name: String,
+    pub outcome: ApplyOutcome,
+    pub changed_fields: Vec<&'static str>,
+    pub views: Vec<InstanceView>,
+}
+
+/// Ports for every instance of `spec` (none without a port spec).
+pub(super) fn assign_ports(spec: &AppSpec, others: &[Claim], keep: &[u16]) -> Result<Vec<u16>> {
+    match spec.port {
+        None => Ok(Vec::new()),
+        Some(port) => Ok(ports::assign(
+            &spec.name,
+            port,
+            spec.instances,
+            others,
+            keep,
+        )?),
+    }
+}
+
+fn watch_config(spec: &AppSpec) -> crate::watch::WatchConfig {
+    let paths = if spec.watch_paths.is_empty() {
+        vec![spec.cwd.clone()]
+    } else {
+        spec.watch_paths.clone()
+    };
+    // The app's own log files (and their rotated `.N` copies) live in its
+    // tree when out_file/error_file say so: writing them must not restart it.
+    let ignore_paths = (0..spec.instances)
+        .flat_map(|i| [Stream::Out, Stream::Err].map(|s| spec.custom_log_path(s, i)))
+        .flatten()
+        .collect();
+    crate::watch::WatchConfig {
+        paths,
+        ignore: spec.ignore_watch.clone(),
+        ignore_paths,
+        delay: Duration::from_millis(spec.watch_delay_ms),
+    }
+}
+
+/// Checks that the watch paths exist and the globs compile, before anything
+/// is created.
+pub(super) fn validate_watch(spec: &AppSpec) -> Result<()> {
+    if !spec.watch {
+        return Ok(());
+    }
+    crate::watch::validate(&watch_config(spec)).map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+impl Supervisor {
+    /// Starts the file watcher of an app with `watch` on (None otherwise or
+    /// when the OS refuses: then the reason is logged). A change restarts the
+    /// app's running instances.
+    pub(super) fn start_watcher(&self, spec: &AppSpec) -> Option<crate::watch::WatchHandle> {
+        if !spec.watch {
+            return None;
+        }
+        let mut cfg = watch_config(spec);
+        // The daemon's own files (logs, state) must never trigger a restart.
+        cfg.ignore_paths.push(self.inner.home.clone());
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let name = spec.name.clone();
+        // One restart at a time per app: a burst that arrives while the app
+        // restarts is already seen by the new process.
+        let restarting = Arc::new(AtomicBool::new(false));
+        let on_change = move |changed: Vec<std::path::PathBuf>| {
+            let Some(inner) = weak.upgrade() else { return };
+            if restarting.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            let sup = Supervisor { inner };
+            let name = name.clone();
+            let restarting = restarting.clone();
+            tokio::spawn(async move {
+                tracing::info!(app = %name, changed = ?changed, "files changed; restarting");
+                if let Err(e) = sup.restart_running(&name).await {
+                    tracing::warn!(app = %name, error = %e, "restart after a file change failed");
+                }
+                restarting.store(false, Ordering::Release);
+            });
+        };
+        match crate::watch::watch(cfg, on_change) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::error!(app = %spec.name, error = %e, "cannot watch files");
+                None
+            }
+        }
+    }
+
+    /// Restarts the instances of `name` that should be running (watch).
+    async fn restart_running(&self, name: &str) -> Result<()> {
+        let ids: Vec<u32> = self
+            .views(&Target::Name(name.to_string()))?
+            .into_iter()
+            .filter(|v| v.shared.desired_running)
+            .map(|v| v.id)
+            .collect();
+        for id in ids {
+            first_error(
+                self.act(
+                    &Target::Id(id),
+                    Action::Restart {
+                        keep_override: false,
+                    },
+                )
+                .await?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `restart --port`: the selected instances (of one app) get ports from
+    /// `port` for this run only, then restart.
+    pub async fn restart_with_port(
+        &self,
+        target: &Target,
+        port: PortSpec,
+    ) -> Result<Vec<InstanceView>> {
+        self.check_running()?;
+        {
+            let table = self.table();
+            let picked = table.select(target)?;
+            let mut apps: Vec<usize> = picked.iter().map(|(a, _)| *a).collect();
+            apps.dedup();
+            let [a] = apps[..] else {
+                return Err(Error::InvalidArgument(
+                    "--port applies to the instances of one app: give its name or an id".into(),
+                ));
+            };
+            let app = &table.apps[a];
+            let others = table.claims_except(&app.name);
+            let ports = ports::assign(&app.name, port, picked.len() as u32, &others, &app.ports())?;
+            for ((_, i), p) in picked.iter().zip(ports) {
+                app.instances[*i]
+                    .shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .port_override = Some(p);
+            }
+        }
+        first_error(
+            self.act(
+                target,
+                Action::Restart {
+                    keep_override: true,
+                },
+            )
+            .await?,
+        )?;
+        self.views(target)
+    }
+
+    /// Grows or shrinks app `name` to `count` instances. Shrinking stops and
+    /// removes the highest indexes first. Returns the app's instances and the
+    /// change in count.
+    pub async fn scale(&self, name: &str, count: u32) -> Result<(Vec<InstanceView>, i64)> {
+        self.check_running()?;
+        let target = Target::Name(name.to_string());
+        let (old_count, new_ids, removed_ids) = {
+            let mut table = self.table();
+            let others = table.claims_except(name);
+            let next_id = table.next_id;
+            let app = table.app(name).ok_or_else(|| Error::NotFound {
+                target: name.to_string(),
+            })?;
+            let old_spec = app.spec().ok_or_else(|| Error::NotFound {
+                target: name.to_string(),
+            })?;
+            let mut spec = (*old_spec).clone();
+            spec.instances = count;
+            spec.validate()?;
+            let old_count = app.instances.len() as u32;
+            let ports = if count > old_count {
+                assign_ports(&spec, &others, &app.ports())?
+            } else {
+                Vec::new()
+            };
+            let launch = app.instances[0]
+                .shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .launch
+                .clone();
+            let spec = Arc::new(spec);
+            let mut added = Vec::new();
+            for index in old_count..count {
+                let id = next_id + (index - old_count);
+                added.push(self.new_instance(
+                    id,
+                    index,
+                    spec.clone(),
+                    launch.clone(),
+                    None,
+                    ports.get(index as usize).copied(),
+                )?);
+            }
+            let app = table.app_mut(name).expect("app exists: checked above");
+            for inst in &app.instances {
+                inst.shared.lock().unwrap_or_else(|e| e.into_inner()).spec = spec.clone();
+            }
+            let removed_ids: Vec<u32> = app
+                .instances
+                .iter()
+                .filter(|i| i.index >= count)
+                .map(|i| i.id)
+                .collect();
+            let new_ids: Vec<u32> = added.iter().map(|i| i.id).collect();
+            app.instances.extend(added);
+            table.next_id += count.saturating_sub(old_count);
+            (old_count, new_ids, removed_ids)
+        };
+        for id in &new_ids {
+            first_error(self.act(&Target::Id(*id), Action::Start).await?)?;
+        }
+        if !removed_ids.is_empty() {
+            let views: Vec<InstanceView> = self
+                .views(&target)?
+                .into_iter()
+                .filter(|v| removed_ids.contains(&v.id))
+                .collect();
+            self.remove(&removed_ids).await;
+            remove_logs(&views);
+        }
+        self.inner.persister.request();
+        tracing::info!(app = %name, from = old_count, to = count, "scaled");
+        Ok((
+            self.views(&target)?,
+            i64::from(count) - i64::from(old_count),
+        ))
+    }
+
+    /// Rolling restart: one instance at a time, each ready before the next
+    /// goes. `progress` receives each replaced instance with the count done.
+    pub async fn reload(
+        &self,
+        target: &Target,
+        ready_timeout: Duration,
+        progress: impl Fn(&InstanceView, usize, usize),
+    ) -> Result<Vec<InstanceView>> {
+        self.check_running()?;
+        let ids: Vec<u32> = self.views(target)?.iter().map(|v| v.id).collect();
+        let total = ids.len();
+        for (done, id) in ids.iter().enumerate() {
+            let one = Target::Id(*id);
+            first_error(
+                self.act(
+                    &one,
+                    Action::Restart {
+                        keep_override: false,
+                    },
+                )
+                .await?,
+            )?;
+            let view = self.wait_ready(*id, ready_timeout).await?;
+            progress(&view, done + 1, total);
+        }
+        self.views(target)
+    }
+
+    /// Waits until instance `id` serves: its port accepts connections, or,
+    /// without a port, it has been online for min_uptime.
+    async fn wait_ready(&self, id: u32, timeout: Duration) -> Result<InstanceView> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let view = self
+                .views(&Target::Id(id))?
+                .pop()
+                .ok_or_else(|| Error::NotFound {
+                    target: id.to_string(),
+                })?;
+            let s = &view.shared;
+            match s.state {
+                State::Online => {
+                    let ready = match s.effective_port() {
+                        Some(port) => ports::accepts_connections(port).await,
+                        None => s.started_at_ms.is_some_and(|t| {
+                            super::instance::now_ms() - t >= s.spec.min_uptime_ms as i64
+                        }),
+                    };
+                    if ready {
+                        return Ok(view);
+                    }
+                }
+                State::Errored | State::Stopped => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} (id {id}) did not come back: {}",
+                        view.name, s.reason
+                    )));
+                }
+                State::Starting | State::Stopping | State::WaitingRestart => {}
+            }
+            if Instant::now() >= deadline {
+                let what = match s.effective_port() {
+                    Some(port) => format!("accept connections on port {port}"),
+                    None => format!("stay online for {} ms", s.spec.min_uptime_ms),
+                };
+                return Err(Error::FailedPrecondition(format!(
+                    "{} (id {id}) did not {what} within {} s; the reload stopped there (state {})",
+                    view.name,
+                    timeout.as_secs(),
+                    s.state.word()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Makes a set of apps run as defined. Everything is validated first
+    /// (names, duplicates, resolution, watch paths, ports against the other
+    /// apps and within the set): when anything is wrong, nothing changes.
+    pub async fn apply(&self, specs: Vec<AppSpec>, mode: ApplyMode) -> Result<Vec<Applied>> {
+        self.check_running()?;
+        let mut seen = std::collections::HashSet::new();
+        for s in &specs {
+            if !seen.insert(s.name.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "app {:?} is defined twice",
+                    s.name
+                )));
+            }
+        }
+        // Validation and planning, under the table lock for the port part.
+        let mut plans = Vec::with_capacity(specs.len());
+        for spec in specs {
+            spec.validate()?;
+            let launch = spec::resolve(&spec, self.inner.path_var.as_deref())
+                .map_err(|e| Error::InvalidArgument(format!("app {:?}: {e}", spec.name)))?;
+            validate_watch(&spec)
+                .map_err(|e| Error::InvalidArgument(format!("app {:?}: {e}", spec.name)))?;
+            plans.push((spec, launch));
+        }
+        let mut planned = Vec::with_capacity(plans.len());
+        {
+            let table = self.table();
+            let names: Vec<&str> = plans.iter().map(|(s, _)| s.name.as_str()).collect();
+            // Apps outside the set keep their claims; apps of the set claim
+            // what they will hold once applied.
+            let mut claims: Vec<Claim> = table
+                .apps
+                .iter()
+                .filter(|a| !names.contains(&a.name.as_str()))
+                .map(|a| Claim {
+                    app: a.name.clone(),
+                    spec: a.spec().and_then(|s| s.port),
+                    assigned: a.ports(),
+                })
+                .collect();
+            for (spec, launch) in plans {
+                let existing = table.app(&spec.name);
+                let current = existing.and_then(App::spec);
+                let changed = current.as_ref().map(|c| c.changed_fields(&spec));
+                let keep = existing.map(App::ports).unwrap_or_default();
+                let ports = match &changed {
+                    Some(fields) if fields.is_empty() => keep.clone(),
+                    _ => assign_ports(&spec, &claims, &keep)
+                        .map_err(|e| Error::InvalidArgument(format!("app {:?}: {e}", spec.name)))?,
+                };
+                claims.push(Claim {
+                    app: spec.name.clone(),
+                    spec: spec.port,
+                    assigned: ports.clone(),
+                });
+                planned.push((spec, launch, ports, changed));
+            }
+        }
+
+        let mut applied = Vec::with_capacity(planned.len());
+        for (spec, launch, ports, changed) in planned {
+            let name = spec.name.clone();
+            let target = Target::Name(name.clone());
+            let (outcome, changed_fields) = match changed {
+                None => {
+                    self.create_resolved(spec, launch, ports).await?;
+                    (ApplyOutcome::Created, Vec::new())
+                }
+                Some(fields) if fields.is_empty() => match mode {
+                    ApplyMode::Start => {
+                        let views = self.views(&target)?;
+                        if views.iter().all(|v| v.shared.state.is_running()) {
+                            (ApplyOutcome::Unchanged, fields)
+                        } else {
+                            self.start(&target).await?;
+                            (ApplyOutcome::Started, fields)
+                        }
+                    }
+                    ApplyMode::Restart => {
+                        self.restart(&target).await?;
+                        (ApplyOutcome::Restarted, fields)
+                    }
+                    ApplyMode::Reload => {
+                        self.reload(&target, DEFAULT_READY_TIMEOUT, |_, _, _| {})
+                            .await?;
+                        (ApplyOutcome::Restarted, fields)
+                    }
+                },
+                Some(fields) => {
+                    self.replace_definition(spec, launch, ports, mode == ApplyMode::Reload)
+                        .await?;
+                    (ApplyOutcome::Updated, fields)
+                }
+            };
+            tracing::info!(app = %name, ?outcome, changed = ?changed_fields, "applied");
+            applied.push(Applied {
+                name,
+                outcome,
+                changed_fields,
+                views: self.views(&target)?,
+            });
+        }
+        Ok(applied)
+    }
+
+    /// Puts a new definition in place for an existing app: each instance is
+    /// replaced (same id and index, new spec, port and log files) and
+    /// started; `rolling` waits for each to be ready before the next. Extra
+    /// instances are added or removed to match the new count.
+    async fn replace_definition(
+        &self,
+        spec: AppSpec,
+        launch: Launch,
+        ports: Vec<u16>,
+        rolling: bool,
+    ) -> Result<()> {
+        let name = spec.name.clone();
+        let spec = Arc::new(spec);
+        let launch = Arc::new(launch);
+        let old: Vec<(u32, u32, u32)> = {
+            let table = self.table();
+            let app = table.app(&name).ok_or_else(|| Error::NotFound {
+                target: name.clone(),
+            })?;
+            app.instances
+                .iter()
+                .map(|i| {
+                    (
+                        i.id,
+                        i.index,
+                        i.shared.lock().unwrap_or_else(|e| e.into_inner()).restarts,
+                    )
+                })
+                .collect()
+        };
+        for index in 0..spec.instances.max(old.len() as u32) {
+            let current = old.iter().find(|(_, i, _)| *i == index).copied();
+            if index >= spec.instances {
+                if let Some((id, _, _)) = current {
+                    let views = self.views(&Target::Id(id))?;
+                    self.remove(&[id]).await;
+                    remove_logs(&views);
+                }
+                continue;
+            }
+            let port = ports.get(index as usize).copied();
+            let id = match current {
+                Some((id, _, restarts)) => {
+                    // Stop the old instance's process, then swap in the new one.
+                    let rx = {
+                        let table = self.table();
+                        let app = table.app(&name).ok_or_else(|| Error::NotFound {
+                            target: name.clone(),
+                        })?;
+                        let inst = app.instances.iter().find(|i| i.id == id).ok_or_else(|| {
+                            Error::NotFound {
+                                target: id.to_string(),
+                            }
+                        })?;
+                        let (tx, rx) = oneshot::channel();
+                        let _ = inst.cmd.send(Cmd::Exit(tx));
+                        rx
+                    };
+                    let _ = rx.await;
+                    let fresh =
+                        self.new_instance(id, index, spec.clone(), launch.clone(), None, port)?;
+                    fresh
+                        .shared
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .restarts = restarts + 1;
+                    let mut table = self.table();
+                    let app = table.app_mut(&name).ok_or_else(|| Error::NotFound {
+                        target: name.clone(),
+                    })?;
+                    if let Some(slot) = app.instances.iter_mut().find(|i| i.id == id) {
+                        *slot = fresh;
+                    }
+                    id
+                }
+                None => {
+                    let mut table = self.table();
+                    let id = table.next_id;
+                    let fresh =
+                        self.new_instance(id, index, spec.clone(), launch.clone(), None, port)?;
+                    table.next_id += 1;
+                    let app = table.app_mut(&name).ok_or_else(|| Error::NotFound {
+                        target: name.clone(),
+                    })?;
+                    app.instances.push(fresh);
+                    id
+                }
+            };
+            first_error(self.act(&Target::Id(id), Action::Start).await?)?;
+            if rolling {
+                self.wait_ready(id, DEFAULT_READY_TIMEOUT).await?;
+            }
+        }
+        // The watcher follows the new definition.
+        let watcher = self.start_watcher(&spec);
+        if let Some(app) = self.table().app_mut(&name) {
+            app.watcher = watcher;
+            app.instances.sort_by_key(|i| i.index);
+        }
+        self.inner.persister.request();
+        Ok(())
+    }
+}
