@@ -10,6 +10,9 @@
 //! - `helper flood LINES FILE`: append `S <ns>` to FILE right before the
 //!   first write, write LINES lines of exactly 100 bytes (`%08d` line number,
 //!   a space, 90 `x`, newline) to stdout, append `E <ns>`, then sleep.
+//! - `helper serve`: listen on `127.0.0.1:$PORT` and answer every
+//!   connection with a minimal `HTTP/1.0 200` (the app of the reload
+//!   benchmark: ready as soon as it listens).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -53,8 +56,17 @@ fn main() {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
+        Some("serve") => {
+            let port: u16 = std::env::var("PORT").expect("PORT").parse().expect("PORT is a port");
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+            for stream in listener.incoming() {
+                if let Ok(mut stream) = stream {
+                    let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: helper stamp | respawn FILE | flood LINES FILE");
+            eprintln!("usage: helper stamp | respawn FILE | flood LINES FILE | serve");
             std::process::exit(2);
         }
     }

@@ -11,6 +11,7 @@ home, and removes the directory.
 """
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APPS = 50
 FLOOD_LINES = 200_000
 LINE_BYTES = 100
+FILE_APPS = 50
+RELOAD_INSTANCES = 4
 
 
 # --------------------------------------------------------------------------
@@ -236,6 +239,45 @@ class Bench:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def free_port_block(count):
+    """First of `count` consecutive TCP ports nothing binds now (0.0.0.0 and
+    [::]), below the kernel's ephemeral range so that no outgoing connection
+    takes one meanwhile; the start depends on our pid, so that concurrent
+    runs rarely meet."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        high = min(int(f.read().split()[0]), 65536)
+    low = 10_000
+    span = (high - low) // 32
+    for step in range(span):
+        base = low + ((os.getpid() * 7919 + step) % span) * 32
+        if all(port_free(p) for p in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports between {low} and {high}")
+
+
+def port_free(port):
+    """Nothing binds TCP `port` on 0.0.0.0 nor [::] (a machine without IPv6
+    counts as free there). The IPv4 probe is closed before the IPv6 one,
+    which is dual-stack by default."""
+    for family, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((addr, port))
+        except OSError as e:
+            if family == socket.AF_INET or e.errno == errno.EADDRINUSE:
+                return False
+    return True
+
+
+def accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until(what, cond, timeout=60.0, pause=0.0005):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -347,6 +389,64 @@ def flood(b, home, helper):
     return total, app_side, lost
 
 
+def ecosystem_start(b, runs):
+    """Wall time from launching `pmd start FILE` (a YAML file of FILE_APPS
+    `sleep` apps) until `pmd list -o json` shows all of them online, each run
+    on a fresh daemon that already answers. Also returns how long `pmd start
+    FILE` alone took."""
+    totals, starts = [], []
+    for i in range(runs):
+        home = os.path.join(b.root, f"eco-{i}")
+        daemon = b.spawn_daemon(home)
+        b.wait_ping(home, daemon)
+        path = os.path.join(home, "apps.yaml")
+        with open(path, "w") as f:
+            f.write("apps:\n")
+            for n in range(FILE_APPS):
+                f.write(f"  - name: f{n:02}\n    script: sleep\n    args: \"100000\"\n")
+
+        def all_online():
+            apps = b.list_json(home)
+            return len(apps) == FILE_APPS and all(a["status"] == "online" for a in apps)
+
+        t0 = time.perf_counter_ns()
+        starts.append(b.timed_pmd(home, "start", path))
+        wait_until(f"{FILE_APPS} apps online", all_online, pause=0)
+        totals.append(time.perf_counter_ns() - t0)
+        b.pmd(home, "delete", "all")
+        b.stop_daemon(daemon)
+    return totals, starts
+
+
+def reload_cluster(b, helper, runs):
+    """Wall time of `pmd reload` of RELOAD_INSTANCES instances of `helper
+    serve` on a port range: each replacement must accept connections before
+    the next instance goes."""
+    home = os.path.join(b.root, "reload")
+    daemon = b.spawn_daemon(home)
+    b.wait_ping(home, daemon)
+    base = free_port_block(RELOAD_INSTANCES)
+    ports = range(base, base + RELOAD_INSTANCES)
+    b.pmd(home, "start", helper, "--name", "srv", "-i", str(RELOAD_INSTANCES),
+          "--port", f"{base}-{base + RELOAD_INSTANCES - 1}", "--", "serve")
+
+    def serving():
+        apps = b.list_json(home)
+        return (len(apps) == RELOAD_INSTANCES and all(a["status"] == "online" for a in apps)
+                and all(accepts(p) for p in ports))
+
+    wait_until("the servers to accept connections", serving)
+    times, replaced = [], True
+    for _ in range(runs):
+        before = {a["id"]: a["pid"] for a in b.list_json(home)}
+        times.append(b.timed_pmd(home, "reload", "srv"))
+        after = {a["id"]: a["pid"] for a in b.list_json(home)}
+        replaced &= all(after[i] != pid for i, pid in before.items()) and serving()
+    b.pmd(home, "delete", "all")
+    b.stop_daemon(daemon)
+    return times, replaced
+
+
 # --------------------------------------------------------------------------
 
 
@@ -356,6 +456,8 @@ def main():
     parser.add_argument("--list-runs", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=10)
     parser.add_argument("--respawns", type=int, default=50)
+    parser.add_argument("--file-runs", type=int, default=5)
+    parser.add_argument("--reload-runs", type=int, default=5)
     args = parser.parse_args()
 
     bins = build(args.no_build)
@@ -409,6 +511,12 @@ def main():
         b.pmd(home, "delete", "all")
         b.stop_daemon(daemon)
 
+        log(f"start {FILE_APPS} apps from one file x{args.file_runs}")
+        file_totals, file_starts = ecosystem_start(b, args.file_runs)
+
+        log(f"pmd reload of {RELOAD_INSTANCES} instances x{args.reload_runs}")
+        reloads, replaced = reload_cluster(b, helper, args.reload_runs)
+
         true_ms = median_ms(true_times)
         exec_ms = median_ms(exec_lat)
         gap_ms = median_ms(gaps)
@@ -425,6 +533,10 @@ def main():
             ("  lines lost", str(lost), "0", lost == 0),
             ("daemon RSS idle", f"{rss_idle / 1024:.2f} MiB", "<= 6 MiB", rss_idle <= 6 * 1024),
             (f"daemon RSS with {APPS} apps", f"{rss_50 / 1024:.2f} MiB", "<= 10 MiB", rss_50 <= 10 * 1024),
+            (f"start {FILE_APPS} apps from one file, all online (median)", f"{median_ms(file_totals):.1f} ms",
+             "<= 60 ms", median_ms(file_totals) <= 60),
+            (f"pmd reload, {RELOAD_INSTANCES} instances on ports (median)", f"{median_ms(reloads):.1f} ms", "-",
+             None),
         ]
         notes += [
             f"spawning /bin/true from this script takes {true_ms:.2f} ms (median): part of every pmd timing",
@@ -436,6 +548,14 @@ def main():
             f"respawn gaps: min {min(gaps) / 1e6:.2f} ms, max {max(gaps) / 1e6:.2f} ms over {len(gaps)}",
             f"cold start: min {min(cold) / 1e6:.2f} ms, max {max(cold) / 1e6:.2f} ms over {len(cold)} fresh homes",
         ]
+        notes.append(
+            f"start from a file: pmd start FILE alone takes {median_ms(file_starts):.1f} ms (median); all "
+            f"online: min {min(file_totals) / 1e6:.1f} ms, max {max(file_totals) / 1e6:.1f} ms over "
+            f"{len(file_totals)} fresh daemons (polled with pmd list -o json)")
+        notes.append(
+            f"pmd reload: min {min(reloads) / 1e6:.1f} ms, max {max(reloads) / 1e6:.1f} ms over {len(reloads)} "
+            f"reloads of {RELOAD_INSTANCES} `helper serve` instances (ready = accepts TCP); "
+            + ("every instance was replaced each time" if replaced else "NOT every instance was replaced"))
         if flood_app:
             notes.append(f"the flood app itself took {flood_app / 1e6:.1f} ms to write the 200k lines")
     except KeyboardInterrupt as e:
@@ -447,7 +567,8 @@ def main():
     width = max(len(r[0]) for r in rows)
     print(f"{'metric':<{width}}  {'measured':>12}  {'target':>10}  ok")
     for metric, measured, target, ok in rows:
-        print(f"{metric:<{width}}  {measured:>12}  {target:>10}  {'yes' if ok else 'NO'}")
+        verdict = "-" if ok is None else "yes" if ok else "NO"
+        print(f"{metric:<{width}}  {measured:>12}  {target:>10}  {verdict}")
     print()
     for note in notes:
         print(f"- {note}")

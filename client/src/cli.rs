@@ -1,9 +1,11 @@
 //! The command-line surface of `pmd`: clap derive types only, no I/O.
 //!
 //! Every flag value is checked here, in a `value_parser` built on the shared
-//! helpers of `pmdaemon_proto` (names, targets, durations, sizes, signals),
-//! so a bad value is a usage error (exit 2) whose message names the flag and
-//! nothing reaches the daemon. The daemon validates again.
+//! helpers of `pmdaemon_proto` (names, targets, durations, sizes, signals)
+//! and [`crate::rules`] (instances, ports), so a bad value is a usage error
+//! (exit 2) whose message names the flag and nothing reaches the daemon.
+//! The daemon validates again. The one I/O here is the `stat` that tells an
+//! ecosystem file from an app name in [`TargetArg`].
 
 use std::time::Duration;
 
@@ -13,8 +15,9 @@ use pmdaemon_proto::v1::{ProcessState, RestartPolicy};
 
 /// pmd drives pmdaemond, a process manager for Linux with PM2's verbs.
 ///
-/// TARGET is an app name, a numeric process id, or `all`. Every command but
-/// `kill`, `ping` and `version` starts the daemon when none is running.
+/// TARGET is an app name, a numeric process id, `all`, or an ecosystem file
+/// (ecosystem.yaml, .json, ecosystem.config.js). Every command but `kill`,
+/// `ping` and `version` starts the daemon when none is running.
 #[derive(Debug, Parser)]
 #[command(name = "pmd", version = pmdaemon_proto::VERSION)]
 pub struct Cli {
@@ -28,19 +31,29 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start an app from a script or command, or start existing apps again.
+    /// Start an app from a script or command, the apps of an ecosystem
+    /// file, or existing apps again.
     ///
     /// A script file runs with the interpreter from its shebang, else by
     /// extension (.js node, .py python3, .sh bash), else directly; a bare
     /// command name is looked up on PATH. Arguments after `--` go to the
     /// app: `pmd start sleep -- 1000`. `pmd start TARGET` (an existing
     /// name, an id or `all`) with no spec flags starts stopped apps.
+    /// `pmd start ecosystem.yaml [--env production] [--only api,web]`
+    /// creates what is missing, applies what changed and leaves the rest
+    /// running.
     Start(Box<StartArgs>),
     /// Stop apps (stop signal, then SIGKILL after the kill timeout); they
     /// stay in the list.
-    Stop(TargetsArgs),
-    /// Restart apps; stopped or errored apps are started.
-    Restart(TargetsArgs),
+    Stop(StopArgs),
+    /// Restart apps; stopped or errored apps are started. With an ecosystem
+    /// file, every app of the file is restarted with its definition.
+    Restart(RestartArgs),
+    /// Rolling restart: instance by instance, each replacement ready before
+    /// the next old instance goes, so the app keeps serving.
+    Reload(ReloadArgs),
+    /// Change the number of instances of an app.
+    Scale(ScaleArgs),
     /// Stop apps and forget them, with their log files.
     #[command(visible_alias = "del")]
     Delete(DeleteArgs),
@@ -89,9 +102,9 @@ pub struct OutputArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct StartArgs {
-    /// Script file, executable or command name; or an existing app's name,
-    /// its id, or `all`.
-    #[arg(value_name = "SCRIPT|TARGET")]
+    /// Script file, executable or command name; an ecosystem file; or an
+    /// existing app's name, its id, or `all`.
+    #[arg(value_name = "SCRIPT|FILE|TARGET")]
     pub script: String,
 
     /// Arguments passed to the app (after `--`).
@@ -102,7 +115,30 @@ pub struct StartArgs {
     pub spec: SpecFlags,
 
     #[command(flatten)]
-    pub output: OutputArg,
+    pub only: OnlyArg,
+
+    /// Output format. Long form only: on `start`, `-o` is PM2's
+    /// `--out-file`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `--only` for verbs that take an ecosystem file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OnlyArg {
+    /// With an ecosystem file: only these apps (comma-separated or
+    /// repeated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', value_parser = parse_only)]
+    pub only: Vec<String>,
+}
+
+/// `--env NAME` for verbs other than `start` that take an ecosystem file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EnvironmentArg {
+    /// With an ecosystem file: merge each app's env_NAME section over its
+    /// env.
+    #[arg(long = "env", value_name = "NAME", value_parser = parse_environment)]
+    pub environment: Option<String>,
 }
 
 /// What the user said about a new app's spec. `None` / empty means "not
@@ -117,9 +153,11 @@ pub struct SpecFlags {
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<String>,
 
-    /// Environment variable for the app; repeatable.
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
-    pub env: Vec<(String, String)>,
+    /// Environment variable for the app (K=V, repeatable). With an
+    /// ecosystem file, `--env NAME` instead selects each app's env_NAME
+    /// section.
+    #[arg(long = "env", value_name = "K=V|NAME", value_parser = parse_env)]
+    pub env: Vec<EnvArg>,
 
     /// Program that runs the script, e.g. python3; `none` runs it directly.
     #[arg(long, value_name = "PROGRAM", value_parser = parse_interpreter)]
@@ -188,6 +226,58 @@ pub struct SpecFlags {
     /// Rotated log files to keep.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub log_max_files: Option<u32>,
+
+    /// Instances to run: N, `max` (one per CPU) or -1 (one less).
+    #[arg(short, long, value_name = "N|max", allow_hyphen_values = true, value_parser = parse_instances)]
+    pub instances: Option<i32>,
+
+    /// Port for the app, in $PORT (or --port-env): 3000, a range
+    /// 3000-3003 (one port per instance) or auto:4000-4100 (free ports).
+    #[arg(long, value_name = "SPEC", value_parser = port_parser("--port"))]
+    pub port: Option<String>,
+
+    /// Environment variable that receives the port (default PORT).
+    #[arg(long, value_name = "NAME", value_parser = parse_port_env)]
+    pub port_env: Option<String>,
+
+    /// Restart the app when files change below its working directory (or
+    /// the --watch-path paths).
+    #[arg(long)]
+    pub watch: bool,
+
+    /// A path to watch instead of the working directory; repeatable;
+    /// implies --watch.
+    #[arg(long = "watch-path", value_name = "PATH", value_parser = parse_path_arg)]
+    pub watch_paths: Vec<String>,
+
+    /// Changes below paths matching this glob do not restart the app;
+    /// repeatable (logs, node_modules and .git are always ignored).
+    #[arg(long = "ignore-watch", value_name = "GLOB", value_parser = parse_path_arg)]
+    pub ignore_watch: Vec<String>,
+
+    /// Quiet time after a change before the restart (default 1s).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_parser("--watch-delay"))]
+    pub watch_delay: Option<Duration>,
+
+    /// Write the app's stdout to this file instead of logs/NAME-ID-out.log
+    /// (relative to its cwd). `-o` as in PM2.
+    #[arg(short = 'o', long, value_name = "PATH", value_parser = parse_out_file)]
+    pub out_file: Option<String>,
+
+    /// Write the app's stderr to this file instead of logs/NAME-ID-err.log.
+    /// `-e` as in PM2.
+    #[arg(short = 'e', long, value_name = "PATH", value_parser = parse_path_arg)]
+    pub error_file: Option<String>,
+}
+
+/// One `--env` value of `start`: a variable, or (with an ecosystem file) the
+/// name of an environment section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvArg {
+    /// `--env K=V`.
+    Var(String, String),
+    /// `--env NAME`: the file's env_NAME sections.
+    Environment(String),
 }
 
 impl SpecFlags {
@@ -211,6 +301,15 @@ impl SpecFlags {
             time,
             log_max_size,
             log_max_files,
+            instances,
+            port,
+            port_env,
+            watch,
+            watch_paths,
+            ignore_watch,
+            watch_delay,
+            out_file,
+            error_file,
         } = self;
         name.is_some()
             || cwd.is_some()
@@ -229,6 +328,46 @@ impl SpecFlags {
             || *time
             || log_max_size.is_some()
             || log_max_files.is_some()
+            || instances.is_some()
+            || port.is_some()
+            || port_env.is_some()
+            || *watch
+            || !watch_paths.is_empty()
+            || !ignore_watch.is_empty()
+            || watch_delay.is_some()
+            || out_file.is_some()
+            || error_file.is_some()
+    }
+
+    /// The `--env K=V` variables.
+    pub fn env_vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().filter_map(|e| match e {
+            EnvArg::Var(k, v) => Some((k.as_str(), v.as_str())),
+            EnvArg::Environment(_) => None,
+        })
+    }
+
+    /// The `--env NAME` environments.
+    pub fn environments(&self) -> impl Iterator<Item = &str> {
+        self.env.iter().filter_map(|e| match e {
+            EnvArg::Environment(name) => Some(name.as_str()),
+            EnvArg::Var(..) => None,
+        })
+    }
+
+    /// Whether any flag other than `--env NAME` was given: those describe
+    /// one app and do not apply to an ecosystem file.
+    pub fn any_app_flag(&self) -> bool {
+        let without_environments = SpecFlags {
+            env: self
+                .env
+                .iter()
+                .filter(|e| matches!(e, EnvArg::Var(..)))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        };
+        without_environments.any_given()
     }
 
     /// The restart policy asked for, if any.
@@ -258,30 +397,118 @@ impl From<AutorestartArg> for RestartPolicy {
     }
 }
 
+/// A target on the command line: an ecosystem file (an existing file with
+/// an ecosystem file name), else an app name, an id or `all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetArg {
+    Target(Target),
+    /// The path as given.
+    File(String),
+}
+
+impl std::fmt::Display for TargetArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetArg::Target(target) => target.fmt(f),
+            TargetArg::File(path) => f.write_str(path),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
-pub struct TargetsArgs {
-    /// App name, process id or `all`; several may be given.
-    #[arg(required = true, value_name = "TARGET", value_parser = parse_target)]
-    pub targets: Vec<Target>,
+pub struct StopArgs {
+    /// App name, process id, `all` or ecosystem file; several may be given.
+    #[arg(required = true, value_name = "TARGET", value_parser = parse_target_arg)]
+    pub targets: Vec<TargetArg>,
+
+    #[command(flatten)]
+    pub only: OnlyArg,
 
     #[command(flatten)]
     pub output: OutputArg,
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    /// App name, process id, `all` or ecosystem file; several may be given.
+    #[arg(required = true, value_name = "TARGET", value_parser = parse_target_arg)]
+    pub targets: Vec<TargetArg>,
+
+    /// Port spec for this run only (as --port of start); the app's own
+    /// returns with the next plain restart.
+    #[arg(long, value_name = "SPEC", value_parser = port_parser("--port"))]
+    pub port: Option<String>,
+
+    #[command(flatten)]
+    pub environment: EnvironmentArg,
+
+    #[command(flatten)]
+    pub only: OnlyArg,
+
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReloadArgs {
+    /// App name, process id, `all` or ecosystem file; several may be given.
+    #[arg(required = true, value_name = "TARGET", value_parser = parse_target_arg)]
+    pub targets: Vec<TargetArg>,
+
+    /// Longest one replacement may take to become ready (default 30s).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_parser("--ready-timeout"))]
+    pub ready_timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pub environment: EnvironmentArg,
+
+    #[command(flatten)]
+    pub only: OnlyArg,
+
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// The app's name.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub name: String,
+
+    /// Instances: N, `max` (one per CPU), or +K / -K to add or remove.
+    #[arg(value_name = "N|max|+K|-K", allow_hyphen_values = true, value_parser = parse_scale)]
+    pub count: ScaleCount,
+
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// What `pmd scale` was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleCount {
+    /// An instance count as AppSpec.instances (0: one per CPU).
+    To(i32),
+    /// Add (positive) or remove (negative) instances.
+    By(i32),
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct DeleteArgs {
-    /// App name, process id or `all`; several may be given. Optional with
-    /// --status (then: all).
+    /// App name, process id, `all` or ecosystem file; several may be
+    /// given. Optional with --status (then: all).
     #[arg(
         value_name = "TARGET",
-        value_parser = parse_target,
+        value_parser = parse_target_arg,
         required_unless_present = "status"
     )]
-    pub targets: Vec<Target>,
+    pub targets: Vec<TargetArg>,
 
     /// Only delete instances in this state, e.g. `pmd delete --status errored`.
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub status: Option<ProcessState>,
+
+    #[command(flatten)]
+    pub only: OnlyArg,
 
     #[command(flatten)]
     pub output: OutputArg,
@@ -357,9 +584,22 @@ fn parse_target(value: &str) -> Result<Target, String> {
     value.parse().map_err(|e: pmdaemon_proto::InvalidInput| e.0)
 }
 
-fn parse_env(value: &str) -> Result<(String, String), String> {
+fn parse_target_arg(value: &str) -> Result<TargetArg, String> {
+    if crate::ecosystem::is_file_target(value) {
+        return Ok(TargetArg::File(value.to_string()));
+    }
+    parse_target(value).map(TargetArg::Target)
+}
+
+fn parse_env(value: &str) -> Result<EnvArg, String> {
     let Some((key, val)) = value.split_once('=') else {
-        return Err(format!("--env: {value:?} is not K=V"));
+        crate::rules::check_environment_name("--env", value).map_err(|_| {
+            format!(
+                "--env: {value:?} is neither K=V (a variable of the app) nor the name of an \
+                 ecosystem file's environment, such as production"
+            )
+        })?;
+        return Ok(EnvArg::Environment(value.to_string()));
     };
     if key.is_empty() {
         return Err(format!("--env: {value:?} has an empty variable name"));
@@ -367,7 +607,81 @@ fn parse_env(value: &str) -> Result<(String, String), String> {
     if key.contains('\0') || val.contains('\0') {
         return Err("--env: variables cannot contain NUL bytes".to_string());
     }
-    Ok((key.to_string(), val.to_string()))
+    Ok(EnvArg::Var(key.to_string(), val.to_string()))
+}
+
+fn parse_environment(value: &str) -> Result<String, String> {
+    if value.contains('=') {
+        return Err(format!(
+            "--env: {value:?} looks like K=V; here --env NAME selects an ecosystem file's \
+             env_NAME section (variables are set with `pmd start SCRIPT --env K=V`)"
+        ));
+    }
+    crate::rules::check_environment_name("--env", value)?;
+    Ok(value.to_string())
+}
+
+fn parse_only(value: &str) -> Result<String, String> {
+    pmdaemon_proto::validate_name(value).map_err(|e| format!("--only: {e}"))?;
+    Ok(value.to_string())
+}
+
+fn parse_instances(value: &str) -> Result<i32, String> {
+    crate::rules::parse_instances("--instances", value)
+}
+
+fn port_parser(
+    flag: &'static str,
+) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |value| crate::rules::parse_port_spec(flag, value)
+}
+
+fn parse_port_env(value: &str) -> Result<String, String> {
+    crate::rules::check_env_name("--port-env", value)?;
+    Ok(value.to_string())
+}
+
+fn parse_path_arg(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("empty path".into());
+    }
+    if value.contains('\0') {
+        return Err("paths cannot contain NUL bytes".into());
+    }
+    Ok(value.to_string())
+}
+
+/// `-o json` on `start` is most likely `--output json` from another verb's
+/// habit: refuse it rather than write the app's stdout to a file `json`.
+fn parse_out_file(value: &str) -> Result<String, String> {
+    if matches!(value, "json" | "yaml" | "table") {
+        return Err(format!(
+            "on `start`, -o is --out-file (the app's stdout file, as in PM2); for the output \
+             format use --output {value}, for a file named {value} write ./{value}"
+        ));
+    }
+    parse_path_arg(value)
+}
+
+fn parse_scale(value: &str) -> Result<ScaleCount, String> {
+    let relative = |digits: &str, sign: i32| -> Result<ScaleCount, String> {
+        match digits.parse::<i32>() {
+            Ok(n) if n > 0 && n <= crate::rules::MAX_INSTANCES => Ok(ScaleCount::By(sign * n)),
+            _ => Err(format!(
+                "{value:?}: +K and -K take a count from 1 to {}",
+                crate::rules::MAX_INSTANCES
+            )),
+        }
+    };
+    if let Some(digits) = value.strip_prefix('+') {
+        return relative(digits, 1);
+    }
+    if let Some(digits) = value.strip_prefix('-') {
+        return relative(digits, -1);
+    }
+    crate::rules::parse_instances("instances", value)
+        .map(ScaleCount::To)
+        .map_err(|e| format!("{e} (or +K / -K)"))
 }
 
 fn parse_interpreter(value: &str) -> Result<String, String> {
@@ -464,7 +778,10 @@ mod tests {
         assert_eq!(s.spec.name.as_deref(), Some("api"));
         assert_eq!(
             s.spec.env,
-            [("A".into(), "1".into()), ("B".into(), "x=y".into())]
+            [
+                EnvArg::Var("A".into(), "1".into()),
+                EnvArg::Var("B".into(), "x=y".into())
+            ]
         );
         assert_eq!(s.spec.kill_timeout, Some(Duration::from_secs(2)));
         assert_eq!(s.spec.restart_delay, Some(Duration::from_millis(250)));
@@ -517,7 +834,18 @@ mod tests {
             ),
             (&["start", "x", "--name", "all"][..], "--name"),
             (&["start", "x", "--name", "a/b"][..], "--name"),
-            (&["start", "x", "--env", "NOEQUALS"][..], "--env"),
+            (&["start", "x", "--env", "NO SPACES"][..], "--env"),
+            (&["start", "x", "--env", "=1"][..], "--env"),
+            (&["start", "x", "--port", "70000"][..], "--port"),
+            (&["start", "x", "--port", "3003-3000"][..], "--port"),
+            (&["start", "x", "-i", "0"][..], "--instances"),
+            (&["start", "x", "--port-env", "1X"][..], "--port-env"),
+            (
+                &["start", "x", "--watch-delay", "soon"][..],
+                "--watch-delay",
+            ),
+            (&["restart", "x", "--port", "auto:1"][..], "--port"),
+            (&["start", "x", "--only", "a/b"][..], "--only"),
             (
                 &["start", "x", "--max-restarts", "-1"][..],
                 "--max-restarts",
@@ -537,10 +865,159 @@ mod tests {
         match parse(&["stop", "api", "3", "all"]).unwrap().command {
             Command::Stop(t) => assert_eq!(
                 t.targets,
-                [Target::Name("api".into()), Target::Id(3), Target::All]
+                [Target::Name("api".into()), Target::Id(3), Target::All].map(TargetArg::Target)
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_existing_ecosystem_file_is_a_file_target() {
+        let dir = std::env::temp_dir().join(format!("pmd-cli-target-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ecosystem.yaml");
+        std::fs::write(&file, "apps: []\n").unwrap();
+        let file = file.to_str().unwrap();
+        match parse(&["stop", file, "--only", "api,web"]).unwrap().command {
+            Command::Stop(t) => {
+                assert_eq!(t.targets, [TargetArg::File(file.into())]);
+                assert_eq!(t.only.only, ["api", "web"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same name without the file is an app name.
+        match parse(&["delete", "ecosystem.yaml"]).unwrap().command {
+            Command::Delete(d) => assert_eq!(
+                d.targets,
+                [TargetArg::Target(Target::Name("ecosystem.yaml".into()))]
+            ),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn start_parses_cluster_port_watch_and_log_file_flags() {
+        let s = start(&[
+            "start",
+            "app.js",
+            "-i",
+            "max",
+            "--port",
+            "auto:4000-4100",
+            "--port-env",
+            "HTTP_PORT",
+            "--watch",
+            "--watch-path",
+            "src",
+            "--watch-path",
+            "lib",
+            "--ignore-watch",
+            "*.log",
+            "--watch-delay",
+            "2s",
+            "-o",
+            "out.log",
+            "-e",
+            "err.log",
+            "--output",
+            "json",
+        ]);
+        assert_eq!(s.spec.instances, Some(0));
+        assert_eq!(s.spec.port.as_deref(), Some("auto:4000-4100"));
+        assert_eq!(s.spec.port_env.as_deref(), Some("HTTP_PORT"));
+        assert!(s.spec.watch);
+        assert_eq!(s.spec.watch_paths, ["src", "lib"]);
+        assert_eq!(s.spec.ignore_watch, ["*.log"]);
+        assert_eq!(s.spec.watch_delay, Some(Duration::from_secs(2)));
+        assert_eq!(s.spec.out_file.as_deref(), Some("out.log"));
+        assert_eq!(s.spec.error_file.as_deref(), Some("err.log"));
+        assert_eq!(s.output, OutputFormat::Json);
+        assert!(s.spec.any_app_flag());
+        // The script is not swallowed by --watch, and -1 is a count.
+        let s = start(&["start", "--watch", "app.js", "--instances", "-1"]);
+        assert_eq!(s.script, "app.js");
+        assert_eq!(s.spec.instances, Some(-1));
+        let s = start(&["start", "--instances=4", "app.js"]);
+        assert_eq!(s.spec.instances, Some(4));
+    }
+
+    #[test]
+    fn start_env_takes_variables_or_an_environment_name() {
+        let s = start(&["start", "ecosystem.yaml", "--env", "production"]);
+        assert_eq!(s.spec.env, [EnvArg::Environment("production".into())]);
+        assert_eq!(s.spec.environments().collect::<Vec<_>>(), ["production"]);
+        assert!(!s.spec.any_app_flag());
+        assert!(s.spec.any_given());
+        let s = start(&["start", "x.js", "--env", "A=1", "--only", "a,b"]);
+        assert_eq!(s.spec.env_vars().collect::<Vec<_>>(), [("A", "1")]);
+        assert_eq!(s.only.only, ["a", "b"]);
+        assert!(s.spec.any_app_flag());
+    }
+
+    #[test]
+    fn start_o_json_is_caught() {
+        let err = parse(&["start", "x.js", "-o", "json"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--output json"), "{err}");
+    }
+
+    #[test]
+    fn scale_counts() {
+        let count = |c: &str| match parse(&["scale", "api", c]).map(|cli| cli.command) {
+            Ok(Command::Scale(s)) => Ok(s.count),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(count("4").unwrap(), ScaleCount::To(4));
+        assert_eq!(count("max").unwrap(), ScaleCount::To(0));
+        assert_eq!(count("+2").unwrap(), ScaleCount::By(2));
+        assert_eq!(count("-1").unwrap(), ScaleCount::By(-1));
+        for bad in ["0", "+0", "-0", "x", "+", "2000"] {
+            assert_eq!(count(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+        assert!(parse(&["scale", "7", "2"]).is_err());
+    }
+
+    #[test]
+    fn restart_and_reload_flags() {
+        match parse(&["restart", "api", "--port", "3001"])
+            .unwrap()
+            .command
+        {
+            Command::Restart(r) => assert_eq!(r.port.as_deref(), Some("3001")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "reload",
+            "api",
+            "web",
+            "--ready-timeout",
+            "10s",
+            "-o",
+            "json",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::Reload(r) => {
+                assert_eq!(r.targets.len(), 2);
+                assert_eq!(r.ready_timeout, Some(Duration::from_secs(10)));
+                assert_eq!(r.output.output, OutputFormat::Json);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["reload", "api", "--env", "production"])
+            .unwrap()
+            .command
+        {
+            Command::Reload(r) => {
+                assert_eq!(r.environment.environment.as_deref(), Some("production"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse(&["restart", "x", "--env", "A=1"]).unwrap_err();
+        assert!(err.to_string().contains("looks like K=V"), "{err}");
     }
 
     #[test]

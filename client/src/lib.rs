@@ -5,6 +5,8 @@
 //! - [`cli`]: the clap definition; every flag value is validated there;
 //! - [`connect`]: the Unix-socket channel and the daemon auto-start;
 //! - [`commands`]: one function per verb, one dispatch;
+//! - [`ecosystem`]: ecosystem files (YAML, JSON, PM2's JS) into checked specs;
+//! - [`rules`]: value rules shared by flags and ecosystem files;
 //! - [`render`]: the `ProcessView` keys (JSON/YAML), table, describe block;
 //! - [`term`]: colour, the broken-pipe-aware stdout, spinners.
 //!
@@ -15,7 +17,9 @@
 pub mod cli;
 pub mod commands;
 pub mod connect;
+pub mod ecosystem;
 pub mod render;
+pub mod rules;
 pub mod term;
 
 use std::process::ExitCode;

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pmdaemon_proto::v1::{ProcessInfo, ProcessState, RestartPolicy};
+use pmdaemon_proto::v1::{
+    AppliedApp, ApplyMode, ApplyOutcome, ProcessInfo, ProcessState, RestartPolicy,
+};
 use serde::Serialize;
 
 use crate::term::{Colours, Style};
@@ -36,6 +38,11 @@ pub struct ProcessView {
     pub pid: Option<u32>,
     /// State word: starting, online, stopping, stopped, errored, waiting-restart.
     pub status: &'static str,
+    /// The port assigned to this instance; null when its app has none.
+    pub port: Option<u32>,
+    /// True when `port` comes from `restart --port` and holds for this run
+    /// only.
+    pub port_override: bool,
     pub restarts: u32,
     pub unstable_restarts: u32,
     /// Null when not running.
@@ -72,6 +79,21 @@ pub struct ProcessView {
     pub time: bool,
     pub log_max_bytes: Option<u64>,
     pub log_max_files: Option<u32>,
+    /// Instances asked for: null = 1, 0 = one per CPU (`max`), -1 = one
+    /// less than the CPUs.
+    pub instances: Option<i32>,
+    /// The app's port spec (`3000`, `3000-3003`, `auto:4000-4100`); null
+    /// when it has none.
+    pub port_spec: Option<String>,
+    /// Variable that receives the port (null: the daemon's default, PORT).
+    pub port_env: Option<String>,
+    pub watch: bool,
+    pub watch_paths: Vec<String>,
+    pub ignore_watch: Vec<String>,
+    pub watch_delay_ms: Option<u64>,
+    /// The app's own stdout / stderr file, if set (null: logs/NAME-ID-*.log).
+    pub out_file: Option<String>,
+    pub error_file: Option<String>,
     pub out_log_path: String,
     pub err_log_path: String,
 }
@@ -107,6 +129,8 @@ impl ProcessView {
             instance: info.instance,
             pid: info.pid,
             status: info.state().word(),
+            port: info.port,
+            port_override: info.port_override,
             restarts: info.restarts,
             unstable_restarts: info.unstable_restarts,
             uptime_ms,
@@ -135,6 +159,15 @@ impl ProcessView {
             time: spec.time,
             log_max_bytes: spec.log_max_bytes,
             log_max_files: spec.log_max_files,
+            instances: spec.instances,
+            port_spec: non_empty(&spec.port),
+            port_env: non_empty(&spec.port_env),
+            watch: spec.watch,
+            watch_paths: spec.watch_paths,
+            ignore_watch: spec.ignore_watch,
+            watch_delay_ms: spec.watch_delay_ms,
+            out_file: non_empty(&spec.out_file),
+            error_file: non_empty(&spec.error_file),
             out_log_path: info.out_log_path.clone(),
             err_log_path: info.err_log_path.clone(),
         }
@@ -184,10 +217,10 @@ pub fn state_style(status: &str) -> Style {
     }
 }
 
-/// The `pmd list` table: id, name, pid, status, restarts, uptime.
+/// The `pmd list` table: id, name, pid, status, port, restarts, uptime.
 pub fn table(views: &[ProcessView], colours: Colours) -> String {
-    const HEADERS: [&str; 6] = ["ID", "NAME", "PID", "STATUS", "RESTARTS", "UPTIME"];
-    let rows: Vec<[String; 6]> = views
+    const HEADERS: [&str; 7] = ["ID", "NAME", "PID", "STATUS", "PORT", "RESTARTS", "UPTIME"];
+    let rows: Vec<[String; 7]> = views
         .iter()
         .map(|v| {
             [
@@ -195,6 +228,7 @@ pub fn table(views: &[ProcessView], colours: Colours) -> String {
                 v.name.clone(),
                 v.pid.map_or_else(|| "-".into(), |p| p.to_string()),
                 v.status.to_string(),
+                v.port.map_or_else(|| "-".into(), |p| p.to_string()),
                 v.restarts.to_string(),
                 v.uptime_ms.map_or_else(|| "-".into(), short_duration),
             ]
@@ -207,7 +241,7 @@ pub fn table(views: &[ProcessView], colours: Colours) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 6], style_of: &dyn Fn(usize, &str) -> Option<Style>| {
+    let mut line = |cells: [&str; 7], style_of: &dyn Fn(usize, &str) -> Option<Style>| {
         for (i, cell) in cells.iter().enumerate() {
             let painted = match style_of(i, cell) {
                 Some(style) => colours.paint(cell, style),
@@ -223,7 +257,7 @@ pub fn table(views: &[ProcessView], colours: Colours) -> String {
     };
     line(HEADERS, &|_, _| Some(Style::Bold));
     for row in &rows {
-        let cells = [&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]].map(String::as_str);
+        let cells = row.each_ref().map(String::as_str);
         line(cells, &|i, cell| match i {
             1 => Some(Style::Cyan),
             3 => Some(state_style(cell)),
@@ -321,7 +355,8 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
         .unwrap_or(0);
     for (key, value) in &map {
         let Some(key) = key.as_str() else { continue };
-        if matches!(key, "id" | "name") {
+        // `port_override` is shown on the `port` line.
+        if matches!(key, "id" | "name" | "port_override") {
             continue;
         }
         let name = label(key);
@@ -340,6 +375,9 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
                 let text = plain_value(key, value, now_ms);
                 let text = match key {
                     "status" => colours.paint(&text, state_style(&text)),
+                    "port" if view.port_override => {
+                        format!("{text} (override, this run only)").into()
+                    }
                     _ => text.into(),
                 };
                 let _ = writeln!(out, "  {name:<width$}  {text}");
@@ -381,6 +419,75 @@ pub fn summary(verb: &str, info: &ProcessInfo) -> String {
         let _ = write!(line, ": {}", state.word());
         if !info.status_reason.is_empty() {
             let _ = write!(line, " ({})", info.status_reason);
+        }
+    }
+    line
+}
+
+/// Ids as a short list: `id 3`, `ids 0-2`, `ids 0, 4-5`.
+pub fn id_list(ids: impl IntoIterator<Item = u32>) -> String {
+    let mut ids: Vec<u32> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for id in &ids {
+        match runs.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(*id) => *last = *id,
+            _ => runs.push((*id, *id)),
+        }
+    }
+    let text = runs
+        .iter()
+        .map(|&(first, last)| {
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() == 1 {
+        format!("id {text}")
+    } else {
+        format!("ids {text}")
+    }
+}
+
+/// One line per app of an ecosystem file after ApplyApps: `created api
+/// (ids 0-2)`, `api already running (ids 0-2), unchanged`, `started api
+/// (id 3)`, `updated api: env, args changed; restarted (ids 0-2)`,
+/// `restarted api (id 0)` (`reloaded` in reload mode). Instances that did
+/// not come up say so: `...; id 2 errored (script not found)`.
+pub fn applied(app: &AppliedApp, mode: ApplyMode) -> String {
+    let ids = if app.processes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", id_list(app.processes.iter().map(|p| p.id)))
+    };
+    let name = &app.name;
+    let mut line = match app.outcome() {
+        ApplyOutcome::Created => format!("created {name}{ids}"),
+        ApplyOutcome::Unchanged => format!("{name} already running{ids}, unchanged"),
+        ApplyOutcome::Started => format!("started {name}{ids}"),
+        ApplyOutcome::Updated if app.changed_fields.is_empty() => {
+            format!("updated {name}: restarted{ids}")
+        }
+        ApplyOutcome::Updated => format!(
+            "updated {name}: {} changed; restarted{ids}",
+            app.changed_fields.join(", ")
+        ),
+        ApplyOutcome::Restarted if mode == ApplyMode::Reload => format!("reloaded {name}{ids}"),
+        ApplyOutcome::Restarted => format!("restarted {name}{ids}"),
+        ApplyOutcome::Unspecified => format!("applied {name}{ids}"),
+    };
+    for process in &app.processes {
+        let state = process.state();
+        if !matches!(state, ProcessState::Online | ProcessState::Starting) {
+            let _ = write!(line, "; id {} {}", process.id, state.word());
+            if !process.status_reason.is_empty() {
+                let _ = write!(line, " ({})", process.status_reason);
+            }
         }
     }
     line
@@ -489,12 +596,23 @@ mod tests {
 
     #[test]
     fn table_aligns_and_shows_dashes_for_stopped() {
-        let views = ProcessView::all(&[online(0, "api"), stopped(13, "long-worker")], NOW);
+        let mut api = online(0, "api");
+        api.port = Some(3000);
+        let views = ProcessView::all(&[api, stopped(13, "long-worker")], NOW);
         let text = table(&views, Colours::OFF);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "ID  NAME         PID   STATUS   RESTARTS  UPTIME");
-        assert_eq!(lines[1], "0   api          4242  online   2         12s");
-        assert_eq!(lines[2], "13  long-worker  -     stopped  0         -");
+        assert_eq!(
+            lines[0],
+            "ID  NAME         PID   STATUS   PORT  RESTARTS  UPTIME"
+        );
+        assert_eq!(
+            lines[1],
+            "0   api          4242  online   3000  2         12s"
+        );
+        assert_eq!(
+            lines[2],
+            "13  long-worker  -     stopped  -     0         -"
+        );
         assert!(!text.contains('\x1b'));
     }
 
@@ -502,7 +620,7 @@ mod tests {
     fn table_colours_status_without_breaking_alignment() {
         let views = ProcessView::all(&[online(0, "api")], NOW);
         let text = table(&views, Colours { enabled: true });
-        assert!(text.contains("\x1b[32monline\x1b[0m  2"), "{text:?}");
+        assert!(text.contains("\x1b[32monline\x1b[0m  -     2"), "{text:?}");
     }
 
     #[test]
@@ -538,6 +656,111 @@ mod tests {
         assert_eq!(
             summary("started", &bad),
             "started w (id 3): errored (script not found)"
+        );
+    }
+
+    #[test]
+    fn ports_and_spec_fields_in_json_and_describe() {
+        let stopped = ProcessView::new(&stopped(1, "w"), NOW);
+        let json_of = |v: &ProcessView| -> serde_json::Value {
+            serde_json::from_str(&json(std::slice::from_ref(v), true).unwrap()).unwrap()
+        };
+        let plain = json_of(&stopped);
+        for key in [
+            "port",
+            "port_spec",
+            "port_env",
+            "out_file",
+            "error_file",
+            "instances",
+            "watch_delay_ms",
+        ] {
+            assert!(plain[key].is_null(), "{key} should be null: {plain}");
+        }
+        assert_eq!(plain["port_override"], false);
+        assert_eq!(plain["watch"], false);
+        assert_eq!(plain["watch_paths"], serde_json::json!([]));
+
+        let mut info = online(0, "api");
+        info.port = Some(3001);
+        info.port_override = true;
+        let spec = info.spec.as_mut().unwrap();
+        spec.instances = Some(0);
+        spec.port = "3000-3003".into();
+        spec.port_env = "HTTP_PORT".into();
+        spec.watch = true;
+        spec.watch_paths = vec!["src".into()];
+        spec.ignore_watch = vec!["*.log".into()];
+        spec.watch_delay_ms = Some(2000);
+        spec.out_file = "out.log".into();
+        let view = ProcessView::new(&info, NOW);
+        let full = json_of(&view);
+        assert_eq!(full["port"], 3001);
+        assert_eq!(full["port_override"], true);
+        assert_eq!(full["port_spec"], "3000-3003");
+        assert_eq!(full["port_env"], "HTTP_PORT");
+        assert_eq!(full["instances"], 0);
+        assert_eq!(full["watch_paths"], serde_json::json!(["src"]));
+        assert_eq!(full["out_file"], "out.log");
+        assert!(full["error_file"].is_null());
+
+        let text = describe(&view, Colours::OFF, NOW);
+        let has = |needle: &str| assert!(text.contains(needle), "{needle:?} in\n{text}");
+        has(" 3001 (override, this run only)\n");
+        has(" 3000-3003\n");
+        has(" 2s\n"); // watch delay
+        assert!(!text.contains("port override"), "{text}");
+        info.port_override = false;
+        let text = describe(&ProcessView::new(&info, NOW), Colours::OFF, NOW);
+        assert!(!text.contains("override"), "{text}");
+    }
+
+    #[test]
+    fn id_lists_collapse_runs() {
+        assert_eq!(id_list([3]), "id 3");
+        assert_eq!(id_list([2, 0, 1]), "ids 0-2");
+        assert_eq!(id_list([0, 4, 5, 7]), "ids 0, 4-5, 7");
+    }
+
+    #[test]
+    fn apply_lines_say_what_happened_to_each_app() {
+        let app = |outcome: ApplyOutcome, changed: &[&str], ids: &[u32]| AppliedApp {
+            name: "api".into(),
+            outcome: outcome.into(),
+            changed_fields: changed.iter().map(|s| s.to_string()).collect(),
+            processes: ids.iter().map(|&id| online(id, "api")).collect(),
+        };
+        let line = |a: &AppliedApp| applied(a, ApplyMode::Unspecified);
+        assert_eq!(
+            line(&app(ApplyOutcome::Created, &[], &[0, 1, 2])),
+            "created api (ids 0-2)"
+        );
+        assert_eq!(
+            line(&app(ApplyOutcome::Unchanged, &[], &[0, 1, 2])),
+            "api already running (ids 0-2), unchanged"
+        );
+        assert_eq!(
+            line(&app(ApplyOutcome::Started, &[], &[3])),
+            "started api (id 3)"
+        );
+        assert_eq!(
+            line(&app(ApplyOutcome::Updated, &["env", "args"], &[0])),
+            "updated api: env, args changed; restarted (id 0)"
+        );
+        assert_eq!(
+            line(&app(ApplyOutcome::Restarted, &[], &[0])),
+            "restarted api (id 0)"
+        );
+        assert_eq!(
+            applied(&app(ApplyOutcome::Restarted, &[], &[0]), ApplyMode::Reload),
+            "reloaded api (id 0)"
+        );
+        let mut broken = app(ApplyOutcome::Created, &[], &[0, 1]);
+        broken.processes[1].set_state(ProcessState::Errored);
+        broken.processes[1].status_reason = "script not found".into();
+        assert_eq!(
+            line(&broken),
+            "created api (ids 0-1); id 1 errored (script not found)"
         );
     }
 

@@ -14,12 +14,13 @@
 //! Waiting: there are no fixed sleeps; [`wait_for`] polls a condition every
 //! 20 ms until a deadline and panics naming what it waited for.
 
+use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -599,10 +600,10 @@ impl TestDaemon {
         self.write_executable(file_name, &format!("#!/bin/sh\n{body}\n"))
     }
 
-    /// Writes an executable file with exactly `contents` into the work dir.
+    /// Writes an executable file with exactly `contents` into the work dir
+    /// (`file_name` may have directories, which are created).
     pub fn write_executable(&self, file_name: &str, contents: &str) -> PathBuf {
-        let path = self.work.join(file_name);
-        fs::write(&path, contents).expect("write script");
+        let path = self.write_file(file_name, contents);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
         path
     }
@@ -617,6 +618,59 @@ impl TestDaemon {
     /// Reads a file of the work dir, empty if absent.
     pub fn read_work(&self, file_name: &str) -> String {
         fs::read_to_string(self.work.join(file_name)).unwrap_or_default()
+    }
+
+    /// Writes `contents` to `relative` below the work dir (creating its
+    /// directories), e.g. an ecosystem file; returns the path.
+    pub fn write_file(&self, relative: &str, contents: &str) -> PathBuf {
+        let path = self.work.join(relative);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).expect("create directories in the work dir");
+        }
+        fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// Writes [`HTTP_SERVER`] as an executable run by this machine's
+    /// python3 (see [`python3`]).
+    pub fn write_http_server(&self, file_name: &str) -> PathBuf {
+        self.write_executable(
+            file_name,
+            &format!("#!{}\n{HTTP_SERVER}", python3().display()),
+        )
+    }
+
+    /// The `pmd list -o json` entries of app `name`, by instance index.
+    pub fn instances(&self, name: &str) -> Vec<Value> {
+        let mut rows: Vec<Value> = self
+            .list_json()
+            .into_iter()
+            .filter(|a| a["name"] == name)
+            .collect();
+        rows.sort_by_key(|a| a["instance"].as_u64());
+        rows
+    }
+
+    /// Waits until app `name` has exactly `count` instances, all online
+    /// with a pid; returns them by instance index.
+    pub fn wait_instances_online(&self, name: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let last = self.instances(name);
+            if last.len() == count
+                && last
+                    .iter()
+                    .all(|a| a["status"] == "online" && pid_of(a).is_some())
+            {
+                return last;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {WAIT:?} waiting for {count} online instances of {name}; last seen: {last:#?}"
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILLs every process of this home and waits until they are gone.
@@ -684,6 +738,203 @@ pub fn arg(path: &Path) -> &str {
 /// Whether the test runs as root (for the tests that switch uid).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// The pids of list/describe entries, in their order (panics on a null).
+pub fn pids_of(apps: &[Value]) -> Vec<u32> {
+    apps.iter()
+        .map(|a| pid_of(a).unwrap_or_else(|| panic!("no pid: {a}")))
+        .collect()
+}
+
+/// The `port` of a list/describe entry, `None` when null.
+pub fn port_of(app: &Value) -> Option<u16> {
+    app["port"].as_u64().map(|p| p as u16)
+}
+
+/// The environment a process was started with (`/proc/PID/environ`).
+pub fn env_of(pid: u32) -> HashMap<String, String> {
+    let raw = fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_else(|e| panic!("cannot read the environment of pid {pid}: {e}"));
+    raw.split(|&b| b == 0)
+        .filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            let (k, v) = entry.split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// The command line of a process (`/proc/PID/cmdline`).
+pub fn cmdline_of(pid: u32) -> Vec<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_else(|e| panic!("cannot read the command line of pid {pid}: {e}"));
+    // Each argument ends with a NUL.
+    raw.strip_suffix(&[0])
+        .unwrap_or(&raw)
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// The working directory of a process (`/proc/PID/cwd`).
+pub fn cwd_of(pid: u32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/cwd"))
+        .unwrap_or_else(|e| panic!("cannot read the cwd of pid {pid}: {e}"))
+}
+
+/// The python3 interpreter itself (`sys.executable`), not a wrapper such as
+/// a pyenv shim, so that apps start fast and their pid is python's. Panics
+/// when python3 is not on PATH: the HTTP tests need it.
+pub fn python3() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3 must be on PATH for the HTTP app of the port tests");
+        assert!(
+            out.status.success(),
+            "python3 failed: {}",
+            describe_output(&out)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// `node` on PATH, if any (for `ecosystem.config.js`).
+pub fn node() -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join("node"))
+        .find(|p| p.is_file())
+}
+
+/// A tiny HTTP app: listens on `127.0.0.1:$PORT` (on the variable named by
+/// `$PORT_VAR` instead, when set, for `port_env`) and answers every GET with
+/// `instance=<PMD_INSTANCE_ID> pid=<pid> port=<port>`. SIGTERM ends it at
+/// once.
+pub const HTTP_SERVER: &str = r#"
+import http.server, os
+port_var = os.environ.get("PORT_VAR", "PORT")
+port = int(os.environ[port_var])
+body = "instance={} pid={} port={}".format(
+    os.environ.get("PMD_INSTANCE_ID", "-"), os.getpid(), port).encode()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+/// What [`HTTP_SERVER`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    pub instance: String,
+    pub pid: u32,
+    pub port: u16,
+}
+
+/// `GET /` on `127.0.0.1:port` with a hand-written HTTP/1.0 request; the
+/// parsed body of a 200 from [`HTTP_SERVER`], `None` if nothing answered
+/// (refused, timed out, closed early, another status).
+pub fn http_get(port: u16) -> Option<HttpReply> {
+    let timeout = Duration::from_secs(2);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let field = |key: &str| {
+        body.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    Some(HttpReply {
+        instance: field("instance")?,
+        pid: field("pid")?.parse().ok()?,
+        port: field("port")?.parse().ok()?,
+    })
+}
+
+/// Waits until [`http_get`] on `port` answers, returning the reply.
+pub fn wait_http(port: u16) -> HttpReply {
+    wait_for_value(&format!("an HTTP answer on port {port}"), WAIT, || {
+        http_get(port)
+    })
+}
+
+/// The first of `count` consecutive TCP ports that nothing binds now (on
+/// 0.0.0.0 and [::]), for one test's fixed ports, ranges and `auto:`
+/// ranges.
+///
+/// Tests run in parallel, and so may several runs of this suite: blocks
+/// are handed out once per process from a cursor that starts at a
+/// pid-dependent place, on 32-port boundaries, below the kernel's
+/// ephemeral range (so outgoing connections never take them meanwhile).
+/// Another process could still bind one between this check and the app's
+/// bind; `auto:` ranges tolerate that by design.
+pub fn free_ports(count: u16) -> u16 {
+    const LOW: u32 = 10_000;
+    const BLOCK: u32 = 32;
+    static CURSOR: Mutex<Option<u32>> = Mutex::new(None);
+    assert!(
+        (1..=BLOCK as u16).contains(&count),
+        "ask for 1 to {BLOCK} ports"
+    );
+    let high = ephemeral_low().clamp(LOW + 64 * BLOCK, 65_536);
+    let blocks = (high - LOW) / BLOCK;
+    let mut cursor = CURSOR.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut block = cursor.unwrap_or_else(|| std::process::id().wrapping_mul(7919) % blocks);
+    for _ in 0..blocks {
+        block = (block + 1) % blocks;
+        let first = LOW + block * BLOCK;
+        let all_free = (first..first + u32::from(count)).all(|p| port_free(p as u16));
+        if all_free {
+            *cursor = Some(block);
+            return first as u16;
+        }
+    }
+    panic!("no {count} consecutive free ports between {LOW} and {high}");
+}
+
+/// Whether nothing binds TCP `port` on 0.0.0.0 or [::] right now.
+pub fn port_free(port: u16) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+    // The IPv4 probe is dropped before the IPv6 one: [::] is dual-stack by
+    // default and would see it.
+    let v4_free = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok();
+    v4_free
+        && match TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)) {
+            Ok(_) => true,
+            // No IPv6 here: nothing can listen there either.
+            Err(e) => e.kind() != std::io::ErrorKind::AddrInUse,
+        }
+}
+
+/// The first port of the kernel's ephemeral range (32768 by default).
+fn ephemeral_low() -> u32 {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 #[cfg(test)]

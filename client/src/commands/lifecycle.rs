@@ -1,20 +1,40 @@
 //! `start`, `stop`, `restart`, `delete`: build the request, wait for the
-//! daemon (with a spinner on a terminal), print what changed.
+//! daemon (with a spinner on a terminal), print what changed. Ecosystem
+//! FILE targets go through [`super::files`].
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use pmdaemon_proto::Target;
 use pmdaemon_proto::v1::{
-    AppSpec, DeleteProcessRequest, ListProcessesRequest, ProcessInfo, RestartPolicy,
+    AppSpec, ApplyMode, DeleteProcessRequest, ListProcessesRequest, ProcessInfo, RestartPolicy,
     RestartProcessRequest, StartProcessRequest, StopProcessRequest,
 };
 
-use super::{Ctx, RpcResultExt, print_processes};
+use super::{Ctx, RpcResultExt, files, print_processes};
 use crate::UsageError;
-use crate::cli::{DeleteArgs, OutputFormat, StartArgs, TargetsArgs};
+use crate::cli::{DeleteArgs, OutputFormat, RestartArgs, StartArgs, StopArgs, TargetArg};
 use crate::connect::Client;
+use crate::ecosystem;
 use crate::term::with_spinner;
 
 pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
+    if ecosystem::is_file_target(&args.script) {
+        return files::start(ctx, args).await;
+    }
+    if let Some(name) = args.spec.environments().next() {
+        return Err(UsageError(format!(
+            "--env {name} selects the env_{name} section of an ecosystem file, and {} is not \
+             one; to set a variable of this app use --env K=V",
+            args.script
+        ))
+        .into());
+    }
+    if !args.only.only.is_empty() {
+        return Err(UsageError(format!(
+            "--only selects apps of an ecosystem file, and {} is not one",
+            args.script
+        ))
+        .into());
+    }
     let caller_cwd = std::env::current_dir().context("cannot read the current directory")?;
     let caller_cwd = caller_cwd
         .to_str()
@@ -34,11 +54,19 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
             caller_cwd,
             ..Default::default()
         },
-        None => StartProcessRequest {
-            spec: Some(app_spec(args)),
-            caller_cwd,
-            ..Default::default()
-        },
+        None => {
+            // `pmd start ecosytem.yaml` (a typo) is not a script to run.
+            if ecosystem::format_of(args.script.as_ref()).is_some()
+                && !std::path::Path::new(&args.script).exists()
+            {
+                bail!("{}: no such ecosystem file", args.script);
+            }
+            StartProcessRequest {
+                spec: Some(app_spec(args)),
+                caller_cwd,
+                ..Default::default()
+            }
+        }
     };
     let label = format!("starting {}", args.script);
     let response = with_spinner(label, client.start_process(request))
@@ -47,7 +75,7 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     print_processes(
         "started",
         &response.processes,
-        args.output.output,
+        args.output,
         "no process to start",
     )
 }
@@ -99,7 +127,10 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
             .map(str::to_string)
             .collect(),
         cwd: flags.cwd.clone().unwrap_or_default(),
-        env: flags.env.iter().cloned().collect(),
+        env: flags
+            .env_vars()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         autorestart: flags
             .restart_policy()
             .unwrap_or(RestartPolicy::Unspecified)
@@ -114,14 +145,26 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         time: flags.time,
         log_max_bytes: flags.log_max_size,
         log_max_files: flags.log_max_files,
+        instances: flags.instances,
+        port: flags.port.clone().unwrap_or_default(),
+        port_env: flags.port_env.clone().unwrap_or_default(),
+        watch: flags.watch || !flags.watch_paths.is_empty(),
+        watch_paths: flags.watch_paths.clone(),
+        ignore_watch: flags.ignore_watch.clone(),
+        watch_delay_ms: flags.watch_delay.map(millis),
+        out_file: flags.out_file.clone().unwrap_or_default(),
+        error_file: flags.error_file.clone().unwrap_or_default(),
     }
 }
 
 /// A verb that acts on existing processes by target.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Action {
     Stop,
-    Restart,
+    /// With the port spec of `restart --port` (empty: the app's own).
+    Restart {
+        port: String,
+    },
     /// With the state filter of `delete --status` (0: any).
     Delete {
         status: i32,
@@ -129,42 +172,48 @@ enum Action {
 }
 
 impl Action {
-    fn verb(self) -> &'static str {
+    fn verb(&self) -> &'static str {
         match self {
             Action::Stop => "stop",
-            Action::Restart => "restart",
+            Action::Restart { .. } => "restart",
             Action::Delete { .. } => "delete",
         }
     }
 
-    fn doing(self) -> &'static str {
+    fn doing(&self) -> &'static str {
         match self {
             Action::Stop => "stopping",
-            Action::Restart => "restarting",
+            Action::Restart { .. } => "restarting",
             Action::Delete { .. } => "deleting",
         }
     }
 
-    fn done(self) -> &'static str {
+    fn done(&self) -> &'static str {
         match self {
             Action::Stop => "stopped",
-            Action::Restart => "restarted",
+            Action::Restart { .. } => "restarted",
             Action::Delete { .. } => "deleted",
         }
     }
 
-    async fn send(self, client: &mut Client, target: String) -> anyhow::Result<Vec<ProcessInfo>> {
+    async fn send(&self, client: &mut Client, target: String) -> anyhow::Result<Vec<ProcessInfo>> {
         Ok(match self {
             Action::Stop => {
                 let request = StopProcessRequest { target };
                 client.stop_process(request).await.rpc()?.processes
             }
-            Action::Restart => {
-                let request = RestartProcessRequest { target };
+            Action::Restart { port } => {
+                let request = RestartProcessRequest {
+                    target,
+                    port: port.clone(),
+                };
                 client.restart_process(request).await.rpc()?.processes
             }
             Action::Delete { status } => {
-                let request = DeleteProcessRequest { target, status };
+                let request = DeleteProcessRequest {
+                    target,
+                    status: *status,
+                };
                 client.delete_process(request).await.rpc()?.processes
             }
         })
@@ -180,11 +229,21 @@ async fn act(
     output: OutputFormat,
 ) -> anyhow::Result<()> {
     let mut client = ctx.client().await?;
+    act_with(&mut client, action, targets, output).await
+}
+
+/// [`act`] on a connected client.
+async fn act_with(
+    client: &mut Client,
+    action: Action,
+    targets: &[Target],
+    output: OutputFormat,
+) -> anyhow::Result<()> {
     let mut done: Vec<ProcessInfo> = Vec::new();
     let mut failure = None;
     for target in targets {
         let label = format!("{} {target}", action.doing());
-        match with_spinner(label, action.send(&mut client, target.to_string())).await {
+        match with_spinner(label, action.send(client, target.to_string())).await {
             Ok(processes) => done.extend(processes),
             Err(e) if targets.len() > 1 => {
                 failure = Some(e.context(format!("cannot {} {target}", action.verb())));
@@ -200,23 +259,67 @@ async fn act(
     failure.map_or(Ok(()), Err)
 }
 
-pub async fn stop(ctx: &Ctx, args: TargetsArgs) -> anyhow::Result<()> {
-    act(ctx, Action::Stop, &args.targets, args.output.output).await
+pub async fn stop(ctx: &Ctx, args: StopArgs) -> anyhow::Result<()> {
+    let output = args.output.output;
+    match files::file_target(&args.targets, &args.only.only, None)? {
+        Some(path) => {
+            let mut client = ctx.client().await?;
+            let targets = files::existing_apps(&mut client, path, &args.only.only).await?;
+            act_with(&mut client, Action::Stop, &targets, output).await
+        }
+        None => act(ctx, Action::Stop, &plain(&args.targets), output).await,
+    }
 }
 
-pub async fn restart(ctx: &Ctx, args: TargetsArgs) -> anyhow::Result<()> {
-    act(ctx, Action::Restart, &args.targets, args.output.output).await
+pub async fn restart(ctx: &Ctx, args: RestartArgs) -> anyhow::Result<()> {
+    let environment = args.environment.environment.as_deref();
+    match files::file_target(&args.targets, &args.only.only, environment)? {
+        Some(path) => {
+            if args.port.is_some() {
+                return Err(UsageError(
+                    "--port overrides the port of apps for one run; an ecosystem file sets \
+                     `port` for each app"
+                        .into(),
+                )
+                .into());
+            }
+            let specs = files::load(path, environment, &args.only.only)?;
+            files::apply(ctx, &specs, ApplyMode::Restart, args.output.output).await
+        }
+        None => {
+            let port = args.port.clone().unwrap_or_default();
+            let targets = plain(&args.targets);
+            act(ctx, Action::Restart { port }, &targets, args.output.output).await
+        }
+    }
 }
 
 pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
+    let status = args.status.map_or(0, i32::from);
+    let output = args.output.output;
+    if let Some(path) = files::file_target(&args.targets, &args.only.only, None)? {
+        let mut client = ctx.client().await?;
+        let targets = files::existing_apps(&mut client, path, &args.only.only).await?;
+        return act_with(&mut client, Action::Delete { status }, &targets, output).await;
+    }
     // `pmd delete --status errored` alone is a bulk delete over all apps.
     let targets = if args.targets.is_empty() {
         vec![Target::All]
     } else {
-        args.targets.clone()
+        plain(&args.targets)
     };
-    let status = args.status.map_or(0, i32::from);
-    act(ctx, Action::Delete { status }, &targets, args.output.output).await
+    act(ctx, Action::Delete { status }, &targets, output).await
+}
+
+/// The targets once [`files::file_target`] said none is a file.
+pub(super) fn plain(targets: &[TargetArg]) -> Vec<Target> {
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            TargetArg::Target(target) => Some(target.clone()),
+            TargetArg::File(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -292,5 +395,40 @@ mod tests {
         );
         assert_eq!(spec.log_max_files, Some(2));
         assert_eq!(spec.restart_delay_ms, None);
+    }
+
+    #[test]
+    fn cluster_port_watch_and_log_flags_fill_the_spec() {
+        let spec = spec_of(&[
+            "start",
+            "app.js",
+            "-i",
+            "3",
+            "--port",
+            "3000-3002",
+            "--port-env",
+            "HTTP_PORT",
+            "--watch-path",
+            "src",
+            "--ignore-watch",
+            "*.tmp",
+            "--watch-delay",
+            "500ms",
+            "-o",
+            "out.log",
+            "--error-file",
+            "err.log",
+        ]);
+        assert_eq!(spec.instances, Some(3));
+        assert_eq!(spec.port, "3000-3002");
+        assert_eq!(spec.port_env, "HTTP_PORT");
+        assert!(spec.watch, "--watch-path implies --watch");
+        assert_eq!(spec.watch_paths, ["src"]);
+        assert_eq!(spec.ignore_watch, ["*.tmp"]);
+        assert_eq!(spec.watch_delay_ms, Some(500));
+        assert_eq!(spec.out_file, "out.log");
+        assert_eq!(spec.error_file, "err.log");
+        let bare = spec_of(&["start", "app.js", "--watch"]);
+        assert!(bare.watch && bare.watch_paths.is_empty());
     }
 }

@@ -1,12 +1,15 @@
 //! One async function per verb, grouped by file: `lifecycle` (start, stop,
-//! restart, delete), `inspect` (list, describe), `logs` (logs, flush) and
-//! `daemon` (save, resurrect, kill, ping, version). [`dispatch`] is the one
-//! exhaustive match over [`Command`].
+//! restart, delete), `files` (the same verbs on an ecosystem FILE),
+//! `cluster` (reload, scale), `inspect` (list, describe), `logs` (logs,
+//! flush) and `daemon` (save, resurrect, kill, ping, version).
+//! [`dispatch`] is the one exhaustive match over [`Command`].
 //!
 //! Every RPC error goes through [`RpcResultExt::rpc`], which keeps the
 //! daemon's message (written for people) and drops tonic's Debug dump.
 
+mod cluster;
 mod daemon;
+mod files;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -43,6 +46,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Start(args) => lifecycle::start(&ctx, &args).await,
         Command::Stop(args) => lifecycle::stop(&ctx, args).await,
         Command::Restart(args) => lifecycle::restart(&ctx, args).await,
+        Command::Reload(args) => cluster::reload(&ctx, args).await,
+        Command::Scale(args) => cluster::scale(&ctx, args).await,
         Command::Delete(args) => lifecycle::delete(&ctx, args).await,
         Command::List(args) => inspect::list(&ctx, args).await,
         Command::Describe(args) => inspect::describe(&ctx, args).await,

@@ -20,6 +20,7 @@ use super::{Action, App, Inner, InstanceView, Supervisor, first_error, remove_lo
 use crate::error::{Error, Result};
 use crate::logs::Stream;
 use crate::ports::{self, Claim, PortSpec};
+use crate::store;
 
 /// Default time a replacement may take to become ready during a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -106,7 +107,19 @@ impl Supervisor {
         }
         let mut cfg = watch_config(spec);
         // The daemon's own files (logs, state) must never trigger a restart.
-        cfg.ignore_paths.push(self.inner.home.clone());
+        // Only those: an app may well live inside PMDAEMON_HOME.
+        let home = &self.inner.home;
+        cfg.ignore_paths.extend(
+            [
+                "logs",
+                store::STATE_FILE,
+                store::DUMP_FILE,
+                "pmdaemond.log",
+                "pmdaemond.lock",
+                "pmd.sock",
+            ]
+            .map(|f| home.join(f)),
+        );
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let name = spec.name.clone();
         // One restart at a time per app: a burst that arrives while the app
@@ -443,6 +456,12 @@ impl Supervisor {
                         (ApplyOutcome::Restarted, fields)
                     }
                 },
+                // Only the count changed (say, after a `pmd scale`): scale
+                // rather than replace every instance.
+                Some(fields) if fields == ["instances"] && mode == ApplyMode::Start => {
+                    self.scale(&name, spec.instances).await?;
+                    (ApplyOutcome::Updated, fields)
+                }
                 Some(fields) => {
                     self.replace_definition(spec, launch, ports, mode == ApplyMode::Reload)
                         .await?;

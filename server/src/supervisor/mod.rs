@@ -654,13 +654,10 @@ impl Supervisor {
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         self.exit_instances(|_| true).await;
-        let state = self.snapshot();
-        let path = self.inner.home.join(store::STATE_FILE);
-        if let Err(e) =
-            tokio::task::spawn_blocking(move || store::write_atomic(&path, &state)).await
-        {
-            tracing::error!(error = %e, "cannot write final state");
-        }
+        // Through the writer task, so this final write cannot race one of
+        // its writes on the same temp file.
+        let generation = self.inner.persister.request();
+        self.inner.persister.flushed(generation).await;
     }
 }
 

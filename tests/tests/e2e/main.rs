@@ -11,17 +11,39 @@
 //! - `persistence`: daemon restarts and crashes, save/resurrect, state.json;
 //! - `validation`: bad input refused with nothing created, exit codes;
 //! - `security`: socket permissions, peers of another uid, secrets;
-//! - `services`: gRPC health and reflection for generic clients.
+//! - `services`: gRPC health and reflection for generic clients;
+//! - `ecosystem`: ecosystem files (YAML, JSON, JS), `--env`, `--only`;
+//! - `cluster`: several instances of an app, `pmd scale`;
+//! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
+//! - `reload_watch`: rolling `pmd reload` and restarts on file changes.
 
+mod cluster;
+mod ecosystem;
 mod lifecycle;
 mod logs;
 mod persistence;
+mod ports;
+mod reload_watch;
 mod restart_policy;
 mod security;
 mod services;
 mod validation;
 
 use std::path::Path;
+use std::process::Output;
+
+/// A script that stays alive with its own command line and environment
+/// (unlike `exec sleep`), for tests that read them from /proc.
+pub const IDLE: &str = "#!/bin/sh\nwhile :; do sleep 1000; done\n";
+
+/// Everything `pmd` printed, stdout then stderr.
+pub fn said(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 /// Non-empty lines of a file (empty if the file is absent).
 pub fn lines_of(path: &Path) -> Vec<String> {

@@ -1,0 +1,282 @@
+//! Ecosystem FILE targets: `start|restart|reload FILE` send the file's apps
+//! in one ApplyApps (the daemon checks them all before changing anything),
+//! `stop|delete FILE` act on exactly the apps the file names. `--env NAME`
+//! and `--only` only make sense with a FILE, and a FILE must be the only
+//! target; both are usage errors otherwise.
+//!
+//! Notes that are not errors (an ignored `deploy` section, an environment
+//! no app has, apps of the file the daemon does not know) go to stderr with
+//! the `[pmd]` prefix, so stdout stays what scripts parse.
+
+use pmdaemon_proto::Target;
+use pmdaemon_proto::v1::{AppSpec, ApplyAppsRequest, ApplyMode, ListProcessesRequest};
+
+use super::{Ctx, RpcResultExt};
+use crate::UsageError;
+use crate::cli::{OutputFormat, StartArgs, TargetArg};
+use crate::connect::Client;
+use crate::ecosystem::{self, Ecosystem};
+use crate::render::{self, ProcessView};
+use crate::term::{self, with_spinner};
+
+/// A file's apps as the command line selected them.
+pub(super) struct Loaded {
+    pub file: Ecosystem,
+    pub specs: Vec<AppSpec>,
+}
+
+/// The FILE among `targets`, if there is one; checks that it is the only
+/// target and that `--only` / `--env NAME` come with one.
+pub(super) fn file_target<'a>(
+    targets: &'a [TargetArg],
+    only: &[String],
+    environment: Option<&str>,
+) -> anyhow::Result<Option<&'a str>> {
+    let file = targets.iter().find_map(|t| match t {
+        TargetArg::File(path) => Some(path.as_str()),
+        TargetArg::Target(_) => None,
+    });
+    match file {
+        Some(path) if targets.len() > 1 => Err(UsageError(format!(
+            "{path} is an ecosystem file: give it as the only TARGET (use --only to pick apps)"
+        ))
+        .into()),
+        Some(path) => Ok(Some(path)),
+        None if !only.is_empty() => Err(UsageError(
+            "--only selects apps of an ecosystem file; give the file as TARGET".into(),
+        )
+        .into()),
+        None => match environment {
+            Some(name) => Err(UsageError(format!(
+                "--env {name} selects the env_{name} section of an ecosystem file; give the \
+                 file as TARGET"
+            ))
+            .into()),
+            None => Ok(None),
+        },
+    }
+}
+
+fn note(text: &str) {
+    eprintln!("[pmd] {text}");
+}
+
+/// Loads `path` and selects its apps, with notes on stderr.
+pub(super) fn load(
+    path: &str,
+    environment: Option<&str>,
+    only: &[String],
+) -> anyhow::Result<Loaded> {
+    let file = ecosystem::load(path)?;
+    for text in &file.notes {
+        note(&format!("{path}: {text}"));
+    }
+    if let Some(name) = environment
+        && !file.has_environment(name)
+    {
+        note(&format!(
+            "{path}: no app has an env_{name} section; each app gets its `env` alone"
+        ));
+    }
+    let specs = file.specs(environment, only)?;
+    Ok(Loaded { file, specs })
+}
+
+/// `pmd start FILE [--env NAME] [--only A,B]`.
+pub(super) async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
+    let environment = start_environment(args)?;
+    let loaded = load(&args.script, environment, &args.only.only)?;
+    apply(ctx, &loaded, ApplyMode::Unspecified, args.output).await
+}
+
+/// The `--env NAME` of `start FILE`, after refusing what does not go with
+/// a file: arguments, `--env K=V`, flags that describe one app.
+fn start_environment(args: &StartArgs) -> anyhow::Result<Option<&str>> {
+    let path = &args.script;
+    if !args.args.is_empty() {
+        return Err(UsageError(format!(
+            "arguments after -- are for a single app; {path} sets each app's `args`"
+        ))
+        .into());
+    }
+    if args.spec.env_vars().next().is_some() {
+        return Err(UsageError(format!(
+            "--env K=V sets a variable of a single app; with an ecosystem file, --env NAME \
+             selects each app's env_NAME section (set variables under `env` in {path})"
+        ))
+        .into());
+    }
+    if args.spec.any_app_flag() {
+        return Err(UsageError(format!(
+            "app flags such as --name, --instances or --port describe a single app; {path} \
+             sets them for each app (only --env NAME and --only go with a file)"
+        ))
+        .into());
+    }
+    let environments: Vec<&str> = args.spec.environments().collect();
+    if environments.len() > 1 {
+        return Err(UsageError(format!(
+            "--env: give one environment, not {}",
+            environments.join(" and ")
+        ))
+        .into());
+    }
+    Ok(environments.first().copied())
+}
+
+/// Sends the selected apps in one ApplyApps and prints one line per app.
+pub(super) async fn apply(
+    ctx: &Ctx,
+    loaded: &Loaded,
+    mode: ApplyMode,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let mut client = ctx.client().await?;
+    let request = ApplyAppsRequest {
+        apps: loaded.specs.clone(),
+        caller_cwd: loaded.file.dir.clone(),
+        mode: mode.into(),
+    };
+    let doing = match mode {
+        ApplyMode::Unspecified => "starting",
+        ApplyMode::Restart => "restarting",
+        ApplyMode::Reload => "reloading",
+    };
+    let label = format!("{doing} the apps of {}", loaded.file.display);
+    let response = with_spinner(label, client.apply_apps(request))
+        .await
+        .rpc()?;
+    let text = match output {
+        OutputFormat::Table => response
+            .apps
+            .iter()
+            .map(|app| render::applied(app, mode) + "\n")
+            .collect(),
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let processes: Vec<_> = response
+                .apps
+                .iter()
+                .flat_map(|app| app.processes.iter().cloned())
+                .collect();
+            let views = ProcessView::all(&processes, render::now_ms());
+            if output == OutputFormat::Json {
+                render::json(&views, false)?
+            } else {
+                render::yaml(&views, false)?
+            }
+        }
+    };
+    term::print(&text)?;
+    Ok(())
+}
+
+/// The apps of `path` (as `--only` narrows them) that the daemon knows, as
+/// targets for stop/delete. Apps it does not know are noted; none known is
+/// an error.
+pub(super) async fn existing_apps(
+    client: &mut Client,
+    path: &str,
+    only: &[String],
+) -> anyhow::Result<Vec<Target>> {
+    let loaded = load(path, None, only)?;
+    let known = client
+        .list_processes(ListProcessesRequest {})
+        .await
+        .rpc()?
+        .processes;
+    let (present, missing): (Vec<&AppSpec>, Vec<&AppSpec>) = loaded
+        .specs
+        .iter()
+        .partition(|spec| known.iter().any(|p| p.name == spec.name));
+    if present.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "none of the apps of {path} exist ({}); nothing to do",
+            names.join(", ")
+        );
+    }
+    for spec in missing {
+        note(&format!(
+            "{path}: no app named {} exists; skipped",
+            spec.name
+        ));
+    }
+    Ok(present
+        .into_iter()
+        .map(|spec| Target::Name(spec.name.clone()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn start_args(args: &[&str]) -> StartArgs {
+        let cli = Cli::try_parse_from(std::iter::once("pmd").chain(args.iter().copied())).unwrap();
+        match cli.command {
+            Command::Start(s) => *s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn usage_error(result: anyhow::Result<impl std::fmt::Debug>) -> String {
+        let err = result.unwrap_err();
+        assert!(err.is::<UsageError>(), "not a usage error: {err}");
+        err.to_string()
+    }
+
+    /// With a FILE, `--env NAME` selects; `--env K=V`, app flags and
+    /// arguments are usage errors that say why.
+    #[test]
+    fn start_file_flags() {
+        let env = |args: &[&str]| start_environment(&start_args(args)).map(|e| e.map(String::from));
+        assert_eq!(env(&["start", "e.yaml"]).unwrap(), None);
+        assert_eq!(
+            env(&["start", "e.yaml", "--env", "production", "--only", "api"]).unwrap(),
+            Some("production".into())
+        );
+        let err = usage_error(env(&["start", "e.yaml", "--env", "A=1"]));
+        assert!(
+            err.contains("--env K=V sets a variable of a single app"),
+            "{err}"
+        );
+        let err = usage_error(env(&["start", "e.yaml", "--name", "x"]));
+        assert!(err.contains("describe a single app"), "{err}");
+        let err = usage_error(env(&["start", "e.yaml", "-i", "2"]));
+        assert!(err.contains("describe a single app"), "{err}");
+        let err = usage_error(env(&["start", "e.yaml", "--", "arg"]));
+        assert!(err.contains("arguments after --"), "{err}");
+        let err = usage_error(env(&["start", "e.yaml", "--env", "a", "--env", "b"]));
+        assert!(err.contains("give one environment"), "{err}");
+    }
+
+    /// A FILE must be alone; --only and --env NAME need one.
+    #[test]
+    fn file_targets_stand_alone() {
+        use pmdaemon_proto::Target;
+        let file = TargetArg::File("e.yaml".into());
+        let api = TargetArg::Target(Target::Name("api".into()));
+        assert_eq!(
+            file_target(std::slice::from_ref(&file), &[], None).unwrap(),
+            Some("e.yaml")
+        );
+        assert_eq!(
+            file_target(std::slice::from_ref(&api), &[], None).unwrap(),
+            None
+        );
+        let err = usage_error(file_target(&[api.clone(), file], &[], None));
+        assert!(err.contains("only TARGET"), "{err}");
+        let err = usage_error(file_target(std::slice::from_ref(&api), &["a".into()], None));
+        assert!(
+            err.starts_with("--only selects apps of an ecosystem file"),
+            "{err}"
+        );
+        let err = usage_error(file_target(&[api], &[], Some("production")));
+        assert!(
+            err.starts_with("--env production selects the env_production section"),
+            "{err}"
+        );
+    }
+}

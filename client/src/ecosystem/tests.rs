@@ -1,0 +1,688 @@
+//! The loader as a spec: what files mean, and what errors say (file, line,
+//! column, app, and a way out).
+
+use std::path::Path;
+
+use pmdaemon_proto::v1::{AppSpec, RestartPolicy};
+
+use super::*;
+
+fn yaml(text: &str) -> anyhow::Result<Vec<AppDef>> {
+    parse("ecosystem.yaml", Format::Yaml, text).map(|(apps, _)| apps)
+}
+
+fn json(text: &str) -> anyhow::Result<Vec<AppDef>> {
+    parse("ecosystem.json", Format::Json, text).map(|(apps, _)| apps)
+}
+
+fn yaml_err(text: &str) -> String {
+    yaml(text).unwrap_err().to_string()
+}
+
+fn eco(text: &str) -> Ecosystem {
+    let (apps, notes) = parse("eco.yaml", Format::Yaml, text).unwrap();
+    Ecosystem {
+        display: "eco.yaml".into(),
+        dir: "/srv".into(),
+        apps,
+        notes,
+    }
+}
+
+const ALL_FIELDS_YAML: &str = r#"
+apps:
+  - name: api
+    script: ./server.js
+    args: --port 80 "two words"
+    interpreter: node
+    interpreter_args: [--max-old-space-size=64, --inspect]
+    cwd: api
+    instances: 4
+    exec_mode: cluster
+    env:
+      NODE_ENV: development
+      WORKERS: 2
+      DEBUG: true
+    env_production:
+      NODE_ENV: production
+    autorestart: on-failure
+    max_restarts: 3
+    min_uptime: 5s
+    restart_delay: 250
+    exp_backoff_restart_delay: 100
+    exp_backoff_max: 10s
+    kill_timeout: 1600
+    stop_signal: SIGINT
+    time: true
+    watch: [src, lib]
+    ignore_watch: ["*.log", tmp]
+    watch_delay: 2s
+    out_file: logs/out.log
+    error_file: logs/err.log
+    port: 3000-3003
+    port_env: HTTP_PORT
+    log_max_size: 10M
+    log_max_files: 3
+"#;
+
+fn all_fields_spec() -> AppSpec {
+    let mut spec = AppSpec {
+        name: "api".into(),
+        script: "./server.js".into(),
+        args: vec!["--port".into(), "80".into(), "two words".into()],
+        interpreter: Some("node".into()),
+        interpreter_args: vec!["--max-old-space-size=64".into(), "--inspect".into()],
+        cwd: "api".into(),
+        instances: Some(4),
+        max_restarts: Some(3),
+        min_uptime_ms: Some(5000),
+        restart_delay_ms: Some(250),
+        exp_backoff_initial_ms: Some(100),
+        exp_backoff_max_ms: Some(10_000),
+        kill_timeout_ms: Some(1600),
+        stop_signal: "SIGINT".into(),
+        time: true,
+        watch: true,
+        watch_paths: vec!["src".into(), "lib".into()],
+        ignore_watch: vec!["*.log".into(), "tmp".into()],
+        watch_delay_ms: Some(2000),
+        out_file: "logs/out.log".into(),
+        error_file: "logs/err.log".into(),
+        port: "3000-3003".into(),
+        port_env: "HTTP_PORT".into(),
+        log_max_bytes: Some(10 << 20),
+        log_max_files: Some(3),
+        ..Default::default()
+    };
+    spec.set_autorestart(RestartPolicy::OnFailure);
+    spec
+}
+
+/// Every field of a YAML app lands in the spec it sends.
+#[test]
+fn yaml_with_every_field() {
+    let apps = yaml(ALL_FIELDS_YAML).unwrap();
+    assert_eq!(apps.len(), 1);
+    let app = &apps[0];
+    assert_eq!(app.spec, all_fields_spec());
+    assert_eq!(app.env["NODE_ENV"], "development");
+    assert_eq!(app.env["WORKERS"], "2");
+    assert_eq!(app.env["DEBUG"], "true");
+    assert_eq!(app.environments["production"]["NODE_ENV"], "production");
+}
+
+/// The same app written as JSON means the same thing.
+#[test]
+fn json_with_every_field() {
+    let text = r#"{
+  "apps": [
+    {
+      "name": "api",
+      "script": "./server.js",
+      "args": ["--port", 80, "two words"],
+      "interpreter": "node",
+      "interpreter_args": "--max-old-space-size=64 --inspect",
+      "cwd": "api",
+      "instances": 4,
+      "exec_mode": "cluster_mode",
+      "env": {"NODE_ENV": "development", "WORKERS": 2, "DEBUG": true},
+      "env_production": {"NODE_ENV": "production"},
+      "autorestart": "on-failure",
+      "max_restarts": 3,
+      "min_uptime": "5s",
+      "restart_delay": 250,
+      "exp_backoff_restart_delay": 100,
+      "exp_backoff_max": "10s",
+      "kill_timeout": 1600,
+      "kill_signal": "int",
+      "time": true,
+      "watch": ["src", "lib"],
+      "ignore_watch": ["*.log", "tmp"],
+      "watch_delay": 2000,
+      "out_file": "logs/out.log",
+      "error_file": "logs/err.log",
+      "port": "3000-3003",
+      "port_env": "HTTP_PORT",
+      "log_max_size": 10485760,
+      "log_max_files": "3"
+    }
+  ]
+}"#;
+    let apps = json(text).unwrap();
+    assert_eq!(apps[0].spec, all_fields_spec());
+    assert_eq!(apps[0].env, yaml(ALL_FIELDS_YAML).unwrap()[0].env);
+}
+
+/// A minimal app sends only what it says: the daemon's defaults apply.
+#[test]
+fn a_minimal_app_leaves_the_rest_unset() {
+    let apps = yaml("apps:\n  - script: ./worker.py\n").unwrap();
+    assert_eq!(
+        apps[0].spec,
+        AppSpec {
+            name: "worker".into(),
+            script: "./worker.py".into(),
+            ..Default::default()
+        }
+    );
+}
+
+/// A bare list (PM2's `module.exports = [...]`) is a list of apps too.
+#[test]
+fn a_bare_list_of_apps() {
+    let apps = json(r#"[{"name": "a", "script": "a.sh"}, {"script": "b.sh"}]"#).unwrap();
+    let names: Vec<_> = apps.iter().map(|a| a.spec.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+/// Unknown fields are refused at their line and column, with the nearest
+/// known field.
+#[test]
+fn unknown_field_names_its_place_and_a_suggestion() {
+    let err = yaml_err("apps:\n  - name: api\n    script: a.js\n    max_restart: 3\n");
+    assert_eq!(
+        err,
+        "ecosystem.yaml:4:5: app 1 (api): unknown field `max_restart`, did you mean \
+         `max_restarts`?"
+    );
+    let err =
+        json("{\"apps\": [\n  {\"script\": \"a.js\",\n   \"intances\": 2, \"name\": \"web\"}\n]}")
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.starts_with("ecosystem.json:3:")
+            && err.contains("app 1 (web): unknown field `intances`, did you mean `instances`?"),
+        "{err}"
+    );
+    // Nothing near: the list of fields instead.
+    let err = yaml_err("apps:\n  - script: a.js\n    zzzzzz: 1\n");
+    assert!(
+        err.contains("unknown field `zzzzzz`; pmd takes `name`, `script`"),
+        "{err}"
+    );
+}
+
+/// PM2 fields pmd does not take say what to use instead.
+#[test]
+fn pm2_only_fields_point_to_the_alternative() {
+    let err = yaml_err("apps:\n  - script: a.js\n    node_args: --inspect\n");
+    assert_eq!(
+        err,
+        "ecosystem.yaml:3:5: app 1 (a): `node_args` is not supported by pmd: use `interpreter_args`"
+    );
+    let err = yaml_err("apps:\n  - script: a.js\n    output: out.log\n");
+    assert!(err.contains("use `out_file`"), "{err}");
+    let err = yaml_err("apps:\n  - script: a.js\n    max_memory_restart: 200M\n");
+    assert!(
+        err.ends_with("`max_memory_restart` is a PM2 field that pmd does not support; remove it"),
+        "{err}"
+    );
+}
+
+/// A value of the wrong type is refused at the value, naming the field.
+#[test]
+fn wrong_type_names_the_value_location() {
+    let err = yaml_err("apps:\n  - name: api\n    script: a.js\n    instances: {a: 1}\n");
+    assert_eq!(
+        err,
+        "ecosystem.yaml:4:16: app 1 (api): `instances`: expected a number or \"max\", found a map"
+    );
+    let err = yaml_err("apps:\n  - script: a.js\n    time: yes please\n");
+    assert_eq!(
+        err,
+        "ecosystem.yaml:3:11: app 1 (a): `time`: expected true or false, found the string \
+         \"yes please\""
+    );
+    let err = json("{\"apps\": [{\"script\": \"a.js\",\n \"env\": {\"A\": [1]}}]}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("ecosystem.json:2:")
+            && err.ends_with("`env`: A is a list; values are strings, numbers or booleans"),
+        "{err}"
+    );
+    // The app's name comes from the file even when `name` follows the error.
+    let err = yaml_err("apps:\n  - script: a.js\n    args: 3\n    name: late\n");
+    assert!(err.contains("app 1 (late): `args`"), "{err}");
+}
+
+/// Two apps with one name: the second `name` is the error.
+#[test]
+fn duplicate_names_are_refused_where_they_repeat() {
+    let err = yaml_err(
+        "apps:\n  - name: api\n    script: a.js\n  - name: web\n    script: b.js\n  - name: api\n    script: c.js\n",
+    );
+    assert_eq!(
+        err,
+        "ecosystem.yaml:6:11: app 3 (api): `name`: \"api\" is already the name of app 1"
+    );
+    // A name taken from the script's file name counts too.
+    let err = yaml_err("apps:\n  - script: ./api.js\n  - name: api\n    script: b.js\n");
+    assert!(
+        err.contains("app 2 (api): `name`: \"api\" is already the name of app 1"),
+        "{err}"
+    );
+    let err = yaml_err("apps:\n  - name: api\n    script: b.js\n  - script: lib/api.js\n");
+    assert!(
+        err.starts_with("ecosystem.yaml:4:")
+            && err
+                .contains("app 2 (api): no `name`, and the script's file name \"api\" is already"),
+        "{err}"
+    );
+}
+
+/// Bad durations, signals, ports, names, counts: each at its value.
+#[test]
+fn invalid_values_are_refused_with_their_location() {
+    let cases = [
+        (
+            "kill_timeout: soon",
+            "ecosystem.yaml:3:19: app 1 (a): `kill_timeout`: \"soon\" is not a duration",
+        ),
+        (
+            "min_uptime: -5",
+            "ecosystem.yaml:3:17: app 1 (a): `min_uptime`: -5 is negative",
+        ),
+        (
+            "restart_delay: 48h",
+            "ecosystem.yaml:3:20: app 1 (a): `restart_delay`: 2days is longer than the 24h maximum",
+        ),
+        (
+            "stop_signal: SIGSTOP",
+            "ecosystem.yaml:3:18: app 1 (a): `stop_signal`: SIGSTOP does not stop a process",
+        ),
+        (
+            "stop_signal: SIGNOPE",
+            "ecosystem.yaml:3:18: app 1 (a): `stop_signal`: \"SIGNOPE\" is not a signal",
+        ),
+        (
+            "port: 3003-3000",
+            "ecosystem.yaml:3:11: app 1 (a): `port`: invalid port \"3003-3000\": the range runs \
+             backwards",
+        ),
+        (
+            "port: 70000",
+            "ecosystem.yaml:3:11: app 1 (a): `port`: invalid port \"70000\": 70000 is too large",
+        ),
+        (
+            "port: auto:4000",
+            "ecosystem.yaml:3:11: app 1 (a): `port`: invalid port \"auto:4000\": auto: needs a range",
+        ),
+        (
+            "instances: 0",
+            "ecosystem.yaml:3:16: app 1 (a): `instances`: 0 is not an instance count; use `max`",
+        ),
+        (
+            "instances: -4",
+            "ecosystem.yaml:3:16: app 1 (a): `instances`: -4 is negative",
+        ),
+        (
+            "max_restarts: -1",
+            "ecosystem.yaml:3:19: app 1 (a): `max_restarts`: -1 is negative",
+        ),
+        (
+            "log_max_files: 1000",
+            "ecosystem.yaml:3:20: app 1 (a): `log_max_files`: 1000 is more than 100",
+        ),
+        (
+            "log_max_size: 0",
+            "ecosystem.yaml:3:19: app 1 (a): `log_max_size`: must be more than 0 bytes",
+        ),
+        (
+            "port_env: 1PORT",
+            "ecosystem.yaml:3:15: app 1 (a): `port_env`: \"1PORT\" is not an environment variable",
+        ),
+        (
+            "exec_mode: threads",
+            "ecosystem.yaml:3:16: app 1 (a): `exec_mode`: \"threads\" is not an exec mode",
+        ),
+        (
+            "autorestart: sometimes",
+            "ecosystem.yaml:3:18: app 1 (a): `autorestart`: \"sometimes\" is not a restart policy",
+        ),
+        (
+            "args: \"'unclosed\"",
+            "ecosystem.yaml:3:11: app 1 (a): `args`: cannot split",
+        ),
+        (
+            "cwd: \"\"",
+            "ecosystem.yaml:3:10: app 1 (a): `cwd`: is empty",
+        ),
+        (
+            "watch: []",
+            "ecosystem.yaml:3:12: app 1 (a): `watch`: the list is empty",
+        ),
+        (
+            "env_: {A: 1}",
+            "ecosystem.yaml:3:5: app 1 (a): `env_`: \"\" is not an environment name",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = format!("apps:\n  - name: a\n    {line}\n    script: a.js\n");
+        let err = yaml_err(&text);
+        assert!(
+            err.starts_with(expected),
+            "{line}:\n  got  {err}\n  want {expected}"
+        );
+    }
+    let err = yaml_err("apps:\n  - name: all\n    script: a.js\n");
+    assert!(
+        err.starts_with("ecosystem.yaml:2:11: app 1 (all): `name`: 'all' cannot be an app name"),
+        "{err}"
+    );
+}
+
+/// What concerns the whole app or file is reported at the app or the file.
+#[test]
+fn structural_errors() {
+    let err = yaml_err("apps:\n  - name: a\n    args: x\n");
+    assert_eq!(
+        err,
+        "ecosystem.yaml:2:5: app 1 (a): missing `script`: the file or command to run"
+    );
+    let err = yaml_err("apps:\n  - name: a\n    script: a.js\n    script: b.js\n");
+    assert!(err.contains("script"), "{err}");
+    let err = json(r#"{"apps": [{"script": "a", "stop_signal": "INT", "kill_signal": "INT"}]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`kill_signal` is PM2's name for `stop_signal`"),
+        "{err}"
+    );
+    assert!(yaml_err("apps: []\n").contains("the list of apps is empty"));
+    assert!(yaml_err("").contains("the file is empty"));
+    let err = yaml_err("appz:\n  - script: a.js\n");
+    assert_eq!(
+        err,
+        "ecosystem.yaml:1:1: unknown top-level key `appz`, did you mean `apps`?"
+    );
+    let err = yaml_err("name: api\nscript: a.js\n");
+    assert!(
+        err.contains("`name` is a field of an app, but apps go in a list"),
+        "{err}"
+    );
+    let err = yaml_err("apps:\n  - 3\n");
+    assert!(err.starts_with("ecosystem.yaml:2:5: app 1: "), "{err}");
+    let err = yaml_err("apps:\n  - name: a\n    script: [\n");
+    assert!(err.starts_with("ecosystem.yaml:"), "{err}");
+    let err = json("{\"apps\": [{\"script\": \"a\"}]} trailing")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("ecosystem.json:1:"), "{err}");
+}
+
+/// `deploy:` is accepted (PM2 files have it) and a note says it is ignored.
+#[test]
+fn deploy_sections_are_ignored_with_a_note() {
+    let (apps, notes) = parse(
+        "e.yaml",
+        Format::Yaml,
+        "deploy:\n  production: {user: x}\napps:\n  - script: a.js\n",
+    )
+    .unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].contains("`deploy` section is ignored"));
+}
+
+/// `--env production` merges env_production over env; an app without that
+/// section keeps its env alone.
+#[test]
+fn environments_merge_over_env() {
+    let file = eco(
+        "apps:\n  - name: api\n    script: a.js\n    env: {A: base, B: base}\n    env_production: {B: prod, C: prod}\n  - name: worker\n    script: w.js\n    env: {A: w}\n",
+    );
+    let specs = file.specs(Some("production"), &[]).unwrap();
+    let env = |i: usize, k: &str| specs[i].env.get(k).cloned();
+    assert_eq!(env(0, "A").as_deref(), Some("base"));
+    assert_eq!(env(0, "B").as_deref(), Some("prod"));
+    assert_eq!(env(0, "C").as_deref(), Some("prod"));
+    assert_eq!(env(1, "A").as_deref(), Some("w"));
+    assert_eq!(specs[1].env.len(), 1);
+    let plain = file.specs(None, &[]).unwrap();
+    assert_eq!(plain[0].env.get("B").map(String::as_str), Some("base"));
+    assert!(!plain[0].env.contains_key("C"));
+    assert!(file.has_environment("production"));
+    assert!(!file.has_environment("staging"));
+}
+
+/// `--only` keeps the named apps in file order; an unknown name is a usage
+/// error that lists the file's apps.
+#[test]
+fn only_selects_apps() {
+    let file = eco(
+        "apps:\n  - name: api\n    script: a.js\n  - name: web\n    script: w.js\n  - name: cron\n    script: c.js\n",
+    );
+    let only = |names: &[&str]| -> Vec<String> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        file.specs(None, &names)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    };
+    assert_eq!(only(&["cron", "api"]), ["api", "cron"]);
+    assert_eq!(only(&[]), ["api", "web", "cron"]);
+    let err = file.specs(None, &["wbe".into()]).unwrap_err();
+    assert!(err.is::<crate::UsageError>());
+    assert_eq!(
+        err.to_string(),
+        "--only: eco.yaml has no app named wbe (did you mean web?); its apps are api, web, cron"
+    );
+}
+
+/// `instances: max` is 0 on the wire, -1 passes, and cluster mode without
+/// instances means max, as in PM2.
+#[test]
+fn instances_max_and_cluster_mode() {
+    let apps = yaml(
+        "apps:\n  - {name: a, script: a.js, instances: max}\n  - {name: b, script: b.js, instances: -1}\n  - {name: c, script: c.js, exec_mode: cluster}\n  - {name: d, script: d.js, exec_mode: fork}\n  - {name: e, script: e.js, exec_mode: cluster, instances: 2}\n  - {name: f, script: f.js, instances: \"3\"}\n",
+    )
+    .unwrap();
+    let instances: Vec<_> = apps.iter().map(|a| a.spec.instances).collect();
+    assert_eq!(
+        instances,
+        [Some(0), Some(-1), Some(0), None, Some(2), Some(3)]
+    );
+}
+
+/// `args` and `interpreter_args` strings split like a shell; `watch` takes
+/// a bool or paths; autorestart takes bools or policy words.
+#[test]
+fn shapes_of_args_watch_and_autorestart() {
+    let apps = yaml(
+        r#"apps:
+  - name: a
+    script: a.sh
+    args: "-c 'echo hi' --x=\"y z\""
+    watch: true
+    autorestart: false
+  - name: b
+    script: b.sh
+    args: [one, 2]
+    watch: src
+    ignore_watch: "*.tmp"
+    autorestart: true
+"#,
+    )
+    .unwrap();
+    assert_eq!(apps[0].spec.args, ["-c", "echo hi", "--x=y z"]);
+    assert!(apps[0].spec.watch && apps[0].spec.watch_paths.is_empty());
+    assert_eq!(apps[0].spec.autorestart(), RestartPolicy::Never);
+    assert_eq!(apps[1].spec.args, ["one", "2"]);
+    assert!(apps[1].spec.watch);
+    assert_eq!(apps[1].spec.watch_paths, ["src"]);
+    assert_eq!(apps[1].spec.ignore_watch, ["*.tmp"]);
+    assert_eq!(apps[1].spec.autorestart(), RestartPolicy::Always);
+    assert_eq!(apps[1].spec.port, "");
+    let port = yaml("apps:\n  - {script: a.js, port: 8080}\n").unwrap();
+    assert_eq!(port[0].spec.port, "8080");
+}
+
+/// Which paths are ecosystem files.
+#[test]
+fn file_names_that_are_ecosystem_files() {
+    let fmt = |p: &str| format_of(Path::new(p));
+    assert_eq!(fmt("ecosystem.yaml"), Some(Format::Yaml));
+    assert_eq!(fmt("dir/apps.YML"), Some(Format::Yaml));
+    assert_eq!(fmt("apps.json"), Some(Format::Json));
+    assert_eq!(fmt("ecosystem.config.js"), Some(Format::JavaScript));
+    assert_eq!(fmt("pm2.config.cjs"), Some(Format::JavaScript));
+    assert_eq!(fmt("/x/app.config.mjs"), Some(Format::JavaScript));
+    assert_eq!(fmt("ecosystem.js"), Some(Format::JavaScript));
+    assert_eq!(fmt("ecosystem-prod.js"), Some(Format::JavaScript));
+    assert_eq!(fmt("server.js"), None);
+    assert_eq!(fmt("config.js"), None);
+    assert_eq!(fmt("run.sh"), None);
+    assert_eq!(fmt("yaml"), None);
+    assert!(!is_file_target("/nonexistent/ecosystem.yaml"));
+}
+
+/// Without node, a JS file's error says how to convert it.
+#[test]
+fn js_without_node_explains_the_conversion() {
+    let err = node::evaluate(
+        Path::new("/x/ecosystem.config.js"),
+        "ecosystem.config.js",
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`node` is not on PATH"), "{err}");
+    assert!(
+        err.contains(
+            "node -e 'console.log(JSON.stringify(require(\"./ecosystem.config.js\"), null, 2))' > ecosystem.json"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("YAML"), "{err}");
+    let mjs = node::conversion_hint("app.config.mjs");
+    assert!(mjs.contains("--input-type=module"), "{mjs}");
+}
+
+/// A temp directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("pmd-eco-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `load` reads a YAML file and reports its directory as caller_cwd.
+#[test]
+fn load_reads_a_file_and_its_directory() {
+    let dir = TempDir::new("load");
+    let path = dir.write("ecosystem.yml", "apps:\n  - script: ./a.js\n");
+    let file = load(&path).unwrap();
+    assert_eq!(
+        file.dir,
+        std::fs::canonicalize(&dir.0).unwrap().to_str().unwrap()
+    );
+    assert_eq!(file.names(), ["a"]);
+    assert!(is_file_target(&path));
+    let err = load(&dir.0.join("missing.yaml").to_string_lossy())
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("cannot open "), "{err}");
+}
+
+/// PM2's own format: `module.exports`, ESM default and named exports, a
+/// bare array; errors point into the evaluated JSON and say so.
+#[test]
+fn js_files_evaluated_with_node() {
+    let Some(node_bin) = node::find() else {
+        println!("SKIPPED js_files_evaluated_with_node: `node` is not on PATH");
+        return;
+    };
+    let _ = node_bin;
+    let dir = TempDir::new("js");
+    let cjs = dir.write(
+        "ecosystem.config.js",
+        r#"const base = { NODE_ENV: "development" };
+module.exports = {
+  apps: [{
+    name: "api",
+    script: "./server.js",
+    instances: "max",
+    env: base,
+    env_production: { NODE_ENV: "production", PORT: 8080 },
+    kill_timeout: 3000,
+  }],
+};
+"#,
+    );
+    let file = load(&cjs).unwrap();
+    let spec = &file.specs(Some("production"), &[]).unwrap()[0];
+    assert_eq!(spec.name, "api");
+    assert_eq!(spec.instances, Some(0));
+    assert_eq!(spec.kill_timeout_ms, Some(3000));
+    assert_eq!(spec.env["PORT"], "8080");
+    assert_eq!(spec.env["NODE_ENV"], "production");
+
+    let mjs = dir.write(
+        "app.config.mjs",
+        "export default { apps: [{ script: 'worker.py', args: ['-v'] }] };\n",
+    );
+    assert_eq!(load(&mjs).unwrap().apps[0].spec.args, ["-v"]);
+    let named = dir.write(
+        "named.config.mjs",
+        "export const apps = [{ name: 'n', script: 'n.sh' }];\n",
+    );
+    assert_eq!(load(&named).unwrap().names(), ["n"]);
+    let bare = dir.write(
+        "ecosystem.cjs",
+        "module.exports = [{ name: 'x', script: 'x.sh' }];\n",
+    );
+    assert_eq!(load(&bare).unwrap().names(), ["x"]);
+
+    let bad = dir.write(
+        "bad.config.js",
+        "module.exports = { apps: [{ name: 'api', script: 'a.js', max_restart: 3 }] };\n",
+    );
+    let err = load(&bad).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{bad} (evaluated by node; line 6:"))
+            && err.ends_with(
+                "of its JSON): app 1 (api): unknown field `max_restart`, did you mean `max_restarts`?"
+            ),
+        "{err}"
+    );
+    let throws = dir.write("throws.config.js", "throw new Error('boom');\n");
+    let err = format!("{:#}", load(&throws).unwrap_err());
+    assert!(
+        err.contains("node could not evaluate") && err.contains("boom"),
+        "{err}"
+    );
+}
+
+/// The example of the README's "Ecosystem files" section loads.
+#[test]
+fn the_readme_example_loads() {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("# ecosystem.yaml\n")
+        .expect("the README has the example");
+    let end = start + readme[start..].find("```").unwrap();
+    let file = eco(&readme[start..end]);
+    assert_eq!(file.names(), ["api", "worker"]);
+    let specs = file.specs(Some("production"), &[]).unwrap();
+    assert_eq!(specs[0].env["NODE_ENV"], "production");
+    assert_eq!(specs[0].port, "3000-3003");
+    assert_eq!(specs[1].watch_paths, ["src"]);
+}

@@ -1,0 +1,160 @@
+//! Several instances of one app (issue #3): `pmd start -i N`, addressing
+//! all instances by name and one by id, and `pmd scale`.
+
+use std::collections::BTreeSet;
+
+use pmdaemon_tests::*;
+
+/// The `id` of each entry.
+fn ids_of(apps: &[serde_json::Value]) -> Vec<u64> {
+    apps.iter().map(|a| a["id"].as_u64().unwrap()).collect()
+}
+
+/// `-i 3` runs three processes, each its own row with its own id and pid,
+/// `instance` 0, 1, 2, and `PMD_INSTANCE_ID` / `NODE_APP_INSTANCE` set to
+/// that index in its environment.
+#[test]
+fn instances_flag_runs_n_processes_with_their_index() {
+    let d = TestDaemon::start();
+    d.pmd_ok(&[
+        "start", "sleep", "--name", "trio", "-i", "3", "--", "100000",
+    ]);
+    let trio = d.wait_instances_online("trio", 3);
+    let pids = pids_of(&trio);
+    let ids = ids_of(&trio);
+    assert_eq!(pids.iter().collect::<BTreeSet<_>>().len(), 3, "{pids:?}");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 3, "{ids:?}");
+    for (index, (row, pid)) in trio.iter().zip(&pids).enumerate() {
+        assert_eq!(row["instance"], index, "{row}");
+        assert!(pid_alive(*pid));
+        let env = env_of(*pid);
+        assert_eq!(env["PMD_INSTANCE_ID"], index.to_string(), "pid {pid}");
+        assert_eq!(env["NODE_APP_INSTANCE"], index.to_string(), "pid {pid}");
+    }
+    let mut running = d.app_pids();
+    running.sort_unstable();
+    let mut expected = pids.clone();
+    expected.sort_unstable();
+    assert_eq!(running, expected);
+}
+
+/// An id addresses one instance (`pmd stop ID`, `pmd restart ID`); the
+/// name addresses all of them (`pmd stop NAME`, `pmd start NAME`).
+#[test]
+fn a_name_addresses_every_instance_and_an_id_one() {
+    let d = TestDaemon::start();
+    d.pmd_ok(&[
+        "start", "sleep", "--name", "herd", "-i", "3", "--", "100000",
+    ]);
+    let herd = d.wait_instances_online("herd", 3);
+    let pids = pids_of(&herd);
+    let ids = ids_of(&herd);
+
+    d.pmd_ok(&["stop", &ids[1].to_string()]);
+    let now = d.instances("herd");
+    assert_eq!(now[1]["status"], "stopped", "{now:#?}");
+    assert!(!pid_alive(pids[1]));
+    assert_eq!(now[0]["pid"], pids[0], "{now:#?}");
+    assert_eq!(now[2]["pid"], pids[2], "{now:#?}");
+
+    d.pmd_ok(&["restart", &ids[0].to_string()]);
+    let now = wait_for_value("instance 0 online with a new pid", WAIT, || {
+        let now = d.instances("herd");
+        (now[0]["status"] == "online" && pid_of(&now[0]).is_some_and(|p| p != pids[0]))
+            .then_some(now)
+    });
+    assert_eq!(now[1]["status"], "stopped", "{now:#?}");
+    assert_eq!(now[2]["pid"], pids[2], "instance 2 was restarted too");
+
+    d.pmd_ok(&["stop", "herd"]);
+    let now = d.instances("herd");
+    assert_eq!(now.len(), 3);
+    assert!(now.iter().all(|a| a["status"] == "stopped"), "{now:#?}");
+    wait_for("every instance to be gone", WAIT, || {
+        d.app_pids().is_empty()
+    });
+
+    d.pmd_ok(&["start", "herd"]);
+    let back = d.wait_instances_online("herd", 3);
+    assert_eq!(ids_of(&back), ids, "ids changed");
+}
+
+/// `pmd scale` grows an app (new instances get the next indexes, running
+/// ones are untouched) and shrinks it from the highest index down; the
+/// count survives a daemon restart.
+#[test]
+fn scale_grows_shrinks_from_the_top_and_persists() {
+    let mut d = TestDaemon::start();
+    d.pmd_ok(&[
+        "start", "sleep", "--name", "flock", "-i", "2", "--", "100000",
+    ]);
+    let first = d.wait_instances_online("flock", 2);
+
+    d.pmd_ok(&["scale", "flock", "4"]);
+    let grown = d.wait_instances_online("flock", 4);
+    assert_eq!(
+        pids_of(&grown[..2]),
+        pids_of(&first),
+        "running ones were touched"
+    );
+    assert_eq!(ids_of(&grown[..2]), ids_of(&first));
+    for (index, row) in grown.iter().enumerate() {
+        assert_eq!(row["instance"], index, "{row}");
+        assert_eq!(
+            env_of(pid_of(row).unwrap())["PMD_INSTANCE_ID"],
+            index.to_string()
+        );
+    }
+
+    d.pmd_ok(&["scale", "flock", "1"]);
+    let shrunk = d.wait_instances_online("flock", 1);
+    assert_eq!(shrunk[0]["instance"], 0, "{shrunk:#?}");
+    assert_eq!(shrunk[0]["id"], first[0]["id"], "{shrunk:#?}");
+    assert_eq!(
+        pid_of(&shrunk[0]),
+        pid_of(&first[0]),
+        "instance 0 was replaced"
+    );
+    let removed = pids_of(&grown[1..]);
+    wait_for("the removed instances to be gone", WAIT, || {
+        removed.iter().all(|&p| !pid_alive(p))
+    });
+
+    d.pmd_ok(&["scale", "flock", "3"]);
+    d.wait_instances_online("flock", 3);
+    d.restart_daemon();
+    let after = d.wait_instances_online("flock", 3);
+    let indexes: Vec<_> = after.iter().map(|a| a["instance"].clone()).collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    wait_for("exactly three processes", WAIT, || d.app_pids().len() == 3);
+}
+
+/// `instances:` in an ecosystem file runs that many instances; `max` runs
+/// one per CPU.
+#[test]
+fn instances_in_a_file_including_max() {
+    let d = TestDaemon::start();
+    let file = d.write_file(
+        "apps.yaml",
+        "apps:\n  - name: pair\n    script: sleep\n    args: \"100000\"\n    instances: 2\n  \
+         - name: wide\n    script: sleep\n    args: \"100000\"\n    instances: max\n",
+    );
+    d.pmd_ok(&["start", arg(&file)]);
+    d.wait_instances_online("pair", 2);
+    // The CPUs this process may use, or all online CPUs (as PM2 counts).
+    let usable = std::thread::available_parallelism().unwrap().get();
+    let online = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let wide = wait_for_value("every instance of `wide` online", WAIT, || {
+        let rows = d.instances("wide");
+        (!rows.is_empty() && rows.iter().all(|a| a["status"] == "online")).then_some(rows)
+    });
+    assert!(
+        wide.len() == usable || wide.len() == online,
+        "instances: max gave {} instances on {usable} usable / {online} online CPUs",
+        wide.len()
+    );
+}

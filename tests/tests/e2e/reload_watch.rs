@@ -1,0 +1,196 @@
+//! Rolling `pmd reload` and restarts on file changes (issue #3).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use pmdaemon_tests::*;
+
+/// Waits until app `name` is online with a pid other than `old`, and
+/// returns its list entry.
+fn wait_replaced(d: &TestDaemon, name: &str, old: u32) -> serde_json::Value {
+    wait_for_value(
+        &format!("{name} online with a pid other than {old}"),
+        WAIT,
+        || {
+            d.app(name)
+                .filter(|a| a["status"] == "online" && pid_of(a).is_some_and(|p| p != old))
+        },
+    )
+}
+
+/// `pmd reload` of three HTTP instances on a port range replaces every
+/// instance (new pids, each answering on its own port) while at least two
+/// of the three answer at every moment: a poller GETs every port in a loop
+/// for the whole reload.
+///
+/// The poller asks the ports from the highest instance down while the
+/// daemon replaces instances from the lowest up, so one round cannot see
+/// two different instances down one after the other; a round with fewer
+/// than two answers means two were down at the same time.
+#[test]
+fn reload_keeps_all_but_one_instance_answering() {
+    let d = TestDaemon::start();
+    let base = free_ports(3);
+    let server = d.write_http_server("server.py");
+    d.pmd_ok(&[
+        "start",
+        arg(&server),
+        "--name",
+        "rolling",
+        "-i",
+        "3",
+        "--port",
+        &format!("{base}-{}", base + 2),
+    ]);
+    let old_pids = pids_of(&d.wait_instances_online("rolling", 3));
+    for (index, pid) in old_pids.iter().enumerate() {
+        assert_eq!(wait_http(base + index as u16).pid, *pid);
+    }
+
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let mut rounds = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let round: Vec<Option<HttpReply>> =
+                    (0..3).rev().map(|i| http_get(base + i)).collect();
+                rounds.push(round);
+            }
+            rounds
+        })
+    };
+    let out = d.pmd(&["reload", "rolling"]);
+    done.store(true, Ordering::SeqCst);
+    let rounds = poller.join().expect("the poller panicked");
+    assert!(out.status.success(), "{}", describe_output(&out));
+
+    assert!(!rounds.is_empty());
+    for (n, round) in rounds.iter().enumerate() {
+        let answered = round.iter().flatten().count();
+        assert!(
+            answered >= 2,
+            "poll round {n} of {}: only {answered} of 3 instances answered: {round:?}",
+            rounds.len()
+        );
+    }
+    let after = d.wait_instances_online("rolling", 3);
+    let new_pids = pids_of(&after);
+    for (index, (old, new)) in old_pids.iter().zip(&new_pids).enumerate() {
+        assert_ne!(old, new, "instance {index} was not replaced");
+        assert!(!pid_alive(*old), "old instance {index} ({old}) survived");
+        let reply = wait_http(base + index as u16);
+        assert_eq!((reply.instance, reply.pid), (index.to_string(), *new));
+    }
+    let seen: BTreeSet<u32> = rounds.iter().flatten().flatten().map(|r| r.pid).collect();
+    assert!(
+        new_pids.iter().any(|p| seen.contains(p)),
+        "the poller never saw a new instance: `pmd reload` returned before replacing any"
+    );
+}
+
+/// With a single instance, `pmd reload` is a restart: a new pid, online.
+#[test]
+fn reload_of_one_instance_restarts_it() {
+    let d = TestDaemon::start();
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "single",
+        "--min-uptime",
+        "200ms",
+        "--",
+        "100000",
+    ]);
+    let old = d.wait_online("single");
+    d.pmd_ok(&["reload", "single"]);
+    let app = wait_replaced(&d, "single", old);
+    assert!(!pid_alive(old), "the old process survived");
+    assert_eq!(d.list_json().len(), 1, "{app}");
+}
+
+/// `--watch` restarts the app when a file below its cwd changes (new pid,
+/// restarts + 1), but not for a file matching `--ignore-watch` nor for the
+/// built-in ignores (node_modules, *.log); new files count too.
+#[test]
+fn watch_restarts_on_a_change_but_not_on_ignored_files() {
+    let d = TestDaemon::start();
+    let src = d.work().join("src");
+    d.write_file("src/app.conf", "v1\n");
+    d.write_file("src/node_modules/dep.js", "// v1\n");
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "watched",
+        "--cwd",
+        arg(&src),
+        "--watch",
+        "--ignore-watch",
+        "*.tmp",
+        "--watch-delay",
+        "200ms",
+        "--",
+        "100000",
+    ]);
+    let first = d.wait_online("watched");
+    assert_eq!(d.app("watched").unwrap()["restarts"], 0);
+
+    // A change first, which also proves the watch is in place.
+    fs::write(src.join("app.conf"), "v2\n").unwrap();
+    let second = wait_replaced(&d, "watched", first);
+    assert_eq!(second["restarts"], 1, "{second}");
+    let second = pid_of(&second).unwrap();
+
+    fs::write(src.join("scratch.tmp"), "ignored\n").unwrap();
+    fs::write(src.join("node_modules/dep.js"), "// v2\n").unwrap();
+    fs::write(src.join("debug.log"), "ignored\n").unwrap();
+    // Proving that nothing happens needs time to pass: five debounce delays.
+    thread::sleep(Duration::from_millis(1000));
+    let app = d.app("watched").unwrap();
+    assert_eq!(
+        pid_of(&app),
+        Some(second),
+        "restarted for an ignored file: {app}"
+    );
+    assert_eq!(app["restarts"], 1, "{app}");
+
+    fs::write(src.join("new.conf"), "new\n").unwrap();
+    let third = wait_replaced(&d, "watched", second);
+    assert_eq!(third["restarts"], 2, "{third}");
+}
+
+/// `watch: [paths]` in a file watches those paths only (relative to the
+/// app's cwd), with `ignore_watch` globs and `watch_delay`.
+#[test]
+fn watch_paths_from_a_file_are_the_only_ones_watched() {
+    let d = TestDaemon::start();
+    d.write_file("conf/settings.ini", "v1\n");
+    let file = d.write_file(
+        "apps.yaml",
+        "apps:\n  - name: watcher\n    script: sleep\n    args: \"100000\"\n    \
+         watch: [conf]\n    ignore_watch: [\"*.bak\"]\n    watch_delay: 200\n",
+    );
+    d.pmd_ok(&["start", arg(&file)]);
+    let first = d.wait_online("watcher");
+
+    d.write_file("conf/settings.ini", "v2\n");
+    let second = pid_of(&wait_replaced(&d, "watcher", first)).unwrap();
+
+    d.write_file("conf/settings.bak", "ignored\n");
+    d.write_file("elsewhere.txt", "not watched\n");
+    // Proving that nothing happens needs time to pass: five debounce delays.
+    thread::sleep(Duration::from_millis(1000));
+    let app = d.app("watcher").unwrap();
+    assert_eq!(
+        pid_of(&app),
+        Some(second),
+        "restarted for an unwatched file: {app}"
+    );
+    assert_eq!(app["restarts"], 1, "{app}");
+}
