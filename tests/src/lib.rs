@@ -13,6 +13,12 @@
 //!
 //! Waiting: there are no fixed sleeps; [`wait_for`] polls a condition every
 //! 20 ms until a deadline and panics naming what it waited for.
+//!
+//! Apps as the kernel sees them: [`env_of`], [`cmdline_of`] and [`cwd_of`]
+//! read `/proc`, so a test checks what a process really got. Ports:
+//! [`free_ports`] gives each test its own block of free TCP ports (tests
+//! run in parallel); [`HTTP_SERVER`], run by python3, answers a GET with
+//! its instance index, pid and port, read back with [`http_get`].
 
 use std::collections::HashMap;
 use std::fs;
@@ -882,7 +888,7 @@ pub fn wait_http(port: u16) -> HttpReply {
 }
 
 /// The first of `count` consecutive TCP ports that nothing binds now (on
-/// 0.0.0.0 and [::]), for one test's fixed ports, ranges and `auto:`
+/// `0.0.0.0` and `[::]`), for one test's fixed ports, ranges and `auto:`
 /// ranges.
 ///
 /// Tests run in parallel, and so may several runs of this suite: blocks
@@ -915,7 +921,7 @@ pub fn free_ports(count: u16) -> u16 {
     panic!("no {count} consecutive free ports between {LOW} and {high}");
 }
 
-/// Whether nothing binds TCP `port` on 0.0.0.0 or [::] right now.
+/// Whether nothing binds TCP `port` on `0.0.0.0` or `[::]` right now.
 pub fn port_free(port: u16) -> bool {
     use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
     // The IPv4 probe is dropped before the IPv6 one: [::] is dual-stack by

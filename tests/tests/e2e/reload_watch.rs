@@ -194,3 +194,44 @@ fn watch_paths_from_a_file_are_the_only_ones_watched() {
     );
     assert_eq!(app["restarts"], 1, "{app}");
 }
+
+/// An app may watch a tree that holds the daemon's own files (here: all of
+/// PMDAEMON_HOME, its work dir included): its log lines, and the state file
+/// rewritten at every restart, never restart it, so one change gives one
+/// restart and no loop.
+#[test]
+fn the_daemons_own_files_never_trigger_a_watch_restart() {
+    let d = TestDaemon::start();
+    let chatty = d.write_script("chatty.sh", "while :; do echo tick; sleep 0.05; done");
+    d.pmd_ok(&[
+        "start",
+        arg(&chatty),
+        "--name",
+        "chatty",
+        "--watch",
+        "--watch-path",
+        arg(d.home()),
+        // This harness's daemon stderr files live in the home too.
+        "--ignore-watch",
+        "daemon-stderr-*",
+        "--watch-delay",
+        "200ms",
+    ]);
+    let first = d.wait_online("chatty");
+    let out_log = d.describe_one("chatty")["out_log_path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for("the app to log", WAIT, || {
+        fs::metadata(&out_log).is_ok_and(|m| m.len() > 0)
+    });
+
+    d.write_file("app.conf", "v2\n");
+    let second = pid_of(&wait_replaced(&d, "chatty", first)).unwrap();
+    // Proving that nothing happens needs time to pass: five debounce delays,
+    // while the app logs and the restart's state write has landed.
+    thread::sleep(Duration::from_millis(1000));
+    let app = d.app("chatty").unwrap();
+    assert_eq!(pid_of(&app), Some(second), "restarted again: {app}");
+    assert_eq!(app["restarts"], 1, "{app}");
+}
