@@ -5,6 +5,8 @@
 //! Modules, one per concern (see DESIGN.md):
 //! - `supervisor` — the process table and each instance's lifecycle; the only
 //!   place that forks or signals;
+//! - `health` — HTTP, TCP and script probes;
+//! - `metrics` — CPU/memory sampling of the managed processes;
 //! - `logs` — stdout/stderr capture, log files, rotation, tail, followers;
 //! - `ports` — port specs, assignment and conflict checks against apps and
 //!   the host;
@@ -16,7 +18,9 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod health;
 pub mod logs;
+pub mod metrics;
 pub mod ports;
 pub mod store;
 pub mod supervisor;
@@ -120,17 +124,30 @@ pub fn bind(home: &Path, _lock: &HomeLock) -> Result<UnixListener, StartError> {
     Ok(listener)
 }
 
+/// How a daemon runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PMDAEMON_HOME`.
+    pub home: PathBuf,
+    /// CPU/memory sampling period of the managed processes.
+    pub monitor_interval: std::time::Duration,
+}
+
 /// Serves the daemon on `listener` until `shutdown` resolves or a client
 /// calls Shutdown; then stops every app gracefully (they are started again by
 /// the next daemon), ends open streams and returns.
 pub async fn run(
     listener: UnixListener,
-    home: PathBuf,
+    config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let Config {
+        home,
+        monitor_interval,
+    } = config;
     let logs_dir = home.join("logs");
     let hub = logs::LogHub::new(logs_dir.clone()).map_err(io_err("cannot create", &logs_dir))?;
-    let sup = Supervisor::new(home.clone(), hub);
+    let sup = Supervisor::new(home.clone(), hub, monitor_interval);
 
     let state_path = home.join(store::STATE_FILE);
     match store::load(&state_path) {

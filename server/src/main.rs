@@ -15,6 +15,9 @@ struct Args {
     /// State directory (socket, state.json, logs).
     #[arg(long, env = "PMDAEMON_HOME")]
     home: Option<PathBuf>,
+    /// How often CPU and memory of the apps are sampled (e.g. 500ms, 2s).
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    monitor_interval: std::time::Duration,
     /// Tracing filter, e.g. `info` or `pmdaemond=debug`.
     #[arg(long, env = "PMDAEMON_LOG", default_value = "info")]
     log: String,
@@ -57,7 +60,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let listener = pmdaemond::bind(&home, &lock)?;
-        pmdaemond::run(listener, home.clone(), shutdown_signal()).await
+        let config = pmdaemond::Config {
+            home: home.clone(),
+            monitor_interval: args.monitor_interval,
+        };
+        pmdaemond::run(listener, config, shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +74,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_interval(value: &str) -> Result<std::time::Duration, String> {
+    let d = pmdaemon_proto::parse_duration("--monitor-interval", value).map_err(|e| e.0)?;
+    if d < pmdaemond::metrics::MIN_INTERVAL {
+        return Err(format!(
+            "--monitor-interval: {} is below the {} minimum (CPU needs two samples that far apart)",
+            humantime::format_duration(d),
+            humantime::format_duration(pmdaemond::metrics::MIN_INTERVAL)
+        ));
+    }
+    Ok(d)
 }
 
 /// Resolves on SIGTERM or SIGINT. SIGHUP is ignored: a daemon started from

@@ -7,8 +7,10 @@ use pmdaemon_proto::{Target, v1};
 use tonic::Status;
 
 use crate::error::Error;
+use crate::health::{self, HealthCheck, Probe};
 use crate::ports::PortSpec;
 use crate::supervisor::InstanceView;
+use crate::supervisor::instance::Health;
 use crate::supervisor::instance::State;
 use crate::supervisor::spec::{self, AppSpec, Autorestart};
 
@@ -33,7 +35,7 @@ pub fn state_from_proto(raw: i32) -> Result<Option<State>, Status> {
     })
 }
 
-fn state_to_proto(s: State) -> v1::ProcessState {
+pub fn state_to_proto(s: State) -> v1::ProcessState {
     v1::ProcessState::from_word(s.word()).unwrap_or(v1::ProcessState::Unspecified)
 }
 
@@ -128,6 +130,30 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         }
     };
     let watch_paths: Vec<PathBuf> = p.watch_paths.iter().map(|w| in_cwd(w)).collect();
+    let health_check = p.health_check.map(health_from_proto).transpose()?;
+    let depends_on = p
+        .depends_on
+        .into_iter()
+        .map(|d| {
+            let condition = match v1::DependencyCondition::try_from(d.condition) {
+                Ok(v1::DependencyCondition::Unspecified | v1::DependencyCondition::Started) => {
+                    spec::Condition::Started
+                }
+                Ok(v1::DependencyCondition::Healthy) => spec::Condition::Healthy,
+                Ok(v1::DependencyCondition::Completed) => spec::Condition::Completed,
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "depends_on {:?}: {} is not a condition (started, healthy, completed)",
+                        d.app, d.condition
+                    )));
+                }
+            };
+            Ok(spec::Dependency {
+                app: d.app,
+                condition,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let out_file = log_file("out_file", &p.out_file)?;
     let error_file = log_file("error_file", &p.error_file)?;
     if out_file.is_some() && out_file == error_file {
@@ -169,6 +195,9 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         watch_delay_ms: p.watch_delay_ms.unwrap_or(spec::DEFAULT_WATCH_DELAY_MS),
         out_file,
         error_file,
+        health_check,
+        max_memory_bytes: p.max_memory_bytes.filter(|b| *b > 0),
+        depends_on,
     };
     spec.validate()?;
     Ok(spec)
@@ -187,6 +216,68 @@ pub fn resolve_instances(requested: i32) -> Result<u32, Error> {
         n => Err(Error::InvalidArgument(format!(
             "instances: {n} is not a count; use a number, 0 or `max` (one per CPU), or -1 (CPUs - 1)"
         ))),
+    }
+}
+
+fn health_from_proto(h: v1::HealthCheck) -> Result<HealthCheck, Error> {
+    use v1::health_check::Probe as P;
+    let probe = match h.probe {
+        Some(P::Http(url)) => Probe::Http {
+            url,
+            expected_status: h.expected_status.map(|s| s.min(u32::from(u16::MAX)) as u16),
+        },
+        Some(P::Tcp(target)) => Probe::Tcp { target },
+        Some(P::Script(command)) => Probe::Script { command },
+        None => {
+            return Err(Error::InvalidArgument(
+                "health_check: give one of http, tcp or script".into(),
+            ));
+        }
+    };
+    let interval_ms = h.interval_ms.unwrap_or(health::DEFAULT_INTERVAL_MS);
+    let check = HealthCheck {
+        probe,
+        interval_ms,
+        // The default timeout shrinks with a short interval; only an
+        // explicit timeout longer than the interval is an error.
+        timeout_ms: h
+            .timeout_ms
+            .unwrap_or(health::DEFAULT_TIMEOUT_MS.min(interval_ms)),
+        retries: h.retries.unwrap_or(health::DEFAULT_RETRIES),
+        start_period_ms: h.start_period_ms.unwrap_or(health::DEFAULT_START_PERIOD_MS),
+    };
+    check
+        .validate()
+        .map_err(|e| Error::InvalidArgument(format!("health_check: {e}")))?;
+    Ok(check)
+}
+
+fn health_to_proto(h: &HealthCheck) -> v1::HealthCheck {
+    use v1::health_check::Probe as P;
+    let (probe, expected_status) = match &h.probe {
+        Probe::Http {
+            url,
+            expected_status,
+        } => (P::Http(url.clone()), expected_status.map(u32::from)),
+        Probe::Tcp { target } => (P::Tcp(target.clone()), None),
+        Probe::Script { command } => (P::Script(command.clone()), None),
+    };
+    v1::HealthCheck {
+        probe: Some(probe),
+        interval_ms: Some(h.interval_ms),
+        timeout_ms: Some(h.timeout_ms),
+        retries: Some(h.retries),
+        start_period_ms: Some(h.start_period_ms),
+        expected_status,
+    }
+}
+
+pub fn health_state(h: Health) -> v1::HealthState {
+    match h {
+        Health::None => v1::HealthState::Unspecified,
+        Health::Unknown => v1::HealthState::Unknown,
+        Health::Healthy => v1::HealthState::Healthy,
+        Health::Unhealthy => v1::HealthState::Unhealthy,
     }
 }
 
@@ -235,6 +326,20 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
+        health_check: s.health_check.as_ref().map(health_to_proto),
+        max_memory_bytes: s.max_memory_bytes,
+        depends_on: s
+            .depends_on
+            .iter()
+            .map(|d| v1::Dependency {
+                app: d.app.clone(),
+                condition: match d.condition {
+                    spec::Condition::Started => v1::DependencyCondition::Started,
+                    spec::Condition::Healthy => v1::DependencyCondition::Healthy,
+                    spec::Condition::Completed => v1::DependencyCondition::Completed,
+                } as i32,
+            })
+            .collect(),
     }
 }
 
@@ -262,5 +367,10 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
         created_at_ms: v.created_at_ms,
         port: s.effective_port().map(u32::from),
         port_override: s.port_override.is_some(),
+        cpu_percent: v.sample.and_then(|m| m.cpu_percent),
+        memory_bytes: v.sample.map(|m| m.memory_bytes),
+        health: health_state(s.health) as i32,
+        last_health_error: s.last_health_error.clone(),
+        last_health_check_at_ms: s.last_health_check_at_ms,
     }
 }

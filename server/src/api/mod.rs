@@ -5,12 +5,14 @@
 //!
 //! Files: `convert.rs` (proto <-> core types), `processes.rs` (lifecycle
 //! RPCs, scale, apply), `reload.rs` (rolling restart stream), `logs.rs`
-//! (StreamLogs/FlushLogs), `daemon.rs` (ping, save,
+//! (StreamLogs/FlushLogs), `monitor.rs` (StreamMetrics, WatchEvents),
+//! `daemon.rs` (ping, save,
 //! resurrect, shutdown).
 
 mod convert;
 mod daemon;
 mod logs;
+mod monitor;
 mod processes;
 mod reload;
 
@@ -154,6 +156,26 @@ impl v1::process_manager_server::ProcessManager for Api {
     async fn flush_logs(&self, req: Request<v1::FlushLogsRequest>) -> Reply<v1::FlushLogsResponse> {
         logs::flush(&self.sup, req.into_inner())
             .await
+            .map(Response::new)
+    }
+
+    type StreamMetricsStream = monitor::MetricsStream;
+
+    async fn stream_metrics(
+        &self,
+        req: Request<v1::StreamMetricsRequest>,
+    ) -> Reply<Self::StreamMetricsStream> {
+        monitor::metrics(&self.sup, req.into_inner(), self.shutdown_tx.subscribe())
+            .map(Response::new)
+    }
+
+    type WatchEventsStream = monitor::EventStream;
+
+    async fn watch_events(
+        &self,
+        req: Request<v1::WatchEventsRequest>,
+    ) -> Reply<Self::WatchEventsStream> {
+        monitor::events(&self.sup, req.into_inner(), self.shutdown_tx.subscribe())
             .map(Response::new)
     }
 

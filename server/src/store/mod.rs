@@ -129,7 +129,7 @@ pub fn load_dump(path: &Path) -> std::io::Result<StateFile> {
 pub fn write_atomic(path: &Path, state: &StateFile) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    let json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
@@ -172,6 +172,11 @@ impl Persister {
         let generation = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
         self.wake.notify_one();
         generation
+    }
+
+    /// The latest generation requested.
+    pub fn requested(&self) -> u64 {
+        self.requested.load(Ordering::Acquire)
     }
 
     /// Waits until generation `generation` (or a later one) is on disk.

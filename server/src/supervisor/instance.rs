@@ -22,6 +22,7 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::events::{EventBus, EventKind};
 use super::process;
 use super::spec::{AppSpec, Autorestart, Launch};
 use crate::error::{Error, Result};
@@ -68,6 +69,28 @@ impl State {
     }
 }
 
+/// Result of an instance's health check, as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The app has no health check.
+    None,
+    /// Not passed yet since the last spawn.
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn word(self) -> Option<&'static str> {
+        match self {
+            Health::None => None,
+            Health::Unknown => Some("unknown"),
+            Health::Healthy => Some("healthy"),
+            Health::Unhealthy => Some("unhealthy"),
+        }
+    }
+}
+
 /// How the last run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitInfo {
@@ -103,6 +126,10 @@ pub struct Shared {
     /// `restart --port`: replaces `port` until the next stop or plain
     /// restart; never persisted.
     pub port_override: Option<u16>,
+    pub health: Health,
+    /// Reason of the last failed check (kept after recovery, for describe).
+    pub last_health_error: String,
+    pub last_health_check_at_ms: Option<i64>,
 }
 
 impl Shared {
@@ -129,6 +156,9 @@ impl Shared {
             reason: String::new(),
             port: None,
             port_override: None,
+            health: Health::None,
+            last_health_error: String::new(),
+            last_health_check_at_ms: None,
         }
     }
 }
@@ -145,6 +175,9 @@ pub enum Cmd {
     Stop(oneshot::Sender<()>),
     /// Stop and end the task (delete, daemon shutdown).
     Exit(oneshot::Sender<()>),
+    /// Replace the running process because it is unwell (memory over its
+    /// limit): counts as a failed run in the restart policy.
+    Recycle(String),
 }
 
 /// What the task needs besides its command channel.
@@ -157,17 +190,31 @@ pub struct Ctx {
     pub err: Arc<LogSink>,
     /// Called after every change worth persisting (spawn, exit, stop).
     pub changed: Arc<dyn Fn() + Send + Sync>,
+    pub events: Arc<EventBus>,
 }
 
 struct Run {
     child: Child,
     pid: u32,
     started: Instant,
+    /// The health check of this run, if the app has one.
+    health: Option<HealthRun>,
+}
+
+struct HealthRun {
+    /// Dropping it stops the prober (and kills a running script probe).
+    _prober: crate::health::ProberHandle,
+    results: mpsc::Receiver<crate::health::ProbeResult>,
+    retries: u32,
+    start_period: Duration,
+    /// Consecutive failures counted (outside the start period).
+    failures: u32,
 }
 
 enum Phase {
     Idle,
-    Running(Run),
+    /// Boxed: a run (child, prober) is much larger than the other phases.
+    Running(Box<Run>),
     Waiting(Instant),
 }
 
@@ -183,6 +230,11 @@ impl Ctx {
         let r = f(&mut self.shared.lock().unwrap_or_else(|p| p.into_inner()));
         (self.changed)();
         r
+    }
+
+    fn emit(&self, kind: EventKind, detail: impl Into<String>) {
+        let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        self.events.emit(self.id, &self.name, kind, &shared, detail);
     }
 
     fn spec(&self) -> (Arc<AppSpec>, Arc<Launch>) {
@@ -222,24 +274,149 @@ impl Ctx {
         }
         let start_ticks = process::read_stat(pid).map(|s| s.start_ticks);
         tracing::info!(app = %self.name, id = self.id, pid, "spawned");
+        let checked = spec.health_check.is_some();
         self.update(|s| {
-            s.state = State::Online;
+            // With a health check, ready only after its first pass.
+            s.state = if checked {
+                State::Starting
+            } else {
+                State::Online
+            };
+            s.health = if checked {
+                Health::Unknown
+            } else {
+                Health::None
+            };
             s.pid = Some(pid);
             s.start_ticks = start_ticks;
             s.started_at_ms = Some(now_ms());
             s.next_restart_at_ms = None;
             s.reason.clear();
         });
+        self.emit(EventKind::Started, format!("pid {pid}"));
+        if let Some(port) = self.port() {
+            self.emit(EventKind::PortAssigned, format!("{}={port}", spec.port_env));
+        }
+        if !checked {
+            self.emit(EventKind::Online, "");
+        }
+        let health = spec
+            .health_check
+            .as_ref()
+            .and_then(|check| self.start_prober(check, &launch, env));
         Ok(Run {
             child,
             pid,
             started: Instant::now(),
+            health,
         })
     }
 
-    /// Stops a running process: stop signal to the group, SIGKILL after
-    /// kill_timeout, and nothing of the group left alive on return.
+    /// Starts probing a fresh run. A probe that cannot be resolved (it
+    /// uses `{port}` and the instance has none) is reported as the health
+    /// error and the instance stays starting.
+    fn start_prober(
+        &self,
+        check: &crate::health::HealthCheck,
+        launch: &Launch,
+        env: Vec<(String, String)>,
+    ) -> Option<HealthRun> {
+        let probe = match crate::health::resolve(&check.probe, self.port()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.update(|s| s.last_health_error = e);
+                return None;
+            }
+        };
+        let (tx, results) = mpsc::channel(4);
+        let prober = crate::health::spawn_prober(check.clone(), probe, env, launch.cwd.clone(), tx);
+        Some(HealthRun {
+            _prober: prober,
+            results,
+            retries: check.retries.max(1),
+            start_period: Duration::from_millis(check.start_period_ms),
+            failures: 0,
+        })
+    }
+
+    /// Applies one probe result. Returns a reason when the instance must be
+    /// replaced (liveness: `retries` consecutive failures while online).
+    fn on_probe(&self, run: &mut Run, result: crate::health::ProbeResult) -> Option<String> {
+        let health = run.health.as_mut()?;
+        let in_start_period = run.started.elapsed() < health.start_period;
+        let mut events: Vec<(EventKind, String)> = Vec::new();
+        let mut recycle = None;
+        {
+            let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            s.last_health_check_at_ms = Some(result.at_ms);
+            if result.ok {
+                health.failures = 0;
+                if s.health != Health::Healthy {
+                    s.health = Health::Healthy;
+                    events.push((EventKind::HealthChanged, "healthy".into()));
+                }
+                if s.state == State::Starting {
+                    s.state = State::Online;
+                    events.push((EventKind::Online, "health check passed".into()));
+                }
+            } else {
+                let error = result.error.unwrap_or_else(|| "check failed".into());
+                s.last_health_error = error.clone();
+                if !in_start_period {
+                    health.failures += 1;
+                }
+                // Before its first pass an instance is starting, not
+                // unhealthy: fast readiness probes failing is expected.
+                if health.failures >= health.retries
+                    && s.state == State::Online
+                    && s.health != Health::Unhealthy
+                {
+                    s.health = Health::Unhealthy;
+                    events.push((EventKind::HealthChanged, format!("unhealthy: {error}")));
+                }
+                if health.failures >= health.retries && s.state == State::Online {
+                    recycle = Some(format!(
+                        "health check failed {} times in a row: {error}",
+                        health.failures
+                    ));
+                }
+            }
+        }
+        (self.changed)();
+        for (kind, detail) in events {
+            self.emit(kind, detail);
+        }
+        recycle
+    }
+
+    /// Stops a running process at the user's request.
     async fn stop(&self, run: &mut Run) {
+        let exit = self.terminate(run).await;
+        self.update(|s| {
+            s.state = State::Stopped;
+            s.pid = None;
+            s.start_ticks = None;
+            s.started_at_ms = None;
+            s.next_restart_at_ms = None;
+            s.last_exit = Some(exit);
+            s.reason = "stopped by request".into();
+        });
+        self.emit(EventKind::Stopped, "stopped by request");
+    }
+
+    /// Replaces an unwell process: stops it, then the restart policy decides
+    /// as after a failed run, with `reason` recorded.
+    async fn recycle(&self, mut run: Run, reason: String) -> Phase {
+        tracing::warn!(app = %self.name, id = self.id, pid = run.pid, %reason, "replacing the process");
+        self.emit(EventKind::Restarting, reason.clone());
+        let ran_for = run.started.elapsed();
+        let exit = self.terminate(&mut run).await;
+        self.after_exit(exit, Some(ran_for), Some(reason))
+    }
+
+    /// Stop signal to the group, SIGKILL after kill_timeout; nothing of the
+    /// group is left alive on return. Returns how the leader ended.
+    async fn terminate(&self, run: &mut Run) -> ExitInfo {
         let (spec, _) = self.spec();
         let signal = spec.stop_signal();
         let kill_timeout = spec.kill_timeout();
@@ -260,15 +437,7 @@ impl Ctx {
         process::drain_group(run.pid, signal, remaining).await;
         let exit = exit_info(status);
         tracing::info!(app = %self.name, id = self.id, pid = run.pid, ?exit, "stopped");
-        self.update(|s| {
-            s.state = State::Stopped;
-            s.pid = None;
-            s.start_ticks = None;
-            s.started_at_ms = None;
-            s.next_restart_at_ms = None;
-            s.last_exit = Some(exit);
-            s.reason = "stopped by request".into();
-        });
+        exit
     }
 
     /// Applies the restart policy after the process exited on its own (or
@@ -277,13 +446,13 @@ impl Ctx {
         &self,
         exit: ExitInfo,
         ran_for: Option<Duration>,
-        spawn_error: Option<String>,
+        cause: Option<String>,
     ) -> Phase {
         let (spec, _) = self.spec();
-        let failed = spawn_error.is_some() || exit.code != Some(0);
+        let failed = cause.is_some() || exit.code != Some(0);
         let stable = ran_for.is_some_and(|d| d >= spec.min_uptime());
-        let how = match (&spawn_error, exit.code, &exit.signal) {
-            (Some(e), _, _) => format!("could not be spawned: {e}"),
+        let how = match (&cause, exit.code, &exit.signal) {
+            (Some(cause), _, _) => cause.clone(),
             (None, _, Some(sig)) => format!("killed by {sig}"),
             (None, Some(code), None) => format!("exited with code {code}"),
             (None, None, None) => "exited".to_string(),
@@ -298,6 +467,9 @@ impl Ctx {
         shared.start_ticks = None;
         shared.started_at_ms = None;
         shared.last_exit = Some(exit);
+        if shared.health != Health::None {
+            shared.health = Health::Unknown;
+        }
         shared.unstable_restarts = if stable {
             0
         } else {
@@ -328,6 +500,15 @@ impl Ctx {
             Phase::Waiting(Instant::now() + delay)
         };
         tracing::info!(app = %self.name, id = self.id, state = shared.state.word(), reason = %shared.reason, "exited");
+        let next = match shared.state {
+            State::WaitingRestart => EventKind::Restarting,
+            State::Errored => EventKind::Errored,
+            _ => EventKind::Stopped,
+        };
+        let reason = shared.reason.clone();
+        self.events
+            .emit(self.id, &self.name, EventKind::Exited, &shared, how);
+        self.events.emit(self.id, &self.name, next, &shared, reason);
         drop(shared);
         (self.changed)();
         phase
@@ -337,7 +518,7 @@ impl Ctx {
     /// like a crash would, so it ends in `errored`, never in a loop.
     fn spawn_or_fail(&self) -> (Phase, Result<()>) {
         match self.spawn() {
-            Ok(run) => (Phase::Running(run), Ok(())),
+            Ok(run) => (Phase::Running(Box::new(run)), Ok(())),
             Err(e) => {
                 let (_, launch) = self.spec();
                 let msg = format!("cannot execute {}: {e}", launch.program.display());
@@ -347,7 +528,7 @@ impl Ctx {
                     signal: None,
                     at_ms: now_ms(),
                 };
-                let phase = self.after_exit(exit, None, Some(e.to_string()));
+                let phase = self.after_exit(exit, None, Some(format!("could not be spawned: {e}")));
                 (phase, Err(Error::FailedPrecondition(msg)))
             }
         }
@@ -406,9 +587,17 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     let _ = reply.send(());
                     return;
                 }
+                // Nothing runs: nothing to replace.
+                Some(Cmd::Recycle(_)) => Phase::Idle,
                 None => return,
             },
             Phase::Running(mut run) => {
+                let probe_result = async {
+                    match run.health.as_mut() {
+                        Some(h) => h.results.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let cmd = tokio::select! {
                     status = run.child.wait() => {
                         let ran_for = run.started.elapsed();
@@ -416,8 +605,14 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         // orphans: end them without delaying the restart.
                         let (spec, _) = ctx.spec();
                         tokio::spawn(process::drain_group(run.pid, spec.stop_signal(), spec.kill_timeout()));
-                        let next = ctx.after_exit(exit_info(status), Some(ran_for), None);
-                        phase = next;
+                        phase = ctx.after_exit(exit_info(status), Some(ran_for), None);
+                        continue;
+                    }
+                    Some(result) = probe_result => {
+                        phase = match ctx.on_probe(&mut run, result) {
+                            Some(reason) => ctx.recycle(*run, reason).await,
+                            None => Phase::Running(run),
+                        };
                         continue;
                     }
                     cmd = rx.recv() => cmd,
@@ -428,6 +623,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         Phase::Running(run)
                     }
                     Some(Cmd::Restart(reply)) => {
+                        ctx.emit(EventKind::Restarting, "restart requested");
                         ctx.stop(&mut run).await;
                         ctx.count_restart(true);
                         ctx.set_desired(true);
@@ -435,6 +631,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         let _ = reply.send(result);
                         next
                     }
+                    Some(Cmd::Recycle(reason)) => ctx.recycle(*run, reason).await,
                     Some(Cmd::Stop(reply)) => {
                         ctx.set_desired(false);
                         ctx.stop(&mut run).await;
@@ -482,6 +679,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                             s.next_restart_at_ms = None;
                             s.reason = "stopped by request".into();
                         });
+                        ctx.emit(EventKind::Stopped, "stopped by request");
                         let _ = reply.send(());
                         Phase::Idle
                     }
@@ -489,6 +687,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         let _ = reply.send(());
                         return;
                     }
+                    Some(Cmd::Recycle(_)) => Phase::Waiting(until),
                     None => return,
                 }
             }

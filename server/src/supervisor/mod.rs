@@ -11,6 +11,7 @@
 //! [`Persister`]; the writer task here coalesces them.
 
 mod cluster;
+pub mod events;
 pub mod instance;
 pub mod process;
 pub mod spec;
@@ -43,6 +44,8 @@ pub struct InstanceView {
     pub created_at_ms: i64,
     pub out_log: PathBuf,
     pub err_log: PathBuf,
+    /// Latest CPU/memory sample while running.
+    pub sample: Option<crate::metrics::Sample>,
 }
 
 /// An instance as the table holds it.
@@ -153,6 +156,11 @@ struct Inner {
     /// PATH for resolving bare command names: the daemon's own.
     path_var: Option<OsString>,
     shutting_down: AtomicBool,
+    /// State changes, for WatchEvents.
+    events: Arc<events::EventBus>,
+    /// Latest CPU/memory samples, published by the sampler task.
+    metrics: tokio::sync::watch::Receiver<Arc<crate::metrics::Snapshot>>,
+    monitor_interval: std::time::Duration,
 }
 
 /// Handle to the process table. Cheap to clone.
@@ -174,8 +182,11 @@ enum Action {
 
 impl Supervisor {
     /// An empty table using `home` for state and `logs` for output. Spawns
-    /// the state writer task (needs a runtime).
-    pub fn new(home: PathBuf, logs: LogHub) -> Self {
+    /// the state writer and the CPU/memory sampler (needs a runtime);
+    /// `monitor_interval` is the sampling period.
+    pub fn new(home: PathBuf, logs: LogHub, monitor_interval: std::time::Duration) -> Self {
+        let (metrics_tx, metrics_rx) =
+            tokio::sync::watch::channel(Arc::new(crate::metrics::Snapshot::default()));
         let inner = Arc::new(Inner {
             home,
             table: Mutex::new(Table::default()),
@@ -184,12 +195,40 @@ impl Supervisor {
             boot_id: process::boot_id(),
             path_var: std::env::var_os("PATH"),
             shutting_down: AtomicBool::new(false),
+            events: Arc::new(events::EventBus::default()),
+            metrics: metrics_rx,
+            monitor_interval,
         });
         tokio::spawn(persist_loop(
             inner.persister.clone(),
             Arc::downgrade(&inner),
         ));
+        let weak = Arc::downgrade(&inner);
+        crate::metrics::spawn_sampler(
+            monitor_interval,
+            move || {
+                weak.upgrade()
+                    .map(|inner| sample_targets(&inner))
+                    .unwrap_or_default()
+            },
+            metrics_tx,
+        );
+        tokio::spawn(memory_guard(Arc::downgrade(&inner), inner.metrics.clone()));
         Supervisor { inner }
+    }
+
+    /// State changes from now on.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<Arc<events::Event>> {
+        self.inner.events.subscribe()
+    }
+
+    /// The latest samples, changing once per monitor interval.
+    pub fn metrics(&self) -> tokio::sync::watch::Receiver<Arc<crate::metrics::Snapshot>> {
+        self.inner.metrics.clone()
+    }
+
+    pub fn monitor_interval(&self) -> std::time::Duration {
+        self.inner.monitor_interval
     }
 
     pub fn logs(&self) -> &LogHub {
@@ -345,6 +384,7 @@ impl Supervisor {
                     inner.persister.request();
                 }
             }),
+            events: self.inner.events.clone(),
         };
         tokio::spawn(instance::run(ctx, rx));
         Ok(Instance {
@@ -414,9 +454,68 @@ impl Supervisor {
     }
 
     /// Stops the target's instances; waits until their groups are gone.
+    /// `all` stops dependents before the apps they depend on.
     pub async fn stop(&self, target: &Target) -> Result<Vec<InstanceView>> {
-        first_error(self.act(target, Action::Stop).await?)?;
+        if *target == Target::All {
+            for level in self.stop_levels() {
+                let acts = level
+                    .iter()
+                    .map(|id| self.act_owned(Target::Id(*id), Action::Stop));
+                for r in futures_util::future::join_all(acts).await {
+                    first_error(r?)?;
+                }
+            }
+        } else {
+            first_error(self.act(target, Action::Stop).await?)?;
+        }
         self.views(target)
+    }
+
+    async fn act_owned(&self, target: Target, action: Action) -> Result<Vec<Result<()>>> {
+        self.act(&target, action).await
+    }
+
+    /// Instance ids grouped for stopping: apps that others depend on come
+    /// after their dependents; apps of one group can stop concurrently.
+    fn stop_levels(&self) -> Vec<Vec<u32>> {
+        let table = self.table();
+        let deps: Vec<(String, Vec<String>)> = table
+            .apps
+            .iter()
+            .map(|a| {
+                let deps = a
+                    .spec()
+                    .map(|s| s.depends_on.iter().map(|d| d.app.clone()).collect())
+                    .unwrap_or_default();
+                (a.name.clone(), deps)
+            })
+            .collect();
+        // height = length of the longest chain of apps below it; a cycle
+        // (possible only through hand-edited state) is cut by the depth cap.
+        fn height(name: &str, deps: &[(String, Vec<String>)], depth: usize) -> usize {
+            if depth > deps.len() {
+                return 0;
+            }
+            deps.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, d)| {
+                    d.iter()
+                        .map(|dep| 1 + height(dep, deps, depth + 1))
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0)
+        }
+        let mut levels: std::collections::BTreeMap<std::cmp::Reverse<usize>, Vec<u32>> =
+            Default::default();
+        for app in &table.apps {
+            let h = height(&app.name, &deps, 0);
+            levels
+                .entry(std::cmp::Reverse(h))
+                .or_default()
+                .extend(app.instances.iter().map(|i| i.id));
+        }
+        levels.into_values().collect()
     }
 
     pub async fn restart(&self, target: &Target) -> Result<Vec<InstanceView>> {
@@ -450,6 +549,14 @@ impl Supervisor {
         remove_logs(&views);
         for v in &views {
             tracing::info!(app = %v.name, id = v.id, "deleted");
+            let name: Arc<str> = Arc::from(v.name.as_str());
+            self.inner.events.emit(
+                v.id,
+                &name,
+                events::EventKind::Deleted,
+                &v.shared,
+                "deleted",
+            );
         }
         let generation = self.inner.persister.request();
         self.inner.persister.flushed(generation).await;
@@ -493,6 +600,7 @@ impl Supervisor {
 
     /// Copies of the selected instances.
     pub fn views(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        let snapshot = self.inner.metrics.borrow().clone();
         let table = self.table();
         let picked = table.select(target)?;
         Ok(picked
@@ -500,7 +608,14 @@ impl Supervisor {
             .map(|(a, i)| {
                 let app = &table.apps[a];
                 let inst = &app.instances[i];
+                let sample = inst
+                    .shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pid
+                    .and_then(|_| snapshot.samples.get(&inst.id).copied());
                 InstanceView {
+                    sample,
                     id: inst.id,
                     index: inst.index,
                     name: app.name.clone(),
@@ -653,11 +768,74 @@ impl Supervisor {
     /// next daemon starts them again, and writes the final state.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        self.exit_instances(|_| true).await;
+        for level in self.stop_levels() {
+            self.exit_instances(|id| level.contains(&id)).await;
+        }
         // Through the writer task, so this final write cannot race one of
         // its writes on the same temp file.
         let generation = self.inner.persister.request();
         self.inner.persister.flushed(generation).await;
+    }
+}
+
+/// The running processes the sampler should look at.
+fn sample_targets(inner: &Inner) -> Vec<crate::metrics::Target> {
+    let table = inner.table.lock().unwrap_or_else(|p| p.into_inner());
+    table
+        .apps
+        .iter()
+        .flat_map(|a| &a.instances)
+        .filter_map(|i| {
+            let pid = i.shared.lock().unwrap_or_else(|p| p.into_inner()).pid?;
+            Some(crate::metrics::Target { id: i.id, pid })
+        })
+        .collect()
+}
+
+/// `max_memory_restart`: after each sample, instances over their limit are
+/// replaced (with the reason recorded). Ends with the supervisor.
+async fn memory_guard(
+    inner: Weak<Inner>,
+    mut metrics: tokio::sync::watch::Receiver<Arc<crate::metrics::Snapshot>>,
+) {
+    while metrics.changed().await.is_ok() {
+        let snapshot = metrics.borrow_and_update().clone();
+        let Some(inner) = inner.upgrade() else { return };
+        let table = inner.table.lock().unwrap_or_else(|p| p.into_inner());
+        for inst in table.apps.iter().flat_map(|a| &a.instances) {
+            let (limit, running) = {
+                let s = inst.shared.lock().unwrap_or_else(|p| p.into_inner());
+                (s.spec.max_memory_bytes, s.pid.is_some())
+            };
+            let (Some(limit), true, Some(sample)) =
+                (limit, running, snapshot.samples.get(&inst.id))
+            else {
+                continue;
+            };
+            if sample.memory_bytes > limit {
+                let reason = format!(
+                    "memory {} exceeded max_memory_restart {}",
+                    human_bytes(sample.memory_bytes),
+                    human_bytes(limit)
+                );
+                let _ = inst.cmd.send(Cmd::Recycle(reason));
+            }
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
     }
 }
 
@@ -725,11 +903,18 @@ fn snapshot(inner: &Inner) -> StateFile {
     }
 }
 
+/// How long the writer waits after a change for more changes to join it.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// The writer task: one atomic write of the latest snapshot per batch of
 /// change requests. Ends when the supervisor is gone.
 async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
     loop {
         let generation = persister.next_batch().await;
+        // A burst of changes (50 apps started from one file, a crash loop)
+        // becomes one write: gather what comes within a few milliseconds.
+        tokio::time::sleep(BATCH_WINDOW).await;
+        let generation = generation.max(persister.requested());
         let Some(strong) = inner.upgrade() else {
             return;
         };

@@ -106,6 +106,44 @@ pub struct AppSpec {
     pub out_file: Option<PathBuf>,
     #[serde(default)]
     pub error_file: Option<PathBuf>,
+    /// Readiness/liveness probe; None: online once spawned.
+    #[serde(default)]
+    pub health_check: Option<crate::health::HealthCheck>,
+    /// Restart an instance whose process group's RSS exceeds this.
+    #[serde(default)]
+    pub max_memory_bytes: Option<u64>,
+    /// Apps that must meet a condition before this one starts.
+    #[serde(default)]
+    pub depends_on: Vec<Dependency>,
+}
+
+/// What an app waits for in another before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// Every instance spawned.
+    #[default]
+    Started,
+    /// Every instance passed its health check (online without one).
+    Healthy,
+    /// Every instance exited with code 0.
+    Completed,
+}
+
+impl Condition {
+    pub fn word(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub app: String,
+    pub condition: Condition,
 }
 
 fn one() -> u32 {
@@ -243,6 +281,27 @@ impl AppSpec {
             )));
         }
         pmdaemon_proto::check_duration("watch_delay", Duration::from_millis(self.watch_delay_ms))?;
+        if let Some(check) = &self.health_check {
+            check
+                .validate()
+                .map_err(|e| Error::InvalidArgument(format!("health_check: {e}")))?;
+        }
+        if self.max_memory_bytes == Some(0) {
+            return Err(Error::InvalidArgument(
+                "max_memory_restart: 0 bytes would restart at once; leave it unset for no limit"
+                    .into(),
+            ));
+        }
+        for dep in &self.depends_on {
+            pmdaemon_proto::validate_name(&dep.app)
+                .map_err(|e| Error::InvalidArgument(format!("depends_on: {e}")))?;
+            if dep.app == self.name {
+                return Err(Error::InvalidArgument(format!(
+                    "depends_on: {:?} cannot depend on itself",
+                    self.name
+                )));
+            }
+        }
         if self.log_max_files > MAX_LOG_MAX_FILES {
             return Err(Error::InvalidArgument(format!(
                 "log_max_files: {} is more than the {MAX_LOG_MAX_FILES} maximum",
@@ -326,6 +385,9 @@ const FIELD_NAMES: &[&str] = &[
     "watch_delay_ms",
     "out_file",
     "error_file",
+    "health_check",
+    "max_memory_bytes",
+    "depends_on",
 ];
 
 /// What exactly gets executed for an app.
@@ -565,6 +627,9 @@ mod tests {
             watch_delay_ms: DEFAULT_WATCH_DELAY_MS,
             out_file: None,
             error_file: None,
+            health_check: None,
+            max_memory_bytes: None,
+            depends_on: vec![],
         }
     }
 

@@ -1,0 +1,101 @@
+//! State-change events (`WatchEvents`, `pmd events`): a daemon-wide
+//! broadcast that instance tasks and the table publish into. A reader that
+//! falls behind loses the oldest events and is told how many (broadcast
+//! lag); no publisher ever waits for a reader.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::broadcast;
+
+use super::instance::{Health, Shared, State};
+
+/// Events a reader may lag behind before it starts missing some.
+const CAPACITY: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A process was spawned.
+    Started,
+    /// Ready: spawned, and healthy when it has a check.
+    Online,
+    HealthChanged,
+    /// The process exited; exit code or signal set.
+    Exited,
+    /// A restart is coming; `detail` says why.
+    Restarting,
+    Errored,
+    Stopped,
+    Deleted,
+    PortAssigned,
+}
+
+/// One state change of one instance, with the state after it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub id: u32,
+    pub name: Arc<str>,
+    pub kind: EventKind,
+    pub state: State,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub port: Option<u16>,
+    pub health: Health,
+    pub detail: String,
+}
+
+/// The publishing side, shared by the table and every instance task.
+pub struct EventBus {
+    tx: broadcast::Sender<Arc<Event>>,
+    seq: AtomicU64,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus {
+            tx: broadcast::channel(CAPACITY).0,
+            seq: AtomicU64::new(0),
+        }
+    }
+}
+
+impl EventBus {
+    /// Publishes an event about instance `id` in the state `shared` shows.
+    /// Costs nothing but the sequence number when nobody listens.
+    pub fn emit(
+        &self,
+        id: u32,
+        name: &Arc<str>,
+        kind: EventKind,
+        shared: &Shared,
+        detail: impl Into<String>,
+    ) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let exited = matches!(kind, EventKind::Exited);
+        let exit = shared.last_exit.as_ref().filter(|_| exited);
+        let _ = self.tx.send(Arc::new(Event {
+            seq,
+            at_ms: super::instance::now_ms(),
+            id,
+            name: name.clone(),
+            kind,
+            state: shared.state,
+            pid: shared.pid,
+            exit_code: exit.and_then(|e| e.code),
+            signal: exit.and_then(|e| e.signal.clone()),
+            port: shared.effective_port(),
+            health: shared.health,
+            detail: detail.into(),
+        }));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+}
