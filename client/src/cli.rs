@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pmdaemon_proto::Target;
-use pmdaemon_proto::v1::{ProcessState, RestartPolicy};
+use pmdaemon_proto::v1::health_check::Probe;
+use pmdaemon_proto::v1::{HealthCheck, ProcessState, RestartPolicy};
 
 /// pmd drives pmdaemond, a process manager for Linux with PM2's verbs.
 ///
@@ -41,7 +42,8 @@ pub enum Command {
     /// name, an id or `all`) with no spec flags starts stopped apps.
     /// `pmd start ecosystem.yaml [--env production] [--only api,web]`
     /// creates what is missing, applies what changed and leaves the rest
-    /// running.
+    /// running. With `--wait-ready` it returns once every instance is
+    /// ready (healthy, for an app with a health check).
     Start(Box<StartArgs>),
     /// Stop apps (stop signal, then SIGKILL after the kill timeout); they
     /// stay in the list.
@@ -67,6 +69,13 @@ pub enum Command {
     Logs(LogsArgs),
     /// Empty the log files of an app (of every app without TARGET).
     Flush(FlushArgs),
+    /// Live view of every instance: status, CPU, memory, restarts, uptime,
+    /// health, and the selected one's latest log lines (up/down or j/k to
+    /// select, q to quit). Not on a terminal: one snapshot table.
+    Monit(MonitArgs),
+    /// Print state changes as they happen (started, online, exited,
+    /// restarting, health changed...), until Ctrl-C.
+    Events(EventsArgs),
     /// Write the current app list to dump.json, for `pmd resurrect`.
     Save,
     /// Start the apps saved by `pmd save` that are not already known.
@@ -117,6 +126,9 @@ pub struct StartArgs {
     #[command(flatten)]
     pub only: OnlyArg,
 
+    #[command(flatten)]
+    pub wait: WaitArg,
+
     /// Output format. Long form only: on `start`, `-o` is PM2's
     /// `--out-file`.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
@@ -130,6 +142,27 @@ pub struct OnlyArg {
     /// repeated).
     #[arg(long, value_name = "NAMES", value_delimiter = ',', value_parser = parse_only)]
     pub only: Vec<String>,
+}
+
+/// `--wait-ready` for verbs that start processes.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct WaitArg {
+    /// Return only when every instance concerned is ready: healthy and
+    /// online with a health check, else online for min_uptime. Exits 1 if
+    /// one crashes or the wait times out, with the reason and its last log
+    /// lines.
+    #[arg(long)]
+    pub wait_ready: bool,
+
+    /// Longest --wait-ready waits.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "wait_ready",
+        default_value = "30s",
+        value_parser = positive_duration_parser("--wait-timeout")
+    )]
+    pub wait_timeout: Duration,
 }
 
 /// `--env NAME` for verbs other than `start` that take an ecosystem file.
@@ -268,6 +301,54 @@ pub struct SpecFlags {
     /// `-e` as in PM2.
     #[arg(short = 'e', long, value_name = "PATH", value_parser = parse_path_arg)]
     pub error_file: Option<String>,
+
+    /// Health check: the app is healthy while this URL answers 2xx (plain
+    /// http://; `{port}` is the instance's port).
+    #[arg(long, value_name = "URL", group = "health_probe", value_parser = parse_health_url)]
+    pub health_check_url: Option<String>,
+
+    /// Health check: the app is healthy while HOST:PORT accepts TCP
+    /// connections (`{port}` is the instance's port).
+    #[arg(long, value_name = "HOST:PORT", group = "health_probe", value_parser = parse_health_tcp)]
+    pub health_check_tcp: Option<String>,
+
+    /// Health check: the app is healthy while this shell command exits 0
+    /// (run with the app's env and cwd).
+    #[arg(long, value_name = "COMMAND", group = "health_probe", value_parser = parse_health_script)]
+    pub health_check_script: Option<String>,
+
+    /// Time between health checks (default 5s, at least 100ms).
+    #[arg(long, value_name = "DURATION", requires = "health_probe", value_parser = health_duration_parser("--health-interval"))]
+    pub health_interval: Option<Duration>,
+
+    /// Longest one health check may take (default 2s, at most the
+    /// interval).
+    #[arg(long, value_name = "DURATION", requires = "health_probe", value_parser = health_duration_parser("--health-timeout"))]
+    pub health_timeout: Option<Duration>,
+
+    /// Consecutive failed checks of an online instance that restart it
+    /// (default 3).
+    #[arg(long, value_name = "N", requires = "health_probe", value_parser = parse_health_retries)]
+    pub health_retries: Option<u32>,
+
+    /// Failed checks in this time after a start do not count (default 0).
+    #[arg(long, value_name = "DURATION", requires = "health_probe", value_parser = duration_parser("--health-start-period"))]
+    pub health_start_period: Option<Duration>,
+
+    /// HTTP status the URL check expects instead of any 2xx.
+    #[arg(
+        long,
+        value_name = "CODE",
+        requires = "health_probe",
+        conflicts_with_all = ["health_check_tcp", "health_check_script"],
+        value_parser = parse_expected_status
+    )]
+    pub health_expected_status: Option<u32>,
+
+    /// Restart an instance whose memory (RSS of its process group) exceeds
+    /// this, e.g. 200M (PM2's --max-memory-restart).
+    #[arg(long, visible_alias = "max-memory-restart", value_name = "SIZE", value_parser = parse_max_memory)]
+    pub max_memory: Option<u64>,
 }
 
 /// One `--env` value of `start`: a variable, or (with an ecosystem file) the
@@ -310,6 +391,15 @@ impl SpecFlags {
             watch_delay,
             out_file,
             error_file,
+            health_check_url,
+            health_check_tcp,
+            health_check_script,
+            health_interval,
+            health_timeout,
+            health_retries,
+            health_start_period,
+            health_expected_status,
+            max_memory,
         } = self;
         name.is_some()
             || cwd.is_some()
@@ -337,6 +427,15 @@ impl SpecFlags {
             || watch_delay.is_some()
             || out_file.is_some()
             || error_file.is_some()
+            || health_check_url.is_some()
+            || health_check_tcp.is_some()
+            || health_check_script.is_some()
+            || health_interval.is_some()
+            || health_timeout.is_some()
+            || health_retries.is_some()
+            || health_start_period.is_some()
+            || health_expected_status.is_some()
+            || max_memory.is_some()
     }
 
     /// The `--env K=V` variables.
@@ -368,6 +467,26 @@ impl SpecFlags {
             ..self.clone()
         };
         without_environments.any_given()
+    }
+
+    /// The health check the flags describe, if a probe was given (clap
+    /// makes the tuning flags require one).
+    pub fn health_check(&self) -> Option<HealthCheck> {
+        let probe = if let Some(url) = &self.health_check_url {
+            Probe::Http(url.clone())
+        } else if let Some(address) = &self.health_check_tcp {
+            Probe::Tcp(address.clone())
+        } else {
+            Probe::Script(self.health_check_script.clone()?)
+        };
+        Some(HealthCheck {
+            probe: Some(probe),
+            interval_ms: self.health_interval.map(millis),
+            timeout_ms: self.health_timeout.map(millis),
+            retries: self.health_retries,
+            start_period_ms: self.health_start_period.map(millis),
+            expected_status: self.health_expected_status,
+        })
     }
 
     /// The restart policy asked for, if any.
@@ -440,6 +559,9 @@ pub struct RestartArgs {
     pub port: Option<String>,
 
     #[command(flatten)]
+    pub wait: WaitArg,
+
+    #[command(flatten)]
     pub environment: EnvironmentArg,
 
     #[command(flatten)]
@@ -458,6 +580,9 @@ pub struct ReloadArgs {
     /// Longest one replacement may take to become ready (default 30s).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_parser("--ready-timeout"))]
     pub ready_timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pub wait: WaitArg,
 
     #[command(flatten)]
     pub environment: EnvironmentArg,
@@ -564,6 +689,43 @@ pub struct LogsArgs {
     /// Print the lines alone, without the `ID|NAME | ` tag.
     #[arg(long)]
     pub raw: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MonitArgs {
+    /// App name, process id or `all` (default: all).
+    #[arg(value_name = "TARGET", value_parser = parse_target)]
+    pub target: Option<Target>,
+
+    /// Time between samples (at least 200ms).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = parse_monit_interval
+    )]
+    pub interval: Duration,
+}
+
+/// How `pmd events` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum EventsFormat {
+    /// One line per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for scripts.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// App name, process id or `all` (default: all).
+    #[arg(value_name = "TARGET", value_parser = parse_target)]
+    pub target: Option<Target>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = EventsFormat::Text)]
+    pub output: EventsFormat,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -718,6 +880,88 @@ fn duration_parser(
     flag: &'static str,
 ) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
     move |value| pmdaemon_proto::parse_duration(flag, value).map_err(|e| e.0)
+}
+
+/// A duration that must be more than zero.
+fn positive_duration_parser(
+    flag: &'static str,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |value| match pmdaemon_proto::parse_duration(flag, value) {
+        Ok(d) if d.is_zero() => Err(format!("{flag}: must be more than 0")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.0),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn parse_health_url(value: &str) -> Result<String, String> {
+    crate::rules::check_http_probe("--health-check-url", value)?;
+    Ok(value.to_string())
+}
+
+fn parse_health_tcp(value: &str) -> Result<String, String> {
+    crate::rules::check_tcp_probe("--health-check-tcp", value)?;
+    Ok(value.to_string())
+}
+
+fn parse_health_script(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("--health-check-script: empty; give a command such as \"./check.sh\"".into());
+    }
+    if value.contains('\0') {
+        return Err("--health-check-script: contains a NUL byte".into());
+    }
+    Ok(value.to_string())
+}
+
+/// A health-check interval or timeout: at least 100ms.
+fn health_duration_parser(
+    flag: &'static str,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |value| {
+        let d = pmdaemon_proto::parse_duration(flag, value).map_err(|e| e.0)?;
+        crate::rules::check_health_duration(flag, millis(d))?;
+        Ok(d)
+    }
+}
+
+fn parse_health_retries(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u64>() {
+        Ok(n) => crate::rules::check_health_retries("--health-retries", n),
+        Err(_) => Err(format!(
+            "--health-retries: {value:?} is not a count of failed checks (1 to 100)"
+        )),
+    }
+}
+
+fn parse_expected_status(value: &str) -> Result<u32, String> {
+    let code = value.trim().parse::<u64>().map_err(|_| {
+        format!("--health-expected-status: {value:?} is not an HTTP status code (100-599)")
+    })?;
+    crate::rules::check_status_code("--health-expected-status", code)
+}
+
+fn parse_max_memory(value: &str) -> Result<u64, String> {
+    match pmdaemon_proto::parse_size("--max-memory", value) {
+        Ok(0) => Err("--max-memory: must be more than 0 bytes (leave it out for no limit)".into()),
+        Ok(size) => Ok(size),
+        Err(e) => Err(e.0),
+    }
+}
+
+/// The daemon samples at most every 200 ms.
+fn parse_monit_interval(value: &str) -> Result<Duration, String> {
+    let interval = pmdaemon_proto::parse_duration("--interval", value).map_err(|e| e.0)?;
+    if interval < Duration::from_millis(200) {
+        return Err(format!(
+            "--interval: {} is too short; the daemon samples at most every 200ms",
+            humantime::format_duration(interval)
+        ));
+    }
+    Ok(interval)
 }
 
 #[cfg(test)]
@@ -1067,5 +1311,237 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(&["logs", "--out", "--err"]).is_err());
+    }
+    /// Issue #4: probes (one of three), their tuning, the memory limit.
+    #[test]
+    fn health_check_and_memory_flags() {
+        let s = start(&[
+            "start",
+            "app.js",
+            "--port",
+            "3000",
+            "--health-check-url",
+            "http://127.0.0.1:{port}/health",
+            "--health-interval",
+            "5s",
+            "--health-timeout",
+            "500ms",
+            "--health-retries",
+            "3",
+            "--health-start-period",
+            "10s",
+            "--health-expected-status",
+            "204",
+            "--max-memory",
+            "200M",
+        ]);
+        assert_eq!(
+            s.spec.health_check(),
+            Some(HealthCheck {
+                probe: Some(Probe::Http("http://127.0.0.1:{port}/health".into())),
+                interval_ms: Some(5000),
+                timeout_ms: Some(500),
+                retries: Some(3),
+                start_period_ms: Some(10_000),
+                expected_status: Some(204),
+            })
+        );
+        assert_eq!(s.spec.max_memory, Some(200 << 20));
+        assert!(s.spec.any_app_flag());
+        let tcp = start(&["start", "db.sh", "--health-check-tcp", "localhost:5432"]);
+        assert_eq!(
+            tcp.spec.health_check().unwrap().probe,
+            Some(Probe::Tcp("localhost:5432".into()))
+        );
+        let script = start(&[
+            "start",
+            "x.sh",
+            "--health-check-script",
+            "./check.sh --quick",
+        ]);
+        assert_eq!(
+            script.spec.health_check().unwrap().probe,
+            Some(Probe::Script("./check.sh --quick".into()))
+        );
+        assert_eq!(start(&["start", "x.sh"]).spec.health_check(), None);
+        let pm2 = start(&["start", "x.sh", "--max-memory-restart", "1G"]);
+        assert_eq!(pm2.spec.max_memory, Some(1 << 30));
+        assert!(pm2.spec.any_given());
+    }
+
+    /// Two probes conflict; tuning needs a probe; bad values name the flag.
+    #[test]
+    fn health_check_flag_errors() {
+        let err = parse(&[
+            "start",
+            "x",
+            "--health-check-url",
+            "http://x/",
+            "--health-check-tcp",
+            "x:1",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        for args in [
+            &["start", "x", "--health-interval", "5s"][..],
+            &["start", "x", "--health-retries", "2"][..],
+            &["start", "x", "--health-expected-status", "200"][..],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{args:?}");
+        }
+        let err = parse(&[
+            "start",
+            "x",
+            "--health-check-tcp",
+            "x:1",
+            "--health-expected-status",
+            "200",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        for (args, flag, why) in [
+            (
+                &["start", "x", "--health-check-url", "https://x/"][..],
+                "--health-check-url",
+                "does not speak TLS",
+            ),
+            (
+                &["start", "x", "--health-check-url", "x:3000/health"][..],
+                "--health-check-url",
+                "is not a URL",
+            ),
+            (
+                &["start", "x", "--health-check-tcp", "localhost"][..],
+                "--health-check-tcp",
+                "has no port",
+            ),
+            (
+                &["start", "x", "--health-check-script", " "][..],
+                "--health-check-script",
+                "empty",
+            ),
+            (
+                &[
+                    "start",
+                    "x",
+                    "--health-check-tcp",
+                    "x:1",
+                    "--health-retries",
+                    "0",
+                ][..],
+                "--health-retries",
+                "at least 1",
+            ),
+            (
+                &[
+                    "start",
+                    "x",
+                    "--health-check-tcp",
+                    "x:1",
+                    "--health-interval",
+                    "50ms",
+                ][..],
+                "--health-interval",
+                "below the 100ms minimum",
+            ),
+            (
+                &[
+                    "start",
+                    "x",
+                    "--health-check-url",
+                    "http://x/",
+                    "--health-expected-status",
+                    "42",
+                ][..],
+                "--health-expected-status",
+                "100-599",
+            ),
+            (
+                &["start", "x", "--max-memory", "0"][..],
+                "--max-memory",
+                "more than 0",
+            ),
+            (
+                &["start", "x", "--max-memory", "big"][..],
+                "--max-memory",
+                "not a size",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains(flag) && text.contains(why),
+                "{args:?}: {text}"
+            );
+        }
+    }
+
+    /// --wait-ready on start, restart and reload; --wait-timeout needs it.
+    #[test]
+    fn wait_ready_flags() {
+        let s = start(&["start", "app.js", "--wait-ready"]);
+        assert!(s.wait.wait_ready);
+        assert_eq!(s.wait.wait_timeout, Duration::from_secs(30));
+        assert!(!s.spec.any_given(), "waiting is not part of the spec");
+        let s = start(&["start", "e.yaml", "--wait-ready", "--wait-timeout", "2m"]);
+        assert_eq!(s.wait.wait_timeout, Duration::from_secs(120));
+        match parse(&["restart", "api", "--wait-ready"]).unwrap().command {
+            Command::Restart(r) => assert!(r.wait.wait_ready),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["reload", "api", "--wait-ready", "--wait-timeout", "10s"])
+            .unwrap()
+            .command
+        {
+            Command::Reload(r) => {
+                assert!(r.wait.wait_ready);
+                assert_eq!(r.wait.wait_timeout, Duration::from_secs(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse(&["start", "x", "--wait-timeout", "5s"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let err = parse(&["start", "x", "--wait-ready", "--wait-timeout", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--wait-timeout"), "{err}");
+    }
+
+    #[test]
+    fn monit_and_events_flags() {
+        match parse(&["monit"]).unwrap().command {
+            Command::Monit(m) => {
+                assert_eq!(m.interval, Duration::from_secs(1));
+                assert!(m.target.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["monit", "api", "--interval", "500ms"])
+            .unwrap()
+            .command
+        {
+            Command::Monit(m) => {
+                assert_eq!(m.interval, Duration::from_millis(500));
+                assert_eq!(m.target, Some(Target::Name("api".into())));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse(&["monit", "--interval", "100ms"]).unwrap_err();
+        assert!(err.to_string().contains("at most every 200ms"), "{err}");
+        match parse(&["events"]).unwrap().command {
+            Command::Events(e) => {
+                assert_eq!(e.output, EventsFormat::Text);
+                assert!(e.target.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["events", "3", "-o", "json"]).unwrap().command {
+            Command::Events(e) => {
+                assert_eq!(e.output, EventsFormat::Json);
+                assert_eq!(e.target, Some(Target::Id(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["events", "-o", "yaml"]).is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! - [`commands`]: one function per verb, one dispatch;
 //! - [`ecosystem`]: ecosystem files (YAML, JSON, PM2's JS) into checked specs;
 //! - [`rules`]: value rules shared by flags and ecosystem files;
+//! - [`monit`]: the `pmd monit` screen (state, drawing, terminal guard);
 //! - [`render`]: the `ProcessView` keys (JSON/YAML), table, describe block;
 //! - [`term`]: colour, the broken-pipe-aware stdout, spinners.
 //!
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod commands;
 pub mod connect;
 pub mod ecosystem;
+pub mod monit;
 pub mod render;
 pub mod rules;
 pub mod term;

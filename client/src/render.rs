@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pmdaemon_proto::v1::health_check::Probe;
 use pmdaemon_proto::v1::{
-    AppliedApp, ApplyMode, ApplyOutcome, ProcessInfo, ProcessState, RestartPolicy,
+    AppliedApp, ApplyMode, ApplyOutcome, Dependency, DependencyCondition, HealthCheck, HealthState,
+    ProcessInfo, ProcessState, RestartPolicy,
 };
 use serde::Serialize;
 
@@ -38,6 +40,14 @@ pub struct ProcessView {
     pub pid: Option<u32>,
     /// State word: starting, online, stopping, stopped, errored, waiting-restart.
     pub status: &'static str,
+    /// unknown (not passed yet), healthy or unhealthy; null when the app
+    /// has no health check.
+    pub health: Option<&'static str>,
+    /// Why the last failed check failed (kept after recovery; its time is
+    /// `last_health_check_at_ms` only while it is the latest result).
+    pub last_health_error: Option<String>,
+    /// When the instance was last checked.
+    pub last_health_check_at_ms: Option<i64>,
     /// The port assigned to this instance; null when its app has none.
     pub port: Option<u32>,
     /// True when `port` comes from `restart --port` and holds for this run
@@ -48,6 +58,12 @@ pub struct ProcessView {
     /// Null when not running.
     pub uptime_ms: Option<u64>,
     pub started_at_ms: Option<i64>,
+    /// CPU use of the instance's process group in percent of one core, at
+    /// the latest sample; null when not running or not sampled yet.
+    pub cpu_percent: Option<f64>,
+    /// Resident memory of the instance's process group; null when not
+    /// running or not sampled yet.
+    pub memory_bytes: Option<u64>,
     pub exit_code: Option<i32>,
     /// Signal name that ended the last run, e.g. SIGKILL.
     pub exit_signal: Option<String>,
@@ -94,8 +110,129 @@ pub struct ProcessView {
     /// The app's own stdout / stderr file, if set (null: logs/NAME-ID-*.log).
     pub out_file: Option<String>,
     pub error_file: Option<String>,
+    /// The app's probe; null when it has none.
+    pub health_check: Option<HealthCheckView>,
+    /// Memory above which an instance is restarted; null: no limit.
+    pub max_memory_bytes: Option<u64>,
+    /// Apps that must meet a condition before this one starts.
+    pub depends_on: Vec<DependencyView>,
     pub out_log_path: String,
     pub err_log_path: String,
+}
+
+/// An app's health check: exactly one of `http`, `tcp`, `script` is set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthCheckView {
+    pub http: Option<String>,
+    pub tcp: Option<String>,
+    pub script: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub start_period_ms: Option<u64>,
+    pub expected_status: Option<u32>,
+}
+
+impl HealthCheckView {
+    pub fn new(check: &HealthCheck) -> HealthCheckView {
+        let (mut http, mut tcp, mut script) = (None, None, None);
+        match &check.probe {
+            Some(Probe::Http(url)) => http = Some(url.clone()),
+            Some(Probe::Tcp(address)) => tcp = Some(address.clone()),
+            Some(Probe::Script(command)) => script = Some(command.clone()),
+            None => {}
+        }
+        HealthCheckView {
+            http,
+            tcp,
+            script,
+            interval_ms: check.interval_ms,
+            timeout_ms: check.timeout_ms,
+            retries: check.retries,
+            start_period_ms: check.start_period_ms,
+            expected_status: check.expected_status,
+        }
+    }
+
+    /// One line for `describe`: `http http://x/health, every 5s, timeout
+    /// 2s, 3 retries, start period 10s, expects 204`.
+    pub fn summary(&self) -> String {
+        let probe = match (&self.http, &self.tcp, &self.script) {
+            (Some(url), _, _) => format!("http {url}"),
+            (_, Some(address), _) => format!("tcp {address}"),
+            (_, _, Some(command)) => format!("script {}", shell_quote(command)),
+            _ => "no probe".into(),
+        };
+        let ms = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+        let mut parts = vec![probe];
+        parts.extend(self.interval_ms.map(|v| format!("every {}", ms(v))));
+        parts.extend(self.timeout_ms.map(|v| format!("timeout {}", ms(v))));
+        parts.extend(self.retries.map(|n| match n {
+            1 => "1 retry".to_string(),
+            n => format!("{n} retries"),
+        }));
+        parts.extend(
+            self.start_period_ms
+                .map(|v| format!("start period {}", ms(v))),
+        );
+        parts.extend(self.expected_status.map(|code| format!("expects {code}")));
+        parts.join(", ")
+    }
+}
+
+/// One entry of an app's `depends_on`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DependencyView {
+    pub app: String,
+    /// started, healthy or completed.
+    pub condition: &'static str,
+}
+
+/// The word for a dependency condition, as ecosystem files write it.
+pub fn condition_word(condition: DependencyCondition) -> &'static str {
+    match condition {
+        DependencyCondition::Unspecified | DependencyCondition::Started => "started",
+        DependencyCondition::Healthy => "healthy",
+        DependencyCondition::Completed => "completed",
+    }
+}
+
+/// The word for a health state; `None` when there is no check.
+pub fn health_word(health: HealthState) -> Option<&'static str> {
+    match health {
+        HealthState::Unspecified => None,
+        HealthState::Unknown => Some("unknown"),
+        HealthState::Healthy => Some("healthy"),
+        HealthState::Unhealthy => Some("unhealthy"),
+    }
+}
+
+/// CPU as `list` shows it: `12.5%`; `-` when unknown.
+pub fn format_cpu(cpu_percent: Option<f64>) -> String {
+    match cpu_percent {
+        Some(cpu) if cpu.is_finite() && cpu >= 0.0 => format!("{cpu:.1}%"),
+        _ => "-".into(),
+    }
+}
+
+/// Memory as `list` shows it: `512B`, `12.0K`, `34.2M`, `1.5G` (binary
+/// units, as sizes are written in flags and files); `-` when unknown.
+pub fn format_memory(bytes: Option<u64>) -> String {
+    let Some(bytes) = bytes else {
+        return "-".into();
+    };
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    for unit in ["K", "M", "G"] {
+        // 1023.96 would print as 1024.0: that is the next unit.
+        if value < 1023.95 {
+            return format!("{value:.1}{unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1}T")
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -123,18 +260,25 @@ impl ProcessView {
         } else {
             info.cwd.clone()
         };
+        // Samples describe a running process only.
+        let running = info.pid.is_some();
         ProcessView {
             id: info.id,
             name: info.name.clone(),
             instance: info.instance,
             pid: info.pid,
             status: info.state().word(),
+            health: health_word(info.health()),
+            last_health_error: non_empty(&info.last_health_error),
+            last_health_check_at_ms: info.last_health_check_at_ms,
             port: info.port,
             port_override: info.port_override,
             restarts: info.restarts,
             unstable_restarts: info.unstable_restarts,
             uptime_ms,
             started_at_ms: info.started_at_ms,
+            cpu_percent: info.cpu_percent.filter(|_| running),
+            memory_bytes: info.memory_bytes.filter(|_| running),
             exit_code: info.last_exit_code,
             exit_signal: info.last_exit_signal.clone(),
             last_exit_at_ms: info.last_exit_at_ms,
@@ -168,6 +312,16 @@ impl ProcessView {
             watch_delay_ms: spec.watch_delay_ms,
             out_file: non_empty(&spec.out_file),
             error_file: non_empty(&spec.error_file),
+            health_check: spec.health_check.as_ref().map(HealthCheckView::new),
+            max_memory_bytes: spec.max_memory_bytes.filter(|&n| n > 0),
+            depends_on: spec
+                .depends_on
+                .iter()
+                .map(|d: &Dependency| DependencyView {
+                    app: d.app.clone(),
+                    condition: condition_word(d.condition()),
+                })
+                .collect(),
             out_log_path: info.out_log_path.clone(),
             err_log_path: info.err_log_path.clone(),
         }
@@ -217,31 +371,31 @@ pub fn state_style(status: &str) -> Style {
     }
 }
 
-/// The `pmd list` table: id, name, pid, status, port, restarts, uptime.
-pub fn table(views: &[ProcessView], colours: Colours) -> String {
-    const HEADERS: [&str; 7] = ["ID", "NAME", "PID", "STATUS", "PORT", "RESTARTS", "UPTIME"];
-    let rows: Vec<[String; 7]> = views
-        .iter()
-        .map(|v| {
-            [
-                v.id.to_string(),
-                v.name.clone(),
-                v.pid.map_or_else(|| "-".into(), |p| p.to_string()),
-                v.status.to_string(),
-                v.port.map_or_else(|| "-".into(), |p| p.to_string()),
-                v.restarts.to_string(),
-                v.uptime_ms.map_or_else(|| "-".into(), short_duration),
-            ]
-        })
-        .collect();
-    let mut widths = HEADERS.map(str::len);
-    for row in &rows {
+/// The colour of a health word.
+pub fn health_style(health: &str) -> Style {
+    match health {
+        "healthy" => Style::Green,
+        "unhealthy" => Style::Red,
+        _ => Style::Yellow,
+    }
+}
+
+/// Lays out rows under headers, two spaces between columns, the last
+/// column unpadded; `style_of(column, cell)` colours a body cell.
+pub fn columns(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    colours: Colours,
+    style_of: &dyn Fn(usize, &str) -> Option<Style>,
+) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 7], style_of: &dyn Fn(usize, &str) -> Option<Style>| {
+    let mut line = |cells: &[&str], style_of: &dyn Fn(usize, &str) -> Option<Style>| {
         for (i, cell) in cells.iter().enumerate() {
             let painted = match style_of(i, cell) {
                 Some(style) => colours.paint(cell, style),
@@ -255,16 +409,53 @@ pub fn table(views: &[ProcessView], colours: Colours) -> String {
         }
         out.push('\n');
     };
-    line(HEADERS, &|_, _| Some(Style::Bold));
-    for row in &rows {
-        let cells = row.each_ref().map(String::as_str);
-        line(cells, &|i, cell| match i {
-            1 => Some(Style::Cyan),
-            3 => Some(state_style(cell)),
-            _ => None,
-        });
+    line(headers, &|_, _| Some(Style::Bold));
+    for row in rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells, style_of);
     }
     out
+}
+
+/// The `pmd list` table: id, name, pid, status, (health, when an app has
+/// a check), port, restarts, uptime, CPU, memory.
+pub fn table(views: &[ProcessView], colours: Colours) -> String {
+    let with_health = views.iter().any(|v| v.health.is_some());
+    let dash = || "-".to_string();
+    let mut headers = vec!["ID", "NAME", "PID", "STATUS"];
+    if with_health {
+        headers.push("HEALTH");
+    }
+    headers.extend(["PORT", "RESTARTS", "UPTIME", "CPU", "MEM"]);
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let mut row = vec![
+                v.id.to_string(),
+                v.name.clone(),
+                v.pid.map_or_else(dash, |p| p.to_string()),
+                v.status.to_string(),
+            ];
+            if with_health {
+                row.push(v.health.map_or_else(dash, str::to_string));
+            }
+            row.extend([
+                v.port.map_or_else(dash, |p| p.to_string()),
+                v.restarts.to_string(),
+                v.uptime_ms.map_or_else(dash, short_duration),
+                format_cpu(v.cpu_percent),
+                format_memory(v.memory_bytes),
+            ]);
+            row
+        })
+        .collect();
+    columns(&headers, &rows, colours, &|i, cell| match (i, cell) {
+        (1, _) => Some(Style::Cyan),
+        (3, _) => Some(state_style(cell)),
+        (4, "-") if with_health => None,
+        (4, _) if with_health => Some(health_style(cell)),
+        _ => None,
+    })
 }
 
 /// Quotes a word for display the way a shell would need it.
@@ -308,6 +499,8 @@ fn plain_value(key: &str, value: &serde_yaml::Value, now_ms: i64) -> String {
         Value::Null => "-".into(),
         Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
         Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            _ if key == "cpu_percent" => format_cpu(n.as_f64()),
+            (_, Some(bytes)) if key == "memory_bytes" => format_memory(Some(bytes)),
             (Some(at), _) if key.ends_with("_at_ms") => human_time(at, now_ms),
             (_, Some(ms)) if key == "uptime_ms" => {
                 humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
@@ -346,7 +539,11 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
     let Ok(serde_yaml::Value::Mapping(map)) = serde_yaml::to_value(view) else {
         return out;
     };
-    let label = |key: &str| key.strip_suffix("_ms").unwrap_or(key).replace('_', " ");
+    let label = |key: &str| match key {
+        "cpu_percent" => "cpu".to_string(),
+        "memory_bytes" => "memory".to_string(),
+        _ => key.strip_suffix("_ms").unwrap_or(key).replace('_', " "),
+    };
     let width = map
         .keys()
         .filter_map(|k| k.as_str())
@@ -360,6 +557,22 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
             continue;
         }
         let name = label(key);
+        // Structured spec fields read better as one line.
+        let line = match key {
+            "health_check" => view.health_check.as_ref().map(HealthCheckView::summary),
+            "depends_on" if !view.depends_on.is_empty() => Some(
+                view.depends_on
+                    .iter()
+                    .map(|d| format!("{} ({})", d.app, d.condition))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            _ => None,
+        };
+        if let Some(line) = line {
+            let _ = writeln!(out, "  {name:<width$}  {line}");
+            continue;
+        }
         match value {
             serde_yaml::Value::Mapping(entries) if !entries.is_empty() => {
                 let _ = writeln!(out, "  {name}");
@@ -375,6 +588,7 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
                 let text = plain_value(key, value, now_ms);
                 let text = match key {
                     "status" => colours.paint(&text, state_style(&text)),
+                    "health" if value.is_string() => colours.paint(&text, health_style(&text)),
                     "port" if view.port_override => {
                         format!("{text} (override, this run only)").into()
                     }
@@ -603,15 +817,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "ID  NAME         PID   STATUS   PORT  RESTARTS  UPTIME"
+            "ID  NAME         PID   STATUS   PORT  RESTARTS  UPTIME  CPU  MEM"
         );
         assert_eq!(
             lines[1],
-            "0   api          4242  online   3000  2         12s"
+            "0   api          4242  online   3000  2         12s     -    -"
         );
         assert_eq!(
             lines[2],
-            "13  long-worker  -     stopped  -     0         -"
+            "13  long-worker  -     stopped  -     0         -       -    -"
         );
         assert!(!text.contains('\x1b'));
     }
@@ -770,5 +984,146 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+    #[test]
+    fn cpu_and_memory_are_compact() {
+        assert_eq!(format_cpu(Some(12.46)), "12.5%");
+        assert_eq!(format_cpu(Some(0.0)), "0.0%");
+        assert_eq!(format_cpu(Some(250.0)), "250.0%");
+        assert_eq!(format_cpu(None), "-");
+        assert_eq!(format_cpu(Some(f64::NAN)), "-");
+        assert_eq!(format_memory(Some(512)), "512B");
+        assert_eq!(format_memory(Some(1024)), "1.0K");
+        assert_eq!(format_memory(Some(35_861_709)), "34.2M");
+        assert_eq!(format_memory(Some((1 << 20) - 1)), "1.0M");
+        assert_eq!(format_memory(Some(3 << 29)), "1.5G");
+        assert_eq!(format_memory(Some(5 << 40)), "5.0T");
+        assert_eq!(format_memory(None), "-");
+    }
+
+    fn checked(mut info: ProcessInfo) -> ProcessInfo {
+        info.cpu_percent = Some(12.5);
+        info.memory_bytes = Some(35_861_709);
+        info.set_health(HealthState::Unhealthy);
+        info.last_health_error = "GET /health: 503".into();
+        info.last_health_check_at_ms = Some(NOW - 2000);
+        let spec = info.spec.as_mut().unwrap();
+        spec.health_check = Some(HealthCheck {
+            probe: Some(Probe::Http("http://127.0.0.1:{port}/health".into())),
+            interval_ms: Some(5000),
+            retries: Some(3),
+            ..Default::default()
+        });
+        spec.max_memory_bytes = Some(200 << 20);
+        let mut db = Dependency {
+            app: "db".into(),
+            ..Default::default()
+        };
+        db.set_condition(DependencyCondition::Healthy);
+        spec.depends_on = vec![db];
+        info
+    }
+
+    /// `list -o json` has cpu_percent and memory_bytes (null unless
+    /// running and sampled), health keys and the new spec fields.
+    #[test]
+    fn json_has_metrics_health_and_spec_keys() {
+        let json_of = |info: &ProcessInfo| -> serde_json::Value {
+            let views = [ProcessView::new(info, NOW)];
+            serde_json::from_str(&json(&views, true).unwrap()).unwrap()
+        };
+        let plain = json_of(&online(0, "api"));
+        for key in [
+            "cpu_percent",
+            "memory_bytes",
+            "health",
+            "last_health_error",
+            "last_health_check_at_ms",
+            "health_check",
+            "max_memory_bytes",
+        ] {
+            assert!(plain[key].is_null(), "{key} should be null: {plain}");
+        }
+        assert_eq!(plain["depends_on"], serde_json::json!([]));
+        let full = json_of(&checked(online(0, "api")));
+        assert_eq!(full["cpu_percent"], 12.5);
+        assert_eq!(full["memory_bytes"], 35_861_709);
+        assert_eq!(full["health"], "unhealthy");
+        assert_eq!(full["last_health_error"], "GET /health: 503");
+        assert_eq!(full["last_health_check_at_ms"], NOW - 2000);
+        assert_eq!(
+            full["health_check"],
+            serde_json::json!({
+                "http": "http://127.0.0.1:{port}/health",
+                "tcp": null,
+                "script": null,
+                "interval_ms": 5000,
+                "timeout_ms": null,
+                "retries": 3,
+                "start_period_ms": null,
+                "expected_status": null,
+            })
+        );
+        assert_eq!(full["max_memory_bytes"], 200 << 20);
+        assert_eq!(
+            full["depends_on"],
+            serde_json::json!([{"app": "db", "condition": "healthy"}])
+        );
+        // A stale sample of a process that is not running is not shown.
+        let mut stopped = stopped(1, "w");
+        stopped.cpu_percent = Some(1.0);
+        stopped.memory_bytes = Some(4096);
+        let gone = json_of(&stopped);
+        assert!(gone["cpu_percent"].is_null() && gone["memory_bytes"].is_null());
+    }
+
+    /// The table gains CPU and MEM, and HEALTH when an app has a check.
+    #[test]
+    fn table_has_cpu_mem_and_health_when_checked() {
+        let mut api = checked(online(0, "api"));
+        api.port = Some(3000);
+        let views = ProcessView::all(&[api, stopped(13, "long-worker")], NOW);
+        let text = table(&views, Colours::OFF);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "ID  NAME         PID   STATUS   HEALTH     PORT  RESTARTS  UPTIME  CPU    MEM",
+                "0   api          4242  online   unhealthy  3000  2         12s     12.5%  34.2M",
+                "13  long-worker  -     stopped  -          -     0         -       -      -",
+            ]
+        );
+        let coloured = table(&views, Colours { enabled: true });
+        assert!(
+            coloured.contains("\x1b[31munhealthy\x1b[0m  3000"),
+            "{coloured:?}"
+        );
+    }
+
+    /// `describe` shows the sample, the health state and the last check,
+    /// and the check and dependencies on one line each.
+    #[test]
+    fn describe_shows_metrics_and_health() {
+        let view = ProcessView::new(&checked(online(0, "api")), NOW);
+        let text = describe(&view, Colours::OFF, NOW);
+        let has = |needle: &str| assert!(text.contains(needle), "{needle:?} in\n{text}");
+        has("  cpu ");
+        has(" 12.5%\n");
+        has("  memory ");
+        has(" 34.2M\n");
+        has("  health ");
+        has(" unhealthy\n");
+        has("  last health error ");
+        has(" GET /health: 503\n");
+        has("  last health check at ");
+        has("(2s ago)\n");
+        has("  health check ");
+        has(" http http://127.0.0.1:{port}/health, every 5s, 3 retries\n");
+        has("  max memory bytes ");
+        has(" 200 MiB\n");
+        has("  depends on ");
+        has(" db (healthy)\n");
+        let plain = describe(&ProcessView::new(&online(0, "api"), NOW), Colours::OFF, NOW);
+        assert!(plain.contains("  health check "), "{plain}");
     }
 }

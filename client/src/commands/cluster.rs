@@ -12,7 +12,7 @@ use pmdaemon_proto::v1::{
 };
 
 use super::lifecycle::plain;
-use super::{Ctx, DaemonError, RpcResultExt, files, print_processes};
+use super::{Ctx, DaemonError, RpcResultExt, files, print_processes, wait};
 use crate::cli::{OutputFormat, ReloadArgs, ScaleArgs, ScaleCount};
 use crate::connect::Client;
 use crate::render;
@@ -24,7 +24,7 @@ pub async fn reload(ctx: &Ctx, args: ReloadArgs) -> anyhow::Result<()> {
     let output = args.output.output;
     if let Some(path) = files::file_target(&args.targets, &args.only.only, environment)? {
         let loaded = files::load(path, environment, &args.only.only)?;
-        return files::apply(ctx, &loaded, ApplyMode::Reload, output).await;
+        return files::apply(ctx, &loaded, ApplyMode::Reload, output, args.wait).await;
     }
     let ready_timeout_ms = args
         .ready_timeout
@@ -34,13 +34,11 @@ pub async fn reload(ctx: &Ctx, args: ReloadArgs) -> anyhow::Result<()> {
     for target in plain(&args.targets) {
         replaced.extend(reload_one(&mut client, &target, ready_timeout_ms, output).await?);
     }
-    match output {
-        // The lines were printed as the instances were replaced.
-        OutputFormat::Table if replaced.is_empty() => term::print("no process to reload\n")?,
-        OutputFormat::Table => {}
-        _ => print_processes("reloaded", &replaced, output, "")?,
+    if output == OutputFormat::Table && replaced.is_empty() {
+        // Otherwise the lines were printed as the instances were replaced.
+        term::print("no process to reload\n")?;
     }
-    Ok(())
+    wait::finish(&mut client, &replaced, output, args.wait).await
 }
 
 /// How reload progress is shown: a bar on stderr when it is a terminal,

@@ -11,18 +11,21 @@
 use pmdaemon_proto::Target;
 use pmdaemon_proto::v1::{AppSpec, ApplyAppsRequest, ApplyMode, ListProcessesRequest};
 
-use super::{Ctx, RpcResultExt};
+use super::{Ctx, RpcResultExt, wait};
 use crate::UsageError;
-use crate::cli::{OutputFormat, StartArgs, TargetArg};
+use crate::cli::{OutputFormat, StartArgs, TargetArg, WaitArg};
 use crate::connect::Client;
 use crate::ecosystem::{self, Ecosystem};
-use crate::render::{self, ProcessView};
+use crate::render;
 use crate::term::{self, with_spinner};
 
 /// A file's apps as the command line selected them.
 pub(super) struct Loaded {
     pub file: Ecosystem,
     pub specs: Vec<AppSpec>,
+    /// `(app, dependency)`: dependencies of selected apps that `--only`
+    /// leaves out.
+    pub left_out: Vec<(String, String)>,
 }
 
 /// The FILE among `targets`, if there is one; checks that it is the only
@@ -79,14 +82,23 @@ pub(super) fn load(
         ));
     }
     let specs = file.specs(environment, only)?;
-    Ok(Loaded { file, specs })
+    let left_out = file
+        .dependencies_left_out(only)
+        .into_iter()
+        .map(|(app, dependency)| (app.to_string(), dependency.to_string()))
+        .collect();
+    Ok(Loaded {
+        file,
+        specs,
+        left_out,
+    })
 }
 
 /// `pmd start FILE [--env NAME] [--only A,B]`.
 pub(super) async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     let environment = start_environment(args)?;
     let loaded = load(&args.script, environment, &args.only.only)?;
-    apply(ctx, &loaded, ApplyMode::Unspecified, args.output).await
+    apply(ctx, &loaded, ApplyMode::Unspecified, args.output, args.wait).await
 }
 
 /// The `--env NAME` of `start FILE`, after refusing what does not go with
@@ -130,7 +142,15 @@ pub(super) async fn apply(
     loaded: &Loaded,
     mode: ApplyMode,
     output: OutputFormat,
+    wait: WaitArg,
 ) -> anyhow::Result<()> {
+    for (app, dependency) in &loaded.left_out {
+        note(&format!(
+            "{}: {app} depends on {dependency}, which --only leaves out: the daemon waits for \
+             the {dependency} it already runs",
+            loaded.file.display
+        ));
+    }
     let mut client = ctx.client().await?;
     let request = ApplyAppsRequest {
         apps: loaded.specs.clone(),
@@ -146,28 +166,20 @@ pub(super) async fn apply(
     let response = with_spinner(label, client.apply_apps(request))
         .await
         .rpc()?;
-    let text = match output {
-        OutputFormat::Table => response
+    if output == OutputFormat::Table {
+        let text: String = response
             .apps
             .iter()
             .map(|app| render::applied(app, mode) + "\n")
-            .collect(),
-        OutputFormat::Json | OutputFormat::Yaml => {
-            let processes: Vec<_> = response
-                .apps
-                .iter()
-                .flat_map(|app| app.processes.iter().cloned())
-                .collect();
-            let views = ProcessView::all(&processes, render::now_ms());
-            if output == OutputFormat::Json {
-                render::json(&views, false)?
-            } else {
-                render::yaml(&views, false)?
-            }
-        }
-    };
-    term::print(&text)?;
-    Ok(())
+            .collect();
+        term::print(&text)?;
+    }
+    let processes: Vec<_> = response
+        .apps
+        .iter()
+        .flat_map(|app| app.processes.iter().cloned())
+        .collect();
+    wait::finish(&mut client, &processes, output, wait).await
 }
 
 /// The apps of `path` (as `--only` narrows them) that the daemon knows, as

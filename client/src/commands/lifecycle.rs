@@ -1,20 +1,21 @@
 //! `start`, `stop`, `restart`, `delete`: build the request, wait for the
 //! daemon (with a spinner on a terminal), print what changed. Ecosystem
-//! FILE targets go through [`super::files`].
+//! FILE targets go through [`super::files`], `--wait-ready` through
+//! [`super::wait`].
 
 use anyhow::{Context, bail};
 use pmdaemon_proto::Target;
+use pmdaemon_proto::v1::health_check::Probe;
 use pmdaemon_proto::v1::{
     AppSpec, ApplyMode, DeleteProcessRequest, ListProcessesRequest, ProcessInfo, RestartPolicy,
     RestartProcessRequest, StartProcessRequest, StopProcessRequest,
 };
 
-use super::{Ctx, RpcResultExt, files, print_processes};
-use crate::UsageError;
-use crate::cli::{DeleteArgs, OutputFormat, RestartArgs, StartArgs, StopArgs, TargetArg};
+use super::{Ctx, RpcResultExt, files, print_processes, wait};
+use crate::cli::{DeleteArgs, OutputFormat, RestartArgs, StartArgs, StopArgs, TargetArg, WaitArg};
 use crate::connect::Client;
-use crate::ecosystem;
 use crate::term::with_spinner;
+use crate::{UsageError, ecosystem, rules};
 
 pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     if ecosystem::is_file_target(&args.script) {
@@ -61,8 +62,10 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
             {
                 bail!("{}: no such ecosystem file", args.script);
             }
+            let spec = app_spec(args);
+            check_spec(&spec)?;
             StartProcessRequest {
-                spec: Some(app_spec(args)),
+                spec: Some(spec),
                 caller_cwd,
                 ..Default::default()
             }
@@ -72,12 +75,36 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     let response = with_spinner(label, client.start_process(request))
         .await
         .rpc()?;
+    if args.wait.wait_ready {
+        return wait::print_and_wait(
+            &mut client,
+            "started",
+            &response.processes,
+            args.output,
+            args.wait,
+        )
+        .await;
+    }
     print_processes(
         "started",
         &response.processes,
         args.output,
         "no process to start",
     )
+}
+
+/// What only the whole spec can tell: a `{port}` probe needs a port.
+fn check_spec(spec: &AppSpec) -> Result<(), UsageError> {
+    let Some(check) = &spec.health_check else {
+        return Ok(());
+    };
+    let flag = match check.probe {
+        Some(Probe::Http(_)) => "--health-check-url",
+        Some(Probe::Tcp(_)) => "--health-check-tcp",
+        _ => "--health-check-script",
+    };
+    rules::check_health_check(flag, check, !spec.port.is_empty()).map_err(UsageError)?;
+    rules::check_health_timeout("--health-timeout", check).map_err(UsageError)
 }
 
 /// PM2 behaviour: `pmd start X` with no app flags starts existing apps when
@@ -154,6 +181,9 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         watch_delay_ms: flags.watch_delay.map(millis),
         out_file: flags.out_file.clone().unwrap_or_default(),
         error_file: flags.error_file.clone().unwrap_or_default(),
+        health_check: flags.health_check(),
+        max_memory_bytes: flags.max_memory,
+        depends_on: Vec::new(),
     }
 }
 
@@ -227,17 +257,20 @@ async fn act(
     action: Action,
     targets: &[Target],
     output: OutputFormat,
+    wait: WaitArg,
 ) -> anyhow::Result<()> {
     let mut client = ctx.client().await?;
-    act_with(&mut client, action, targets, output).await
+    act_with(&mut client, action, targets, output, wait).await
 }
 
-/// [`act`] on a connected client.
+/// [`act`] on a connected client; `wait` waits for what was done to be
+/// ready (only `restart` takes `--wait-ready`).
 async fn act_with(
     client: &mut Client,
     action: Action,
     targets: &[Target],
     output: OutputFormat,
+    wait: WaitArg,
 ) -> anyhow::Result<()> {
     let mut done: Vec<ProcessInfo> = Vec::new();
     let mut failure = None;
@@ -252,6 +285,9 @@ async fn act_with(
             Err(e) => return Err(e),
         }
     }
+    if wait.wait_ready && failure.is_none() {
+        return wait::print_and_wait(client, action.done(), &done, output, wait).await;
+    }
     if failure.is_none() || !done.is_empty() {
         let none = format!("no process to {}", action.verb());
         print_processes(action.done(), &done, output, &none)?;
@@ -261,13 +297,14 @@ async fn act_with(
 
 pub async fn stop(ctx: &Ctx, args: StopArgs) -> anyhow::Result<()> {
     let output = args.output.output;
+    let no_wait = WaitArg::default();
     match files::file_target(&args.targets, &args.only.only, None)? {
         Some(path) => {
             let mut client = ctx.client().await?;
             let targets = files::existing_apps(&mut client, path, &args.only.only).await?;
-            act_with(&mut client, Action::Stop, &targets, output).await
+            act_with(&mut client, Action::Stop, &targets, output, no_wait).await
         }
-        None => act(ctx, Action::Stop, &plain(&args.targets), output).await,
+        None => act(ctx, Action::Stop, &plain(&args.targets), output, no_wait).await,
     }
 }
 
@@ -284,12 +321,20 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> anyhow::Result<()> {
                 .into());
             }
             let specs = files::load(path, environment, &args.only.only)?;
-            files::apply(ctx, &specs, ApplyMode::Restart, args.output.output).await
+            files::apply(
+                ctx,
+                &specs,
+                ApplyMode::Restart,
+                args.output.output,
+                args.wait,
+            )
+            .await
         }
         None => {
             let port = args.port.clone().unwrap_or_default();
             let targets = plain(&args.targets);
-            act(ctx, Action::Restart { port }, &targets, args.output.output).await
+            let output = args.output.output;
+            act(ctx, Action::Restart { port }, &targets, output, args.wait).await
         }
     }
 }
@@ -300,7 +345,8 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
     if let Some(path) = files::file_target(&args.targets, &args.only.only, None)? {
         let mut client = ctx.client().await?;
         let targets = files::existing_apps(&mut client, path, &args.only.only).await?;
-        return act_with(&mut client, Action::Delete { status }, &targets, output).await;
+        let delete = Action::Delete { status };
+        return act_with(&mut client, delete, &targets, output, WaitArg::default()).await;
     }
     // `pmd delete --status errored` alone is a bulk delete over all apps.
     let targets = if args.targets.is_empty() {
@@ -308,7 +354,8 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
     } else {
         plain(&args.targets)
     };
-    act(ctx, Action::Delete { status }, &targets, output).await
+    let delete = Action::Delete { status };
+    act(ctx, delete, &targets, output, WaitArg::default()).await
 }
 
 /// The targets once [`files::file_target`] said none is a file.
@@ -430,5 +477,37 @@ mod tests {
         assert_eq!(spec.error_file, "err.log");
         let bare = spec_of(&["start", "app.js", "--watch"]);
         assert!(bare.watch && bare.watch_paths.is_empty());
+    }
+    /// Health and memory flags reach the spec; a `{port}` probe needs a
+    /// port.
+    #[test]
+    fn health_and_memory_flags_fill_the_spec() {
+        let spec = spec_of(&[
+            "start",
+            "app.js",
+            "--port",
+            "auto:4000-4100",
+            "--health-check-tcp",
+            "127.0.0.1:{port}",
+            "--health-retries",
+            "5",
+            "--max-memory",
+            "512K",
+        ]);
+        let check = spec.health_check.as_ref().unwrap();
+        assert_eq!(check.probe, Some(Probe::Tcp("127.0.0.1:{port}".into())));
+        assert_eq!(check.retries, Some(5));
+        assert_eq!(check.interval_ms, None);
+        assert_eq!(spec.max_memory_bytes, Some(512 << 10));
+        assert!(check_spec(&spec).is_ok());
+        let spec = spec_of(&["start", "app.js", "--health-check-url", "http://x:{port}/"]);
+        let err = check_spec(&spec).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "--health-check-url: \"http://x:{port}/\" uses {port}, but the app has no port"
+            ),
+            "{err}"
+        );
+        assert!(check_spec(&spec_of(&["start", "app.js"])).is_ok());
     }
 }

@@ -1,7 +1,8 @@
 //! One async function per verb, grouped by file: `lifecycle` (start, stop,
 //! restart, delete), `files` (the same verbs on an ecosystem FILE),
 //! `cluster` (reload, scale), `inspect` (list, describe), `logs` (logs,
-//! flush) and `daemon` (save, resurrect, kill, ping, version).
+//! flush), `monit`, `events` and `daemon` (save, resurrect, kill, ping,
+//! version); `wait` is the `--wait-ready` of start, restart and reload.
 //! [`dispatch`] is the one exhaustive match over [`Command`].
 //!
 //! Every RPC error goes through [`RpcResultExt::rpc`], which keeps the
@@ -9,10 +10,13 @@
 
 mod cluster;
 mod daemon;
+mod events;
 mod files;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod monit;
+mod wait;
 
 use std::fmt;
 
@@ -53,6 +57,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Describe(args) => inspect::describe(&ctx, args).await,
         Command::Logs(args) => logs::logs(&ctx, args).await,
         Command::Flush(args) => logs::flush(&ctx, args).await,
+        Command::Monit(args) => monit::monit(&ctx, args).await,
+        Command::Events(args) => events::events(&ctx, args).await,
         Command::Save => daemon::save(&ctx).await,
         Command::Resurrect => daemon::resurrect(&ctx).await,
         Command::Kill => daemon::kill(&ctx).await,

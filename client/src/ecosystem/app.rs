@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
-use pmdaemon_proto::v1::{AppSpec, RestartPolicy};
+use pmdaemon_proto::v1::health_check::Probe;
+use pmdaemon_proto::v1::{AppSpec, Dependency, DependencyCondition, HealthCheck, RestartPolicy};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::raw::{self, Check, Raw};
@@ -40,6 +41,10 @@ pub struct Ctx {
     names: RefCell<HashMap<String, usize>>,
     /// Things to tell the user that are not errors.
     pub notes: RefCell<Vec<String>>,
+    /// A file-level error found after a first read (a dependency cycle, a
+    /// missing dependency), to raise at `depends_on` entry `.1` of app `.0`
+    /// on a second read, so that it gets that entry's line and column.
+    pub fail_at: Option<(usize, usize, String)>,
 }
 
 impl Ctx {
@@ -87,6 +92,9 @@ enum Field {
     PortEnv,
     LogMaxSize,
     LogMaxFiles,
+    HealthCheck,
+    MaxMemoryRestart,
+    DependsOn,
 }
 
 /// Every accepted key, as written in files (plus `env_<name>` sections).
@@ -119,6 +127,9 @@ const FIELDS: &[(&str, Field)] = &[
     ("port_env", Field::PortEnv),
     ("log_max_size", Field::LogMaxSize),
     ("log_max_files", Field::LogMaxFiles),
+    ("health_check", Field::HealthCheck),
+    ("max_memory_restart", Field::MaxMemoryRestart),
+    ("depends_on", Field::DependsOn),
 ];
 
 /// The accepted field names, for documentation and suggestions.
@@ -166,6 +177,15 @@ const PM2_ONLY: &[(&str, &str)] = &[
     ("log_date_format", "use `time: true` to timestamp each line"),
     ("watch_options", "use `watch_delay` and `ignore_watch`"),
     (
+        "wait_ready",
+        "give the app a `health_check` and run `pmd start FILE --wait-ready`",
+    ),
+    (
+        "listen_timeout",
+        "give the app a `health_check` and bound the wait with `pmd start FILE --wait-ready \
+         --wait-timeout 30s`",
+    ),
+    (
         "<<",
         "YAML merge keys are not supported; repeat the fields in each app",
     ),
@@ -173,10 +193,7 @@ const PM2_ONLY: &[(&str, &str)] = &[
 
 /// PM2 fields with no pmd equivalent (yet).
 const PM2_UNSUPPORTED: &[&str] = &[
-    "max_memory_restart",
     "cron_restart",
-    "wait_ready",
-    "listen_timeout",
     "shutdown_with_message",
     "namespace",
     "instance_var",
@@ -480,6 +497,14 @@ impl AppSeed<'_> {
                 let n = value!(|w, r| raw::count(w, r, rules::MAX_LOG_FILES.into()));
                 spec.log_max_files = Some(u32::try_from(n).unwrap_or(rules::MAX_LOG_FILES));
             }
+            Field::HealthCheck => spec.health_check = Some(map.next_value_seed(HealthCheckSeed)?),
+            Field::MaxMemoryRestart => spec.max_memory_bytes = Some(value!(raw::size)),
+            Field::DependsOn => {
+                spec.depends_on = map.next_value_seed(DependsOnSeed {
+                    ctx: self.ctx,
+                    index: self.index,
+                })?;
+            }
         }
         Ok(())
     }
@@ -513,7 +538,371 @@ impl AppSeed<'_> {
         if exec == Some(ExecMode::Cluster) && spec.instances.is_none() {
             spec.instances = Some(0);
         }
+        if let Some(check) = &spec.health_check {
+            rules::check_health_check("`health_check`", check, !spec.port.is_empty())?;
+        }
         Ok(app)
+    }
+}
+
+// ---- health_check ----------------------------------------------------------------
+
+/// The keys of a `health_check` map.
+const HEALTH_KEYS: &[&str] = &[
+    "http",
+    "tcp",
+    "script",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "expected_status",
+];
+
+/// Keys people reach for, with the one to use.
+const HEALTH_HINTS: &[(&str, &str)] = &[
+    ("url", "http"),
+    ("command", "script"),
+    ("cmd", "script"),
+    ("exec", "script"),
+    ("address", "tcp"),
+    ("port", "tcp"),
+    ("status", "expected_status"),
+];
+
+/// Why a `health_check` key is refused.
+fn unknown_health_key(key: &str) -> String {
+    if let Some((_, instead)) = HEALTH_HINTS.iter().find(|(k, _)| *k == key) {
+        return format!("`health_check`: unknown key `{key}`, did you mean `{instead}`?");
+    }
+    match suggest(key, HEALTH_KEYS.iter().copied()) {
+        Some(best) => format!("`health_check`: unknown key `{key}`, did you mean `{best}`?"),
+        None => format!(
+            "`health_check`: unknown key `{key}`; a check takes one of `http`, `tcp`, `script` \
+             and `interval`, `timeout`, `retries`, `start_period`, `expected_status`"
+        ),
+    }
+}
+
+/// Reads one key of a `health_check` map, refusing unknown and repeated
+/// keys and a second probe at the key.
+struct HealthKeySeed<'a> {
+    seen: &'a [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for HealthKeySeed<'_> {
+    type Value = &'static str;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HealthKeySeed<'_> {
+    type Value = &'static str;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key of `health_check`")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<&'static str, E> {
+        let Some(&known) = HEALTH_KEYS.iter().find(|k| **k == key) else {
+            return Err(E::custom(unknown_health_key(key)));
+        };
+        if self.seen.contains(&known) {
+            return Err(E::custom(format!("`health_check`: `{key}` is given twice")));
+        }
+        let probes = ["http", "tcp", "script"];
+        if probes.contains(&known)
+            && let Some(other) = self.seen.iter().find(|k| probes.contains(k))
+        {
+            return Err(E::custom(format!(
+                "`health_check`: `{other}` and `{key}` are both given; a check has one probe"
+            )));
+        }
+        Ok(known)
+    }
+}
+
+/// Reads a `health_check` map.
+struct HealthCheckSeed;
+
+impl<'de> DeserializeSeed<'de> for HealthCheckSeed {
+    type Value = HealthCheck;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HealthCheck, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+const HEALTH_EXPECTED: &str =
+    "a map with one probe, such as {http: \"http://127.0.0.1:{port}/health\", interval: 5s}";
+
+impl HealthCheckSeed {
+    fn not_a_map<E: de::Error>(found: &Raw) -> E {
+        E::custom(format!(
+            "`health_check`: expected {HEALTH_EXPECTED}, found {}",
+            found.describe()
+        ))
+    }
+}
+
+impl<'de> Visitor<'de> for HealthCheckSeed {
+    type Value = HealthCheck;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(HEALTH_EXPECTED)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HealthCheck, A::Error> {
+        let mut check = HealthCheck::default();
+        let mut seen: Vec<&'static str> = Vec::new();
+        let timing = |what: &str, r: Raw| -> Result<u64, String> {
+            rules::check_health_duration(what, millis(raw::duration(what, r)?))
+        };
+        while let Some(key) = map.next_key_seed(HealthKeySeed { seen: &seen })? {
+            seen.push(key);
+            let what = format!("`health_check.{key}`");
+            let what = what.as_str();
+            macro_rules! value {
+                ($check:expr) => {
+                    map.next_value_seed(Check::new(|r| $check(what, r)))?
+                };
+            }
+            match key {
+                "http" => {
+                    check.probe = Some(Probe::Http(value!(|w: &str, r| {
+                        let url = raw::string(w, r)?;
+                        rules::check_http_probe(w, &url).map(|()| url)
+                    })));
+                }
+                "tcp" => {
+                    check.probe = Some(Probe::Tcp(value!(|w: &str, r| {
+                        let address = match r {
+                            Raw::Str(_) => raw::string(w, r)?,
+                            other => {
+                                return Err(format!(
+                                    "{w}: expected HOST:PORT such as \"127.0.0.1:{{port}}\", \
+                                     found {}",
+                                    other.describe()
+                                ));
+                            }
+                        };
+                        rules::check_tcp_probe(w, &address).map(|()| address)
+                    })));
+                }
+                "script" => check.probe = Some(Probe::Script(value!(raw::string))),
+                "interval" => check.interval_ms = Some(value!(timing)),
+                "timeout" => check.timeout_ms = Some(value!(timing)),
+                "start_period" => {
+                    check.start_period_ms = Some(value!(|w, r| raw::duration(w, r).map(millis)));
+                }
+                "retries" => {
+                    check.retries = Some(value!(|w: &str, r| {
+                        rules::check_health_retries(w, raw::count(w, r, u64::MAX)?)
+                    }));
+                }
+                "expected_status" => {
+                    check.expected_status = Some(value!(|w: &str, r| {
+                        rules::check_status_code(w, raw::count(w, r, u64::MAX)?)
+                    }));
+                }
+                _ => unreachable!("HealthKeySeed only returns HEALTH_KEYS"),
+            }
+        }
+        rules::check_health_check("`health_check`", &check, true).map_err(de::Error::custom)?;
+        rules::check_health_timeout("`health_check.timeout`", &check).map_err(de::Error::custom)?;
+        Ok(check)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<HealthCheck, E> {
+        Err(Self::not_a_map(&Raw::Str(v.to_string())))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<HealthCheck, E> {
+        Err(Self::not_a_map(&Raw::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<HealthCheck, E> {
+        Err(Self::not_a_map(&Raw::Int(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<HealthCheck, E> {
+        Err(Self::not_a_map(&Raw::UInt(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<HealthCheck, E> {
+        Err(Self::not_a_map(&Raw::Float(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<HealthCheck, E> {
+        Err(Self::not_a_map(&Raw::Null))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<HealthCheck, E> {
+        Err(Self::not_a_map(&Raw::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<HealthCheck, A::Error> {
+        Err(Self::not_a_map(&Raw::Seq(Vec::new())))
+    }
+}
+
+// ---- depends_on ------------------------------------------------------------------
+
+/// The condition words of `depends_on`.
+const CONDITIONS: &[(&str, DependencyCondition)] = &[
+    ("started", DependencyCondition::Started),
+    ("healthy", DependencyCondition::Healthy),
+    ("completed", DependencyCondition::Completed),
+];
+
+/// One entry: `db` (started) or `{cache: healthy}`.
+fn dependency(what: &str, raw: Raw) -> Result<Dependency, String> {
+    let (name, condition) = match raw {
+        Raw::Str(name) => (name, DependencyCondition::Started),
+        Raw::Map(mut entries) if entries.len() == 1 => {
+            let (key, value) = entries.remove(0);
+            let Raw::Str(name) = key else {
+                return Err(format!(
+                    "{what}: app names are words, found {}",
+                    key.describe()
+                ));
+            };
+            let word = match value {
+                Raw::Str(word) => word,
+                other => {
+                    return Err(format!(
+                        "{what}: {name}: expected started, healthy or completed, found {}",
+                        other.describe()
+                    ));
+                }
+            };
+            let Some(&(_, condition)) = CONDITIONS.iter().find(|(w, _)| *w == word) else {
+                let hint = suggest(&word, CONDITIONS.iter().map(|(w, _)| *w))
+                    .map(|best| format!(" (did you mean {best}?)"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{what}: {name}: {word:?} is not a condition{hint}; use started, healthy or \
+                     completed"
+                ));
+            };
+            (name, condition)
+        }
+        Raw::Map(entries) if entries.is_empty() => {
+            return Err(format!(
+                "{what}: an empty map; write NAME or {{NAME: healthy}}"
+            ));
+        }
+        Raw::Map(_) => {
+            return Err(format!(
+                "{what}: one app per entry; write each as NAME or {{NAME: CONDITION}} on its own \
+                 line of the list"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{what}: expected an app name or {{NAME: healthy}}, found {}",
+                other.describe()
+            ));
+        }
+    };
+    pmdaemon_proto::validate_name(&name).map_err(|e| format!("{what}: {e}"))?;
+    let mut dep = Dependency {
+        app: name,
+        ..Default::default()
+    };
+    dep.set_condition(condition);
+    Ok(dep)
+}
+
+/// Reads `depends_on`: a list of entries (or one app name), each checked
+/// at its own line and column.
+struct DependsOnSeed<'c> {
+    ctx: &'c Ctx,
+    index: usize,
+}
+
+impl DependsOnSeed<'_> {
+    /// Entry `entry` read as `raw`, unless a file-level error is to be
+    /// raised here.
+    fn entry(&self, entry: usize, raw: Raw, seen: &[Dependency]) -> Result<Dependency, String> {
+        if let Some((app, at, message)) = &self.ctx.fail_at
+            && (*app, *at) == (self.index, entry)
+        {
+            return Err(message.clone());
+        }
+        let dep = dependency("`depends_on`", raw)?;
+        if seen.iter().any(|d| d.app == dep.app) {
+            return Err(format!("`depends_on`: {} is given twice", dep.app));
+        }
+        Ok(dep)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DependsOnSeed<'_> {
+    type Value = Vec<Dependency>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Dependency>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DependsOnSeed<'_> {
+    type Value = Vec<Dependency>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of app names, such as [db, {cache: healthy}]")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Dependency>, A::Error> {
+        let mut deps: Vec<Dependency> = Vec::new();
+        loop {
+            let entry = deps.len();
+            let seen = &deps;
+            let next = seq.next_element_seed(Check::new(|r| self.entry(entry, r, seen)))?;
+            match next {
+                Some(dep) => deps.push(dep),
+                None => break,
+            }
+        }
+        Ok(deps)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<Dependency>, E> {
+        let dep = self
+            .entry(0, Raw::Str(v.to_string()), &[])
+            .map_err(E::custom)?;
+        Ok(vec![dep])
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<Dependency>, A::Error> {
+        let raw = super::raw::RawVisitor.visit_map(map)?;
+        Err(de::Error::custom(format!(
+            "`depends_on`: expected a list such as [db, {{cache: healthy}}], found {}; put each \
+             app in a list entry",
+            raw.describe()
+        )))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Vec<Dependency>, E> {
+        Err(E::custom(format!(
+            "`depends_on`: expected a list of app names, found {}",
+            Raw::Bool(v).describe()
+        )))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<Dependency>, E> {
+        Err(E::custom(format!(
+            "`depends_on`: expected a list of app names, found {}",
+            Raw::UInt(v).describe()
+        )))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<Dependency>, E> {
+        Err(E::custom(format!(
+            "`depends_on`: expected a list of app names, found {}",
+            Raw::Int(v).describe()
+        )))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<Dependency>, E> {
+        Err(E::custom(
+            "`depends_on`: expected a list of app names, found no value (null)",
+        ))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Vec<Dependency>, E> {
+        self.visit_unit()
     }
 }
 

@@ -16,6 +16,7 @@
 //! Talks to nothing but the file system and, for JS files, a `node` child.
 
 mod app;
+mod deps;
 mod node;
 mod raw;
 #[cfg(test)]
@@ -104,6 +105,11 @@ pub fn load(path: &str) -> anyhow::Result<Ecosystem> {
 
 /// Checks `text` (the file's, or node's JSON for a JS file). Errors name
 /// `display`, the line and column, and the app.
+///
+/// `depends_on` is checked across the file once every app is read: each
+/// dependency must be an app of the file, and there must be no cycle. Such
+/// an error is raised at the offending `depends_on` entry by a second read
+/// (see [`app::Ctx::fail_at`]), so it has a line and column too.
 pub fn parse(
     display: &str,
     format: Format,
@@ -113,7 +119,35 @@ pub fn parse(
     // that come before the `name` key (and reports syntax errors).
     let names = app_names(format, text)
         .map_err(|(at, message)| anyhow!(located(display, format, at, None, &[], &message)))?;
-    let ctx = app::Ctx::default();
+    let (apps, notes) = read(display, format, text, &names, None)?;
+    let Err(fail_at) = deps::check(&apps) else {
+        return Ok((apps, notes));
+    };
+    let (app, _, message) = fail_at.clone();
+    match read(display, format, text, &names, Some(fail_at)) {
+        Err(located_error) => Err(located_error),
+        // Not expected: the second read raises it. Said without a place.
+        Ok(_) => Err(anyhow!(located(
+            display,
+            format,
+            None,
+            Some(app),
+            &names,
+            &message
+        ))),
+    }
+}
+
+/// One strict read of the file; `fail_at` as [`app::Ctx::fail_at`].
+fn read(
+    display: &str,
+    format: Format,
+    text: &str,
+    names: &[Option<String>],
+    fail_at: Option<(usize, usize, String)>,
+) -> anyhow::Result<(Vec<AppDef>, Vec<String>)> {
+    let mut ctx = app::Ctx::default();
+    ctx.fail_at = fail_at;
     let seed = app::FileSeed { ctx: &ctx };
     let result = match format {
         Format::Yaml => {
@@ -136,7 +170,7 @@ pub fn parse(
             format,
             at,
             ctx.app.get(),
-            &names,
+            names,
             &message
         ))),
     }
@@ -264,6 +298,26 @@ impl Ecosystem {
             .iter()
             .filter(|a| only.is_empty() || only.contains(&a.spec.name))
             .collect())
+    }
+
+    /// `(app, dependency)` pairs where `only` selects the app but not the
+    /// apps it depends on: the daemon will look for the dependency among
+    /// the apps it already runs.
+    pub fn dependencies_left_out(&self, only: &[String]) -> Vec<(&str, &str)> {
+        if only.is_empty() {
+            return Vec::new();
+        }
+        self.apps
+            .iter()
+            .filter(|a| only.contains(&a.spec.name))
+            .flat_map(|a| {
+                a.spec
+                    .depends_on
+                    .iter()
+                    .filter(|d| !only.contains(&d.app))
+                    .map(|d| (a.spec.name.as_str(), d.app.as_str()))
+            })
+            .collect()
     }
 
     /// The specs to send for `only` (see [`Self::select`]), with

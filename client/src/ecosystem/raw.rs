@@ -62,7 +62,7 @@ impl Raw {
     }
 }
 
-struct RawVisitor;
+pub struct RawVisitor;
 
 impl<'de> Visitor<'de> for RawVisitor {
     type Value = Raw;

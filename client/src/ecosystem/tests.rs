@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use pmdaemon_proto::v1::{AppSpec, RestartPolicy};
+use pmdaemon_proto::v1::health_check::Probe;
+use pmdaemon_proto::v1::{AppSpec, Dependency, DependencyCondition, HealthCheck, RestartPolicy};
 
 use super::*;
 
@@ -212,9 +213,17 @@ fn pm2_only_fields_point_to_the_alternative() {
     );
     let err = yaml_err("apps:\n  - script: a.js\n    output: out.log\n");
     assert!(err.contains("use `out_file`"), "{err}");
-    let err = yaml_err("apps:\n  - script: a.js\n    max_memory_restart: 200M\n");
+    let err = yaml_err("apps:\n  - script: a.js\n    cron_restart: \"0 * * * *\"\n");
     assert!(
-        err.ends_with("`max_memory_restart` is a PM2 field that pmd does not support; remove it"),
+        err.ends_with("`cron_restart` is a PM2 field that pmd does not support; remove it"),
+        "{err}"
+    );
+    let err = yaml_err("apps:\n  - script: a.js\n    wait_ready: true\n");
+    assert!(
+        err.ends_with(
+            "`wait_ready` is not supported by pmd: give the app a `health_check` and run `pmd \
+             start FILE --wait-ready`"
+        ),
         "{err}"
     );
 }
@@ -685,4 +694,355 @@ fn the_readme_example_loads() {
     assert_eq!(specs[0].env["NODE_ENV"], "production");
     assert_eq!(specs[0].port, "3000-3003");
     assert_eq!(specs[1].watch_paths, ["src"]);
+}
+
+// ---- issue #4: health checks, memory limits, dependencies -------------------
+
+fn dep(app: &str, condition: DependencyCondition) -> Dependency {
+    let mut d = Dependency {
+        app: app.into(),
+        ..Default::default()
+    };
+    d.set_condition(condition);
+    d
+}
+
+/// `health_check` with each probe, `max_memory_restart` with PM2's sizes,
+/// and `depends_on` as names or `{NAME: CONDITION}`.
+#[test]
+fn health_checks_memory_limits_and_dependencies() {
+    let apps = yaml(
+        r#"apps:
+  - name: db
+    script: db.sh
+    health_check:
+      tcp: 127.0.0.1:5432
+  - name: migrate
+    script: migrate.sh
+    autorestart: false
+    depends_on: db
+  - name: api
+    script: server.js
+    port: 3000-3001
+    max_memory_restart: 200M
+    health_check:
+      http: http://127.0.0.1:{port}/health
+      interval: 5s
+      timeout: 1500
+      retries: 3
+      start_period: 10s
+      expected_status: 204
+    depends_on: [db, {migrate: completed}, {cache: healthy}]
+  - name: cache
+    script: cache.sh
+    max_memory_restart: 1048576
+    health_check: {script: "redis-cli ping | grep -q PONG"}
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        apps[0].spec.health_check,
+        Some(HealthCheck {
+            probe: Some(Probe::Tcp("127.0.0.1:5432".into())),
+            ..Default::default()
+        })
+    );
+    assert_eq!(
+        apps[1].spec.depends_on,
+        [dep("db", DependencyCondition::Started)]
+    );
+    let api = &apps[2].spec;
+    assert_eq!(api.max_memory_bytes, Some(200 << 20));
+    assert_eq!(
+        api.health_check,
+        Some(HealthCheck {
+            probe: Some(Probe::Http("http://127.0.0.1:{port}/health".into())),
+            interval_ms: Some(5000),
+            timeout_ms: Some(1500),
+            retries: Some(3),
+            start_period_ms: Some(10_000),
+            expected_status: Some(204),
+        })
+    );
+    assert_eq!(
+        api.depends_on,
+        [
+            dep("db", DependencyCondition::Started),
+            dep("migrate", DependencyCondition::Completed),
+            dep("cache", DependencyCondition::Healthy),
+        ]
+    );
+    let cache = &apps[3].spec;
+    assert_eq!(cache.max_memory_bytes, Some(1 << 20));
+    assert_eq!(
+        cache.health_check.as_ref().unwrap().probe,
+        Some(Probe::Script("redis-cli ping | grep -q PONG".into()))
+    );
+    // The same in JSON.
+    let apps = json(
+        r#"{"apps": [
+  {"name": "db", "script": "db.sh"},
+  {"name": "api", "script": "a.js", "max_memory_restart": "1G",
+   "health_check": {"tcp": "localhost:6000", "retries": "2"},
+   "depends_on": ["db"]}
+]}"#,
+    )
+    .unwrap();
+    assert_eq!(apps[1].spec.max_memory_bytes, Some(1 << 30));
+    assert_eq!(apps[1].spec.health_check.as_ref().unwrap().retries, Some(2));
+    assert_eq!(
+        apps[1].spec.depends_on,
+        [dep("db", DependencyCondition::Started)]
+    );
+}
+
+/// A bad probe is refused where it is written, with what to write.
+#[test]
+fn bad_health_checks_are_located() {
+    let cases = [
+        (
+            "health_check: {http: \"https://x/health\"}",
+            "ecosystem.yaml:3:26: app 1 (a): `health_check.http`: \"https://x/health\": the HTTP \
+             probe does not speak TLS",
+        ),
+        (
+            "health_check: {http: \"localhost:3000/health\"}",
+            "ecosystem.yaml:3:26: app 1 (a): `health_check.http`: \"localhost:3000/health\" is \
+             not a URL: write http://HOST[:PORT]/PATH",
+        ),
+        (
+            "health_check: {tcp: localhost}",
+            "ecosystem.yaml:3:25: app 1 (a): `health_check.tcp`: \"localhost\" has no port: \
+             write HOST:PORT",
+        ),
+        (
+            "health_check: {tcp: 3000}",
+            "ecosystem.yaml:3:25: app 1 (a): `health_check.tcp`: expected HOST:PORT such as \
+             \"127.0.0.1:{port}\", found the number 3000",
+        ),
+        (
+            "health_check: {http: \"http://x/\", intervall: 5s}",
+            "ecosystem.yaml:3:39: app 1 (a): `health_check`: unknown key `intervall`, did you \
+             mean `interval`?",
+        ),
+        (
+            "health_check: {url: \"http://x/\"}",
+            "ecosystem.yaml:3:20: app 1 (a): `health_check`: unknown key `url`, did you mean \
+             `http`?",
+        ),
+        (
+            "health_check: {http: \"http://x/\", tcp: \"x:1\"}",
+            "ecosystem.yaml:3:39: app 1 (a): `health_check`: `http` and `tcp` are both given; \
+             a check has one probe",
+        ),
+        (
+            "health_check: {interval: 5s}",
+            "ecosystem.yaml:3:19: app 1 (a): `health_check`: no probe; give one of http",
+        ),
+        (
+            "health_check: {script: ./check.sh, expected_status: 200}",
+            "ecosystem.yaml:3:19: app 1 (a): `health_check`: an expected status goes with an \
+             http probe",
+        ),
+        (
+            "health_check: {http: \"http://x/\", expected_status: 700}",
+            "ecosystem.yaml:3:56: app 1 (a): `health_check.expected_status`: 700 is not an HTTP \
+             status code",
+        ),
+        (
+            "health_check: {http: \"http://x/\", retries: 0}",
+            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: must be at least 1",
+        ),
+        (
+            "health_check: {http: \"http://x/\", interval: 0}",
+            "ecosystem.yaml:3:49: app 1 (a): `health_check.interval`: 0ms is below the 100ms \
+             minimum",
+        ),
+        (
+            "health_check: {http: \"http://x/\", retries: 1000}",
+            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: 1000 is more than 100",
+        ),
+        (
+            "health_check: {http: \"http://x/\", interval: 1s, timeout: 2s}",
+            "ecosystem.yaml:3:19: app 1 (a): `health_check.timeout`: 2s is longer than the \
+             interval (1s)",
+        ),
+        (
+            "health_check: \"http://x/\"",
+            "ecosystem.yaml:3:19: app 1 (a): `health_check`: expected a map with one probe",
+        ),
+        (
+            "health_check: {http: \"http://x:{port}/\"}",
+            "ecosystem.yaml:2:5: app 1 (a): `health_check`: \"http://x:{port}/\" uses {port}, \
+             but the app has no port",
+        ),
+        (
+            "max_memory_restart: lots",
+            "ecosystem.yaml:3:25: app 1 (a): `max_memory_restart`: \"lots\" is not a size",
+        ),
+        (
+            "max_memory_restart: 0",
+            "ecosystem.yaml:3:25: app 1 (a): `max_memory_restart`: must be more than 0 bytes",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = format!("apps:\n  - name: a\n    {line}\n    script: a.js\n");
+        let err = yaml_err(&text);
+        assert!(
+            err.starts_with(expected),
+            "{line}:\n  got  {err}\n  want {expected}"
+        );
+    }
+}
+
+/// Entries of `depends_on` are checked at their place: names, conditions,
+/// repeats.
+#[test]
+fn bad_dependency_entries_are_located() {
+    let cases = [
+        (
+            "depends_on: [db, {cache: ready}]",
+            "ecosystem.yaml:3:22: app 1 (a): `depends_on`: cache: \"ready\" is not a condition; \
+             use started, healthy or completed",
+        ),
+        (
+            "depends_on: [db, {cache: helthy}]",
+            "ecosystem.yaml:3:22: app 1 (a): `depends_on`: cache: \"helthy\" is not a condition \
+             (did you mean healthy?)",
+        ),
+        (
+            "depends_on: [db, db]",
+            "ecosystem.yaml:3:22: app 1 (a): `depends_on`: db is given twice",
+        ),
+        (
+            "depends_on: [\"all\"]",
+            "ecosystem.yaml:3:18: app 1 (a): `depends_on`: 'all' cannot be an app name",
+        ),
+        (
+            "depends_on: [{db: started, cache: healthy}]",
+            "ecosystem.yaml:3:18: app 1 (a): `depends_on`: one app per entry",
+        ),
+        (
+            "depends_on: {db: started}",
+            "ecosystem.yaml:3:17: app 1 (a): `depends_on`: expected a list such as [db, {cache: \
+             healthy}], found a map",
+        ),
+        (
+            "depends_on: 3",
+            "ecosystem.yaml:3:17: app 1 (a): `depends_on`: expected a list of app names, found \
+             the number 3",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = format!(
+            "apps:\n  - name: a\n    {line}\n    script: a.js\n  - {{name: db, script: d}}\n  - \
+             {{name: cache, script: c}}\n"
+        );
+        let err = yaml_err(&text);
+        assert!(
+            err.starts_with(expected),
+            "{line}:\n  got  {err}\n  want {expected}"
+        );
+    }
+}
+
+/// A dependency that is not an app of the file, on itself, or in a cycle
+/// fails the file at the entry, naming the apps.
+#[test]
+fn missing_dependencies_and_cycles_name_the_apps() {
+    let err = yaml_err(
+        "apps:\n  - name: api\n    script: a.js\n    depends_on: [dbb]\n  - name: db\n    script: d.sh\n",
+    );
+    assert_eq!(
+        err,
+        "ecosystem.yaml:4:18: app 1 (api): `depends_on`: api depends on dbb, which is not an app \
+         of this file (did you mean db?); its apps are api, db"
+    );
+    let err = yaml_err("apps:\n  - name: api\n    script: a.js\n    depends_on: api\n");
+    assert_eq!(
+        err,
+        "ecosystem.yaml:4:17: app 1 (api): `depends_on`: api depends on itself"
+    );
+    let err = yaml_err(
+        r#"apps:
+  - name: web
+    script: w.js
+    depends_on: [api]
+  - name: api
+    script: a.js
+    depends_on:
+      - cache
+      - {db: healthy}
+  - name: db
+    script: d.sh
+    depends_on: [cache, {api: started}]
+  - name: cache
+    script: c.sh
+"#,
+    );
+    assert_eq!(
+        err,
+        "ecosystem.yaml:9:9: app 2 (api): `depends_on`: dependency cycle: api → db → api"
+    );
+    // In JSON too, and a longer cycle.
+    let err = json(
+        r#"{"apps": [
+  {"name": "a", "script": "a", "depends_on": ["b"]},
+  {"name": "b", "script": "b", "depends_on": [{"c": "healthy"}]},
+  {"name": "c", "script": "c", "depends_on": ["a"]}
+]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("ecosystem.json:2:")
+            && err.ends_with("app 1 (a): `depends_on`: dependency cycle: a → b → c → a"),
+        "{err}"
+    );
+}
+
+/// `--only` sends the dependencies as written; those it leaves out are
+/// reported so that a note can say the daemon looks for running ones.
+#[test]
+fn only_keeps_dependencies_as_written() {
+    let file = eco(
+        "apps:\n  - name: db\n    script: d.sh\n  - name: api\n    script: a.js\n    depends_on: [db, {cache: healthy}]\n  - name: cache\n    script: c.sh\n",
+    );
+    let specs = file.specs(None, &["api".into(), "cache".into()]).unwrap();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[0].depends_on.len(), 2);
+    assert_eq!(
+        file.dependencies_left_out(&["api".into(), "cache".into()]),
+        [("api", "db")]
+    );
+    assert!(file.dependencies_left_out(&[]).is_empty());
+    assert!(file.dependencies_left_out(&["db".into()]).is_empty());
+}
+
+/// The example of the README's "Health checks" section loads, and the
+/// errors it shows are the ones the loader prints.
+#[test]
+fn the_readme_health_example_loads() {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("# deploy.yaml\n")
+        .expect("the README has the example");
+    let end = start + readme[start..].find("```").unwrap();
+    let text = &readme[start..end];
+    let parse_as = |text: &str| parse("deploy.yaml", Format::Yaml, text).map(|(apps, _)| apps);
+    let apps = parse_as(text).unwrap();
+    let names: Vec<&str> = apps.iter().map(|a| a.spec.name.as_str()).collect();
+    assert_eq!(names, ["db", "migrate", "api"]);
+    assert_eq!(apps[2].spec.max_memory_bytes, Some(200 << 20));
+    assert_eq!(apps[2].spec.depends_on.len(), 2);
+
+    let missing = text.replace("[{db: healthy}, {migrate", "[{dbb: healthy}, {migrate");
+    let err = parse_as(&missing).unwrap_err().to_string();
+    assert!(readme.contains(&format!("error: {err}\n")), "{err}");
+    let cycle = text.replace(
+        "script: ./db.sh\n",
+        "script: ./db.sh\n    depends_on: [migrate]\n",
+    );
+    let err = parse_as(&cycle).unwrap_err().to_string();
+    assert!(readme.contains(&format!("error: {err}\n")), "{err}");
 }
