@@ -10,12 +10,13 @@
 //! - `helper flood LINES FILE`: append `S <ns>` to FILE right before the
 //!   first write, write LINES lines of exactly 100 bytes (`%08d` line number,
 //!   a space, 90 `x`, newline) to stdout, append `E <ns>`, then sleep.
-//! - `helper serve`: listen on `127.0.0.1:$PORT` and answer every
-//!   connection with a minimal `HTTP/1.0 200` (the app of the reload
-//!   benchmark: ready as soon as it listens).
+//! - `helper serve`: listen on `127.0.0.1:$PORT`, read each connection's
+//!   request head (up to a blank line, EOF, 1 s or 8 KiB) and answer with a
+//!   minimal `HTTP/1.0 200` (the app of the reload benchmark, ready as soon
+//!   as it listens, and of the health-check CPU benchmark).
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ns() -> u128 {
@@ -25,6 +26,20 @@ fn now_ns() -> u128 {
 fn append(path: &str, line: String) {
     let mut f = OpenOptions::new().create(true).append(true).open(path).expect("open stamp file");
     f.write_all(line.as_bytes()).expect("write stamp");
+}
+
+/// Reads from `stream` until the end of an HTTP request head, EOF, an
+/// error, 1 s without data or 8 KiB, whichever comes first.
+fn read_head(stream: &mut std::net::TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 fn main() {
@@ -61,6 +76,10 @@ fn main() {
             let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
             for stream in listener.incoming() {
                 if let Ok(mut stream) = stream {
+                    // Read the request head first: closing a socket with
+                    // unread input sends a reset, which may destroy the
+                    // response before a health check reads it.
+                    read_head(&mut stream);
                     let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
                 }
             }

@@ -29,6 +29,10 @@ FLOOD_LINES = 200_000
 LINE_BYTES = 100
 FILE_APPS = 50
 RELOAD_INSTANCES = 4
+CPU_APPS = 50
+# After the apps are online (and healthy), before the CPU window opens: lets
+# start-up work (first samples, the probes' first fast rounds) pass.
+CPU_SETTLE_S = 2.0
 
 
 # --------------------------------------------------------------------------
@@ -69,6 +73,28 @@ def vm_rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_time_ms(pid):
+    """utime + stime of `pid` from /proc/PID/stat (every thread, live or
+    exited), in ms; the kernel counts them in clock ticks (10 ms at 100 Hz)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state): utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def threads_cpu_ns(pid):
+    """On-CPU time of the live threads of `pid` from their schedstat, in ns:
+    finer than the ticks of /proc/PID/stat, but blind to exited threads."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # the thread is gone, or no schedstat here
+    return total
 
 
 def pids_with_home_prefix(root):
@@ -163,11 +189,11 @@ class Bench:
         env.pop("PMDAEMON_LOG", None)
         return env
 
-    def spawn_daemon(self, home):
+    def spawn_daemon(self, home, *args):
         os.makedirs(home, exist_ok=True)
         err = open(os.path.join(home, "daemon-stderr.txt"), "ab")
         proc = subprocess.Popen(
-            [self.bins["pmdaemond"]], env=self.env(home), cwd=home,
+            [self.bins["pmdaemond"], *args], env=self.env(home), cwd=home,
             stdin=subprocess.DEVNULL, stdout=err, stderr=err,
         )
         err.close()
@@ -447,6 +473,57 @@ def reload_cluster(b, helper, runs):
     return times, replaced
 
 
+def daemon_cpu(b, helper, window, health):
+    """The daemon's CPU time over `window` seconds while it supervises
+    CPU_APPS idle apps and samples their CPU and memory every second: `sleep`
+    apps from one file, or (`health`) CPU_APPS instances of `helper serve` on
+    a port range, each with an HTTP check on its own port (default interval).
+    The window opens CPU_SETTLE_S after every app is online (and healthy).
+    Returns (utime+stime ms, schedstat ms of the live threads, RSS KiB at
+    the end, the check's interval in ms or None)."""
+    home = os.path.join(b.root, "cpu-health" if health else "cpu-idle")
+    daemon = b.spawn_daemon(home, "--monitor-interval", "1s")
+    b.wait_ping(home, daemon)
+    interval_ms = None
+    if health:
+        base = free_port_block(CPU_APPS)
+        b.pmd(home, "start", helper, "--name", "web", "-i", str(CPU_APPS),
+              "--port", f"{base}-{base + CPU_APPS - 1}",
+              "--health-check-url", "http://127.0.0.1:{port}/", "--", "serve")
+
+        def ready(apps):
+            return all(a["status"] == "online" and a.get("health") == "healthy" for a in apps)
+    else:
+        path = os.path.join(home, "idle.yaml")
+        with open(path, "w") as f:
+            f.write("apps:\n")
+            for n in range(CPU_APPS):
+                f.write(f"  - name: idle{n:02}\n    script: sleep\n    args: \"100000\"\n")
+        b.pmd(home, "start", path)
+
+        def ready(apps):
+            return all(a["status"] == "online" for a in apps)
+
+    def all_ready():
+        apps = b.list_json(home)
+        return len(apps) == CPU_APPS and ready(apps)
+
+    wait_until(f"{CPU_APPS} apps ready", all_ready, timeout=120, pause=0.1)
+    if health:
+        out = b.pmd(home, "describe", "web", "-o", "json", stdout=subprocess.PIPE)
+        described = json.loads(out.stdout)
+        first = described[0] if isinstance(described, list) else described
+        interval_ms = (first.get("health_check") or {}).get("interval_ms")
+    time.sleep(CPU_SETTLE_S)
+    cpu0, sched0 = cpu_time_ms(daemon.pid), threads_cpu_ns(daemon.pid)
+    time.sleep(window)
+    cpu1, sched1 = cpu_time_ms(daemon.pid), threads_cpu_ns(daemon.pid)
+    rss = vm_rss_kib(daemon.pid)
+    b.pmd(home, "delete", "all")
+    b.stop_daemon(daemon)
+    return cpu1 - cpu0, (sched1 - sched0) / 1e6, rss, interval_ms
+
+
 # --------------------------------------------------------------------------
 
 
@@ -458,7 +535,12 @@ def main():
     parser.add_argument("--respawns", type=int, default=50)
     parser.add_argument("--file-runs", type=int, default=5)
     parser.add_argument("--reload-runs", type=int, default=5)
+    parser.add_argument("--cpu-window", type=float, default=30.0, metavar="SECONDS",
+                        help="how long the daemon's idle CPU time is measured (default 30; "
+                             "figures are scaled to 30 s)")
     args = parser.parse_args()
+    if args.cpu_window <= 0:
+        parser.error("--cpu-window must be positive")
 
     bins = build(args.no_build)
     root = tempfile.mkdtemp(prefix="pmd-bench-")
@@ -517,6 +599,13 @@ def main():
         log(f"pmd reload of {RELOAD_INSTANCES} instances x{args.reload_runs}")
         reloads, replaced = reload_cluster(b, helper, args.reload_runs)
 
+        log(f"daemon CPU over {args.cpu_window:g} s with {CPU_APPS} idle apps")
+        idle_cpu, idle_sched, idle_rss, _ = daemon_cpu(b, helper, args.cpu_window, health=False)
+        log(f"daemon CPU over {args.cpu_window:g} s with {CPU_APPS} HTTP health checks")
+        check_cpu, check_sched, check_rss, check_interval = daemon_cpu(
+            b, helper, args.cpu_window, health=True)
+
+        per_30s = 30.0 / args.cpu_window
         true_ms = median_ms(true_times)
         exec_ms = median_ms(exec_lat)
         gap_ms = median_ms(gaps)
@@ -537,6 +626,13 @@ def main():
              "<= 60 ms", median_ms(file_totals) <= 60),
             (f"pmd reload, {RELOAD_INSTANCES} instances on ports (median)", f"{median_ms(reloads):.1f} ms", "-",
              None),
+            (f"daemon CPU per 30 s, {CPU_APPS} idle apps, 1 s sampling", f"{idle_cpu * per_30s:.0f} ms",
+             "<= 10 ms", idle_cpu * per_30s <= 10),
+            (f"  the same with {CPU_APPS} HTTP health checks", f"{check_cpu * per_30s:.0f} ms", "-", None),
+            (f"daemon RSS, {CPU_APPS} idle apps, sampling", f"{idle_rss / 1024:.2f} MiB", "<= 10 MiB",
+             idle_rss <= 10 * 1024),
+            (f"daemon RSS, {CPU_APPS} apps with HTTP checks", f"{check_rss / 1024:.2f} MiB", "<= 10 MiB",
+             check_rss <= 10 * 1024),
         ]
         notes += [
             f"spawning /bin/true from this script takes {true_ms:.2f} ms (median): part of every pmd timing",
@@ -558,6 +654,21 @@ def main():
             + ("every instance was replaced each time" if replaced else "NOT every instance was replaced"))
         if flood_app:
             notes.append(f"the flood app itself took {flood_app / 1e6:.1f} ms to write the 200k lines")
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+        check_every = f"every {check_interval / 1000:g} s" if check_interval else "at the default interval"
+        notes.append(
+            f"daemon CPU: utime+stime from /proc/PID/stat over a {args.cpu_window:g} s window opened "
+            f"{CPU_SETTLE_S:g} s after all apps were ready, scaled to 30 s; it counts in {tick_ms:g} ms ticks. "
+            f"Measured: {idle_cpu:.0f} ms idle, {check_cpu:.0f} ms with checks; the live threads' schedstat "
+            f"(ns resolution) says {idle_sched:.1f} ms and {check_sched:.1f} ms, i.e. "
+            f"{idle_sched * per_30s:.1f} ms and {check_sched * per_30s:.1f} ms per 30 s")
+        if tick_ms * per_30s > 10:
+            notes.append(
+                f"with a {args.cpu_window:g} s window one tick is {tick_ms * per_30s:.0f} ms per 30 s: the "
+                f"utime+stime rows are too coarse for the 10 ms target; read the schedstat figures")
+        notes.append(
+            f"health checks: {CPU_APPS} `helper serve` instances on a port range, "
+            f"--health-check-url http://127.0.0.1:{{port}}/ probed {check_every}")
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); cleaning up")
         sys.exit(130)

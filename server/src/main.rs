@@ -111,14 +111,19 @@ async fn shutdown_signal() {
 /// Tracing to `$home/pmdaemond.log` (appended) and to stderr.
 fn init_tracing(home: &std::path::Path, filter: &str) -> std::io::Result<()> {
     use std::io::IsTerminal;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::fmt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{EnvFilter, fmt};
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(home.join("pmdaemond.log"))?;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // `Targets` ("info", "warn,pmdaemond::health=debug") rather than
+    // EnvFilter: no regex engine to load, which the daemon's idle RSS feels.
+    let filter: Targets = filter
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
     tracing_subscriber::registry()
         .with(filter)
         .with(

@@ -14,21 +14,32 @@
 //! Waiting: there are no fixed sleeps; [`wait_for`] polls a condition every
 //! 20 ms until a deadline and panics naming what it waited for.
 //!
+//! Events: [`TestDaemon::events`] runs `pmd events -o json` in the
+//! background and hands its lines over as JSON ([`EventStream`]); it only
+//! returns once the stream is seen to be live, so no event of the test is
+//! missed.
+//!
+//! Daemon flags: [`TestDaemon::start_with_args`] passes extra flags to
+//! `pmdaemond`, e.g. [`FAST_MONITOR`] for CPU and memory samples every
+//! 200 ms.
+//!
 //! Apps as the kernel sees them: [`env_of`], [`cmdline_of`] and [`cwd_of`]
 //! read `/proc`, so a test checks what a process really got. Ports:
 //! [`free_ports`] gives each test its own block of free TCP ports (tests
 //! run in parallel); [`HTTP_SERVER`], run by python3, answers a GET with
-//! its instance index, pid and port, read back with [`http_get`].
+//! its instance index, pid and port, read back with [`http_get`];
+//! [`HEALTH_SERVER`] is the app of the health-check tests (late to listen,
+//! failing on demand).
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -47,6 +58,14 @@ pub const PMD_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How long a daemon gets to exit after SIGTERM before it is SIGKILLed.
 const DAEMON_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `pmdaemond` flags for tests of CPU and memory: a sample every 200 ms
+/// (the minimum) instead of every second.
+pub const FAST_MONITOR: &[&str] = &["--monitor-interval", "200ms"];
+
+/// The app [`TestDaemon::events`] starts and deletes to see that its event
+/// stream is live; tests filter events by their own app names.
+pub const EVENTS_SYNC_APP: &str = "events-sync";
 
 /// Paths of the binaries under test.
 #[derive(Debug)]
@@ -310,12 +329,23 @@ pub struct TestDaemon {
     spawns: u32,
     /// Extra environment for the daemon (and so its apps).
     daemon_env: Vec<(String, String)>,
+    /// Extra `pmdaemond` flags, e.g. [`FAST_MONITOR`].
+    daemon_args: Vec<String>,
 }
 
 impl TestDaemon {
     /// A fresh home with a running daemon that answers `pmd ping`.
     pub fn start() -> Self {
         let mut d = Self::new_stopped();
+        d.spawn_daemon();
+        d
+    }
+
+    /// A fresh home with a running daemon started with the extra `pmdaemond`
+    /// flags `args` (kept for later spawns on this home).
+    pub fn start_with_args(args: &[&str]) -> Self {
+        let mut d = Self::new_stopped();
+        d.set_daemon_args(args);
         d.spawn_daemon();
         d
     }
@@ -335,12 +365,18 @@ impl TestDaemon {
             daemon: None,
             spawns: 0,
             daemon_env: Vec::new(),
+            daemon_args: Vec::new(),
         }
     }
 
     /// Adds `key=value` to the environment of daemons spawned from now on.
     pub fn set_daemon_env(&mut self, key: &str, value: &str) {
         self.daemon_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Sets the extra `pmdaemond` flags of daemons spawned from now on.
+    pub fn set_daemon_args(&mut self, args: &[&str]) {
+        self.daemon_args = args.iter().map(|a| (*a).to_owned()).collect();
     }
 
     pub fn home(&self) -> &Path {
@@ -393,6 +429,7 @@ impl TestDaemon {
         self.spawns += 1;
         let stderr = fs::File::create(self.stderr_path(self.spawns)).expect("daemon stderr file");
         let child = Command::new(&binaries().pmdaemond)
+            .args(&self.daemon_args)
             .env(pmdaemon_proto::HOME_ENV, self.home())
             .env("NO_COLOR", "1")
             .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
@@ -646,6 +683,15 @@ impl TestDaemon {
         )
     }
 
+    /// Writes [`HEALTH_SERVER`] as an executable run by this machine's
+    /// python3.
+    pub fn write_health_server(&self, file_name: &str) -> PathBuf {
+        self.write_executable(
+            file_name,
+            &format!("#!{}\n{HEALTH_SERVER}", python3().display()),
+        )
+    }
+
     /// The `pmd list -o json` entries of app `name`, by instance index.
     pub fn instances(&self, name: &str) -> Vec<Value> {
         let mut rows: Vec<Value> = self
@@ -679,6 +725,38 @@ impl TestDaemon {
         }
     }
 
+    /// Starts `pmd events -o json` in the background and returns once its
+    /// stream is live: it starts and deletes [`EVENTS_SYNC_APP`] until an
+    /// event of that app comes through (the daemon replays nothing, and an
+    /// event published before the stream is subscribed is never seen).
+    pub fn events(&self) -> EventStream {
+        let mut stream = EventStream::spawn(self);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.pmd_ok(&[
+                "start",
+                "sleep",
+                "--name",
+                EVENTS_SYNC_APP,
+                "--no-autorestart",
+                "--",
+                "100000",
+            ]);
+            let live = stream
+                .next_matching(Duration::from_millis(500), |e| e["name"] == EVENTS_SYNC_APP)
+                .is_some();
+            self.pmd_ok(&["delete", EVENTS_SYNC_APP]);
+            if live {
+                return stream;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pmd events showed no event within {WAIT:?}; stderr: {}",
+                stream.stderr()
+            );
+        }
+    }
+
     /// SIGKILLs every process of this home and waits until they are gone.
     fn kill_everything(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -696,6 +774,139 @@ impl TestDaemon {
             thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A running `pmd events -o json`. A reader thread parses each line of its
+/// stdout and sends it here; the process is SIGKILLed on drop.
+pub struct EventStream {
+    child: Child,
+    /// Fed by the reader thread, which ends at EOF (when `child` is gone).
+    lines: mpsc::Receiver<Result<Value, String>>,
+    /// Every event received so far, in order (for messages and filters).
+    seen: Vec<Value>,
+    /// `pmd events`' stderr (a file, so that it can never block it).
+    stderr: tempfile::NamedTempFile,
+}
+
+impl EventStream {
+    fn spawn(d: &TestDaemon) -> EventStream {
+        let stderr = tempfile::NamedTempFile::new().expect("temp file for stderr");
+        let mut child = spawn_retrying_busy(
+            d.pmd_command(&["events", "-o", "json"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(stderr.reopen().expect("reopen stderr file")),
+        );
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let parsed =
+                    serde_json::from_str(&line).map_err(|e| format!("not JSON ({e}): {line:?}"));
+                if tx.send(parsed).is_err() {
+                    return;
+                }
+            }
+        });
+        EventStream {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// The next event, waiting up to `timeout`; `None` when none came (or
+    /// the stream ended). Panics on a line that is not JSON.
+    pub fn next(&mut self, timeout: Duration) -> Option<Value> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(Ok(event)) => {
+                self.seen.push(event.clone());
+                Some(event)
+            }
+            Ok(Err(bad)) => panic!("pmd events -o json printed a line that is {bad}"),
+            Err(_) => None,
+        }
+    }
+
+    /// The next event that satisfies `pred` within `timeout` (the others
+    /// are kept in [`Self::seen`]).
+    pub fn next_matching(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = self.next(left)?;
+            if pred(&event) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Waits up to [`WAIT`] for an event that satisfies `pred`; panics
+    /// naming `what` and listing the events seen.
+    pub fn wait_event(&mut self, what: &str, pred: impl FnMut(&Value) -> bool) -> Value {
+        self.next_matching(WAIT, pred).unwrap_or_else(|| {
+            panic!(
+                "timed out after {WAIT:?} waiting for the event: {what}; events seen:\n{}\nstderr: {}",
+                self.seen_lines(),
+                self.stderr()
+            )
+        })
+    }
+
+    /// Every event received so far.
+    pub fn seen(&self) -> &[Value] {
+        &self.seen
+    }
+
+    /// The events received so far about app `name`.
+    pub fn seen_of(&self, name: &str) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|e| e["name"] == name)
+            .cloned()
+            .collect()
+    }
+
+    /// The events received so far, one a line, for messages.
+    pub fn seen_lines(&self) -> String {
+        self.seen
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// What `pmd events` wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `kind` of a `pmd events -o json` event.
+pub fn kind_of(event: &Value) -> &str {
+    event["kind"].as_str().unwrap_or("")
+}
+
+/// Wall-clock time in nanoseconds since the epoch, comparable with what an
+/// app writes with `date +%s%N` or Python's `time.time_ns()`.
+pub fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos()
 }
 
 /// The `pid` of a list/describe entry, `None` when null.
@@ -840,6 +1051,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+/// An HTTP app for health checks, driven by its environment: it waits
+/// `LISTEN_AFTER_MS` (default 0) before it binds `127.0.0.1:$PORT`, then
+/// appends `time.time_ns()` as a line to `$STAMP_FILE` (if set) and prints
+/// `listening on PORT`; it answers every GET with 200 `ok`, or with 500
+/// while the file `$FAIL_FLAG` exists (relative to its cwd; `{i}` in it is
+/// replaced by its `PMD_INSTANCE_ID`). SIGTERM ends it at once.
+pub const HEALTH_SERVER: &str = r#"
+import http.server, os, time
+port = int(os.environ["PORT"])
+instance = os.environ.get("PMD_INSTANCE_ID", "0")
+fail_flag = os.environ.get("FAIL_FLAG", "").replace("{i}", instance)
+time.sleep(int(os.environ.get("LISTEN_AFTER_MS", "0")) / 1000)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        failing = fail_flag != "" and os.path.exists(fail_flag)
+        body = b"failing" if failing else b"ok"
+        self.send_response(500 if failing else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+stamp = os.environ.get("STAMP_FILE")
+if stamp:
+    with open(stamp, "a") as f:
+        f.write("{}\n".format(time.time_ns()))
+print("listening on {}".format(port), flush=True)
+server.serve_forever()
 "#;
 
 /// What [`HTTP_SERVER`] answered.

@@ -127,6 +127,9 @@ pub struct Shared {
     /// restart; never persisted.
     pub port_override: Option<u16>,
     pub health: Health,
+    /// Why the pending automatic restart happens; shown as "restarted
+    /// after: ..." once the new process runs, so describe keeps the reason.
+    pub restart_cause: Option<String>,
     /// Reason of the last failed check (kept after recovery, for describe).
     pub last_health_error: String,
     pub last_health_check_at_ms: Option<i64>,
@@ -157,6 +160,7 @@ impl Shared {
             port: None,
             port_override: None,
             health: Health::None,
+            restart_cause: None,
             last_health_error: String::new(),
             last_health_check_at_ms: None,
         }
@@ -291,7 +295,11 @@ impl Ctx {
             s.start_ticks = start_ticks;
             s.started_at_ms = Some(now_ms());
             s.next_restart_at_ms = None;
-            s.reason.clear();
+            s.reason = s
+                .restart_cause
+                .take()
+                .map(|cause| format!("restarted after: {cause}"))
+                .unwrap_or_default();
         });
         self.emit(EventKind::Started, format!("pid {pid}"));
         if let Some(port) = self.port() {
@@ -372,7 +380,7 @@ impl Ctx {
                     && s.health != Health::Unhealthy
                 {
                     s.health = Health::Unhealthy;
-                    events.push((EventKind::HealthChanged, format!("unhealthy: {error}")));
+                    events.push((EventKind::HealthChanged, error.clone()));
                 }
                 if health.failures >= health.retries && s.state == State::Online {
                     recycle = Some(format!(
@@ -400,6 +408,7 @@ impl Ctx {
             s.next_restart_at_ms = None;
             s.last_exit = Some(exit);
             s.reason = "stopped by request".into();
+            s.restart_cause = None;
         });
         self.emit(EventKind::Stopped, "stopped by request");
     }
@@ -407,8 +416,8 @@ impl Ctx {
     /// Replaces an unwell process: stops it, then the restart policy decides
     /// as after a failed run, with `reason` recorded.
     async fn recycle(&self, mut run: Run, reason: String) -> Phase {
+        // The Restarting event comes from after_exit, with the delay.
         tracing::warn!(app = %self.name, id = self.id, pid = run.pid, %reason, "replacing the process");
-        self.emit(EventKind::Restarting, reason.clone());
         let ran_for = run.started.elapsed();
         let exit = self.terminate(&mut run).await;
         self.after_exit(exit, Some(ran_for), Some(reason))
@@ -463,6 +472,7 @@ impl Ctx {
             Autorestart::Never => false,
         };
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let exited_pid = shared.pid;
         shared.pid = None;
         shared.start_ticks = None;
         shared.started_at_ms = None;
@@ -495,6 +505,7 @@ impl Ctx {
         } else {
             let delay = spec.restart_delay(shared.unstable_restarts);
             shared.state = State::WaitingRestart;
+            shared.restart_cause = Some(how.clone());
             shared.next_restart_at_ms = Some(now_ms() + delay.as_millis() as i64);
             shared.reason = format!("{how}; restarting in {} ms", delay.as_millis());
             Phase::Waiting(Instant::now() + delay)
@@ -506,8 +517,11 @@ impl Ctx {
             _ => EventKind::Stopped,
         };
         let reason = shared.reason.clone();
+        // The exited event names the process that exited.
+        let mut exited = shared.clone();
+        exited.pid = exited_pid;
         self.events
-            .emit(self.id, &self.name, EventKind::Exited, &shared, how);
+            .emit(self.id, &self.name, EventKind::Exited, &exited, how);
         self.events.emit(self.id, &self.name, next, &shared, reason);
         drop(shared);
         (self.changed)();
@@ -678,6 +692,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                             s.state = State::Stopped;
                             s.next_restart_at_ms = None;
                             s.reason = "stopped by request".into();
+                            s.restart_cause = None;
                         });
                         ctx.emit(EventKind::Stopped, "stopped by request");
                         let _ = reply.send(());

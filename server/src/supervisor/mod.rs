@@ -550,13 +550,13 @@ impl Supervisor {
         for v in &views {
             tracing::info!(app = %v.name, id = v.id, "deleted");
             let name: Arc<str> = Arc::from(v.name.as_str());
-            self.inner.events.emit(
-                v.id,
-                &name,
-                events::EventKind::Deleted,
-                &v.shared,
-                "deleted",
-            );
+            // The view was taken before the stop: announce the state after.
+            let mut after = v.shared.clone();
+            after.state = State::Stopped;
+            after.pid = None;
+            self.inner
+                .events
+                .emit(v.id, &name, events::EventKind::Deleted, &after, "deleted");
         }
         let generation = self.inner.persister.request();
         self.inner.persister.flushed(generation).await;
@@ -608,12 +608,19 @@ impl Supervisor {
             .map(|(a, i)| {
                 let app = &table.apps[a];
                 let inst = &app.instances[i];
-                let sample = inst
-                    .shared
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .pid
-                    .and_then(|_| snapshot.samples.get(&inst.id).copied());
+                // Only a sample of the current run: right after a restart
+                // the latest snapshot may still describe the previous one.
+                let started_at_ms = {
+                    let s = inst.shared.lock().unwrap_or_else(|p| p.into_inner());
+                    s.pid.and(s.started_at_ms)
+                };
+                let sample = started_at_ms.and_then(|started| {
+                    snapshot
+                        .samples
+                        .get(&inst.id)
+                        .copied()
+                        .filter(|m| m.at_ms >= started)
+                });
                 InstanceView {
                     sample,
                     id: inst.id,

@@ -15,12 +15,21 @@
 //! - `ecosystem`: ecosystem files (YAML, JSON, JS), `--env`, `--only`;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
-//! - `reload_watch`: rolling `pmd reload` and restarts on file changes.
+//! - `reload_watch`: rolling `pmd reload` and restarts on file changes;
+//! - `health`: HTTP, TCP and script checks, `--wait-ready`, liveness
+//!   restarts, `{port}` in a cluster's check;
+//! - `dependencies`: `depends_on` start order, stop order, cycles;
+//! - `monitoring`: CPU and memory samples, `--max-memory`, `pmd monit`;
+//! - `events`: `pmd events -o json` as a crash and its restart happen.
 
 mod cluster;
+mod dependencies;
 mod ecosystem;
+mod events;
+mod health;
 mod lifecycle;
 mod logs;
+mod monitoring;
 mod persistence;
 mod ports;
 mod reload_watch;
