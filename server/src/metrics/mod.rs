@@ -2,11 +2,41 @@
 //! interval (`pmdaemond --monitor-interval`, default 1 s).
 //!
 //! Owns the sampling task ([`spawn_sampler`]) and its [`Sampler`], which
-//! reads `/proc` only for the managed processes: each instance's leader
-//! and its descendants, summed per instance. CPU is a percentage of one
-//! core (100 = one full core; more with several threads or processes).
-//! Memory is the RSS in bytes. Uptime and restart counts are the
-//! supervisor's, not sampled here.
+//! looks only at the managed processes: each instance's leader and its
+//! descendants, summed per instance. CPU is a percentage of one core
+//! (100 = one full core; more with several threads or processes). Memory
+//! is the RSS in bytes. Uptime and restart counts are the supervisor's,
+//! not sampled here.
+//!
+//! How, per tick (details in `sampler.rs` and `procfs.rs`):
+//!
+//! - Gating: every followed process's CPU-time clock
+//!   (`clock_getcpuclockid` + `clock_gettime`, one syscall, no `/proc`) is
+//!   read. A process whose clock did not move did not run, so it cannot
+//!   have forked or changed its memory: it is skipped.
+//! - sysinfo reads memory: the processes that ran (and, every
+//!   [`STATM_EVERY`], all followed ones, for reclaim) are refreshed in one
+//!   `System::refresh_processes_specifics(ProcessesToUpdate::Some(pids),
+//!   ..)` call that reads memory only, and their RSS is sysinfo's
+//!   `Process::memory()`. sysinfo is never asked for all processes, nor
+//!   for CPUs or system memory.
+//! - CPU is the delta of those same clocks over the interval: exact to the
+//!   nanosecond, all threads, where sysinfo's `cpu_usage()` would need a
+//!   system-wide `/proc/stat` refresh every tick and counts 10 ms ticks.
+//! - Children are found from `/proc/PID/task/*/children` of the processes
+//!   that ran: sysinfo can only tell a process's parent, and only for a
+//!   pid it already knows, so finding children through it would take a
+//!   refresh of every process on the system.
+//! - Pid reuse: a clock that did not move to the nanosecond is the same
+//!   process; whatever sysinfo read by pid number is confirmed afterwards
+//!   by a kept-open `/proc/PID/statm` fd (only its read succeeding counts),
+//!   which fails once the original process is reaped. sysinfo's own
+//!   `start_time()` check has 1 s resolution, so it is not relied on.
+//!
+//! Cost (release, 2 cores, 50 `sleep` apps at 1 s): about 70 µs a tick,
+//! plus some 2 ms for the memory sweep every [`STATM_EVERY`], so about
+//! 4 ms of CPU per 30 s; each app that runs adds a sysinfo read (30 to
+//! 100 µs) to every tick it ran in.
 //!
 //! Talks to: the supervisor, which supplies the current [`Target`]s
 //! through a callback (called once per tick from the sampling task, so it
@@ -95,8 +125,9 @@ pub fn channel() -> (watch::Sender<Arc<Snapshot>>, SnapshotReceiver) {
 /// once, and its samples have no CPU figure yet. While there are no
 /// targets it does no sampling and publishes only the first empty
 /// snapshot after the last instance went away. Sampling runs inline on
-/// the runtime. It costs about 1 µs per idle process and 5 µs per busy one,
-/// so even hundreds of instances take well under a millisecond.
+/// the runtime. It costs under 1 µs per process that did not run and 30 to
+/// 100 µs per process that ran, and every [`STATM_EVERY`] one tick reads
+/// all followed processes (about 2 ms for 50).
 ///
 /// `targets` may return a `Vec<Target>` or an `Option<Vec<Target>>`.
 /// `None` means its owner is gone (a `Weak` that no longer upgrades): the

@@ -1,23 +1,32 @@
-//! The `/proc` side of sampling: one [`ProcHandle`] per followed process,
-//! holding file descriptors that are opened once and re-read with `pread`
-//! on every tick, plus the slow-path listing of children forked by
-//! non-main threads.
+//! What sysinfo does not give cheaply, per followed process: the CPU-time
+//! clock that gates every other read, the `children` lists that find an
+//! instance's processes, and a kept-open fd that proves a pid still names
+//! the process first seen under it. One [`ProcHandle`] per followed
+//! process; memory comes from sysinfo (see `sampler.rs`).
 //!
-//! Why by hand rather than sysinfo: sysinfo opens and reads `status`,
-//! `stat` and `statm` for every pid on every refresh, plus `/proc/stat`
-//! and `/proc/uptime`. That measured 29 µs per pid here. Over 30 s at 1 s
-//! with 50 apps, that is 44 ms, against a 10 ms budget for the whole
-//! daemon. Here, a process that did not run since the previous tick costs
-//! one `clock_gettime`, and one that ran costs a `pread` of `statm` and
-//! of `children` on kept-open fds on top of that (see
-//! [`ProcHandle::observe`]).
+//! - CPU clock (`clock_getcpuclockid` + `clock_gettime`): the whole
+//!   process's CPU time (all threads), to the nanosecond, in one syscall
+//!   and without touching `/proc`. It is read for every followed process
+//!   on every tick. If it did not move, the process did not run, so it
+//!   cannot have forked or faulted pages in: nothing else is read for it.
+//!   Its deltas are also the CPU figure (see `sampler.rs` for why not
+//!   sysinfo's `cpu_usage`).
+//! - `/proc/PID/task/PID/children`, kept open and re-read with `pread`
+//!   when the process ran. sysinfo cannot list a process's children
+//!   without refreshing every process on the system (its `parent()` is
+//!   only known for processes it has read, which needs their pids), so
+//!   children are found here, and children forked by other threads by a
+//!   slower sweep of `/proc/PID/task/*/children` ([`thread_children`]).
+//! - `/proc/PID/statm`, kept open only as an identity token
+//!   ([`ProcHandle::same_process`]): a read of it fails with ESRCH once
+//!   the process it was opened for is reaped, even if the pid number has
+//!   been given to another process since. Its content is not used.
 //!
 //! Holds no locks; the fds are closed when a handle is dropped.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::time::{Duration, Instant};
 
 use nix::time::{ClockId, clock_getcpuclockid, clock_gettime};
 use nix::unistd::Pid;
@@ -30,38 +39,34 @@ const MAX_CHILDREN_READ: usize = 64 * 1024;
 
 /// One followed process.
 pub(super) struct ProcHandle {
-    /// `/proc/PID/statm`, kept open. Re-reading it is a single `pread`, and
-    /// the fd stays bound to this very process: once it is reaped, reads
-    /// fail with ESRCH even if the pid number is reused.
-    statm: File,
+    /// `/proc/PID/statm`, kept open and bound to this very process (see
+    /// [`ProcHandle::same_process`]).
+    identity: File,
     /// `/proc/PID/task/PID/children`: the children forked by the main
     /// thread. `None` when the kernel lacks CONFIG_PROC_CHILDREN.
     children: Option<File>,
-    /// The CPU-time clock of the whole process (all threads, nanosecond
-    /// resolution). It is addressed by pid number, so [`ProcHandle::observe`]
-    /// only trusts a reading that `statm` confirms or that did not move.
+    /// The CPU-time clock of the whole process. It is addressed by pid
+    /// number, so a reading is only trusted if it did not move (to the
+    /// nanosecond, which a different process would not match) or if
+    /// [`ProcHandle::same_process`] confirms it afterwards.
     clock: ClockId,
     /// CPU time at the latest and the previous reading, in nanoseconds.
     cpu_ns: Option<u64>,
     prev_cpu_ns: Option<u64>,
-    /// Resident set size at the latest `statm` read, in pages.
-    pub rss_pages: u64,
-    /// When `statm` was last read.
-    statm_read_at: Option<Instant>,
     /// The process ran since its threads were last searched for children
     /// (see `Instance::discover`).
     pub ran_since_thread_sweep: bool,
 }
 
-/// What one look at a process found.
+/// What one look at a process's CPU clock found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Observed {
-    /// It was reaped. Forget it.
+    /// No process has this pid any more. Forget it.
     Gone,
     /// It has not run since the previous look (or it is a zombie).
     Idle,
-    /// It ran (or this is the first look): it may have forked, and its
-    /// memory was re-read.
+    /// It ran (or this is the first look): it may have forked and its
+    /// memory may have changed.
     Ran,
 }
 
@@ -70,7 +75,7 @@ impl ProcHandle {
     /// opened (permission, fd limit). Never opens init or pid 0.
     pub fn open(pid: u32, with_children: bool) -> Option<Self> {
         let raw = i32::try_from(pid).ok().filter(|raw| *raw > 1)?;
-        let statm = match File::open(format!("/proc/{pid}/statm")) {
+        let identity = match File::open(format!("/proc/{pid}/statm")) {
             Ok(f) => f,
             Err(e) => {
                 if e.raw_os_error() != Some(nix::libc::ENOENT) {
@@ -84,34 +89,20 @@ impl ProcHandle {
             .then(|| File::open(format!("/proc/{pid}/task/{pid}/children")).ok())
             .flatten();
         Some(Self {
-            statm,
+            identity,
             children,
             clock,
             cpu_ns: None,
             prev_cpu_ns: None,
-            rss_pages: 0,
-            statm_read_at: None,
             ran_since_thread_sweep: true,
         })
     }
 
-    /// Takes a reading, as cheaply as the process allows:
-    ///
-    /// - The CPU clock always (one syscall). It fails once the pid no
-    ///   longer exists.
-    /// - `statm` only if the process ran since the previous look, or if
-    ///   the last read is older than `statm_every`. A process that did not
-    ///   run cannot have faulted pages in or forked. Only reclaim (swap,
-    ///   page-cache eviction) or its exit can change its RSS then, and the
-    ///   periodic re-read catches those.
-    ///
-    /// Pid reuse: a reading that did not move, to the nanosecond, is the
-    /// same process (a new one would not have spent exactly that time). A
-    /// reading that moved is confirmed by `statm`, whose fd fails with
-    /// ESRCH once the original process is reaped. It is read after the
-    /// clock, so if it still answers, the pid was not reused before the
-    /// clock was read.
-    pub fn observe(&mut self, now: Instant, statm_every: Duration) -> Observed {
+    /// Reads the CPU clock (one syscall, no `/proc` access). It fails once
+    /// no process has the pid any more. A reading that moved may belong to
+    /// another process that reused the pid: the caller confirms it with
+    /// [`ProcHandle::same_process`] after its other reads.
+    pub fn observe(&mut self) -> Observed {
         let Some(cpu_ns) = clock_gettime(self.clock).ok().and_then(|t| {
             let secs = u64::try_from(t.tv_sec()).ok()?;
             let nanos = u64::try_from(t.tv_nsec()).ok()?;
@@ -120,21 +111,6 @@ impl ProcHandle {
             return Observed::Gone;
         };
         let ran = self.cpu_ns != Some(cpu_ns);
-        let stale = self
-            .statm_read_at
-            .is_none_or(|at| now.duration_since(at) >= statm_every);
-        if ran || stale {
-            let mut buf = [0u8; 256];
-            let Some(rss_pages) = read_at_retry(&self.statm, &mut buf, 0)
-                .ok()
-                .filter(|n| *n > 0)
-                .and_then(|n| parse_statm_resident(&buf[..n]))
-            else {
-                return Observed::Gone;
-            };
-            self.rss_pages = rss_pages;
-            self.statm_read_at = Some(now);
-        }
         self.prev_cpu_ns = self.cpu_ns;
         self.cpu_ns = Some(cpu_ns);
         if ran {
@@ -143,6 +119,15 @@ impl ProcHandle {
         } else {
             Observed::Idle
         }
+    }
+
+    /// Whether the process this handle was opened for has not been reaped
+    /// yet (zombies count as not reaped). If so, the pid still named it
+    /// when anything was read by pid number before this call: the CPU
+    /// clock, sysinfo's refresh. One `pread` of `statm` (about 1 µs).
+    pub fn same_process(&self) -> bool {
+        let mut buf = [0u8; 128];
+        read_at_retry(&self.identity, &mut buf, 0).is_ok_and(|n| n > 0)
     }
 
     /// CPU time spent between the previous reading and the latest one, in
@@ -189,15 +174,6 @@ pub(super) fn children_supported() -> bool {
     std::path::Path::new(&format!("/proc/{me}/task/{me}/children")).exists()
 }
 
-/// The size of a memory page, the unit of `statm`.
-pub(super) fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|n| u64::try_from(n).ok())
-        .unwrap_or(4096)
-}
-
 fn read_at_retry(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     loop {
         match file.read_at(buf, offset) {
@@ -242,24 +218,12 @@ fn parse_pids(bytes: &[u8], out: &mut Vec<u32>) {
     );
 }
 
-/// The resident field (second) of `/proc/PID/statm`.
-fn parse_statm_resident(bytes: &[u8]) -> Option<u64> {
-    let word = bytes.split(|b| b.is_ascii_whitespace()).nth(1)?;
-    std::str::from_utf8(word).ok()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_statm_and_children_lists() {
-        assert_eq!(
-            parse_statm_resident(b"29742 28985 1668 1 0 27620 0\n"),
-            Some(28985)
-        );
-        assert_eq!(parse_statm_resident(b"0 0 0 0 0 0 0\n"), Some(0));
-        assert_eq!(parse_statm_resident(b""), None);
+    fn parses_children_lists() {
         let mut pids = vec![7];
         parse_pids(b"123 4567 ", &mut pids);
         parse_pids(b"", &mut pids);
@@ -269,16 +233,15 @@ mod tests {
     #[test]
     fn own_process_is_observed() {
         let mut me = ProcHandle::open(std::process::id(), children_supported()).unwrap();
-        let start = Instant::now();
-        assert_eq!(me.observe(start, Duration::from_secs(10)), Observed::Ran);
-        assert!(me.rss_pages > 0);
+        assert_eq!(me.observe(), Observed::Ran);
+        assert!(me.same_process());
         assert_eq!(me.cpu_delta_ns(), None);
         // Burn a little CPU; the clock has nanosecond resolution.
         let mut x = 0u64;
         for i in 0..1_000_000u64 {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
         }
-        assert_eq!(me.observe(start, Duration::from_secs(10)), Observed::Ran);
+        assert_eq!(me.observe(), Observed::Ran);
         assert!(me.cpu_delta_ns().unwrap() > 0);
         assert!(ProcHandle::open(0, true).is_none());
         assert!(ProcHandle::open(1, true).is_none());
