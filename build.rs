@@ -25,17 +25,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Drops the source info (comments, spans) of well-known imports such as
-/// google/protobuf/descriptor.proto from the reflection descriptor set: the
-/// daemon keeps it decoded in memory for its whole life, and those comments
-/// were most of its idle heap. Our own files keep their comments so that
-/// `grpcurl describe` shows them.
+/// Rewrites the descriptor set into what the daemon serves through gRPC
+/// reflection and keeps decoded for its whole life: our own file only,
+/// without the `google.api.http` method options and the import that defines
+/// them (which pulls in google/protobuf/descriptor.proto, most of the idle
+/// heap). Generic gRPC clients need neither; tools that map HTTP routes
+/// read the annotations from `proto/`. Our comments stay, so `grpcurl
+/// describe` shows them.
 fn strip_imported_comments(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     use prost::Message;
     let mut set = prost_types::FileDescriptorSet::decode(std::fs::read(path)?.as_slice())?;
+    set.file.retain(|f| f.name().starts_with("pmdaemon/"));
     for file in &mut set.file {
-        if file.name().starts_with("google/protobuf/") {
-            file.source_code_info = None;
+        file.dependency
+            .retain(|d| d != "google/api/annotations.proto");
+        for service in &mut file.service {
+            for method in &mut service.method {
+                method.options = None;
+            }
         }
     }
     std::fs::write(path, set.encode_to_vec())?;

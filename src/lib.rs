@@ -19,7 +19,8 @@ pub mod v1 {
     tonic::include_proto!("pmdaemon.v1");
 }
 
-/// Encoded `FileDescriptorSet` of the contract, for gRPC reflection.
+/// Encoded `FileDescriptorSet` of the contract, for gRPC reflection: the
+/// pmdaemon.v1 file without its `google.api.http` options (see build.rs).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("pmdaemon_descriptor");
 
 /// Version of the workspace, reported by `pmd version` and `Ping`.

@@ -50,7 +50,10 @@ use self::ring::Ring;
 
 /// Capacity of the daemon-wide broadcast, in lines. A follower further
 /// behind than this gets `RecvError::Lagged(missed)` instead of the lines.
-pub const BROADCAST_CAPACITY: usize = 4096;
+/// Its slots are allocated up front (32 bytes each), so this is idle
+/// memory of every daemon: followers drain up to 512 lines per message, so
+/// 1024 is enough to ride out a burst.
+pub const BROADCAST_CAPACITY: usize = 1024;
 
 /// Largest read from a pipe, and the longest piece of a line that the ring
 /// and the broadcast carry (longer lines reach them in pieces; the file

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use super::instance::{Health, Shared, State};
 
 /// Events a reader may lag behind before it starts missing some.
-const CAPACITY: usize = 1024;
+const CAPACITY: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {

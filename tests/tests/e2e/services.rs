@@ -27,7 +27,7 @@ fn health_reports_serving() {
     });
 }
 
-/// Reflection lists the API and serves its file with its imports, so that
+/// Reflection lists the API and serves its file, self-contained, so that
 /// grpcurl and generated clients need no .proto files.
 #[test]
 fn reflection_lists_and_describes_the_api() {
@@ -70,6 +70,9 @@ fn reflection_lists_and_describes_the_api() {
         let all: Vec<u8> = files.file_descriptor_proto.concat();
         let text = String::from_utf8_lossy(&all);
         assert!(text.contains("pmdaemon/v1/process_manager.proto"), "{text}");
-        assert!(text.contains("google/api/annotations.proto"), "{text}");
+        // Served self-contained: no import a client would have to resolve
+        // (the http annotations live in proto/ for the tools that want them).
+        assert_eq!(files.file_descriptor_proto.len(), 1, "{text}");
+        assert!(!text.contains("google/api/annotations.proto"), "{text}");
     });
 }
