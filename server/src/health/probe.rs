@@ -4,7 +4,8 @@
 //! check's timeout; a failure comes back as a short reason a person can
 //! read in `pmd describe`.
 //!
-//! A script probe is the only process this module starts. Its process
+//! A script probe is the only process this module starts, through
+//! `supervisor::process::spawn_shell` (the one place that forks). Its process
 //! group is SIGKILLed when it times out, when it exits (background
 //! children it left behind), and when the probe's future is dropped (the
 //! prober stopped); its leader is always reaped (by us, or by tokio's
@@ -12,17 +13,16 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::time::Instant;
 
 use super::{PORT_PLACEHOLDER, Probe, human, parse_host_port, parse_http_url};
+use crate::supervisor::process;
 
 /// Most bytes of an HTTP response read to find the status line.
 const MAX_STATUS_LINE_BYTES: usize = 4 << 10;
@@ -209,14 +209,7 @@ impl Drop for KillGroupOnDrop {
 }
 
 fn kill_group(pgid: u32) {
-    let Ok(raw) = i32::try_from(pgid) else { return };
-    if raw <= 1 {
-        return; // never "every process" or init
-    }
-    match killpg(Pid::from_raw(raw), Signal::SIGKILL) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-        Err(e) => tracing::warn!(pgid, error = %e, "cannot kill a health script's process group"),
-    }
+    process::signal_group(pgid, Signal::SIGKILL);
 }
 
 /// The last `SCRIPT_TAIL_BYTES` of a stream.
@@ -273,26 +266,15 @@ async fn run_script(
     cwd: &Path,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(cwd)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // The group guard kills the rest; this makes tokio reap the leader
-        // if the probe is dropped before it did.
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot run the script in {}: {}",
-                cwd.display(),
-                io_reason(&e)
-            )
-        })?;
+    // Forked through the supervisor's OS boundary, the one place that
+    // spawns and signals processes.
+    let mut child = process::spawn_shell(command, env, cwd).map_err(|e| {
+        format!(
+            "cannot run the script in {}: {}",
+            cwd.display(),
+            io_reason(&e)
+        )
+    })?;
     // Declared after `child`, so dropped before it: the group dies first.
     let mut group = KillGroupOnDrop(child.id());
     let mut stdout = child.stdout.take();

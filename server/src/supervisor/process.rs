@@ -5,6 +5,7 @@
 //!
 //! Nothing here holds state; `instance.rs` owns the children.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -30,6 +31,23 @@ pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Child
         // next daemon to find and terminate it, not be killed half-way.
         .kill_on_drop(false);
     cmd.spawn()
+}
+
+/// `/bin/sh -c command` in a new process group with stdin from /dev/null
+/// and stdout/stderr piped: health script probes. Dropping the child makes
+/// tokio kill and reap the shell; the caller kills the rest of its group.
+pub fn spawn_shell(command: &str, env: &[(String, String)], cwd: &Path) -> std::io::Result<Child> {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
 }
 
 /// Sends `signal` to a whole process group. A group that is already gone is
