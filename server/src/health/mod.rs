@@ -8,12 +8,11 @@
 //! calls [`resolve`] with each instance's assigned port, starts one prober
 //! per running instance (the [`ProberHandle`] lives as long as that run;
 //! dropping it stops the prober and kills a script probe in flight) and
-//! applies the rules below to the [`ProbeResult`]s it receives
-//! (`Ctx::on_probe` in `supervisor/instance.rs`; [`HealthTracker`] is the
-//! same rules as a pure state machine, with unit tests — keep them in step
-//! or make the instance task use it). Nothing here touches the process
-//! table; script probes are spawned through `supervisor::process`, each in
-//! its own process group that is always killed and reaped.
+//! feeds the [`ProbeResult`]s it receives to a [`HealthTracker`] to decide
+//! `starting` → `online` and when to replace an instance. Nothing here
+//! touches the process table; script probes are spawned through
+//! `supervisor::process`, each in its own process group that is always
+//! killed and reaped.
 //!
 //! Rules, in one place:
 //! - the first probe runs as soon as the prober starts, then one every

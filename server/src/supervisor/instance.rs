@@ -209,10 +209,8 @@ struct HealthRun {
     /// Dropping it stops the prober (and kills a running script probe).
     _prober: crate::health::ProberHandle,
     results: mpsc::Receiver<crate::health::ProbeResult>,
-    retries: u32,
-    start_period: Duration,
-    /// Consecutive failures counted (outside the start period).
-    failures: u32,
+    /// Readiness/liveness rules: start period, consecutive failures.
+    tracker: crate::health::HealthTracker,
 }
 
 enum Phase {
@@ -341,53 +339,52 @@ impl Ctx {
         Some(HealthRun {
             _prober: prober,
             results,
-            retries: check.retries.max(1),
-            start_period: Duration::from_millis(check.start_period_ms),
-            failures: 0,
+            tracker: crate::health::HealthTracker::new(check),
         })
     }
 
     /// Applies one probe result. Returns a reason when the instance must be
     /// replaced (liveness: `retries` consecutive failures while online).
     fn on_probe(&self, run: &mut Run, result: crate::health::ProbeResult) -> Option<String> {
+        use crate::health::Transition;
         let health = run.health.as_mut()?;
-        let in_start_period = run.started.elapsed() < health.start_period;
+        let transition = health.tracker.record(&result, run.started.elapsed());
         let mut events: Vec<(EventKind, String)> = Vec::new();
         let mut recycle = None;
         {
             let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             s.last_health_check_at_ms = Some(result.at_ms);
-            if result.ok {
-                health.failures = 0;
-                if s.health != Health::Healthy {
+            if let Some(error) = &result.error {
+                s.last_health_error = error.clone();
+            }
+            match transition {
+                Transition::BecameHealthy => {
                     s.health = Health::Healthy;
                     events.push((EventKind::HealthChanged, "healthy".into()));
+                    if s.state == State::Starting {
+                        s.state = State::Online;
+                        events.push((EventKind::Online, "health check passed".into()));
+                    }
                 }
-                if s.state == State::Starting {
-                    s.state = State::Online;
-                    events.push((EventKind::Online, "health check passed".into()));
-                }
-            } else {
-                let error = result.error.unwrap_or_else(|| "check failed".into());
-                s.last_health_error = error.clone();
-                if !in_start_period {
-                    health.failures += 1;
+                // Liveness: an instance that was ready fails `retries`
+                // times in a row and is replaced.
+                Transition::BecameUnhealthy {
+                    consecutive_failures,
+                    last_error,
+                    was_ready: true,
+                } => {
+                    s.health = Health::Unhealthy;
+                    events.push((EventKind::HealthChanged, last_error.clone()));
+                    recycle = Some(format!(
+                        "health check failed {consecutive_failures} times in a row: {last_error}"
+                    ));
                 }
                 // Before its first pass an instance is starting, not
                 // unhealthy: fast readiness probes failing is expected.
-                if health.failures >= health.retries
-                    && s.state == State::Online
-                    && s.health != Health::Unhealthy
-                {
-                    s.health = Health::Unhealthy;
-                    events.push((EventKind::HealthChanged, error.clone()));
+                Transition::BecameUnhealthy {
+                    was_ready: false, ..
                 }
-                if health.failures >= health.retries && s.state == State::Online {
-                    recycle = Some(format!(
-                        "health check failed {} times in a row: {error}",
-                        health.failures
-                    ));
-                }
+                | Transition::None => {}
             }
         }
         (self.changed)();
