@@ -7,9 +7,11 @@
 //!                                        +--stop--> stopping --+--> idle
 //! ```
 //!
-//! The task is the only writer of the instance's [`Shared`] record (readers:
-//! the table, for list/describe and persistence) and the only owner of the
-//! [`Child`], so exits and commands are handled in one place without races.
+//! The task is the only owner of the [`Child`] and the writer of the
+//! instance's [`Shared`] record (readers: the table, for list/describe and
+//! persistence), so exits and commands are handled in one place without
+//! races. The supervisor only sets what the next run should use (`spec` on
+//! scale, `port_override`) under the same lock before sending a command.
 //! Commands arrive on an unbounded mpsc channel whose sender lives in the
 //! supervisor's table; the task ends on `Cmd::Exit` or when the sender is
 //! dropped (after stopping its process).
@@ -99,8 +101,9 @@ pub struct ExitInfo {
     pub at_ms: i64,
 }
 
-/// The instance record shared between its task (the only writer) and the
-/// table (readers). Guarded by a `std::sync::Mutex` that is never held
+/// The instance record shared between its task (the writer; the table only
+/// sets `spec` and `port_override` for the next run) and the table
+/// (readers). Guarded by a `std::sync::Mutex` that is never held
 /// across an await.
 #[derive(Debug, Clone)]
 pub struct Shared {
@@ -176,7 +179,7 @@ pub enum Cmd {
     /// Stop if running, then spawn; counts as a restart.
     Restart(oneshot::Sender<Result<()>>),
     /// Stop the process group; the instance stays, idle.
-    Stop(oneshot::Sender<()>),
+    Stop(oneshot::Sender<Result<()>>),
     /// Stop and end the task (delete, daemon shutdown).
     Exit(oneshot::Sender<()>),
     /// Replace the running process because it is unwell (memory over its
@@ -591,7 +594,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                 }
                 Some(Cmd::Stop(reply)) => {
                     ctx.set_desired(false);
-                    let _ = reply.send(());
+                    let _ = reply.send(Ok(()));
                     Phase::Idle
                 }
                 Some(Cmd::Exit(reply)) => {
@@ -646,7 +649,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     Some(Cmd::Stop(reply)) => {
                         ctx.set_desired(false);
                         ctx.stop(&mut run).await;
-                        let _ = reply.send(());
+                        let _ = reply.send(Ok(()));
                         Phase::Idle
                     }
                     Some(Cmd::Exit(reply)) => {
@@ -692,7 +695,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                             s.restart_cause = None;
                         });
                         ctx.emit(EventKind::Stopped, "stopped by request");
-                        let _ = reply.send(());
+                        let _ = reply.send(Ok(()));
                         Phase::Idle
                     }
                     Some(Cmd::Exit(reply)) => {

@@ -5,8 +5,9 @@
 //!
 //! Concurrency: the table is a `std::sync::Mutex<Table>` that is never held
 //! across an await. Each instance has a task (`instance::run`) that owns its
-//! child and is the only writer of its `Shared` record; the table keeps the
-//! task's command sender. Lock order: table, then an instance's `Shared`.
+//! child and writes its `Shared` record (the table only sets what the next
+//! run uses: `spec`, `port_override`); the table keeps the task's command
+//! sender. Lock order: table, then an instance's `Shared`.
 //! Every change requests a write of `state.json` from the store's
 //! [`Persister`]; the writer task here coalesces them.
 
@@ -400,11 +401,19 @@ impl Supervisor {
     /// Sends `action` to every selected instance and waits for all of them
     /// (concurrently: stopping ten apps takes one kill timeout, not ten).
     async fn act(&self, target: &Target, action: Action) -> Result<Vec<Result<()>>> {
+        self.act_on(|table| table.select(target), action).await
+    }
+
+    /// `act` on the instances `pick` selects from the table.
+    async fn act_on(
+        &self,
+        pick: impl FnOnce(&Table) -> Result<Vec<(usize, usize)>>,
+        action: Action,
+    ) -> Result<Vec<Result<()>>> {
         self.check_running()?;
         let waits: Vec<_> = {
             let table = self.table();
-            table
-                .select(target)?
+            pick(&table)?
                 .into_iter()
                 .map(|(a, i)| {
                     let inst = &table.apps[a].instances[i];
@@ -424,15 +433,7 @@ impl Supervisor {
                     let cmd = match action {
                         Action::Start => Cmd::Start(tx),
                         Action::Restart { .. } => Cmd::Restart(tx),
-                        Action::Stop => {
-                            let (stx, srx) = oneshot::channel();
-                            let _ = inst.cmd.send(Cmd::Stop(stx));
-                            tokio::spawn(async move {
-                                let _ = srx.await;
-                                let _ = tx.send(Ok(()));
-                            });
-                            return rx;
-                        }
+                        Action::Stop => Cmd::Stop(tx),
                     };
                     let _ = inst.cmd.send(cmd);
                     rx
@@ -458,21 +459,19 @@ impl Supervisor {
     pub async fn stop(&self, target: &Target) -> Result<Vec<InstanceView>> {
         if *target == Target::All {
             for level in self.stop_levels() {
-                let acts = level
-                    .iter()
-                    .map(|id| self.act_owned(Target::Id(*id), Action::Stop));
-                for r in futures_util::future::join_all(acts).await {
-                    first_error(r?)?;
-                }
+                let in_level = |table: &Table| {
+                    let all = table.select(&Target::All)?;
+                    Ok(all
+                        .into_iter()
+                        .filter(|&(a, i)| level.contains(&table.apps[a].instances[i].id))
+                        .collect())
+                };
+                first_error(self.act_on(in_level, Action::Stop).await?)?;
             }
         } else {
             first_error(self.act(target, Action::Stop).await?)?;
         }
         self.views(target)
-    }
-
-    async fn act_owned(&self, target: Target, action: Action) -> Result<Vec<Result<()>>> {
-        self.act(&target, action).await
     }
 
     /// Instance ids grouped for stopping: apps that others depend on come
