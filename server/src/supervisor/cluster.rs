@@ -194,7 +194,7 @@ impl Supervisor {
                 ));
             };
             let app = &table.apps[a];
-            let others = table.claims_except(&app.name);
+            let others = table.claims_except(&[app.name.as_str()]);
             let ports = ports::assign(&app.name, port, picked.len() as u32, &others, &app.ports())?;
             for ((_, i), p) in picked.iter().zip(ports) {
                 app.instances[*i]
@@ -224,7 +224,7 @@ impl Supervisor {
         let target = Target::Name(name.to_string());
         let (old_count, new_ids, removed_ids) = {
             let mut table = self.table();
-            let others = table.claims_except(name);
+            let others = table.claims_except(&[name]);
             let next_id = table.next_id;
             let app = table.app(name).ok_or_else(|| Error::NotFound {
                 target: name.to_string(),
@@ -402,16 +402,7 @@ impl Supervisor {
             let names: Vec<&str> = plans.iter().map(|(s, _)| s.name.as_str()).collect();
             // Apps outside the set keep their claims; apps of the set claim
             // what they will hold once applied.
-            let mut claims: Vec<Claim> = table
-                .apps
-                .iter()
-                .filter(|a| !names.contains(&a.name.as_str()))
-                .map(|a| Claim {
-                    app: a.name.clone(),
-                    spec: a.spec().and_then(|s| s.port),
-                    assigned: a.ports(),
-                })
-                .collect();
+            let mut claims = table.claims_except(&names);
             for (spec, launch) in plans {
                 let existing = table.app(&spec.name);
                 let current = existing.and_then(App::spec);

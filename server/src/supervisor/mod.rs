@@ -111,11 +111,11 @@ impl Table {
         self.apps.iter_mut().find(|a| a.name == name)
     }
 
-    /// What every app but `except` holds of the port space.
-    fn claims_except(&self, except: &str) -> Vec<Claim> {
+    /// What every app not named in `except` holds of the port space.
+    fn claims_except(&self, except: &[&str]) -> Vec<Claim> {
         self.apps
             .iter()
-            .filter(|a| a.name != except)
+            .filter(|a| !except.contains(&a.name.as_str()))
             .map(|a| Claim {
                 app: a.name.clone(),
                 spec: a.spec().and_then(|s| s.port),
@@ -266,7 +266,7 @@ impl Supervisor {
                     id: app.instances.first().map(|i| i.id).unwrap_or(0),
                 });
             }
-            cluster::assign_ports(&spec, &table.claims_except(&spec.name), &[])?
+            cluster::assign_ports(&spec, &table.claims_except(&[spec.name.as_str()]), &[])?
         };
         self.create_resolved(spec, launch, ports).await
     }
