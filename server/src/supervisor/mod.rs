@@ -756,7 +756,7 @@ impl Supervisor {
             }
             let kills: Vec<_> = leftovers
                 .into_iter()
-                .map(|(pid, sig, grace)| tokio::spawn(process::terminate_leftover(pid, sig, grace)))
+                .map(|(pid, sig, grace)| tokio::spawn(process::drain_group(pid, sig, grace)))
                 .collect();
             for k in kills {
                 let _ = k.await;

@@ -102,9 +102,10 @@ pub async fn wait_group_empty(pgid: u32, deadline: Instant) -> bool {
     }
 }
 
-/// Stops whatever is left of a group after its leader exited (background
-/// workers of a shell script, say): the stop signal, then SIGKILL after
-/// `grace`. Returns once the group is empty or SIGKILL was sent.
+/// Empties a process group with no leader to wait() on: what is left after
+/// the leader exited (background workers of a shell script, say), or a
+/// group left by a previous daemon life. The stop signal, SIGKILL after
+/// `grace`, then a bounded wait for the group to disappear.
 pub async fn drain_group(pgid: u32, signal: Signal, grace: Duration) {
     if group_members(pgid).is_empty() {
         return;
@@ -112,7 +113,7 @@ pub async fn drain_group(pgid: u32, signal: Signal, grace: Duration) {
     signal_group(pgid, signal);
     if !wait_group_empty(pgid, Instant::now() + grace).await {
         signal_group(pgid, Signal::SIGKILL);
-        wait_group_empty(pgid, Instant::now() + Duration::from_secs(1)).await;
+        wait_group_empty(pgid, Instant::now() + Duration::from_secs(5)).await;
     }
 }
 
@@ -156,17 +157,6 @@ pub fn is_same_process(pid: u32, start_ticks: u64, recorded_boot: &str, boot: &s
     !boot.is_empty()
         && recorded_boot == boot
         && read_stat(pid).is_some_and(|s| s.start_ticks == start_ticks && s.state != 'Z')
-}
-
-/// Terminates a process group left by a previous daemon life (which we
-/// cannot wait() on: it is not our child): stop signal, then SIGKILL after
-/// `grace`, then wait for it to disappear.
-pub async fn terminate_leftover(pgid: u32, signal: Signal, grace: Duration) {
-    signal_group(pgid, signal);
-    if !wait_group_empty(pgid, Instant::now() + grace).await {
-        signal_group(pgid, Signal::SIGKILL);
-        wait_group_empty(pgid, Instant::now() + Duration::from_secs(5)).await;
-    }
 }
 
 /// Human name of a signal number, e.g. `SIGKILL`.
