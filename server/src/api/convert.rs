@@ -27,16 +27,30 @@ pub fn parse_target(target: &str) -> Result<Target, Status> {
 
 /// A state filter: UNSPECIFIED means none.
 pub fn state_from_proto(raw: i32) -> Result<Option<State>, Status> {
-    let state = v1::ProcessState::try_from(raw)
+    use v1::ProcessState as P;
+    let state = P::try_from(raw)
         .map_err(|_| Status::invalid_argument(format!("status: {raw} is not a process state")))?;
     Ok(match state {
-        v1::ProcessState::Unspecified => None,
-        s => State::from_word(s.word()),
+        P::Unspecified => None,
+        P::Starting => Some(State::Starting),
+        P::Online => Some(State::Online),
+        P::Stopping => Some(State::Stopping),
+        P::Stopped => Some(State::Stopped),
+        P::Errored => Some(State::Errored),
+        P::WaitingRestart => Some(State::WaitingRestart),
     })
 }
 
 pub fn state_to_proto(s: State) -> v1::ProcessState {
-    v1::ProcessState::from_word(s.word()).unwrap_or(v1::ProcessState::Unspecified)
+    use v1::ProcessState as P;
+    match s {
+        State::Starting => P::Starting,
+        State::Online => P::Online,
+        State::Stopping => P::Stopping,
+        State::Stopped => P::Stopped,
+        State::Errored => P::Errored,
+        State::WaitingRestart => P::WaitingRestart,
+    }
 }
 
 /// Validates a client's spec and fills in defaults. Relative `script` and
