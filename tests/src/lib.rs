@@ -400,6 +400,21 @@ impl TestDaemon {
         self.home().join("state.json")
     }
 
+    /// Polls state.json until it parses and satisfies `pred`. The daemon
+    /// writes it in short batches after a change, so a test must not expect
+    /// it on disk the moment an RPC returns.
+    pub fn wait_state(&self, what: &str, mut pred: impl FnMut(&str) -> bool) -> Value {
+        wait_for_value(
+            &format!("state.json {what}"),
+            Duration::from_secs(5),
+            || {
+                let text = fs::read_to_string(self.state_path()).ok()?;
+                let parsed: Value = serde_json::from_str(&text).ok()?;
+                pred(&text).then_some(parsed)
+            },
+        )
+    }
+
     /// `$PMDAEMON_HOME/pmdaemond.log`, empty if absent.
     pub fn daemon_log(&self) -> String {
         fs::read_to_string(self.home().join("pmdaemond.log")).unwrap_or_default()

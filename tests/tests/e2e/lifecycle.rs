@@ -223,11 +223,7 @@ fn delete_removes_the_app_its_state_entry_and_its_logs() {
     wait_for("both logs to be written", WAIT, || {
         lines_of(&out_log) == ["out"] && lines_of(&err_log) == ["err"]
     });
-    assert!(
-        fs::read_to_string(d.state_path())
-            .unwrap()
-            .contains("doomed")
-    );
+    d.wait_state("to name the app", |s| s.contains("doomed"));
 
     d.pmd_ok(&["delete", "doomed"]);
     assert!(d.app("doomed").is_none(), "deleted app still listed");
@@ -245,11 +241,7 @@ fn delete_removes_the_app_its_state_entry_and_its_logs() {
             .any(|f| f.to_string_lossy().starts_with("doomed-")),
         "log files left behind: {left:?}"
     );
-    let state = fs::read_to_string(d.state_path()).unwrap();
-    assert!(
-        !state.contains("doomed"),
-        "state.json still mentions the app: {state}"
-    );
+    d.wait_state("to forget the deleted app", |s| !s.contains("doomed"));
 }
 
 /// `pmd delete all --status stopped` deletes only the stopped apps.

@@ -59,6 +59,10 @@ fn daemon_kill9_then_start_leaves_no_duplicates() {
         d.app_pids().len() == 2
     });
     let old_pids = d.app_pids();
+    // kill -9 gives the daemon no chance to flush: let it record the pid first.
+    d.wait_state("to record the running pid", |s| {
+        s.contains(&format!("\"pid\":{old}")) || s.contains(&format!("\"pid\": {old}"))
+    });
 
     d.kill9_daemon();
     d.spawn_daemon();
@@ -192,9 +196,9 @@ fn a_corrupt_state_file_is_kept_aside() {
 
     d.pmd_ok(&["start", "sleep", "--name", "fresh", "--", "100000"]);
     d.wait_online("fresh");
-    let state = fs::read_to_string(d.state_path()).unwrap();
-    let parsed: serde_json::Value = serde_json::from_str(&state).expect("state.json is JSON again");
-    assert!(parsed.to_string().contains("fresh"));
+    d.wait_state("to be JSON again and name the new app", |s| {
+        s.contains("fresh")
+    });
 }
 
 /// state.json is written as apps change and names them.
@@ -203,9 +207,7 @@ fn the_state_file_records_apps() {
     let d = TestDaemon::start();
     d.pmd_ok(&["start", "sleep", "--name", "recorded", "--", "100000"]);
     d.wait_online("recorded");
-    let state = fs::read_to_string(d.state_path()).expect("state.json exists");
-    let parsed: serde_json::Value = serde_json::from_str(&state).expect("state.json is JSON");
-    assert!(parsed.to_string().contains("recorded"), "{parsed}");
+    d.wait_state("to name the app", |s| s.contains("recorded"));
     let leftovers: Vec<_> = fs::read_dir(d.home())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
