@@ -47,19 +47,24 @@ def median_ms(values_ns):
     return statistics.median(values_ns) / 1e6
 
 
-def target_dir():
+def release_dir():
+    """target/<host-tuple>/release: .cargo/config.toml builds for the host as
+    an explicit target (so glibc is linked statically)."""
     meta = subprocess.run(
         ["cargo", "metadata", "--format-version", "1", "--no-deps"],
         cwd=REPO, check=True, capture_output=True, text=True,
     )
-    return json.loads(meta.stdout)["target_directory"]
+    rustc = subprocess.run(["rustc", "-vV"], check=True, capture_output=True, text=True)
+    host = next(line.split(": ", 1)[1] for line in rustc.stdout.splitlines()
+                if line.startswith("host: "))
+    return os.path.join(json.loads(meta.stdout)["target_directory"], host, "release")
 
 
 def build(skip):
     if not skip:
         log("building release binaries: cargo build --release --workspace")
         subprocess.run(["cargo", "build", "--release", "--workspace"], cwd=REPO, check=True)
-    release = os.path.join(target_dir(), "release")
+    release = release_dir()
     bins = {name: os.path.join(release, name) for name in ("pmdaemond", "pmd")}
     for path in bins.values():
         if not os.path.isfile(path):

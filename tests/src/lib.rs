@@ -75,7 +75,7 @@ pub struct Binaries {
 }
 
 /// The workspace's `pmdaemond` and `pmd`, next to this test executable
-/// (`target/debug/deps/e2e-HASH` → `target/debug/`). Panics with a hint when
+/// (`target/<host-tuple>/debug/deps/e2e-HASH` → `target/<host-tuple>/debug/`). Panics with a hint when
 /// they have not been built.
 pub fn binaries() -> &'static Binaries {
     static BINS: OnceLock<Binaries> = OnceLock::new();

@@ -160,9 +160,20 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
         .map_err(|e| format!("cannot resolve {host}: {}", io_reason(&e)))?
         .collect();
     let mut last_error = format!("{host} has no address");
+    // Name the host as the user wrote it, and the address that was tried.
+    let named = host
+        .trim_matches(['[', ']'])
+        .parse::<std::net::IpAddr>()
+        .is_err();
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
+            Err(e) if named => {
+                last_error = format!(
+                    "cannot connect to {host}:{port} ({addr}): {}",
+                    io_reason(&e)
+                );
+            }
             Err(e) => last_error = format!("cannot connect to {addr}: {}", io_reason(&e)),
         }
     }

@@ -5,6 +5,9 @@
 //!
 //! Nothing here holds state; `instance.rs` owns the children.
 
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString, c_char};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,11 +20,11 @@ use super::spec::Launch;
 /// Spawns `launch` in a new process group (pgid = pid) with stdin from
 /// /dev/null and stdout/stderr piped to the daemon.
 pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Child> {
+    let image = ExecImage::new(launch, env)?;
     let mut cmd = Command::new(&launch.program);
     cmd.arg0(&launch.argv[0])
         .args(&launch.argv[1..])
         .current_dir(&launch.cwd)
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -30,7 +33,101 @@ pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Child
         // anyway (daemon shutting down hard), the child must survive for the
         // next daemon to find and terminate it, not be killed half-way.
         .kill_on_drop(false);
+    // SAFETY: the closure runs in the forked child and only calls execve(2)
+    // on memory prepared before the fork; it neither allocates nor locks.
+    unsafe {
+        cmd.pre_exec(move || Err(image.exec()));
+    }
     cmd.spawn()
+}
+
+/// Program, argv and environment as C arrays, built before the fork.
+///
+/// The child is started with a plain execve(2) from `pre_exec` instead of
+/// std's exec because std ends in execvp(3), and glibc's execvp runs a file
+/// the kernel refuses (ENOEXEC: exec bit, no `#!`, not a binary) through
+/// /bin/sh instead of failing. Whether std gets there depends on how it was
+/// linked (posix_spawn is skipped in static binaries), so the daemon does
+/// not leave it to chance: an unrunnable file is a spawn error, as with
+/// systemd and supervisord. When execve fails, the error goes back to
+/// `spawn` through std's error pipe.
+struct ExecImage {
+    program: CString,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    // Own the strings the pointers above point into.
+    _strings: Vec<CString>,
+}
+
+// SAFETY: the pointers point into `_strings`, which the struct owns and
+// never changes; they are only read, by execve in the child.
+unsafe impl Send for ExecImage {}
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    /// The daemon's own environment with `env` set over it, as std would
+    /// have built it.
+    fn new(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Self> {
+        let c = |bytes: Vec<u8>| {
+            CString::new(bytes).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a program path, argument or environment variable contains a NUL byte",
+                )
+            })
+        };
+        let program = c(launch.program.as_os_str().as_bytes().to_vec())?;
+        let args = launch
+            .argv
+            .iter()
+            .map(|a| c(a.clone().into_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        for (k, v) in env {
+            vars.insert(k.into(), v.into());
+        }
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend(v.into_vec());
+                c(kv)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let nul_terminated = |strings: &[CString]| {
+            strings
+                .iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let argv = nul_terminated(&args);
+        let envp = nul_terminated(&vars);
+        let mut strings = args;
+        strings.extend(vars);
+        Ok(ExecImage {
+            program,
+            argv,
+            envp,
+            _strings: strings,
+        })
+    }
+
+    /// execve(2); returns only on failure, with its error. Safe to call
+    /// between fork and exec: no allocation, no locks.
+    fn exec(&self) -> std::io::Error {
+        // SAFETY: every pointer is a NUL-terminated string owned by `self`,
+        // and both arrays end with a null pointer.
+        unsafe {
+            nix::libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            );
+        }
+        std::io::Error::last_os_error()
+    }
 }
 
 /// `/bin/sh -c command` in a new process group with stdin from /dev/null

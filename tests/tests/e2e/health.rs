@@ -219,12 +219,14 @@ fn wait_ready_fails_at_once_when_the_app_crashes() {
 
 /// A TCP check keeps an app `starting` (health unknown, the failed probe
 /// recorded) while nothing accepts on its address, and makes it `online`
-/// and healthy once something listens there (here, the test itself).
+/// and healthy once something listens there (here, the test itself). The
+/// address names `localhost`: the daemon (linked statically) resolves host
+/// names.
 #[test]
 fn a_tcp_check_makes_the_app_online_once_its_address_accepts() {
     let d = TestDaemon::start();
     let port = free_ports(1);
-    let address = format!("127.0.0.1:{port}");
+    let address = format!("localhost:{port}");
     d.write_executable("idle.sh", IDLE);
     d.pmd_ok(&[
         "start",
