@@ -196,9 +196,10 @@ pub struct SpecFlags {
     #[arg(long, value_name = "PROGRAM", value_parser = parse_interpreter)]
     pub interpreter: Option<String>,
 
-    /// Arguments for the interpreter (split on spaces; repeatable).
-    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
-    pub interpreter_args: Vec<String>,
+    /// Arguments for the interpreter, split like a shell would (as in
+    /// ecosystem files); repeatable.
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true, value_parser = parse_words)]
+    pub interpreter_args: Vec<Words>,
 
     /// Restart policy; bare `--autorestart` means always.
     #[arg(
@@ -853,6 +854,18 @@ fn parse_interpreter(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// One flag value split into words like a shell would: `-X 'a b'` is two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Words(pub Vec<String>);
+
+/// The same split as the ecosystem loader's, so a value means the same on
+/// the command line and in a file.
+fn parse_words(value: &str) -> Result<Words, String> {
+    shell_words::split(value)
+        .map(Words)
+        .map_err(|e| format!("cannot split {value:?} into words: {e}"))
+}
+
 fn parse_stop_signal(value: &str) -> Result<String, String> {
     pmdaemon_proto::parse_stop_signal("--stop-signal", value)
         .map(|sig| sig.as_str().to_string())
@@ -1016,7 +1029,7 @@ mod tests {
             "--max-restarts",
             "3",
             "--interpreter-args",
-            "-u -X dev",
+            "-u -X 'dev mode'",
             "--time",
         ]);
         assert_eq!(s.spec.name.as_deref(), Some("api"));
@@ -1032,7 +1045,10 @@ mod tests {
         assert_eq!(s.spec.stop_signal.as_deref(), Some("SIGINT"));
         assert_eq!(s.spec.log_max_size, Some(10 << 20));
         assert_eq!(s.spec.max_restarts, Some(3));
-        assert_eq!(s.spec.interpreter_args, ["-u -X dev"]);
+        assert_eq!(
+            s.spec.interpreter_args,
+            [Words(vec!["-u".into(), "-X".into(), "dev mode".into()])]
+        );
         assert!(s.spec.time);
         assert!(s.spec.any_given());
     }
@@ -1090,6 +1106,10 @@ mod tests {
             ),
             (&["restart", "x", "--port", "auto:1"][..], "--port"),
             (&["start", "x", "--only", "a/b"][..], "--only"),
+            (
+                &["start", "x", "--interpreter-args", "-X 'open"][..],
+                "--interpreter-args",
+            ),
             (
                 &["start", "x", "--max-restarts", "-1"][..],
                 "--max-restarts",

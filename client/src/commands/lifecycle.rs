@@ -150,8 +150,7 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         interpreter_args: flags
             .interpreter_args
             .iter()
-            .flat_map(|a| a.split_whitespace())
-            .map(str::to_string)
+            .flat_map(|words| words.0.iter().cloned())
             .collect(),
         cwd: flags.cwd.clone().unwrap_or_default(),
         env: flags
