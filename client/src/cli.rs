@@ -163,6 +163,11 @@ pub struct WaitArg {
         value_parser = positive_duration_parser("--wait-timeout")
     )]
     pub wait_timeout: Duration,
+
+    /// When the --wait-timeout clock started, if before the readiness wait
+    /// (ApplyApps waits for dependencies first); now when unset.
+    #[arg(skip)]
+    pub since: Option<std::time::Instant>,
 }
 
 /// `--env NAME` for verbs other than `start` that take an ecosystem file.

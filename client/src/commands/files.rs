@@ -8,6 +8,8 @@
 //! no app has, apps of the file the daemon does not know) go to stderr with
 //! the `[pmd]` prefix, so stdout stays what scripts parse.
 
+use std::time::Instant;
+
 use pmdaemon_proto::Target;
 use pmdaemon_proto::v1::{AppSpec, ApplyAppsRequest, ApplyMode, ListProcessesRequest};
 
@@ -151,11 +153,22 @@ pub(super) async fn apply(
             loaded.file.display
         ));
     }
+    // --wait-timeout bounds the whole wait: the daemon's wait for
+    // dependencies inside ApplyApps, then the readiness wait here.
+    let wait = WaitArg {
+        since: Some(Instant::now()),
+        ..wait
+    };
     let mut client = ctx.client().await?;
     let request = ApplyAppsRequest {
         apps: loaded.specs.clone(),
         caller_cwd: loaded.file.dir.clone(),
         mode: mode.into(),
+        dependency_timeout_ms: if wait.wait_ready {
+            u64::try_from(wait.wait_timeout.as_millis()).unwrap_or(u64::MAX)
+        } else {
+            0
+        },
     };
     let doing = match mode {
         ApplyMode::Unspecified => "starting",

@@ -274,7 +274,7 @@ pub async fn finish(
         }
         return Ok(());
     }
-    let (last, outcome) = wait_ready(client, processes, wait.wait_timeout).await;
+    let (last, outcome) = wait_ready(client, processes, wait).await;
     match output {
         OutputFormat::Table => {
             if outcome.is_ok() {
@@ -309,13 +309,15 @@ fn ready_lines(processes: &[ProcessInfo]) -> String {
         .collect()
 }
 
-/// Polls until every process of `processes` is ready or completed. Returns
-/// the last states seen (for printing) and the outcome.
+/// Polls until every process of `processes` is ready or completed, at most
+/// until `wait.wait_timeout` after `wait.since`. Returns the last states
+/// seen (for printing) and the outcome.
 pub async fn wait_ready(
     client: &mut Client,
     processes: &[ProcessInfo],
-    timeout: Duration,
+    wait: WaitArg,
 ) -> (Vec<ProcessInfo>, anyhow::Result<()>) {
+    let timeout = wait.wait_timeout;
     let baseline: HashMap<u32, u32> = processes.iter().map(|p| (p.id, p.restarts)).collect();
     let mut names: Vec<String> = Vec::new();
     for p in processes {
@@ -324,7 +326,7 @@ pub async fn wait_ready(
         }
     }
     let spinners = Spinners::new(names.iter().cloned());
-    let deadline = Instant::now() + timeout;
+    let deadline = wait.since.unwrap_or_else(Instant::now) + timeout;
     let mut last: Vec<ProcessInfo> = processes.to_vec();
     let outcome = loop {
         let listed = match client.list_processes(ListProcessesRequest {}).await.rpc() {

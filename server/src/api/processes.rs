@@ -1,11 +1,13 @@
 //! Lifecycle RPCs: start, stop, restart, delete, list, get.
 
+use std::time::Duration;
+
 use pmdaemon_proto::{Target, v1};
 use tonic::Status;
 
 use super::convert::{info, parse_target, resolve_instances, spec_from_proto, state_from_proto};
 use crate::ports::PortSpec;
-use crate::supervisor::{ApplyMode, ApplyOutcome, Supervisor};
+use crate::supervisor::{ApplyMode, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT, Supervisor};
 
 pub async fn start(
     sup: &Supervisor,
@@ -127,7 +129,12 @@ pub async fn apply(
             .map_err(|e| Status::invalid_argument(format!("{label}: {e}")))?;
         specs.push(spec);
     }
-    let applied = sup.apply(specs, mode).await?;
+    let dependency_timeout = match req.dependency_timeout_ms {
+        0 => DEFAULT_DEPENDENCY_TIMEOUT,
+        ms => pmdaemon_proto::check_duration("dependency_timeout_ms", Duration::from_millis(ms))
+            .map_err(|e| Status::invalid_argument(e.0))?,
+    };
+    let applied = sup.apply(specs, mode, dependency_timeout).await?;
     Ok(v1::ApplyAppsResponse {
         apps: applied
             .iter()

@@ -25,7 +25,8 @@ use crate::store;
 /// Default time a replacement may take to become ready during a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long an app of an ApplyApps set waits for a dependency's condition.
+/// How long the apps of an ApplyApps set wait, in all, for their
+/// dependencies' conditions when the request does not say.
 pub const DEFAULT_DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How `apply` treats the apps of the set that already exist.
@@ -374,8 +375,16 @@ impl Supervisor {
     /// Makes a set of apps run as defined. Everything is validated first
     /// (names, duplicates, resolution, watch paths, ports against the other
     /// apps and within the set): when anything is wrong, nothing changes.
-    pub async fn apply(&self, specs: Vec<AppSpec>, mode: ApplyMode) -> Result<Vec<Applied>> {
+    /// Apps with dependencies wait for their conditions until
+    /// `dependency_timeout` from now.
+    pub async fn apply(
+        &self,
+        specs: Vec<AppSpec>,
+        mode: ApplyMode,
+        dependency_timeout: Duration,
+    ) -> Result<Vec<Applied>> {
         self.check_running()?;
+        let dependency_deadline = Instant::now() + dependency_timeout;
         let mut seen = std::collections::HashSet::new();
         for s in &specs {
             if !seen.insert(s.name.as_str()) {
@@ -425,7 +434,7 @@ impl Supervisor {
         // Every app of the set at once (two cores spawn faster than one);
         // an app with dependencies first waits for their conditions.
         let runs = planned.into_iter().map(|(spec, launch, ports, changed)| {
-            self.apply_one(spec, launch, ports, changed, mode)
+            self.apply_one(spec, launch, ports, changed, mode, dependency_deadline)
         });
         futures_util::future::join_all(runs)
             .await
@@ -440,11 +449,11 @@ impl Supervisor {
         ports: Vec<u16>,
         changed: Option<Vec<&'static str>>,
         mode: ApplyMode,
+        dependency_deadline: Instant,
     ) -> Result<Applied> {
         let name = spec.name.clone();
         for dep in &spec.depends_on {
-            self.wait_condition(&name, dep, DEFAULT_DEPENDENCY_TIMEOUT)
-                .await?;
+            self.wait_condition(&name, dep, dependency_deadline).await?;
         }
         let target = Target::Name(name.clone());
         let (outcome, changed_fields) = match changed {
@@ -532,16 +541,16 @@ impl Supervisor {
         Ok(ordered)
     }
 
-    /// Waits until `dep.app` meets `dep.condition` for app `name`. An app
-    /// that does not exist yet is waited for too (ApplyApps creates the
-    /// apps of a set concurrently).
+    /// Waits until `dep.app` meets `dep.condition` for app `name`, at most
+    /// until `deadline`. An app that does not exist yet is waited for too
+    /// (ApplyApps creates the apps of a set concurrently).
     async fn wait_condition(
         &self,
         name: &str,
         dep: &spec::Dependency,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
         let target = Target::Name(dep.app.clone());
         loop {
             // Not found yet: an app of the same set, being created now.
@@ -578,15 +587,22 @@ impl Supervisor {
                 return Ok(());
             }
             if Instant::now() >= deadline {
+                let now = match views.first() {
+                    None => "gone".to_owned(),
+                    Some(v) if v.shared.last_health_error.is_empty() => {
+                        v.shared.state.word().to_owned()
+                    }
+                    Some(v) => format!(
+                        "{} (last health check: {})",
+                        v.shared.state.word(),
+                        v.shared.last_health_error
+                    ),
+                };
                 return Err(Error::FailedPrecondition(format!(
-                    "{name} waited {} s for {} to be {}; it is {}",
-                    timeout.as_secs(),
+                    "{name} waited {:.1} s for {} to be {}; it is {now}",
+                    started.elapsed().as_secs_f64(),
                     dep.app,
                     dep.condition.word(),
-                    views
-                        .first()
-                        .map(|v| v.shared.state.word())
-                        .unwrap_or("gone")
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

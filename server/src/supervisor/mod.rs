@@ -937,5 +937,5 @@ async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
     }
 }
 
-pub use cluster::{Applied, ApplyMode, ApplyOutcome};
+pub use cluster::{Applied, ApplyMode, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT};
 pub use instance::State as InstanceState;

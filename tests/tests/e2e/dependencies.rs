@@ -290,6 +290,7 @@ fn the_api_refuses_a_cycle_or_an_unknown_dependency() {
         apps,
         caller_cwd: work.clone(),
         mode: v1::ApplyMode::Unspecified as i32,
+        dependency_timeout_ms: 0,
     };
     let refusals = block_on(async {
         let mut client = d.client().await;
@@ -330,4 +331,49 @@ fn the_api_refuses_a_cycle_or_an_unknown_dependency() {
         }
     }
     assert_nothing_started(&d, "after refused ApplyApps");
+}
+
+/// `--wait-timeout` bounds the whole `pmd start FILE --wait-ready`, the
+/// daemon's wait for dependencies included: with a dependency that never
+/// gets healthy, the start fails after about the 2 s asked for (not after
+/// the daemon's 60 s default), naming the dependent, the dependency, the
+/// condition and the dependency's last health error; the dependent was
+/// never started.
+#[test]
+fn wait_timeout_bounds_the_wait_for_dependencies() {
+    let d = TestDaemon::start();
+    let refused = free_ports(1); // nothing listens there: never healthy
+    let file = d.write_file(
+        "stack.yaml",
+        &format!(
+            "apps:\n\
+             \x20 - name: api\n    script: sleep\n    args: \"100000\"\n    depends_on: [{{db: healthy}}]\n\
+             \x20 - name: db\n    script: sleep\n    args: \"100000\"\n    health_check:\n      tcp: 127.0.0.1:{refused}\n      interval: 200ms\n"
+        ),
+    );
+    let t0 = std::time::Instant::now();
+    let out = d.pmd_code(
+        1,
+        &["start", arg(&file), "--wait-ready", "--wait-timeout", "2s"],
+    );
+    let took = t0.elapsed();
+    let text = said(&out);
+    assert!(
+        took >= std::time::Duration::from_secs(2),
+        "gave up after {took:?}, before its 2 s:\n{text}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the dependency wait was not bounded by --wait-timeout ({took:?}):\n{text}"
+    );
+    let probed = format!("127.0.0.1:{refused}");
+    for word in ["api", "db", "healthy", &probed] {
+        assert!(text.contains(word), "{word} is not named:\n{text}");
+    }
+    assert!(
+        d.app("api").is_none(),
+        "the dependent was created: {:?}",
+        d.app("api")
+    );
+    assert_eq!(d.status("db").as_deref(), Some("starting"));
 }
