@@ -268,7 +268,7 @@ fn a_cycle_or_a_missing_dependency_is_refused_and_nothing_starts() {
 /// The daemon checks `depends_on` itself (other clients skip the CLI): an
 /// ApplyApps set with a cycle, or with a dependency on an app that is
 /// neither in the set nor known, is refused with a message naming the apps,
-/// and nothing is created.
+/// as is an absurd dependency timeout, and nothing is created.
 #[test]
 fn the_api_refuses_a_cycle_or_an_unknown_dependency() {
     let d = TestDaemon::start();
@@ -312,6 +312,19 @@ fn the_api_refuses_a_cycle_or_an_unknown_dependency() {
                 .expect_err(&format!("{what}: accepted"));
             refusals.push((what, status.code(), status.message().to_owned()));
         }
+        let absurd = v1::ApplyAppsRequest {
+            dependency_timeout_ms: u64::MAX,
+            ..apply(vec![spec("api", &[])])
+        };
+        let status = client
+            .apply_apps(absurd)
+            .await
+            .expect_err("an absurd dependency timeout was accepted");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains("dependency_timeout_ms"),
+            "{status:?}"
+        );
         refusals
     });
     for (what, code, message) in &refusals {
