@@ -192,6 +192,11 @@ pub struct Ctx {
     pub id: u32,
     pub index: u32,
     pub name: Arc<str>,
+    /// The daemon's home, set as `PMDAEMON_HOME` in every instance's
+    /// environment (when it is UTF-8): apps that run `pmd` reach this
+    /// daemon, and a later daemon recognises the processes of this home
+    /// (see `process::drain_orphans`).
+    pub home: Option<Arc<str>>,
     pub shared: Arc<Mutex<Shared>>,
     pub out: Arc<LogSink>,
     pub err: Arc<LogSink>,
@@ -268,6 +273,9 @@ impl Ctx {
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(port) = self.port() {
             env.push((spec.port_env.clone(), port.to_string()));
+        }
+        if let Some(home) = &self.home {
+            env.push((pmdaemon_proto::HOME_ENV.to_owned(), home.to_string()));
         }
         let mut child = process::spawn(&launch, &env)?;
         let pid = child.id().unwrap_or(0);

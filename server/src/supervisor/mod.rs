@@ -164,6 +164,18 @@ struct Inner {
     monitor_interval: std::time::Duration,
 }
 
+/// A recorded instance of a previous daemon life that may have left
+/// processes behind (see `Supervisor::restore`).
+struct Leftover {
+    pgid: u32,
+    /// None: the recorded leader still runs, its group is drained. Some:
+    /// the leader is gone; what it left is found by `process::drain_orphans`
+    /// among processes started since these ticks.
+    since_ticks: Option<u64>,
+    signal: nix::sys::signal::Signal,
+    grace: std::time::Duration,
+}
+
 /// Handle to the process table. Cheap to clone.
 #[derive(Clone)]
 pub struct Supervisor {
@@ -377,6 +389,7 @@ impl Supervisor {
             id,
             index,
             name: Arc::from(spec.name.as_str()),
+            home: self.inner.home.to_str().map(Arc::from),
             shared: shared.clone(),
             out: out.clone(),
             err: err.clone(),
@@ -719,9 +732,18 @@ impl Supervisor {
                 let mut instances = Vec::new();
                 for r in &rec.instances {
                     if let (Some(pid), Some(ticks), Some(boot)) = (r.pid, r.start_ticks, &r.boot_id)
-                        && process::is_same_process(pid, ticks, boot, &self.inner.boot_id)
+                        && *boot == self.inner.boot_id
                     {
-                        leftovers.push((pid, spec.stop_signal(), spec.kill_timeout()));
+                        // The leader itself still runs: its whole group goes.
+                        // Else only what it left, recognised by environment.
+                        let leader =
+                            process::is_same_process(pid, ticks, boot, &self.inner.boot_id);
+                        leftovers.push(Leftover {
+                            pgid: pid,
+                            since_ticks: (!leader).then_some(ticks),
+                            signal: spec.stop_signal(),
+                            grace: spec.kill_timeout(),
+                        });
                     }
                     if r.desired_running {
                         to_start.push(r.id);
@@ -748,15 +770,27 @@ impl Supervisor {
         }
         let sup = self.clone();
         tokio::spawn(async move {
-            if !leftovers.is_empty() {
+            let leaders = leftovers.iter().filter(|l| l.since_ticks.is_none()).count();
+            if leaders > 0 {
                 tracing::warn!(
-                    count = leftovers.len(),
+                    count = leaders,
                     "terminating processes left by a previous daemon"
                 );
             }
             let kills: Vec<_> = leftovers
                 .into_iter()
-                .map(|(pid, sig, grace)| tokio::spawn(process::drain_group(pid, sig, grace)))
+                .map(|l| {
+                    let home = sup.inner.home.clone();
+                    tokio::spawn(async move {
+                        match l.since_ticks {
+                            None => process::drain_group(l.pgid, l.signal, l.grace).await,
+                            Some(since) => {
+                                process::drain_orphans(l.pgid, since, &home, l.signal, l.grace)
+                                    .await
+                            }
+                        }
+                    })
+                })
                 .collect();
             for k in kills {
                 let _ = k.await;

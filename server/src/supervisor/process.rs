@@ -214,6 +214,70 @@ pub async fn drain_group(pgid: u32, signal: Signal, grace: Duration) {
     }
 }
 
+/// Empties what is left of an instance whose leader died while no daemon
+/// watched it (a daemon `kill -9`, then the app died of SIGPIPE or by
+/// hand): live members of group `pgid` that started at or after the
+/// recorded leader (`since_ticks`) and carry `PMDAEMON_HOME=home` in their
+/// environment, as every instance does. While any of them lives, the
+/// kernel cannot hand the number `pgid` to a new process, so the group is
+/// still that instance's; the environment check keeps out anything that
+/// joined it from elsewhere. The stop signal to each, SIGKILL after
+/// `grace`, then a bounded wait.
+pub async fn drain_orphans(
+    pgid: u32,
+    since_ticks: u64,
+    home: &Path,
+    signal: Signal,
+    grace: Duration,
+) {
+    let mut marker = format!("{}=", pmdaemon_proto::HOME_ENV).into_bytes();
+    marker.extend_from_slice(home.as_os_str().as_bytes());
+    let orphans = || -> Vec<u32> {
+        group_members(pgid)
+            .into_iter()
+            .filter(|&pid| {
+                read_stat(pid).is_some_and(|s| s.start_ticks >= since_ticks)
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == marker))
+            })
+            .collect()
+    };
+    let signal_each = |pids: &[u32], signal: Signal| {
+        for &pid in pids {
+            if let Ok(raw) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
+            }
+        }
+    };
+    let found = orphans();
+    if found.is_empty() {
+        return;
+    }
+    tracing::warn!(pgid, pids = ?found, "terminating processes an instance left behind");
+    signal_each(&found, signal);
+    for (wait, last_signal) in [
+        (grace, Some(Signal::SIGKILL)),
+        (Duration::from_secs(5), None),
+    ] {
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let left = orphans();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                if let Some(sig) = last_signal {
+                    signal_each(&left, sig);
+                }
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
 /// The fields of `/proc/PID/stat` the supervisor needs.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcStat {

@@ -240,9 +240,19 @@ impl AppSpec {
             ));
         }
         for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(Error::InvalidArgument(format!(
                     "env: {k:?} is not a valid variable name (no '=', no NUL, not empty)"
+                )));
+            }
+            if v.contains('\0') {
+                return Err(Error::InvalidArgument(format!(
+                    "env: the value of {k} contains a NUL byte"
+                )));
+            }
+            if k == pmdaemon_proto::HOME_ENV {
+                return Err(Error::InvalidArgument(format!(
+                    "env: {k} is set by the daemon for every app (its own home); remove it"
                 )));
             }
         }
@@ -728,6 +738,23 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn env_errors_name_the_culprit() {
+        let with = |k: &str, v: &str| {
+            let mut s = spec("x", Path::new("/"));
+            s.env.insert(k.into(), v.into());
+            s.validate().unwrap_err().to_string()
+        };
+        assert!(with("A=B", "1").contains("not a valid variable name"));
+        let nul = with("TOKEN", "a\0b");
+        assert!(
+            nul.contains("value of TOKEN") && nul.contains("NUL"),
+            "{nul}"
+        );
+        let home = with("PMDAEMON_HOME", "/elsewhere");
+        assert!(home.contains("set by the daemon"), "{home}");
     }
 
     #[test]

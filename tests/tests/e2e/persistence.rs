@@ -91,6 +91,52 @@ fn daemon_kill9_then_start_leaves_no_duplicates() {
     assert_eq!(d.daemon_pids(), [d.daemon_pid()], "more than one daemon");
 }
 
+/// After `kill -9` of the daemon, an app that writes to stdout dies of
+/// SIGPIPE, but its background child lives on in the app's group. The next
+/// daemon terminates that orphan (found by its group and PMDAEMON_HOME)
+/// before starting the app again: one background child runs, not two.
+#[test]
+fn orphans_of_an_instance_that_died_with_the_daemon_are_terminated() {
+    let mut d = TestDaemon::start();
+    let script = d.write_script(
+        "ticker.sh",
+        "sleep 100000 &\nwhile :; do echo tick; sleep 0.1; done",
+    );
+    d.pmd_ok(&["start", arg(&script), "--name", "ticker"]);
+    let leader = d.wait_online("ticker");
+    d.wait_state("to record the running pid", |s| {
+        s.contains(&format!("\"pid\":{leader}")) || s.contains(&format!("\"pid\": {leader}"))
+    });
+    let orphan = wait_for_value("the background sleep", WAIT, || {
+        d.app_pids()
+            .into_iter()
+            .find(|&p| p != leader && cmdline(p).contains("100000"))
+    });
+
+    d.kill9_daemon();
+    wait_for("the app to die of SIGPIPE", WAIT, || !pid_alive(leader));
+    assert!(pid_alive(orphan), "the orphan is already gone: no test");
+
+    d.spawn_daemon();
+    let pid = d.wait_online("ticker");
+    wait_for("the orphan to be terminated", WAIT, || !pid_alive(orphan));
+    wait_for("exactly one background sleep", WAIT, || {
+        d.app_pids()
+            .into_iter()
+            .filter(|&p| cmdline(p).contains("100000"))
+            .count()
+            == 1
+    });
+    assert!(pid_alive(pid));
+}
+
+/// The command line of `pid`, arguments joined by spaces; empty when gone.
+fn cmdline(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .unwrap_or_default()
+}
+
 /// `pmd kill` stops the apps and the daemon; the next daemon brings the apps
 /// that were online back.
 #[test]
