@@ -557,6 +557,7 @@ impl Supervisor {
             .filter(|v| only_state.is_none_or(|s| v.shared.state == s))
             .collect();
         let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
+        self.shrink_for_delete(&ids)?;
         self.remove(&ids).await;
         remove_logs(&views);
         for v in &views {
@@ -573,6 +574,46 @@ impl Supervisor {
         let generation = self.inner.persister.request();
         self.inner.persister.flushed(generation).await;
         Ok(views)
+    }
+
+    /// Deleting some instances of an app (by id, or by status) must leave
+    /// it with indices 0..n, because ports and `PMD_INSTANCE_ID` follow the
+    /// index: only the highest ones may go, and the app's instance count
+    /// drops with them (as `pmd scale` does). Anything else is refused
+    /// before any change, saying what would work.
+    fn shrink_for_delete(&self, ids: &[u32]) -> Result<()> {
+        let table = self.table();
+        let mut shrunk = Vec::new();
+        for app in &table.apps {
+            let (gone, kept): (Vec<&Instance>, Vec<&Instance>) =
+                app.instances.iter().partition(|i| ids.contains(&i.id));
+            if gone.is_empty() || kept.is_empty() {
+                continue; // untouched, or deleted whole
+            }
+            let n = kept.len() as u32;
+            if let Some(hole) = gone.iter().find(|i| i.index < n) {
+                return Err(Error::FailedPrecondition(format!(
+                    "id {} is instance {} of {} ({} instances); deleting it would leave a gap                      in the instance numbers that ports and PMD_INSTANCE_ID follow.                      `pmd scale {} {n}` removes the highest instances; `pmd delete {}`                      deletes the app",
+                    hole.id,
+                    hole.index,
+                    app.name,
+                    app.instances.len(),
+                    app.name,
+                    app.name
+                )));
+            }
+            if let Some(spec) = app.spec() {
+                let mut spec = (*spec).clone();
+                spec.instances = n;
+                shrunk.push((kept, Arc::new(spec)));
+            }
+        }
+        for (kept, spec) in shrunk {
+            for inst in kept {
+                inst.shared.lock().unwrap_or_else(|e| e.into_inner()).spec = spec.clone();
+            }
+        }
+        Ok(())
     }
 
     /// Stops the instances with these ids, then drops them from the table.

@@ -129,6 +129,49 @@ fn scale_grows_shrinks_from_the_top_and_persists() {
     wait_for("exactly three processes", WAIT, || d.app_pids().len() == 3);
 }
 
+/// Deleting one instance by id keeps the instance numbers (which ports
+/// and PMD_INSTANCE_ID follow) without gaps: a middle instance is refused
+/// with a message pointing at `pmd scale`, and nothing changes; the highest
+/// one goes and the app's count drops with it, so a later `scale` adds the
+/// missing number again, on its own port.
+#[test]
+fn deleting_one_instance_by_id_keeps_the_numbering_whole() {
+    let d = TestDaemon::start();
+    let base = free_ports(3);
+    let range = format!("{base}-{}", base + 2);
+    d.pmd_ok(&[
+        "start", "sleep", "--name", "trio", "-i", "3", "--port", &range, "--", "100000",
+    ]);
+    let trio = d.wait_instances_online("trio", 3);
+    let ids = ids_of(&trio);
+
+    let out = d.pmd_code(1, &["delete", &ids[1].to_string()]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("pmd scale trio 2"), "{text}");
+    assert_eq!(
+        ids_of(&d.instances("trio")),
+        ids,
+        "a refused delete changed the app"
+    );
+    assert_eq!(pids_of(&d.instances("trio")), pids_of(&trio));
+
+    d.pmd_ok(&["delete", &ids[2].to_string()]);
+    let pair = d.instances("trio");
+    assert_eq!(ids_of(&pair), ids[..2], "{pair:#?}");
+    let desc = d.describe_json("trio");
+    assert!(
+        desc.to_string().contains("\"instances\":2"),
+        "the app's count did not drop: {desc}"
+    );
+
+    d.pmd_ok(&["scale", "trio", "3"]);
+    let again = d.wait_instances_online("trio", 3);
+    let indexes: Vec<_> = again.iter().map(|a| a["instance"].clone()).collect();
+    assert_eq!(indexes, [0, 1, 2], "{again:#?}");
+    let ports: BTreeSet<_> = again.iter().map(|a| a["port"].as_u64().unwrap()).collect();
+    assert_eq!(ports.len(), 3, "two instances share a port: {again:#?}");
+}
+
 /// `instances:` in an ecosystem file runs that many instances; `max` runs
 /// one per CPU.
 #[test]
