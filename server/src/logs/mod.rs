@@ -483,9 +483,11 @@ impl fmt::Debug for LogSink {
 impl SinkState {
     /// Appends `out` (timestamps already added) to the file, rotating
     /// first whenever the next bytes would take it past `max_bytes`.
-    /// Rotation happens only between lines, so every file starts with a
-    /// line and is at most `max_bytes`, or a single longer line, plus the
-    /// rest of a line that was open when it filled up.
+    /// Rotation happens between lines, so a file starts with a line and is
+    /// at most `max_bytes`, or a single longer line, plus the rest of a
+    /// line that was open when it filled up; but never more than twice
+    /// `max_bytes`: output without newlines (a progress bar, a binary dump)
+    /// is cut there, so the disk stays bounded whatever an app writes.
     fn write_file(&mut self, path: &Path, mut out: &[u8], mut open: bool) -> io::Result<()> {
         while !out.is_empty() {
             if self.file.is_none() {
@@ -501,8 +503,18 @@ impl SinkState {
                 nl + 1
             } else if open || self.size == 0 {
                 // Finish the open line, or a line longer than max_bytes
-                // gets a fresh file to itself.
-                memchr(b'\n', out).map_or(out.len(), |nl| nl + 1)
+                // gets a fresh file to itself, up to the hard cap.
+                let hard_room = self
+                    .config
+                    .max_bytes
+                    .saturating_mul(2)
+                    .saturating_sub(self.size);
+                if hard_room == 0 {
+                    self.rotate(path)?;
+                    continue;
+                }
+                let line = memchr(b'\n', out).map_or(out.len(), |nl| nl + 1);
+                line.min(usize::try_from(hard_room).unwrap_or(usize::MAX))
             } else {
                 self.rotate(path)?;
                 continue;
