@@ -226,15 +226,73 @@ pub(super) async fn existing_apps(
             spec.name
         ));
     }
-    Ok(present
+    Ok(dependents_first(&present)
         .into_iter()
         .map(|spec| Target::Name(spec.name.clone()))
         .collect())
 }
 
+/// `specs` ordered so that every app comes before the apps it depends on
+/// (among `specs`): the order to stop or delete them in, as `pmd stop all`
+/// does. File order otherwise. The loader has refused cycles.
+fn dependents_first<'a>(specs: &[&'a AppSpec]) -> Vec<&'a AppSpec> {
+    fn visit<'a>(
+        spec: &'a AppSpec,
+        specs: &[&'a AppSpec],
+        seen: &mut Vec<&'a str>,
+        out: &mut Vec<&'a AppSpec>,
+    ) {
+        if seen.contains(&spec.name.as_str()) {
+            return;
+        }
+        seen.push(&spec.name);
+        for dep in &spec.depends_on {
+            if let Some(d) = specs.iter().find(|s| s.name == dep.app) {
+                visit(d, specs, seen, out);
+            }
+        }
+        out.push(spec); // after its dependencies
+    }
+    let (mut seen, mut out) = (Vec::new(), Vec::new());
+    for spec in specs {
+        visit(spec, specs, &mut seen, &mut out);
+    }
+    out.reverse();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependents_come_before_their_dependencies() {
+        let spec = |name: &str, deps: &[&str]| AppSpec {
+            name: name.into(),
+            depends_on: deps
+                .iter()
+                .map(|d| pmdaemon_proto::v1::Dependency {
+                    app: (*d).into(),
+                    condition: 0,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        // File order: the dependency first, as people write them.
+        let (base, mid, top, lone) = (
+            spec("base", &[]),
+            spec("mid", &["base"]),
+            spec("top", &["mid", "elsewhere"]),
+            spec("lone", &[]),
+        );
+        let order: Vec<&str> = dependents_first(&[&base, &mid, &top, &lone])
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let at = |n| order.iter().position(|o| *o == n).unwrap();
+        assert!(at("top") < at("mid") && at("mid") < at("base"), "{order:?}");
+        assert_eq!(order.len(), 4);
+    }
     use crate::cli::{Cli, Command};
     use clap::Parser;
 

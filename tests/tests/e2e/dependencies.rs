@@ -196,6 +196,18 @@ fn stop_all_stops_dependents_before_their_dependencies() {
     assert_stopped_dependents_first(&d);
 }
 
+/// `pmd stop FILE` stops the file's apps dependents first too.
+#[test]
+fn stop_file_stops_dependents_before_their_dependencies() {
+    let d = TestDaemon::start();
+    start_chain(&d);
+    d.pmd_ok(&["stop", "chain.yaml"]);
+    for name in ["web", "api", "db"] {
+        d.wait_status(name, "stopped");
+    }
+    assert_stopped_dependents_first(&d);
+}
+
 /// `pmd kill` (daemon shutdown) also stops dependents first.
 #[test]
 fn kill_stops_dependents_before_their_dependencies() {
