@@ -431,14 +431,67 @@ impl Supervisor {
             }
         }
 
-        // Every app of the set at once (two cores spawn faster than one);
-        // an app with dependencies first waits for their conditions.
-        let runs = planned.into_iter().map(|(spec, launch, ports, changed)| {
-            self.apply_one(spec, launch, ports, changed, mode, dependency_deadline)
-        });
-        futures_util::future::join_all(runs)
-            .await
+        // Level by level along depends_on (level 0: no dependency in the
+        // set), each level's apps at once (two cores spawn faster than one).
+        // An app is applied only once its dependencies of the set have been
+        // (started, restarted or reloaded), and then waits for their
+        // conditions: in restart and reload modes a dependency's old,
+        // healthy run must not count.
+        let names: Vec<String> = planned.iter().map(|p| p.0.name.clone()).collect();
+        let mut levels = vec![0usize; planned.len()];
+        for (i, (spec, ..)) in planned.iter().enumerate() {
+            // `planned` is in dependency order: dependencies come first.
+            levels[i] = spec
+                .depends_on
+                .iter()
+                .filter_map(|d| names.iter().position(|n| *n == d.app))
+                .map(|j| levels[j] + 1)
+                .max()
+                .unwrap_or(0);
+        }
+        let mut results: Vec<Option<Result<Applied>>> = (0..planned.len()).map(|_| None).collect();
+        let mut planned: Vec<_> = planned.into_iter().map(Some).collect();
+        for level in 0..=levels.iter().copied().max().unwrap_or(0) {
+            let runs: Vec<_> = (0..planned.len())
+                .filter(|&i| levels[i] == level)
+                .filter_map(|i| {
+                    let (spec, launch, ports, changed) = planned[i].take()?;
+                    let failed = spec.depends_on.iter().find_map(|d| {
+                        let j = names.iter().position(|n| *n == d.app)?;
+                        match &results[j] {
+                            Some(Err(e)) => Some((d.app.clone(), e.to_string())),
+                            _ => None,
+                        }
+                    });
+                    Some(async move {
+                        let result = match failed {
+                            Some((dep, why)) => Err(Error::FailedPrecondition(format!(
+                                "{} was not applied: its dependency {dep} failed: {why}",
+                                spec.name
+                            ))),
+                            None => {
+                                self.apply_one(
+                                    spec,
+                                    launch,
+                                    ports,
+                                    changed,
+                                    mode,
+                                    dependency_deadline,
+                                )
+                                .await
+                            }
+                        };
+                        (i, result)
+                    })
+                })
+                .collect();
+            for (i, result) in futures_util::future::join_all(runs).await {
+                results[i] = Some(result);
+            }
+        }
+        results
             .into_iter()
+            .map(|r| r.expect("every app belongs to one level"))
             .collect()
     }
 
@@ -544,7 +597,7 @@ impl Supervisor {
     /// Waits until `dep.app` meets `dep.condition` for app `name`, at most
     /// until `deadline`. An app that does not exist yet is waited for too
     /// (ApplyApps creates the apps of a set concurrently).
-    async fn wait_condition(
+    pub(super) async fn wait_condition(
         &self,
         name: &str,
         dep: &spec::Dependency,
@@ -585,6 +638,18 @@ impl Supervisor {
                 });
             if met {
                 return Ok(());
+            }
+            // Nothing will change without a start: say so now rather than
+            // at the deadline.
+            if !views.is_empty() && views.iter().all(|v| !v.shared.desired_running) {
+                return Err(Error::FailedPrecondition(format!(
+                    "{name} depends on {} being {}, but {} is {}: start it first, or both \
+                     (`pmd start all`)",
+                    dep.app,
+                    dep.condition.word(),
+                    dep.app,
+                    views[0].shared.state.word()
+                )));
             }
             if Instant::now() >= deadline {
                 let now = match views.first() {

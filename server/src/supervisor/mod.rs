@@ -462,9 +462,81 @@ impl Supervisor {
     }
 
     /// Starts the target's instances that are not running.
+    /// Starts the target's instances; an app with `depends_on` starts only
+    /// once its dependencies meet their conditions (they are started
+    /// first when selected too).
     pub async fn start(&self, target: &Target) -> Result<Vec<InstanceView>> {
-        first_error(self.act(target, Action::Start).await?)?;
+        let ids: Vec<u32> = {
+            let table = self.table();
+            let picked = table.select(target)?;
+            picked
+                .into_iter()
+                .map(|(a, i)| table.apps[a].instances[i].id)
+                .collect()
+        };
+        self.start_ids(&ids).await?;
         self.views(target)
+    }
+
+    /// Starts these instances level by level along `depends_on`
+    /// (dependencies first), each level once the dependencies of its apps
+    /// meet their conditions. Every level is tried; returns the first error.
+    async fn start_ids(&self, ids: &[u32]) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + cluster::DEFAULT_DEPENDENCY_TIMEOUT;
+        let mut first = Ok(());
+        for level in self.stop_levels().into_iter().rev() {
+            let level: Vec<u32> = level.into_iter().filter(|id| ids.contains(id)).collect();
+            if level.is_empty() {
+                continue;
+            }
+            let waits: Vec<(String, spec::Dependency)> = {
+                let table = self.table();
+                table
+                    .apps
+                    .iter()
+                    .filter(|a| a.instances.iter().any(|i| level.contains(&i.id)))
+                    .filter_map(|a| Some((a.name.clone(), a.spec()?)))
+                    .flat_map(|(name, spec)| {
+                        spec.depends_on
+                            .iter()
+                            .map(|d| (name.clone(), d.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
+            let mut blocked: Vec<String> = Vec::new();
+            for (name, dep) in &waits {
+                if blocked.contains(name) {
+                    continue;
+                }
+                if let Err(e) = self.wait_condition(name, dep, deadline).await {
+                    blocked.push(name.clone());
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+            let pick = |table: &Table| {
+                Ok(table
+                    .select(&Target::All)?
+                    .into_iter()
+                    .filter(|&(a, i)| {
+                        level.contains(&table.apps[a].instances[i].id)
+                            && !blocked.contains(&table.apps[a].name)
+                    })
+                    .collect())
+            };
+            let started = match self.act_on(pick, Action::Start).await {
+                Ok(results) => first_error(results),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 
     /// Stops the target's instances; waits until their groups are gone.
@@ -836,10 +908,8 @@ impl Supervisor {
             for k in kills {
                 let _ = k.await;
             }
-            for id in to_start {
-                if let Err(e) = sup.start(&Target::Id(id)).await {
-                    tracing::warn!(id, error = %e, "cannot restart app from state");
-                }
+            if let Err(e) = sup.start_ids(&to_start).await {
+                tracing::warn!(error = %e, "cannot restart every app from state");
             }
         });
         Ok(())

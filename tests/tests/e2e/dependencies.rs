@@ -146,6 +146,70 @@ fn a_dependent_starts_once_its_dependencies_meet_their_conditions() {
     assert_eq!(web_starts, 1, "{}", events.seen_lines());
 }
 
+/// `depends_on` holds on every path that starts apps again, not only
+/// `pmd start FILE`: `pmd restart FILE`, `pmd stop all` then `pmd start
+/// all`, and a daemon restart each start api only after db (which listens
+/// 1 s after it starts) answers its health check. Each start of both is
+/// stamped; the k-th api start comes after db's k-th listen.
+#[test]
+fn dependencies_hold_on_restart_start_all_and_daemon_restart() {
+    let mut d = TestDaemon::start();
+    let port = free_ports(1);
+    d.write_script("stamp.sh", STAMP_START);
+    d.write_health_server("db.py");
+    let file = d.write_file(
+        "pair.yaml",
+        &format!(
+            "apps:
+  - name: api
+    script: ./stamp.sh
+    args: api
+    depends_on: [{{db: healthy}}]
+  - name: db
+    script: ./db.py
+    port: {port}
+    env:
+      LISTEN_AFTER_MS: \"1000\"
+      STAMP_FILE: db-listening
+    health_check:
+      http: \"http://127.0.0.1:{{port}}/\"
+      interval: 100ms
+"
+        ),
+    );
+    let check = |d: &TestDaemon, runs: usize, after: &str| {
+        d.wait_online("api");
+        let path = d.work().join("started-api");
+        wait_for("api's start stamp", WAIT, || {
+            timestamps_ns(&path).len() == runs
+        });
+        let api = timestamps_ns(&path);
+        let db = timestamps_ns(&d.work().join("db-listening"));
+        assert_eq!(db.len(), runs, "{after}: db listened {} times", db.len());
+        assert!(
+            api[runs - 1] > db[runs - 1],
+            "{after}: api started {:.0} ms before db listened",
+            (db[runs - 1] - api[runs - 1]) as f64 / 1e6
+        );
+    };
+    d.pmd_ok(&["start", arg(&file)]);
+    check(&d, 1, "start FILE");
+    d.pmd_ok(&["restart", arg(&file)]);
+    check(&d, 2, "restart FILE");
+    d.pmd_ok(&["stop", "all"]);
+    d.pmd_ok(&["start", "all"]);
+    check(&d, 3, "stop all, start all");
+    d.restart_daemon();
+    check(&d, 4, "daemon restart");
+
+    // api alone while db is stopped: refused at once, naming db.
+    d.pmd_ok(&["stop", "all"]);
+    let out = d.pmd_code(1, &["start", "api"]);
+    let text = said(&out);
+    assert!(text.contains("db") && text.contains("stopped"), "{text}");
+    assert_eq!(d.status("api").as_deref(), Some("stopped"));
+}
+
 /// Starts `api`, `web` and `db` from one file, where web depends on api and
 /// api on db, each recording its SIGTERM time; waits until all are online.
 fn start_chain(d: &TestDaemon) {
