@@ -24,21 +24,39 @@ pub async fn reload(ctx: &Ctx, args: ReloadArgs) -> anyhow::Result<()> {
     let output = args.output.output;
     if let Some(path) = files::file_target(&args.targets, &args.only.only, environment)? {
         let loaded = files::load(path, environment, &args.only.only)?;
-        return files::apply(ctx, &loaded, ApplyMode::Reload, output, args.wait).await;
+        let apply = files::ApplyOptions {
+            ready_timeout_ms: ready_timeout_ms(&args),
+        };
+        return files::apply_with(ctx, &loaded, ApplyMode::Reload, output, args.wait, apply).await;
     }
-    let ready_timeout_ms = args
-        .ready_timeout
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    // --wait-timeout bounds the whole command: with --wait-ready and no
+    // --ready-timeout, it is also the longest one replacement may take.
+    let wait = crate::cli::WaitArg {
+        since: Some(std::time::Instant::now()),
+        ..args.wait
+    };
+    let ready_timeout_ms = ready_timeout_ms(&args);
     let mut client = ctx.client().await?;
     let mut replaced = Vec::new();
     for target in plain(&args.targets) {
-        replaced.extend(reload_one(&mut client, &target, ready_timeout_ms, output).await?);
+        match reload_one(&mut client, &target, ready_timeout_ms, output).await {
+            Ok(done) => replaced.extend(done),
+            Err(e) => return Err(wait::explain(&mut client, &target.to_string(), e).await),
+        }
     }
     if output == OutputFormat::Table && replaced.is_empty() {
         // Otherwise the lines were printed as the instances were replaced.
         term::print("no process to reload\n")?;
     }
-    wait::finish(&mut client, &replaced, output, args.wait).await
+    wait::finish(&mut client, &replaced, output, wait).await
+}
+
+/// The ReloadProcess `ready_timeout_ms`: `--ready-timeout`, else the
+/// `--wait-timeout` of `--wait-ready`, else the daemon's default.
+pub(super) fn ready_timeout_ms(args: &ReloadArgs) -> Option<u64> {
+    args.ready_timeout
+        .or(args.wait.wait_ready.then_some(args.wait.wait_timeout))
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How reload progress is shown: a bar on stderr when it is a terminal,

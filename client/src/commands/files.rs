@@ -138,6 +138,13 @@ fn start_environment(args: &StartArgs) -> anyhow::Result<Option<&str>> {
     Ok(environments.first().copied())
 }
 
+/// What `apply_with` passes on besides the apps.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ApplyOptions {
+    /// For reloads: most time one replacement may take to be ready.
+    pub ready_timeout_ms: Option<u64>,
+}
+
 /// Sends the selected apps in one ApplyApps and prints one line per app.
 pub(super) async fn apply(
     ctx: &Ctx,
@@ -145,6 +152,18 @@ pub(super) async fn apply(
     mode: ApplyMode,
     output: OutputFormat,
     wait: WaitArg,
+) -> anyhow::Result<()> {
+    apply_with(ctx, loaded, mode, output, wait, ApplyOptions::default()).await
+}
+
+/// [`apply`] with options.
+pub(super) async fn apply_with(
+    ctx: &Ctx,
+    loaded: &Loaded,
+    mode: ApplyMode,
+    output: OutputFormat,
+    wait: WaitArg,
+    options: ApplyOptions,
 ) -> anyhow::Result<()> {
     for (app, dependency) in &loaded.left_out {
         note(&format!(
@@ -169,6 +188,7 @@ pub(super) async fn apply(
         } else {
             0
         },
+        ready_timeout_ms: options.ready_timeout_ms,
     };
     let doing = match mode {
         ApplyMode::Unspecified => "starting",

@@ -26,7 +26,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use pmdaemon_proto::v1::{
-    HealthState, ListProcessesRequest, ProcessInfo, ProcessState, RestartPolicy, StreamLogsRequest,
+    GetProcessRequest, HealthState, ListProcessesRequest, ProcessInfo, ProcessState, RestartPolicy,
+    StreamLogsRequest,
 };
 
 use super::{RpcResultExt, print_processes};
@@ -388,6 +389,31 @@ pub async fn wait_ready(
 
 /// The error for instances that are not ready: what each is doing, its
 /// last health error and its last log lines.
+/// `error` (a failed reload, say) with the details `--wait-ready` gives:
+/// for each instance of `target` that is not online, its state, last
+/// health error and last log lines.
+pub async fn explain(client: &mut Client, target: &str, error: anyhow::Error) -> anyhow::Error {
+    let Ok(listed) = client
+        .get_process(GetProcessRequest {
+            target: target.to_owned(),
+        })
+        .await
+    else {
+        return error;
+    };
+    let processes = listed.into_inner().processes;
+    let stuck: Vec<(&ProcessInfo, String)> = processes
+        .iter()
+        .filter(|p| p.state() != ProcessState::Online)
+        .map(|p| (p, format!("it is {}", p.state().word())))
+        .collect();
+    if stuck.is_empty() {
+        return error;
+    }
+    let details = failure(client, &stuck, None).await;
+    anyhow::anyhow!("{error:#}\n{details}")
+}
+
 async fn failure(
     client: &mut Client,
     instances: &[(&ProcessInfo, String)],

@@ -7,7 +7,10 @@ use tonic::Status;
 
 use super::convert::{info, parse_target, resolve_instances, spec_from_proto, state_from_proto};
 use crate::ports::PortSpec;
-use crate::supervisor::{ApplyMode, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT, Supervisor};
+use crate::supervisor::{
+    ApplyMode, ApplyOutcome, ApplyTimeouts, DEFAULT_DEPENDENCY_TIMEOUT, DEFAULT_READY_TIMEOUT,
+    Supervisor,
+};
 
 pub async fn start(
     sup: &Supervisor,
@@ -134,7 +137,15 @@ pub async fn apply(
         ms => pmdaemon_proto::check_duration("dependency_timeout_ms", Duration::from_millis(ms))
             .map_err(|e| Status::invalid_argument(e.0))?,
     };
-    let applied = sup.apply(specs, mode, dependency_timeout).await?;
+    let ready = match req.ready_timeout_ms {
+        None => DEFAULT_READY_TIMEOUT,
+        Some(ms) => super::reload::ready_timeout(ms)?,
+    };
+    let timeouts = ApplyTimeouts {
+        dependency: dependency_timeout,
+        ready,
+    };
+    let applied = sup.apply(specs, mode, timeouts).await?;
     Ok(v1::ApplyAppsResponse {
         apps: applied
             .iter()

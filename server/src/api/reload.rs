@@ -12,8 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::convert::{info, parse_target};
-use crate::supervisor::Supervisor;
 use crate::supervisor::spec::MAX_READY_TIMEOUT_MS;
+use crate::supervisor::{DEFAULT_READY_TIMEOUT, Supervisor};
 
 /// The response stream of ReloadProcess.
 pub type ReloadStream =
@@ -21,12 +21,10 @@ pub type ReloadStream =
 
 pub fn reload(sup: &Supervisor, req: v1::ReloadProcessRequest) -> Result<ReloadStream, Status> {
     let target = parse_target(&req.target)?;
-    let timeout_ms = req.ready_timeout_ms.unwrap_or(30_000);
-    if timeout_ms == 0 || timeout_ms > MAX_READY_TIMEOUT_MS {
-        return Err(Status::invalid_argument(format!(
-            "ready_timeout_ms: {timeout_ms} is outside 1 ..= {MAX_READY_TIMEOUT_MS}"
-        )));
-    }
+    let timeout = match req.ready_timeout_ms {
+        None => DEFAULT_READY_TIMEOUT,
+        Some(ms) => ready_timeout(ms)?,
+    };
     // Fail fast on an unknown target, before a stream exists.
     sup.views(&target)?;
     let (tx, rx) = mpsc::channel(16);
@@ -34,21 +32,27 @@ pub fn reload(sup: &Supervisor, req: v1::ReloadProcessRequest) -> Result<ReloadS
     tokio::spawn(async move {
         let progress_tx = tx.clone();
         let result = sup
-            .reload(
-                &target,
-                Duration::from_millis(timeout_ms),
-                move |view, done, total| {
-                    let _ = progress_tx.try_send(Ok(v1::ReloadProcessResponse {
-                        process: Some(info(view)),
-                        done: done as u32,
-                        total: total as u32,
-                    }));
-                },
-            )
+            .reload(&target, timeout, move |view, done, total| {
+                let _ = progress_tx.try_send(Ok(v1::ReloadProcessResponse {
+                    process: Some(info(view)),
+                    done: done as u32,
+                    total: total as u32,
+                }));
+            })
             .await;
         if let Err(e) = result {
             let _ = tx.send(Err(Status::from(e))).await;
         }
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// A `ready_timeout_ms` of a request, checked.
+pub(super) fn ready_timeout(ms: u64) -> Result<Duration, Status> {
+    if ms == 0 || ms > MAX_READY_TIMEOUT_MS {
+        return Err(Status::invalid_argument(format!(
+            "ready_timeout_ms: {ms} is outside 1 ..= {MAX_READY_TIMEOUT_MS}"
+        )));
+    }
+    Ok(Duration::from_millis(ms))
 }

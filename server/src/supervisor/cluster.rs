@@ -25,6 +25,15 @@ use crate::store;
 /// Default time a replacement may take to become ready during a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long ApplyApps may wait.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyTimeouts {
+    /// For the dependencies' conditions, in all.
+    pub dependency: Duration,
+    /// For each replacement of a rolling reload to be ready.
+    pub ready: Duration,
+}
+
 /// How long the apps of an ApplyApps set wait, in all, for their
 /// dependencies' conditions when the request does not say.
 pub const DEFAULT_DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -357,7 +366,16 @@ impl Supervisor {
                 State::Starting | State::Stopping | State::WaitingRestart => {}
             }
             if Instant::now() >= deadline {
+                // With a health check an instance is `starting` until it
+                // passes: that is what it did not do.
                 let what = match s.effective_port() {
+                    _ if s.state != State::Online && s.spec.health_check.is_some() => {
+                        match s.last_health_error.as_str() {
+                            "" => "pass its health check".to_owned(),
+                            last => format!("pass its health check (last: {last})"),
+                        }
+                    }
+                    _ if s.state != State::Online => "come online".to_owned(),
                     Some(port) => format!("accept connections on port {port}"),
                     None => format!("stay online for {} ms", s.spec.min_uptime_ms),
                 };
@@ -376,15 +394,15 @@ impl Supervisor {
     /// (names, duplicates, resolution, watch paths, ports against the other
     /// apps and within the set): when anything is wrong, nothing changes.
     /// Apps with dependencies wait for their conditions until
-    /// `dependency_timeout` from now.
+    /// `timeouts.dependency` from now.
     pub async fn apply(
         &self,
         specs: Vec<AppSpec>,
         mode: ApplyMode,
-        dependency_timeout: Duration,
+        timeouts: ApplyTimeouts,
     ) -> Result<Vec<Applied>> {
         self.check_running()?;
-        let dependency_deadline = Instant::now() + dependency_timeout;
+        let dependency_deadline = Instant::now() + timeouts.dependency;
         let mut seen = std::collections::HashSet::new();
         for s in &specs {
             if !seen.insert(s.name.as_str()) {
@@ -477,6 +495,7 @@ impl Supervisor {
                                     changed,
                                     mode,
                                     dependency_deadline,
+                                    timeouts.ready,
                                 )
                                 .await
                             }
@@ -503,6 +522,7 @@ impl Supervisor {
         changed: Option<Vec<&'static str>>,
         mode: ApplyMode,
         dependency_deadline: Instant,
+        ready_timeout: Duration,
     ) -> Result<Applied> {
         let name = spec.name.clone();
         for dep in &spec.depends_on {
@@ -529,8 +549,7 @@ impl Supervisor {
                     (ApplyOutcome::Restarted, fields)
                 }
                 ApplyMode::Reload => {
-                    self.reload(&target, DEFAULT_READY_TIMEOUT, |_, _, _| {})
-                        .await?;
+                    self.reload(&target, ready_timeout, |_, _, _| {}).await?;
                     (ApplyOutcome::Restarted, fields)
                 }
             },
@@ -541,7 +560,8 @@ impl Supervisor {
                 (ApplyOutcome::Updated, fields)
             }
             Some(fields) => {
-                self.replace_definition(spec, launch, ports, mode == ApplyMode::Reload)
+                let rolling = (mode == ApplyMode::Reload).then_some(ready_timeout);
+                self.replace_definition(spec, launch, ports, rolling)
                     .await?;
                 (ApplyOutcome::Updated, fields)
             }
@@ -683,7 +703,7 @@ impl Supervisor {
         spec: AppSpec,
         launch: Launch,
         ports: Vec<u16>,
-        rolling: bool,
+        rolling: Option<Duration>,
     ) -> Result<()> {
         let name = spec.name.clone();
         let spec = Arc::new(spec);
@@ -763,8 +783,8 @@ impl Supervisor {
                 }
             };
             first_error(self.act(&Target::Id(id), Action::Start).await?)?;
-            if rolling {
-                self.wait_ready(id, DEFAULT_READY_TIMEOUT).await?;
+            if let Some(ready_timeout) = rolling {
+                self.wait_ready(id, ready_timeout).await?;
             }
         }
         // The watcher follows the new definition.

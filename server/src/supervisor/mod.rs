@@ -1082,5 +1082,8 @@ async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
     }
 }
 
-pub use cluster::{Applied, ApplyMode, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT};
+pub use cluster::{
+    Applied, ApplyMode, ApplyOutcome, ApplyTimeouts, DEFAULT_DEPENDENCY_TIMEOUT,
+    DEFAULT_READY_TIMEOUT,
+};
 pub use instance::State as InstanceState;

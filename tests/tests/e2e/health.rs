@@ -412,3 +412,58 @@ fn port_placeholder_gives_each_instance_its_own_check() {
                 .is_some_and(|at| u128::from(at) > flagged_ms)
     });
 }
+
+/// `pmd reload NAME --wait-ready --wait-timeout 2s` on an app whose new
+/// run never passes its check gives up after about 2 s (not the 30 s
+/// default of one replacement), exit 1, saying it did not pass its health
+/// check, with the last health error and the app's last log lines. The
+/// same for `pmd reload FILE`.
+#[test]
+fn reload_wait_ready_is_bounded_by_wait_timeout_and_explains() {
+    let d = TestDaemon::start();
+    let port = free_ports(1);
+    d.write_health_server("srv.py");
+    let file = d.write_file(
+        "srv.yaml",
+        &format!(
+            "apps:
+  - name: srv
+    script: ./srv.py
+    port: {port}
+    env:
+      FAIL_FLAG: fail.flag
+    health_check:
+      http: \"http://127.0.0.1:{{port}}/\"
+      interval: 30s
+"
+        ),
+    );
+    d.pmd_ok(&["start", arg(&file), "--wait-ready"]);
+    // From now on every check fails; the running instance is not probed
+    // again for 30 s, its replacement (probed fast until it passes) is.
+    d.write_file("fail.flag", "");
+    for target in ["srv", arg(&file)] {
+        let t0 = Instant::now();
+        let out = d.pmd_code(
+            1,
+            &["reload", target, "--wait-ready", "--wait-timeout", "2s"],
+        );
+        let took = t0.elapsed();
+        let text = said(&out);
+        assert!(
+            took.as_secs() < 20,
+            "reload {target}: not bounded by --wait-timeout ({took:?}):\n{text}"
+        );
+        assert!(text.contains("health check"), "reload {target}:\n{text}");
+        assert!(
+            text.contains("500"),
+            "reload {target}: no health error:\n{text}"
+        );
+        if target == "srv" {
+            assert!(
+                text.contains("listening on"),
+                "reload {target}: no log lines:\n{text}"
+            );
+        }
+    }
+}
