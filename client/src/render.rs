@@ -43,11 +43,13 @@ pub struct ProcessView {
     /// unknown (not passed yet), healthy or unhealthy; null when the app
     /// has no health check.
     pub health: Option<&'static str>,
-    /// Why the last failed check failed (kept after recovery; its time is
-    /// `last_health_check_at_ms` only while it is the latest result).
+    /// Why the last failed check failed (kept after recovery).
     pub last_health_error: Option<String>,
-    /// When the instance was last checked.
+    /// When that failed check ran.
+    pub last_health_error_at_ms: Option<i64>,
+    /// When the instance was last checked, and whether that check passed.
     pub last_health_check_at_ms: Option<i64>,
+    pub last_health_check_passed: Option<bool>,
     /// The port assigned to this instance; null when its app has none.
     pub port: Option<u32>,
     /// True when `port` comes from `restart --port` and holds for this run
@@ -270,7 +272,9 @@ impl ProcessView {
             status: info.state().word(),
             health: health_word(info.health()),
             last_health_error: non_empty(&info.last_health_error),
+            last_health_error_at_ms: info.last_health_error_at_ms,
             last_health_check_at_ms: info.last_health_check_at_ms,
+            last_health_check_passed: info.last_health_check_passed,
             port: info.port,
             port_override: info.port_override,
             restarts: info.restarts,

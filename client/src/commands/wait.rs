@@ -91,9 +91,12 @@ fn current_health_error(info: &ProcessInfo) -> Option<&str> {
         return None;
     }
     // The error is kept after recovery and across restarts: only one
-    // checked during this run counts.
-    match (info.last_health_check_at_ms, info.started_at_ms) {
-        (Some(checked), Some(started)) if checked < started => None,
+    // of the latest check of this run counts.
+    if info.last_health_check_passed == Some(true) {
+        return None;
+    }
+    match (info.last_health_error_at_ms, info.started_at_ms) {
+        (Some(failed), Some(started)) if failed < started => None,
         _ => Some(&info.last_health_error),
     }
 }
@@ -459,8 +462,7 @@ pub fn report(
         // The check time is the latest check's: the error's only while the
         // instance is not healthy.
         let when = info
-            .last_health_check_at_ms
-            .filter(|_| info.health() != HealthState::Healthy)
+            .last_health_error_at_ms
             .map(|at| {
                 let ago = u64::try_from(now_ms.saturating_sub(at)).unwrap_or(0);
                 format!(" ({} ago)", render::short_duration(ago))
@@ -565,13 +567,22 @@ mod tests {
             Readiness::Waiting("online (health: not checked yet)".into())
         );
         info.last_health_error = "connection refused".into();
+        info.last_health_error_at_ms = Some(NOW - 100);
         info.last_health_check_at_ms = Some(NOW - 100);
+        info.last_health_check_passed = Some(false);
         assert_eq!(
             readiness(&info, 0, NOW),
             Readiness::Waiting("online (health: connection refused)".into())
         );
         // An error from before this run does not count.
-        info.last_health_check_at_ms = Some(NOW - 1000);
+        info.last_health_error_at_ms = Some(NOW - 1000);
+        assert_eq!(
+            readiness(&info, 0, NOW),
+            Readiness::Waiting("online (health: not checked yet)".into())
+        );
+        // Nor one the latest check has since passed.
+        info.last_health_error_at_ms = Some(NOW - 100);
+        info.last_health_check_passed = Some(true);
         assert_eq!(
             readiness(&info, 0, NOW),
             Readiness::Waiting("online (health: not checked yet)".into())
@@ -656,6 +667,7 @@ mod tests {
         let mut info = with_check(process(ProcessState::Online));
         info.status_reason = "health check failing".into();
         info.last_health_error = "GET /health: 503".into();
+        info.last_health_error_at_ms = Some(NOW - 2000);
         info.last_health_check_at_ms = Some(NOW - 2000);
         let logs = vec!["3|api | listening on 3000".to_string()];
         let text = report(

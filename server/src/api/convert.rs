@@ -386,5 +386,7 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
         health: health_state(s.health) as i32,
         last_health_error: s.last_health_error.clone(),
         last_health_check_at_ms: s.last_health_check_at_ms,
+        last_health_error_at_ms: s.last_health_error_at_ms,
+        last_health_check_passed: s.last_health_check_passed,
     }
 }

@@ -135,6 +135,8 @@ pub struct Shared {
     pub restart_cause: Option<String>,
     /// Reason of the last failed check (kept after recovery, for describe).
     pub last_health_error: String,
+    pub last_health_error_at_ms: Option<i64>,
+    pub last_health_check_passed: Option<bool>,
     pub last_health_check_at_ms: Option<i64>,
 }
 
@@ -165,6 +167,8 @@ impl Shared {
             health: Health::None,
             restart_cause: None,
             last_health_error: String::new(),
+            last_health_error_at_ms: None,
+            last_health_check_passed: None,
             last_health_check_at_ms: None,
         }
     }
@@ -341,7 +345,10 @@ impl Ctx {
         let probe = match crate::health::resolve(&check.probe, self.port()) {
             Ok(p) => p,
             Err(e) => {
-                self.update(|s| s.last_health_error = e);
+                self.update(|s| {
+                    s.last_health_error = e;
+                    s.last_health_error_at_ms = Some(now_ms());
+                });
                 return None;
             }
         };
@@ -365,8 +372,10 @@ impl Ctx {
         {
             let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             s.last_health_check_at_ms = Some(result.at_ms);
+            s.last_health_check_passed = Some(result.error.is_none());
             if let Some(error) = &result.error {
                 s.last_health_error = error.clone();
+                s.last_health_error_at_ms = Some(result.at_ms);
             }
             match transition {
                 Transition::BecameHealthy => {

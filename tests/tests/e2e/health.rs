@@ -334,6 +334,17 @@ fn an_app_whose_health_check_starts_failing_is_restarted_with_the_reason() {
         "the unhealthy process {first_pid} lives on"
     );
     assert_eq!(app["restarts"], 1, "{app:#}");
+    // The last failure (the new run's first probes, before it listened)
+    // is kept with its own time; the latest check passed.
+    let app = wait_for_value("a passing check after recovery", WAIT, || {
+        let app = d.describe_one("flaky");
+        (app["last_health_check_passed"] == true).then_some(app)
+    });
+    assert!(!last_health_error(&app).is_empty(), "{app:#}");
+    assert!(
+        app["last_health_error_at_ms"].as_i64() < app["last_health_check_at_ms"].as_i64(),
+        "{app:#}"
+    );
 }
 
 /// `{port}` in the check is each instance's own port: two instances on a
