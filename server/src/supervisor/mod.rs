@@ -516,6 +516,13 @@ impl Supervisor {
                     }
                 }
             }
+            if let Err(e) = self.recheck_ports(&level) {
+                // Nothing of this level starts with a port it cannot have.
+                if first.is_ok() {
+                    first = Err(e);
+                }
+                continue;
+            }
             let pick = |table: &Table| {
                 Ok(table
                     .select(&Target::All)?
@@ -537,6 +544,61 @@ impl Supervisor {
             }
         }
         first
+    }
+
+    /// A stopped instance holds its port only on paper: before it starts
+    /// again, checks that no foreign process took the port meanwhile. An
+    /// `auto:` instance moves to the first free port of its range (free
+    /// among the apps and on the host); a fixed port, a range or a `restart
+    /// --port` override is refused, naming the process that holds it.
+    fn recheck_ports(&self, ids: &[u32]) -> Result<()> {
+        let table = self.table();
+        let claims = table.claims_except(&[]);
+        let mut taken: Vec<u16> = Vec::new();
+        let mut moved = false;
+        for app in &table.apps {
+            let Some(spec) = app.spec() else { continue };
+            let Some(port_spec) = spec.port else { continue };
+            for inst in app.instances.iter().filter(|i| ids.contains(&i.id)) {
+                let mut s = inst.shared.lock().unwrap_or_else(|e| e.into_inner());
+                if s.pid.is_some() {
+                    continue; // its own process holds the port
+                }
+                let Some(port) = s.effective_port() else {
+                    continue;
+                };
+                let Err(busy) = crate::ports::host_free(port) else {
+                    continue;
+                };
+                let auto = matches!(port_spec, crate::ports::PortSpec::Auto { .. });
+                if !auto || s.port_override.is_some() {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} (id {}) cannot start: {busy}",
+                        app.name, inst.id
+                    )));
+                }
+                let free = port_spec.ports().find(|&p| {
+                    !claims.iter().any(|c| c.holds(p))
+                        && !taken.contains(&p)
+                        && crate::ports::host_free(p).is_ok()
+                });
+                let Some(free) = free else {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} (id {}) cannot start: {busy}, and no other port of {port_spec} is free",
+                        app.name, inst.id
+                    )));
+                };
+                tracing::info!(app = %app.name, id = inst.id, from = port, to = free, "port taken meanwhile; moved");
+                taken.push(free);
+                s.port = Some(free);
+                moved = true;
+            }
+        }
+        drop(table);
+        if moved {
+            self.inner.persister.request();
+        }
+        Ok(())
     }
 
     /// Stops the target's instances; waits until their groups are gone.

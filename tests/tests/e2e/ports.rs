@@ -265,6 +265,43 @@ fn a_foreign_listener_is_skipped_by_auto_and_refuses_a_fixed_port() {
     assert_eq!(d.list_json().len(), 1);
 }
 
+/// A port taken by a foreign process while its app was stopped: `pmd start`
+/// of an app with a fixed port is refused naming the holder, and the app
+/// stays stopped; an `auto:` app moves to the next free port of its range.
+#[test]
+fn a_port_taken_while_stopped_is_checked_again_at_start() {
+    let d = TestDaemon::start();
+    let base = free_ports(3);
+    for (name, port) in [
+        ("fixed", base.to_string()),
+        ("roamer", format!("auto:{}", range(base + 1, base + 2))),
+    ] {
+        d.pmd_ok(&[
+            "start", "sleep", "--name", name, "--port", &port, "--", "100000",
+        ]);
+        d.wait_online(name);
+    }
+    assert_eq!(port_of(&d.app("roamer").unwrap()), Some(base + 1));
+    d.pmd_ok(&["stop", "all"]);
+    let _fixed_holder = TcpListener::bind((Ipv4Addr::UNSPECIFIED, base)).expect("take the port");
+    let _auto_holder = TcpListener::bind((Ipv4Addr::UNSPECIFIED, base + 1)).expect("take the port");
+
+    let text = refused(&d, &["start", "fixed"]);
+    assert!(text.contains(&base.to_string()), "port not named: {text}");
+    assert!(
+        text.contains(&std::process::id().to_string()),
+        "the holder (pid {}) is not named: {text}",
+        std::process::id()
+    );
+    assert_eq!(d.status("fixed").as_deref(), Some("stopped"));
+
+    d.pmd_ok(&["start", "roamer"]);
+    let roamer = d.wait_status("roamer", "online");
+    assert_eq!(port_of(&roamer), Some(base + 2), "{roamer:#}");
+    let pid = pid_of(&roamer).unwrap();
+    assert_eq!(env_of(pid)["PORT"], (base + 2).to_string());
+}
+
 /// A fixed port or range overlapping another app's is refused with that
 /// app named, even while the owner is stopped (its ports stay reserved);
 /// `auto:` skips the reserved ports.
