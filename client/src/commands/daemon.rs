@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use pmdaemon_proto::v1::{PingRequest, ResurrectRequest, SaveProcessesRequest, ShutdownRequest};
 
-use super::{Ctx, DaemonError, RpcResultExt};
+use super::{Ctx, DaemonError, RpcResultExt, caller_path};
 use crate::connect::{self, Home};
 use crate::render;
 use crate::term::{self, with_spinner};
@@ -21,7 +21,10 @@ pub async fn save(ctx: &Ctx) -> anyhow::Result<()> {
 
 pub async fn resurrect(ctx: &Ctx) -> anyhow::Result<()> {
     let mut client = ctx.client().await?;
-    let response = with_spinner("resurrecting apps", client.resurrect(ResurrectRequest {}))
+    let request = ResurrectRequest {
+        caller_path: caller_path(),
+    };
+    let response = with_spinner("resurrecting apps", client.resurrect(request))
         .await
         .rpc()?;
     let mut text = String::new();
@@ -32,10 +35,21 @@ pub async fn resurrect(ctx: &Ctx) -> anyhow::Result<()> {
     for name in &response.skipped {
         text += &format!("skipped {name} (already known)\n");
     }
-    if text.is_empty() {
+    if text.is_empty() && response.failed.is_empty() {
         text = "nothing to resurrect\n".into();
     }
     term::print(&text)?;
+    if !response.failed.is_empty() {
+        anyhow::bail!(
+            "{} of the dump could not be resurrected:\n  {}",
+            if response.failed.len() == 1 {
+                "1 app"
+            } else {
+                "some apps"
+            },
+            response.failed.join("\n  ")
+        );
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 use pmdaemon_proto::Target;
 use pmdaemon_proto::v1::{AppSpec, ApplyAppsRequest, ApplyMode, ListProcessesRequest};
 
-use super::{Ctx, RpcResultExt, wait};
+use super::{Ctx, RpcResultExt, caller_path, wait};
 use crate::UsageError;
 use crate::cli::{OutputFormat, StartArgs, TargetArg, WaitArg};
 use crate::connect::Client;
@@ -189,6 +189,7 @@ pub(super) async fn apply_with(
             0
         },
         ready_timeout_ms: options.ready_timeout_ms,
+        caller_path: caller_path(),
     };
     let doing = match mode {
         ApplyMode::Unspecified => "starting",

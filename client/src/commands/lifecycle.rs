@@ -11,7 +11,7 @@ use pmdaemon_proto::v1::{
     RestartProcessRequest, StartProcessRequest, StopProcessRequest,
 };
 
-use super::{Ctx, RpcResultExt, files, print_processes, wait};
+use super::{Ctx, RpcResultExt, caller_path, files, print_processes, wait};
 use crate::cli::{DeleteArgs, OutputFormat, RestartArgs, StartArgs, StopArgs, TargetArg, WaitArg};
 use crate::connect::Client;
 use crate::term::with_spinner;
@@ -53,6 +53,7 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
         Some(target) => StartProcessRequest {
             target,
             caller_cwd,
+            caller_path: caller_path(),
             ..Default::default()
         },
         None => {
@@ -67,6 +68,7 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
             StartProcessRequest {
                 spec: Some(spec),
                 caller_cwd,
+                caller_path: caller_path(),
                 ..Default::default()
             }
         }

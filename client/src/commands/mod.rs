@@ -109,6 +109,13 @@ impl<T> RpcResultExt<T> for Result<tonic::Response<T>, tonic::Status> {
     }
 }
 
+/// This process's PATH for the daemon's command lookups (StartProcess,
+/// ApplyApps, Resurrect), so `pmd start mycmd` runs what this shell would.
+/// Empty (the daemon's PATH) when unset or not UTF-8.
+fn caller_path() -> String {
+    std::env::var("PATH").unwrap_or_default()
+}
+
 /// Prints the processes a verb acted on: one summary line each, or JSON /
 /// YAML arrays for scripts.
 fn print_processes(

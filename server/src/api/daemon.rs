@@ -24,10 +24,15 @@ pub async fn save(sup: &Supervisor) -> Result<v1::SaveProcessesResponse, Status>
     })
 }
 
-pub async fn resurrect(sup: &Supervisor) -> Result<v1::ResurrectResponse, Status> {
-    let (views, skipped) = sup.resurrect().await?;
+pub async fn resurrect(
+    sup: &Supervisor,
+    req: v1::ResurrectRequest,
+) -> Result<v1::ResurrectResponse, Status> {
+    let path = super::processes::caller_path(&req.caller_path);
+    let (views, skipped, failed) = sup.resurrect(path.as_deref()).await?;
     Ok(v1::ResurrectResponse {
         processes: views.iter().map(info).collect(),
         skipped,
+        failed,
     })
 }

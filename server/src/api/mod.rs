@@ -190,8 +190,10 @@ impl v1::process_manager_server::ProcessManager for Api {
         daemon::save(&self.sup).await.map(Response::new)
     }
 
-    async fn resurrect(&self, _req: Request<v1::ResurrectRequest>) -> Reply<v1::ResurrectResponse> {
-        daemon::resurrect(&self.sup).await.map(Response::new)
+    async fn resurrect(&self, req: Request<v1::ResurrectRequest>) -> Reply<v1::ResurrectResponse> {
+        daemon::resurrect(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn shutdown(&self, _req: Request<v1::ShutdownRequest>) -> Reply<v1::ShutdownResponse> {

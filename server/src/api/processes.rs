@@ -8,7 +8,7 @@ use tonic::Status;
 use super::convert::{info, parse_target, resolve_instances, spec_from_proto, state_from_proto};
 use crate::ports::PortSpec;
 use crate::supervisor::{
-    ApplyMode, ApplyOutcome, ApplyTimeouts, DEFAULT_DEPENDENCY_TIMEOUT, DEFAULT_READY_TIMEOUT,
+    ApplyMode, ApplyOptions, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT, DEFAULT_READY_TIMEOUT,
     Supervisor,
 };
 
@@ -19,7 +19,8 @@ pub async fn start(
     let views = match (req.spec, req.target.is_empty()) {
         (Some(spec), true) => {
             let spec = spec_from_proto(spec, &req.caller_cwd)?;
-            sup.create(spec).await?
+            sup.create(spec, caller_path(&req.caller_path).as_deref())
+                .await?
         }
         (None, false) => sup.start(&parse_target(&req.target)?).await?,
         (Some(_), false) => {
@@ -141,11 +142,12 @@ pub async fn apply(
         None => DEFAULT_READY_TIMEOUT,
         Some(ms) => super::reload::ready_timeout(ms)?,
     };
-    let timeouts = ApplyTimeouts {
+    let options = ApplyOptions {
         dependency: dependency_timeout,
         ready,
+        path_var: caller_path(&req.caller_path),
     };
-    let applied = sup.apply(specs, mode, timeouts).await?;
+    let applied = sup.apply(specs, mode, options).await?;
     Ok(v1::ApplyAppsResponse {
         apps: applied
             .iter()
@@ -163,4 +165,9 @@ pub async fn apply(
             })
             .collect(),
     })
+}
+
+/// A request's `caller_path`: None when empty (the daemon's PATH is used).
+pub(super) fn caller_path(path: &str) -> Option<std::ffi::OsString> {
+    (!path.is_empty()).then(|| path.into())
 }

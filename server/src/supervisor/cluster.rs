@@ -25,13 +25,15 @@ use crate::store;
 /// Default time a replacement may take to become ready during a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long ApplyApps may wait.
-#[derive(Debug, Clone, Copy)]
-pub struct ApplyTimeouts {
+/// How ApplyApps resolves and how long it may wait.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
     /// For the dependencies' conditions, in all.
     pub dependency: Duration,
     /// For each replacement of a rolling reload to be ready.
     pub ready: Duration,
+    /// PATH for bare command names (the caller's); None: the daemon's.
+    pub path_var: Option<std::ffi::OsString>,
 }
 
 /// How long the apps of an ApplyApps set wait, in all, for their
@@ -394,15 +396,19 @@ impl Supervisor {
     /// (names, duplicates, resolution, watch paths, ports against the other
     /// apps and within the set): when anything is wrong, nothing changes.
     /// Apps with dependencies wait for their conditions until
-    /// `timeouts.dependency` from now.
+    /// `options.dependency` from now.
     pub async fn apply(
         &self,
         specs: Vec<AppSpec>,
         mode: ApplyMode,
-        timeouts: ApplyTimeouts,
+        options: ApplyOptions,
     ) -> Result<Vec<Applied>> {
         self.check_running()?;
-        let dependency_deadline = Instant::now() + timeouts.dependency;
+        let dependency_deadline = Instant::now() + options.dependency;
+        let path_var = options
+            .path_var
+            .as_deref()
+            .or(self.inner.path_var.as_deref());
         let mut seen = std::collections::HashSet::new();
         for s in &specs {
             if !seen.insert(s.name.as_str()) {
@@ -417,7 +423,7 @@ impl Supervisor {
         let mut plans = Vec::with_capacity(specs.len());
         for spec in specs {
             spec.validate()?;
-            let launch = spec::resolve(&spec, self.inner.path_var.as_deref())
+            let launch = spec::resolve(&spec, path_var)
                 .map_err(|e| Error::InvalidArgument(format!("app {:?}: {e}", spec.name)))?;
             validate_watch(&spec)
                 .map_err(|e| Error::InvalidArgument(format!("app {:?}: {e}", spec.name)))?;
@@ -495,7 +501,7 @@ impl Supervisor {
                                     changed,
                                     mode,
                                     dependency_deadline,
-                                    timeouts.ready,
+                                    options.ready,
                                 )
                                 .await
                             }

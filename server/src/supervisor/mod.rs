@@ -263,12 +263,17 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Resolves and validates `spec`, adds the app and starts it. Nothing is
-    /// created when anything is wrong, including when the first spawn fails.
-    pub async fn create(&self, spec: AppSpec) -> Result<Vec<InstanceView>> {
+    /// Resolves and validates `spec` (bare names on `path_var`, else the
+    /// daemon's PATH), adds the app and starts it. Nothing is created when
+    /// anything is wrong, including when the first spawn fails.
+    pub async fn create(
+        &self,
+        spec: AppSpec,
+        path_var: Option<&std::ffi::OsStr>,
+    ) -> Result<Vec<InstanceView>> {
         self.check_running()?;
         spec.validate()?;
-        let launch = spec::resolve(&spec, self.inner.path_var.as_deref())?;
+        let launch = spec::resolve(&spec, path_var.or(self.inner.path_var.as_deref()))?;
         cluster::validate_watch(&spec)?;
         let ports = {
             let table = self.table();
@@ -859,10 +864,14 @@ impl Supervisor {
         Ok((path, count))
     }
 
-    /// Creates and starts every app of `dump.json` whose name is not taken.
-    /// Returns the started views and the skipped names (with the reason when
-    /// an app could not be started).
-    pub async fn resurrect(&self) -> Result<(Vec<InstanceView>, Vec<String>)> {
+    /// Creates and starts every app of `dump.json` whose name is not taken
+    /// (bare names on `path_var`, else the daemon's PATH). Returns the
+    /// started views, the names already known, and `NAME: reason` for the
+    /// apps that could not be created.
+    pub async fn resurrect(
+        &self,
+        path_var: Option<&std::ffi::OsStr>,
+    ) -> Result<(Vec<InstanceView>, Vec<String>, Vec<String>)> {
         let path = self.inner.home.join(store::DUMP_FILE);
         let dump = store::load_dump(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::FailedPrecondition(format!(
@@ -873,18 +882,19 @@ impl Supervisor {
         })?;
         let mut started = Vec::new();
         let mut skipped = Vec::new();
+        let mut failed = Vec::new();
         for app in dump.apps {
             let name = app.spec.name.clone();
             if self.table().app(&name).is_some() {
                 skipped.push(name);
                 continue;
             }
-            match self.create(app.spec).await {
+            match self.create(app.spec, path_var).await {
                 Ok(views) => started.extend(views),
-                Err(e) => skipped.push(format!("{name} ({e})")),
+                Err(e) => failed.push(format!("{name}: {e}")),
             }
         }
-        Ok((started, skipped))
+        Ok((started, skipped, failed))
     }
 
     /// Loads the persisted table at daemon start: terminates leftovers of a
@@ -1145,7 +1155,7 @@ async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
 }
 
 pub use cluster::{
-    Applied, ApplyMode, ApplyOutcome, ApplyTimeouts, DEFAULT_DEPENDENCY_TIMEOUT,
+    Applied, ApplyMode, ApplyOptions, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT,
     DEFAULT_READY_TIMEOUT,
 };
 pub use instance::State as InstanceState;

@@ -368,6 +368,7 @@ fn the_api_refuses_a_cycle_or_an_unknown_dependency() {
         mode: v1::ApplyMode::Unspecified as i32,
         dependency_timeout_ms: 0,
         ready_timeout_ms: None,
+        caller_path: String::new(),
     };
     let refusals = block_on(async {
         let mut client = d.client().await;

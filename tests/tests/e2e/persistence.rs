@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pmdaemon_tests::*;
 
-use crate::lines_of;
+use crate::{lines_of, said};
 
 /// After a graceful daemon restart (SIGTERM, start again) the apps that were
 /// online are online again under the same ids, and a stopped app stays
@@ -210,6 +210,61 @@ fn save_then_delete_all_then_resurrect_restores_apps() {
     });
     assert_eq!(lines_of(out_log.as_ref()), ["color=red args=x y"]);
     assert_eq!(d.list_json().len(), 2);
+}
+
+/// An app of the dump that cannot be created again (its script is gone)
+/// makes `pmd resurrect` exit 1 naming it and why, while the others come
+/// back; an app that is already known is reported as skipped, not failed.
+#[test]
+fn resurrect_reports_apps_it_cannot_create_and_fails() {
+    let d = TestDaemon::start();
+    let script = d.write_script("gone.sh", "exec sleep 100000");
+    d.pmd_ok(&["start", arg(&script), "--name", "gone"]);
+    d.pmd_ok(&["start", "sleep", "--name", "keep", "--", "100000"]);
+    d.pmd_ok(&["start", "sleep", "--name", "known", "--", "100000"]);
+    for name in ["gone", "keep", "known"] {
+        d.wait_online(name);
+    }
+    d.pmd_ok(&["save"]);
+    d.pmd_ok(&["delete", "gone"]);
+    d.pmd_ok(&["delete", "keep"]);
+    fs::remove_file(&script).unwrap();
+
+    let out = d.pmd_code(1, &["resurrect"]);
+    let text = said(&out);
+    assert!(text.contains("gone") && text.contains("gone.sh"), "{text}");
+    assert!(!text.contains("gone (already known)"), "{text}");
+    assert!(text.contains("skipped known (already known)"), "{text}");
+    d.wait_online("keep");
+    assert!(d.app("gone").is_none(), "{:?}", d.app("gone"));
+}
+
+/// A bare command name is looked up on the PATH of the `pmd` that starts
+/// it, not only on the daemon's; the resolved path is recorded, so the app
+/// comes back after a daemon restart.
+#[test]
+fn a_bare_command_is_found_on_the_callers_path() {
+    let mut d = TestDaemon::start();
+    let bin = d.work().join("bin");
+    fs::create_dir(&bin).unwrap();
+    d.write_executable("bin/mycmd", "#!/bin/sh\nexec sleep 100000\n");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run_with_timeout(
+        d.pmd_command(&["start", "mycmd"]).env("PATH", &path),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let pid = d.wait_online("mycmd");
+    let argv = d.describe_one("mycmd")["argv"].to_string();
+    assert!(argv.contains("bin/mycmd"), "{argv}");
+
+    d.restart_daemon();
+    let again = d.wait_online("mycmd");
+    assert_ne!(again, pid);
 }
 
 /// A corrupt state.json does not stop the daemon and is not silently lost:

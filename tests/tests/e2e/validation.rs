@@ -200,6 +200,7 @@ fn the_api_rejects_bad_requests_with_precise_codes() {
         spec,
         target: target.into(),
         caller_cwd: work.clone(),
+        caller_path: String::new(),
     };
     let cases: Vec<(&str, v1::StartProcessRequest)> = vec![
         (
