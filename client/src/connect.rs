@@ -121,7 +121,15 @@ pub async fn connect_or_start(home: &Home) -> anyhow::Result<Client> {
     }
     let stream = term::with_spinner("starting the daemon", start_daemon(home)).await?;
     eprintln!("[pmd] daemon started (home {})", home.dir.display());
-    channel(stream, &home.socket).await
+    let mut client = channel(stream, &home.socket).await?;
+    // What the new daemon found wrong at start-up (a state file it moved
+    // aside, say) is news to whoever started it.
+    if let Ok(pong) = client.ping(pmdaemon_proto::v1::PingRequest {}).await {
+        for notice in pong.into_inner().notices {
+            eprintln!("[pmd] warning: {notice}");
+        }
+    }
+    Ok(client)
 }
 
 /// Spawns `pmdaemond` and waits until its socket accepts a connection.
@@ -152,10 +160,17 @@ async fn start_daemon(home: &Home) -> anyhow::Result<UnixStream> {
                 Some(status) => format!("{} exited ({status})", binary.display()),
                 None => format!("no answer within {}s", AUTOSTART_TIMEOUT.as_secs()),
             };
-            bail!(
-                "could not start the daemon: {why}; see {}",
-                home.daemon_log().display()
-            );
+            let log = home.daemon_log();
+            if exited.is_some() && !log.exists() {
+                bail!(
+                    "could not start the daemon: {why} before it could write {}; run `{} --home {}` \
+                     in a terminal to see why",
+                    log.display(),
+                    binary.display(),
+                    home.dir.display()
+                );
+            }
+            bail!("could not start the daemon: {why}; see {}", log.display());
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(AUTOSTART_MAX_BACKOFF);

@@ -150,19 +150,23 @@ pub async fn run(
     let sup = Supervisor::new(home.clone(), hub, monitor_interval);
 
     let state_path = home.join(store::STATE_FILE);
+    let mut notices = Vec::new();
     match store::load(&state_path) {
         store::Loaded::Missing => {}
         store::Loaded::Ok(state) => {
             if let Err(e) = sup.restore(state) {
                 tracing::error!(error = %e, "cannot restore the saved apps");
+                notices.push(format!("cannot restore the saved apps: {e}"));
             }
         }
         store::Loaded::Corrupt { moved_to, error } => {
-            tracing::error!(
+            let notice = format!(
                 "state file {} is unusable ({error}); it was moved to {} and the daemon starts with no apps. Inspect it, or `pmd resurrect` from a dump",
                 state_path.display(),
                 moved_to.display()
             );
+            tracing::error!("{notice}");
+            notices.push(notice);
         }
     }
 
@@ -195,7 +199,7 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
-    let api = api::Api::new(sup.clone(), shutdown_tx.clone());
+    let api = api::Api::new(sup.clone(), shutdown_tx.clone(), notices);
     // Serving stops only after the apps are stopped, so `pmd kill` and
     // followers see the daemon until the end.
     let (served_tx, mut served_rx) = tokio::sync::watch::channel(false);

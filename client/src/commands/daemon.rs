@@ -139,6 +139,9 @@ pub async fn ping(ctx: &Ctx) -> anyhow::Result<()> {
         "pong: pmdaemond {} (pid {})\n",
         pong.version, pong.daemon_pid
     ))?;
+    for notice in &pong.notices {
+        eprintln!("[pmd] warning: {notice}");
+    }
     Ok(())
 }
 

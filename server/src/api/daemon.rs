@@ -7,12 +7,13 @@ use tonic::Status;
 use super::convert::info;
 use crate::supervisor::Supervisor;
 
-pub fn ping(sup: &Supervisor, started_at_ms: i64) -> v1::PingResponse {
+pub fn ping(sup: &Supervisor, started_at_ms: i64, notices: &[String]) -> v1::PingResponse {
     v1::PingResponse {
         version: pmdaemon_proto::VERSION.to_string(),
         daemon_pid: std::process::id(),
         started_at_ms,
         home: sup.home().display().to_string(),
+        notices: notices.to_vec(),
     }
 }
 

@@ -32,14 +32,17 @@ pub struct Api {
     /// daemon's run loop holds the receiving side.
     shutdown_tx: watch::Sender<bool>,
     started_at_ms: i64,
+    /// Problems found at start-up, for Ping.
+    notices: Vec<String>,
 }
 
 impl Api {
-    pub fn new(sup: Supervisor, shutdown_tx: watch::Sender<bool>) -> Self {
+    pub fn new(sup: Supervisor, shutdown_tx: watch::Sender<bool>, notices: Vec<String>) -> Self {
         Api {
             sup,
             shutdown_tx,
             started_at_ms: crate::supervisor::instance::now_ms(),
+            notices,
         }
     }
 }
@@ -180,7 +183,11 @@ impl v1::process_manager_server::ProcessManager for Api {
     }
 
     async fn ping(&self, _req: Request<v1::PingRequest>) -> Reply<v1::PingResponse> {
-        Ok(Response::new(daemon::ping(&self.sup, self.started_at_ms)))
+        Ok(Response::new(daemon::ping(
+            &self.sup,
+            self.started_at_ms,
+            &self.notices,
+        )))
     }
 
     async fn save_processes(

@@ -79,7 +79,8 @@ pub enum Loaded {
 }
 
 /// Reads `path`; a file that does not parse is renamed to
-/// `NAME.corrupt-<unix seconds>` next to it.
+/// `NAME.corrupt-<unix seconds>` next to it (`-2`, `-3`... added when that
+/// name is taken: an earlier corrupt copy is never replaced).
 pub fn load(path: &Path) -> Loaded {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -101,9 +102,18 @@ fn move_aside(path: &Path, error: String) -> Loaded {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".corrupt-{secs}"));
-    let moved_to = path.with_file_name(name);
+    let base = path.file_name().unwrap_or_default().to_os_string();
+    let moved_to = (1u32..)
+        .map(|n| {
+            let mut name = base.clone();
+            name.push(format!(".corrupt-{secs}"));
+            if n > 1 {
+                name.push(format!("-{n}"));
+            }
+            path.with_file_name(name)
+        })
+        .find(|candidate| !candidate.exists())
+        .expect("some suffix is free");
     match std::fs::rename(path, &moved_to) {
         Ok(()) => Loaded::Corrupt { moved_to, error },
         Err(e) => Loaded::Corrupt {

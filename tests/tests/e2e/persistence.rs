@@ -294,6 +294,24 @@ fn a_corrupt_state_file_is_kept_aside() {
         said.contains(&aside_name),
         "the daemon does not say where it kept the corrupt state ({aside_name}):\n{said}"
     );
+    // Users see it too, not only the daemon's log.
+    let pong = d.pmd(&["ping"]);
+    let warned = String::from_utf8_lossy(&pong.stderr);
+    assert!(warned.contains(&aside_name), "pmd ping: {warned}");
+
+    // A second corrupt file in the same second does not replace the first.
+    d.stop_daemon();
+    let second = "{ also not json";
+    fs::write(d.state_path(), second).unwrap();
+    d.spawn_daemon();
+    let kept: Vec<String> = fs::read_dir(d.home())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != &d.state_path())
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .filter(|s| s == garbage || s == second)
+        .collect();
+    assert_eq!(kept.len(), 2, "a corrupt copy was lost: {kept:?}");
 
     d.pmd_ok(&["start", "sleep", "--name", "fresh", "--", "100000"]);
     d.wait_online("fresh");
