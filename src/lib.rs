@@ -155,26 +155,81 @@ pub fn check_duration(flag: &str, duration: Duration) -> Result<Duration, Invali
     Ok(duration)
 }
 
-/// Parses a size: bytes, or a number with K/M/G (binary units, optional
-/// trailing `B`/`iB`), e.g. `10M`, `512KiB`.
+/// Parses a size: bytes, or a number with K/M/G/T (binary units, optional
+/// trailing `B`/`iB`), e.g. `10M`, `512KiB`, `1.5G` (rounded down to a
+/// byte).
 pub fn parse_size(flag: &str, value: &str) -> Result<u64, InvalidInput> {
     let v = value.trim();
-    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(digits_end);
+    let num_end = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(num_end);
     let err = || {
         invalid(format!(
-            "{flag}: {value:?} is not a size; use e.g. 10M, 512K or a number of bytes"
+            "{flag}: {value:?} is not a size; use e.g. 10M, 1.5G, 512K or a number of bytes"
         ))
     };
-    let n: u64 = num.parse().map_err(|_| err())?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+    let mult: u128 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,
         "M" | "MB" | "MIB" => 1 << 20,
         "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
         _ => return Err(err()),
     };
-    n.checked_mul(mult).ok_or_else(err)
+    let (whole, fraction) = num.split_once('.').unwrap_or((num, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') || fraction.len() > 9 {
+        return Err(err());
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| err())?
+    };
+    let fraction_value: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| err())?
+    };
+    let scale = 10u128.pow(fraction.len() as u32);
+    let bytes = whole
+        .checked_mul(mult)
+        .and_then(|b| b.checked_add(fraction_value * mult / scale))
+        .ok_or_else(err)?;
+    u64::try_from(bytes).map_err(|_| invalid(format!("{flag}: {value:?} is too large")))
+}
+
+/// Rotation below this size would rotate on nearly every line.
+pub const MIN_LOG_MAX_BYTES: u64 = 1 << 10;
+pub const MAX_LOG_MAX_BYTES: u64 = 1 << 40;
+/// Most rotated files kept per log.
+pub const MAX_LOG_MAX_FILES: u32 = 100;
+/// A crash loop is stopped long before this; more is a typo.
+pub const MAX_MAX_RESTARTS: u32 = 1_000_000;
+
+/// Checks a log rotation size against [`MIN_LOG_MAX_BYTES`] ..=
+/// [`MAX_LOG_MAX_BYTES`].
+pub fn check_log_max_size(flag: &str, bytes: u64) -> Result<u64, InvalidInput> {
+    if bytes < MIN_LOG_MAX_BYTES {
+        return Err(invalid(format!(
+            "{flag}: {bytes} bytes is below the 1K minimum (rotating more often would rotate \
+             on nearly every line)"
+        )));
+    }
+    if bytes > MAX_LOG_MAX_BYTES {
+        return Err(invalid(format!(
+            "{flag}: {bytes} bytes is above the 1T maximum"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Checks a count against `max`, naming the flag or field.
+pub fn check_count(flag: &str, n: u64, max: u32) -> Result<u32, InvalidInput> {
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= max)
+        .ok_or_else(|| invalid(format!("{flag}: {n} is more than the {max} maximum")))
 }
 
 /// Parses a signal name (`SIGTERM`, `TERM`, `term`) or number (`15`). SIGKILL
@@ -303,6 +358,19 @@ mod tests {
         assert_eq!(parse_size("--s", "42"), Ok(42));
         assert!(parse_size("--s", "-5").is_err());
         assert!(parse_size("--s", "99999999999999G").is_err());
+        assert_eq!(parse_size("--s", "1T"), Ok(1 << 40));
+        assert_eq!(parse_size("--s", "1.5M"), Ok(3 << 19));
+        assert_eq!(parse_size("--s", "0.5k"), Ok(512));
+        for bad in ["1.2.3M", ".", "M", "1,5M", "1.5X"] {
+            assert!(parse_size("--s", bad).is_err(), "{bad}");
+        }
+        let huge = parse_size("--s", "99999999T").unwrap_err().0;
+        assert!(huge.contains("too large"), "{huge}");
+        assert!(check_log_max_size("--s", 100).is_err());
+        assert!(check_log_max_size("--s", 1 << 41).is_err());
+        assert_eq!(check_log_max_size("--s", 1 << 40), Ok(1 << 40));
+        assert_eq!(check_count("--n", 5, 5), Ok(5));
+        assert!(check_count("--n", 6, 5).unwrap_err().0.starts_with("--n:"));
     }
 
     #[test]

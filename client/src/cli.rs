@@ -222,7 +222,8 @@ pub struct SpecFlags {
     pub no_autorestart: bool,
 
     /// Consecutive unstable restarts before the app is errored.
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+          value_parser = count_parser("--max-restarts", pmdaemon_proto::MAX_MAX_RESTARTS))]
     pub max_restarts: Option<u32>,
 
     /// A run shorter than this is unstable (ms, or e.g. 5s).
@@ -263,7 +264,8 @@ pub struct SpecFlags {
     pub log_max_size: Option<u64>,
 
     /// Rotated log files to keep.
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+          value_parser = count_parser("--log-max-files", pmdaemon_proto::MAX_LOG_MAX_FILES))]
     pub log_max_files: Option<u32>,
 
     /// Instances to run: N, `max` (one per CPU) or -1 (one less).
@@ -878,10 +880,19 @@ fn parse_stop_signal(value: &str) -> Result<String, String> {
 }
 
 fn parse_log_max_size(value: &str) -> Result<u64, String> {
-    match pmdaemon_proto::parse_size("--log-max-size", value) {
-        Ok(0) => Err("--log-max-size: must be more than 0 bytes".into()),
-        Ok(size) => Ok(size),
-        Err(e) => Err(e.0),
+    pmdaemon_proto::parse_size("--log-max-size", value)
+        .and_then(|size| pmdaemon_proto::check_log_max_size("--log-max-size", size))
+        .map_err(|e| e.0)
+}
+
+/// A count flag with a maximum: `--max-restarts`, `--log-max-files`.
+fn count_parser(flag: &'static str, max: u32) -> impl Fn(&str) -> Result<u32, String> + Clone {
+    move |value| {
+        let n: u64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{flag}: {value:?} is not a whole number of 0 or more"))?;
+        pmdaemon_proto::check_count(flag, n, max).map_err(|e| e.0)
     }
 }
 
@@ -1114,6 +1125,18 @@ mod tests {
             (
                 &["start", "x", "--interpreter-args", "-X 'open"][..],
                 "--interpreter-args",
+            ),
+            (
+                &["start", "x", "--log-max-size", "100"][..],
+                "--log-max-size",
+            ),
+            (
+                &["start", "x", "--max-restarts", "5000000"][..],
+                "--max-restarts",
+            ),
+            (
+                &["start", "x", "--log-max-files", "101"][..],
+                "--log-max-files",
             ),
             (
                 &["start", "x", "--max-restarts", "-1"][..],

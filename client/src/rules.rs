@@ -9,7 +9,7 @@
 pub const MAX_INSTANCES: i32 = 1024;
 
 /// Most rotated log files kept per log (the daemon's limit too).
-pub const MAX_LOG_FILES: u32 = 100;
+pub const MAX_LOG_FILES: u32 = pmdaemon_proto::MAX_LOG_MAX_FILES;
 
 /// An instance count as PM2 writes it: `max` (one per CPU, sent as 0), `-1`
 /// (one less than the CPUs) or 1..=[`MAX_INSTANCES`]. A literal 0 is

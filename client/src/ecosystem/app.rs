@@ -469,7 +469,7 @@ impl AppSeed<'_> {
             Field::Env => app.env = value!(raw::env_map),
             Field::Autorestart => spec.set_autorestart(value!(autorestart)),
             Field::MaxRestarts => {
-                let n = value!(|w, r| raw::count(w, r, u32::MAX.into()));
+                let n = value!(|w, r| raw::count(w, r, pmdaemon_proto::MAX_MAX_RESTARTS.into()));
                 spec.max_restarts = Some(u32::try_from(n).unwrap_or(u32::MAX));
             }
             Field::MinUptime => spec.min_uptime_ms = Some(value!(duration)),
@@ -492,7 +492,12 @@ impl AppSeed<'_> {
                     Ok(name)
                 });
             }
-            Field::LogMaxSize => spec.log_max_bytes = Some(value!(raw::size)),
+            Field::LogMaxSize => {
+                spec.log_max_bytes = Some(value!(|w, r| {
+                    let bytes = raw::size(w, r)?;
+                    pmdaemon_proto::check_log_max_size(w, bytes).map_err(|e| e.0)
+                }));
+            }
             Field::LogMaxFiles => {
                 let n = value!(|w, r| raw::count(w, r, rules::MAX_LOG_FILES.into()));
                 spec.log_max_files = Some(u32::try_from(n).unwrap_or(rules::MAX_LOG_FILES));

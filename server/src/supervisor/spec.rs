@@ -42,18 +42,15 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
 pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
 pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
-/// Rotation below this size would rotate on nearly every line.
-pub const MIN_LOG_MAX_BYTES: u64 = 1 << 10;
-pub const MAX_LOG_MAX_BYTES: u64 = 1 << 40;
-pub const MAX_LOG_MAX_FILES: u32 = 100;
+pub use pmdaemon_proto::{
+    MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MAX_MAX_RESTARTS, MIN_LOG_MAX_BYTES,
+};
 pub const DEFAULT_PORT_ENV: &str = "PORT";
 pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
 /// Longest wait for one replacement to be ready during a reload (1 h).
 pub const MAX_READY_TIMEOUT_MS: u64 = 3_600_000;
 /// More instances than this on one machine is a typo.
 pub const MAX_INSTANCES: u32 = 1_024;
-/// A crash loop is stopped long before this; more is a typo.
-pub const MAX_MAX_RESTARTS: u32 = 1_000_000;
 
 /// A validated app definition with every default filled in. Durations are
 /// milliseconds so the persisted JSON is plain numbers.
