@@ -14,9 +14,15 @@ use memchr::{memchr_iter, memrchr};
 const TAIL_BLOCK_BYTES: u64 = 64 * 1024;
 
 /// Opens for appending (`O_APPEND`: every write lands at the current end,
-/// even after the file was truncated), creating it if needed.
+/// even after the file was truncated), creating it if needed, readable by
+/// its owner only: app output often carries secrets.
 pub(super) fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Like [`open_append`], emptying the file.

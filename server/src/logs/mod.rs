@@ -149,9 +149,19 @@ struct HubInner {
 }
 
 impl LogHub {
-    /// `dir` is `$PMDAEMON_HOME/logs`, created if missing.
+    /// `dir` is `$PMDAEMON_HOME/logs`, created if missing, and kept
+    /// private (0700) whatever the home's own mode: app output often
+    /// carries secrets.
     pub fn new(dir: PathBuf) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let mode = std::fs::metadata(&dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Ok(LogHub {
             inner: Arc::new(HubInner {

@@ -182,3 +182,27 @@ fn env_values_never_reach_the_daemon_logs() {
         "an env value reached the daemon's logs:\n{said}"
     );
 }
+
+/// App output is private even in a home created by hand with a loose mode:
+/// `logs/` is made 0700 and log files are 0600, as are state.json and
+/// dump.json.
+#[test]
+fn logs_and_state_are_private_in_a_loose_home() {
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut d = TestDaemon::new_stopped();
+    fs::set_permissions(d.home(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir(d.logs_dir()).unwrap();
+    fs::set_permissions(d.logs_dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    d.spawn_daemon();
+    d.pmd_ok(&["start", "sleep", "--name", "quiet", "--", "100000"]);
+    d.wait_online("quiet");
+    d.pmd_ok(&["save"]);
+    d.wait_state("to name the app", |s| s.contains("quiet"));
+    assert_eq!(mode(&d.logs_dir()), 0o700);
+    for entry in fs::read_dir(d.logs_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    assert_eq!(mode(&d.state_path()), 0o600);
+    assert_eq!(mode(&d.home().join("dump.json")), 0o600);
+}
