@@ -38,7 +38,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes};
 use memchr::{memchr, memchr_iter, memrchr};
@@ -202,6 +202,15 @@ impl LogHub {
         let path = path.unwrap_or_else(|| self.path(name, id, stream));
         let file = files::open_append(&path)?;
         let size = file.metadata()?.len();
+        // A previous run (of an earlier daemon, say) may have ended without
+        // a newline.
+        let mut last = [b'\n'];
+        if size > 0 {
+            use std::os::unix::fs::FileExt;
+            // `file` is write-only (O_APPEND).
+            let _ = File::open(&path).and_then(|f| f.read_at(&mut last, size - 1));
+        }
+        let open = last[0] != b'\n';
         Ok(Arc::new(LogSink {
             hub: Arc::clone(&self.inner),
             name: Arc::from(name),
@@ -212,7 +221,8 @@ impl LogHub {
                 config,
                 file: Some(file),
                 size,
-                line_open: false,
+                line_open: open,
+                run_ended: open,
                 last_seq: 0,
                 ring: Ring::default(),
                 failing: false,
@@ -279,9 +289,14 @@ struct SinkState {
     /// Bytes in the current file, as far as this sink knows (it is the
     /// only writer).
     size: u64,
-    /// The file ends in the middle of a line (a piece of an over-long line
-    /// was written). No rotation and no timestamp until that line ends.
+    /// The file ends in the middle of a line (a piece of an over-long line,
+    /// or output that waited for its newline too long, was written). No
+    /// rotation and no timestamp until that line ends.
     line_open: bool,
+    /// A run's output ended there (EOF): if its last line is open, the
+    /// next run's output first gets a newline of its own, so two runs never
+    /// share a line, while the file keeps exactly what each run wrote.
+    run_ended: bool,
     /// Seq of the last line written by this sink (0: none yet).
     last_seq: u64,
     ring: Ring,
@@ -396,6 +411,11 @@ impl LogSink {
 
         let mut guard = self.lock();
         let st = &mut *guard;
+        if std::mem::take(&mut st.run_ended) && st.line_open {
+            let ended = st.write_file(&self.path, b"\n", true);
+            st.note_write(&self.path, ended);
+            st.line_open = false;
+        }
         let was_open = st.line_open;
 
         let written = if st.config.time {
@@ -469,15 +489,12 @@ impl LogSink {
     }
 
     /// End of a pipe: `rest` is a final line without a newline (possibly
-    /// empty). The file gets the newline, so the next run's first line
-    /// starts on a line of its own.
-    fn finish(&self, mut rest: Vec<u8>) {
+    /// empty), written as it is; the next run starts on a new line.
+    fn finish(&self, rest: Vec<u8>) {
         if !rest.is_empty() {
-            rest.push(b'\n');
             self.append(&rest);
-        } else if self.lock().line_open {
-            self.append(b"\n");
         }
+        self.lock().run_ended = true;
     }
 }
 
@@ -691,8 +708,7 @@ async fn pump<R: AsyncRead + Unpin>(mut pipe: R, sink: &LogSink) {
     let mut buf = Vec::with_capacity(MAX_LINE_BYTES);
     loop {
         let room = MAX_LINE_BYTES - buf.len();
-        let before = buf.len();
-        let read = match pipe.read_buf(&mut (&mut buf).limit(room)).await {
+        let read = match read_or_flush(&mut pipe, &mut buf, room, sink).await {
             Ok(0) => break,
             Ok(read) => read,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -701,7 +717,10 @@ async fn pump<R: AsyncRead + Unpin>(mut pipe: R, sink: &LogSink) {
                 break;
             }
         };
-        if let Some(nl) = memrchr(b'\n', &buf[before..before + read]) {
+        // The new bytes end the buffer (an unfinished line may have been
+        // flushed before the read).
+        let before = buf.len() - read;
+        if let Some(nl) = memrchr(b'\n', &buf[before..]) {
             let complete = before + nl + 1;
             sink.append(&buf[..complete]);
             // Moves the unfinished line (usually short) to the front.
@@ -712,4 +731,34 @@ async fn pump<R: AsyncRead + Unpin>(mut pipe: R, sink: &LogSink) {
         }
     }
     sink.finish(buf);
+}
+
+/// How long an unfinished line (a prompt, a progress dot) waits for its
+/// newline before it is written and sent as it is.
+pub const PARTIAL_LINE_WAIT: Duration = Duration::from_millis(100);
+
+/// The next read of `pipe` into `buf`; while `buf` holds an unfinished
+/// line, at most [`PARTIAL_LINE_WAIT`]: then that line goes to `sink` as a
+/// piece and the wait goes on without a limit.
+async fn read_or_flush<R: AsyncRead + Unpin>(
+    pipe: &mut R,
+    buf: &mut Vec<u8>,
+    room: usize,
+    sink: &LogSink,
+) -> io::Result<usize> {
+    if !buf.is_empty() {
+        match tokio::time::timeout(
+            PARTIAL_LINE_WAIT,
+            pipe.read_buf(&mut (&mut *buf).limit(room)),
+        )
+        .await
+        {
+            Ok(read) => return read,
+            Err(_) => {
+                sink.append(buf);
+                buf.clear();
+            }
+        }
+    }
+    pipe.read_buf(&mut (&mut *buf).limit(MAX_LINE_BYTES)).await
 }

@@ -120,9 +120,57 @@ async fn partial_lines_are_carried_over_and_flushed_at_eof() {
     let sink = hub.open_sink("app", 0, Stream::Out, None, ROOMY).unwrap();
     let mut rx = hub.subscribe();
     run_writes(&sink, &[b"one\ntw", b"o", b"\nthr", b"ee"]).await;
-    assert_eq!(read(sink.path()), b"one\ntwo\nthree\n");
+    // The last line has no newline, and the file says so.
+    assert_eq!(read(sink.path()), b"one\ntwo\nthree");
     let lines = received(&mut rx);
     assert_eq!(data(&lines), [&b"one"[..], b"two", b"three"]);
+}
+
+/// A run that ends in the middle of a line leaves the file as it wrote it;
+/// the next run (also of a later daemon, which opens the file anew) starts
+/// on a line of its own.
+#[tokio::test]
+async fn runs_never_share_a_line() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("runs", 0, Stream::Out, None, ROOMY).unwrap();
+    run_writes(&sink, &[b"first\nno newline"]).await;
+    assert_eq!(read(sink.path()), b"first\nno newline");
+    run_writes(&sink, &[b"second\nagain no newline"]).await;
+    assert_eq!(
+        read(sink.path()),
+        b"first\nno newline\nsecond\nagain no newline"
+    );
+    let reopened = hub.open_sink("runs", 0, Stream::Out, None, ROOMY).unwrap();
+    run_writes(&reopened, &[b"third\n"]).await;
+    assert_eq!(
+        read(sink.path()),
+        b"first\nno newline\nsecond\nagain no newline\nthird\n"
+    );
+}
+
+/// An unfinished line (a prompt) is written and sent once it has waited
+/// PARTIAL_LINE_WAIT for its newline, not held until the newline comes;
+/// the rest of the line follows on the same line of the file.
+#[tokio::test]
+async fn an_unfinished_line_is_written_after_a_short_wait() {
+    let (_dir, hub) = hub();
+    let sink = hub
+        .open_sink("prompt", 0, Stream::Out, None, ROOMY)
+        .unwrap();
+    let mut rx = hub.subscribe();
+    let (mut tx, pipe) = tokio::io::duplex(1024);
+    let task = capture(pipe, Arc::clone(&sink));
+    tx.write_all(b"prompt> ").await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the prompt was held back")
+        .unwrap();
+    assert_eq!(&seen.data[..], b"prompt> ");
+    assert_eq!(read(sink.path()), b"prompt> ");
+    tx.write_all(b"done\n").await.unwrap();
+    drop(tx);
+    task.await.unwrap();
+    assert_eq!(read(sink.path()), b"prompt> done\n");
 }
 
 /// Bytes that are not UTF-8, `\r` and NUL pass through untouched.
@@ -132,7 +180,7 @@ async fn non_utf8_output_is_kept_byte_for_byte() {
     let sink = hub.open_sink("bin", 1, Stream::Err, None, ROOMY).unwrap();
     let mut rx = hub.subscribe();
     run_writes(&sink, &[b"\xff\xfe ok\r\n\x80\x00tail"]).await;
-    assert_eq!(read(sink.path()), b"\xff\xfe ok\r\n\x80\x00tail\n");
+    assert_eq!(read(sink.path()), b"\xff\xfe ok\r\n\x80\x00tail");
     let lines = received(&mut rx);
     assert_eq!(data(&lines), [&b"\xff\xfe ok\r"[..], b"\x80\x00tail"]);
     assert!(lines.iter().all(|l| l.stream == Stream::Err && l.id == 1));
@@ -248,8 +296,7 @@ async fn output_without_newlines_is_cut_at_twice_max_bytes() {
         );
         joined.extend(bytes);
     }
-    // The end of the pipe terminates the open line in the file.
-    assert_eq!(joined, [&data[..], b"\n"].concat());
+    assert_eq!(joined, data);
 }
 
 /// A line longer than `max_bytes` (up to twice it) is written whole, in a
@@ -313,11 +360,8 @@ async fn over_long_lines_are_whole_in_the_file_and_pieces_for_followers() {
     run_writes(&sink, &[&unterminated]).await;
 
     let file = read(sink.path());
-    let lines: Vec<&[u8]> = file
-        .strip_suffix(b"\n")
-        .unwrap()
-        .split(|&b| b == b'\n')
-        .collect();
+    // The last line ended without a newline, as the app wrote it.
+    let lines: Vec<&[u8]> = file.split(|&b| b == b'\n').collect();
     let bare: Vec<&[u8]> = lines
         .iter()
         .map(|l| split_time_prefix(l).unwrap().1)
