@@ -20,6 +20,7 @@ use tonic::Status;
 use super::convert::parse_target;
 use crate::logs::{LogLine, Stream};
 use crate::supervisor::Supervisor;
+use crate::supervisor::events::EventKind;
 
 /// The response stream of StreamLogs.
 pub type LogStream =
@@ -75,6 +76,8 @@ pub async fn stream(
             req.lines
         )));
     }
+    // Before the sinks are listed: a delete right after must not be missed.
+    let mut events = sup.subscribe_events();
     let sinks: Vec<_> = sup
         .sinks(&target)?
         .into_iter()
@@ -87,6 +90,8 @@ pub async fn stream(
         _ => Some(sinks.iter().map(|(id, ..)| *id).collect()),
     };
     let mut live = sup.logs().subscribe();
+    let sup = sup.clone();
+    let what = target.to_string();
     let (tx, rx) = mpsc::channel::<Result<v1::StreamLogsResponse, Status>>(16);
     let follow = req.follow;
     let lines = req.lines as usize;
@@ -153,11 +158,29 @@ pub async fn stream(
                         .copied()
                         .unwrap_or(0)
         };
+        // Followed ids still there; when the last is deleted the stream
+        // ends, saying so (nothing more can come).
+        let mut remaining: Vec<u32> = ids.clone().unwrap_or_default();
         loop {
+            if ids.is_some() && remaining.is_empty() {
+                let gone = Status::not_found(format!("{what} was deleted: no more logs to follow"));
+                let _ = tx.send(Err(gone)).await;
+                return;
+            }
             let first = tokio::select! {
                 r = live.recv() => r,
                 _ = shutdown.wait_for(|s| *s) => return,
                 _ = tx.closed() => return,
+                e = events.recv(), if ids.is_some() => {
+                    match e {
+                        Ok(e) if e.kind == EventKind::Deleted => remaining.retain(|&id| id != e.id),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            remaining.retain(|&id| sup.views(&Target::Id(id)).is_ok());
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
             };
             let mut batch = Vec::new();
             let mut missed = 0u64;

@@ -108,6 +108,48 @@ fn follow_streams_new_lines() {
     let _ = follower.wait();
 }
 
+/// `pmd logs NAME -f` ends when NAME is deleted, saying so (exit 1),
+/// instead of waiting forever for lines that cannot come.
+#[test]
+fn follow_ends_when_the_app_is_deleted() {
+    let d = TestDaemon::start();
+    let script = d.write_script("doomed.sh", "echo hello\nexec sleep 100000");
+    d.pmd_ok(&["start", arg(&script), "--name", "doomed"]);
+    d.wait_online("doomed");
+    let (out_log, _) = log_paths(&d, "doomed");
+    wait_for("the line in the log", WAIT, || {
+        !lines_of(out_log.as_ref()).is_empty()
+    });
+    let mut follower = d
+        .pmd_command(&["logs", "doomed", "-f"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The history line arrives once the stream is set up (and watching
+    // for the delete).
+    let mut first = String::new();
+    BufReader::new(follower.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("hello"), "{first:?}");
+    d.pmd_ok(&["delete", "doomed"]);
+    let status = wait_child(&mut follower, WAIT);
+    let mut stderr = String::new();
+    if let Some(mut err) = follower.stderr.take() {
+        use std::io::Read;
+        let _ = err.read_to_string(&mut stderr);
+    }
+    let Some(status) = status else {
+        let _ = follower.kill();
+        let _ = follower.wait();
+        panic!("`pmd logs -f` went on after its app was deleted");
+    };
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("deleted"), "{stderr}");
+}
+
 /// `pmd logs NAME -f | head -3` ends with exit status 0 for the whole
 /// pipeline: a closed pipe is success, not an error or a signal death.
 #[test]
