@@ -19,7 +19,11 @@ pub fn peer_uid_check(
         match cred {
             Some(c) if c.uid() == daemon_uid || c.uid() == 0 => Ok(req),
             Some(c) => {
-                tracing::warn!(peer_uid = c.uid(), peer_pid = ?c.pid(), "refused a client of another user");
+                tracing::warn!(
+                    peer_uid = c.uid(),
+                    peer_pid = c.pid().unwrap_or(0),
+                    "refused a client of another user"
+                );
                 Err(Status::permission_denied(format!(
                     "uid {} may not use this pmdaemond: it belongs to uid {daemon_uid}; run pmd as that user or start your own daemon with your own PMDAEMON_HOME",
                     c.uid()

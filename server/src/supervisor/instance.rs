@@ -101,6 +101,17 @@ pub struct ExitInfo {
     pub at_ms: i64,
 }
 
+/// `killed by SIGTERM`, `exited with code 1`: for the daemon's log.
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.signal, self.code) {
+            (Some(sig), _) => write!(f, "killed by {sig}"),
+            (None, Some(code)) => write!(f, "exited with code {code}"),
+            (None, None) => f.write_str("exited"),
+        }
+    }
+}
+
 /// The instance record shared between its task (the writer; the table only
 /// sets `spec` and `port_override` for the next run) and the table
 /// (readers). Guarded by a `std::sync::Mutex` that is never held
@@ -215,6 +226,11 @@ struct Run {
     started: Instant,
     /// The health check of this run, if the app has one.
     health: Option<HealthRun>,
+    /// When this run becomes stable (min_uptime after its start), if
+    /// earlier runs were unstable: then the count of unstable restarts
+    /// goes back to 0, as the next exit would do, so `list` and
+    /// `describe` do not show a crash loop that is over.
+    stable_at: Option<Instant>,
 }
 
 struct HealthRun {
@@ -325,11 +341,18 @@ impl Ctx {
             .health_check
             .as_ref()
             .and_then(|check| self.start_prober(check, &launch, env));
+        let started = Instant::now();
+        let unstable = self
+            .shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unstable_restarts;
         Ok(Run {
             child,
             pid,
-            started: Instant::now(),
+            started,
             health,
+            stable_at: (unstable > 0).then(|| started + spec.min_uptime()),
         })
     }
 
@@ -452,7 +475,7 @@ impl Ctx {
         let status = match tokio::time::timeout_at(deadline, run.child.wait()).await {
             Ok(status) => status,
             Err(_) => {
-                tracing::warn!(app = %self.name, id = self.id, pid = run.pid, ?kill_timeout, "did not stop in time; sending SIGKILL");
+                tracing::warn!(app = %self.name, id = self.id, pid = run.pid, kill_timeout = %humantime::format_duration(kill_timeout), "did not stop in time; sending SIGKILL");
                 process::signal_group(run.pid, Signal::SIGKILL);
                 run.child.wait().await
             }
@@ -462,7 +485,7 @@ impl Ctx {
         let remaining = deadline.saturating_duration_since(Instant::now());
         process::drain_group(run.pid, signal, remaining).await;
         let exit = exit_info(status);
-        tracing::info!(app = %self.name, id = self.id, pid = run.pid, ?exit, "stopped");
+        tracing::info!(app = %self.name, id = self.id, pid = run.pid, exit = %exit, "stopped");
         exit
     }
 
@@ -477,12 +500,7 @@ impl Ctx {
         let (spec, _) = self.spec();
         let failed = cause.is_some() || exit.code != Some(0);
         let stable = ran_for.is_some_and(|d| d >= spec.min_uptime());
-        let how = match (&cause, exit.code, &exit.signal) {
-            (Some(cause), _, _) => cause.clone(),
-            (None, _, Some(sig)) => format!("killed by {sig}"),
-            (None, Some(code), None) => format!("exited with code {code}"),
-            (None, None, None) => "exited".to_string(),
-        };
+        let how = cause.clone().unwrap_or_else(|| exit.to_string());
         let restart = match spec.autorestart {
             Autorestart::Always => true,
             Autorestart::OnFailure => failed,
@@ -623,6 +641,13 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                 None => return,
             },
             Phase::Running(mut run) => {
+                let stable_at = run.stable_at;
+                let became_stable = async {
+                    match stable_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let probe_result = async {
                     match run.health.as_mut() {
                         Some(h) => h.results.recv().await,
@@ -637,6 +662,12 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         let (spec, _) = ctx.spec();
                         tokio::spawn(process::drain_group(run.pid, spec.stop_signal(), spec.kill_timeout()));
                         phase = ctx.after_exit(exit_info(status), Some(ran_for), None);
+                        continue;
+                    }
+                    () = became_stable => {
+                        run.stable_at = None;
+                        ctx.update(|s| s.unstable_restarts = 0);
+                        phase = Phase::Running(run);
                         continue;
                     }
                     Some(result) = probe_result => {

@@ -99,6 +99,32 @@ fn stable_runs_reset_the_crash_counters() {
     d.pmd_ok(&["stop", "slowcrash"]);
 }
 
+/// After a few quick crashes, a run that stays up past `min_uptime` clears
+/// the unstable count while it runs: `list` does not go on showing a crash
+/// loop that is over.
+#[test]
+fn a_run_that_stays_up_clears_the_unstable_count() {
+    let d = TestDaemon::start();
+    let script = d.write_script(
+        "settles.sh",
+        "echo x >> runs\n[ $(wc -l < runs) -ge 3 ] || exit 1\nexec sleep 100000",
+    );
+    d.pmd_ok(&[
+        "start",
+        arg(&script),
+        "--name",
+        "settles",
+        "--min-uptime",
+        "300ms",
+    ]);
+    let app = wait_for_value("the third run to stay up and be stable", WAIT, || {
+        let app = d.app("settles")?;
+        (app["restarts"] == 2 && app["unstable_restarts"] == 0 && app["status"] == "online")
+            .then_some(app)
+    });
+    assert!(pid_of(&app).is_some_and(pid_alive), "{app}");
+}
+
 /// `--restart-delay` is waited before every restart (with `--min-uptime 0`
 /// there is no backoff), during which the app is `waiting-restart`.
 #[test]
