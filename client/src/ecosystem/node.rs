@@ -21,14 +21,18 @@ pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Imports `process.argv[1]` and prints its export as JSON; exits at once
 /// so timers or sockets the file opened do not keep node alive (stdout is
-/// synchronous for pipes and files on Linux, so nothing is lost).
+/// synchronous for pipes and files on Linux, so nothing is lost). What the
+/// file prints itself (`console.log`, dotenv's notes) goes to stderr, so
+/// stdout holds the JSON alone.
 const EVALUATE: &str = r#"
 const { pathToFileURL } = require("url");
+const json = process.stdout.write.bind(process.stdout);
+process.stdout.write = process.stderr.write.bind(process.stderr);
 import(pathToFileURL(process.argv[1]).href).then((m) => {
   const value = m.default !== undefined ? m.default : m;
   const text = JSON.stringify(value, null, 2);
   if (text === undefined) throw new Error("the file exports nothing that JSON can hold");
-  process.stdout.write(text + "\n");
+  json(text + "\n");
   process.exit(0);
 }).catch((e) => {
   process.stderr.write(String((e && e.stack) || e) + "\n");
@@ -123,6 +127,11 @@ pub fn evaluate(file: &Path, display: &str, node: Option<&Path>) -> anyhow::Resu
             output.status,
             stderr.trim_end()
         );
+    }
+    // The file's own output, as PM2 would show it; stdout stays for pmd's.
+    if !output.stderr.is_empty() {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(&output.stderr);
     }
     String::from_utf8(output.stdout)
         .with_context(|| format!("node printed {display}'s settings in something else than UTF-8"))

@@ -659,6 +659,13 @@ module.exports = {
         "module.exports = [{ name: 'x', script: 'x.sh' }];\n",
     );
     assert_eq!(load(&bare).unwrap().names(), ["x"]);
+    // What the file prints itself (dotenv does) does not spoil the JSON.
+    let chatty = dir.write(
+        "chatty.config.js",
+        "console.log('loading config'); process.stdout.write('more\\n');\n\
+         module.exports = { apps: [{ name: 'c', script: 'c.sh' }] };\n",
+    );
+    assert_eq!(load(&chatty).unwrap().names(), ["c"]);
 
     let bad = dir.write(
         "bad.config.js",
