@@ -522,6 +522,16 @@ fn with_interpreter(
                     script.display()
                 )));
             }
+            // Run directly, nothing would receive them: say so rather than
+            // drop them.
+            if !spec.interpreter_args.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "interpreter_args: {} runs directly, without an interpreter, so nothing \
+                     would receive {:?}; give an interpreter, or pass them as args",
+                    script.display(),
+                    spec.interpreter_args
+                )));
+            }
             (script, vec![script_str])
         }
     };
@@ -722,6 +732,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn interpreter_args_without_an_interpreter_are_refused() {
+        let mut s = spec("sleep", Path::new("/"));
+        s.interpreter = Some("none".into());
+        s.interpreter_args = vec!["-a".into()];
+        let err = resolve(&s, std::env::var_os("PATH").as_deref())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("interpreter_args:") && err.contains("-a"), "{err}");
+        s.interpreter_args.clear();
+        assert!(resolve(&s, std::env::var_os("PATH").as_deref()).is_ok());
     }
 
     #[test]
