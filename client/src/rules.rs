@@ -92,6 +92,39 @@ pub fn parse_port_spec(what: &str, value: &str) -> Result<String, String> {
     }
 }
 
+/// Checks that `instances` instances fit the ports of `port` (a spec as
+/// [`parse_port_spec`] returns it): one port serves one instance. `max` and
+/// -1 (0 and -1 here) depend on the daemon's CPUs and are left to it.
+pub fn check_port_room(what: &str, port: &str, instances: Option<i32>) -> Result<(), String> {
+    let Some(wanted) = instances.filter(|&n| n > 1) else {
+        return Ok(());
+    };
+    let range = port.strip_prefix("auto:").unwrap_or(port);
+    let (first, last) = match range.split_once('-') {
+        Some((f, l)) => (f.parse::<u32>(), l.parse::<u32>()),
+        None => (range.parse::<u32>(), range.parse::<u32>()),
+    };
+    let (Ok(first), Ok(last)) = (first, last) else {
+        return Ok(()); // not a spec parse_port_spec made: the daemon says
+    };
+    let count = last - first + 1;
+    let wanted = wanted.unsigned_abs();
+    if count >= wanted {
+        return Ok(());
+    }
+    let wide_last = (first + wanted - 1).min(65535);
+    let auto_last = (first + wanted.max(100) - 1).min(65535);
+    let has = if count == 1 {
+        "one port".to_string()
+    } else {
+        format!("{count} ports")
+    };
+    Err(format!(
+        "{what}: {port} has {has} for {wanted} instances (one port serves one instance); \
+         give a range such as {first}-{wide_last}, or auto:{first}-{auto_last}"
+    ))
+}
+
 /// An environment variable name: letters, digits and `_`, not starting with
 /// a digit (what a shell can export, and what the daemon accepts for
 /// `port_env`).

@@ -97,6 +97,7 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
 
 /// What only the whole spec can tell: a `{port}` probe needs a port.
 fn check_spec(spec: &AppSpec) -> Result<(), UsageError> {
+    rules::check_port_room("--port", &spec.port, spec.instances).map_err(UsageError)?;
     let Some(check) = &spec.health_check else {
         return Ok(());
     };

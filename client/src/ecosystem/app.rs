@@ -39,6 +39,9 @@ pub struct Ctx {
     pub app: Cell<Option<usize>>,
     /// Name → index of the app that has it.
     names: RefCell<HashMap<String, usize>>,
+    /// Fixed ports and ranges taken by apps read so far: (first, last,
+    /// app name). `auto:` ranges pick free ports and may overlap.
+    ports: RefCell<Vec<(u32, u32, String)>>,
     /// Things to tell the user that are not errors.
     pub notes: RefCell<Vec<String>>,
     /// A file-level error found after a first read (a dependency cycle, a
@@ -48,6 +51,38 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Takes the ports of fixed port or range `port` for app `name`, or
+    /// says which app of the file has one of them already.
+    fn claim_ports(&self, port: &str, name: &str) -> Result<(), String> {
+        if port.starts_with("auto:") {
+            return Ok(());
+        }
+        let (first, last) = match port.split_once('-') {
+            Some((f, l)) => (f.parse::<u32>(), l.parse::<u32>()),
+            None => (port.parse::<u32>(), port.parse::<u32>()),
+        };
+        let (Ok(first), Ok(last)) = (first, last) else {
+            return Ok(());
+        };
+        let mut ports = self.ports.borrow_mut();
+        if let Some((f, l, other)) = ports
+            .iter()
+            .find(|(f, l, other)| first <= *l && *f <= last && other != name)
+        {
+            let theirs = if f == l {
+                f.to_string()
+            } else {
+                format!("{f}-{l}")
+            };
+            return Err(format!(
+                "`port`: {port} overlaps port {theirs} of app {other} in this file; one port \
+                 serves one app (use auto: ranges to share a pool)"
+            ));
+        }
+        ports.push((first, last, name.to_string()));
+        Ok(())
+    }
+
     /// Takes `name` for app `index`, or says which app has it already.
     fn claim(&self, name: &str, index: usize) -> Result<(), usize> {
         let mut names = self.names.borrow_mut();
@@ -546,6 +581,8 @@ impl AppSeed<'_> {
         if let Some(check) = &spec.health_check {
             rules::check_health_check("`health_check`", check, !spec.port.is_empty())?;
         }
+        rules::check_port_room("`port`", &spec.port, spec.instances)?;
+        self.ctx.claim_ports(&spec.port, &spec.name)?;
         Ok(app)
     }
 }

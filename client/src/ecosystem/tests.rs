@@ -1053,3 +1053,33 @@ fn the_readme_health_example_loads() {
     let err = parse_as(&cycle).unwrap_err().to_string();
     assert!(readme.contains(&format!("error: {err}\n")), "{err}");
 }
+
+/// Ports the file alone shows to be wrong are errors with their place: too
+/// few ports for the instances, and two apps of the file on one port.
+#[test]
+fn port_room_and_overlaps_are_checked_in_the_file() {
+    let short =
+        yaml_err("apps:\n  - name: web\n    script: w.js\n    instances: 3\n    port: 3000-3001\n");
+    assert!(
+        short.starts_with("ecosystem.yaml:")
+            && short.contains("app 1 (web): `port`: 3000-3001 has 2 ports for 3 instances")
+            && short.contains("3000-3002"),
+        "{short}"
+    );
+    let one =
+        yaml_err("apps:\n  - name: web\n    script: w.js\n    instances: 2\n    port: 3000\n");
+    assert!(one.contains("has one port for 2 instances"), "{one}");
+
+    let overlap = yaml_err(
+        "apps:\n  - name: a\n    script: a.js\n    port: 3000-3003\n  - name: b\n    script: b.js\n    port: 3002\n",
+    );
+    assert!(
+        overlap.contains("app 2 (b): `port`: 3002 overlaps port 3000-3003 of app a"),
+        "{overlap}"
+    );
+    // auto: ranges share a pool; max is left to the daemon.
+    assert!(yaml(
+        "apps:\n  - name: a\n    script: a.js\n    port: auto:3000-3010\n  - name: b\n    script: b.js\n    port: auto:3000-3010\n  - name: c\n    script: c.js\n    instances: max\n    port: 4000\n"
+    )
+    .is_ok());
+}

@@ -36,6 +36,15 @@ pub struct ApplyOptions {
     pub path_var: Option<std::ffi::OsString>,
 }
 
+/// What one app of an ApplyApps set may wait for, and how long.
+#[derive(Debug, Clone, Copy)]
+struct Waits {
+    /// For its dependencies' conditions.
+    dependency_deadline: Instant,
+    /// For each replacement of a rolling reload to be ready.
+    ready_timeout: Duration,
+}
+
 /// How long the apps of an ApplyApps set wait, in all, for their
 /// dependencies' conditions when the request does not say.
 pub const DEFAULT_DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -494,16 +503,12 @@ impl Supervisor {
                                 spec.name
                             ))),
                             None => {
-                                self.apply_one(
-                                    spec,
-                                    launch,
-                                    ports,
-                                    changed,
-                                    mode,
+                                let waits = Waits {
                                     dependency_deadline,
-                                    options.ready,
-                                )
-                                .await
+                                    ready_timeout: options.ready,
+                                };
+                                self.apply_one(spec, launch, ports, changed, mode, waits)
+                                    .await
                             }
                         };
                         (i, result)
@@ -527,9 +532,12 @@ impl Supervisor {
         ports: Vec<u16>,
         changed: Option<Vec<&'static str>>,
         mode: ApplyMode,
-        dependency_deadline: Instant,
-        ready_timeout: Duration,
+        waits: Waits,
     ) -> Result<Applied> {
+        let Waits {
+            dependency_deadline,
+            ready_timeout,
+        } = waits;
         let name = spec.name.clone();
         for dep in &spec.depends_on {
             self.wait_condition(&name, dep, dependency_deadline).await?;

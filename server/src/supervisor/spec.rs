@@ -742,7 +742,10 @@ mod tests {
         let err = resolve(&s, std::env::var_os("PATH").as_deref())
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("interpreter_args:") && err.contains("-a"), "{err}");
+        assert!(
+            err.starts_with("interpreter_args:") && err.contains("-a"),
+            "{err}"
+        );
         s.interpreter_args.clear();
         assert!(resolve(&s, std::env::var_os("PATH").as_deref()).is_ok());
     }
