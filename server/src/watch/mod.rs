@@ -295,7 +295,7 @@ impl Shared {
             if root_gone {
                 tracing::warn!(
                     path = %path.display(),
-                    "watched directory was removed or moved; changes there are no longer seen"
+                    "watched directory was removed or moved; watching resumes when it is back"
                 );
             }
             let new_dir = may_be_new_dir
@@ -405,14 +405,24 @@ fn sync_watches(shared: &Shared, watcher: &mut RecommendedWatcher) {
 }
 
 /// Watches one root: a directory tree, or a file through its parent
-/// directory. Returns the number of directories watched.
+/// directory. A directory root's parent is watched too (its other entries
+/// are filtered out), so that a root deleted and created again (`rm -rf
+/// dist && build`) is seen coming back and watched again. Returns the
+/// number of directories watched.
 fn watch_root(
     watcher: &mut RecommendedWatcher,
     filter: &Filter,
     root: &filter::Root,
 ) -> Result<usize, WatchError> {
     if root.is_dir {
-        return watch_tree(watcher, filter, &root.path);
+        let watched = watch_tree(watcher, filter, &root.path)?;
+        let parent = root.path.parent().filter(|p| *p != root.path);
+        if let Some(parent) = parent
+            && let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive)
+        {
+            tracing::debug!(path = %parent.display(), error = %e, "cannot watch the parent of a watched directory");
+        }
+        return Ok(watched);
     }
     let parent = root.path.parent().unwrap_or(Path::new("/"));
     watcher

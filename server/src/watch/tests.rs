@@ -185,6 +185,29 @@ async fn a_watched_file_survives_atomic_saves() {
     }
 }
 
+/// A watched directory deleted and created again (`rm -rf dist && build`)
+/// is watched again: changes inside it fire as before; its siblings do not.
+#[tokio::test]
+async fn a_watched_directory_that_comes_back_is_watched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    write(&sub.join("f"), "v0");
+    let (_handle, mut rx) = start(config(&[&sub]));
+
+    fs::remove_dir_all(&sub).unwrap();
+    let gone = next_call(&mut rx).await;
+    assert!(gone.iter().all(|p| p.starts_with(&sub)), "{gone:?}");
+    fs::create_dir(&sub).unwrap();
+    let back = next_call(&mut rx).await;
+    assert!(back.contains(&sub), "{back:?}");
+
+    write(&dir.path().join("sibling.txt"), "x");
+    assert_quiet(&mut rx).await;
+    let file = sub.join("f");
+    write(&file, "v1");
+    assert_eq!(next_call(&mut rx).await, set(&[&file]));
+}
+
 /// Dropping the handle stops the callbacks.
 #[tokio::test]
 async fn dropping_the_handle_stops_callbacks() {
