@@ -697,6 +697,8 @@ pub fn applied(app: &AppliedApp, mode: ApplyMode) -> String {
         ),
         ApplyOutcome::Restarted if mode == ApplyMode::Reload => format!("reloaded {name}{ids}"),
         ApplyOutcome::Restarted => format!("restarted {name}{ids}"),
+        ApplyOutcome::Scaled => format!("scaled {name}: instances changed{ids}"),
+        ApplyOutcome::Failed => format!("failed {name}: {}", app.error),
         ApplyOutcome::Unspecified => format!("applied {name}{ids}"),
     };
     for process in &app.processes {
@@ -947,6 +949,7 @@ mod tests {
             outcome: outcome.into(),
             changed_fields: changed.iter().map(|s| s.to_string()).collect(),
             processes: ids.iter().map(|&id| online(id, "api")).collect(),
+            error: String::new(),
         };
         let line = |a: &AppliedApp| applied(a, ApplyMode::Unspecified);
         assert_eq!(
@@ -972,6 +975,16 @@ mod tests {
         assert_eq!(
             applied(&app(ApplyOutcome::Restarted, &[], &[0]), ApplyMode::Reload),
             "reloaded api (id 0)"
+        );
+        assert_eq!(
+            line(&app(ApplyOutcome::Scaled, &["instances"], &[0, 1, 2])),
+            "scaled api: instances changed (ids 0-2)"
+        );
+        let mut failed = app(ApplyOutcome::Failed, &[], &[]);
+        failed.error = "api waited 3.0 s for db to be healthy; it is starting".into();
+        assert_eq!(
+            line(&failed),
+            "failed api: api waited 3.0 s for db to be healthy; it is starting"
         );
         let mut broken = app(ApplyOutcome::Created, &[], &[0, 1]);
         broken.processes[1].set_state(ProcessState::Errored);

@@ -11,7 +11,9 @@
 use std::time::Instant;
 
 use pmdaemon_proto::Target;
-use pmdaemon_proto::v1::{AppSpec, ApplyAppsRequest, ApplyMode, ListProcessesRequest};
+use pmdaemon_proto::v1::{
+    AppSpec, ApplyAppsRequest, ApplyMode, ApplyOutcome, ListProcessesRequest,
+};
 
 use super::{Ctx, RpcResultExt, caller_path, wait};
 use crate::UsageError;
@@ -204,9 +206,20 @@ pub(super) async fn apply_with(
         let text: String = response
             .apps
             .iter()
+            .filter(|app| app.outcome() != ApplyOutcome::Failed)
             .map(|app| render::applied(app, mode) + "\n")
             .collect();
         term::print(&text)?;
+    }
+    // The others were applied (and were just listed); these were not.
+    let failed: Vec<String> = response
+        .apps
+        .iter()
+        .filter(|app| app.outcome() == ApplyOutcome::Failed)
+        .map(|app| render::applied(app, mode))
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("\n"));
     }
     let processes: Vec<_> = response
         .apps

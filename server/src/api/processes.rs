@@ -150,18 +150,28 @@ pub async fn apply(
     let applied = sup.apply(specs, mode, options).await?;
     Ok(v1::ApplyAppsResponse {
         apps: applied
-            .iter()
-            .map(|a| v1::AppliedApp {
-                name: a.name.clone(),
-                outcome: match a.outcome {
-                    ApplyOutcome::Created => v1::ApplyOutcome::Created,
-                    ApplyOutcome::Unchanged => v1::ApplyOutcome::Unchanged,
-                    ApplyOutcome::Started => v1::ApplyOutcome::Started,
-                    ApplyOutcome::Updated => v1::ApplyOutcome::Updated,
-                    ApplyOutcome::Restarted => v1::ApplyOutcome::Restarted,
-                } as i32,
-                changed_fields: a.changed_fields.iter().map(|f| f.to_string()).collect(),
-                processes: a.views.iter().map(info).collect(),
+            .into_iter()
+            .map(|(name, result)| match result {
+                Ok(a) => v1::AppliedApp {
+                    name,
+                    outcome: match a.outcome {
+                        ApplyOutcome::Created => v1::ApplyOutcome::Created,
+                        ApplyOutcome::Unchanged => v1::ApplyOutcome::Unchanged,
+                        ApplyOutcome::Started => v1::ApplyOutcome::Started,
+                        ApplyOutcome::Updated => v1::ApplyOutcome::Updated,
+                        ApplyOutcome::Restarted => v1::ApplyOutcome::Restarted,
+                        ApplyOutcome::Scaled => v1::ApplyOutcome::Scaled,
+                    } as i32,
+                    changed_fields: a.changed_fields.iter().map(|f| f.to_string()).collect(),
+                    processes: a.views.iter().map(info).collect(),
+                    error: String::new(),
+                },
+                Err(e) => v1::AppliedApp {
+                    name,
+                    outcome: v1::ApplyOutcome::Failed as i32,
+                    error: super::status(e).message().to_owned(),
+                    ..Default::default()
+                },
             })
             .collect(),
     })

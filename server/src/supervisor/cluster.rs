@@ -67,6 +67,9 @@ pub enum ApplyOutcome {
     Started,
     Updated,
     Restarted,
+    /// Only the instance count changed: instances were added or removed,
+    /// the others left running.
+    Scaled,
 }
 
 /// What `apply` did with one app.
@@ -405,13 +408,15 @@ impl Supervisor {
     /// (names, duplicates, resolution, watch paths, ports against the other
     /// apps and within the set): when anything is wrong, nothing changes.
     /// Apps with dependencies wait for their conditions until
-    /// `options.dependency` from now.
+    /// `options.dependency` from now. Once the set is valid, each app gets
+    /// its own outcome: one that fails (a dependency that never got ready,
+    /// say) does not undo the others, which the caller is told about.
     pub async fn apply(
         &self,
         specs: Vec<AppSpec>,
         mode: ApplyMode,
         options: ApplyOptions,
-    ) -> Result<Vec<Applied>> {
+    ) -> Result<Vec<(String, Result<Applied>)>> {
         self.check_running()?;
         let dependency_deadline = Instant::now() + options.dependency;
         let path_var = options
@@ -519,10 +524,11 @@ impl Supervisor {
                 results[i] = Some(result);
             }
         }
-        results
+        Ok(names
             .into_iter()
-            .map(|r| r.expect("every app belongs to one level"))
-            .collect()
+            .zip(results)
+            .map(|(name, r)| (name, r.expect("every app belongs to one level")))
+            .collect())
     }
 
     async fn apply_one(
@@ -571,7 +577,7 @@ impl Supervisor {
             // than replace every instance.
             Some(fields) if fields == ["instances"] && mode == ApplyMode::Start => {
                 self.scale(&name, spec.instances).await?;
-                (ApplyOutcome::Updated, fields)
+                (ApplyOutcome::Scaled, fields)
             }
             Some(fields) => {
                 let rolling = (mode == ApplyMode::Reload).then_some(ready_timeout);

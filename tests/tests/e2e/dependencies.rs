@@ -429,7 +429,7 @@ fn the_api_refuses_a_cycle_or_an_unknown_dependency() {
 /// gets healthy, the start fails after about the 2 s asked for (not after
 /// the daemon's 60 s default), naming the dependent, the dependency, the
 /// condition and the dependency's last health error; the dependent was
-/// never started.
+/// never started, and the dependency's start is reported.
 #[test]
 fn wait_timeout_bounds_the_wait_for_dependencies() {
     let d = TestDaemon::start();
@@ -467,4 +467,9 @@ fn wait_timeout_bounds_the_wait_for_dependencies() {
         d.app("api")
     );
     assert_eq!(d.status("db").as_deref(), Some("starting"));
+    // What was applied is said too: db runs.
+    assert!(
+        text.contains("created db"),
+        "db's start is not reported:\n{text}"
+    );
 }
