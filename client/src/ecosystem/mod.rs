@@ -153,7 +153,7 @@ fn read(
         Format::Yaml => {
             use serde::de::DeserializeSeed;
             seed.deserialize(serde_yaml::Deserializer::from_str(text))
-                .map_err(|e| yaml_error(&e))
+                .map_err(|e| duplicate_key_at_its_line(text, yaml_error(&e)))
         }
         Format::Json | Format::JavaScript => {
             use serde::de::DeserializeSeed;
@@ -182,6 +182,44 @@ type At = Option<(usize, usize)>;
 fn yaml_error(e: &serde_yaml::Error) -> (At, String) {
     let at = e.location().map(|l| (l.line(), l.column()));
     (at, bare_message(&e.to_string(), at))
+}
+
+/// serde_yaml reports a duplicate key at the start of its mapping, before
+/// the app is read: point at the second occurrence of the key instead (a
+/// line of the same mapping, where a key starts at the mapping's column),
+/// and say it the way the loader says it for other fields.
+fn duplicate_key_at_its_line(text: &str, (at, message): (At, String)) -> (At, String) {
+    let (Some((line, column)), Some(key)) = (
+        at,
+        message
+            .split_once("duplicate entry with key \"")
+            .and_then(|(_, rest)| rest.strip_suffix('"')),
+    ) else {
+        return (at, message);
+    };
+    let starts_key = |l: &str| {
+        let Some(rest) = l.get(column - 1..) else {
+            return false;
+        };
+        let indent_ok = l[..column - 1].chars().all(|c| c == ' ' || c == '-');
+        let quoted = [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ];
+        indent_ok && quoted.iter().any(|q| rest.starts_with(q.as_str()))
+    };
+    let second = text
+        .lines()
+        .enumerate()
+        .skip(line - 1)
+        .filter(|(_, l)| starts_key(l))
+        .nth(1)
+        .map(|(n, _)| (n + 1, column));
+    match second {
+        Some(at) => (Some(at), format!("`{key}` is given twice")),
+        None => (at, message),
+    }
 }
 
 fn json_error(e: &serde_json::Error) -> (At, String) {
@@ -239,11 +277,14 @@ fn located(
 /// a lenient parse.
 fn app_names(format: Format, text: &str) -> Result<Vec<Option<String>>, (At, String)> {
     let value: serde_json::Value = match format {
-        Format::Yaml => {
-            let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| yaml_error(&e))?;
+        Format::Yaml => match serde_yaml::from_str::<serde_yaml::Value>(text) {
             // Anything that does not convert has no names to offer.
-            serde_json::to_value(yaml).unwrap_or_default()
-        }
+            Ok(yaml) => serde_json::to_value(yaml).unwrap_or_default(),
+            // serde_yaml places a duplicate key at the start of its mapping;
+            // the strict read names the key at its own line, in its app.
+            Err(e) if e.to_string().contains("duplicate entry with key") => return Ok(Vec::new()),
+            Err(e) => return Err(yaml_error(&e)),
+        },
         Format::Json | Format::JavaScript => {
             serde_json::from_str(text).map_err(|e| json_error(&e))?
         }

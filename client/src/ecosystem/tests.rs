@@ -1083,3 +1083,16 @@ fn port_room_and_overlaps_are_checked_in_the_file() {
     )
     .is_ok());
 }
+
+/// A key given twice in an app is reported at its second line, as the
+/// loader says it for other fields (serde_yaml alone would point at the
+/// start of the app).
+#[test]
+fn a_duplicate_key_is_reported_at_its_own_line() {
+    let err =
+        yaml_err("apps:\n  - name: dk\n    script: sleep\n    args: \"1\"\n    args: \"2\"\n");
+    assert!(
+        err.starts_with("ecosystem.yaml:5:5: app 1") && err.ends_with("`args` is given twice"),
+        "{err}"
+    );
+}
