@@ -670,6 +670,9 @@ impl Supervisor {
     }
 
     pub async fn restart(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        // Stopped instances start with the port they hold on paper.
+        let ids: Vec<u32> = self.views(target)?.iter().map(|v| v.id).collect();
+        self.recheck_ports(&ids)?;
         first_error(
             self.act(
                 target,

@@ -266,7 +266,7 @@ fn a_foreign_listener_is_skipped_by_auto_and_refuses_a_fixed_port() {
 }
 
 /// A port taken by a foreign process while its app was stopped: `pmd start`
-/// of an app with a fixed port is refused naming the holder, and the app
+/// (or `restart`) of an app with a fixed port is refused naming the holder, and the app
 /// stays stopped; an `auto:` app moves to the next free port of its range.
 #[test]
 fn a_port_taken_while_stopped_is_checked_again_at_start() {
@@ -288,6 +288,8 @@ fn a_port_taken_while_stopped_is_checked_again_at_start() {
 
     let text = refused(&d, &["start", "fixed"]);
     assert!(text.contains(&base.to_string()), "port not named: {text}");
+    let again = refused(&d, &["restart", "fixed"]);
+    assert!(again.contains(&base.to_string()), "port not named: {again}");
     assert!(
         text.contains(&std::process::id().to_string()),
         "the holder (pid {}) is not named: {text}",
