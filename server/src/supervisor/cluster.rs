@@ -218,7 +218,27 @@ impl Supervisor {
                 ));
             };
             let app = &table.apps[a];
-            let others = table.claims_except(&[app.name.as_str()]);
+            let mut others = table.claims_except(&[app.name.as_str()]);
+            // The app's instances that keep running hold their ports too.
+            let siblings: Vec<u16> = app
+                .instances
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !picked.iter().any(|(_, p)| p == i))
+                .filter_map(|(_, inst)| {
+                    inst.shared
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .effective_port()
+                })
+                .collect();
+            if !siblings.is_empty() {
+                others.push(Claim {
+                    app: format!("{} (another of its instances)", app.name),
+                    spec: None,
+                    assigned: siblings,
+                });
+            }
             let ports = ports::assign(&app.name, port, picked.len() as u32, &others, &app.ports())?;
             for ((_, i), p) in picked.iter().zip(ports) {
                 app.instances[*i]

@@ -521,20 +521,23 @@ impl Supervisor {
                     }
                 }
             }
-            if let Err(e) = self.recheck_ports(&level) {
-                // Nothing of this level starts with a port it cannot have.
-                if first.is_ok() {
-                    first = Err(e);
-                }
-                continue;
+            // An instance whose port is taken does not start; the others do.
+            let refused = self.recheck_ports(&level, true);
+            self.note_refused(&refused);
+            if let Some((_, e)) = refused.first()
+                && first.is_ok()
+            {
+                first = Err(Error::FailedPrecondition(e.to_string()));
             }
             let pick = |table: &Table| {
                 Ok(table
                     .select(&Target::All)?
                     .into_iter()
                     .filter(|&(a, i)| {
-                        level.contains(&table.apps[a].instances[i].id)
+                        let id = table.apps[a].instances[i].id;
+                        level.contains(&id)
                             && !blocked.contains(&table.apps[a].name)
+                            && !refused.iter().any(|(r, _)| *r == id)
                     })
                     .collect())
             };
@@ -551,59 +554,111 @@ impl Supervisor {
         first
     }
 
-    /// A stopped instance holds its port only on paper: before it starts
-    /// again, checks that no foreign process took the port meanwhile. An
-    /// `auto:` instance moves to the first free port of its range (free
-    /// among the apps and on the host); a fixed port, a range or a `restart
-    /// --port` override is refused, naming the process that holds it.
-    fn recheck_ports(&self, ids: &[u32]) -> Result<()> {
+    /// Before instances start (or restart), checks that the port each
+    /// will bind is still free on the host: a stopped instance holds its
+    /// port only on paper, and a plain restart returns from a `--port`
+    /// override to the app's own port. An `auto:` instance moves to the
+    /// first free port of its range (free among the apps and on the host);
+    /// a fixed port, a range or an override is refused, naming the process
+    /// that holds it. Returns the refused instances with why; the others
+    /// may start. `keep_override`: the next run keeps a `--port` override.
+    fn recheck_ports(&self, ids: &[u32], keep_override: bool) -> Vec<(u32, Error)> {
         let table = self.table();
         let claims = table.claims_except(&[]);
         let mut taken: Vec<u16> = Vec::new();
         let mut moved = false;
+        let mut refused = Vec::new();
         for app in &table.apps {
             let Some(spec) = app.spec() else { continue };
             let Some(port_spec) = spec.port else { continue };
             for inst in app.instances.iter().filter(|i| ids.contains(&i.id)) {
                 let mut s = inst.shared.lock().unwrap_or_else(|e| e.into_inner());
-                if s.pid.is_some() {
+                let next = if keep_override {
+                    s.effective_port()
+                } else {
+                    s.port
+                };
+                let Some(port) = next else { continue };
+                if s.pid.is_some() && s.effective_port() == next {
                     continue; // its own process holds the port
                 }
-                let Some(port) = s.effective_port() else {
-                    continue;
-                };
                 let Err(busy) = crate::ports::host_free(port) else {
                     continue;
                 };
                 let auto = matches!(port_spec, crate::ports::PortSpec::Auto { .. });
-                if !auto || s.port_override.is_some() {
-                    return Err(Error::FailedPrecondition(format!(
-                        "{} (id {}) cannot start: {busy}",
-                        app.name, inst.id
-                    )));
+                let overridden = keep_override && s.port_override.is_some();
+                let free = (auto && !overridden)
+                    .then(|| {
+                        port_spec.ports().find(|&p| {
+                            !claims.iter().any(|c| c.holds(p))
+                                && !taken.contains(&p)
+                                && crate::ports::host_free(p).is_ok()
+                        })
+                    })
+                    .flatten();
+                match free {
+                    Some(free) => {
+                        tracing::info!(app = %app.name, id = inst.id, from = port, to = free, "port taken meanwhile; moved");
+                        taken.push(free);
+                        s.port = Some(free);
+                        moved = true;
+                    }
+                    None => {
+                        let why = if auto && !overridden {
+                            format!("{busy}, and no other port of {port_spec} is free")
+                        } else {
+                            busy.to_string()
+                        };
+                        refused.push((
+                            inst.id,
+                            Error::FailedPrecondition(format!(
+                                "{} (id {}) cannot start: {why}",
+                                app.name, inst.id
+                            )),
+                        ));
+                    }
                 }
-                let free = port_spec.ports().find(|&p| {
-                    !claims.iter().any(|c| c.holds(p))
-                        && !taken.contains(&p)
-                        && crate::ports::host_free(p).is_ok()
-                });
-                let Some(free) = free else {
-                    return Err(Error::FailedPrecondition(format!(
-                        "{} (id {}) cannot start: {busy}, and no other port of {port_spec} is free",
-                        app.name, inst.id
-                    )));
-                };
-                tracing::info!(app = %app.name, id = inst.id, from = port, to = free, "port taken meanwhile; moved");
-                taken.push(free);
-                s.port = Some(free);
-                moved = true;
             }
         }
         drop(table);
         if moved {
             self.inner.persister.request();
         }
-        Ok(())
+        refused
+    }
+
+    /// Records why instances could not start. One the daemon was bringing
+    /// back (restore) is `errored` with the reason rather than `starting`
+    /// for ever; a stopped one stays stopped, the caller is told.
+    fn note_refused(&self, refused: &[(u32, Error)]) {
+        let table = self.table();
+        for (id, why) in refused {
+            let Some(inst) = table
+                .apps
+                .iter()
+                .flat_map(|a| &a.instances)
+                .find(|i| i.id == *id)
+            else {
+                continue;
+            };
+            let mut s = inst.shared.lock().unwrap_or_else(|e| e.into_inner());
+            if s.pid.is_none() && s.state == State::Starting {
+                s.state = State::Errored;
+                s.reason = why.to_string();
+                let name: Arc<str> = Arc::from(s.spec.name.as_str());
+                let snapshot = s.clone();
+                drop(s);
+                self.inner.events.emit(
+                    *id,
+                    &name,
+                    events::EventKind::Errored,
+                    &snapshot,
+                    &why.to_string(),
+                );
+            }
+        }
+        drop(table);
+        self.inner.persister.request();
     }
 
     /// Stops the target's instances; waits until their groups are gone.
@@ -670,18 +725,26 @@ impl Supervisor {
     }
 
     pub async fn restart(&self, target: &Target) -> Result<Vec<InstanceView>> {
-        // Stopped instances start with the port they hold on paper.
+        // The next runs bind the app's own ports: still free?
         let ids: Vec<u32> = self.views(target)?.iter().map(|v| v.id).collect();
-        self.recheck_ports(&ids)?;
-        first_error(
-            self.act(
-                target,
-                Action::Restart {
-                    keep_override: false,
-                },
-            )
-            .await?,
-        )?;
+        let refused = self.recheck_ports(&ids, false);
+        let pick = |table: &Table| {
+            Ok(table
+                .select(target)?
+                .into_iter()
+                .filter(|&(a, i)| {
+                    let id = table.apps[a].instances[i].id;
+                    !refused.iter().any(|(r, _)| *r == id)
+                })
+                .collect())
+        };
+        let restart = Action::Restart {
+            keep_override: false,
+        };
+        first_error(self.act_on(pick, restart).await?)?;
+        if let Some((_, e)) = refused.into_iter().next() {
+            return Err(e);
+        }
         self.views(target)
     }
 

@@ -304,6 +304,77 @@ fn a_port_taken_while_stopped_is_checked_again_at_start() {
     assert_eq!(env_of(pid)["PORT"], (base + 2).to_string());
 }
 
+/// A daemon restart while a foreign process holds one app's fixed port:
+/// every other app comes back; that one is `errored` with the reason (not
+/// `starting` for ever) and starts once the port is free again.
+#[test]
+fn a_port_taken_across_a_daemon_restart_blocks_only_its_app() {
+    let mut d = TestDaemon::start();
+    let port = free_ports(1);
+    d.pmd_ok(&["start", "sleep", "--name", "before", "--", "100000"]);
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "fixed",
+        "--port",
+        &port.to_string(),
+        "--",
+        "100000",
+    ]);
+    d.pmd_ok(&["start", "sleep", "--name", "after", "--", "100000"]);
+    for name in ["before", "fixed", "after"] {
+        d.wait_online(name);
+    }
+    d.stop_daemon();
+    let holder = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("take the port");
+    d.spawn_daemon();
+    d.wait_online("before");
+    d.wait_online("after");
+    let fixed = d.wait_status("fixed", "errored");
+    assert!(
+        fixed.to_string().contains(&port.to_string()),
+        "the reason does not name the port: {fixed:#}"
+    );
+    drop(holder);
+    d.pmd_ok(&["restart", "fixed"]);
+    d.wait_online("fixed");
+}
+
+/// `restart --port` overrides: a plain restart returns to the app's own
+/// port, checked on the host first; an override cannot take a port another
+/// instance of the same app runs on.
+#[test]
+fn overrides_are_checked_against_the_host_and_sibling_instances() {
+    let d = TestDaemon::start();
+    let base = free_ports(4);
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "duo",
+        "-i",
+        "2",
+        "--port",
+        &range(base, base + 1),
+        "--",
+        "100000",
+    ]);
+    let duo = d.wait_instances_online("duo", 2);
+    let (first, second) = (duo[0]["id"].to_string(), duo[1]["id"].to_string());
+
+    let sibling = refused(&d, &["restart", &first, "--port", &(base + 1).to_string()]);
+    assert!(sibling.contains("duo"), "{sibling}");
+
+    d.pmd_ok(&["restart", &first, "--port", &(base + 3).to_string()]);
+    d.wait_instances_online("duo", 2);
+    let _holder = TcpListener::bind((Ipv4Addr::UNSPECIFIED, base)).expect("take the port");
+    let text = refused(&d, &["restart", &first]);
+    assert!(text.contains(&base.to_string()), "{text}");
+    // The other instance was not touched by the refused restart of one.
+    assert_eq!(d.instances("duo")[1]["id"].to_string(), second);
+}
+
 /// A fixed port or range overlapping another app's is refused with that
 /// app named, even while the owner is stopped (its ports stay reserved);
 /// `auto:` skips the reserved ports.
