@@ -246,7 +246,11 @@ impl Action {
                     target,
                     status: *status,
                 };
-                client.delete_process(request).await.rpc()?.processes
+                let response = client.delete_process(request).await.rpc()?;
+                for why in &response.kept {
+                    eprintln!("[pmd] not deleted: {why}");
+                }
+                response.processes
             }
         })
     }
@@ -351,11 +355,19 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
         return act_with(&mut client, delete, &targets, output, WaitArg::default()).await;
     }
     // `pmd delete --status errored` alone is a bulk delete over all apps.
-    let targets = if args.targets.is_empty() {
+    let mut targets = if args.targets.is_empty() {
         vec![Target::All]
     } else {
         plain(&args.targets)
     };
+    // Ids highest first: `pmd delete 1 2` of a three-instance app removes
+    // its top instances one by one, never leaving a gap in between.
+    if targets.iter().all(|t| matches!(t, Target::Id(_))) {
+        targets.sort_by_key(|t| match t {
+            Target::Id(id) => std::cmp::Reverse(*id),
+            _ => std::cmp::Reverse(0),
+        });
+    }
     let delete = Action::Delete { status };
     act(ctx, delete, &targets, output, WaitArg::default()).await
 }

@@ -71,9 +71,10 @@ pub async fn delete(
 ) -> Result<v1::DeleteProcessResponse, Status> {
     let target = parse_target(&req.target)?;
     let only = state_from_proto(req.status)?;
-    let views = sup.delete(&target, only).await?;
+    let (views, kept) = sup.delete(&target, only).await?;
     Ok(v1::DeleteProcessResponse {
         processes: views.iter().map(info).collect(),
+        kept,
     })
 }
 

@@ -750,17 +750,30 @@ impl Supervisor {
 
     /// Stops and removes the target's instances (only those in `only_state`
     /// when given), with their log files.
+    /// With `only_state` (a bulk delete by status), an instance whose
+    /// deletion would leave a gap in its app's instance numbers is kept and
+    /// returned with why, and the others go; otherwise such a delete is
+    /// refused whole.
     pub async fn delete(
         &self,
         target: &Target,
         only_state: Option<State>,
-    ) -> Result<Vec<InstanceView>> {
+    ) -> Result<(Vec<InstanceView>, Vec<String>)> {
         self.check_running()?;
-        let views: Vec<InstanceView> = self
+        let mut views: Vec<InstanceView> = self
             .views(target)?
             .into_iter()
             .filter(|v| only_state.is_none_or(|s| v.shared.state == s))
             .collect();
+        let mut kept = Vec::new();
+        if only_state.is_some() {
+            let mut ids: Vec<u32> = views.iter().map(|v| v.id).collect();
+            while let Some((id, why)) = self.gap_maker(&ids) {
+                ids.retain(|&i| i != id);
+                kept.push(why);
+            }
+            views.retain(|v| ids.contains(&v.id));
+        }
         let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
         self.shrink_for_delete(&ids)?;
         self.remove(&ids).await;
@@ -778,7 +791,7 @@ impl Supervisor {
         }
         let generation = self.inner.persister.request();
         self.inner.persister.flushed(generation).await;
-        Ok(views)
+        Ok((views, kept))
     }
 
     /// Deleting some instances of an app (by id, or by status) must leave
@@ -787,6 +800,9 @@ impl Supervisor {
     /// drops with them (as `pmd scale` does). Anything else is refused
     /// before any change, saying what would work.
     fn shrink_for_delete(&self, ids: &[u32]) -> Result<()> {
+        if let Some((_, why)) = self.gap_maker(ids) {
+            return Err(Error::FailedPrecondition(why));
+        }
         let table = self.table();
         let mut shrunk = Vec::new();
         for app in &table.apps {
@@ -795,21 +811,9 @@ impl Supervisor {
             if gone.is_empty() || kept.is_empty() {
                 continue; // untouched, or deleted whole
             }
-            let n = kept.len() as u32;
-            if let Some(hole) = gone.iter().find(|i| i.index < n) {
-                return Err(Error::FailedPrecondition(format!(
-                    "id {} is instance {} of {} ({} instances); deleting it would leave a gap                      in the instance numbers that ports and PMD_INSTANCE_ID follow.                      `pmd scale {} {n}` removes the highest instances; `pmd delete {}`                      deletes the app",
-                    hole.id,
-                    hole.index,
-                    app.name,
-                    app.instances.len(),
-                    app.name,
-                    app.name
-                )));
-            }
             if let Some(spec) = app.spec() {
                 let mut spec = (*spec).clone();
-                spec.instances = n;
+                spec.instances = kept.len() as u32;
                 shrunk.push((kept, Arc::new(spec)));
             }
         }
@@ -819,6 +823,39 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// The first of `ids` whose deletion (with the others) would leave a
+    /// gap in its app's instance numbers, with a message that says what
+    /// would work instead.
+    fn gap_maker(&self, ids: &[u32]) -> Option<(u32, String)> {
+        let table = self.table();
+        for app in &table.apps {
+            let (gone, kept): (Vec<&Instance>, Vec<&Instance>) =
+                app.instances.iter().partition(|i| ids.contains(&i.id));
+            if gone.is_empty() || kept.is_empty() {
+                continue;
+            }
+            let n = kept.len() as u32;
+            if let Some(hole) = gone.iter().find(|i| i.index < n) {
+                return Some((
+                    hole.id,
+                    format!(
+                        "id {} is instance {} of {} ({} instances); deleting it would leave a \
+                         gap in the instance numbers that ports and PMD_INSTANCE_ID follow. \
+                         `pmd scale {} {n}` removes the highest instances; `pmd delete {}` \
+                         deletes the app",
+                        hole.id,
+                        hole.index,
+                        app.name,
+                        app.instances.len(),
+                        app.name,
+                        app.name
+                    ),
+                ));
+            }
+        }
+        None
     }
 
     /// Stops the instances with these ids, then drops them from the table.

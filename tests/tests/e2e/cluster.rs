@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use pmdaemon_tests::*;
 
+use crate::said;
+
 /// The `id` of each entry.
 fn ids_of(apps: &[serde_json::Value]) -> Vec<u64> {
     apps.iter().map(|a| a["id"].as_u64().unwrap()).collect()
@@ -148,6 +150,7 @@ fn deleting_one_instance_by_id_keeps_the_numbering_whole() {
     let out = d.pmd_code(1, &["delete", &ids[1].to_string()]);
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("pmd scale trio 2"), "{text}");
+    assert!(!text.contains("  "), "ragged message: {text}");
     assert_eq!(
         ids_of(&d.instances("trio")),
         ids,
@@ -170,6 +173,27 @@ fn deleting_one_instance_by_id_keeps_the_numbering_whole() {
     assert_eq!(indexes, [0, 1, 2], "{again:#?}");
     let ports: BTreeSet<_> = again.iter().map(|a| a["port"].as_u64().unwrap()).collect();
     assert_eq!(ports.len(), 3, "two instances share a port: {again:#?}");
+
+    // A bulk delete by status keeps a middle instance (saying why) and
+    // deletes the rest.
+    let ids = ids_of(&again);
+    d.pmd_ok(&["start", "sleep", "--name", "lone", "--", "100000"]);
+    d.wait_online("lone");
+    d.pmd_ok(&["stop", "lone"]);
+    d.pmd_ok(&["stop", &ids[1].to_string()]);
+    d.wait_status("lone", "stopped");
+    let out = d.pmd_code(0, &["delete", "--status", "stopped"]);
+    let text = said(&out);
+    assert!(
+        text.contains("not deleted") && text.contains("trio"),
+        "{text}"
+    );
+    assert!(d.app("lone").is_none(), "the stopped app was not deleted");
+    assert_eq!(ids_of(&d.instances("trio")), ids);
+
+    // Ids given together go highest first: no gap on the way.
+    d.pmd_ok(&["delete", &ids[1].to_string(), &ids[2].to_string()]);
+    assert_eq!(ids_of(&d.instances("trio")), ids[..1]);
 }
 
 /// `instances:` in an ecosystem file runs that many instances; `max` runs
