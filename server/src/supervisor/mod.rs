@@ -653,7 +653,7 @@ impl Supervisor {
                     &name,
                     events::EventKind::Errored,
                     &snapshot,
-                    &why.to_string(),
+                    why.to_string(),
                 );
             }
         }
