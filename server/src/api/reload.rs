@@ -40,6 +40,8 @@ pub fn reload(sup: &Supervisor, req: v1::ReloadProcessRequest) -> Result<ReloadS
                 }));
             })
             .await;
+        // On disk before the stream ends (see Supervisor::durable).
+        sup.durable().await;
         if let Err(e) = result {
             let _ = tx.send(Err(Status::from(e))).await;
         }

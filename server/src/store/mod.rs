@@ -11,7 +11,7 @@
 //! not per change; `flushed` waits until a generation is on disk.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -164,6 +164,9 @@ pub struct Persister {
     requested: AtomicU64,
     wake: Notify,
     done_tx: watch::Sender<u64>,
+    /// Someone waits for the next write: skip the batching window.
+    urgent: AtomicBool,
+    urgent_wake: Notify,
 }
 
 impl Default for Persister {
@@ -172,6 +175,8 @@ impl Default for Persister {
             requested: AtomicU64::new(0),
             wake: Notify::new(),
             done_tx: watch::channel(0).0,
+            urgent: AtomicBool::new(false),
+            urgent_wake: Notify::new(),
         }
     }
 }
@@ -187,6 +192,27 @@ impl Persister {
     /// The latest generation requested.
     pub fn requested(&self) -> u64 {
         self.requested.load(Ordering::Acquire)
+    }
+
+    /// Writes the current state now (no batching window) and waits until
+    /// it is on disk: for changes a caller is about to be told about, so
+    /// that a daemon killed right after answering does not forget them.
+    pub async fn flush(&self) {
+        let generation = self.request();
+        self.urgent.store(true, Ordering::Release);
+        self.urgent_wake.notify_one();
+        self.flushed(generation).await;
+    }
+
+    /// The writer side: waits out the batching `window`, or less when a
+    /// caller waits in [`Persister::flush`].
+    pub async fn batch_window(&self, window: std::time::Duration) {
+        if !self.urgent.swap(false, Ordering::AcqRel) {
+            tokio::select! {
+                () = tokio::time::sleep(window) => {}
+                () = self.urgent_wake.notified() => {}
+            }
+        }
     }
 
     /// Waits until generation `generation` (or a later one) is on disk.

@@ -231,6 +231,14 @@ impl Supervisor {
     }
 
     /// State changes from now on.
+    /// Waits until the table as it is now is on disk (no batching window):
+    /// the API calls it after each change before it answers, so a daemon
+    /// killed right after answering neither forgets an app it started
+    /// (whose process would then run untracked) nor revives one it stopped.
+    pub async fn durable(&self) {
+        self.inner.persister.flush().await;
+    }
+
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<Arc<events::Event>> {
         self.inner.events.subscribe()
     }
@@ -1238,8 +1246,9 @@ async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
     loop {
         let generation = persister.next_batch().await;
         // A burst of changes (50 apps started from one file, a crash loop)
-        // becomes one write: gather what comes within a few milliseconds.
-        tokio::time::sleep(BATCH_WINDOW).await;
+        // becomes one write: gather what comes within a few milliseconds,
+        // unless a caller waits for it.
+        persister.batch_window(BATCH_WINDOW).await;
         let generation = generation.max(persister.requested());
         let Some(strong) = inner.upgrade() else {
             return;

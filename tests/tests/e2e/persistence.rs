@@ -91,6 +91,24 @@ fn daemon_kill9_then_start_leaves_no_duplicates() {
     assert_eq!(d.daemon_pids(), [d.daemon_pid()], "more than one daemon");
 }
 
+/// What pmd was told happened is on disk: a daemon killed (-9) right after
+/// answering `pmd start` knows the app at its next start (and leaves no
+/// untracked process behind), and one killed right after `pmd stop`
+/// does not bring the stopped app back.
+#[test]
+fn a_change_pmd_was_told_about_survives_a_kill9_right_after() {
+    let mut d = TestDaemon::start();
+    d.pmd_ok(&["start", "sleep", "--name", "kept", "--", "100000"]);
+    d.pmd_ok(&["start", "sleep", "--name", "halted", "--", "100001"]);
+    d.wait_online("halted");
+    d.pmd_ok(&["stop", "halted"]);
+    d.kill9_daemon();
+    d.spawn_daemon();
+    d.wait_online("kept");
+    assert_eq!(d.status("halted").as_deref(), Some("stopped"));
+    wait_for("a single process of kept", WAIT, || d.app_pids().len() == 1);
+}
+
 /// After `kill -9` of the daemon, an app that writes to stdout dies of
 /// SIGPIPE, but its background child lives on in the app's group. The next
 /// daemon terminates that orphan (found by its group and PMDAEMON_HOME)
