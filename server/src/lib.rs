@@ -73,6 +73,7 @@ fn io_err<'a>(
 /// daemon serves a home; two racing auto-starts leave one daemon.
 pub fn prepare_home(home: &Path) -> Result<HomeLock, StartError> {
     use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -84,6 +85,7 @@ pub fn prepare_home(home: &Path) -> Result<HomeLock, StartError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&lock_path)
         .map_err(io_err("cannot open", &lock_path))?;
     let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)

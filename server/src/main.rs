@@ -111,6 +111,7 @@ async fn shutdown_signal() {
 /// Tracing to `$home/pmdaemond.log` (appended) and to stderr.
 fn init_tracing(home: &std::path::Path, filter: &str) -> std::io::Result<()> {
     use std::io::IsTerminal;
+    use std::os::unix::fs::OpenOptionsExt;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::fmt;
     use tracing_subscriber::layer::SubscriberExt;
@@ -118,6 +119,7 @@ fn init_tracing(home: &std::path::Path, filter: &str) -> std::io::Result<()> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(home.join("pmdaemond.log"))?;
     // `Targets` ("info", "warn,pmdaemond::health=debug") rather than
     // EnvFilter: no regex engine to load, which the daemon's idle RSS feels.

@@ -18,10 +18,14 @@ const TAIL_BLOCK_BYTES: u64 = 64 * 1024;
 /// its owner only: app output often carries secrets.
 pub(super) fn open_append(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: a FIFO put at a log path fails to open (ENXIO) rather
+    // than block the daemon until something reads it. Regular files and
+    // /dev/null ignore the flag.
     OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NONBLOCK)
         .open(path)
 }
 

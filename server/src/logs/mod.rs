@@ -201,7 +201,15 @@ impl LogHub {
     ) -> std::io::Result<Arc<LogSink>> {
         let path = path.unwrap_or_else(|| self.path(name, id, stream));
         let file = files::open_append(&path)?;
-        let size = file.metadata()?.len();
+        let meta = file.metadata()?;
+        let size = meta.len();
+        // Ours, made by an older daemon or by hand with a looser mode.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if path.parent() == Some(self.dir()) && meta.permissions().mode() & 0o077 != 0 {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
         // A previous run (of an earlier daemon, say) may have ended without
         // a newline.
         let mut last = [b'\n'];
@@ -390,6 +398,9 @@ impl LogSink {
     pub fn flush(&self) -> std::io::Result<()> {
         let mut st = self.lock();
         st.ring.clear();
+        if std::fs::metadata(&self.path).is_ok_and(|m| !m.is_file()) {
+            return Ok(()); // /dev/null: nothing to empty
+        }
         st.truncate(&self.path)?;
         files::remove_rotated(&self.path, 0)
     }
@@ -562,6 +573,12 @@ impl SinkState {
     /// `X.log` becomes `X.log.1`, `.1` becomes `.2` ..., the oldest
     /// (`.max_files`) is removed; `max_files == 0` just empties `X.log`.
     fn rotate(&mut self, path: &Path) -> io::Result<()> {
+        // /dev/null (the one non-regular log file allowed) is never renamed
+        // or truncated: it just keeps discarding.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            self.size = 0;
+            return Ok(());
+        }
         let keep = self.config.max_files;
         if keep == 0 {
             return self.truncate(path);

@@ -329,7 +329,7 @@ impl Supervisor {
                 .filter(|v| removed_ids.contains(&v.id))
                 .collect();
             self.remove(&removed_ids).await;
-            remove_logs(&views);
+            remove_logs(self.inner.logs.dir(), &views);
         }
         self.inner.persister.request();
         tracing::info!(app = %name, from = old_count, to = count, "scaled");
@@ -470,7 +470,17 @@ impl Supervisor {
             // Apps outside the set keep their claims; apps of the set claim
             // what they will hold once applied.
             let mut claims = table.claims_except(&names);
+            let mut logs_taken = table.log_paths_except(&names);
             for (spec, launch) in plans {
+                super::check_log_paths(&spec, &self.inner.home, &logs_taken)
+                    .map_err(|e| Error::InvalidArgument(format!("app {:?}: {e}", spec.name)))?;
+                for stream in [crate::logs::Stream::Out, crate::logs::Stream::Err] {
+                    for index in 0..spec.instances.max(1) {
+                        if let Some(path) = spec.custom_log_path(stream, index) {
+                            logs_taken.push((path, format!("app {}", spec.name)));
+                        }
+                    }
+                }
                 let existing = table.app(&spec.name);
                 let current = existing.and_then(App::spec);
                 let changed = current.as_ref().map(|c| c.changed_fields(&spec));
@@ -770,7 +780,7 @@ impl Supervisor {
                 if let Some((id, _, _)) = current {
                     let views = self.views(&Target::Id(id))?;
                     self.remove(&[id]).await;
-                    remove_logs(&views);
+                    remove_logs(self.inner.logs.dir(), &views);
                 }
                 continue;
             }

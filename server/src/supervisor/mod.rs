@@ -18,7 +18,7 @@ pub mod process;
 pub mod spec;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -120,6 +120,24 @@ impl Table {
                 app: a.name.clone(),
                 spec: a.spec().and_then(|s| s.port),
                 assigned: a.ports(),
+            })
+            .collect()
+    }
+
+    /// The log files of every instance of the apps not in `except`, with
+    /// who writes them (`app api (id 3)`).
+    fn log_paths_except(&self, except: &[&str]) -> Vec<(PathBuf, String)> {
+        self.apps
+            .iter()
+            .filter(|a| !except.contains(&a.name.as_str()))
+            .flat_map(|a| {
+                a.instances.iter().flat_map(move |i| {
+                    let who = format!("app {} (id {})", a.name, i.id);
+                    [
+                        (i.out.path().to_path_buf(), who.clone()),
+                        (i.err.path().to_path_buf(), who),
+                    ]
+                })
             })
             .collect()
     }
@@ -291,6 +309,7 @@ impl Supervisor {
                     id: app.instances.first().map(|i| i.id).unwrap_or(0),
                 });
             }
+            check_log_paths(&spec, &self.inner.home, &table.log_paths_except(&[]))?;
             cluster::assign_ports(&spec, &table.claims_except(&[spec.name.as_str()]), &[])?
         };
         self.create_resolved(spec, launch, ports).await
@@ -344,7 +363,7 @@ impl Supervisor {
             // Nothing is created when the app cannot even be spawned.
             let views = self.views(&Target::Name(name.clone())).unwrap_or_default();
             self.remove(&ids).await;
-            remove_logs(&views);
+            remove_logs(self.inner.logs.dir(), &views);
             return Err(e);
         }
         self.views(&Target::Name(name))
@@ -785,7 +804,7 @@ impl Supervisor {
         let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
         self.shrink_for_delete(&ids)?;
         self.remove(&ids).await;
-        remove_logs(&views);
+        remove_logs(self.inner.logs.dir(), &views);
         for v in &views {
             tracing::info!(app = %v.name, id = v.id, "deleted");
             let name: Arc<str> = Arc::from(v.name.as_str());
@@ -1174,12 +1193,72 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// Removes the log files of these instances (after they were removed).
-fn remove_logs(views: &[InstanceView]) {
+/// Removes the deleted instances' log files that the daemon made in its
+/// logs directory. Files the user named (`out_file`/`error_file`) are left
+/// alone: they may hold earlier content, or be /dev/null.
+fn remove_logs(logs_dir: &Path, views: &[InstanceView]) {
     for v in views {
-        if let Err(e) = crate::logs::remove_log_files([v.out_log.clone(), v.err_log.clone()]) {
+        let own = [&v.out_log, &v.err_log]
+            .into_iter()
+            .filter(|p| p.parent() == Some(logs_dir))
+            .cloned();
+        if let Err(e) = crate::logs::remove_log_files(own) {
             tracing::warn!(app = %v.name, id = v.id, error = %e, "cannot remove log files");
         }
     }
+}
+
+/// Where an app's `out_file`/`error_file` may not point, checked before
+/// anything is created: at a non-regular file other than /dev/null (a FIFO
+/// would block logging, a device or directory break it), at the daemon's
+/// own files, or at a log file another app (or another stream) writes.
+/// `taken` holds the log paths in use, with who uses them.
+fn check_log_paths(spec: &AppSpec, home: &Path, taken: &[(PathBuf, String)]) -> Result<()> {
+    use crate::logs::Stream;
+    for (stream, field) in [(Stream::Out, "out_file"), (Stream::Err, "error_file")] {
+        for index in 0..spec.instances.max(1) {
+            let Some(path) = spec.custom_log_path(stream, index) else {
+                continue;
+            };
+            if path == Path::new(spec::DISCARD) {
+                continue;
+            }
+            if let Ok(meta) = std::fs::metadata(&path)
+                && !meta.is_file()
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{field}: {} is not a regular file; logs go to files (use {} to discard \
+                     the output)",
+                    path.display(),
+                    spec::DISCARD
+                )));
+            }
+            if path.parent() == Some(home) {
+                return Err(Error::InvalidArgument(format!(
+                    "{field}: {} is in the daemon's home, next to its own files; choose another \
+                     path",
+                    path.display()
+                )));
+            }
+            if let Some((_, user)) = taken.iter().find(|(p, _)| *p == path) {
+                return Err(Error::InvalidArgument(format!(
+                    "{field}: {} is already the log file of {user}; give each stream its own file",
+                    path.display()
+                )));
+            }
+        }
+    }
+    // The app's two streams may not share a file either.
+    if spec.out_file.is_some()
+        && spec.out_file == spec.error_file
+        && spec.out_file.as_deref() != Some(Path::new(spec::DISCARD))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "out_file and error_file are the same file ({}); give each its own",
+            spec.out_file.as_deref().unwrap_or(Path::new("")).display()
+        )));
+    }
+    Ok(())
 }
 
 fn first_error(results: Vec<Result<()>>) -> Result<()> {

@@ -46,6 +46,9 @@ pub use pmdaemon_proto::{
     MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MAX_MAX_RESTARTS, MIN_LOG_MAX_BYTES,
 };
 pub const DEFAULT_PORT_ENV: &str = "PORT";
+/// The one non-regular file `out_file`/`error_file` may name: output is
+/// discarded (PM2's idiom).
+pub const DISCARD: &str = "/dev/null";
 pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
 /// Longest wait for one replacement to be ready during a reload (1 h).
 pub const MAX_READY_TIMEOUT_MS: u64 = 3_600_000;
@@ -336,7 +339,8 @@ impl AppSpec {
             crate::logs::Stream::Out => self.out_file.as_ref()?,
             crate::logs::Stream::Err => self.error_file.as_ref()?,
         };
-        if self.instances <= 1 {
+        // /dev/null discards for every instance alike.
+        if self.instances <= 1 || path == Path::new(DISCARD) {
             return Some(path.clone());
         }
         let stem = path.file_stem().unwrap_or_default().to_string_lossy();

@@ -518,3 +518,66 @@ fn stream_logs_resumes_after_a_sequence_number() {
         "sequence numbers do not increase"
     );
 }
+
+/// `out_file`/`error_file` may not point where logging would hurt: a FIFO
+/// (it would block), the daemon's own files, another app's log file; all
+/// refused with nothing created. /dev/null discards output and survives
+/// `pmd delete`, as does a file of the user's with earlier content: delete
+/// removes only the logs the daemon made in its logs directory.
+#[test]
+fn log_paths_that_would_hurt_are_refused_and_user_files_survive_delete() {
+    let d = TestDaemon::start();
+    let fifo = d.work().join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    d.pmd_ok(&["start", "sleep", "--name", "first", "--", "100000"]);
+    d.wait_online("first");
+    let first_log = d.describe_one("first")["out_log_path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let daemon_log = d.home().join("pmdaemond.log");
+    for (path, says) in [
+        (arg(&fifo), "not a regular file"),
+        (arg(&daemon_log), "daemon's home"),
+        (first_log.as_str(), "app first"),
+    ] {
+        let out = d.pmd_code(
+            1,
+            &[
+                "start", "sleep", "--name", "bad", "-o", path, "--", "100000",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains(says), "-o {path}: {text}");
+        assert!(d.app("bad").is_none(), "-o {path}: the app was created");
+    }
+    assert!(daemon_log.is_file());
+
+    let mine = d.write_file("mine.log", "written before\n");
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "quiet",
+        "-o",
+        "/dev/null",
+        "-e",
+        arg(&mine),
+        "--",
+        "100000",
+    ]);
+    d.wait_online("quiet");
+    d.pmd_ok(&["delete", "quiet"]);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        fs::metadata("/dev/null").is_ok_and(|m| m.file_type().is_char_device()),
+        "/dev/null is gone or replaced"
+    );
+    assert_eq!(fs::read_to_string(&mine).unwrap(), "written before\n");
+}
