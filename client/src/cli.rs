@@ -170,6 +170,19 @@ pub struct WaitArg {
     pub since: Option<std::time::Instant>,
 }
 
+impl WaitArg {
+    /// What requests send as `dependency_timeout_ms`: --wait-timeout bounds
+    /// the daemon's wait for dependencies too; without --wait-ready, 0 (the
+    /// daemon's default).
+    pub fn dependency_timeout_ms(&self) -> u64 {
+        if self.wait_ready {
+            u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX)
+        } else {
+            0
+        }
+    }
+}
+
 /// `--env NAME` for verbs other than `start` that take an ecosystem file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EnvironmentArg {

@@ -185,11 +185,7 @@ pub(super) async fn apply_with(
         apps: loaded.specs.clone(),
         caller_cwd: loaded.file.dir.clone(),
         mode: mode.into(),
-        dependency_timeout_ms: if wait.wait_ready {
-            u64::try_from(wait.wait_timeout.as_millis()).unwrap_or(u64::MAX)
-        } else {
-            0
-        },
+        dependency_timeout_ms: wait.dependency_timeout_ms(),
         ready_timeout_ms: options.ready_timeout_ms,
         caller_path: caller_path(),
     };

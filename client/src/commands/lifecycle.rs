@@ -21,6 +21,12 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     if ecosystem::is_file_target(&args.script) {
         return files::start(ctx, args).await;
     }
+    // --wait-timeout counts from here: the daemon's wait for dependencies,
+    // then the readiness wait.
+    let wait = WaitArg {
+        since: Some(std::time::Instant::now()),
+        ..args.wait
+    };
     if let Some(name) = args.spec.environments().next() {
         return Err(UsageError(format!(
             "--env {name} selects the env_{name} section of an ecosystem file, and {} is not \
@@ -54,6 +60,7 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
             target,
             caller_cwd,
             caller_path: caller_path(),
+            dependency_timeout_ms: wait.dependency_timeout_ms(),
             ..Default::default()
         },
         None => {
@@ -77,13 +84,13 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     let response = with_spinner(label, client.start_process(request))
         .await
         .rpc()?;
-    if args.wait.wait_ready {
+    if wait.wait_ready {
         return wait::print_and_wait(
             &mut client,
             "started",
             &response.processes,
             args.output,
-            args.wait,
+            wait,
         )
         .await;
     }
@@ -193,9 +200,11 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
 #[derive(Debug, Clone)]
 enum Action {
     Stop,
-    /// With the port spec of `restart --port` (empty: the app's own).
+    /// With the port spec of `restart --port` (empty: the app's own) and
+    /// how long dependencies may take (0: the daemon's default).
     Restart {
         port: String,
+        dependency_timeout_ms: u64,
     },
     /// With the state filter of `delete --status` (0: any).
     Delete {
@@ -234,10 +243,14 @@ impl Action {
                 let request = StopProcessRequest { target };
                 client.stop_process(request).await.rpc()?.processes
             }
-            Action::Restart { port } => {
+            Action::Restart {
+                port,
+                dependency_timeout_ms,
+            } => {
                 let request = RestartProcessRequest {
                     target,
                     port: port.clone(),
+                    dependency_timeout_ms: *dependency_timeout_ms,
                 };
                 client.restart_process(request).await.rpc()?.processes
             }
@@ -340,7 +353,15 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> anyhow::Result<()> {
             let port = args.port.clone().unwrap_or_default();
             let targets = plain(&args.targets);
             let output = args.output.output;
-            act(ctx, Action::Restart { port }, &targets, output, args.wait).await
+            let wait = WaitArg {
+                since: Some(std::time::Instant::now()),
+                ..args.wait
+            };
+            let restart = Action::Restart {
+                port,
+                dependency_timeout_ms: wait.dependency_timeout_ms(),
+            };
+            act(ctx, restart, &targets, output, wait).await
         }
     }
 }

@@ -22,7 +22,10 @@ pub async fn start(
             sup.create(spec, caller_path(&req.caller_path).as_deref())
                 .await?
         }
-        (None, false) => sup.start(&parse_target(&req.target)?).await?,
+        (None, false) => {
+            let timeout = dependency_timeout(req.dependency_timeout_ms)?;
+            sup.start(&parse_target(&req.target)?, timeout).await?
+        }
         (Some(_), false) => {
             return Err(Status::invalid_argument(
                 "give either spec (a new app) or target (an existing app), not both",
@@ -55,7 +58,8 @@ pub async fn restart(
 ) -> Result<v1::RestartProcessResponse, Status> {
     let target = parse_target(&req.target)?;
     let views = if req.port.trim().is_empty() {
-        sup.restart(&target).await?
+        let timeout = dependency_timeout(req.dependency_timeout_ms)?;
+        sup.restart(&target, timeout).await?
     } else {
         let port: PortSpec = req.port.parse().map_err(crate::error::Error::from)?;
         sup.restart_with_port(&target, port).await?
@@ -134,11 +138,7 @@ pub async fn apply(
             .map_err(|e| Status::invalid_argument(format!("{label}: {e}")))?;
         specs.push(spec);
     }
-    let dependency_timeout = match req.dependency_timeout_ms {
-        0 => DEFAULT_DEPENDENCY_TIMEOUT,
-        ms => pmdaemon_proto::check_duration("dependency_timeout_ms", Duration::from_millis(ms))
-            .map_err(|e| Status::invalid_argument(e.0))?,
-    };
+    let dependency_timeout = dependency_timeout(req.dependency_timeout_ms)?;
     let ready = match req.ready_timeout_ms {
         None => DEFAULT_READY_TIMEOUT,
         Some(ms) => super::reload::ready_timeout(ms)?,
@@ -176,6 +176,15 @@ pub async fn apply(
             })
             .collect(),
     })
+}
+
+/// A request's `dependency_timeout_ms`: 0 is the daemon's default.
+fn dependency_timeout(ms: u64) -> Result<Duration, Status> {
+    match ms {
+        0 => Ok(DEFAULT_DEPENDENCY_TIMEOUT),
+        ms => pmdaemon_proto::check_duration("dependency_timeout_ms", Duration::from_millis(ms))
+            .map_err(|e| Status::invalid_argument(e.0)),
+    }
 }
 
 /// A request's `caller_path`: None when empty (the daemon's PATH is used).

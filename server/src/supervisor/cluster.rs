@@ -590,12 +590,14 @@ impl Supervisor {
                     if views.iter().all(|v| v.shared.state.is_running()) {
                         (ApplyOutcome::Unchanged, fields)
                     } else {
-                        self.start(&target).await?;
+                        let left = dependency_deadline.saturating_duration_since(Instant::now());
+                        self.start(&target, left).await?;
                         (ApplyOutcome::Started, fields)
                     }
                 }
                 ApplyMode::Restart => {
-                    self.restart(&target).await?;
+                    let left = dependency_deadline.saturating_duration_since(Instant::now());
+                    self.restart(&target, left).await?;
                     (ApplyOutcome::Restarted, fields)
                 }
                 ApplyMode::Reload => {

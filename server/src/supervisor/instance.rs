@@ -628,7 +628,15 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     next
                 }
                 Some(Cmd::Stop(reply)) => {
-                    ctx.set_desired(false);
+                    // Nothing runs; one still to be brought back (restored,
+                    // waiting for a dependency) or errored is now stopped.
+                    ctx.update(|s| {
+                        s.desired_running = false;
+                        if matches!(s.state, State::Starting | State::Errored) {
+                            s.state = State::Stopped;
+                            s.reason = "stopped by request".into();
+                        }
+                    });
                     let _ = reply.send(Ok(()));
                     Phase::Idle
                 }

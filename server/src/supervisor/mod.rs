@@ -201,6 +201,7 @@ pub struct Supervisor {
 }
 
 /// What to do with a selected instance.
+#[derive(Debug, Clone, Copy)]
 enum Action {
     Start,
     Stop,
@@ -497,24 +498,45 @@ impl Supervisor {
     /// Starts the target's instances; an app with `depends_on` starts only
     /// once its dependencies meet their conditions (they are started
     /// first when selected too).
-    pub async fn start(&self, target: &Target) -> Result<Vec<InstanceView>> {
-        let ids: Vec<u32> = {
-            let table = self.table();
-            let picked = table.select(target)?;
-            picked
-                .into_iter()
-                .map(|(a, i)| table.apps[a].instances[i].id)
-                .collect()
-        };
-        self.start_ids(&ids).await?;
+    /// Dependencies wait at most `dependency_timeout` in all.
+    pub async fn start(
+        &self,
+        target: &Target,
+        dependency_timeout: std::time::Duration,
+    ) -> Result<Vec<InstanceView>> {
+        let ids = self.ids_of(target)?;
+        self.in_levels(&ids, Action::Start, dependency_timeout)
+            .await?;
         self.views(target)
     }
 
-    /// Starts these instances level by level along `depends_on`
-    /// (dependencies first), each level once the dependencies of its apps
-    /// meet their conditions. Every level is tried; returns the first error.
-    async fn start_ids(&self, ids: &[u32]) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + cluster::DEFAULT_DEPENDENCY_TIMEOUT;
+    fn ids_of(&self, target: &Target) -> Result<Vec<u32>> {
+        let table = self.table();
+        let picked = table.select(target)?;
+        Ok(picked
+            .into_iter()
+            .map(|(a, i)| table.apps[a].instances[i].id)
+            .collect())
+    }
+
+    /// Starts (or restarts) these instances level by level along
+    /// `depends_on` (dependencies first), each level once the dependencies
+    /// of its apps meet their conditions, waiting at most
+    /// `dependency_timeout` in all. Every level is tried; returns the first
+    /// error.
+    async fn in_levels(
+        &self,
+        ids: &[u32],
+        action: Action,
+        dependency_timeout: std::time::Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + dependency_timeout;
+        let keep_override = !matches!(
+            action,
+            Action::Restart {
+                keep_override: false
+            }
+        );
         let mut first = Ok(());
         for level in self.stop_levels().into_iter().rev() {
             let level: Vec<u32> = level.into_iter().filter(|id| ids.contains(id)).collect();
@@ -543,13 +565,22 @@ impl Supervisor {
                 }
                 if let Err(e) = self.wait_condition(name, dep, deadline).await {
                     blocked.push(name.clone());
+                    // Instances being brought back say why they are not.
+                    let stuck: Vec<(u32, Error)> = self
+                        .views(&Target::Name(name.clone()))
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|v| level.contains(&v.id))
+                        .map(|v| (v.id, Error::FailedPrecondition(e.to_string())))
+                        .collect();
+                    self.note_refused(&stuck);
                     if first.is_ok() {
                         first = Err(e);
                     }
                 }
             }
             // An instance whose port is taken does not start; the others do.
-            let refused = self.recheck_ports(&level, true);
+            let refused = self.recheck_ports(&level, keep_override);
             self.note_refused(&refused);
             if let Some((_, e)) = refused.first()
                 && first.is_ok()
@@ -568,7 +599,7 @@ impl Supervisor {
                     })
                     .collect())
             };
-            let started = match self.act_on(pick, Action::Start).await {
+            let started = match self.act_on(pick, action).await {
                 Ok(results) => first_error(results),
                 Err(e) => Err(e),
             };
@@ -751,27 +782,20 @@ impl Supervisor {
         levels.into_values().collect()
     }
 
-    pub async fn restart(&self, target: &Target) -> Result<Vec<InstanceView>> {
-        // The next runs bind the app's own ports: still free?
-        let ids: Vec<u32> = self.views(target)?.iter().map(|v| v.id).collect();
-        let refused = self.recheck_ports(&ids, false);
-        let pick = |table: &Table| {
-            Ok(table
-                .select(target)?
-                .into_iter()
-                .filter(|&(a, i)| {
-                    let id = table.apps[a].instances[i].id;
-                    !refused.iter().any(|(r, _)| *r == id)
-                })
-                .collect())
-        };
+    /// Restarts the target's instances, dependencies first, each level
+    /// once the dependencies of its apps meet their conditions (at most
+    /// `dependency_timeout` in all); the next runs bind the apps' own ports,
+    /// checked first.
+    pub async fn restart(
+        &self,
+        target: &Target,
+        dependency_timeout: std::time::Duration,
+    ) -> Result<Vec<InstanceView>> {
+        let ids = self.ids_of(target)?;
         let restart = Action::Restart {
             keep_override: false,
         };
-        first_error(self.act_on(pick, restart).await?)?;
-        if let Some((_, e)) = refused.into_iter().next() {
-            return Err(e);
-        }
+        self.in_levels(&ids, restart, dependency_timeout).await?;
         self.views(target)
     }
 
@@ -1110,7 +1134,12 @@ impl Supervisor {
             for k in kills {
                 let _ = k.await;
             }
-            if let Err(e) = sup.start_ids(&to_start).await {
+            let start = sup.in_levels(
+                &to_start,
+                Action::Start,
+                cluster::DEFAULT_DEPENDENCY_TIMEOUT,
+            );
+            if let Err(e) = start.await {
                 tracing::warn!(error = %e, "cannot restart every app from state");
             }
         });

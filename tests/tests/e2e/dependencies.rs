@@ -148,7 +148,7 @@ fn a_dependent_starts_once_its_dependencies_meet_their_conditions() {
 
 /// `depends_on` holds on every path that starts apps again, not only
 /// `pmd start FILE`: `pmd restart FILE`, `pmd stop all` then `pmd start
-/// all`, and a daemon restart each start api only after db (which listens
+/// all`, a daemon restart and `pmd restart all` each start api only after db (which listens
 /// 1 s after it starts) answers its health check. Each start of both is
 /// stamped; the k-th api start comes after db's k-th listen.
 #[test]
@@ -201,12 +201,31 @@ fn dependencies_hold_on_restart_start_all_and_daemon_restart() {
     check(&d, 3, "stop all, start all");
     d.restart_daemon();
     check(&d, 4, "daemon restart");
+    d.pmd_ok(&["restart", "all"]);
+    check(&d, 5, "restart all");
 
-    // api alone while db is stopped: refused at once, naming db.
+    // api alone while db is stopped: refused at once, naming db, by start
+    // and by restart.
+    d.pmd_ok(&["stop", "db"]);
+    let out = d.pmd_code(1, &["restart", "api"]);
+    let text = said(&out);
+    assert!(text.contains("db") && text.contains("stopped"), "{text}");
     d.pmd_ok(&["stop", "all"]);
     let out = d.pmd_code(1, &["start", "api"]);
     let text = said(&out);
     assert!(text.contains("db") && text.contains("stopped"), "{text}");
+    assert_eq!(d.status("api").as_deref(), Some("stopped"));
+
+    // Brought back by a daemon restart without its (stopped) dependency,
+    // api is errored with the reason, not `starting` for ever; a stop then
+    // makes it stopped.
+    d.pmd_ok(&["start", "all"]);
+    d.wait_online("api");
+    d.pmd_ok(&["stop", "db"]);
+    d.restart_daemon();
+    let api = d.wait_status("api", "errored");
+    assert!(api.to_string().contains("db"), "{api:#}");
+    d.pmd_ok(&["stop", "api"]);
     assert_eq!(d.status("api").as_deref(), Some("stopped"));
 }
 

@@ -201,6 +201,7 @@ fn the_api_rejects_bad_requests_with_precise_codes() {
         target: target.into(),
         caller_cwd: work.clone(),
         caller_path: String::new(),
+        dependency_timeout_ms: 0,
     };
     let cases: Vec<(&str, v1::StartProcessRequest)> = vec![
         (
