@@ -17,8 +17,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use bytes::Bytes;
+
 use super::convert::parse_target;
-use crate::logs::{LogLine, Stream};
+use crate::logs::{LogLine, MAX_LINE_BYTES, Stream};
 use crate::supervisor::Supervisor;
 use crate::supervisor::events::EventKind;
 
@@ -30,6 +32,9 @@ pub type LogStream =
 const MAX_HISTORY_LINES: u32 = 100_000;
 /// Lines per response message: batching keeps a fast producer cheap.
 const BATCH: usize = 512;
+/// And at most this many bytes of line data per message: clients refuse
+/// messages above 4 MiB by default.
+const BATCH_BYTES: usize = 1 << 20;
 
 fn stream_to_proto(s: Stream) -> i32 {
     match s {
@@ -136,9 +141,40 @@ pub async fn stream(
                     })
                     .collect()
             };
-            for chunk in history.chunks(BATCH) {
+            // A line from a file may be far longer than a live piece: it
+            // is sent in pieces of at most MAX_LINE_BYTES, like live ones.
+            let pieces = history.into_iter().flat_map(|line| {
+                let data = Bytes::from(line.data.clone());
+                let starts: Vec<usize> = (0..data.len().max(1)).step_by(MAX_LINE_BYTES).collect();
+                starts.into_iter().map(move |start| v1::LogLine {
+                    data: data
+                        .slice(start..(start + MAX_LINE_BYTES).min(data.len()))
+                        .to_vec(),
+                    ..line.clone()
+                })
+            });
+            let mut batch: Vec<v1::LogLine> = Vec::new();
+            let mut bytes = 0;
+            for piece in pieces {
+                if !batch.is_empty()
+                    && (batch.len() == BATCH || bytes + piece.data.len() > BATCH_BYTES)
+                {
+                    let lines = std::mem::take(&mut batch);
+                    bytes = 0;
+                    let msg = v1::StreamLogsResponse {
+                        lines,
+                        missed_lines: 0,
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
+                }
+                bytes += piece.data.len();
+                batch.push(piece);
+            }
+            if !batch.is_empty() {
                 let msg = v1::StreamLogsResponse {
-                    lines: chunk.to_vec(),
+                    lines: batch,
                     missed_lines: 0,
                 };
                 if tx.send(Ok(msg)).await.is_err() {
@@ -184,8 +220,9 @@ pub async fn stream(
             };
             let mut batch = Vec::new();
             let mut missed = 0u64;
-            let mut closed = absorb(first, &wants, &mut batch, &mut missed);
-            while batch.len() < BATCH && !closed {
+            let mut bytes = 0usize;
+            let mut closed = absorb(first, &wants, &mut batch, &mut bytes, &mut missed);
+            while batch.len() < BATCH && bytes < BATCH_BYTES && !closed {
                 let next = match live.try_recv() {
                     Ok(l) => Ok(l),
                     Err(broadcast::error::TryRecvError::Lagged(n)) => {
@@ -196,7 +233,7 @@ pub async fn stream(
                     }
                     Err(broadcast::error::TryRecvError::Empty) => break,
                 };
-                closed = absorb(next, &wants, &mut batch, &mut missed);
+                closed = absorb(next, &wants, &mut batch, &mut bytes, &mut missed);
             }
             if !batch.is_empty() || missed > 0 {
                 let msg = v1::StreamLogsResponse {
@@ -222,10 +259,14 @@ fn absorb(
     r: Result<Arc<LogLine>, broadcast::error::RecvError>,
     wants: &impl Fn(&LogLine) -> bool,
     batch: &mut Vec<v1::LogLine>,
+    bytes: &mut usize,
     missed: &mut u64,
 ) -> bool {
     match r {
-        Ok(l) if wants(&l) => batch.push(live_line(&l)),
+        Ok(l) if wants(&l) => {
+            *bytes += l.data.len();
+            batch.push(live_line(&l));
+        }
         Ok(_) => {}
         Err(broadcast::error::RecvError::Lagged(n)) => *missed += n,
         Err(broadcast::error::RecvError::Closed) => return true,

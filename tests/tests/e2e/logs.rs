@@ -581,3 +581,27 @@ fn log_paths_that_would_hurt_are_refused_and_user_files_survive_delete() {
     );
     assert_eq!(fs::read_to_string(&mine).unwrap(), "written before\n");
 }
+
+/// History far larger than one gRPC message (100 lines of 60 KB, 6 MB)
+/// reaches `pmd logs --lines 100` whole: the daemon sends it in messages
+/// bounded by bytes, not only by line count.
+#[test]
+fn large_history_is_sent_in_bounded_messages() {
+    let d = TestDaemon::start();
+    let script = d.write_script(
+        "wide.sh",
+        "i=0\nwhile [ $i -lt 100 ]; do head -c 60000 /dev/zero | tr '\\0' x; echo; i=$((i+1)); done\nexec sleep 100000",
+    );
+    d.pmd_ok(&["start", arg(&script), "--name", "wide"]);
+    d.wait_online("wide");
+    let (out_log, _) = log_paths(&d, "wide");
+    wait_for("the 100 wide lines", WAIT, || {
+        lines_of(out_log.as_ref()).len() == 100
+    });
+    let out = d.pmd_ok(&["logs", "wide", "--lines", "100", "--out"]);
+    let wide = out
+        .lines()
+        .filter(|l| l.ends_with(&"x".repeat(60000)))
+        .count();
+    assert_eq!(wide, 100, "{} lines printed", out.lines().count());
+}
