@@ -206,6 +206,8 @@ pub const MAX_LOG_MAX_BYTES: u64 = 1 << 40;
 pub const MAX_LOG_MAX_FILES: u32 = 100;
 /// A crash loop is stopped long before this; more is a typo.
 pub const MAX_MAX_RESTARTS: u32 = 1_000_000;
+/// Most history lines one StreamLogs request may ask for per log.
+pub const MAX_LOG_HISTORY_LINES: u32 = 100_000;
 
 /// Checks a log rotation size against [`MIN_LOG_MAX_BYTES`] ..=
 /// [`MAX_LOG_MAX_BYTES`].

@@ -687,7 +687,8 @@ pub struct LogsArgs {
         long,
         value_name = "N",
         default_value_t = 15,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        value_parser = count_parser("--lines", pmdaemon_proto::MAX_LOG_HISTORY_LINES)
     )]
     pub lines: u32,
 
@@ -1151,6 +1152,7 @@ mod tests {
                 &["start", "x", "--log-max-files", "101"][..],
                 "--log-max-files",
             ),
+            (&["logs", "x", "--lines", "100001"][..], "--lines"),
             (
                 &["start", "x", "--max-restarts", "-1"][..],
                 "--max-restarts",

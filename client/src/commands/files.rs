@@ -207,13 +207,20 @@ pub(super) async fn apply_with(
             .collect();
         term::print(&text)?;
     }
-    // The others were applied (and were just listed); these were not.
-    let failed: Vec<String> = response
+    // The others were applied (and were just listed); these were not. For
+    // each, the state of its instances, as --wait-ready reports them.
+    let mut failed: Vec<String> = Vec::new();
+    for app in response
         .apps
         .iter()
         .filter(|app| app.outcome() == ApplyOutcome::Failed)
-        .map(|app| render::applied(app, mode))
-        .collect();
+    {
+        let line = anyhow::anyhow!("{}", render::applied(app, mode));
+        failed.push(format!(
+            "{:#}",
+            wait::explain(&mut client, &app.name, line).await
+        ));
+    }
     if !failed.is_empty() {
         anyhow::bail!("{}", failed.join("\n"));
     }

@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use pmdaemon_proto::v1::{DependencyCondition, RestartPolicy};
+
 use super::app::{AppDef, suggest};
 
 /// The first problem, as (app index, `depends_on` entry index, message).
@@ -23,6 +25,24 @@ pub fn check(apps: &[AppDef]) -> Result<(), (usize, usize, String)> {
         for (j, dep) in app.spec.depends_on.iter().enumerate() {
             if dep.app == *name {
                 return Err((i, j, format!("`depends_on`: {name} depends on itself")));
+            }
+            if dep.condition() == DependencyCondition::Completed
+                && let Some(&k) = index.get(dep.app.as_str())
+                && matches!(
+                    apps[k].spec.autorestart(),
+                    RestartPolicy::Always | RestartPolicy::Unspecified
+                )
+            {
+                return Err((
+                    i,
+                    j,
+                    format!(
+                        "`depends_on`: {name} waits for {} to complete, but {} is restarted \
+                         whenever it exits (autorestart: always), so it never completes; give \
+                         it `autorestart: false` (a one-shot job) or wait for it to be `started`",
+                        dep.app, dep.app
+                    ),
+                ));
             }
             if !index.contains_key(dep.app.as_str()) {
                 let names = apps.iter().map(|a| a.spec.name.as_str());

@@ -1096,3 +1096,20 @@ fn a_duplicate_key_is_reported_at_its_own_line() {
         "{err}"
     );
 }
+
+/// Waiting for an app to complete that is restarted whenever it exits can
+/// never end: an error at that `depends_on` entry.
+#[test]
+fn completed_needs_an_app_that_is_not_restarted() {
+    let err = yaml_err(
+        "apps:\n  - name: api\n    script: a.js\n    depends_on: [{migrate: completed}]\n  - name: migrate\n    script: m.sh\n",
+    );
+    assert!(
+        err.starts_with("ecosystem.yaml:4:") && err.contains("never completes"),
+        "{err}"
+    );
+    assert!(yaml(
+        "apps:\n  - name: api\n    script: a.js\n    depends_on: [{migrate: completed}]\n  - name: migrate\n    script: m.sh\n    autorestart: false\n"
+    )
+    .is_ok());
+}

@@ -29,7 +29,7 @@ pub type LogStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::StreamLogsResponse, Status>> + Send>>;
 
 /// Most history lines a request may ask for per file.
-const MAX_HISTORY_LINES: u32 = 100_000;
+const MAX_HISTORY_LINES: u32 = pmdaemon_proto::MAX_LOG_HISTORY_LINES;
 /// Lines per response message: batching keeps a fast producer cheap.
 const BATCH: usize = 512;
 /// And at most this many bytes of line data per message: clients refuse

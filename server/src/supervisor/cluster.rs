@@ -330,6 +330,7 @@ impl Supervisor {
                 .collect();
             self.remove(&removed_ids).await;
             remove_logs(self.inner.logs.dir(), &views);
+            self.announce_deleted(&views);
         }
         self.inner.persister.request();
         tracing::info!(app = %name, from = old_count, to = count, "scaled");
@@ -783,6 +784,7 @@ impl Supervisor {
                     let views = self.views(&Target::Id(id))?;
                     self.remove(&[id]).await;
                     remove_logs(self.inner.logs.dir(), &views);
+                    self.announce_deleted(&views);
                 }
                 continue;
             }

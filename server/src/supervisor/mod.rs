@@ -829,7 +829,16 @@ impl Supervisor {
         self.shrink_for_delete(&ids)?;
         self.remove(&ids).await;
         remove_logs(self.inner.logs.dir(), &views);
-        for v in &views {
+        self.announce_deleted(&views);
+        let generation = self.inner.persister.request();
+        self.inner.persister.flushed(generation).await;
+        Ok((views, kept))
+    }
+
+    /// Logs and emits the deletion of these instances (delete, or scale
+    /// removing the top ones): followers of their logs end on it.
+    fn announce_deleted(&self, views: &[InstanceView]) {
+        for v in views {
             tracing::info!(app = %v.name, id = v.id, "deleted");
             let name: Arc<str> = Arc::from(v.name.as_str());
             // The view was taken before the stop: announce the state after.
@@ -840,9 +849,6 @@ impl Supervisor {
                 .events
                 .emit(v.id, &name, events::EventKind::Deleted, &after, "deleted");
         }
-        let generation = self.inner.persister.request();
-        self.inner.persister.flushed(generation).await;
-        Ok((views, kept))
     }
 
     /// Deleting some instances of an app (by id, or by status) must leave
