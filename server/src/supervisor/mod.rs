@@ -1043,15 +1043,52 @@ impl Supervisor {
         let mut started = Vec::new();
         let mut skipped = Vec::new();
         let mut failed = Vec::new();
+        let mut fresh: Vec<AppSpec> = Vec::new();
+        let resolve_path = path_var.or(self.inner.path_var.as_deref());
         for app in dump.apps {
             let name = app.spec.name.clone();
             if self.table().app(&name).is_some() {
                 skipped.push(name);
                 continue;
             }
-            match self.create(app.spec, path_var).await {
-                Ok(views) => started.extend(views),
+            // One app that cannot be made again (its script is gone) must
+            // not keep the others down: checked one by one first.
+            match app
+                .spec
+                .validate()
+                .and_then(|()| spec::resolve(&app.spec, resolve_path).map(drop))
+            {
+                Ok(()) => fresh.push(app.spec),
                 Err(e) => failed.push(format!("{name}: {e}")),
+            }
+        }
+        // Then together, as a file is applied: in depends_on order, each
+        // app once its dependencies meet their conditions.
+        loop {
+            let names: Vec<String> = fresh.iter().map(|s| s.name.clone()).collect();
+            let orphan = fresh.iter().position(|s| {
+                s.depends_on
+                    .iter()
+                    .any(|d| !names.contains(&d.app) && self.table().app(&d.app).is_none())
+            });
+            let Some(i) = orphan else { break };
+            let spec = fresh.remove(i);
+            failed.push(format!(
+                "{}: it depends on an app that is neither in the dump nor running",
+                spec.name
+            ));
+        }
+        if !fresh.is_empty() {
+            let options = ApplyOptions {
+                dependency: cluster::DEFAULT_DEPENDENCY_TIMEOUT,
+                ready: cluster::DEFAULT_READY_TIMEOUT,
+                path_var: path_var.map(Into::into),
+            };
+            for (name, result) in self.apply(fresh, ApplyMode::Start, options).await? {
+                match result {
+                    Ok(applied) => started.extend(applied.views),
+                    Err(e) => failed.push(format!("{name}: {e}")),
+                }
             }
         }
         Ok((started, skipped, failed))

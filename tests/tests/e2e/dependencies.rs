@@ -148,7 +148,7 @@ fn a_dependent_starts_once_its_dependencies_meet_their_conditions() {
 
 /// `depends_on` holds on every path that starts apps again, not only
 /// `pmd start FILE`: `pmd restart FILE`, `pmd stop all` then `pmd start
-/// all`, a daemon restart and `pmd restart all` each start api only after db (which listens
+/// all`, a daemon restart, `pmd restart all` and `pmd resurrect` each start api only after db (which listens
 /// 1 s after it starts) answers its health check. Each start of both is
 /// stamped; the k-th api start comes after db's k-th listen.
 #[test]
@@ -203,6 +203,10 @@ fn dependencies_hold_on_restart_start_all_and_daemon_restart() {
     check(&d, 4, "daemon restart");
     d.pmd_ok(&["restart", "all"]);
     check(&d, 5, "restart all");
+    d.pmd_ok(&["save"]);
+    d.pmd_ok(&["delete", "all"]);
+    d.pmd_ok(&["resurrect"]);
+    check(&d, 6, "resurrect");
 
     // api alone while db is stopped: refused at once, naming db, by start
     // and by restart.
