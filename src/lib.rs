@@ -206,6 +206,23 @@ pub const MAX_LOG_MAX_BYTES: u64 = 1 << 40;
 pub const MAX_LOG_MAX_FILES: u32 = 100;
 /// A crash loop is stopped long before this; more is a typo.
 pub const MAX_MAX_RESTARTS: u32 = 1_000_000;
+/// Why an app's port may not go in environment variable `name`
+/// (`port_env`): the daemon sets it itself (`PMD_*`, `NODE_APP_INSTANCE`,
+/// `PMDAEMON_HOME`), or replacing it breaks the app's start (`PATH`,
+/// `HOME`). None when the name is free.
+pub fn reserved_port_env(name: &str) -> Option<&'static str> {
+    if name.starts_with("PMD_") || name == "NODE_APP_INSTANCE" || name == HOME_ENV {
+        Some("the daemon sets it for every app")
+    } else if matches!(
+        name,
+        "PATH" | "HOME" | "USER" | "SHELL" | "LD_LIBRARY_PATH" | "LD_PRELOAD"
+    ) {
+        Some("the app and its interpreter need it as it is")
+    } else {
+        None
+    }
+}
+
 /// Most history lines one StreamLogs request may ask for per log.
 pub const MAX_LOG_HISTORY_LINES: u32 = 100_000;
 

@@ -821,7 +821,7 @@ fn port_parser(
 }
 
 fn parse_port_env(value: &str) -> Result<String, String> {
-    crate::rules::check_env_name("--port-env", value)?;
+    crate::rules::check_port_env("--port-env", value)?;
     Ok(value.to_string())
 }
 

@@ -688,13 +688,21 @@ pub fn applied(app: &AppliedApp, mode: ApplyMode) -> String {
         ApplyOutcome::Created => format!("created {name}{ids}"),
         ApplyOutcome::Unchanged => format!("{name} already running{ids}, unchanged"),
         ApplyOutcome::Started => format!("started {name}{ids}"),
-        ApplyOutcome::Updated if app.changed_fields.is_empty() => {
-            format!("updated {name}: restarted{ids}")
+        ApplyOutcome::Updated => {
+            let how = if mode == ApplyMode::Reload {
+                "reloaded"
+            } else {
+                "restarted"
+            };
+            if app.changed_fields.is_empty() {
+                format!("updated {name}: {how}{ids}")
+            } else {
+                format!(
+                    "updated {name}: {} changed; {how}{ids}",
+                    app.changed_fields.join(", ")
+                )
+            }
         }
-        ApplyOutcome::Updated => format!(
-            "updated {name}: {} changed; restarted{ids}",
-            app.changed_fields.join(", ")
-        ),
         ApplyOutcome::Restarted if mode == ApplyMode::Reload => format!("reloaded {name}{ids}"),
         ApplyOutcome::Restarted => format!("restarted {name}{ids}"),
         ApplyOutcome::Scaled => format!("scaled {name}: instances changed{ids}"),

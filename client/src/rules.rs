@@ -125,6 +125,17 @@ pub fn check_port_room(what: &str, port: &str, instances: Option<i32>) -> Result
     ))
 }
 
+/// [`check_env_name`], and not a name the port may not replace.
+pub fn check_port_env(what: &str, name: &str) -> Result<(), String> {
+    check_env_name(what, name)?;
+    match pmdaemon_proto::reserved_port_env(name) {
+        Some(why) => Err(format!(
+            "{what}: {name} cannot carry the port: {why}; use PORT or a name of your own"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// An environment variable name: letters, digits and `_`, not starting with
 /// a digit (what a shell can export, and what the daemon accepts for
 /// `port_env`).
@@ -445,6 +456,14 @@ mod tests {
     #[test]
     fn env_names() {
         assert!(check_env_name("x", "PORT").is_ok());
+        assert!(check_port_env("x", "HTTP_PORT").is_ok());
+        for reserved in ["PATH", "PMD_ID", "NODE_APP_INSTANCE", "PMDAEMON_HOME"] {
+            let err = check_port_env("--port-env", reserved).unwrap_err();
+            assert!(
+                err.starts_with("--port-env:") && err.contains(reserved),
+                "{err}"
+            );
+        }
         assert!(check_env_name("x", "_P1").is_ok());
         for bad in ["", "1P", "A-B", "A B", "A=B"] {
             assert!(check_env_name("x", bad).is_err(), "{bad}");

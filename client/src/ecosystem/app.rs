@@ -523,7 +523,7 @@ impl AppSeed<'_> {
             Field::PortEnv => {
                 spec.port_env = value!(|what: &str, r| -> Result<String, String> {
                     let name = raw::string(what, r)?;
-                    rules::check_env_name(what, &name)?;
+                    rules::check_port_env(what, &name)?;
                     Ok(name)
                 });
             }
@@ -582,6 +582,13 @@ impl AppSeed<'_> {
             rules::check_health_check("`health_check`", check, !spec.port.is_empty())?;
         }
         rules::check_port_room("`port`", &spec.port, spec.instances)?;
+        if spec.interpreter.as_deref() == Some("none") && !spec.interpreter_args.is_empty() {
+            return Err(
+                "`interpreter_args` with `interpreter: none`: the script runs directly, so \
+                 nothing would receive them; give an interpreter, or pass them as `args`"
+                    .into(),
+            );
+        }
         self.ctx.claim_ports(&spec.port, &spec.name)?;
         Ok(app)
     }

@@ -1113,3 +1113,17 @@ fn completed_needs_an_app_that_is_not_restarted() {
     )
     .is_ok());
 }
+
+/// `interpreter_args` that nothing would receive is an error with its place.
+#[test]
+fn interpreter_args_without_an_interpreter_are_refused_in_the_file() {
+    let err = yaml_err(
+        "apps:\n  - name: raw\n    script: ./raw\n    interpreter: none\n    interpreter_args: [-a]\n",
+    );
+    assert!(
+        err.starts_with("ecosystem.yaml:")
+            && err.contains("app 1 (raw)")
+            && err.contains("nothing would receive"),
+        "{err}"
+    );
+}

@@ -349,7 +349,11 @@ impl Supervisor {
         progress: impl Fn(&InstanceView, usize, usize),
     ) -> Result<Vec<InstanceView>> {
         self.check_running()?;
-        let ids: Vec<u32> = self.views(target)?.iter().map(|v| v.id).collect();
+        // Instances that are down go first: replacing a serving one while
+        // another is down would leave N-2 serving.
+        let mut views = self.views(target)?;
+        views.sort_by_key(|v| v.shared.state == State::Online);
+        let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
         let total = ids.len();
         for (done, id) in ids.iter().enumerate() {
             let one = Target::Id(*id);

@@ -290,6 +290,12 @@ impl AppSpec {
                 self.port_env
             )));
         }
+        if let Some(why) = pmdaemon_proto::reserved_port_env(&self.port_env) {
+            return Err(Error::InvalidArgument(format!(
+                "port_env: {} cannot carry the port: {why}; use PORT or a name of your own",
+                self.port_env
+            )));
+        }
         pmdaemon_proto::check_duration("watch_delay", Duration::from_millis(self.watch_delay_ms))?;
         if let Some(check) = &self.health_check {
             check

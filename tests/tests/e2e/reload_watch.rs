@@ -114,6 +114,35 @@ fn reload_of_one_instance_restarts_it() {
     assert_eq!(d.list_json().len(), 1, "{app}");
 }
 
+/// A reload starts instances that are down first: replacing a serving one
+/// while another is down would leave only N-2 serving.
+#[test]
+fn reload_brings_down_instances_back_first() {
+    let d = TestDaemon::start();
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "trio",
+        "-i",
+        "3",
+        "--min-uptime",
+        "100ms",
+        "--",
+        "100000",
+    ]);
+    let trio = d.wait_instances_online("trio", 3);
+    let down = trio[1]["id"].as_u64().unwrap();
+    d.pmd_ok(&["stop", &down.to_string()]);
+    let mut events = d.events();
+    d.pmd_ok(&["reload", "trio"]);
+    let first = events.wait_event("the first start of the reload", |e| {
+        e["name"] == "trio" && kind_of(e) == "started"
+    });
+    assert_eq!(first["id"].as_u64(), Some(down), "{}", events.seen_lines());
+    d.wait_instances_online("trio", 3);
+}
+
 /// `--watch` restarts the app when a file below its cwd changes (new pid,
 /// restarts + 1), but not for a file matching `--ignore-watch` nor for the
 /// built-in ignores (node_modules, *.log); new files count too.
