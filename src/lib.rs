@@ -181,6 +181,10 @@ pub fn parse_size(flag: &str, value: &str) -> Result<u64, InvalidInput> {
     if whole.is_empty() && fraction.is_empty() || fraction.contains('.') || fraction.len() > 9 {
         return Err(err());
     }
+    // A fraction of a byte is no size.
+    if mult == 1 && !fraction.is_empty() {
+        return Err(err());
+    }
     let whole: u128 = if whole.is_empty() {
         0
     } else {
@@ -380,7 +384,7 @@ mod tests {
         assert_eq!(parse_size("--s", "1T"), Ok(1 << 40));
         assert_eq!(parse_size("--s", "1.5M"), Ok(3 << 19));
         assert_eq!(parse_size("--s", "0.5k"), Ok(512));
-        for bad in ["1.2.3M", ".", "M", "1,5M", "1.5X"] {
+        for bad in ["1.2.3M", ".", "M", "1,5M", "1.5X", "1.5", "2.5B"] {
             assert!(parse_size("--s", bad).is_err(), "{bad}");
         }
         let huge = parse_size("--s", "99999999T").unwrap_err().0;

@@ -119,24 +119,31 @@ pub async fn connect_or_start(home: &Home) -> anyhow::Result<Client> {
     if let Some(stream) = try_socket(&home.socket).await? {
         return channel(stream, &home.socket).await;
     }
-    let stream = term::with_spinner("starting the daemon", start_daemon(home)).await?;
-    eprintln!("[pmd] daemon started (home {})", home.dir.display());
+    let (stream, spawned) = term::with_spinner("starting the daemon", start_daemon(home)).await?;
     let mut client = channel(stream, &home.socket).await?;
-    // What the new daemon found wrong at start-up (a state file it moved
-    // aside, say) is news to whoever started it.
+    // Said only by the pmd whose daemon answers: several started at once
+    // race for the home's lock and one daemon wins. What it found wrong at
+    // start-up (a state file it moved aside, say) is news to that pmd.
     if let Ok(pong) = client.ping(pmdaemon_proto::v1::PingRequest {}).await {
-        for notice in pong.into_inner().notices {
-            eprintln!("[pmd] warning: {notice}");
+        let pong = pong.into_inner();
+        if pong.daemon_pid == spawned {
+            eprintln!("[pmd] daemon started (home {})", home.dir.display());
+            for notice in pong.notices {
+                eprintln!("[pmd] warning: {notice}");
+            }
         }
     }
     Ok(client)
 }
 
-/// Spawns `pmdaemond` and waits until its socket accepts a connection.
-async fn start_daemon(home: &Home) -> anyhow::Result<UnixStream> {
+/// Spawns `pmdaemond` and waits until a daemon's socket accepts a
+/// connection (ours, or that of a pmd starting one at the same time).
+/// Returns the connection and the pid of the daemon this call spawned.
+async fn start_daemon(home: &Home) -> anyhow::Result<(UnixStream, u32)> {
     let binary = daemon_binary()?;
     let mut child = spawn_detached(&binary, home)
         .with_context(|| format!("cannot start the daemon {}", binary.display()))?;
+    let spawned = child.id();
     let mut deadline = Instant::now() + AUTOSTART_TIMEOUT;
     let mut backoff = Duration::from_millis(1);
     let mut exited = None;
@@ -144,7 +151,7 @@ async fn start_daemon(home: &Home) -> anyhow::Result<UnixStream> {
         if let Some(stream) = try_socket(&home.socket).await? {
             // Dropping `child` neither kills nor waits: the daemon runs on.
             drop(child);
-            return Ok(stream);
+            return Ok((stream, spawned));
         }
         if exited.is_none() {
             // Reaps a daemon that gave up at once: it lost the lock to a

@@ -279,7 +279,14 @@ async fn act(
     wait: WaitArg,
 ) -> anyhow::Result<()> {
     let mut client = ctx.client().await?;
-    act_with(&mut client, action, targets, output, wait).await
+    // `pmd stop db db` acts (and reports) once.
+    let mut unique: Vec<Target> = Vec::with_capacity(targets.len());
+    for target in targets {
+        if !unique.contains(target) {
+            unique.push(target.clone());
+        }
+    }
+    act_with(&mut client, action, &unique, output, wait).await
 }
 
 /// [`act`] on a connected client; `wait` waits for what was done to be

@@ -443,6 +443,7 @@ impl Ctx {
         self.update(|s| {
             s.state = State::Stopped;
             s.pid = None;
+            s.health = not_checked(s);
             s.start_ticks = None;
             s.started_at_ms = None;
             s.next_restart_at_ms = None;
@@ -509,6 +510,8 @@ impl Ctx {
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let exited_pid = shared.pid;
         shared.pid = None;
+        // The check spoke of the run that ended.
+        shared.health = not_checked(&shared);
         shared.start_ticks = None;
         shared.started_at_ms = None;
         shared.last_exit = Some(exit);
@@ -763,5 +766,15 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                 }
             }
         };
+    }
+}
+
+/// The health of an instance with no run to check: unknown with a check,
+/// none without.
+fn not_checked(s: &Shared) -> Health {
+    if s.spec.health_check.is_some() {
+        Health::Unknown
+    } else {
+        Health::None
     }
 }

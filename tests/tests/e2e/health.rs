@@ -245,6 +245,9 @@ fn a_tcp_check_makes_the_app_online_once_its_address_accepts() {
     let app = wait_healthy(&d, "tcp");
     assert!(pid_of(&app).is_some_and(pid_alive), "{app:#}");
     assert_eq!(app["restarts"], 0, "{app:#}");
+    // A stopped app is not healthy: nothing runs to be checked.
+    d.pmd_ok(&["stop", "tcp"]);
+    assert_eq!(health(&d.describe_one("tcp")), "unknown");
 }
 
 /// A script check runs with the app's environment and working directory:

@@ -393,4 +393,22 @@ fn list_autostarts_a_single_daemon() {
     wait_for("the auto-started daemon to exit", WAIT, || {
         d.daemon_pids().is_empty()
     });
+
+    // Four at once: one daemon, and only the pmd whose daemon won says so.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            d.pmd_command(&["list"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let said: Vec<String> = children
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stderr).into_owned())
+        .collect();
+    let announced = said.iter().filter(|s| s.contains("daemon started")).count();
+    assert_eq!(announced, 1, "{said:#?}");
+    assert_eq!(d.daemon_pids().len(), 1, "{:?}", d.daemon_pids());
 }
