@@ -112,8 +112,13 @@ pub fn check_port_room(what: &str, port: &str, instances: Option<i32>) -> Result
     if count >= wanted {
         return Ok(());
     }
-    let wide_last = (first + wanted - 1).min(65535);
-    let auto_last = (first + wanted.max(100) - 1).min(65535);
+    // Ranges that fit below 65535, shifted down when needed.
+    let fit = |len: u32| {
+        let start = first.min(65536 - len.min(65535));
+        (start, start + len.min(65535) - 1)
+    };
+    let (wide_first, wide_last) = fit(wanted);
+    let (auto_first, auto_last) = fit(wanted.max(100));
     let has = if count == 1 {
         "one port".to_string()
     } else {
@@ -121,7 +126,7 @@ pub fn check_port_room(what: &str, port: &str, instances: Option<i32>) -> Result
     };
     Err(format!(
         "{what}: {port} has {has} for {wanted} instances (one port serves one instance); \
-         give a range such as {first}-{wide_last}, or auto:{first}-{auto_last}"
+         give a range such as {wide_first}-{wide_last}, or auto:{auto_first}-{auto_last}"
     ))
 }
 

@@ -111,12 +111,14 @@ impl v1::process_manager_server::ProcessManager for Api {
         &self,
         req: Request<v1::ScaleProcessRequest>,
     ) -> Reply<v1::ScaleProcessResponse> {
+        let _reshaping = self.sup.reshape().await;
         let reply = processes::scale(&self.sup, req.into_inner()).await;
         self.sup.durable().await;
         reply.map(Response::new)
     }
 
     async fn apply_apps(&self, req: Request<v1::ApplyAppsRequest>) -> Reply<v1::ApplyAppsResponse> {
+        let _reshaping = self.sup.reshape().await;
         let reply = processes::apply(&self.sup, req.into_inner()).await;
         self.sup.durable().await;
         reply.map(Response::new)
@@ -126,6 +128,7 @@ impl v1::process_manager_server::ProcessManager for Api {
         &self,
         req: Request<v1::DeleteProcessRequest>,
     ) -> Reply<v1::DeleteProcessResponse> {
+        let _reshaping = self.sup.reshape().await;
         let reply = processes::delete(&self.sup, req.into_inner()).await;
         self.sup.durable().await;
         reply.map(Response::new)
@@ -198,6 +201,7 @@ impl v1::process_manager_server::ProcessManager for Api {
     }
 
     async fn resurrect(&self, req: Request<v1::ResurrectRequest>) -> Reply<v1::ResurrectResponse> {
+        let _reshaping = self.sup.reshape().await;
         let reply = daemon::resurrect(&self.sup, req.into_inner()).await;
         self.sup.durable().await;
         reply.map(Response::new)

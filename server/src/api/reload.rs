@@ -30,6 +30,7 @@ pub fn reload(sup: &Supervisor, req: v1::ReloadProcessRequest) -> Result<ReloadS
     let (tx, rx) = mpsc::channel(16);
     let sup = sup.clone();
     tokio::spawn(async move {
+        let _reshaping = sup.reshape().await;
         let progress_tx = tx.clone();
         let result = sup
             .reload(&target, timeout, move |view, done, total| {

@@ -174,7 +174,9 @@ pub async fn accepts_connections(port: u16) -> bool {
             return true;
         }
     }
-    false
+    // An app bound to one other address only (127.0.0.2, a LAN address)
+    // cannot be reached on loopback: a socket listening on the port counts.
+    !listening_inodes(port).is_empty()
 }
 
 #[cfg(test)]

@@ -266,13 +266,21 @@ impl Supervisor {
     pub async fn scale(&self, name: &str, count: u32) -> Result<(Vec<InstanceView>, i64)> {
         self.check_running()?;
         let target = Target::Name(name.to_string());
-        let (old_count, new_ids, removed_ids) = {
+        let (old_count, new_ids, removed_ids, running) = {
             let mut table = self.table();
             let others = table.claims_except(&[name]);
             let next_id = table.next_id;
             let app = table.app(name).ok_or_else(|| Error::NotFound {
                 target: name.to_string(),
             })?;
+            // New instances follow the app: started if any of its instances
+            // is meant to run, else added stopped.
+            let running = app.instances.iter().any(|i| {
+                i.shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .desired_running
+            });
             let old_spec = app.spec().ok_or_else(|| Error::NotFound {
                 target: name.to_string(),
             })?;
@@ -281,7 +289,9 @@ impl Supervisor {
             spec.validate()?;
             let old_count = app.instances.len() as u32;
             let ports = if count > old_count {
-                assign_ports(&spec, &others, &app.ports())?
+                let mut others = others.clone();
+                others.extend(app.override_claim());
+                assign_ports(&spec, &others, &app.assigned_ports())?
             } else {
                 Vec::new()
             };
@@ -317,9 +327,9 @@ impl Supervisor {
             let new_ids: Vec<u32> = added.iter().map(|i| i.id).collect();
             app.instances.extend(added);
             table.next_id += count.saturating_sub(old_count);
-            (old_count, new_ids, removed_ids)
+            (old_count, new_ids, removed_ids, running)
         };
-        for id in &new_ids {
+        for id in new_ids.iter().filter(|_| running) {
             first_error(self.act(&Target::Id(*id), Action::Start).await?)?;
         }
         if !removed_ids.is_empty() {
@@ -489,7 +499,7 @@ impl Supervisor {
                 let existing = table.app(&spec.name);
                 let current = existing.and_then(App::spec);
                 let changed = current.as_ref().map(|c| c.changed_fields(&spec));
-                let keep = existing.map(App::ports).unwrap_or_default();
+                let keep = existing.map(App::assigned_ports).unwrap_or_default();
                 let ports = match &changed {
                     Some(fields) if fields.is_empty() => keep.clone(),
                     _ => assign_ports(&spec, &claims, &keep)

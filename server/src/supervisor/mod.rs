@@ -83,6 +83,35 @@ impl App {
         )
     }
 
+    /// Each instance's own assigned port, in index order (no overrides):
+    /// what `ports::assign` keeps position by position.
+    fn assigned_ports(&self) -> Vec<u16> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.shared.lock().unwrap_or_else(|p| p.into_inner()).port)
+            .collect()
+    }
+
+    /// This app's `--port` overrides as a claim, so that its new ports keep
+    /// clear of them. None without overrides.
+    fn override_claim(&self) -> Option<crate::ports::Claim> {
+        let overrides: Vec<u16> = self
+            .instances
+            .iter()
+            .filter_map(|i| {
+                i.shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .port_override
+            })
+            .collect();
+        (!overrides.is_empty()).then(|| crate::ports::Claim {
+            app: format!("{} (a --port override of this run)", self.name),
+            spec: None,
+            assigned: overrides,
+        })
+    }
+
     /// The ports this app holds: assigned and overridden, in index order.
     fn ports(&self) -> Vec<u16> {
         let mut ports = Vec::new();
@@ -180,6 +209,10 @@ struct Inner {
     /// Latest CPU/memory samples, published by the sampler task.
     metrics: tokio::sync::watch::Receiver<Arc<crate::metrics::Snapshot>>,
     monitor_interval: std::time::Duration,
+    /// Held by operations that add or remove instances or walk an app's
+    /// instances one by one (scale, delete, apply, resurrect, reload), so
+    /// that two of them never interleave: see [`Supervisor::reshape`].
+    reshape: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A recorded instance of a previous daemon life that may have left
@@ -227,6 +260,7 @@ impl Supervisor {
             boot_id: process::boot_id(),
             path_var: std::env::var_os("PATH"),
             shutting_down: AtomicBool::new(false),
+            reshape: Arc::default(),
             events: Arc::new(events::EventBus::default()),
             metrics: metrics_rx,
             monitor_interval,
@@ -256,6 +290,14 @@ impl Supervisor {
     /// (whose process would then run untracked) nor revives one it stopped.
     pub async fn durable(&self) {
         self.inner.persister.flush().await;
+    }
+
+    /// Waits for, then holds, the right to change the instances of apps
+    /// (scale, delete, apply, resurrect, reload): two `pmd scale` at once
+    /// would otherwise each decide from a table the other is changing.
+    /// Taken by the API for the whole call; internal calls do not take it.
+    pub async fn reshape(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.inner.reshape).lock_owned().await
     }
 
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<Arc<events::Event>> {

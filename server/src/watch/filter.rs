@@ -97,10 +97,22 @@ impl Filter {
                 names.add(compile(glob, pattern)?);
                 continue;
             }
+            // `gen/**` ignores the directory `gen` itself too: creating or
+            // removing it is no change of the app's sources either.
+            let whole_dir = pattern.strip_suffix("/**").filter(|dir| !dir.is_empty());
             if pattern.starts_with('/') {
                 absolute.add(compile(glob, pattern)?);
+                if let Some(dir) = whole_dir {
+                    absolute.add(compile(glob, dir)?);
+                }
             }
             relative.add(compile(glob, pattern.trim_start_matches('/'))?);
+            if let Some(dir) = whole_dir
+                .map(|d| d.trim_start_matches('/'))
+                .filter(|d| !d.is_empty())
+            {
+                relative.add(compile(glob, dir)?);
+            }
         }
         Ok(Filter {
             roots,

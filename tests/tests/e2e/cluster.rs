@@ -225,3 +225,68 @@ fn instances_in_a_file_including_max() {
         wide.len()
     );
 }
+
+/// Two `pmd scale` at once run one after the other: the app ends with the
+/// count one of them asked for, and its saved count says the same.
+#[test]
+fn concurrent_scales_do_not_interleave() {
+    let d = TestDaemon::start();
+    d.pmd_ok(&[
+        "start", "sleep", "--name", "flux", "-i", "3", "--", "100000",
+    ]);
+    d.wait_instances_online("flux", 3);
+    let children: Vec<_> = ["6", "1"]
+        .iter()
+        .map(|n| d.pmd_command(&["scale", "flux", n]).spawn().unwrap())
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let instances = d.instances("flux");
+    let count = instances.len();
+    assert!(count == 6 || count == 1, "{count} instances");
+    let saved = d.describe_json("flux");
+    assert!(
+        saved
+            .to_string()
+            .contains(&format!("\"instances\":{count}")),
+        "saved count differs from {count}: {saved}"
+    );
+    let indexes: BTreeSet<_> = instances
+        .iter()
+        .map(|i| i["instance"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes.len(), count);
+}
+
+/// Scaling up keeps clear of a `--port` override of a running instance,
+/// and a stopped app grows stopped.
+#[test]
+fn scale_keeps_clear_of_overrides_and_follows_a_stopped_app() {
+    let d = TestDaemon::start();
+    let base = free_ports(4);
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "xs",
+        "--port",
+        &format!("auto:{base}-{}", base + 3),
+        "--",
+        "100000",
+    ]);
+    d.wait_online("xs");
+    d.pmd_ok(&["restart", "xs", "--port", &(base + 1).to_string()]);
+    d.wait_online("xs");
+    d.pmd_ok(&["scale", "xs", "2"]);
+    let xs = d.wait_instances_online("xs", 2);
+    let ports: BTreeSet<_> = xs.iter().map(|i| i["port"].as_u64().unwrap()).collect();
+    assert_eq!(ports.len(), 2, "two instances share a port: {xs:#?}");
+
+    d.pmd_ok(&["stop", "xs"]);
+    d.pmd_ok(&["scale", "xs", "3"]);
+    let all = d.instances("xs");
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|i| i["status"] == "stopped"), "{all:#?}");
+}
