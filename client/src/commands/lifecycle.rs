@@ -76,6 +76,7 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
                 spec: Some(spec),
                 caller_cwd,
                 caller_path: caller_path(),
+                dependency_timeout_ms: wait.dependency_timeout_ms(),
                 ..Default::default()
             }
         }

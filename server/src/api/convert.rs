@@ -235,6 +235,11 @@ pub fn resolve_instances(requested: i32) -> Result<u32, Error> {
 
 fn health_from_proto(h: v1::HealthCheck) -> Result<HealthCheck, Error> {
     use v1::health_check::Probe as P;
+    if h.expected_status.is_some() && !matches!(h.probe, Some(P::Http(_))) {
+        return Err(Error::InvalidArgument(
+            "health_check: expected_status is for http checks only".into(),
+        ));
+    }
     let probe = match h.probe {
         Some(P::Http(url)) => Probe::Http {
             url,

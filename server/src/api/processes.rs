@@ -19,7 +19,8 @@ pub async fn start(
     let views = match (req.spec, req.target.is_empty()) {
         (Some(spec), true) => {
             let spec = spec_from_proto(spec, &req.caller_cwd)?;
-            sup.create(spec, caller_path(&req.caller_path).as_deref())
+            let timeout = dependency_timeout(req.dependency_timeout_ms)?;
+            sup.create(spec, caller_path(&req.caller_path).as_deref(), timeout)
                 .await?
         }
         (None, false) => {

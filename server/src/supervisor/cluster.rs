@@ -682,8 +682,8 @@ impl Supervisor {
     }
 
     /// Waits until `dep.app` meets `dep.condition` for app `name`, at most
-    /// until `deadline`. An app that does not exist yet is waited for too
-    /// (ApplyApps creates the apps of a set concurrently).
+    /// until `deadline`. A dependency that does not exist, or is stopped and
+    /// not being started, fails at once.
     pub(super) async fn wait_condition(
         &self,
         name: &str,
@@ -693,10 +693,18 @@ impl Supervisor {
         let started = Instant::now();
         let target = Target::Name(dep.app.clone());
         loop {
-            // Not found yet: an app of the same set, being created now.
+            // Dependencies of a set are applied first (by level), so one
+            // that does not exist now will not come: it was deleted, or
+            // never was.
             let views = match self.views(&target) {
                 Ok(v) => v,
-                Err(Error::NotFound { .. }) => Vec::new(),
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{name} depends on {}, which does not exist (deleted?); start it, or \
+                         remove the dependency",
+                        dep.app
+                    )));
+                }
                 Err(e) => return Err(e),
             };
             if let Some(bad) = views.iter().find(|v| v.shared.state == State::Errored) {

@@ -339,6 +339,7 @@ impl Supervisor {
         &self,
         spec: AppSpec,
         path_var: Option<&std::ffi::OsStr>,
+        dependency_timeout: std::time::Duration,
     ) -> Result<Vec<InstanceView>> {
         self.check_running()?;
         spec.validate()?;
@@ -353,8 +354,21 @@ impl Supervisor {
                 });
             }
             check_log_paths(&spec, &self.inner.home, &table.log_paths_except(&[]))?;
+            for dep in &spec.depends_on {
+                if table.app(&dep.app).is_none() {
+                    return Err(Error::InvalidArgument(format!(
+                        "app {:?} depends on {:?}, which is not a known app",
+                        spec.name, dep.app
+                    )));
+                }
+            }
             cluster::assign_ports(&spec, &table.claims_except(&[spec.name.as_str()]), &[])?
         };
+        // As for a file: its dependencies first meet their conditions.
+        let deadline = tokio::time::Instant::now() + dependency_timeout;
+        for dep in &spec.depends_on {
+            self.wait_condition(&spec.name, dep, deadline).await?;
+        }
         self.create_resolved(spec, launch, ports).await
     }
 

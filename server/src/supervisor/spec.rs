@@ -301,6 +301,18 @@ impl AppSpec {
             check
                 .validate()
                 .map_err(|e| Error::InvalidArgument(format!("health_check: {e}")))?;
+            let text = match &check.probe {
+                crate::health::Probe::Http { url, .. } => url,
+                crate::health::Probe::Tcp { target } => target,
+                crate::health::Probe::Script { command } => command,
+            };
+            if self.port.is_none() && text.contains("{port}") {
+                return Err(Error::InvalidArgument(
+                    "health_check: uses {port}, but the app has no port; give it one (port: / \
+                     --port), or name the port in the check"
+                        .into(),
+                ));
+            }
         }
         if self.max_memory_bytes == Some(0) {
             return Err(Error::InvalidArgument(
@@ -771,6 +783,24 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_check_naming_port_needs_a_port() {
+        let mut s = spec("x", Path::new("/"));
+        s.health_check = Some(crate::health::HealthCheck {
+            probe: crate::health::Probe::Tcp {
+                target: "127.0.0.1:{port}".into(),
+            },
+            interval_ms: 5000,
+            timeout_ms: 2000,
+            retries: 3,
+            start_period_ms: 0,
+        });
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("{port}") && err.contains("no port"), "{err}");
+        s.port = Some("3000".parse().unwrap());
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -496,3 +496,29 @@ fn wait_timeout_bounds_the_wait_for_dependencies() {
         "db's start is not reported:\n{text}"
     );
 }
+
+/// A dependency that was deleted fails a restart at once, naming it,
+/// rather than after the 60 s wait for its condition.
+#[test]
+fn a_deleted_dependency_fails_at_once() {
+    let d = TestDaemon::start();
+    let file = d.write_file(
+        "pair.yaml",
+        "apps:\n  - name: api\n    script: sleep\n    args: \"100000\"\n    depends_on: [db]\n  - name: db\n    script: sleep\n    args: \"100001\"\n",
+    );
+    d.pmd_ok(&["start", arg(&file)]);
+    d.wait_online("api");
+    d.pmd_ok(&["delete", "db"]);
+    let t0 = std::time::Instant::now();
+    let out = d.pmd_code(1, &["restart", "api"]);
+    let text = said(&out);
+    assert!(
+        text.contains("db") && text.contains("does not exist"),
+        "{text}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(30),
+        "waited {:?} for a dependency that is gone",
+        t0.elapsed()
+    );
+}

@@ -264,6 +264,46 @@ fn the_api_rejects_bad_requests_with_precise_codes() {
                 "",
             ),
         ),
+        (
+            "unknown dependency",
+            start(
+                Some(v1::AppSpec {
+                    depends_on: vec![v1::Dependency {
+                        app: "nope".into(),
+                        condition: v1::DependencyCondition::Started as i32,
+                    }],
+                    ..good.clone()
+                }),
+                "",
+            ),
+        ),
+        (
+            "{port} without a port",
+            start(
+                Some(v1::AppSpec {
+                    health_check: Some(v1::HealthCheck {
+                        probe: Some(v1::health_check::Probe::Tcp("127.0.0.1:{port}".into())),
+                        ..Default::default()
+                    }),
+                    ..good.clone()
+                }),
+                "",
+            ),
+        ),
+        (
+            "expected_status on tcp",
+            start(
+                Some(v1::AppSpec {
+                    health_check: Some(v1::HealthCheck {
+                        probe: Some(v1::health_check::Probe::Tcp("127.0.0.1:9".into())),
+                        expected_status: Some(200),
+                        ..Default::default()
+                    }),
+                    ..good.clone()
+                }),
+                "",
+            ),
+        ),
         ("spec and target", start(Some(good.clone()), "fine")),
         ("neither spec nor target", start(None, "")),
     ];
