@@ -472,6 +472,10 @@ impl Ctx {
         let kill_timeout = spec.kill_timeout();
         self.update(|s| s.state = State::Stopping);
         let deadline = Instant::now() + kill_timeout;
+        // Descendants that left the group (setsid) get the same signal,
+        // and SIGKILL with the rest: no grandchild survives a stop.
+        let escaped = process::escaped_descendants(run.pid);
+        process::signal_each(&escaped, signal);
         process::signal_group(run.pid, signal);
         let status = match tokio::time::timeout_at(deadline, run.child.wait()).await {
             Ok(status) => status,
@@ -485,6 +489,7 @@ impl Ctx {
         // rest of the kill timeout, then SIGKILL.
         let remaining = deadline.saturating_duration_since(Instant::now());
         process::drain_group(run.pid, signal, remaining).await;
+        process::finish_off(&escaped, deadline.into_std()).await;
         let exit = exit_info(status);
         tracing::info!(app = %self.name, id = self.id, pid = run.pid, exit = %exit, "stopped");
         exit

@@ -278,6 +278,71 @@ pub async fn drain_orphans(
     }
 }
 
+/// Descendants of `pid` that left its process group (`setsid`, `setpgid`):
+/// killpg does not reach them. Found through
+/// `/proc/PID/task/*/children`, with their start times, so that a later
+/// signal never hits a reused pid.
+pub fn escaped_descendants(pid: u32) -> Vec<(u32, u64)> {
+    let mut found = Vec::new();
+    let mut todo = vec![pid];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(parent) = todo.pop() {
+        if !seen.insert(parent) || seen.len() > 4096 {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            let Ok(list) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            for child in list
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                todo.push(child);
+                if let Some(stat) = read_stat(child)
+                    && stat.pgrp != pid
+                {
+                    found.push((child, stat.start_ticks));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Whether `pid` is still the process that started at `ticks` (and not a
+/// zombie).
+fn still(pid: u32, ticks: u64) -> bool {
+    read_stat(pid).is_some_and(|s| s.start_ticks == ticks && s.state != 'Z')
+}
+
+/// Sends `signal` to each of `procs` that is still the process recorded.
+pub fn signal_each(procs: &[(u32, u64)], signal: Signal) {
+    for &(pid, ticks) in procs {
+        if still(pid, ticks)
+            && let Ok(raw) = i32::try_from(pid)
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
+        }
+    }
+}
+
+/// Waits until none of `procs` is left, up to `deadline`, then SIGKILLs
+/// what is.
+pub async fn finish_off(procs: &[(u32, u64)], deadline: Instant) {
+    while procs.iter().any(|&(pid, ticks)| still(pid, ticks)) {
+        if Instant::now() >= deadline {
+            signal_each(procs, Signal::SIGKILL);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The fields of `/proc/PID/stat` the supervisor needs.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcStat {

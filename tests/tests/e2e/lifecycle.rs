@@ -52,6 +52,30 @@ fn stop_kills_the_app_and_its_grandchild() {
     );
 }
 
+/// A descendant that left the app's process group (`setsid`) is not out of
+/// reach: `pmd stop` takes it down too.
+#[test]
+fn stop_kills_a_descendant_that_left_the_group() {
+    let d = TestDaemon::start();
+    let script = d.write_script(
+        "escaper.sh",
+        "setsid sleep 100002 &
+exec sleep 100000",
+    );
+    d.pmd_ok(&["start", arg(&script), "--name", "escaper"]);
+    d.wait_online("escaper");
+    wait_for("the app and its escaped child to run", WAIT, || {
+        d.app_pids().len() == 2
+    });
+    let pids = d.app_pids();
+    d.pmd_ok(&["stop", "escaper"]);
+    wait_for(
+        "the app and its escaped child to be gone",
+        Duration::from_secs(10),
+        || pids.iter().all(|&p| !pid_alive(p)),
+    );
+}
+
 /// `pmd restart` replaces the process: a new pid, the old one gone, and the
 /// restart counter up by one.
 #[test]
