@@ -201,10 +201,10 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
-    let api = api::Api::new(sup.clone(), shutdown_tx.clone(), notices);
     // Serving stops only after the apps are stopped, so `pmd kill` and
     // followers see the daemon until the end.
     let (served_tx, mut served_rx) = tokio::sync::watch::channel(false);
+    let api = api::Api::new(sup.clone(), shutdown_tx.clone(), served_rx.clone(), notices);
     let server = tonic::transport::Server::builder()
         .layer(tonic::service::InterceptorLayer::new(auth::peer_uid_check(
             nix::unistd::geteuid().as_raw(),

@@ -204,6 +204,9 @@ pub async fn stream(
                 return;
             }
             let first = tokio::select! {
+                // Pending lines first: an app's last words at shutdown
+                // reach followers before the stream ends.
+                biased;
                 r = live.recv() => r,
                 _ = shutdown.wait_for(|s| *s) => return,
                 _ = tx.closed() => return,

@@ -34,15 +34,24 @@ pub struct Api {
     started_at_ms: i64,
     /// Problems found at start-up, for Ping.
     notices: Vec<String>,
+    /// True once every app is stopped at shutdown: log and event streams
+    /// end then, so followers see the apps stop.
+    served: watch::Receiver<bool>,
 }
 
 impl Api {
-    pub fn new(sup: Supervisor, shutdown_tx: watch::Sender<bool>, notices: Vec<String>) -> Self {
+    pub fn new(
+        sup: Supervisor,
+        shutdown_tx: watch::Sender<bool>,
+        served: watch::Receiver<bool>,
+        notices: Vec<String>,
+    ) -> Self {
         Api {
             sup,
             shutdown_tx,
             started_at_ms: crate::supervisor::instance::now_ms(),
             notices,
+            served,
         }
     }
 }
@@ -154,7 +163,7 @@ impl v1::process_manager_server::ProcessManager for Api {
         &self,
         req: Request<v1::StreamLogsRequest>,
     ) -> Reply<Self::StreamLogsStream> {
-        logs::stream(&self.sup, req.into_inner(), self.shutdown_tx.subscribe())
+        logs::stream(&self.sup, req.into_inner(), self.served.clone())
             .await
             .map(Response::new)
     }
@@ -181,8 +190,7 @@ impl v1::process_manager_server::ProcessManager for Api {
         &self,
         req: Request<v1::WatchEventsRequest>,
     ) -> Reply<Self::WatchEventsStream> {
-        monitor::events(&self.sup, req.into_inner(), self.shutdown_tx.subscribe())
-            .map(Response::new)
+        monitor::events(&self.sup, req.into_inner(), self.served.clone()).map(Response::new)
     }
 
     async fn ping(&self, _req: Request<v1::PingRequest>) -> Reply<v1::PingResponse> {

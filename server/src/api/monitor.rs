@@ -150,6 +150,9 @@ pub fn events(
     tokio::spawn(async move {
         loop {
             let next = tokio::select! {
+                // Pending events first: the last ones (apps stopping at
+                // shutdown) are delivered before the stream ends.
+                biased;
                 r = events.recv() => r,
                 _ = shutdown.wait_for(|s| *s) => return,
                 _ = tx.closed() => return,

@@ -119,3 +119,18 @@ fn deleting_a_running_app_is_announced_with_the_state_after_it() {
         events.seen_lines()
     );
 }
+
+/// `pmd kill` stops every app before the event stream ends: a follower sees
+/// the apps stop.
+#[test]
+fn the_event_stream_sees_the_apps_stop_at_shutdown() {
+    let mut d = TestDaemon::start();
+    d.pmd_ok(&["start", "sleep", "--name", "last", "--", "100000"]);
+    d.wait_online("last");
+    let mut events = d.events();
+    d.pmd_ok(&["kill"]);
+    events.wait_event("the app stopping at shutdown", |e| {
+        e["name"] == "last" && kind_of(e) == "stopped"
+    });
+    d.wait_daemon_exit();
+}
