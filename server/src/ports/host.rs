@@ -174,9 +174,17 @@ pub async fn accepts_connections(port: u16) -> bool {
             return true;
         }
     }
-    // An app bound to one other address only (127.0.0.2, a LAN address)
-    // cannot be reached on loopback: a socket listening on the port counts.
-    !listening_inodes(port).is_empty()
+    false
+}
+
+/// Whether any socket listens on `port`, on any address: for an app bound
+/// to one address only (127.0.0.2, a LAN address), which loopback cannot
+/// reach. Reads /proc/net/tcp{,6} (milliseconds on a busy host), so it
+/// runs on the blocking pool and callers use it as a fallback only.
+pub async fn listening(port: u16) -> bool {
+    tokio::task::spawn_blocking(move || !listening_inodes(port).is_empty())
+        .await
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -212,6 +212,10 @@ impl Persister {
                 () = tokio::time::sleep(window) => {}
                 () = self.urgent_wake.notified() => {}
             }
+            // Consumed by this write. A flush that sets it again from here
+            // on also leaves a Notify permit, so its write does not wait
+            // out a window either.
+            self.urgent.store(false, Ordering::Release);
         }
     }
 

@@ -385,7 +385,8 @@ impl Supervisor {
     /// Waits until instance `id` serves: its port accepts connections, or,
     /// without a port, it has been online for min_uptime.
     async fn wait_ready(&self, id: u32, timeout: Duration) -> Result<InstanceView> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         loop {
             let view = self
                 .views(&Target::Id(id))?
@@ -397,7 +398,13 @@ impl Supervisor {
             match s.state {
                 State::Online => {
                     let ready = match s.effective_port() {
-                        Some(port) => ports::accepts_connections(port).await,
+                        // Loopback first; after a second, any address
+                        // (the slower check of /proc/net/tcp).
+                        Some(port) => {
+                            ports::accepts_connections(port).await
+                                || (started.elapsed() > Duration::from_secs(1)
+                                    && ports::listening(port).await)
+                        }
                         None => s.started_at_ms.is_some_and(|t| {
                             super::instance::now_ms() - t >= s.spec.min_uptime_ms as i64
                         }),
