@@ -19,8 +19,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::process::Spawned;
 use nix::sys::signal::Signal;
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -221,7 +221,7 @@ pub struct Ctx {
 }
 
 struct Run {
-    child: Child,
+    child: Spawned,
     pid: u32,
     started: Instant,
     /// The health check of this run, if the app has one.

@@ -19,38 +19,201 @@ use super::spec::Launch;
 
 /// Spawns `launch` in a new process group (pgid = pid) with stdin from
 /// /dev/null and stdout/stderr piped to the daemon.
-pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Child> {
+///
+/// With glibc's posix_spawn(3) (a vfork-like clone that waits for the
+/// exec): no copy of the daemon's page tables per spawn, and exec errors
+/// (ENOENT, EACCES, ENOEXEC) come back as the return value; glibc's
+/// posix_spawn, unlike execvp, never hands an ENOEXEC file to /bin/sh.
+/// std's Command would fork instead in a static binary (it finds glibc's
+/// newer posix_spawn helpers through dlsym, which static binaries lack).
+pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
+    use nix::libc;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
     let image = ExecImage::new(launch, env)?;
-    let mut cmd = Command::new(&launch.program);
-    cmd.arg0(&launch.argv[0])
-        .args(&launch.argv[1..])
-        .current_dir(&launch.cwd)
-        .process_group(0)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        // The instance task always waits for its child; if it is gone
-        // anyway (daemon shutting down hard), the child must survive for the
-        // next daemon to find and terminate it, not be killed half-way.
-        .kill_on_drop(false);
-    // SAFETY: the closure runs in the forked child and only calls execve(2)
-    // on memory prepared before the fork; it neither allocates nor locks.
-    unsafe {
-        cmd.pre_exec(move || Err(image.exec()));
+    let cwd = CString::new(launch.cwd.as_os_str().as_bytes()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "cwd contains a NUL byte")
+    })?;
+    let devnull = std::fs::File::open("/dev/null")?;
+    let pipe = || -> std::io::Result<(OwnedFd, OwnedFd)> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills both fds on success; they are owned below.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fresh descriptors nobody else owns.
+        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+
+    unsafe extern "C" {
+        // glibc 2.29+; not declared by the libc crate for Linux.
+        fn posix_spawn_file_actions_addchdir_np(
+            actions: *mut libc::posix_spawn_file_actions_t,
+            path: *const c_char,
+        ) -> libc::c_int;
     }
-    cmd.spawn()
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::from_raw_os_error(rc))
+        }
+    };
+    // SAFETY: the attr and file actions are initialised before use and
+    // destroyed on every path; every pointer handed to glibc (cwd, program,
+    // argv, envp) outlives the posix_spawn call; the fds are open.
+    let pid = unsafe {
+        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+        check(libc::posix_spawn_file_actions_init(actions.as_mut_ptr()))?;
+        if let Err(e) = check(libc::posix_spawnattr_init(attr.as_mut_ptr())) {
+            libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+            return Err(e);
+        }
+        let actions_ptr = actions.as_mut_ptr();
+        let attr_ptr = attr.as_mut_ptr();
+        let spawned = (|| -> std::io::Result<libc::pid_t> {
+            check(libc::posix_spawn_file_actions_adddup2(
+                actions_ptr,
+                devnull.as_raw_fd(),
+                0,
+            ))?;
+            check(libc::posix_spawn_file_actions_adddup2(
+                actions_ptr,
+                out_w.as_raw_fd(),
+                1,
+            ))?;
+            check(libc::posix_spawn_file_actions_adddup2(
+                actions_ptr,
+                err_w.as_raw_fd(),
+                2,
+            ))?;
+            check(posix_spawn_file_actions_addchdir_np(
+                actions_ptr,
+                cwd.as_ptr(),
+            ))?;
+            // Own process group; default dispositions (the daemon ignores
+            // SIGPIPE, which an exec would otherwise pass on) and an empty
+            // signal mask.
+            let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigfillset(all.as_mut_ptr());
+            let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(none.as_mut_ptr());
+            check(libc::posix_spawnattr_setsigdefault(attr_ptr, all.as_ptr()))?;
+            check(libc::posix_spawnattr_setsigmask(attr_ptr, none.as_ptr()))?;
+            check(libc::posix_spawnattr_setpgroup(attr_ptr, 0))?;
+            let flags = libc::POSIX_SPAWN_SETPGROUP
+                | libc::POSIX_SPAWN_SETSIGDEF
+                | libc::POSIX_SPAWN_SETSIGMASK;
+            check(libc::posix_spawnattr_setflags(
+                attr_ptr,
+                flags as libc::c_short,
+            ))?;
+            let mut pid: libc::pid_t = 0;
+            check(libc::posix_spawn(
+                &mut pid,
+                image.program.as_ptr(),
+                actions_ptr,
+                attr_ptr,
+                image.argv.as_ptr().cast(),
+                image.envp.as_ptr().cast(),
+            ))?;
+            Ok(pid)
+        })();
+        libc::posix_spawn_file_actions_destroy(actions_ptr);
+        libc::posix_spawnattr_destroy(attr_ptr);
+        spawned?
+    };
+    // The child has its copies; the daemon keeps the read ends only.
+    drop((out_w, err_w, devnull));
+    let pid = u32::try_from(pid).unwrap_or(0);
+    let receiver = |fd: OwnedFd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok();
+    Ok(Spawned {
+        pid,
+        pidfd: pidfd_open(pid),
+        status: None,
+        stdout: receiver(out_r),
+        stderr: receiver(err_r),
+    })
 }
 
-/// Program, argv and environment as C arrays, built before the fork.
-///
-/// The child is started with a plain execve(2) from `pre_exec` instead of
-/// std's exec because std ends in execvp(3), and glibc's execvp runs a file
-/// the kernel refuses (ENOEXEC: exec bit, no `#!`, not a binary) through
-/// /bin/sh instead of failing. Whether std gets there depends on how it was
-/// linked (posix_spawn is skipped in static binaries), so the daemon does
-/// not leave it to chance: an unrunnable file is a spawn error, as with
-/// systemd and supervisord. When execve fails, the error goes back to
-/// `spawn` through std's error pipe.
+/// A process started by [`spawn`]: its pid, output pipes, and its exit,
+/// awaited through a pidfd. Like tokio's child with kill_on_drop(false):
+/// dropping it neither kills nor reaps.
+pub struct Spawned {
+    pid: u32,
+    /// Readable once the process exited; None where pidfds are missing
+    /// (kernels before 5.3), then exit is polled.
+    pidfd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    /// Kept once reaped, so a wait cancelled in a select does not lose it.
+    status: Option<std::process::ExitStatus>,
+    pub stdout: Option<tokio::net::unix::pipe::Receiver>,
+    pub stderr: Option<tokio::net::unix::pipe::Receiver>,
+}
+
+impl Spawned {
+    pub fn id(&self) -> Option<u32> {
+        (self.status.is_none()).then_some(self.pid)
+    }
+
+    /// Waits for the process to exit and reaps it. Cancel-safe.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+            match &self.pidfd {
+                Some(fd) => {
+                    let mut ready = fd.readable().await?;
+                    ready.clear_ready();
+                }
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return Err(std::io::Error::other("no process"));
+        };
+        let mut raw = 0;
+        // SAFETY: waitpid on our own child, WNOHANG.
+        match unsafe { nix::libc::waitpid(pid, &mut raw, nix::libc::WNOHANG) } {
+            0 => Ok(None),
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => {
+                let status = std::process::ExitStatus::from_raw(raw);
+                self.status = Some(status);
+                Ok(Some(status))
+            }
+        }
+    }
+}
+
+/// A pidfd for `pid` registered with the runtime, if the kernel has them.
+fn pidfd_open(pid: u32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    let pid = nix::libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: a plain syscall; a returned fd is ours to own.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: a fresh descriptor nobody else owns.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: OwnedFd keeps the descriptor open and unchanged for as long
+    // as the AsyncFd owns it.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE).ok()
+    }
+}
+
+/// Program, argv and environment as C arrays, built before the spawn:
+/// the daemon's own environment with the app's set over it.
 struct ExecImage {
     program: CString,
     argv: Vec<*const c_char>,
@@ -112,21 +275,6 @@ impl ExecImage {
             envp,
             _strings: strings,
         })
-    }
-
-    /// execve(2); returns only on failure, with its error. Safe to call
-    /// between fork and exec: no allocation, no locks.
-    fn exec(&self) -> std::io::Error {
-        // SAFETY: every pointer is a NUL-terminated string owned by `self`,
-        // and both arrays end with a null pointer.
-        unsafe {
-            nix::libc::execve(
-                self.program.as_ptr(),
-                self.argv.as_ptr(),
-                self.envp.as_ptr(),
-            );
-        }
-        std::io::Error::last_os_error()
     }
 }
 
