@@ -538,7 +538,7 @@ def main():
     parser.add_argument("--list-runs", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=10)
     parser.add_argument("--respawns", type=int, default=50)
-    parser.add_argument("--file-runs", type=int, default=5)
+    parser.add_argument("--file-runs", type=int, default=15)
     parser.add_argument("--reload-runs", type=int, default=5)
     parser.add_argument("--cpu-window", type=float, default=30.0, metavar="SECONDS",
                         help="how long the daemon's idle CPU time is measured (default 30; "
