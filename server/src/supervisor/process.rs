@@ -1,7 +1,9 @@
 //! The OS boundary of the supervisor: spawning an instance in its own
-//! process group with piped stdio, signalling and draining that group, and
-//! reading `/proc` to identify processes across daemon lives (start time and
-//! boot id, so a reused pid is never touched).
+//! process group with piped stdio (glibc's posix_spawn, exit awaited on a
+//! pidfd), signalling and draining that group and the descendants that left
+//! it, finding what a previous daemon life left behind, and reading `/proc`
+//! to identify processes across daemon lives (start time and boot id, so a
+//! reused pid is never touched).
 //!
 //! Nothing here holds state; `instance.rs` owns the children.
 
