@@ -199,7 +199,23 @@ impl LogHub {
         path: Option<PathBuf>,
         config: LogConfig,
     ) -> std::io::Result<Arc<LogSink>> {
+        let custom = path.is_some();
         let path = path.unwrap_or_else(|| self.path(name, id, stream));
+        // A default log file that does not exist yet is created by the
+        // first write: many apps never write to one of their streams, and
+        // creating a file is the costliest step of starting an app (ext4
+        // searches for a free inode). A path the user gave is opened now,
+        // so that one that cannot be written is refused at once.
+        if !custom && !path.exists() {
+            return Ok(Arc::new(LogSink {
+                hub: Arc::clone(&self.inner),
+                name: Arc::from(name),
+                id,
+                stream,
+                path,
+                state: Mutex::new(SinkState::new(config, None, 0, false)),
+            }));
+        }
         let file = files::open_append(&path)?;
         let meta = file.metadata()?;
         let size = meta.len();
@@ -225,17 +241,7 @@ impl LogHub {
             id,
             stream,
             path,
-            state: Mutex::new(SinkState {
-                config,
-                file: Some(file),
-                size,
-                line_open: open,
-                run_ended: open,
-                last_seq: 0,
-                ring: Ring::default(),
-                failing: false,
-                scratch: Vec::new(),
-            }),
+            state: Mutex::new(SinkState::new(config, Some(file), size, open)),
         }))
     }
 
@@ -291,8 +297,9 @@ struct SinkState {
     config: LogConfig,
     /// Opened with `O_APPEND`, so a truncation (flush, rotation with
     /// `max_files == 0`) never leaves the handle writing at an old offset.
-    /// `None` after a rotation could not open the new file; the next write
-    /// tries again.
+    /// `None` until the first write for a default log file that did not
+    /// exist, and after a rotation could not open the new file; the next
+    /// write opens (creates) it.
     file: Option<File>,
     /// Bytes in the current file, as far as this sink knows (it is the
     /// only writer).
@@ -519,6 +526,21 @@ impl fmt::Debug for LogSink {
 }
 
 impl SinkState {
+    /// `open`: the file ends in the middle of a line a previous run left.
+    fn new(config: LogConfig, file: Option<File>, size: u64, open: bool) -> Self {
+        SinkState {
+            config,
+            file,
+            size,
+            line_open: open,
+            run_ended: open,
+            last_seq: 0,
+            ring: Ring::default(),
+            failing: false,
+            scratch: Vec::new(),
+        }
+    }
+
     /// Appends `out` (timestamps already added) to the file, rotating
     /// first whenever the next bytes would take it past `max_bytes`.
     /// Rotation happens between lines, so a file starts with a line and is

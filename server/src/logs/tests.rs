@@ -173,6 +173,19 @@ async fn an_unfinished_line_is_written_after_a_short_wait() {
     assert_eq!(read(sink.path()), b"prompt> done\n");
 }
 
+/// A default log file is created by the first write, not before: an app
+/// that never writes to a stream leaves no empty file (and costs no inode).
+#[tokio::test]
+async fn a_default_log_file_is_created_by_the_first_write() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("lazy", 0, Stream::Out, None, ROOMY).unwrap();
+    assert!(!sink.path().exists());
+    let (lines, _) = sink.tail(10).unwrap();
+    assert!(lines.is_empty());
+    run_writes(&sink, &[b"first\n"]).await;
+    assert_eq!(read(sink.path()), b"first\n");
+}
+
 /// Bytes that are not UTF-8, `\r` and NUL pass through untouched.
 #[tokio::test]
 async fn non_utf8_output_is_kept_byte_for_byte() {

@@ -194,8 +194,12 @@ fn logs_and_state_are_private_in_a_loose_home() {
     fs::create_dir(d.logs_dir()).unwrap();
     fs::set_permissions(d.logs_dir(), fs::Permissions::from_mode(0o755)).unwrap();
     d.spawn_daemon();
-    d.pmd_ok(&["start", "sleep", "--name", "quiet", "--", "100000"]);
+    let script = d.write_script("talker.sh", "echo out\necho err >&2\nexec sleep 100000");
+    d.pmd_ok(&["start", arg(&script), "--name", "quiet"]);
     d.wait_online("quiet");
+    wait_for("both log files", WAIT, || {
+        fs::read_dir(d.logs_dir()).is_ok_and(|rd| rd.count() == 2)
+    });
     d.pmd_ok(&["save"]);
     d.wait_state("to name the app", |s| s.contains("quiet"));
     assert_eq!(mode(&d.logs_dir()), 0o700);
