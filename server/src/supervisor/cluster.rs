@@ -419,7 +419,22 @@ impl Supervisor {
                         view.name, s.reason
                     )));
                 }
-                State::Starting | State::Stopping | State::WaitingRestart => {}
+                // The replacement died: the rollout stops here rather than
+                // wait out the timeout on a crash loop, leaving the other
+                // instances on the old run.
+                State::WaitingRestart => {
+                    let how = s
+                        .last_exit
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "exited".into());
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} (id {id}) {how} right after the reload replaced it; the reload \
+                         stopped there",
+                        view.name
+                    )));
+                }
+                State::Starting | State::Stopping => {}
             }
             if Instant::now() >= deadline {
                 // With a health check an instance is `starting` until it

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use pmdaemon_tests::*;
 
+use crate::said;
+
 /// Waits until app `name` is online with a pid other than `old`, and
 /// returns its list entry.
 fn wait_replaced(d: &TestDaemon, name: &str, old: u32) -> serde_json::Value {
@@ -263,4 +265,31 @@ fn the_daemons_own_files_never_trigger_a_watch_restart() {
     let app = d.app("chatty").unwrap();
     assert_eq!(pid_of(&app), Some(second), "restarted again: {app}");
     assert_eq!(app["restarts"], 1, "{app}");
+}
+
+/// A replacement that crashes stops the reload at once, saying how it
+/// ended, instead of waiting out the ready timeout on a crash loop.
+#[test]
+fn a_crashing_replacement_stops_the_reload_at_once() {
+    let d = TestDaemon::start();
+    let script = d.write_script(
+        "fragile.sh",
+        "[ -e crash.flag ] && exit 3\nexec sleep 100000",
+    );
+    d.pmd_ok(&["start", arg(&script), "--name", "fragile", "-i", "2"]);
+    d.wait_instances_online("fragile", 2);
+    d.write_file("crash.flag", "");
+    let t0 = std::time::Instant::now();
+    let out = d.pmd_code(1, &["reload", "fragile"]);
+    let text = said(&out);
+    assert!(text.contains("code 3"), "{text}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "the reload waited {:?} on a crash loop",
+        t0.elapsed()
+    );
+    // The second instance was not touched.
+    let second = &d.instances("fragile")[1];
+    assert_eq!(second["status"], "online", "{second}");
+    assert_eq!(second["restarts"], 0, "{second}");
 }
