@@ -18,7 +18,6 @@ use super::instance::{Cmd, State};
 use super::spec::{self, AppSpec, Launch};
 use super::{Action, App, Inner, InstanceView, Supervisor, first_error, remove_logs};
 use crate::error::{Error, Result};
-use crate::logs::Stream;
 use crate::ports::{self, Claim, PortSpec};
 use crate::store;
 
@@ -103,10 +102,7 @@ fn watch_config(spec: &AppSpec) -> crate::watch::WatchConfig {
     };
     // The app's own log files (and their rotated `.N` copies) live in its
     // tree when out_file/error_file say so: writing them must not restart it.
-    let ignore_paths = (0..spec.instances)
-        .flat_map(|i| [Stream::Out, Stream::Err].map(|s| spec.custom_log_path(s, i)))
-        .flatten()
-        .collect();
+    let ignore_paths = spec.custom_log_paths().map(|(_, path)| path).collect();
     crate::watch::WatchConfig {
         paths,
         ignore: spec.ignore_watch.clone(),
@@ -511,13 +507,8 @@ impl Supervisor {
             for (spec, launch) in plans {
                 super::check_log_paths(&spec, &self.inner.home, &logs_taken)
                     .map_err(|e| Error::InvalidArgument(format!("app {:?}: {e}", spec.name)))?;
-                for stream in [crate::logs::Stream::Out, crate::logs::Stream::Err] {
-                    for index in 0..spec.instances.max(1) {
-                        if let Some(path) = spec.custom_log_path(stream, index) {
-                            logs_taken.push((path, format!("app {}", spec.name)));
-                        }
-                    }
-                }
+                let who = format!("app {}", spec.name);
+                logs_taken.extend(spec.custom_log_paths().map(|(_, path)| (path, who.clone())));
                 let existing = table.app(&spec.name);
                 let current = existing.and_then(App::spec);
                 let changed = current.as_ref().map(|c| c.changed_fields(&spec));

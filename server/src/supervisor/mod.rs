@@ -1342,38 +1342,36 @@ fn remove_logs(logs_dir: &Path, views: &[InstanceView]) {
 /// own files, or at a log file another app (or another stream) writes.
 /// `taken` holds the log paths in use, with who uses them.
 fn check_log_paths(spec: &AppSpec, home: &Path, taken: &[(PathBuf, String)]) -> Result<()> {
-    use crate::logs::Stream;
-    for (stream, field) in [(Stream::Out, "out_file"), (Stream::Err, "error_file")] {
-        for index in 0..spec.instances.max(1) {
-            let Some(path) = spec.custom_log_path(stream, index) else {
-                continue;
-            };
-            if path == Path::new(spec::DISCARD) {
-                continue;
-            }
-            if let Ok(meta) = std::fs::metadata(&path)
-                && !meta.is_file()
-            {
-                return Err(Error::InvalidArgument(format!(
-                    "{field}: {} is not a regular file; logs go to files (use {} to discard \
-                     the output)",
-                    path.display(),
-                    spec::DISCARD
-                )));
-            }
-            if path.parent() == Some(home) {
-                return Err(Error::InvalidArgument(format!(
-                    "{field}: {} is in the daemon's home, next to its own files; choose another \
-                     path",
-                    path.display()
-                )));
-            }
-            if let Some((_, user)) = taken.iter().find(|(p, _)| *p == path) {
-                return Err(Error::InvalidArgument(format!(
-                    "{field}: {} is already the log file of {user}; give each stream its own file",
-                    path.display()
-                )));
-            }
+    for (stream, path) in spec.custom_log_paths() {
+        let field = match stream {
+            crate::logs::Stream::Out => "out_file",
+            crate::logs::Stream::Err => "error_file",
+        };
+        if path == Path::new(spec::DISCARD) {
+            continue;
+        }
+        if let Ok(meta) = std::fs::metadata(&path)
+            && !meta.is_file()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{field}: {} is not a regular file; logs go to files (use {} to discard \
+                 the output)",
+                path.display(),
+                spec::DISCARD
+            )));
+        }
+        if path.parent() == Some(home) {
+            return Err(Error::InvalidArgument(format!(
+                "{field}: {} is in the daemon's home, next to its own files; choose another \
+                 path",
+                path.display()
+            )));
+        }
+        if let Some((_, user)) = taken.iter().find(|(p, _)| *p == path) {
+            return Err(Error::InvalidArgument(format!(
+                "{field}: {} is already the log file of {user}; give each stream its own file",
+                path.display()
+            )));
         }
     }
     // The app's two streams may not share a file either.

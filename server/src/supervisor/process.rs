@@ -371,8 +371,8 @@ pub async fn drain_group(pgid: u32, signal: Signal, grace: Duration) {
 /// environment, as every instance does. While any of them lives, the
 /// kernel cannot hand the number `pgid` to a new process, so the group is
 /// still that instance's; the environment check keeps out anything that
-/// joined it from elsewhere. The stop signal to each, SIGKILL after
-/// `grace`, then a bounded wait.
+/// joined it from elsewhere. The stop signal to each, SIGKILL to what is
+/// left after `grace`.
 pub async fn drain_orphans(
     pgid: u32,
     since_ticks: u64,
@@ -382,50 +382,23 @@ pub async fn drain_orphans(
 ) {
     let mut marker = format!("{}=", pmdaemon_proto::HOME_ENV).into_bytes();
     marker.extend_from_slice(home.as_os_str().as_bytes());
-    let orphans = || -> Vec<u32> {
-        group_members(pgid)
-            .into_iter()
-            .filter(|&pid| {
-                read_stat(pid).is_some_and(|s| s.start_ticks >= since_ticks)
-                    && std::fs::read(format!("/proc/{pid}/environ"))
-                        .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == marker))
-            })
-            .collect()
-    };
-    let signal_each = |pids: &[u32], signal: Signal| {
-        for &pid in pids {
-            if let Ok(raw) = i32::try_from(pid) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
-            }
-        }
-    };
-    let found = orphans();
-    if found.is_empty() {
+    // With their start times: signal_each and finish_off never hit a
+    // reused pid.
+    let orphans: Vec<(u32, u64)> = group_members(pgid)
+        .into_iter()
+        .filter_map(|pid| {
+            let ticks = read_stat(pid)?.start_ticks;
+            let marked = std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == marker));
+            (ticks >= since_ticks && marked).then_some((pid, ticks))
+        })
+        .collect();
+    if orphans.is_empty() {
         return;
     }
-    tracing::warn!(pgid, pids = ?found, "terminating processes an instance left behind");
-    signal_each(&found, signal);
-    for (wait, last_signal) in [
-        (grace, Some(Signal::SIGKILL)),
-        (Duration::from_secs(5), None),
-    ] {
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let left = orphans();
-            if left.is_empty() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                if let Some(sig) = last_signal {
-                    signal_each(&left, sig);
-                }
-                break;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-    }
+    tracing::warn!(pgid, pids = ?orphans, "terminating processes an instance left behind");
+    signal_each(&orphans, signal);
+    finish_off(&orphans, Instant::now() + grace).await;
 }
 
 /// Descendants of `pid` that left its process group (`setsid`, `setpgid`):

@@ -349,6 +349,17 @@ fn is_env_name(name: &str) -> bool {
 }
 
 impl AppSpec {
+    /// Every log file the app names (`out_file`/`error_file`, for each
+    /// instance), with its stream.
+    pub fn custom_log_paths(&self) -> impl Iterator<Item = (crate::logs::Stream, PathBuf)> + '_ {
+        use crate::logs::Stream;
+        (0..self.instances.max(1)).flat_map(move |index| {
+            [Stream::Out, Stream::Err]
+                .into_iter()
+                .filter_map(move |stream| Some((stream, self.custom_log_path(stream, index)?)))
+        })
+    }
+
     /// The log file of one instance's stream when the app sets
     /// `out_file`/`error_file`; with several instances each gets its own
     /// file, `-INDEX` before the extension (`api.log` → `api-2.log`).

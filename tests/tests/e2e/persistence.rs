@@ -60,9 +60,7 @@ fn daemon_kill9_then_start_leaves_no_duplicates() {
     });
     let old_pids = d.app_pids();
     // kill -9 gives the daemon no chance to flush: let it record the pid first.
-    d.wait_state("to record the running pid", |s| {
-        s.contains(&format!("\"pid\":{old}")) || s.contains(&format!("\"pid\": {old}"))
-    });
+    wait_pid_recorded(&d, old);
 
     d.kill9_daemon();
     d.spawn_daemon();
@@ -122,9 +120,7 @@ fn orphans_of_an_instance_that_died_with_the_daemon_are_terminated() {
     );
     d.pmd_ok(&["start", arg(&script), "--name", "ticker"]);
     let leader = d.wait_online("ticker");
-    d.wait_state("to record the running pid", |s| {
-        s.contains(&format!("\"pid\":{leader}")) || s.contains(&format!("\"pid\": {leader}"))
-    });
+    wait_pid_recorded(&d, leader);
     let orphan = wait_for_value("the background sleep", WAIT, || {
         d.app_pids()
             .into_iter()
@@ -146,6 +142,13 @@ fn orphans_of_an_instance_that_died_with_the_daemon_are_terminated() {
             == 1
     });
     assert!(pid_alive(pid));
+}
+
+/// Waits until state.json records `pid` as a running instance's.
+fn wait_pid_recorded(d: &TestDaemon, pid: u32) {
+    d.wait_state("to record the running pid", |s| {
+        s.contains(&format!("\"pid\":{pid}")) || s.contains(&format!("\"pid\": {pid}"))
+    });
 }
 
 /// The command line of `pid`, arguments joined by spaces; empty when gone.
