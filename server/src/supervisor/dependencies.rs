@@ -1,0 +1,310 @@
+//! `depends_on`: the order in which apps start (dependencies first, level by
+//! level) and stop (dependents first), cycle checks of a set of
+//! definitions, and waiting until a dependency meets its condition
+//! (`started`, `healthy`, `completed`).
+
+use super::Supervisor;
+use super::instance::State;
+use super::lifecycle::Action;
+use super::lifecycle::first_error;
+use super::spec;
+use super::spec::AppSpec;
+use super::table::Table;
+use crate::error::{Error, Result};
+use pmdaemon_proto::Target;
+
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `a → b → a` for the first cycle found among `specs` (all of which are
+/// blocked on each other).
+pub(super) fn describe_cycle(specs: &[AppSpec]) -> String {
+    let mut path: Vec<&str> = vec![specs[0].name.as_str()];
+    loop {
+        let current = path[path.len() - 1];
+        let next = specs
+            .iter()
+            .find(|s| s.name == current)
+            .and_then(|s| {
+                s.depends_on
+                    .iter()
+                    .find(|d| specs.iter().any(|o| o.name == d.app))
+            })
+            .map(|d| d.app.as_str());
+        match next {
+            Some(n) if path.contains(&n) => {
+                let start = path.iter().position(|p| *p == n).unwrap_or(0);
+                let mut cycle: Vec<&str> = path[start..].to_vec();
+                cycle.push(n);
+                return cycle.join(" → ");
+            }
+            Some(n) => path.push(n),
+            None => return path.join(" → "),
+        }
+    }
+}
+
+impl Supervisor {
+    /// Starts (or restarts) these instances level by level along
+    /// `depends_on` (dependencies first), each level once the dependencies
+    /// of its apps meet their conditions, waiting at most
+    /// `dependency_timeout` in all. Every level is tried; returns the first
+    /// error.
+    pub(super) async fn in_levels(
+        &self,
+        ids: &[u32],
+        action: Action,
+        dependency_timeout: std::time::Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + dependency_timeout;
+        let keep_override = !matches!(
+            action,
+            Action::Restart {
+                keep_override: false
+            }
+        );
+        let mut first = Ok(());
+        for level in self.stop_levels().into_iter().rev() {
+            let level: Vec<u32> = level.into_iter().filter(|id| ids.contains(id)).collect();
+            if level.is_empty() {
+                continue;
+            }
+            let waits: Vec<(String, spec::Dependency)> = {
+                let table = self.table();
+                table
+                    .apps
+                    .iter()
+                    .filter(|a| a.instances.iter().any(|i| level.contains(&i.id)))
+                    .filter_map(|a| Some((a.name.clone(), a.spec()?)))
+                    .flat_map(|(name, spec)| {
+                        spec.depends_on
+                            .iter()
+                            .map(|d| (name.clone(), d.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
+            let mut blocked: Vec<String> = Vec::new();
+            for (name, dep) in &waits {
+                if blocked.contains(name) {
+                    continue;
+                }
+                if let Err(e) = self.wait_condition(name, dep, deadline).await {
+                    blocked.push(name.clone());
+                    // Instances being brought back say why they are not.
+                    let stuck: Vec<(u32, Error)> = self
+                        .views(&Target::Name(name.clone()))
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|v| level.contains(&v.id))
+                        .map(|v| (v.id, Error::FailedPrecondition(e.to_string())))
+                        .collect();
+                    self.note_refused(&stuck);
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+            // An instance whose port is taken does not start; the others do.
+            let refused = self.recheck_ports(&level, keep_override);
+            self.note_refused(&refused);
+            if let Some((_, e)) = refused.first()
+                && first.is_ok()
+            {
+                first = Err(Error::FailedPrecondition(e.to_string()));
+            }
+            let pick = |table: &Table| {
+                Ok(table
+                    .select(&Target::All)?
+                    .into_iter()
+                    .filter(|&(a, i)| {
+                        let id = table.apps[a].instances[i].id;
+                        level.contains(&id)
+                            && !blocked.contains(&table.apps[a].name)
+                            && !refused.iter().any(|(r, _)| *r == id)
+                    })
+                    .collect())
+            };
+            let started = match self.act_on(pick, action).await {
+                Ok(results) => first_error(results),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// Instance ids grouped for stopping: apps that others depend on come
+    /// after their dependents; apps of one group can stop concurrently.
+    pub(super) fn stop_levels(&self) -> Vec<Vec<u32>> {
+        let table = self.table();
+        let deps: Vec<(String, Vec<String>)> = table
+            .apps
+            .iter()
+            .map(|a| {
+                let deps = a
+                    .spec()
+                    .map(|s| s.depends_on.iter().map(|d| d.app.clone()).collect())
+                    .unwrap_or_default();
+                (a.name.clone(), deps)
+            })
+            .collect();
+        // height = length of the longest chain of apps below it; a cycle
+        // (possible only through hand-edited state) is cut by the depth cap.
+        fn height(name: &str, deps: &[(String, Vec<String>)], depth: usize) -> usize {
+            if depth > deps.len() {
+                return 0;
+            }
+            deps.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, d)| {
+                    d.iter()
+                        .map(|dep| 1 + height(dep, deps, depth + 1))
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0)
+        }
+        let mut levels: std::collections::BTreeMap<std::cmp::Reverse<usize>, Vec<u32>> =
+            Default::default();
+        for app in &table.apps {
+            let h = height(&app.name, &deps, 0);
+            levels
+                .entry(std::cmp::Reverse(h))
+                .or_default()
+                .extend(app.instances.iter().map(|i| i.id));
+        }
+        levels.into_values().collect()
+    }
+
+    /// Checks the set's dependencies (each names an app of the set or a
+    /// known app; no cycles) and returns the set in start order:
+    /// dependencies first, otherwise in the given order.
+    pub(super) fn order_by_dependencies(&self, specs: Vec<AppSpec>) -> Result<Vec<AppSpec>> {
+        {
+            let table = self.table();
+            for s in &specs {
+                for dep in &s.depends_on {
+                    if !specs.iter().any(|o| o.name == dep.app) && table.app(&dep.app).is_none() {
+                        return Err(Error::InvalidArgument(format!(
+                            "app {:?} depends on {:?}, which is neither in this set nor a known app",
+                            s.name, dep.app
+                        )));
+                    }
+                }
+            }
+        }
+        let mut ordered: Vec<AppSpec> = Vec::with_capacity(specs.len());
+        let mut pending = specs;
+        while !pending.is_empty() {
+            let ready = pending.iter().position(|s| {
+                s.depends_on.iter().all(|d| {
+                    ordered.iter().any(|o| o.name == d.app)
+                        || !pending.iter().any(|p| p.name == d.app)
+                })
+            });
+            match ready {
+                Some(i) => ordered.push(pending.remove(i)),
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "depends_on has a cycle: {}",
+                        describe_cycle(&pending)
+                    )));
+                }
+            }
+        }
+        Ok(ordered)
+    }
+
+    /// Waits until `dep.app` meets `dep.condition` for app `name`, at most
+    /// until `deadline`. A dependency that does not exist, or is stopped and
+    /// not being started, fails at once.
+    pub(super) async fn wait_condition(
+        &self,
+        name: &str,
+        dep: &spec::Dependency,
+        deadline: Instant,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let target = Target::Name(dep.app.clone());
+        loop {
+            // Dependencies of a set are applied first (by level), so one
+            // that does not exist now will not come: it was deleted, or
+            // never was.
+            let views = match self.views(&target) {
+                Ok(v) => v,
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{name} depends on {}, which does not exist (deleted?); start it, or \
+                         remove the dependency",
+                        dep.app
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(bad) = views.iter().find(|v| v.shared.state == State::Errored) {
+                return Err(Error::FailedPrecondition(format!(
+                    "{name} depends on {} being {}, but {} (id {}) errored: {}",
+                    dep.app,
+                    dep.condition.word(),
+                    bad.name,
+                    bad.id,
+                    bad.shared.reason
+                )));
+            }
+            let met = !views.is_empty()
+                && views.iter().all(|v| match dep.condition {
+                    spec::Condition::Started => {
+                        v.shared.pid.is_some() || v.shared.state == State::Online
+                    }
+                    spec::Condition::Healthy => v.shared.state == State::Online,
+                    spec::Condition::Completed => {
+                        v.shared.state == State::Stopped
+                            && v.shared
+                                .last_exit
+                                .as_ref()
+                                .is_some_and(|e| e.code == Some(0))
+                    }
+                });
+            if met {
+                return Ok(());
+            }
+            // Nothing will change without a start: say so now rather than
+            // at the deadline.
+            if !views.is_empty() && views.iter().all(|v| !v.shared.desired_running) {
+                return Err(Error::FailedPrecondition(format!(
+                    "{name} depends on {} being {}, but {} is {}: start it first, or both \
+                     (`pmd start all`)",
+                    dep.app,
+                    dep.condition.word(),
+                    dep.app,
+                    views[0].shared.state.word()
+                )));
+            }
+            if Instant::now() >= deadline {
+                let now = match views.first() {
+                    None => "gone".to_owned(),
+                    Some(v) if v.shared.last_health_error.is_empty() => {
+                        v.shared.state.word().to_owned()
+                    }
+                    Some(v) => format!(
+                        "{} (last health check: {})",
+                        v.shared.state.word(),
+                        v.shared.last_health_error
+                    ),
+                };
+                return Err(Error::FailedPrecondition(format!(
+                    "{name} waited {:.1} s for {} to be {}; it is {now}",
+                    started.elapsed().as_secs_f64(),
+                    dep.app,
+                    dep.condition.word(),
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! State on disk: the snapshot of the table (`state.json`), the writer task
+//! that coalesces change requests into atomic writes, `pmd save`
+//! (`dump.json`) and `pmd resurrect`, and `restore` at daemon start, which
+//! terminates what a crashed daemon left running before starting the apps
+//! again.
+
+use super::Inner;
+use super::Supervisor;
+use super::apply::ApplyMode;
+use super::apply::ApplyOptions;
+use super::lifecycle::Action;
+use super::process;
+use super::spec;
+use super::spec::AppSpec;
+use super::table::App;
+use super::table::InstanceView;
+use crate::error::{Error, Result};
+use crate::store;
+use crate::store::AppRecord;
+use crate::store::InstanceRecord;
+use crate::store::Persister;
+use crate::store::StateFile;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Weak;
+
+/// A recorded instance of a previous daemon life that may have left
+/// processes behind (see `Supervisor::restore`).
+pub(super) struct Leftover {
+    pgid: u32,
+    /// None: the recorded leader still runs, its group is drained. Some:
+    /// the leader is gone; what it left is found by `process::drain_orphans`
+    /// among processes started since these ticks.
+    since_ticks: Option<u64>,
+    signal: nix::sys::signal::Signal,
+    grace: std::time::Duration,
+}
+
+pub(super) fn snapshot(inner: &Inner) -> StateFile {
+    let table = inner.table.lock().unwrap_or_else(|p| p.into_inner());
+    let apps = table
+        .apps
+        .iter()
+        .filter_map(|app| {
+            let first = app
+                .instances
+                .first()?
+                .shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let instances = app
+                .instances
+                .iter()
+                .map(|i| {
+                    let s = i.shared.lock().unwrap_or_else(|p| p.into_inner());
+                    InstanceRecord {
+                        id: i.id,
+                        index: i.index,
+                        desired_running: s.desired_running,
+                        state: s.state.word().to_string(),
+                        pid: s.pid,
+                        start_ticks: s.start_ticks,
+                        boot_id: s.pid.map(|_| inner.boot_id.clone()),
+                        restarts: s.restarts,
+                        unstable_restarts: s.unstable_restarts,
+                        last_exit_code: s.last_exit.as_ref().and_then(|e| e.code),
+                        last_exit_signal: s.last_exit.as_ref().and_then(|e| e.signal.clone()),
+                        last_exit_at_ms: s.last_exit.as_ref().map(|e| e.at_ms),
+                        reason: s.reason.clone(),
+                        port: s.port,
+                    }
+                })
+                .collect();
+            Some(AppRecord {
+                spec: (*first.spec).clone(),
+                launch: (*first.launch).clone(),
+                created_at_ms: app.created_at_ms,
+                instances,
+            })
+        })
+        .collect();
+    StateFile {
+        version: store::FORMAT_VERSION,
+        next_id: table.next_id,
+        apps,
+    }
+}
+
+/// How long the writer waits after a change for more changes to join it.
+pub(super) const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The writer task: one atomic write of the latest snapshot per batch of
+/// change requests. Ends when the supervisor is gone.
+pub(super) async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
+    loop {
+        let generation = persister.next_batch().await;
+        // A burst of changes (50 apps started from one file, a crash loop)
+        // becomes one write: gather what comes within a few milliseconds,
+        // unless a caller waits for it.
+        persister.batch_window(BATCH_WINDOW).await;
+        let generation = generation.max(persister.requested());
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let state = snapshot(&strong);
+        let path = strong.home.join(store::STATE_FILE);
+        drop(strong);
+        let result = tokio::task::spawn_blocking(move || store::write_atomic(&path, &state)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write state.json"),
+            Err(e) => tracing::error!(error = %e, "state writer panicked"),
+        }
+        persister.mark_done(generation);
+    }
+}
+
+impl Supervisor {
+    /// The table as persisted.
+    pub(super) fn snapshot(&self) -> StateFile {
+        snapshot(&self.inner)
+    }
+
+    /// Writes `dump.json` (`pmd save`).
+    pub async fn save_dump(&self) -> Result<(PathBuf, usize)> {
+        let state = self.snapshot();
+        let path = self.inner.home.join(store::DUMP_FILE);
+        let count = state.apps.len();
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || store::write_atomic(&p, &state))
+            .await
+            .map_err(|e| Error::io("cannot write", &path, std::io::Error::other(e)))?
+            .map_err(|e| Error::io("cannot write", &path, e))?;
+        Ok((path, count))
+    }
+
+    /// Creates and starts every app of `dump.json` whose name is not taken
+    /// (bare names on `path_var`, else the daemon's PATH). Returns the
+    /// started views, the names already known, and `NAME: reason` for the
+    /// apps that could not be created.
+    pub async fn resurrect(
+        &self,
+        path_var: Option<&std::ffi::OsStr>,
+    ) -> Result<(Vec<InstanceView>, Vec<String>, Vec<String>)> {
+        let path = self.inner.home.join(store::DUMP_FILE);
+        let dump = store::load_dump(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::FailedPrecondition(format!(
+                "no dump at {}: run `pmd save` first",
+                path.display()
+            )),
+            _ => Error::io("cannot read dump", &path, e),
+        })?;
+        let mut started = Vec::new();
+        let mut skipped = Vec::new();
+        let mut failed = Vec::new();
+        let mut fresh: Vec<AppSpec> = Vec::new();
+        let resolve_path = path_var.or(self.inner.path_var.as_deref());
+        for app in dump.apps {
+            let name = app.spec.name.clone();
+            if self.table().app(&name).is_some() {
+                skipped.push(name);
+                continue;
+            }
+            // One app that cannot be made again (its script is gone) must
+            // not keep the others down: checked one by one first.
+            match app
+                .spec
+                .validate()
+                .and_then(|()| spec::resolve(&app.spec, resolve_path).map(drop))
+            {
+                Ok(()) => fresh.push(app.spec),
+                Err(e) => failed.push(format!("{name}: {e}")),
+            }
+        }
+        // Then together, as a file is applied: in depends_on order, each
+        // app once its dependencies meet their conditions.
+        loop {
+            let names: Vec<String> = fresh.iter().map(|s| s.name.clone()).collect();
+            let orphan = fresh.iter().position(|s| {
+                s.depends_on
+                    .iter()
+                    .any(|d| !names.contains(&d.app) && self.table().app(&d.app).is_none())
+            });
+            let Some(i) = orphan else { break };
+            let spec = fresh.remove(i);
+            failed.push(format!(
+                "{}: it depends on an app that is neither in the dump nor running",
+                spec.name
+            ));
+        }
+        if !fresh.is_empty() {
+            let options = ApplyOptions {
+                dependency: super::DEFAULT_DEPENDENCY_TIMEOUT,
+                ready: super::DEFAULT_READY_TIMEOUT,
+                path_var: path_var.map(Into::into),
+            };
+            for (name, result) in self.apply(fresh, ApplyMode::Start, options).await? {
+                match result {
+                    Ok(applied) => started.extend(applied.views),
+                    Err(e) => failed.push(format!("{name}: {e}")),
+                }
+            }
+        }
+        Ok((started, skipped, failed))
+    }
+
+    /// Loads the persisted table at daemon start: terminates leftovers of a
+    /// crashed daemon (same pid, start time and boot id), then starts the
+    /// instances that should run. Returns once the table is filled; the
+    /// leftover cleanup and starts continue in the background.
+    pub fn restore(&self, state: StateFile) -> Result<()> {
+        let mut leftovers = Vec::new();
+        let mut to_start = Vec::new();
+        {
+            let mut table = self.table();
+            table.next_id = state.next_id;
+            for rec in state.apps {
+                if let Err(e) = rec.spec.validate() {
+                    tracing::error!(app = %rec.spec.name, error = %e, "skipping invalid app in state file");
+                    continue;
+                }
+                let spec = Arc::new(rec.spec);
+                let launch = Arc::new(rec.launch);
+                let mut instances = Vec::new();
+                for r in &rec.instances {
+                    if let (Some(pid), Some(ticks), Some(boot)) = (r.pid, r.start_ticks, &r.boot_id)
+                        && *boot == self.inner.boot_id
+                    {
+                        // The leader itself still runs: its whole group goes.
+                        // Else only what it left, recognised by environment.
+                        let leader =
+                            process::is_same_process(pid, ticks, boot, &self.inner.boot_id);
+                        leftovers.push(Leftover {
+                            pgid: pid,
+                            since_ticks: (!leader).then_some(ticks),
+                            signal: spec.stop_signal(),
+                            grace: spec.kill_timeout(),
+                        });
+                    }
+                    if r.desired_running {
+                        to_start.push(r.id);
+                    }
+                    table.next_id = table.next_id.max(r.id + 1);
+                    instances.push(self.new_instance(
+                        r.id,
+                        r.index,
+                        spec.clone(),
+                        launch.clone(),
+                        Some(r),
+                        r.port,
+                    )?);
+                }
+                if !instances.is_empty() {
+                    table.apps.push(App {
+                        name: spec.name.clone(),
+                        created_at_ms: rec.created_at_ms,
+                        instances,
+                        watcher: self.start_watcher(&spec),
+                    });
+                }
+            }
+        }
+        let sup = self.clone();
+        tokio::spawn(async move {
+            let leaders = leftovers.iter().filter(|l| l.since_ticks.is_none()).count();
+            if leaders > 0 {
+                tracing::warn!(
+                    count = leaders,
+                    "terminating processes left by a previous daemon"
+                );
+            }
+            let kills: Vec<_> = leftovers
+                .into_iter()
+                .map(|l| {
+                    let home = sup.inner.home.clone();
+                    tokio::spawn(async move {
+                        match l.since_ticks {
+                            None => process::drain_group(l.pgid, l.signal, l.grace).await,
+                            Some(since) => {
+                                process::drain_orphans(l.pgid, since, &home, l.signal, l.grace)
+                                    .await
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for k in kills {
+                let _ = k.await;
+            }
+            let start = sup.in_levels(&to_start, Action::Start, super::DEFAULT_DEPENDENCY_TIMEOUT);
+            if let Err(e) = start.await {
+                tracing::warn!(error = %e, "cannot restart every app from state");
+            }
+        });
+        Ok(())
+    }
+}

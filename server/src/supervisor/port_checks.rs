@@ -1,0 +1,261 @@
+//! Port decisions made by the table: ports for new instances
+//! (`assign_ports`, over every other app's claims), rechecks against the
+//! host before an instance starts again, `restart --port` overrides, and
+//! the log-path rules (`check_log_paths`) checked before an app is
+//! placed.
+
+use super::Supervisor;
+use super::events;
+use super::instance::State;
+use super::lifecycle::Action;
+use super::lifecycle::first_error;
+use super::spec;
+use super::spec::AppSpec;
+use super::table::InstanceView;
+use crate::error::{Error, Result};
+use crate::ports::Claim;
+use pmdaemon_proto::Target;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::ports::{self, PortSpec};
+
+/// Ports for every instance of `spec` (none without a port spec).
+pub(super) fn assign_ports(spec: &AppSpec, others: &[Claim], keep: &[u16]) -> Result<Vec<u16>> {
+    match spec.port {
+        None => Ok(Vec::new()),
+        Some(port) => Ok(ports::assign(
+            &spec.name,
+            port,
+            spec.instances,
+            others,
+            keep,
+        )?),
+    }
+}
+
+/// Where an app's `out_file`/`error_file` may not point, checked before
+/// anything is created: at a non-regular file other than /dev/null (a FIFO
+/// would block logging, a device or directory break it), at the daemon's
+/// own files, or at a log file another app (or another stream) writes.
+/// `taken` holds the log paths in use, with who uses them.
+pub(super) fn check_log_paths(
+    spec: &AppSpec,
+    home: &Path,
+    taken: &[(PathBuf, String)],
+) -> Result<()> {
+    for (stream, path) in spec.custom_log_paths() {
+        let field = match stream {
+            crate::logs::Stream::Out => "out_file",
+            crate::logs::Stream::Err => "error_file",
+        };
+        if path == Path::new(spec::DISCARD) {
+            continue;
+        }
+        if let Ok(meta) = std::fs::metadata(&path)
+            && !meta.is_file()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{field}: {} is not a regular file; logs go to files (use {} to discard \
+                 the output)",
+                path.display(),
+                spec::DISCARD
+            )));
+        }
+        if path.parent() == Some(home) {
+            return Err(Error::InvalidArgument(format!(
+                "{field}: {} is in the daemon's home, next to its own files; choose another \
+                 path",
+                path.display()
+            )));
+        }
+        if let Some((_, user)) = taken.iter().find(|(p, _)| *p == path) {
+            return Err(Error::InvalidArgument(format!(
+                "{field}: {} is already the log file of {user}; give each stream its own file",
+                path.display()
+            )));
+        }
+    }
+    // The app's two streams may not share a file either.
+    if spec.out_file.is_some()
+        && spec.out_file == spec.error_file
+        && spec.out_file.as_deref() != Some(Path::new(spec::DISCARD))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "out_file and error_file are the same file ({}); give each its own",
+            spec.out_file.as_deref().unwrap_or(Path::new("")).display()
+        )));
+    }
+    Ok(())
+}
+
+impl Supervisor {
+    /// Before instances start (or restart), checks that the port each
+    /// will bind is still free on the host: a stopped instance holds its
+    /// port only on paper, and a plain restart returns from a `--port`
+    /// override to the app's own port. An `auto:` instance moves to the
+    /// first free port of its range (free among the apps and on the host);
+    /// a fixed port, a range or an override is refused, naming the process
+    /// that holds it. Returns the refused instances with why; the others
+    /// may start. `keep_override`: the next run keeps a `--port` override.
+    pub(super) fn recheck_ports(&self, ids: &[u32], keep_override: bool) -> Vec<(u32, Error)> {
+        let table = self.table();
+        let claims = table.claims_except(&[]);
+        let mut taken: Vec<u16> = Vec::new();
+        let mut moved = false;
+        let mut refused = Vec::new();
+        for app in &table.apps {
+            let Some(spec) = app.spec() else { continue };
+            let Some(port_spec) = spec.port else { continue };
+            for inst in app.instances.iter().filter(|i| ids.contains(&i.id)) {
+                let mut s = inst.shared.lock().unwrap_or_else(|e| e.into_inner());
+                let next = if keep_override {
+                    s.effective_port()
+                } else {
+                    s.port
+                };
+                let Some(port) = next else { continue };
+                if s.pid.is_some() && s.effective_port() == next {
+                    continue; // its own process holds the port
+                }
+                let Err(busy) = crate::ports::host_free(port) else {
+                    continue;
+                };
+                let auto = matches!(port_spec, crate::ports::PortSpec::Auto { .. });
+                let overridden = keep_override && s.port_override.is_some();
+                let free = (auto && !overridden)
+                    .then(|| {
+                        port_spec.ports().find(|&p| {
+                            !claims.iter().any(|c| c.holds(p))
+                                && !taken.contains(&p)
+                                && crate::ports::host_free(p).is_ok()
+                        })
+                    })
+                    .flatten();
+                match free {
+                    Some(free) => {
+                        tracing::info!(app = %app.name, id = inst.id, from = port, to = free, "port taken meanwhile; moved");
+                        taken.push(free);
+                        s.port = Some(free);
+                        moved = true;
+                    }
+                    None => {
+                        let why = if auto && !overridden {
+                            format!("{busy}, and no other port of {port_spec} is free")
+                        } else {
+                            busy.to_string()
+                        };
+                        refused.push((
+                            inst.id,
+                            Error::FailedPrecondition(format!(
+                                "{} (id {}) cannot start: {why}",
+                                app.name, inst.id
+                            )),
+                        ));
+                    }
+                }
+            }
+        }
+        drop(table);
+        if moved {
+            self.inner.persister.request();
+        }
+        refused
+    }
+
+    /// Records why instances could not start. One the daemon was bringing
+    /// back (restore) is `errored` with the reason rather than `starting`
+    /// for ever; a stopped one stays stopped, the caller is told.
+    pub(super) fn note_refused(&self, refused: &[(u32, Error)]) {
+        let table = self.table();
+        for (id, why) in refused {
+            let Some(inst) = table
+                .apps
+                .iter()
+                .flat_map(|a| &a.instances)
+                .find(|i| i.id == *id)
+            else {
+                continue;
+            };
+            let mut s = inst.shared.lock().unwrap_or_else(|e| e.into_inner());
+            if s.pid.is_none() && s.state == State::Starting {
+                s.state = State::Errored;
+                s.reason = why.to_string();
+                let name: Arc<str> = Arc::from(s.spec.name.as_str());
+                let snapshot = s.clone();
+                drop(s);
+                self.inner.events.emit(
+                    *id,
+                    &name,
+                    events::EventKind::Errored,
+                    &snapshot,
+                    why.to_string(),
+                );
+            }
+        }
+        drop(table);
+        self.inner.persister.request();
+    }
+
+    /// `restart --port`: the selected instances (of one app) get ports from
+    /// `port` for this run only, then restart.
+    pub async fn restart_with_port(
+        &self,
+        target: &Target,
+        port: PortSpec,
+    ) -> Result<Vec<InstanceView>> {
+        self.check_running()?;
+        {
+            let table = self.table();
+            let picked = table.select(target)?;
+            let mut apps: Vec<usize> = picked.iter().map(|(a, _)| *a).collect();
+            apps.dedup();
+            let [a] = apps[..] else {
+                return Err(Error::InvalidArgument(
+                    "--port applies to the instances of one app: give its name or an id".into(),
+                ));
+            };
+            let app = &table.apps[a];
+            let mut others = table.claims_except(&[app.name.as_str()]);
+            // The app's instances that keep running hold their ports too.
+            let siblings: Vec<u16> = app
+                .instances
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !picked.iter().any(|(_, p)| p == i))
+                .filter_map(|(_, inst)| {
+                    inst.shared
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .effective_port()
+                })
+                .collect();
+            if !siblings.is_empty() {
+                others.push(Claim {
+                    app: format!("{} (another of its instances)", app.name),
+                    spec: None,
+                    assigned: siblings,
+                });
+            }
+            let ports = ports::assign(&app.name, port, picked.len() as u32, &others, &app.ports())?;
+            for ((_, i), p) in picked.iter().zip(ports) {
+                app.instances[*i]
+                    .shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .port_override = Some(p);
+            }
+        }
+        first_error(
+            self.act(
+                target,
+                Action::Restart {
+                    keep_override: true,
+                },
+            )
+            .await?,
+        )?;
+        self.views(target)
+    }
+}

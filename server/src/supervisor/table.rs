@@ -1,0 +1,249 @@
+//! The process table and selection: apps, their instances (the command
+//! sender of each instance task, its `Shared` record and log sinks), which
+//! instances a [`Target`] selects, and read-only copies of them
+//! ([`InstanceView`]) for the API. The table lives in a
+//! `std::sync::Mutex` owned by the handle (`mod.rs`), never held across an
+//! await.
+
+use super::Supervisor;
+use super::instance::Cmd;
+use super::instance::Shared;
+use super::spec::AppSpec;
+use crate::error::{Error, Result};
+use crate::logs::LogSink;
+use crate::logs::Stream;
+use crate::ports::Claim;
+use pmdaemon_proto::Target;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// One log stream of one instance: (id, app name, stream, sink).
+pub type SinkRef = (u32, Arc<str>, Stream, Arc<LogSink>);
+
+/// A read-only copy of one instance for the API.
+#[derive(Debug, Clone)]
+pub struct InstanceView {
+    pub id: u32,
+    pub index: u32,
+    pub name: String,
+    pub shared: Shared,
+    pub created_at_ms: i64,
+    pub out_log: PathBuf,
+    pub err_log: PathBuf,
+    /// Latest CPU/memory sample while running.
+    pub sample: Option<crate::metrics::Sample>,
+}
+
+/// An instance as the table holds it.
+pub(super) struct Instance {
+    pub(super) id: u32,
+    pub(super) index: u32,
+    pub(super) shared: Arc<Mutex<Shared>>,
+    /// To the instance task; closing it (drop) stops the task.
+    pub(super) cmd: mpsc::UnboundedSender<Cmd>,
+    pub(super) out: Arc<LogSink>,
+    pub(super) err: Arc<LogSink>,
+}
+
+pub(super) struct App {
+    pub(super) name: String,
+    pub(super) created_at_ms: i64,
+    /// In index order.
+    pub(super) instances: Vec<Instance>,
+    /// Restarts the app on file changes while `watch` is on; dropping it
+    /// stops the watcher.
+    pub(super) watcher: Option<crate::watch::WatchHandle>,
+}
+
+impl App {
+    pub(super) fn spec(&self) -> Option<Arc<AppSpec>> {
+        let first = self.instances.first()?;
+        Some(
+            first
+                .shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .spec
+                .clone(),
+        )
+    }
+
+    /// Each instance's own assigned port, in index order (no overrides):
+    /// what `ports::assign` keeps position by position.
+    pub(super) fn assigned_ports(&self) -> Vec<u16> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.shared.lock().unwrap_or_else(|p| p.into_inner()).port)
+            .collect()
+    }
+
+    /// This app's `--port` overrides as a claim, so that its new ports keep
+    /// clear of them. None without overrides.
+    pub(super) fn override_claim(&self) -> Option<crate::ports::Claim> {
+        let overrides: Vec<u16> = self
+            .instances
+            .iter()
+            .filter_map(|i| {
+                i.shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .port_override
+            })
+            .collect();
+        (!overrides.is_empty()).then(|| crate::ports::Claim {
+            app: format!("{} (a --port override of this run)", self.name),
+            spec: None,
+            assigned: overrides,
+        })
+    }
+
+    /// The ports this app holds: assigned and overridden, in index order.
+    pub(super) fn ports(&self) -> Vec<u16> {
+        let mut ports = Vec::new();
+        for i in &self.instances {
+            let s = i.shared.lock().unwrap_or_else(|p| p.into_inner());
+            ports.extend(s.port);
+            ports.extend(s.port_override);
+        }
+        ports
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Table {
+    pub(super) next_id: u32,
+    /// In creation order, which is also id order.
+    pub(super) apps: Vec<App>,
+}
+
+impl Table {
+    pub(super) fn app(&self, name: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    pub(super) fn app_mut(&mut self, name: &str) -> Option<&mut App> {
+        self.apps.iter_mut().find(|a| a.name == name)
+    }
+
+    /// What every app not named in `except` holds of the port space.
+    pub(super) fn claims_except(&self, except: &[&str]) -> Vec<Claim> {
+        self.apps
+            .iter()
+            .filter(|a| !except.contains(&a.name.as_str()))
+            .map(|a| Claim {
+                app: a.name.clone(),
+                spec: a.spec().and_then(|s| s.port),
+                assigned: a.ports(),
+            })
+            .collect()
+    }
+
+    /// The log files of every instance of the apps not in `except`, with
+    /// who writes them (`app api (id 3)`).
+    pub(super) fn log_paths_except(&self, except: &[&str]) -> Vec<(PathBuf, String)> {
+        self.apps
+            .iter()
+            .filter(|a| !except.contains(&a.name.as_str()))
+            .flat_map(|a| {
+                a.instances.iter().flat_map(move |i| {
+                    let who = format!("app {} (id {})", a.name, i.id);
+                    [
+                        (i.out.path().to_path_buf(), who.clone()),
+                        (i.err.path().to_path_buf(), who),
+                    ]
+                })
+            })
+            .collect()
+    }
+
+    /// The instances a target selects, as (app index, instance index).
+    pub(super) fn select(&self, target: &Target) -> Result<Vec<(usize, usize)>> {
+        let all = self
+            .apps
+            .iter()
+            .enumerate()
+            .flat_map(|(a, app)| (0..app.instances.len()).map(move |i| (a, i)));
+        let picked: Vec<_> = match target {
+            Target::All => all.collect(),
+            Target::Id(id) => all
+                .filter(|&(a, i)| self.apps[a].instances[i].id == *id)
+                .collect(),
+            Target::Name(name) => all.filter(|&(a, _)| self.apps[a].name == *name).collect(),
+        };
+        if picked.is_empty() && !matches!(target, Target::All) {
+            return Err(Error::NotFound {
+                target: target.to_string(),
+            });
+        }
+        Ok(picked)
+    }
+}
+
+impl Supervisor {
+    /// Copies of the selected instances.
+    pub fn views(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        let snapshot = self.inner.metrics.borrow().clone();
+        let table = self.table();
+        let picked = table.select(target)?;
+        Ok(picked
+            .into_iter()
+            .map(|(a, i)| {
+                let app = &table.apps[a];
+                let inst = &app.instances[i];
+                // Only a sample of the current run: right after a restart
+                // the latest snapshot may still describe the previous one.
+                let started_at_ms = {
+                    let s = inst.shared.lock().unwrap_or_else(|p| p.into_inner());
+                    s.pid.and(s.started_at_ms)
+                };
+                let sample = started_at_ms.and_then(|started| {
+                    snapshot
+                        .samples
+                        .get(&inst.id)
+                        .copied()
+                        .filter(|m| m.at_ms >= started)
+                });
+                InstanceView {
+                    sample,
+                    id: inst.id,
+                    index: inst.index,
+                    name: app.name.clone(),
+                    shared: inst
+                        .shared
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone(),
+                    created_at_ms: app.created_at_ms,
+                    out_log: inst.out.path().to_path_buf(),
+                    err_log: inst.err.path().to_path_buf(),
+                }
+            })
+            .collect())
+    }
+
+    /// The log sinks of the selected instances: (id, name, stream, sink).
+    pub fn sinks(&self, target: &Target) -> Result<Vec<SinkRef>> {
+        let table = self.table();
+        let picked = table.select(target)?;
+        let mut out = Vec::new();
+        for (a, i) in picked {
+            let app = &table.apps[a];
+            let inst = &app.instances[i];
+            let name: Arc<str> = Arc::from(app.name.as_str());
+            out.push((inst.id, name.clone(), Stream::Out, inst.out.clone()));
+            out.push((inst.id, name, Stream::Err, inst.err.clone()));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn ids_of(&self, target: &Target) -> Result<Vec<u32>> {
+        let table = self.table();
+        let picked = table.select(target)?;
+        Ok(picked
+            .into_iter()
+            .map(|(a, i)| table.apps[a].instances[i].id)
+            .collect())
+    }
+}
