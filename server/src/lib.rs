@@ -1,10 +1,13 @@
 //! pmdaemond: the pmdaemon supervisor daemon as a library, so that the thin
 //! binary and tests run the same code: [`prepare_home`], [`bind`] and
-//! [`run`].
+//! [`run`]. Everything else is private to the crate.
 //!
-//! Modules, one per concern (see DESIGN.md):
-//! - `supervisor` — the process table and each instance's lifecycle; the only
-//!   place that forks or signals;
+//! Modules, one per concern (`ARCHITECTURE.md` at the repository root draws
+//! how they fit together):
+//! - `supervisor` — the core: the process table and each instance's
+//!   lifecycle, whose public operations own their transactions (serialized
+//!   where they reshape the table, answered once on disk); the only place
+//!   that forks or signals;
 //! - `health` — HTTP, TCP and script probes;
 //! - `metrics` — CPU/memory sampling of the managed processes;
 //! - `logs` — stdout/stderr capture, log files, rotation, tail, followers;
@@ -12,31 +15,38 @@
 //!   the host;
 //! - `watch` — file watching that restarts apps on changes;
 //! - `store` — `state.json` / `dump.json`, atomic writes;
-//! - `api` — the tonic service over the core; the one error mapping;
-//! - `auth` — peer credentials on the Unix socket.
+//! - `api` — the tonic service over the core: converts and hands off; the
+//!   one error mapping;
+//! - `serve` — the listeners (the Unix socket), each with its interceptor,
+//!   composed by [`run`];
+//! - `auth` — who may call: peer credentials on the Unix socket.
 
-pub mod api;
-pub mod auth;
-pub mod error;
-pub mod health;
-pub mod logs;
-pub mod metrics;
-pub mod ports;
-pub mod store;
-pub mod supervisor;
-pub mod watch;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod logs;
+pub(crate) mod metrics;
+pub(crate) mod ports;
+pub(crate) mod serve;
+pub(crate) mod store;
+pub(crate) mod supervisor;
+pub(crate) mod watch;
+
+/// The shortest CPU/memory sampling period (`--monitor-interval`).
+pub use metrics::MIN_INTERVAL as MIN_MONITOR_INTERVAL;
 
 use std::fs::File;
 use std::future::Future;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use pmdaemon_proto::v1::process_manager_server::ProcessManagerServer;
 use tokio::net::UnixListener;
 
-use tokio_stream::wrappers::UnixListenerStream;
-
 use crate::supervisor::Supervisor;
+
+pub use serve::unix::bind;
 
 /// Exclusive ownership of a `PMDAEMON_HOME`: an flock on
 /// `pmdaemond.lock`, held for the daemon's life (dropping it releases it).
@@ -58,7 +68,7 @@ pub enum StartError {
     },
 }
 
-fn io_err<'a>(
+pub(crate) fn io_err<'a>(
     context: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> StartError + 'a {
@@ -109,21 +119,6 @@ pub fn prepare_home(home: &Path) -> Result<HomeLock, StartError> {
     let _ = lock.rewind();
     let _ = writeln!(lock, "{}", std::process::id());
     Ok(HomeLock { _lock: lock })
-}
-
-/// Binds `$home/pmd.sock` with mode 0600, replacing a stale socket (the
-/// caller holds the home lock, so no live daemon owns it).
-pub fn bind(home: &Path, _lock: &HomeLock) -> Result<UnixListener, StartError> {
-    let path = pmdaemon_proto::socket_path(home);
-    match std::fs::remove_file(&path) {
-        Ok(()) => tracing::info!(path = %path.display(), "removed stale socket"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("cannot remove stale socket", &path)(e)),
-    }
-    let listener = UnixListener::bind(&path).map_err(io_err("cannot listen on", &path))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err("cannot restrict permissions of", &path))?;
-    Ok(listener)
 }
 
 /// How a daemon runs.
@@ -205,18 +200,15 @@ pub async fn run(
     // followers see the daemon until the end.
     let (served_tx, mut served_rx) = tokio::sync::watch::channel(false);
     let api = api::Api::new(sup.clone(), shutdown_tx.clone(), served_rx.clone(), notices);
-    let server = tonic::transport::Server::builder()
-        .layer(tonic::service::InterceptorLayer::new(auth::peer_uid_check(
-            nix::unistd::geteuid().as_raw(),
-        )))
-        .add_service(ProcessManagerServer::new(api))
+    // One set of services; each listener serves it behind its own
+    // interceptor.
+    let routes = serve::Routes::new(ProcessManagerServer::new(api))
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-            let _ = served_rx.wait_for(|s| *s).await;
-        });
-    let server = tokio::spawn(server);
+        .add_service(reflection_v1alpha);
+    let server = tokio::spawn(serve::unix::serve(listener, routes, async move {
+        let _ = served_rx.wait_for(|s| *s).await;
+    }));
     tracing::info!(home = %home.display(), pid = std::process::id(), "pmdaemond ready");
 
     let _ = shutdown_rx.wait_for(|s| *s).await;

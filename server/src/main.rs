@@ -78,11 +78,11 @@ fn main() -> ExitCode {
 
 fn parse_interval(value: &str) -> Result<std::time::Duration, String> {
     let d = pmdaemon_proto::parse_duration("--monitor-interval", value).map_err(|e| e.0)?;
-    if d < pmdaemond::metrics::MIN_INTERVAL {
+    if d < pmdaemond::MIN_MONITOR_INTERVAL {
         return Err(format!(
             "--monitor-interval: {} is below the {} minimum (CPU needs two samples that far apart)",
             humantime::format_duration(d),
-            humantime::format_duration(pmdaemond::metrics::MIN_INTERVAL)
+            humantime::format_duration(pmdaemond::MIN_MONITOR_INTERVAL)
         ));
     }
     Ok(d)

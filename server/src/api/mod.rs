@@ -84,27 +84,27 @@ impl v1::process_manager_server::ProcessManager for Api {
         &self,
         req: Request<v1::StartProcessRequest>,
     ) -> Reply<v1::StartProcessResponse> {
-        let reply = processes::start(&self.sup, req.into_inner()).await;
-        self.sup.durable().await;
-        reply.map(Response::new)
+        processes::start(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn stop_process(
         &self,
         req: Request<v1::StopProcessRequest>,
     ) -> Reply<v1::StopProcessResponse> {
-        let reply = processes::stop(&self.sup, req.into_inner()).await;
-        self.sup.durable().await;
-        reply.map(Response::new)
+        processes::stop(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn restart_process(
         &self,
         req: Request<v1::RestartProcessRequest>,
     ) -> Reply<v1::RestartProcessResponse> {
-        let reply = processes::restart(&self.sup, req.into_inner()).await;
-        self.sup.durable().await;
-        reply.map(Response::new)
+        processes::restart(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     type ReloadProcessStream = reload::ReloadStream;
@@ -120,27 +120,24 @@ impl v1::process_manager_server::ProcessManager for Api {
         &self,
         req: Request<v1::ScaleProcessRequest>,
     ) -> Reply<v1::ScaleProcessResponse> {
-        let _reshaping = self.sup.reshape().await;
-        let reply = processes::scale(&self.sup, req.into_inner()).await;
-        self.sup.durable().await;
-        reply.map(Response::new)
+        processes::scale(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn apply_apps(&self, req: Request<v1::ApplyAppsRequest>) -> Reply<v1::ApplyAppsResponse> {
-        let _reshaping = self.sup.reshape().await;
-        let reply = processes::apply(&self.sup, req.into_inner()).await;
-        self.sup.durable().await;
-        reply.map(Response::new)
+        processes::apply(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn delete_process(
         &self,
         req: Request<v1::DeleteProcessRequest>,
     ) -> Reply<v1::DeleteProcessResponse> {
-        let _reshaping = self.sup.reshape().await;
-        let reply = processes::delete(&self.sup, req.into_inner()).await;
-        self.sup.durable().await;
-        reply.map(Response::new)
+        processes::delete(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_processes(
@@ -209,10 +206,9 @@ impl v1::process_manager_server::ProcessManager for Api {
     }
 
     async fn resurrect(&self, req: Request<v1::ResurrectRequest>) -> Reply<v1::ResurrectResponse> {
-        let _reshaping = self.sup.reshape().await;
-        let reply = daemon::resurrect(&self.sup, req.into_inner()).await;
-        self.sup.durable().await;
-        reply.map(Response::new)
+        daemon::resurrect(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn shutdown(&self, _req: Request<v1::ShutdownRequest>) -> Reply<v1::ShutdownResponse> {

@@ -30,7 +30,6 @@ pub fn reload(sup: &Supervisor, req: v1::ReloadProcessRequest) -> Result<ReloadS
     let (tx, rx) = mpsc::channel(16);
     let sup = sup.clone();
     tokio::spawn(async move {
-        let _reshaping = sup.reshape().await;
         let progress_tx = tx.clone();
         let result = sup
             .reload(&target, timeout, move |view, done, total| {
@@ -41,8 +40,6 @@ pub fn reload(sup: &Supervisor, req: v1::ReloadProcessRequest) -> Result<ReloadS
                 }));
             })
             .await;
-        // On disk before the stream ends (see Supervisor::durable).
-        sup.durable().await;
         if let Err(e) = result {
             let _ = tx.send(Err(Status::from(e))).await;
         }

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 pub use probe::probe_once;
 pub use prober::{ProbeResult, ProberHandle, spawn_prober};
-pub use tracker::{HealthState, HealthTracker, Transition};
+pub use tracker::{HealthTracker, Transition};
 
 /// Time between the end of one probe and the start of the next.
 pub const DEFAULT_INTERVAL_MS: u64 = 5_000;
@@ -113,6 +113,7 @@ pub struct HealthCheck {
 
 impl HealthCheck {
     /// `probe` with the default timing.
+    #[cfg(test)]
     pub fn new(probe: Probe) -> Self {
         HealthCheck {
             probe,

@@ -38,6 +38,7 @@ pub struct ProberHandle {
 impl ProberHandle {
     /// Stops the prober and returns once its task is gone, so a script
     /// probe that was running has been killed.
+    #[cfg(test)]
     pub async fn stop(mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
@@ -46,6 +47,7 @@ impl ProberHandle {
     }
 
     /// Whether the task ended (its receiver was dropped).
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.task.as_ref().is_none_or(JoinHandle::is_finished)
     }

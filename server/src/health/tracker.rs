@@ -100,19 +100,23 @@ impl HealthTracker {
         }
     }
 
+    #[cfg(test)]
     pub fn state(&self) -> HealthState {
         self.state
     }
 
     /// Whether a probe passed in this run.
+    #[cfg(test)]
     pub fn is_ready(&self) -> bool {
         self.ready
     }
 
+    #[cfg(test)]
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
     }
 
+    #[cfg(test)]
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
     }

@@ -72,6 +72,7 @@ pub const RING_MAX_BYTES: usize = 64 * 1024;
 pub const TAIL_MAX_READ_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Length of the `time` prefix: `2026-11-26T04:26:30.123Z` and a space.
+#[cfg(test)]
 const TIME_PREFIX_LEN: usize = 25;
 
 /// The scratch buffer used to prefix lines with a timestamp is shrunk back
@@ -253,6 +254,7 @@ impl LogHub {
     /// Removes an instance's files, rotated ones included (on delete).
     /// Missing files are not an error; the first other error is returned
     /// after trying every file.
+    #[cfg(test)]
     pub fn remove_files(&self, name: &str, id: u32) -> std::io::Result<()> {
         remove_log_files([Stream::Out, Stream::Err].map(|s| self.path(name, id, s)))
     }
@@ -326,18 +328,7 @@ impl LogSink {
         &self.path
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
-    pub fn stream(&self) -> Stream {
-        self.stream
-    }
-
+    #[cfg(test)]
     pub fn config(&self) -> LogConfig {
         self.lock().config
     }
@@ -345,6 +336,7 @@ impl LogSink {
     /// Applies new options from the next write on (e.g. when an app is
     /// restarted with an updated spec). Rotated files beyond a lowered
     /// `max_files` are removed now.
+    #[cfg(test)]
     pub fn set_config(&self, config: LogConfig) -> std::io::Result<()> {
         let mut st = self.lock();
         let lowered = config.max_files < st.config.max_files;
@@ -678,6 +670,7 @@ fn prefix_lines(out: &mut Vec<u8>, data: &[u8], stamp: &[u8], open: bool) {
 /// Splits the `time` prefix off a line read from a file: its timestamp in
 /// milliseconds since the epoch and the rest of the line. `None` when the
 /// line does not start with one.
+#[cfg(test)]
 pub fn split_time_prefix(line: &[u8]) -> Option<(i64, &[u8])> {
     if line.len() < TIME_PREFIX_LEN || line[TIME_PREFIX_LEN - 1] != b' ' {
         return None;

@@ -61,9 +61,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-pub use sampler::{MAX_PROCESSES_PER_INSTANCE, STATM_EVERY, Sampler, THREAD_SWEEP_EVERY};
+pub use sampler::Sampler;
+#[cfg(test)]
+pub use sampler::THREAD_SWEEP_EVERY;
 
-/// The default `--monitor-interval`.
+/// The default `--monitor-interval` (what the tests assume).
+#[cfg(test)]
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The shortest interval accepted. The CPU clocks have nanosecond

@@ -27,7 +27,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-pub use host::{accepts_connections, holder_of, host_free, listening};
+pub use host::{accepts_connections, host_free, listening};
 
 /// A port request as users write it: `3000`, `3000-3003`, `auto:4000-4100`.
 /// Serialized as that string, so `state.json` stores `"auto:4000-4100"`.

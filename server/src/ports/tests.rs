@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 
+use super::host::holder_of;
 use super::*;
 
 /// A listener on the IPv4 wildcard address and an OS-chosen port, held for

@@ -75,7 +75,6 @@ pub enum ApplyOutcome {
 /// What `apply` did with one app.
 #[derive(Debug, Clone)]
 pub struct Applied {
-    pub name: String,
     pub outcome: ApplyOutcome,
     pub changed_fields: Vec<&'static str>,
     pub views: Vec<InstanceView>,
@@ -89,7 +88,7 @@ impl Supervisor {
     /// `options.dependency` from now. Once the set is valid, each app gets
     /// its own outcome: one that fails (a dependency that never got ready,
     /// say) does not undo the others, which the caller is told about.
-    pub async fn apply(
+    pub(super) async fn apply_set(
         &self,
         specs: Vec<AppSpec>,
         mode: ApplyMode,
@@ -244,24 +243,24 @@ impl Supervisor {
                         (ApplyOutcome::Unchanged, fields)
                     } else {
                         let left = dependency_deadline.saturating_duration_since(Instant::now());
-                        self.start(&target, left).await?;
+                        self.start_targets(&target, left).await?;
                         (ApplyOutcome::Started, fields)
                     }
                 }
                 ApplyMode::Restart => {
                     let left = dependency_deadline.saturating_duration_since(Instant::now());
-                    self.restart(&target, left).await?;
+                    self.restart_targets(&target, left).await?;
                     (ApplyOutcome::Restarted, fields)
                 }
                 ApplyMode::Reload => {
-                    self.reload(&target, ready_timeout, |_, _, _| {}).await?;
+                    self.roll(&target, ready_timeout, |_, _, _| {}).await?;
                     (ApplyOutcome::Restarted, fields)
                 }
             },
             // Only the count changed (say, after a `pmd scale`): scale rather
             // than replace every instance.
             Some(fields) if fields == ["instances"] && mode == ApplyMode::Start => {
-                self.scale(&name, spec.instances).await?;
+                self.resize(&name, spec.instances).await?;
                 (ApplyOutcome::Scaled, fields)
             }
             Some(fields) => {
@@ -273,7 +272,6 @@ impl Supervisor {
         };
         tracing::info!(app = %name, ?outcome, changed = ?changed_fields, "applied");
         Ok(Applied {
-            name,
             outcome,
             changed_fields,
             views: self.views(&target)?,

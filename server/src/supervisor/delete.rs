@@ -36,7 +36,7 @@ impl Supervisor {
     /// deletion would leave a gap in its app's instance numbers is kept and
     /// returned with why, and the others go; otherwise such a delete is
     /// refused whole.
-    pub async fn delete(
+    pub(super) async fn delete_instances(
         &self,
         target: &Target,
         only_state: Option<State>,
@@ -61,8 +61,6 @@ impl Supervisor {
         self.remove(&ids).await;
         remove_logs(self.inner.logs.dir(), &views);
         self.announce_deleted(&views);
-        let generation = self.inner.persister.request();
-        self.inner.persister.flushed(generation).await;
         Ok((views, kept))
     }
 

@@ -30,7 +30,7 @@ use super::spec::{AppSpec, Autorestart, Launch};
 use crate::error::{Error, Result};
 use crate::logs::{self, LogSink};
 
-/// Lifecycle states, as in DESIGN.md.
+/// Lifecycle states (`pmd list` shows their words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Starting,
@@ -80,17 +80,6 @@ pub enum Health {
     Unknown,
     Healthy,
     Unhealthy,
-}
-
-impl Health {
-    pub fn word(self) -> Option<&'static str> {
-        match self {
-            Health::None => None,
-            Health::Unknown => Some("unknown"),
-            Health::Healthy => Some("healthy"),
-            Health::Unhealthy => Some("unhealthy"),
-        }
-    }
 }
 
 /// How the last run ended.

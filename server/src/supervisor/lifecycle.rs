@@ -51,7 +51,7 @@ impl Supervisor {
     /// Resolves and validates `spec` (bare names on `path_var`, else the
     /// daemon's PATH), adds the app and starts it. Nothing is created when
     /// anything is wrong, including when the first spawn fails.
-    pub async fn create(
+    pub(super) async fn create_app(
         &self,
         spec: AppSpec,
         path_var: Option<&std::ffi::OsStr>,
@@ -271,7 +271,7 @@ impl Supervisor {
     /// once its dependencies meet their conditions (they are started
     /// first when selected too).
     /// Dependencies wait at most `dependency_timeout` in all.
-    pub async fn start(
+    pub(super) async fn start_targets(
         &self,
         target: &Target,
         dependency_timeout: std::time::Duration,
@@ -284,7 +284,7 @@ impl Supervisor {
 
     /// Stops the target's instances; waits until their groups are gone.
     /// `all` stops dependents before the apps they depend on.
-    pub async fn stop(&self, target: &Target) -> Result<Vec<InstanceView>> {
+    pub(super) async fn stop_targets(&self, target: &Target) -> Result<Vec<InstanceView>> {
         if *target == Target::All {
             for level in self.stop_levels() {
                 let in_level = |table: &Table| {
@@ -306,7 +306,7 @@ impl Supervisor {
     /// once the dependencies of its apps meet their conditions (at most
     /// `dependency_timeout` in all); the next runs bind the apps' own ports,
     /// checked first.
-    pub async fn restart(
+    pub(super) async fn restart_targets(
         &self,
         target: &Target,
         dependency_timeout: std::time::Duration,

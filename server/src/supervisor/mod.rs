@@ -1,15 +1,33 @@
-//! The process table: which apps exist, their instances, and the commands
-//! that change them (create, start, stop, restart, delete, restore at boot,
-//! shutdown). The only place that forks or signals (through `instance` and
-//! `process`).
+//! The core: the process table, each instance's lifecycle, and the public
+//! operations every transport calls (create, start, stop, restart,
+//! restart with ports, delete, scale, apply, reload, resurrect, save,
+//! views). The only place that forks or signals (through `instance` and
+//! `process`). Transports (`api/`, later TCP and HTTP) only convert and
+//! authorize; the rules that make a call safe live here:
+//! - every public operation answers only once the table as it left it is
+//!   on disk ([`Supervisor::durably`]);
+//! - operations that add, remove or replace instances, or walk an app's
+//!   instances one by one (delete, scale, apply, reload, resurrect,
+//!   `restart --port`, the watcher's restarts, restore at daemon start),
+//!   run one at a time ([`Supervisor::serialized`]).
 //!
 //! Concurrency: the table is a `std::sync::Mutex<Table>` that is never held
 //! across an await. Each instance has a task (`instance::run`) that owns its
-//! child and writes its `Shared` record (the table only sets what the next
-//! run uses: `spec`, `port_override`); the table keeps the task's command
-//! sender. Lock order: table, then an instance's `Shared`.
-//! Every change requests a write of `state.json` from the store's
-//! [`Persister`]; the writer task here coalesces them.
+//! child and writes its `Shared` record; the table keeps the task's command
+//! sender, and sets in `Shared` only what the next run uses (`spec`,
+//! `port`, `port_override`) and the refusal of a start that never reached
+//! the task (see `port_checks.rs`). Lock order: the turn, then the table,
+//! then an instance's `Shared`. Every change requests a write of
+//! `state.json` from the store's [`Persister`]; the writer task in
+//! `persistence.rs` coalesces them.
+//!
+//! Files: `table` (apps, instances, selection, views), `lifecycle`
+//! (create, instance tasks, start/stop/restart commands, shutdown),
+//! `delete`, `scale`, `apply`, `reload`, `dependencies` (order, cycles,
+//! conditions), `port_checks`, `watching`, `persistence` (snapshot,
+//! writer, save, resurrect, restore), `memory` (the memory guard),
+//! `instance` (the per-instance task), `process` (the OS boundary),
+//! `spec` (an app's definition), `events` (the event bus).
 
 mod apply;
 mod delete;
@@ -31,6 +49,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pmdaemon_proto::Target;
 
 use crate::error::{Error, Result};
 use crate::logs::LogHub;
@@ -49,12 +70,12 @@ struct Inner {
     /// State changes, for WatchEvents.
     events: Arc<events::EventBus>,
     /// Latest CPU/memory samples, published by the sampler task.
-    metrics: tokio::sync::watch::Receiver<Arc<crate::metrics::Snapshot>>,
+    metrics: crate::metrics::SnapshotReceiver,
     monitor_interval: std::time::Duration,
-    /// Held by operations that add or remove instances or walk an app's
-    /// instances one by one (scale, delete, apply, resurrect, reload), so
-    /// that two of them never interleave: see [`Supervisor::reshape`].
-    reshape: Arc<tokio::sync::Mutex<()>>,
+    /// Whose turn it is to reshape the table: held for the whole of each
+    /// serialized operation (see [`Supervisor::serialized`]). Never taken
+    /// while the table lock is held.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// Handle to the process table. Cheap to clone.
@@ -68,8 +89,7 @@ impl Supervisor {
     /// the state writer and the CPU/memory sampler (needs a runtime);
     /// `monitor_interval` is the sampling period.
     pub fn new(home: PathBuf, logs: LogHub, monitor_interval: std::time::Duration) -> Self {
-        let (metrics_tx, metrics_rx) =
-            tokio::sync::watch::channel(Arc::new(crate::metrics::Snapshot::default()));
+        let (metrics_tx, metrics_rx) = crate::metrics::channel();
         let inner = Arc::new(Inner {
             home,
             table: Mutex::new(Table::default()),
@@ -78,7 +98,7 @@ impl Supervisor {
             boot_id: process::boot_id(),
             path_var: std::env::var_os("PATH"),
             shutting_down: AtomicBool::new(false),
-            reshape: Arc::default(),
+            turn: tokio::sync::Mutex::new(()),
             events: Arc::new(events::EventBus::default()),
             metrics: metrics_rx,
             monitor_interval,
@@ -101,30 +121,146 @@ impl Supervisor {
         Supervisor { inner }
     }
 
-    /// State changes from now on.
-    /// Waits until the table as it is now is on disk (no batching window):
-    /// the API calls it after each change before it answers, so a daemon
-    /// killed right after answering neither forgets an app it started
-    /// (whose process would then run untracked) nor revives one it stopped.
-    pub async fn durable(&self) {
-        self.inner.persister.flush().await;
+    /// Runs `op` as one transaction of the table: it waits for its turn
+    /// (the operations that add, remove or replace instances, or walk an
+    /// app's instances one by one, never interleave: two `pmd scale` at
+    /// once would otherwise each decide from a table the other is changing)
+    /// and, once it is done, waits until the table as it is then is on disk
+    /// ([`Self::durably`]).
+    async fn serialized<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        let _turn = self.inner.turn.lock().await;
+        self.durably(op).await
     }
 
-    /// Waits for, then holds, the right to change the instances of apps
-    /// (scale, delete, apply, resurrect, reload): two `pmd scale` at once
-    /// would otherwise each decide from a table the other is changing.
-    /// Taken by the API for the whole call; internal calls do not take it.
-    pub async fn reshape(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        Arc::clone(&self.inner.reshape).lock_owned().await
+    /// Runs `op`, then waits until the table as it is then is on disk (no
+    /// batching window), whatever `op` returned: a daemon killed right
+    /// after an answer neither forgets an app it started (whose process
+    /// would then run untracked) nor revives one it stopped.
+    async fn durably<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        let result = op.await;
+        self.inner.persister.flush().await;
+        result
+    }
+
+    // The public operations. Every caller (the gRPC service, the daemon's
+    // own watchers and timers, any future transport) gets the same
+    // guarantees from here: each answers only once its change is on disk;
+    // those that reshape the table are serialized. start, stop and restart
+    // are not serialized: they only send commands to existing instances,
+    // whose tasks take them one at a time, and a `pmd stop` must be able to
+    // interrupt a long apply or reload.
+
+    /// Resolves and validates `spec` (bare names on `path_var`, else the
+    /// daemon's PATH), waits for its dependencies (at most
+    /// `dependency_timeout`), adds the app and starts it. Nothing is
+    /// created when anything is wrong, including when the first spawn
+    /// fails.
+    pub async fn create(
+        &self,
+        spec: spec::AppSpec,
+        path_var: Option<&std::ffi::OsStr>,
+        dependency_timeout: Duration,
+    ) -> Result<Vec<InstanceView>> {
+        self.durably(self.create_app(spec, path_var, dependency_timeout))
+            .await
+    }
+
+    /// Starts the target's instances that are not running, dependencies
+    /// first, each level once the dependencies of its apps meet their
+    /// conditions (at most `dependency_timeout` in all).
+    pub async fn start(
+        &self,
+        target: &Target,
+        dependency_timeout: Duration,
+    ) -> Result<Vec<InstanceView>> {
+        self.durably(self.start_targets(target, dependency_timeout))
+            .await
+    }
+
+    /// Stops the target's instances and waits until their groups are gone;
+    /// `all` stops dependents before the apps they depend on.
+    pub async fn stop(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        self.durably(self.stop_targets(target)).await
+    }
+
+    /// Restarts the target's instances, dependencies first (at most
+    /// `dependency_timeout` for their conditions); the next runs bind the
+    /// apps' own ports, checked first.
+    pub async fn restart(
+        &self,
+        target: &Target,
+        dependency_timeout: Duration,
+    ) -> Result<Vec<InstanceView>> {
+        self.durably(self.restart_targets(target, dependency_timeout))
+            .await
+    }
+
+    /// `restart --port`: the selected instances (of one app) get ports from
+    /// `port` for this run only, then restart.
+    pub async fn restart_with_port(
+        &self,
+        target: &Target,
+        port: crate::ports::PortSpec,
+    ) -> Result<Vec<InstanceView>> {
+        self.serialized(self.override_ports_and_restart(target, port))
+            .await
+    }
+
+    /// Stops and removes the target's instances (only those in
+    /// `only_state` when given) with their log files; returns them and, for
+    /// a bulk delete by status, the instances kept with why (see
+    /// `delete.rs`).
+    pub async fn delete(
+        &self,
+        target: &Target,
+        only_state: Option<instance::State>,
+    ) -> Result<(Vec<InstanceView>, Vec<String>)> {
+        self.serialized(self.delete_instances(target, only_state))
+            .await
+    }
+
+    /// Grows or shrinks app `name` to `count` instances; returns its
+    /// instances and the change in count.
+    pub async fn scale(&self, name: &str, count: u32) -> Result<(Vec<InstanceView>, i64)> {
+        self.serialized(self.resize(name, count)).await
+    }
+
+    /// Makes a set of definitions run as defined (ApplyApps, see
+    /// `apply.rs`); each app gets its own outcome.
+    pub async fn apply(
+        &self,
+        specs: Vec<spec::AppSpec>,
+        mode: ApplyMode,
+        options: ApplyOptions,
+    ) -> Result<Vec<(String, Result<Applied>)>> {
+        self.serialized(self.apply_set(specs, mode, options)).await
+    }
+
+    /// Rolling restart of the target's instances, each ready before the
+    /// next goes; `progress` receives each replaced instance with the count
+    /// done and the total.
+    pub async fn reload(
+        &self,
+        target: &Target,
+        ready_timeout: Duration,
+        progress: impl Fn(&InstanceView, usize, usize),
+    ) -> Result<Vec<InstanceView>> {
+        self.serialized(self.roll(target, ready_timeout, progress))
+            .await
+    }
+
+    /// Creates and starts every app of `dump.json` whose name is not taken;
+    /// returns the started instances, the names already known, and `NAME:
+    /// reason` for the apps that could not be created.
+    pub async fn resurrect(
+        &self,
+        path_var: Option<&std::ffi::OsStr>,
+    ) -> Result<(Vec<InstanceView>, Vec<String>, Vec<String>)> {
+        self.serialized(self.resurrect_dump(path_var)).await
     }
 
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<Arc<events::Event>> {
         self.inner.events.subscribe()
-    }
-
-    /// The latest samples, changing once per monitor interval.
-    pub fn metrics(&self) -> tokio::sync::watch::Receiver<Arc<crate::metrics::Snapshot>> {
-        self.inner.metrics.clone()
     }
 
     pub fn monitor_interval(&self) -> std::time::Duration {
@@ -152,9 +288,8 @@ impl Supervisor {
 }
 
 pub use apply::{Applied, ApplyMode, ApplyOptions, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT};
-pub use instance::State as InstanceState;
 use memory::{memory_guard, sample_targets};
 use persistence::persist_loop;
 pub use reload::DEFAULT_READY_TIMEOUT;
+pub use table::InstanceView;
 use table::Table;
-pub use table::{InstanceView, SinkRef};

@@ -139,7 +139,7 @@ impl Supervisor {
     /// (bare names on `path_var`, else the daemon's PATH). Returns the
     /// started views, the names already known, and `NAME: reason` for the
     /// apps that could not be created.
-    pub async fn resurrect(
+    pub(super) async fn resurrect_dump(
         &self,
         path_var: Option<&std::ffi::OsStr>,
     ) -> Result<(Vec<InstanceView>, Vec<String>, Vec<String>)> {
@@ -195,7 +195,7 @@ impl Supervisor {
                 ready: super::DEFAULT_READY_TIMEOUT,
                 path_var: path_var.map(Into::into),
             };
-            for (name, result) in self.apply(fresh, ApplyMode::Start, options).await? {
+            for (name, result) in self.apply_set(fresh, ApplyMode::Start, options).await? {
                 match result {
                     Ok(applied) => started.extend(applied.views),
                     Err(e) => failed.push(format!("{name}: {e}")),
@@ -262,37 +262,48 @@ impl Supervisor {
             }
         }
         let sup = self.clone();
+        // In the background, but as a serialized operation: no scale or
+        // delete may walk the table while it is being brought back.
         tokio::spawn(async move {
-            let leaders = leftovers.iter().filter(|l| l.since_ticks.is_none()).count();
-            if leaders > 0 {
-                tracing::warn!(
-                    count = leaders,
-                    "terminating processes left by a previous daemon"
-                );
-            }
-            let kills: Vec<_> = leftovers
-                .into_iter()
-                .map(|l| {
-                    let home = sup.inner.home.clone();
-                    tokio::spawn(async move {
-                        match l.since_ticks {
-                            None => process::drain_group(l.pgid, l.signal, l.grace).await,
-                            Some(since) => {
-                                process::drain_orphans(l.pgid, since, &home, l.signal, l.grace)
-                                    .await
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for k in kills {
-                let _ = k.await;
-            }
-            let start = sup.in_levels(&to_start, Action::Start, super::DEFAULT_DEPENDENCY_TIMEOUT);
-            if let Err(e) = start.await {
+            let sup = &sup;
+            let bring_back = async move {
+                sup.drain_leftovers(leftovers).await;
+                sup.in_levels(&to_start, Action::Start, super::DEFAULT_DEPENDENCY_TIMEOUT)
+                    .await
+            };
+            if let Err(e) = sup.serialized(bring_back).await {
                 tracing::warn!(error = %e, "cannot restart every app from state");
             }
         });
         Ok(())
+    }
+
+    /// Terminates what a crashed daemon's instances left running, all at
+    /// once, and waits until it is gone.
+    async fn drain_leftovers(&self, leftovers: Vec<Leftover>) {
+        let leaders = leftovers.iter().filter(|l| l.since_ticks.is_none()).count();
+        if leaders > 0 {
+            tracing::warn!(
+                count = leaders,
+                "terminating processes left by a previous daemon"
+            );
+        }
+        let kills: Vec<_> = leftovers
+            .into_iter()
+            .map(|l| {
+                let home = self.inner.home.clone();
+                tokio::spawn(async move {
+                    match l.since_ticks {
+                        None => process::drain_group(l.pgid, l.signal, l.grace).await,
+                        Some(since) => {
+                            process::drain_orphans(l.pgid, since, &home, l.signal, l.grace).await
+                        }
+                    }
+                })
+            })
+            .collect();
+        for k in kills {
+            let _ = k.await;
+        }
     }
 }

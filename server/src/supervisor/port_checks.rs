@@ -200,7 +200,7 @@ impl Supervisor {
 
     /// `restart --port`: the selected instances (of one app) get ports from
     /// `port` for this run only, then restart.
-    pub async fn restart_with_port(
+    pub(super) async fn override_ports_and_restart(
         &self,
         target: &Target,
         port: PortSpec,

@@ -20,7 +20,7 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 impl Supervisor {
     /// Rolling restart: one instance at a time, each ready before the next
     /// goes. `progress` receives each replaced instance with the count done.
-    pub async fn reload(
+    pub(super) async fn roll(
         &self,
         target: &Target,
         ready_timeout: Duration,

@@ -16,7 +16,7 @@ impl Supervisor {
     /// Grows or shrinks app `name` to `count` instances. Shrinking stops and
     /// removes the highest indexes first. Returns the app's instances and the
     /// change in count.
-    pub async fn scale(&self, name: &str, count: u32) -> Result<(Vec<InstanceView>, i64)> {
+    pub(super) async fn resize(&self, name: &str, count: u32) -> Result<(Vec<InstanceView>, i64)> {
         self.check_running()?;
         let target = Target::Name(name.to_string());
         let (old_count, new_ids, removed_ids, running) = {

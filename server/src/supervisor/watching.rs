@@ -82,7 +82,7 @@ impl Supervisor {
             let restarting = restarting.clone();
             tokio::spawn(async move {
                 tracing::info!(app = %name, changed = ?changed, "files changed; restarting");
-                if let Err(e) = sup.restart_running(&name).await {
+                if let Err(e) = sup.serialized(sup.restart_running(&name)).await {
                     tracing::warn!(app = %name, error = %e, "restart after a file change failed");
                 }
                 restarting.store(false, Ordering::Release);

@@ -96,13 +96,6 @@ pub struct WatchConfig {
     pub delay: Duration,
 }
 
-impl WatchConfig {
-    /// A default for `watch_delay`: long enough to cover an editor's save
-    /// sequence or a `git checkout`, short enough for hot reload. PM2's
-    /// documentation uses the same value in its example.
-    pub const DEFAULT_DELAY: Duration = Duration::from_millis(1000);
-}
-
 /// Why watching could not start. Each message names the path or glob and,
 /// where there is one, the fix.
 #[derive(Debug, thiserror::Error)]
