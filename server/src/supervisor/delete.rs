@@ -117,26 +117,17 @@ impl Supervisor {
     pub(super) fn gap_maker(&self, ids: &[u32]) -> Option<(u32, String)> {
         let table = self.table();
         for app in &table.apps {
-            let (gone, kept): (Vec<&Instance>, Vec<&Instance>) =
-                app.instances.iter().partition(|i| ids.contains(&i.id));
-            if gone.is_empty() || kept.is_empty() {
-                continue;
-            }
-            let n = kept.len() as u32;
-            if let Some(hole) = gone.iter().find(|i| i.index < n) {
+            let members: Vec<(u32, u32)> = app.instances.iter().map(|i| (i.id, i.index)).collect();
+            if let Some((id, index, n)) = first_gap(&members, ids) {
+                let name = &app.name;
+                let count = app.instances.len();
                 return Some((
-                    hole.id,
+                    id,
                     format!(
-                        "id {} is instance {} of {} ({} instances); deleting it would leave a \
-                         gap in the instance numbers that ports and PMD_INSTANCE_ID follow. \
-                         `pmd scale {} {n}` removes the highest instances; `pmd delete {}` \
-                         deletes the app",
-                        hole.id,
-                        hole.index,
-                        app.name,
-                        app.instances.len(),
-                        app.name,
-                        app.name
+                        "id {id} is instance {index} of {name} ({count} instances); deleting it \
+                         would leave a gap in the instance numbers that ports and \
+                         PMD_INSTANCE_ID follow. `pmd scale {name} {n}` removes the highest \
+                         instances; `pmd delete {name}` deletes the app"
                     ),
                 ));
             }
@@ -154,5 +145,58 @@ impl Supervisor {
         table.apps.retain(|a| !a.instances.is_empty());
         drop(table);
         self.inner.persister.request();
+    }
+}
+
+/// The gap rule on one app's instances, given as (id, index): when deleting
+/// the instances whose ids are in `ids` would leave its indices other than
+/// 0..n (n = how many are kept), the first deleted instance below n, as
+/// (id, index, n). Deleting none or all of an app never makes a gap.
+fn first_gap(members: &[(u32, u32)], ids: &[u32]) -> Option<(u32, u32, u32)> {
+    let kept = members.iter().filter(|(id, _)| !ids.contains(id)).count() as u32;
+    if kept == 0 || kept == members.len() as u32 {
+        return None;
+    }
+    members
+        .iter()
+        .find(|(id, index)| ids.contains(id) && *index < kept)
+        .map(|&(id, index)| (id, index, kept))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_gap;
+
+    /// An app of four instances: ids 10..13, indices 0..3.
+    const FOUR: [(u32, u32); 4] = [(10, 0), (11, 1), (12, 2), (13, 3)];
+
+    #[test]
+    fn deleting_the_highest_instances_leaves_no_gap() {
+        assert_eq!(first_gap(&FOUR, &[13]), None);
+        assert_eq!(first_gap(&FOUR, &[12, 13]), None);
+        assert_eq!(first_gap(&FOUR, &[11, 12, 13]), None);
+    }
+
+    #[test]
+    fn deleting_none_or_all_of_an_app_leaves_no_gap() {
+        assert_eq!(first_gap(&FOUR, &[]), None);
+        assert_eq!(first_gap(&FOUR, &[99]), None);
+        assert_eq!(first_gap(&FOUR, &[10, 11, 12, 13]), None);
+    }
+
+    #[test]
+    fn deleting_a_middle_or_first_instance_is_a_gap() {
+        assert_eq!(first_gap(&FOUR, &[11]), Some((11, 1, 3)));
+        assert_eq!(first_gap(&FOUR, &[10]), Some((10, 0, 3)));
+        // Two go, two stay: index 1 is below the two kept.
+        assert_eq!(first_gap(&FOUR, &[11, 13]), Some((11, 1, 2)));
+    }
+
+    #[test]
+    fn the_gap_rule_follows_indices_not_ids() {
+        // Ids out of index order (instances replaced by apply keep theirs).
+        let members = [(7, 1), (3, 0), (9, 2)];
+        assert_eq!(first_gap(&members, &[9]), None);
+        assert_eq!(first_gap(&members, &[3]), Some((3, 0, 2)));
     }
 }
