@@ -119,41 +119,29 @@ impl Supervisor {
                 if s.pid.is_some() && s.effective_port() == next {
                     continue; // its own process holds the port
                 }
-                let Err(busy) = crate::ports::host_free(port) else {
-                    continue;
-                };
-                let auto = matches!(port_spec, crate::ports::PortSpec::Auto { .. });
                 let overridden = keep_override && s.port_override.is_some();
-                let free = (auto && !overridden)
-                    .then(|| {
-                        port_spec.ports().find(|&p| {
-                            !claims.iter().any(|c| c.holds(p))
-                                && !taken.contains(&p)
-                                && crate::ports::host_free(p).is_ok()
-                        })
-                    })
-                    .flatten();
-                match free {
-                    Some(free) => {
+                let claimed = |p: u16| claims.iter().any(|c| c.holds(p)) || taken.contains(&p);
+                match recheck(
+                    port_spec,
+                    port,
+                    overridden,
+                    claimed,
+                    crate::ports::host_free,
+                ) {
+                    PortRecheck::Free => {}
+                    PortRecheck::MoveTo(free) => {
                         tracing::info!(app = %app.name, id = inst.id, from = port, to = free, "port taken meanwhile; moved");
                         taken.push(free);
                         s.port = Some(free);
                         moved = true;
                     }
-                    None => {
-                        let why = if auto && !overridden {
-                            format!("{busy}, and no other port of {port_spec} is free")
-                        } else {
-                            busy.to_string()
-                        };
-                        refused.push((
-                            inst.id,
-                            Error::FailedPrecondition(format!(
-                                "{} (id {}) cannot start: {why}",
-                                app.name, inst.id
-                            )),
-                        ));
-                    }
+                    PortRecheck::Refuse(why) => refused.push((
+                        inst.id,
+                        Error::FailedPrecondition(format!(
+                            "{} (id {}) cannot start: {why}",
+                            app.name, inst.id
+                        )),
+                    )),
                 }
             }
         }
@@ -257,5 +245,125 @@ impl Supervisor {
             .await?,
         )?;
         self.views(target)
+    }
+}
+
+/// What a start does about the port its instance's next run binds.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum PortRecheck {
+    /// Free on the host: start there.
+    Free,
+    /// Taken; an `auto:` port moves here.
+    MoveTo(u16),
+    /// Taken, with nowhere to go: why.
+    Refuse(String),
+}
+
+/// The recheck rule for one instance whose next run binds `port` of
+/// `spec`: free on the host (`host_free`), it starts there. Taken, an
+/// `auto:` port that is not a `--port` override (`overridden`) moves to the
+/// first port of its range that is not `claimed` (by an app, or by an
+/// instance moved earlier in the same round) and is free on the host; a
+/// fixed port, a range or an override is refused, naming the holder.
+pub(super) fn recheck(
+    spec: PortSpec,
+    port: u16,
+    overridden: bool,
+    claimed: impl Fn(u16) -> bool,
+    host_free: impl Fn(u16) -> std::result::Result<(), crate::ports::PortError>,
+) -> PortRecheck {
+    let Err(busy) = host_free(port) else {
+        return PortRecheck::Free;
+    };
+    let movable = matches!(spec, PortSpec::Auto { .. }) && !overridden;
+    if !movable {
+        return PortRecheck::Refuse(busy.to_string());
+    }
+    match spec.ports().find(|&p| !claimed(p) && host_free(p).is_ok()) {
+        Some(free) => PortRecheck::MoveTo(free),
+        None => PortRecheck::Refuse(format!("{busy}, and no other port of {spec} is free")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PortRecheck, recheck};
+    use crate::ports::{PortError, PortSpec};
+
+    /// A host on which `busy` ports are taken by another process.
+    fn host(busy: &'static [u16]) -> impl Fn(u16) -> Result<(), PortError> {
+        move |port| match busy.contains(&port) {
+            true => Err(PortError::Bound { port, holder: None }),
+            false => Ok(()),
+        }
+    }
+
+    fn spec(s: &str) -> PortSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_free_port_is_kept_whatever_the_spec() {
+        for s in ["4000", "4000-4003", "auto:4000-4010"] {
+            assert_eq!(
+                recheck(spec(s), 4000, false, |_| false, host(&[])),
+                PortRecheck::Free
+            );
+        }
+    }
+
+    #[test]
+    fn a_taken_fixed_port_or_range_is_refused_naming_the_port() {
+        for s in ["4000", "4000-4003"] {
+            let PortRecheck::Refuse(why) = recheck(spec(s), 4000, false, |_| false, host(&[4000]))
+            else {
+                panic!("{s}: a taken fixed port must be refused");
+            };
+            assert!(why.contains("port 4000 is already in use"), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_taken_auto_port_moves_to_the_first_unclaimed_free_one() {
+        // 4000 taken on the host, 4001 claimed by another app, 4002 taken
+        // on the host too: 4003 is the first that is both.
+        let claimed = |p: u16| p == 4001;
+        assert_eq!(
+            recheck(
+                spec("auto:4000-4010"),
+                4000,
+                false,
+                claimed,
+                host(&[4000, 4002])
+            ),
+            PortRecheck::MoveTo(4003)
+        );
+    }
+
+    #[test]
+    fn an_override_never_moves() {
+        let PortRecheck::Refuse(why) =
+            recheck(spec("auto:4000-4010"), 4000, true, |_| false, host(&[4000]))
+        else {
+            panic!("a --port override is what the user asked for: refuse, do not move");
+        };
+        assert!(!why.contains("no other port"), "{why}");
+    }
+
+    #[test]
+    fn a_full_auto_range_is_refused_saying_so() {
+        let PortRecheck::Refuse(why) = recheck(
+            spec("auto:4000-4001"),
+            4000,
+            false,
+            |p| p == 4001,
+            host(&[4000]),
+        ) else {
+            panic!("nowhere to go");
+        };
+        assert!(
+            why.contains("no other port of auto:4000-4001 is free"),
+            "{why}"
+        );
     }
 }
