@@ -2,7 +2,6 @@
 //! `pmd kill`, save/resurrect, and the state file itself.
 
 use std::fs;
-use std::time::Duration;
 
 use pmdaemon_tests::*;
 
@@ -215,9 +214,7 @@ fn save_then_delete_all_then_resurrect_restores_apps() {
     );
     d.pmd_ok(&["delete", "all"]);
     assert!(d.list_json().is_empty());
-    wait_for("all apps gone", Duration::from_secs(10), || {
-        d.app_pids().is_empty()
-    });
+    wait_for("all apps gone", WAIT, || d.app_pids().is_empty());
 
     d.pmd_ok(&["resurrect"]);
     d.wait_online("red");
@@ -276,7 +273,7 @@ fn a_bare_command_is_found_on_the_callers_path() {
     );
     let out = run_with_timeout(
         d.pmd_command(&["start", "mycmd"]).env("PATH", &path),
-        Duration::from_secs(30),
+        PMD_TIMEOUT,
     );
     assert!(out.status.success(), "{}", describe_output(&out));
     let pid = d.wait_online("mycmd");
