@@ -118,15 +118,35 @@ impl TestDaemon {
         self.home().join("state.json")
     }
 
-    /// Polls state.json until it parses and satisfies `pred`. The daemon
-    /// writes it in short batches after a change, so a test must not expect
-    /// it on disk the moment an RPC returns.
+    /// state.json as it is on disk now, parsed; panics when it is missing
+    /// or not JSON. A `pmd` command that changed apps answers only once its
+    /// change is on disk, so right after one this is the daemon's record of
+    /// it.
+    pub fn state(&self) -> Value {
+        let path = self.state_path();
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        parse_json("state.json", &text)
+    }
+
+    /// Polls state.json until it parses and satisfies `pred` (given its
+    /// text), for changes the daemon makes on its own (a restart after a
+    /// crash or a file change, a probe's result): those are written in
+    /// short batches, not before anyone is answered. After a `pmd` command,
+    /// read [`Self::state`] instead.
     pub fn wait_state(&self, what: &str, mut pred: impl FnMut(&str) -> bool) -> Value {
         wait_for_value(&format!("state.json {what}"), WAIT, || {
             let text = fs::read_to_string(self.state_path()).ok()?;
             let parsed: Value = serde_json::from_str(&text).ok()?;
             pred(&text).then_some(parsed)
         })
+    }
+
+    /// Waits until state.json records `pid` as a running instance's.
+    pub fn wait_pid_recorded(&self, pid: u32) {
+        self.wait_state(&format!("to record pid {pid}"), |s| {
+            s.contains(&format!("\"pid\":{pid}")) || s.contains(&format!("\"pid\": {pid}"))
+        });
     }
 
     /// `$PMDAEMON_HOME/pmdaemond.log`, empty if absent.

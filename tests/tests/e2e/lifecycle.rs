@@ -239,7 +239,9 @@ fn delete_removes_the_app_its_state_entry_and_its_logs() {
     wait_for("both logs to be written", WAIT, || {
         lines_of(&out_log) == ["out"] && lines_of(&err_log) == ["err"]
     });
-    d.wait_state("to name the app", |s| s.contains("doomed"));
+    // `pmd start` answered once its change was on disk.
+    let state = d.state().to_string();
+    assert!(state.contains("doomed"), "state.json: {state}");
 
     d.pmd_ok(&["delete", "doomed"]);
     assert!(d.app("doomed").is_none(), "deleted app still listed");
@@ -255,7 +257,9 @@ fn delete_removes_the_app_its_state_entry_and_its_logs() {
             .any(|f| f.to_string_lossy().starts_with("doomed-")),
         "log files left behind: {left:?}"
     );
-    d.wait_state("to forget the deleted app", |s| !s.contains("doomed"));
+    // `pmd delete` answered once its change was on disk.
+    let state = d.state().to_string();
+    assert!(!state.contains("doomed"), "state.json: {state}");
 }
 
 /// `pmd delete all --status stopped` deletes only the stopped apps.
