@@ -63,6 +63,8 @@ fn a_dependent_starts_once_its_dependencies_meet_their_conditions() {
     let mut events = d.events();
     let port = free_ports(1);
     d.write_script("stamp.sh", STAMP_START);
+    // The job's own sleep: a migration that takes a while, so that a
+    // dependent that did not wait for it would start first.
     d.write_script("migrate.sh", "sleep 1\ndate +%s%N > migrated\nexit 0");
     d.write_health_server("db.py");
     let file = d.write_file(

@@ -34,6 +34,8 @@ fn kinds(events: &[Value]) -> Vec<&str> {
 fn events_show_a_crash_and_the_restart_in_order() {
     let d = TestDaemon::start();
     let mut events = d.events();
+    // The first run's own sleep keeps it up long enough to be `online`
+    // before it crashes.
     let script = d.write_script(
         "once.sh",
         "if [ ! -e crashed ]; then touch crashed; sleep 0.3; exit 3; fi\nexec sleep 100000",

@@ -186,6 +186,8 @@ fn wait_ready_on_a_never_healthy_app_fails_with_the_error_and_its_logs() {
 #[test]
 fn wait_ready_fails_at_once_when_the_app_crashes() {
     let d = TestDaemon::start();
+    // The app's own sleep: it crashes while `--wait-ready` waits, not
+    // before the wait began.
     let script = d.write_script(
         "crash.sh",
         "echo 'fatal: missing config file' >&2\nsleep 0.2\nexit 7",

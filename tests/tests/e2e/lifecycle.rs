@@ -45,11 +45,9 @@ fn stop_kills_the_app_and_its_grandchild() {
     let app = d.app("forker").unwrap();
     assert_eq!(app["status"], "stopped", "{app}");
     assert!(app["pid"].is_null(), "stopped app still has a pid: {app}");
-    wait_for(
-        "the app and its grandchild to be gone",
-        Duration::from_secs(5),
-        || pids.iter().all(|&p| !pid_alive(p)),
-    );
+    wait_for("the app and its grandchild to be gone", WAIT, || {
+        pids.iter().all(|&p| !pid_alive(p))
+    });
 }
 
 /// A descendant that left the app's process group (`setsid`) is not out of
@@ -69,11 +67,9 @@ exec sleep 100000",
     });
     let pids = d.app_pids();
     d.pmd_ok(&["stop", "escaper"]);
-    wait_for(
-        "the app and its escaped child to be gone",
-        Duration::from_secs(10),
-        || pids.iter().all(|&p| !pid_alive(p)),
-    );
+    wait_for("the app and its escaped child to be gone", WAIT, || {
+        pids.iter().all(|&p| !pid_alive(p))
+    });
 }
 
 /// `pmd restart` replaces the process: a new pid, the old one gone, and the
@@ -146,11 +142,7 @@ fn an_app_ignoring_sigterm_is_killed_after_kill_timeout() {
         took >= Duration::from_millis(900),
         "stop returned after {took:?}, before the 1 s kill timeout could pass"
     );
-    wait_for(
-        "the stubborn app to be gone",
-        Duration::from_secs(5),
-        || !pid_alive(pid),
-    );
+    wait_for("the stubborn app to be gone", WAIT, || !pid_alive(pid));
     let app = d.wait_status("stubborn", "stopped");
     assert_eq!(app["exit_signal"], "SIGKILL", "{app}");
 }
@@ -247,15 +239,15 @@ fn delete_removes_the_app_its_state_entry_and_its_logs() {
     wait_for("both logs to be written", WAIT, || {
         lines_of(&out_log) == ["out"] && lines_of(&err_log) == ["err"]
     });
-    d.wait_state("to name the app", |s| s.contains("doomed"));
+    // `pmd start` answered once its change was on disk.
+    let state = d.state().to_string();
+    assert!(state.contains("doomed"), "state.json: {state}");
 
     d.pmd_ok(&["delete", "doomed"]);
     assert!(d.app("doomed").is_none(), "deleted app still listed");
-    wait_for(
-        "the deleted app's process to be gone",
-        Duration::from_secs(5),
-        || !pid_alive(pid),
-    );
+    wait_for("the deleted app's process to be gone", WAIT, || {
+        !pid_alive(pid)
+    });
     let left: Vec<_> = fs::read_dir(d.logs_dir())
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
         .unwrap_or_default();
@@ -265,7 +257,9 @@ fn delete_removes_the_app_its_state_entry_and_its_logs() {
             .any(|f| f.to_string_lossy().starts_with("doomed-")),
         "log files left behind: {left:?}"
     );
-    d.wait_state("to forget the deleted app", |s| !s.contains("doomed"));
+    // `pmd delete` answered once its change was on disk.
+    let state = d.state().to_string();
+    assert!(!state.contains("doomed"), "state.json: {state}");
 }
 
 /// `pmd delete all --status stopped` deletes only the stopped apps.

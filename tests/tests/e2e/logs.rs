@@ -92,7 +92,7 @@ fn follow_streams_new_lines() {
     });
     let mut seen = Vec::new();
     let mut await_line = |needle: &str| {
-        let deadline = Instant::now() + WAIT;
+        let deadline = WAIT.deadline();
         while !seen.iter().any(|l: &String| l.contains(needle)) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -167,7 +167,7 @@ fn follow_into_head_exits_zero() {
         .env("PMDAEMON_HOME", d.home())
         .env("NO_COLOR", "1")
         .current_dir(d.work());
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    let out = run_with_timeout(&mut cmd, PMD_TIMEOUT);
     assert!(
         out.status.success(),
         "pipeline failed\n{}",
@@ -368,14 +368,15 @@ fn a_slow_follower_is_told_how_many_lines_it_missed() {
             .into_inner();
         fs::write(d.work().join("go"), "").unwrap();
         // Do not read until the app has written everything.
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = WAIT.times(4).deadline();
         while !fs::read(&out_log).unwrap_or_default().ends_with(b"done\n") {
             assert!(Instant::now() < deadline, "the app never finished writing");
+            // The poll interval: the app writes for seconds.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (mut received, mut missed) = (0u64, 0u64);
         loop {
-            let msg = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            let msg = tokio::time::timeout(WAIT.get(), stream.message())
                 .await
                 .unwrap_or_else(|_| {
                     panic!("no \"done\" line after {received} lines and {missed} missed")
@@ -471,7 +472,7 @@ fn stream_logs_resumes_after_a_sequence_number() {
         fs::write(d.work().join("go1"), "").unwrap();
         let mut seen = Vec::new();
         while seen.len() < 5 {
-            let msg = tokio::time::timeout(WAIT, first.message())
+            let msg = tokio::time::timeout(WAIT.get(), first.message())
                 .await
                 .expect("the first follower got no line")
                 .expect("StreamLogs message")
@@ -498,7 +499,7 @@ fn stream_logs_resumes_after_a_sequence_number() {
             .into_inner();
         let mut resumed = Vec::new();
         while !resumed.iter().any(|l: &v1::LogLine| l.data == b"b3") {
-            let msg = tokio::time::timeout(WAIT, second.message())
+            let msg = tokio::time::timeout(WAIT.get(), second.message())
                 .await
                 .unwrap_or_else(|_| panic!("resume stalled after {resumed:?}"))
                 .expect("StreamLogs message")

@@ -20,13 +20,16 @@
 //!   restarts, `{port}` in a cluster's check;
 //! - `dependencies`: `depends_on` start order, stop order, cycles;
 //! - `monitoring`: CPU and memory samples, `--max-memory`, `pmd monit`;
-//! - `events`: `pmd events -o json` as a crash and its restart happen.
+//! - `events`: `pmd events -o json` as a crash and its restart happen;
+//! - `in_process`: the daemon run in this process through
+//!   `pmdaemond::run`, stopped by its shutdown future.
 
 mod cluster;
 mod dependencies;
 mod ecosystem;
 mod events;
 mod health;
+mod in_process;
 mod lifecycle;
 mod logs;
 mod monitoring;

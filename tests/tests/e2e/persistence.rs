@@ -2,7 +2,6 @@
 //! `pmd kill`, save/resurrect, and the state file itself.
 
 use std::fs;
-use std::time::Duration;
 
 use pmdaemon_tests::*;
 
@@ -60,7 +59,7 @@ fn daemon_kill9_then_start_leaves_no_duplicates() {
     });
     let old_pids = d.app_pids();
     // kill -9 gives the daemon no chance to flush: let it record the pid first.
-    wait_pid_recorded(&d, old);
+    d.wait_pid_recorded(old);
 
     d.kill9_daemon();
     d.spawn_daemon();
@@ -120,7 +119,7 @@ fn orphans_of_an_instance_that_died_with_the_daemon_are_terminated() {
     );
     d.pmd_ok(&["start", arg(&script), "--name", "ticker"]);
     let leader = d.wait_online("ticker");
-    wait_pid_recorded(&d, leader);
+    d.wait_pid_recorded(leader);
     let orphan = wait_for_value("the background sleep", WAIT, || {
         d.app_pids()
             .into_iter()
@@ -142,13 +141,6 @@ fn orphans_of_an_instance_that_died_with_the_daemon_are_terminated() {
             == 1
     });
     assert!(pid_alive(pid));
-}
-
-/// Waits until state.json records `pid` as a running instance's.
-fn wait_pid_recorded(d: &TestDaemon, pid: u32) {
-    d.wait_state("to record the running pid", |s| {
-        s.contains(&format!("\"pid\":{pid}")) || s.contains(&format!("\"pid\": {pid}"))
-    });
 }
 
 /// The command line of `pid`, arguments joined by spaces; empty when gone.
@@ -215,9 +207,7 @@ fn save_then_delete_all_then_resurrect_restores_apps() {
     );
     d.pmd_ok(&["delete", "all"]);
     assert!(d.list_json().is_empty());
-    wait_for("all apps gone", Duration::from_secs(10), || {
-        d.app_pids().is_empty()
-    });
+    wait_for("all apps gone", WAIT, || d.app_pids().is_empty());
 
     d.pmd_ok(&["resurrect"]);
     d.wait_online("red");
@@ -276,7 +266,7 @@ fn a_bare_command_is_found_on_the_callers_path() {
     );
     let out = run_with_timeout(
         d.pmd_command(&["start", "mycmd"]).env("PATH", &path),
-        Duration::from_secs(30),
+        PMD_TIMEOUT,
     );
     assert!(out.status.success(), "{}", describe_output(&out));
     let pid = d.wait_online("mycmd");
@@ -336,9 +326,9 @@ fn a_corrupt_state_file_is_kept_aside() {
 
     d.pmd_ok(&["start", "sleep", "--name", "fresh", "--", "100000"]);
     d.wait_online("fresh");
-    d.wait_state("to be JSON again and name the new app", |s| {
-        s.contains("fresh")
-    });
+    // `pmd start` answered once its change was on disk.
+    let state = d.state().to_string();
+    assert!(state.contains("fresh"), "state.json: {state}");
 }
 
 /// state.json is written as apps change and names them.
@@ -347,7 +337,9 @@ fn the_state_file_records_apps() {
     let d = TestDaemon::start();
     d.pmd_ok(&["start", "sleep", "--name", "recorded", "--", "100000"]);
     d.wait_online("recorded");
-    d.wait_state("to name the app", |s| s.contains("recorded"));
+    // `pmd start` answered once its change was on disk.
+    let state = d.state().to_string();
+    assert!(state.contains("recorded"), "state.json: {state}");
     let leftovers: Vec<_> = fs::read_dir(d.home())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

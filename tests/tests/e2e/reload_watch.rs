@@ -24,6 +24,54 @@ fn wait_replaced(d: &TestDaemon, name: &str, old: u32) -> serde_json::Value {
     )
 }
 
+/// A daemon whose log records each watch restart with the changed files
+/// (`info`, whatever `PMDAEMON_LOG` the suite runs with), for
+/// [`watch_restarts`].
+fn start_logging_watch_restarts() -> TestDaemon {
+    let mut d = TestDaemon::new_stopped();
+    d.set_daemon_env("PMDAEMON_LOG", "info");
+    d.spawn_daemon();
+    d
+}
+
+/// The file names behind each watch restart of `app` so far, in order, from
+/// the daemon's log (`files changed; restarting app=NAME changed=[PATHS]`).
+/// A file that must not restart the app shows up here even when it came in
+/// the same debounced burst as one that must, where the restart count alone
+/// would not tell.
+fn watch_restarts(d: &TestDaemon, app: &str) -> Vec<Vec<String>> {
+    let log = d.daemon_log();
+    let app_field = format!("app={app} ");
+    log.lines()
+        .filter(|l| l.contains("files changed; restarting") && l.contains(&app_field))
+        .map(|line| {
+            let list = line
+                .split_once("changed=[")
+                .and_then(|(_, rest)| rest.rsplit_once(']'))
+                .map(|(list, _)| list)
+                .unwrap_or_else(|| panic!("no changed=[...] in the log line {line:?}"));
+            list.split(", ")
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let path = std::path::Path::new(p.trim_matches('"'));
+                    path.file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| p.to_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Waits until `name` was restarted for a file change (online with a pid
+/// other than `old`) and that restart is over (its pid recorded), so that
+/// the next change is not folded into it; returns its list entry.
+fn wait_watch_restart(d: &TestDaemon, name: &str, old: u32) -> serde_json::Value {
+    let app = wait_replaced(d, name, old);
+    d.wait_pid_recorded(pid_of(&app).unwrap());
+    app
+}
+
 /// `pmd reload` of three HTTP instances on a port range replaces every
 /// instance (new pids, each answering on its own port) while at least two
 /// of the three answer at every moment: a poller GETs every port in a loop
@@ -150,7 +198,7 @@ fn reload_brings_down_instances_back_first() {
 /// built-in ignores (node_modules, *.log); new files count too.
 #[test]
 fn watch_restarts_on_a_change_but_not_on_ignored_files() {
-    let d = TestDaemon::start();
+    let d = start_logging_watch_restarts();
     let src = d.work().join("src");
     d.write_file("src/app.conf", "v1\n");
     d.write_file("src/node_modules/dep.js", "// v1\n");
@@ -174,33 +222,31 @@ fn watch_restarts_on_a_change_but_not_on_ignored_files() {
 
     // A change first, which also proves the watch is in place.
     fs::write(src.join("app.conf"), "v2\n").unwrap();
-    let second = wait_replaced(&d, "watched", first);
+    let second = wait_watch_restart(&d, "watched", first);
     assert_eq!(second["restarts"], 1, "{second}");
     let second = pid_of(&second).unwrap();
 
     fs::write(src.join("scratch.tmp"), "ignored\n").unwrap();
     fs::write(src.join("node_modules/dep.js"), "// v2\n").unwrap();
     fs::write(src.join("debug.log"), "ignored\n").unwrap();
-    // Proving that nothing happens needs time to pass: five debounce delays.
-    thread::sleep(Duration::from_millis(1000));
-    let app = d.app("watched").unwrap();
-    assert_eq!(
-        pid_of(&app),
-        Some(second),
-        "restarted for an ignored file: {app}"
-    );
-    assert_eq!(app["restarts"], 1, "{app}");
-
+    // The fence: a new file after the ignored ones. The watcher sees events
+    // in order, so once the restart for it has happened, any restart (or
+    // debounced burst) that the ignored files caused has happened too.
     fs::write(src.join("new.conf"), "new\n").unwrap();
     let third = wait_replaced(&d, "watched", second);
     assert_eq!(third["restarts"], 2, "{third}");
+    assert_eq!(
+        watch_restarts(&d, "watched"),
+        [["app.conf"], ["new.conf"]],
+        "restarts for other files than app.conf and new.conf"
+    );
 }
 
 /// `watch: [paths]` in a file watches those paths only (relative to the
 /// app's cwd), with `ignore_watch` globs and `watch_delay`.
 #[test]
 fn watch_paths_from_a_file_are_the_only_ones_watched() {
-    let d = TestDaemon::start();
+    let d = start_logging_watch_restarts();
     d.write_file("conf/settings.ini", "v1\n");
     let file = d.write_file(
         "apps.yaml",
@@ -211,19 +257,19 @@ fn watch_paths_from_a_file_are_the_only_ones_watched() {
     let first = d.wait_online("watcher");
 
     d.write_file("conf/settings.ini", "v2\n");
-    let second = pid_of(&wait_replaced(&d, "watcher", first)).unwrap();
+    let second = pid_of(&wait_watch_restart(&d, "watcher", first)).unwrap();
 
     d.write_file("conf/settings.bak", "ignored\n");
     d.write_file("elsewhere.txt", "not watched\n");
-    // Proving that nothing happens needs time to pass: five debounce delays.
-    thread::sleep(Duration::from_millis(1000));
-    let app = d.app("watcher").unwrap();
+    // The fence: a watched change after those (see the test above).
+    d.write_file("conf/settings.ini", "v3\n");
+    let third = wait_replaced(&d, "watcher", second);
+    assert_eq!(third["restarts"], 2, "{third}");
     assert_eq!(
-        pid_of(&app),
-        Some(second),
-        "restarted for an unwatched file: {app}"
+        watch_restarts(&d, "watcher"),
+        [["settings.ini"], ["settings.ini"]],
+        "restarts for an ignored or unwatched file"
     );
-    assert_eq!(app["restarts"], 1, "{app}");
 }
 
 /// An app may watch a tree that holds the daemon's own files (here: all of
@@ -232,7 +278,7 @@ fn watch_paths_from_a_file_are_the_only_ones_watched() {
 /// restart and no loop.
 #[test]
 fn the_daemons_own_files_never_trigger_a_watch_restart() {
-    let d = TestDaemon::start();
+    let d = start_logging_watch_restarts();
     let chatty = d.write_script("chatty.sh", "while :; do echo tick; sleep 0.05; done");
     d.pmd_ok(&[
         "start",
@@ -258,13 +304,19 @@ fn the_daemons_own_files_never_trigger_a_watch_restart() {
     });
 
     d.write_file("app.conf", "v2\n");
-    let second = pid_of(&wait_replaced(&d, "chatty", first)).unwrap();
-    // Proving that nothing happens needs time to pass: five debounce delays,
-    // while the app logs and the restart's state write has landed.
-    thread::sleep(Duration::from_millis(1000));
-    let app = d.app("chatty").unwrap();
-    assert_eq!(pid_of(&app), Some(second), "restarted again: {app}");
-    assert_eq!(app["restarts"], 1, "{app}");
+    // Returns once the restart's state write (the new pid) has landed.
+    let second = pid_of(&wait_watch_restart(&d, "chatty", first)).unwrap();
+    // The fence: a change after that write, while the app goes on logging.
+    // The watcher sees events in order, so a restart for the state file or
+    // a log line would have come before (or with) the one for this change.
+    d.write_file("app.conf", "v3\n");
+    let third = wait_replaced(&d, "chatty", second);
+    assert_eq!(third["restarts"], 2, "{third}");
+    assert_eq!(
+        watch_restarts(&d, "chatty"),
+        [["app.conf"], ["app.conf"]],
+        "restarts for the daemon's own files"
+    );
 }
 
 /// A replacement that crashes stops the reload at once, saying how it

@@ -1,9 +1,6 @@
 //! What happens when an app exits on its own: restarts, backoff, the
 //! `errored` end of a crash loop, and the autorestart modes.
 
-use std::thread;
-use std::time::Duration;
-
 use pmdaemon_tests::*;
 
 use crate::{gaps_ms, lines_of, timestamps_ns};
@@ -50,9 +47,28 @@ fn a_crash_loop_backs_off_and_ends_errored() {
         "delays do not grow: {gaps:?}"
     );
 
-    // Nothing may happen any more; proving absence needs some time to pass
-    // (longer than the next backoff would have been).
-    thread::sleep(Duration::from_millis(2000));
+    // Nothing may happen any more. The fence is a timer of the daemon's
+    // own: an app started now that fails once and is restarted after a
+    // fixed 2 s delay, longer than the 1.6 s backoff a sixth restart of
+    // crashy would have waited after crashy's last exit, which came before.
+    // Once the pacer runs again, that restart would have been due.
+    let pacer = d.write_script(
+        "pacer.sh",
+        "date +%s%N >> pacer-starts\n[ $(wc -l < pacer-starts) -ge 2 ] && exec sleep 100000\nexit 1",
+    );
+    d.pmd_ok(&[
+        "start",
+        arg(&pacer),
+        "--name",
+        "pacer",
+        "--restart-delay",
+        "2s",
+        "--min-uptime",
+        "0",
+    ]);
+    wait_for("the pacer's second run", WAIT, || {
+        lines_of(&d.work().join("pacer-starts")).len() >= 2
+    });
     assert_eq!(
         timestamps_ns(&d.work().join("starts")).len(),
         6,
@@ -71,6 +87,7 @@ fn a_crash_loop_backs_off_and_ends_errored() {
 #[test]
 fn stable_runs_reset_the_crash_counters() {
     let d = TestDaemon::start();
+    // Each run's own sleep makes it longer than `--min-uptime 200ms`.
     let script = d.write_script("slowcrash.sh", "date +%s%N >> starts\nsleep 0.4\nexit 1");
     d.pmd_ok(&[
         "start",

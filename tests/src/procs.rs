@@ -1,0 +1,134 @@
+//! Processes as the kernel sees them: liveness, zombies, and what a process
+//! really got (environment, command line, cwd), read from `/proc`; finding
+//! every process of a `PMDAEMON_HOME` and SIGKILLing them all.
+//!
+//! Talks to: `/proc`, and signals (only to the processes of a test's own
+//! home).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Instant;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::wait::{DAEMON_STOP_TIMEOUT, POLL_INTERVAL};
+
+/// True if `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3 follows the parenthesised command name, which may itself
+        // contain spaces and parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// Zombie children of `parent`: processes it has not reaped.
+pub fn zombie_children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let mut fields = stat
+                    .rsplit_once(')')
+                    .map(|(_, r)| r)
+                    .unwrap_or("")
+                    .split_whitespace();
+                fields.next() == Some("Z") && fields.next() == Some(parent.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
+/// Pids of live (non-zombie) processes whose environment contains exactly
+/// the entry `PMDAEMON_HOME=<home>` (this test process excluded).
+pub fn pids_with_home(home: &Path) -> Vec<u32> {
+    let mut needle = b"PMDAEMON_HOME=".to_vec();
+    needle.extend_from_slice(home.as_os_str().as_encoded_bytes());
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|entry| entry == needle))
+        })
+        .filter(|&pid| pid_alive(pid))
+        .collect()
+}
+
+/// SIGKILLs every process of `home` (see [`pids_with_home`]), with its
+/// process group, until none is left or [`DAEMON_STOP_TIMEOUT`] has
+/// passed. The last resort of a test's cleanup: apps inherit their
+/// daemon's `PMDAEMON_HOME`, so this reaches them and their descendants.
+pub fn kill_home_processes(home: &Path) {
+    let deadline = DAEMON_STOP_TIMEOUT.deadline();
+    loop {
+        let pids = pids_with_home(home);
+        if pids.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        for pid in pids {
+            let p = Pid::from_raw(pid as i32);
+            // Apps lead their own process groups; grandchildren share them.
+            let _ = killpg(p, Signal::SIGKILL);
+            let _ = kill(p, Signal::SIGKILL);
+        }
+        // Until their parents reap them, the killed are zombies for a
+        // moment; this pause is the poll interval, not a deadline.
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// The executable of `pid`, if it can be read.
+pub fn exe_of(pid: u32) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// The environment a process was started with (`/proc/PID/environ`).
+pub fn env_of(pid: u32) -> HashMap<String, String> {
+    let raw = fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_else(|e| panic!("cannot read the environment of pid {pid}: {e}"));
+    raw.split(|&b| b == 0)
+        .filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            let (k, v) = entry.split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// The command line of a process (`/proc/PID/cmdline`).
+pub fn cmdline_of(pid: u32) -> Vec<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_else(|e| panic!("cannot read the command line of pid {pid}: {e}"));
+    // Each argument ends with a NUL.
+    raw.strip_suffix(&[0])
+        .unwrap_or(&raw)
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// The working directory of a process (`/proc/PID/cwd`).
+pub fn cwd_of(pid: u32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/cwd"))
+        .unwrap_or_else(|e| panic!("cannot read the cwd of pid {pid}: {e}"))
+}
+
+/// Whether the test runs as root (for the tests that switch uid).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
