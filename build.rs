@@ -20,19 +20,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["proto/pmdaemon/v1/process_manager.proto"],
             &["proto", well_known.as_str()],
         )?;
-    strip_imported_comments(&descriptor_path)?;
+    strip_to_reflection_set(&descriptor_path)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }
 
 /// Rewrites the descriptor set into what the daemon serves through gRPC
-/// reflection and keeps decoded for its whole life: our own file only,
+/// reflection and keeps decoded for its whole life: our own file only (the
+/// imported google/api and google/protobuf files are dropped),
 /// without the `google.api.http` method options and the import that defines
 /// them (which pulls in google/protobuf/descriptor.proto, most of the idle
 /// heap). Generic gRPC clients need neither; tools that map HTTP routes
 /// read the annotations from `proto/`. Our comments stay, so `grpcurl
 /// describe` shows them.
-fn strip_imported_comments(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+fn strip_to_reflection_set(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     use prost::Message;
     let mut set = prost_types::FileDescriptorSet::decode(std::fs::read(path)?.as_slice())?;
     set.file.retain(|f| f.name().starts_with("pmdaemon/"));
