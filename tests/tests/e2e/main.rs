@@ -20,7 +20,8 @@
 //!   restarts, `{port}` in a cluster's check;
 //! - `dependencies`: `depends_on` start order, stop order, cycles;
 //! - `monitoring`: CPU and memory samples, `--max-memory`, `pmd monit`;
-//! - `events`: `pmd events -o json` as a crash and its restart happen.
+//! - `events`: `pmd events -o json` as a crash and its restart happen;
+//! - `readiness`: `ready` in list/describe and events, the WaitReady RPC.
 
 mod cluster;
 mod dependencies;
@@ -32,6 +33,7 @@ mod logs;
 mod monitoring;
 mod persistence;
 mod ports;
+mod readiness;
 mod reload_watch;
 mod restart_policy;
 mod security;
