@@ -283,6 +283,9 @@ async fn follow(
         .await
         .rpc()
         .map_err(|e| e.context(context))?;
+    // The whole report comes just before the failure status, whose
+    // message may be cut to fit in a trailer.
+    let mut report = String::new();
     loop {
         match stream.message().await {
             Ok(Some(message)) => {
@@ -290,6 +293,7 @@ async fn follow(
                 if message.ready {
                     return Ok(());
                 }
+                report = message.report;
             }
             Ok(None) => anyhow::bail!("{context}: the daemon ended the wait without an outcome"),
             // The daemon's report, as it wrote it.
@@ -299,7 +303,11 @@ async fn follow(
                     tonic::Code::FailedPrecondition | tonic::Code::DeadlineExceeded
                 ) =>
             {
-                return Err(DaemonError::from(status).into());
+                let mut error = DaemonError::from(status);
+                if !report.is_empty() {
+                    error.message = report;
+                }
+                return Err(error.into());
             }
             Err(status) => {
                 return Err(anyhow::Error::from(DaemonError::from(status)).context(context));

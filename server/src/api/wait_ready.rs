@@ -36,6 +36,11 @@ pub const LOG_LINES: usize = 10;
 /// Instances whose logs a failure report shows (the others are listed).
 const MAX_REPORTED: usize = 4;
 
+/// Most bytes of a status message once percent-encoded (see
+/// [`fit_in_trailer`]): clients built on gRPC core (Python, C++) refuse
+/// trailing metadata above 8 KiB by default, all headers included.
+const MAX_STATUS_BYTES: usize = 6 * 1024;
+
 /// Where one instance is on its way to readiness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
@@ -147,7 +152,7 @@ async fn run(
                 None => progress.push(Progress::Failed("deleted".into())),
             }
         }
-        let message = |ready: bool| v1::WaitReadyResponse {
+        let message = |ready: bool, report: String| v1::WaitReadyResponse {
             instances: watched
                 .iter()
                 .zip(&progress)
@@ -167,9 +172,10 @@ async fn run(
                 })
                 .collect(),
             ready,
+            report,
         };
         if progress.iter().all(Progress::is_done) {
-            let _ = tx.send(Ok(message(true))).await;
+            let _ = tx.send(Ok(message(true, String::new()))).await;
             return;
         }
         let failed: Vec<(&Watched, &str)> = watched
@@ -182,11 +188,7 @@ async fn run(
             .collect();
         let timed_out = failed.is_empty() && Instant::now() >= deadline;
         if !failed.is_empty() || timed_out {
-            // The states the wait ended on, then why.
-            if tx.send(Ok(message(false))).await.is_err() {
-                return;
-            }
-            let status = if timed_out {
+            let (report, code) = if timed_out {
                 let waiting: Vec<(&Watched, &str)> = watched
                     .iter()
                     .zip(&progress)
@@ -195,10 +197,18 @@ async fn run(
                         _ => None,
                     })
                     .collect();
-                Status::deadline_exceeded(failure(sup, &waiting, Some(timeout)).await)
+                let report = failure(sup, &waiting, Some(timeout)).await;
+                (report, tonic::Code::DeadlineExceeded)
             } else {
-                Status::failed_precondition(failure(sup, &failed, None).await)
+                let report = failure(sup, &failed, None).await;
+                (report, tonic::Code::FailedPrecondition)
             };
+            // The states the wait ended on and the whole report, then the
+            // status.
+            let status = Status::new(code, fit_in_trailer(&report));
+            if tx.send(Ok(message(false, report))).await.is_err() {
+                return;
+            }
             let _ = tx.send(Err(status)).await;
             return;
         }
@@ -210,7 +220,7 @@ async fn run(
             })
             .collect();
         if sent.as_ref() != Some(&summary) {
-            if tx.send(Ok(message(false))).await.is_err() {
+            if tx.send(Ok(message(false, String::new()))).await.is_err() {
                 return;
             }
             sent = Some(summary);
@@ -381,6 +391,29 @@ pub fn report(
         None => {}
     }
     text
+}
+
+/// `report`, cut if needed so that the status message stays within
+/// [`MAX_STATUS_BYTES`] once percent-encoded: log lines can make a report
+/// longer than clients accept in trailing metadata.
+pub fn fit_in_trailer(report: &str) -> String {
+    const CUT: &str = "\n... (cut; the last WaitReady message has the whole report)";
+    // What tonic percent-encodes: controls, non-ASCII, space and "#%<>`?{}.
+    let encoded = |c: char| {
+        if c.is_ascii_graphic() && !"\"#%<>`?{}".contains(c) {
+            1
+        } else {
+            3 * c.len_utf8()
+        }
+    };
+    let mut size = 0;
+    for (at, c) in report.char_indices() {
+        size += encoded(c);
+        if size > MAX_STATUS_BYTES - 3 * CUT.len() {
+            return format!("{}{CUT}", &report[..at]);
+        }
+    }
+    report.to_owned()
 }
 
 /// `12s`, `5m`, `3h`, `2D`, as `pmd` shows ages.
@@ -557,6 +590,31 @@ mod tests {
         let mut served = shared("always", false, State::Stopped);
         served.last_exit = exit_0;
         assert!(matches!(assess(&served, 0, NOW), Progress::Failed(_)));
+    }
+
+    /// A report too long for a trailer is cut, within the limit once
+    /// encoded, and says so; a short one is kept whole.
+    #[test]
+    fn long_reports_are_cut_to_fit_in_a_trailer() {
+        assert_eq!(
+            fit_in_trailer("api (id 3) is not ready"),
+            "api (id 3) is not ready"
+        );
+        let long = "log line with spaces é\n".repeat(2000);
+        let cut = fit_in_trailer(&long);
+        assert!(cut.ends_with("has the whole report)"), "{cut}");
+        assert!(long.starts_with(cut.split("\n...").next().unwrap()));
+        let encoded = cut
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() {
+                    1
+                } else {
+                    3 * c.len_utf8()
+                }
+            })
+            .sum::<usize>();
+        assert!(encoded <= MAX_STATUS_BYTES, "{encoded}");
     }
 
     #[test]

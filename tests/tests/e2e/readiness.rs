@@ -261,6 +261,41 @@ fn wait_ready_fails_with_the_reason_for_a_crashing_app() {
         v1::Readiness::Failed,
         "{last:?}"
     );
+    assert_eq!(last.report, text, "the whole report precedes the status");
+}
+
+/// Long log lines do not break the failure: the status message is cut to
+/// fit in a gRPC trailer and says so, the message before it has the whole
+/// report, and `pmd start --wait-ready` prints every line in full.
+#[test]
+fn a_failure_with_long_log_lines_is_reported_whole() {
+    let d = TestDaemon::start();
+    let line = format!("{}-end", "x".repeat(3000));
+    let script = d.write_script(
+        "loud.sh",
+        &format!("for i in 1 2 3 4 5 6 7 8 9 10; do echo {line}; echo {line} >&2; done\nsleep 0.2\nexit 5"),
+    );
+    let out = d.pmd_code(
+        1,
+        &[
+            "start",
+            arg(&script),
+            "--name",
+            "loud",
+            "--restart-delay",
+            "1h",
+            "--wait-ready",
+        ],
+    );
+    let text = crate::said(&out);
+    assert!(text.contains("exited with code 5"), "{text}");
+    assert_eq!(text.matches(&line).count(), 20, "not every line in full");
+
+    let waited = wait_ready_rpc(&d, request("loud", 30_000));
+    let status = waited.error.as_ref().expect("the wait failed");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("cut"), "{}", status.message());
+    assert_eq!(waited.last().report.matches(&line).count(), 20);
 }
 
 /// At the timeout WaitReady fails with DEADLINE_EXCEEDED, naming what the
