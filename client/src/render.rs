@@ -40,6 +40,10 @@ pub struct ProcessView {
     pub pid: Option<u32>,
     /// State word: starting, online, stopping, stopped, errored, waiting-restart.
     pub status: &'static str,
+    /// Ready as the daemon decides it: online and healthy with a health
+    /// check, else online for min_uptime; also true for a one-shot job that
+    /// exited 0 (completed).
+    pub ready: bool,
     /// unknown (not passed yet), healthy or unhealthy; null when the app
     /// has no health check.
     pub health: Option<&'static str>,
@@ -270,6 +274,7 @@ impl ProcessView {
             instance: info.instance,
             pid: info.pid,
             status: info.state().word(),
+            ready: info.ready,
             health: health_word(info.health()),
             last_health_error: non_empty(&info.last_health_error),
             last_health_error_at_ms: info.last_health_error_at_ms,
@@ -798,6 +803,29 @@ mod tests {
         }
         assert!(obj["pid"].is_null() && obj["uptime_ms"].is_null());
         assert_eq!(obj["exit_code"], 0);
+    }
+
+    /// `ready` is the daemon's word: a key of `list -o json` and a line of
+    /// `describe`.
+    #[test]
+    fn ready_is_shown_in_json_and_describe() {
+        let mut info = online(0, "api");
+        let json_of = |info: &ProcessInfo| -> serde_json::Value {
+            serde_json::from_str(&json(&[ProcessView::new(info, NOW)], true).unwrap()).unwrap()
+        };
+        assert_eq!(json_of(&info)["ready"], false);
+        let text = describe(&ProcessView::new(&info, NOW), Colours::OFF, NOW);
+        assert!(text.contains("  ready "), "{text}");
+        assert!(text.contains(" no\n"), "{text}");
+        info.ready = true;
+        assert_eq!(json_of(&info)["ready"], true);
+        let text = describe(&ProcessView::new(&info, NOW), Colours::OFF, NOW);
+        let line = text.lines().find(|l| l.trim_start().starts_with("ready "));
+        assert_eq!(
+            line.map(|l| l.split_whitespace().last()),
+            Some(Some("yes")),
+            "{text}"
+        );
     }
 
     #[test]

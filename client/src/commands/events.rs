@@ -63,6 +63,7 @@ pub fn kind_word(kind: EventKind) -> &'static str {
         EventKind::Stopped => "stopped",
         EventKind::Deleted => "deleted",
         EventKind::PortAssigned => "port_assigned",
+        EventKind::Ready => "ready",
     }
 }
 
@@ -74,8 +75,8 @@ pub struct EventView {
     pub at_ms: i64,
     pub id: u32,
     pub name: String,
-    /// started, online, health_changed, exited, restarting, errored,
-    /// stopped, deleted or port_assigned.
+    /// started, online, health_changed, ready, exited, restarting,
+    /// errored, stopped, deleted or port_assigned.
     pub kind: &'static str,
     /// The state word after the event (as `status` in `list -o json`).
     pub state: &'static str,
@@ -124,7 +125,7 @@ pub fn text_line(event: &Event, colours: Colours) -> String {
     let kind = event.kind();
     let word = kind_word(kind);
     let style = match kind {
-        EventKind::Online => Some(Style::Green),
+        EventKind::Online | EventKind::Ready => Some(Style::Green),
         EventKind::Errored => Some(Style::Red),
         EventKind::Exited | EventKind::Restarting => Some(Style::Yellow),
         EventKind::HealthChanged => render::health_word(event.health()).map(render::health_style),
@@ -310,7 +311,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_word() {
-        let words: Vec<&str> = (1..=9)
+        let words: Vec<&str> = (1..=10)
             .map(|n| kind_word(EventKind::try_from(n).unwrap()))
             .collect();
         assert_eq!(
@@ -324,7 +325,8 @@ mod tests {
                 "errored",
                 "stopped",
                 "deleted",
-                "port_assigned"
+                "port_assigned",
+                "ready"
             ]
         );
     }

@@ -1,54 +1,43 @@
 //! `--wait-ready` of `start`, `restart` and `reload` (also with a FILE):
-//! after the verb's RPC, poll ListProcesses every [`POLL_INTERVAL`] until
-//! every instance it returned is ready, one of them fails, or the timeout
-//! passes.
-//!
-//! Ready means online and healthy for an app with a health check, else
-//! online for its `min_uptime` (`started_at_ms + min_uptime_ms`); a one-shot
-//! job (autorestart never / on-failure) that exited 0 has completed, which
-//! counts as done. Failed means errored, stopped, stopping, waiting to
-//! restart, restarted since the verb (its `restarts` grew), or deleted. On a
-//! failure or a timeout the error names each instance that is not ready
-//! with its state and reason, its last health error and its last
-//! [`LOG_LINES`] log lines (StreamLogs without follow).
-//!
-//! Polling rather than WatchEvents: a poll sees the state as it is, so no
-//! event can be missed between the verb's answer and the subscription, and
-//! 20 small unary calls a second cost the daemon nothing.
+//! after the verb's RPC, one WaitReady stream for every instance it
+//! returned. The daemon decides readiness (healthy with a health check,
+//! else online for `min_uptime`; a one-shot job that exited 0 is done) and
+//! failure (errored, stopped, waiting to restart, restarted since the verb,
+//! deleted, or the timeout), and writes the report: each instance that is
+//! not ready with its state and reason, its last health error and its last
+//! log lines. This module only renders the stream.
 //!
 //! On a terminal stderr, one indicatif spinner per app shows where it is
-//! (`api  starting (health: connection refused)` → `api  ready`); the
-//! spinners are cleared at the end and the outcome goes to stdout like the
-//! verb's own lines.
+//! (`api  starting (health: connection refused)` → `api  ready`), fed by
+//! the stream's progress messages; the spinners are cleared at the end and
+//! the outcome goes to stdout like the verb's own lines.
+//!
+//! [`explain`] adds the same kind of details to other errors (a failed
+//! reload, an app an ecosystem file could not apply).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pmdaemon_proto::v1::{
-    GetProcessRequest, HealthState, ListProcessesRequest, ProcessInfo, ProcessState, RestartPolicy,
-    StreamLogsRequest,
+    GetProcessRequest, InstanceReadiness, ProcessInfo, ProcessState, Readiness as ProtoReadiness,
+    StreamLogsRequest, WaitReadyBaseline, WaitReadyRequest,
 };
 
-use super::{RpcResultExt, print_processes};
+use super::{DaemonError, RpcResultExt, print_processes};
 use crate::cli::{OutputFormat, WaitArg};
 use crate::connect::Client;
 use crate::render;
 use crate::term;
 
-/// Time between two looks at the process table.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Log lines per log file shown for an instance that is not ready.
+/// Log lines per log file shown by [`explain`] for an instance that is not
+/// online.
 pub const LOG_LINES: u32 = 10;
 
-/// Instances whose logs a failure report shows (the others are listed).
+/// Instances whose logs [`explain`] shows (the others are listed).
 const MAX_REPORTED: usize = 4;
 
-/// min_uptime when the daemon did not report the effective value.
-const DEFAULT_MIN_UPTIME_MS: u64 = 1000;
-
-/// Where one instance is, as far as `--wait-ready` is concerned.
+/// Where one instance is, as the daemon's WaitReady progress says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     Ready,
@@ -64,116 +53,16 @@ impl Readiness {
     fn is_done(&self) -> bool {
         matches!(self, Readiness::Ready | Readiness::Completed)
     }
-}
 
-/// `state (reason)`, or the state alone.
-fn state_text(info: &ProcessInfo) -> String {
-    let state = info.state().word();
-    if info.status_reason.is_empty() {
-        state.to_string()
-    } else {
-        format!("{state} ({})", info.status_reason)
-    }
-}
-
-/// How the last run ended: `exited with code 1`, `killed by SIGKILL`.
-fn last_exit(info: &ProcessInfo) -> Option<String> {
-    match (&info.last_exit_signal, info.last_exit_code) {
-        (Some(signal), _) => Some(format!("killed by {signal}")),
-        (None, Some(code)) => Some(format!("exited with code {code}")),
-        (None, None) => None,
-    }
-}
-
-/// The health error of the current run, if the latest check failed.
-fn current_health_error(info: &ProcessInfo) -> Option<&str> {
-    if info.last_health_error.is_empty() {
-        return None;
-    }
-    // The error is kept after recovery and across restarts: only one
-    // of the latest check of this run counts.
-    if info.last_health_check_passed == Some(true) {
-        return None;
-    }
-    match (info.last_health_error_at_ms, info.started_at_ms) {
-        (Some(failed), Some(started)) if failed < started => None,
-        _ => Some(&info.last_health_error),
-    }
-}
-
-/// Where `info` is, given its restart count when the verb answered.
-pub fn readiness(info: &ProcessInfo, baseline_restarts: u32, now_ms: i64) -> Readiness {
-    let spec = info.spec.clone().unwrap_or_default();
-    if info.restarts > baseline_restarts {
-        let n = info.restarts - baseline_restarts;
-        let times = if n == 1 { "once" } else { "several times" };
-        let why = last_exit(info).map_or_else(String::new, |e| format!(" (last run {e})"));
-        return Readiness::Failed(format!("restarted {times} while starting{why}"));
-    }
-    match info.state() {
-        ProcessState::Errored => Readiness::Failed(state_text(info)),
-        ProcessState::Stopped
-            if info.last_exit_code == Some(0)
-                && info.last_exit_signal.is_none()
-                && matches!(
-                    spec.autorestart(),
-                    RestartPolicy::Never | RestartPolicy::OnFailure
-                ) =>
-        {
-            Readiness::Completed
-        }
-        ProcessState::Stopped | ProcessState::Stopping => {
-            let mut text = state_text(info);
-            if info.status_reason.is_empty()
-                && let Some(exit) = last_exit(info)
-            {
-                text += &format!(" ({exit})");
-            }
-            Readiness::Failed(text)
-        }
-        ProcessState::WaitingRestart => {
-            let exit = last_exit(info).unwrap_or_else(|| "exited".into());
-            Readiness::Failed(format!("{exit}, waiting to restart"))
-        }
-        ProcessState::Online if spec.health_check.is_some() => match info.health() {
-            HealthState::Healthy => Readiness::Ready,
-            health => Readiness::Waiting(health_wait_text(info, health)),
-        },
-        ProcessState::Online => {
-            let min_uptime = spec.min_uptime_ms.unwrap_or(DEFAULT_MIN_UPTIME_MS);
-            let started = info.started_at_ms.unwrap_or(now_ms);
-            let up = u64::try_from(now_ms.saturating_sub(started)).unwrap_or(0);
-            if up >= min_uptime {
-                Readiness::Ready
-            } else {
-                let left = Duration::from_millis((min_uptime - up).div_ceil(100) * 100);
-                Readiness::Waiting(format!(
-                    "online, stable in {}",
-                    humantime::format_duration(left)
-                ))
-            }
-        }
-        ProcessState::Starting | ProcessState::Unspecified => {
-            let mut text = state_text(info);
-            if spec.health_check.is_some()
-                && let Some(error) = current_health_error(info)
-            {
-                text += &format!(" (health: {error})");
-            }
-            Readiness::Waiting(text)
+    fn from_proto(instance: &InstanceReadiness) -> Readiness {
+        let detail = instance.detail.clone();
+        match instance.readiness() {
+            ProtoReadiness::Ready => Readiness::Ready,
+            ProtoReadiness::Completed => Readiness::Completed,
+            ProtoReadiness::Failed => Readiness::Failed(detail),
+            ProtoReadiness::Waiting | ProtoReadiness::Unspecified => Readiness::Waiting(detail),
         }
     }
-}
-
-/// `online (health: connection refused)`, `online (health: not checked
-/// yet)`.
-fn health_wait_text(info: &ProcessInfo, health: HealthState) -> String {
-    let detail = match (current_health_error(info), health) {
-        (Some(error), _) => error.to_string(),
-        (None, HealthState::Unhealthy) => "unhealthy".into(),
-        (None, _) => "not checked yet".into(),
-    };
-    format!("online (health: {detail})")
 }
 
 /// The spinner text of one app: `ready`, `starting (health: ...)`, or for
@@ -313,16 +202,17 @@ fn ready_lines(processes: &[ProcessInfo]) -> String {
         .collect()
 }
 
-/// Polls until every process of `processes` is ready or completed, at most
-/// until `wait.wait_timeout` after `wait.since`. Returns the last states
-/// seen (for printing) and the outcome.
+/// Waits (WaitReady) until every process of `processes` is ready or
+/// completed, at most until `wait.wait_timeout` after `wait.since`.
+/// Returns the last states seen (for printing) and the outcome.
 pub async fn wait_ready(
     client: &mut Client,
     processes: &[ProcessInfo],
     wait: WaitArg,
 ) -> (Vec<ProcessInfo>, anyhow::Result<()>) {
-    let timeout = wait.wait_timeout;
-    let baseline: HashMap<u32, u32> = processes.iter().map(|p| (p.id, p.restarts)).collect();
+    if processes.is_empty() {
+        return (Vec::new(), Ok(()));
+    }
     let mut names: Vec<String> = Vec::new();
     for p in processes {
         if !names.contains(&p.name) {
@@ -330,68 +220,102 @@ pub async fn wait_ready(
         }
     }
     let spinners = Spinners::new(names.iter().cloned());
-    let deadline = wait.since.unwrap_or_else(Instant::now) + timeout;
     let mut last: Vec<ProcessInfo> = processes.to_vec();
-    let outcome = loop {
-        let listed = match client.list_processes(ListProcessesRequest {}).await.rpc() {
-            Ok(listed) => listed.processes,
-            Err(e) => break Err(e.context("waiting for the apps to be ready")),
-        };
-        let now = render::now_ms();
-        let mut states: Vec<(ProcessInfo, Readiness)> = Vec::new();
-        for p in processes {
-            match listed.iter().find(|l| l.id == p.id) {
-                Some(current) => {
-                    let r = readiness(current, baseline[&p.id], now);
-                    states.push((current.clone(), r));
+    let outcome = follow(client, processes, wait, |message| {
+        // A deleted instance the daemon never saw keeps the verb's view.
+        last = message
+            .iter()
+            .map(|i| {
+                let p = i.process.clone().unwrap_or_default();
+                if p.name.is_empty() {
+                    let verb_view = processes.iter().find(|q| q.id == p.id);
+                    verb_view.cloned().unwrap_or(p)
+                } else {
+                    p
                 }
-                None => states.push((p.clone(), Readiness::Failed("deleted".into()))),
-            }
-        }
-        last = states.iter().map(|(p, _)| p.clone()).collect();
+            })
+            .collect();
         if let Some(spinners) = &spinners {
             for name in &names {
-                let instances: Vec<(u32, Readiness)> = states
+                let instances: Vec<(u32, Readiness)> = last
                     .iter()
+                    .zip(message)
                     .filter(|(p, _)| &p.name == name)
-                    .map(|(p, r)| (p.id, r.clone()))
+                    .map(|(p, i)| (p.id, Readiness::from_proto(i)))
                     .collect();
                 spinners.update(name, &app_line(&instances));
             }
         }
-        if states.iter().all(|(_, r)| r.is_done()) {
-            break Ok(());
-        }
-        let failed: Vec<(&ProcessInfo, String)> = states
-            .iter()
-            .filter_map(|(p, r)| match r {
-                Readiness::Failed(why) => Some((p, why.clone())),
-                _ => None,
-            })
-            .collect();
-        if !failed.is_empty() {
-            break Err(failure(client, &failed, None).await);
-        }
-        if Instant::now() >= deadline {
-            let waiting: Vec<(&ProcessInfo, String)> = states
-                .iter()
-                .filter_map(|(p, r)| match r {
-                    Readiness::Waiting(what) => Some((p, what.clone())),
-                    _ => None,
-                })
-                .collect();
-            break Err(failure(client, &waiting, Some(timeout)).await);
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    };
+    })
+    .await;
     if let Some(spinners) = spinners {
         spinners.clear();
     }
     (last, outcome)
 }
 
-/// The error for instances that are not ready: what each is doing, its
-/// last health error and its last log lines.
+/// Reads the WaitReady stream for `processes` to its end, handing each
+/// progress message to `progress`.
+async fn follow(
+    client: &mut Client,
+    processes: &[ProcessInfo],
+    wait: WaitArg,
+    mut progress: impl FnMut(&[InstanceReadiness]),
+) -> anyhow::Result<()> {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let request = WaitReadyRequest {
+        target: "all".into(),
+        timeout_ms: millis(wait.wait_timeout),
+        since_ms: wait.since.map(|since| {
+            render::now_ms().saturating_sub(i64::try_from(since.elapsed().as_millis()).unwrap_or(0))
+        }),
+        baseline: processes
+            .iter()
+            .map(|p| WaitReadyBaseline {
+                id: p.id,
+                restarts: p.restarts,
+            })
+            .collect(),
+    };
+    let context = "waiting for the apps to be ready";
+    let mut stream = client
+        .wait_ready(request)
+        .await
+        .rpc()
+        .map_err(|e| e.context(context))?;
+    // The whole report comes just before the failure status, whose
+    // message may be cut to fit in a trailer.
+    let mut report = String::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(message)) => {
+                progress(&message.instances);
+                if message.ready {
+                    return Ok(());
+                }
+                report = message.report;
+            }
+            Ok(None) => anyhow::bail!("{context}: the daemon ended the wait without an outcome"),
+            // The daemon's report, as it wrote it.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                let mut error = DaemonError::from(status);
+                if !report.is_empty() {
+                    error.message = report;
+                }
+                return Err(error.into());
+            }
+            Err(status) => {
+                return Err(anyhow::Error::from(DaemonError::from(status)).context(context));
+            }
+        }
+    }
+}
+
 /// `error` (a failed reload, say) with the details `--wait-ready` gives:
 /// for each instance of `target` that is not online, its state, last
 /// health error and last log lines.
@@ -413,15 +337,13 @@ pub async fn explain(client: &mut Client, target: &str, error: anyhow::Error) ->
     if stuck.is_empty() {
         return error;
     }
-    let details = failure(client, &stuck, None).await;
+    let details = failure(client, &stuck).await;
     anyhow::anyhow!("{error:#}\n{details}")
 }
 
-async fn failure(
-    client: &mut Client,
-    instances: &[(&ProcessInfo, String)],
-    timed_out: Option<Duration>,
-) -> anyhow::Error {
+/// The details for instances that are not online: a [`report`] each,
+/// with log lines for the first [`MAX_REPORTED`].
+async fn failure(client: &mut Client, instances: &[(&ProcessInfo, String)]) -> String {
     let mut text = String::new();
     for (i, (info, why)) in instances.iter().enumerate() {
         if i > 0 {
@@ -432,35 +354,19 @@ async fn failure(
         } else {
             None
         };
-        text += &report(info, why, timed_out, logs.as_deref(), render::now_ms());
+        text += &report(info, why, logs.as_deref(), render::now_ms());
     }
-    anyhow::anyhow!("{}", text.trim_end())
+    text.trim_end().to_owned()
 }
 
-/// One instance's part of a failure report (pure, for tests).
-pub fn report(
-    info: &ProcessInfo,
-    why: &str,
-    timed_out: Option<Duration>,
-    logs: Option<&[String]>,
-    now_ms: i64,
-) -> String {
-    let head = match timed_out {
-        Some(t) => format!(
-            "{} (id {}) is not ready after {}: {why}",
-            info.name,
-            info.id,
-            humantime::format_duration(t)
-        ),
-        None => format!("{} (id {}) is not ready: {why}", info.name, info.id),
-    };
-    let mut text = head + "\n";
+/// One instance's part of [`explain`] (pure, for tests), worded as the
+/// daemon's WaitReady report.
+pub fn report(info: &ProcessInfo, why: &str, logs: Option<&[String]>, now_ms: i64) -> String {
+    let mut text = format!("{} (id {}) is not ready: {why}\n", info.name, info.id);
     if !info.status_reason.is_empty() && !why.contains(&info.status_reason) {
         text += &format!("  reason: {}\n", info.status_reason);
     }
     if !info.last_health_error.is_empty() {
-        // The check time is the latest check's: the error's only while the
-        // instance is not healthy.
         let when = info
             .last_health_error_at_ms
             .map(|at| {
@@ -512,8 +418,7 @@ async fn last_log_lines(client: &mut Client, id: u32) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pmdaemon_proto::v1::health_check::Probe;
-    use pmdaemon_proto::v1::{AppSpec, HealthCheck};
+    use pmdaemon_proto::v1::AppSpec;
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -533,111 +438,27 @@ mod tests {
         info
     }
 
-    fn with_check(mut info: ProcessInfo) -> ProcessInfo {
-        info.spec.as_mut().unwrap().health_check = Some(HealthCheck {
-            probe: Some(Probe::Http("http://127.0.0.1:{port}/health".into())),
-            ..Default::default()
-        });
-        info
-    }
-
-    /// Without a check: online for min_uptime.
+    /// The daemon's progress entries map onto the spinner's states.
     #[test]
-    fn ready_without_a_check_is_online_for_min_uptime() {
-        let young = process(ProcessState::Online);
+    fn progress_from_the_daemon() {
+        let entry = |readiness: ProtoReadiness, detail: &str| {
+            let mut i = InstanceReadiness {
+                detail: detail.into(),
+                ..Default::default()
+            };
+            i.set_readiness(readiness);
+            Readiness::from_proto(&i)
+        };
+        assert_eq!(entry(ProtoReadiness::Ready, ""), Readiness::Ready);
+        assert_eq!(entry(ProtoReadiness::Completed, ""), Readiness::Completed);
         assert_eq!(
-            readiness(&young, 0, NOW),
-            Readiness::Waiting("online, stable in 600ms".into())
-        );
-        assert_eq!(readiness(&young, 0, NOW + 600), Readiness::Ready);
-        let starting = process(ProcessState::Starting);
-        assert_eq!(
-            readiness(&starting, 0, NOW),
+            entry(ProtoReadiness::Waiting, "starting"),
             Readiness::Waiting("starting".into())
         );
-    }
-
-    /// With a check: online and healthy; the wait says why not yet.
-    #[test]
-    fn ready_with_a_check_is_healthy() {
-        let mut info = with_check(process(ProcessState::Online));
-        info.set_health(HealthState::Unknown);
         assert_eq!(
-            readiness(&info, 0, NOW + 5000),
-            Readiness::Waiting("online (health: not checked yet)".into())
+            entry(ProtoReadiness::Failed, "errored"),
+            Readiness::Failed("errored".into())
         );
-        info.last_health_error = "connection refused".into();
-        info.last_health_error_at_ms = Some(NOW - 100);
-        info.last_health_check_at_ms = Some(NOW - 100);
-        info.last_health_check_passed = Some(false);
-        assert_eq!(
-            readiness(&info, 0, NOW),
-            Readiness::Waiting("online (health: connection refused)".into())
-        );
-        // An error from before this run does not count.
-        info.last_health_error_at_ms = Some(NOW - 1000);
-        assert_eq!(
-            readiness(&info, 0, NOW),
-            Readiness::Waiting("online (health: not checked yet)".into())
-        );
-        // Nor one the latest check has since passed.
-        info.last_health_error_at_ms = Some(NOW - 100);
-        info.last_health_check_passed = Some(true);
-        assert_eq!(
-            readiness(&info, 0, NOW),
-            Readiness::Waiting("online (health: not checked yet)".into())
-        );
-        info.set_health(HealthState::Healthy);
-        assert_eq!(readiness(&info, 0, NOW), Readiness::Ready);
-    }
-
-    /// Errored, stopped, waiting to restart, restarted: failed at once.
-    #[test]
-    fn crashes_fail_the_wait() {
-        let mut errored = process(ProcessState::Errored);
-        errored.status_reason = "too many unstable restarts".into();
-        assert_eq!(
-            readiness(&errored, 0, NOW),
-            Readiness::Failed("errored (too many unstable restarts)".into())
-        );
-        let mut waiting = process(ProcessState::WaitingRestart);
-        waiting.last_exit_code = Some(1);
-        assert_eq!(
-            readiness(&waiting, 0, NOW),
-            Readiness::Failed("exited with code 1, waiting to restart".into())
-        );
-        let mut restarted = process(ProcessState::Online);
-        restarted.restarts = 2;
-        restarted.last_exit_signal = Some("SIGKILL".into());
-        assert_eq!(
-            readiness(&restarted, 1, NOW + 5000),
-            Readiness::Failed("restarted once while starting (last run killed by SIGKILL)".into())
-        );
-        assert_eq!(readiness(&restarted, 2, NOW + 5000), Readiness::Ready);
-        let mut stopped = process(ProcessState::Stopped);
-        stopped.last_exit_code = Some(3);
-        assert_eq!(
-            readiness(&stopped, 0, NOW),
-            Readiness::Failed("stopped (exited with code 3)".into())
-        );
-    }
-
-    /// A one-shot job that exited 0 and is not restarted has completed.
-    #[test]
-    fn one_shot_jobs_complete() {
-        let mut job = process(ProcessState::Stopped);
-        job.last_exit_code = Some(0);
-        job.spec
-            .as_mut()
-            .unwrap()
-            .set_autorestart(RestartPolicy::Never);
-        assert_eq!(readiness(&job, 0, NOW), Readiness::Completed);
-        // With autorestart always, a stop is not a completion.
-        job.spec
-            .as_mut()
-            .unwrap()
-            .set_autorestart(RestartPolicy::Always);
-        assert!(matches!(readiness(&job, 0, NOW), Readiness::Failed(_)));
     }
 
     #[test]
@@ -663,35 +484,29 @@ mod tests {
     }
 
     #[test]
-    fn failure_report_has_reason_health_and_logs() {
-        let mut info = with_check(process(ProcessState::Online));
-        info.status_reason = "health check failing".into();
+    fn explain_reports_reason_health_and_logs() {
+        let mut info = process(ProcessState::Starting);
+        info.status_reason = "restoring after a daemon start".into();
         info.last_health_error = "GET /health: 503".into();
         info.last_health_error_at_ms = Some(NOW - 2000);
-        info.last_health_check_at_ms = Some(NOW - 2000);
         let logs = vec!["3|api | listening on 3000".to_string()];
-        let text = report(
-            &info,
-            "online (health: GET /health: 503)",
-            Some(Duration::from_secs(30)),
-            Some(&logs),
-            NOW,
-        );
+        let text = report(&info, "it is starting", Some(&logs), NOW);
         assert_eq!(
             text,
-            "api (id 3) is not ready after 30s: online (health: GET /health: 503)\n  \
-             reason: health check failing\n  last health error: GET /health: 503 (2s ago)\n  \
-             last log lines of api (id 3):\n    3|api | listening on 3000\n"
+            "api (id 3) is not ready: it is starting\n  \
+             reason: restoring after a daemon start\n  last health error: GET /health: 503 (2s \
+             ago)\n  last log lines of api (id 3):\n    3|api | listening on 3000\n"
         );
         let text = report(
             &info,
-            "errored (health check failing)",
-            None,
+            "errored (restoring after a daemon start)",
             Some(&[]),
             NOW,
         );
         assert!(
-            text.starts_with("api (id 3) is not ready: errored (health check failing)\n  last"),
+            text.starts_with(
+                "api (id 3) is not ready: errored (restoring after a daemon start)\n  last"
+            ),
             "{text}"
         );
         assert!(text.ends_with("  no log lines\n"), "{text}");

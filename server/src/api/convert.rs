@@ -396,5 +396,6 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
         last_health_check_at_ms: s.last_health_check_at_ms,
         last_health_error_at_ms: s.last_health_error_at_ms,
         last_health_check_passed: s.last_health_check_passed,
+        ready: s.readiness().is_done(),
     }
 }

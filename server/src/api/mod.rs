@@ -4,7 +4,8 @@
 //! mapping to gRPC codes lives here once ([`status`]).
 //!
 //! Files: `convert.rs` (proto <-> core types), `processes.rs` (lifecycle
-//! RPCs, scale, apply), `reload.rs` (rolling restart stream), `logs.rs`
+//! RPCs, scale, apply), `reload.rs` (rolling restart stream),
+//! `wait_ready.rs` (WaitReady, the readiness wait stream), `logs.rs`
 //! (StreamLogs/FlushLogs), `monitor.rs` (StreamMetrics, WatchEvents),
 //! `daemon.rs` (ping, save,
 //! resurrect, shutdown).
@@ -15,6 +16,7 @@ mod logs;
 mod monitor;
 mod processes;
 mod reload;
+mod wait_ready;
 
 use pmdaemon_proto::v1;
 use tokio::sync::watch;
@@ -114,6 +116,12 @@ impl v1::process_manager_server::ProcessManager for Api {
         req: Request<v1::ReloadProcessRequest>,
     ) -> Reply<Self::ReloadProcessStream> {
         reload::reload(&self.sup, req.into_inner()).map(Response::new)
+    }
+
+    type WaitReadyStream = wait_ready::WaitReadyStream;
+
+    async fn wait_ready(&self, req: Request<v1::WaitReadyRequest>) -> Reply<Self::WaitReadyStream> {
+        wait_ready::wait_ready(&self.sup, req.into_inner()).map(Response::new)
     }
 
     async fn scale_process(

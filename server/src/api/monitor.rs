@@ -104,6 +104,7 @@ fn kind_to_proto(k: EventKind) -> v1::EventKind {
         EventKind::Stopped => v1::EventKind::Stopped,
         EventKind::Deleted => v1::EventKind::Deleted,
         EventKind::PortAssigned => v1::EventKind::PortAssigned,
+        EventKind::Ready => v1::EventKind::Ready,
     }
 }
 

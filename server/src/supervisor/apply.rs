@@ -369,7 +369,7 @@ impl Supervisor {
             };
             first_error(self.act(&Target::Id(id), Action::Start).await?)?;
             if let Some(ready_timeout) = rolling {
-                self.wait_ready(id, ready_timeout).await?;
+                self.wait_replacement_ready(id, ready_timeout).await?;
             }
         }
         // The watcher follows the new definition.

@@ -4,7 +4,7 @@
 //! (`started`, `healthy`, `completed`).
 
 use super::Supervisor;
-use super::instance::State;
+use super::instance::{Readiness, State};
 use super::lifecycle::Action;
 use super::lifecycle::first_error;
 use super::spec;
@@ -13,7 +13,6 @@ use super::table::Table;
 use crate::error::{Error, Result};
 use pmdaemon_proto::Target;
 
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// `a → b → a` for the first cycle found among `specs` (all of which are
@@ -221,8 +220,9 @@ impl Supervisor {
     }
 
     /// Waits until `dep.app` meets `dep.condition` for app `name`, at most
-    /// until `deadline`. A dependency that does not exist, or is stopped and
-    /// not being started, fails at once.
+    /// until `deadline`, looking again at each change of an instance record
+    /// (see `events::Changes`). A dependency that does not exist, or is
+    /// stopped and not being started, fails at once.
     pub(super) async fn wait_condition(
         &self,
         name: &str,
@@ -231,6 +231,9 @@ impl Supervisor {
     ) -> Result<()> {
         let started = Instant::now();
         let target = Target::Name(dep.app.clone());
+        // Taken before the first look, so that a change in between is not
+        // missed.
+        let mut changes = self.changes();
         loop {
             // Dependencies of a set are applied first (by level), so one
             // that does not exist now will not come: it was deleted, or
@@ -261,14 +264,10 @@ impl Supervisor {
                     spec::Condition::Started => {
                         v.shared.pid.is_some() || v.shared.state == State::Online
                     }
+                    // Online is the health check passed (an app without
+                    // one is online once spawned), as `healthy` promises.
                     spec::Condition::Healthy => v.shared.state == State::Online,
-                    spec::Condition::Completed => {
-                        v.shared.state == State::Stopped
-                            && v.shared
-                                .last_exit
-                                .as_ref()
-                                .is_some_and(|e| e.code == Some(0))
-                    }
+                    spec::Condition::Completed => v.shared.readiness() == Readiness::Completed,
                 });
             if met {
                 return Ok(());
@@ -304,7 +303,7 @@ impl Supervisor {
                     dep.condition.word(),
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            changes.next(deadline).await;
         }
     }
 }

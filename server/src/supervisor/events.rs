@@ -2,11 +2,19 @@
 //! broadcast that instance tasks and the table publish into. A reader that
 //! falls behind loses the oldest events and is told how many (broadcast
 //! lag); no publisher ever waits for a reader.
+//!
+//! The daemon's own waits (readiness for `WaitReady` and reload,
+//! `depends_on` conditions) wake on [`Changes`] instead: a signal raised
+//! with every event and with every quieter change of an instance record
+//! (a failed probe of a starting instance, say), which cannot lag. A
+//! waiter takes it before it reads the records it waits on, so nothing
+//! that happens in between is missed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
 use super::instance::{Health, Shared, State};
 
@@ -28,6 +36,9 @@ pub enum EventKind {
     Stopped,
     Deleted,
     PortAssigned,
+    /// Ready (see `Readiness`): health check passed, online for
+    /// min_uptime, or a one-shot job completed.
+    Ready,
 }
 
 /// One state change of one instance, with the state after it.
@@ -51,6 +62,8 @@ pub struct Event {
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
     seq: AtomicU64,
+    /// Counts changes of any instance record, for [`Changes`].
+    changes: watch::Sender<u64>,
 }
 
 impl Default for EventBus {
@@ -58,6 +71,7 @@ impl Default for EventBus {
         EventBus {
             tx: broadcast::channel(CAPACITY).0,
             seq: AtomicU64::new(0),
+            changes: watch::channel(0).0,
         }
     }
 }
@@ -73,6 +87,7 @@ impl EventBus {
         shared: &Shared,
         detail: impl Into<String>,
     ) {
+        self.touch();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         if self.tx.receiver_count() == 0 {
             return;
@@ -97,5 +112,45 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
+    }
+
+    /// Says that an instance record changed without an event: wakes the
+    /// daemon's waiters (see [`Changes`]).
+    pub fn touch(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wake-ups for a waiter, counted from now: take it before reading the
+    /// records it waits on.
+    pub fn changes(&self) -> Changes {
+        Changes(self.changes.subscribe())
+    }
+}
+
+impl super::Supervisor {
+    /// Wake-ups on every change of an instance record from now on (see
+    /// [`Changes`]): take them before reading what you wait on.
+    pub fn changes(&self) -> Changes {
+        self.inner.events.changes()
+    }
+}
+
+/// A waiter's wake-ups: every event and every quieter record change since
+/// it was taken (or since the last [`Changes::next`]) wakes it once.
+pub struct Changes(watch::Receiver<u64>);
+
+impl Changes {
+    /// Waits until some instance record changed since the last call, then
+    /// returns true; false once `deadline` passes first.
+    pub async fn next(&mut self, deadline: Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.0.changed()).await {
+            Ok(Ok(())) => true,
+            // The bus lives as long as the supervisor: nothing will change.
+            Ok(Err(_)) => {
+                tokio::time::sleep_until(deadline).await;
+                false
+            }
+            Err(_) => false,
+        }
     }
 }

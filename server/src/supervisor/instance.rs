@@ -15,6 +15,15 @@
 //! Commands arrive on an unbounded mpsc channel whose sender lives in the
 //! supervisor's table; the task ends on `Cmd::Exit` or when the sender is
 //! dropped (after stopping its process).
+//!
+//! Readiness is decided here, once for the whole daemon (`WaitReady`,
+//! reload, `depends_on`, `ProcessInfo.ready`): the task sets
+//! [`Shared::ready`] when the run's health check first passes (an app with
+//! a check) or when the run has lasted `min_uptime` (an app without one),
+//! clears it when the run ends, stops or is replaced, and publishes a
+//! `Ready` event; [`Shared::readiness`] adds completion (a one-shot job
+//! that exited 0). Every change of the record also wakes the daemon's
+//! waiters through the event bus (`EventBus::touch`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +39,7 @@ use super::spec::{AppSpec, Autorestart, Launch};
 use crate::error::{Error, Result};
 use crate::logs::{self, LogSink};
 
-/// Lifecycle states (`pmd list` shows their words).
+/// Lifecycle states (see the module header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Starting,
@@ -80,6 +89,24 @@ pub enum Health {
     Unknown,
     Healthy,
     Unhealthy,
+}
+
+/// Whether an instance counts as up, for every wait of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    NotReady,
+    /// Online and healthy with a health check, else online for min_uptime.
+    Ready,
+    /// A one-shot job (autorestart never or on-failure) that exited 0 and
+    /// is not restarted: done, which counts as ready.
+    Completed,
+}
+
+impl Readiness {
+    /// Ready or completed.
+    pub fn is_done(self) -> bool {
+        !matches!(self, Readiness::NotReady)
+    }
 }
 
 /// How the last run ended.
@@ -138,12 +165,37 @@ pub struct Shared {
     pub last_health_error_at_ms: Option<i64>,
     pub last_health_check_passed: Option<bool>,
     pub last_health_check_at_ms: Option<i64>,
+    /// The current run is ready: its health check passed (with a check),
+    /// or it has been online for min_uptime (without one). Set and cleared
+    /// by the task only; never persisted (a restored instance runs anew).
+    pub ready: bool,
 }
 
 impl Shared {
     /// The port the current (or next) run gets.
     pub fn effective_port(&self) -> Option<u16> {
         self.port_override.or(self.port)
+    }
+
+    /// The instance's readiness: [`Shared::ready`], or completion of a
+    /// one-shot job, recognised from the record alone (stopped after an
+    /// exit with code 0, under a policy that does not restart it) so that
+    /// a job completed before a daemon restart still counts.
+    pub fn readiness(&self) -> Readiness {
+        let exited_0 = self
+            .last_exit
+            .as_ref()
+            .is_some_and(|e| e.code == Some(0) && e.signal.is_none());
+        if self.ready {
+            Readiness::Ready
+        } else if self.state == State::Stopped
+            && exited_0
+            && self.spec.autorestart != Autorestart::Always
+        {
+            Readiness::Completed
+        } else {
+            Readiness::NotReady
+        }
     }
 }
 
@@ -170,6 +222,7 @@ impl Shared {
             last_health_error_at_ms: None,
             last_health_check_passed: None,
             last_health_check_at_ms: None,
+            ready: false,
         }
     }
 }
@@ -215,10 +268,11 @@ struct Run {
     started: Instant,
     /// The health check of this run, if the app has one.
     health: Option<HealthRun>,
-    /// When this run becomes stable (min_uptime after its start), if
-    /// earlier runs were unstable: then the count of unstable restarts
-    /// goes back to 0, as the next exit would do, so `list` and
-    /// `describe` do not show a crash loop that is over.
+    /// When this run becomes stable (min_uptime after its start), if that
+    /// changes something: an app without a health check is ready then, and
+    /// after unstable runs the count of unstable restarts goes back to 0,
+    /// as the next exit would do, so `list` and `describe` do not show a
+    /// crash loop that is over.
     stable_at: Option<Instant>,
 }
 
@@ -248,6 +302,7 @@ impl Ctx {
     fn update<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
         let r = f(&mut self.shared.lock().unwrap_or_else(|p| p.into_inner()));
         (self.changed)();
+        self.events.touch();
         r
     }
 
@@ -313,6 +368,7 @@ impl Ctx {
             s.start_ticks = start_ticks;
             s.started_at_ms = Some(now_ms());
             s.next_restart_at_ms = None;
+            s.ready = false;
             s.reason = s
                 .restart_cause
                 .take()
@@ -341,8 +397,36 @@ impl Ctx {
             pid,
             started,
             health,
-            stable_at: (unstable > 0).then(|| started + spec.min_uptime()),
+            stable_at: (unstable > 0 || !checked).then(|| started + spec.min_uptime()),
         })
+    }
+
+    /// The run has lasted min_uptime: a crash loop is over, and an app
+    /// without a health check is ready.
+    fn on_stable(&self) {
+        let (spec, _) = self.spec();
+        let (reset, became_ready) = {
+            let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            let reset = s.unstable_restarts > 0;
+            s.unstable_restarts = 0;
+            let became_ready = becomes_ready_when_stable(&s);
+            if became_ready {
+                s.ready = true;
+            }
+            (reset, became_ready)
+        };
+        // Readiness is not persisted: only a reset count is worth a write.
+        if reset {
+            (self.changed)();
+        }
+        self.events.touch();
+        if became_ready {
+            let uptime = humantime::format_duration(spec.min_uptime());
+            self.emit(
+                EventKind::Ready,
+                format!("online for min_uptime ({uptime})"),
+            );
+        }
     }
 
     /// Starts probing a fresh run. A probe that cannot be resolved (it
@@ -397,6 +481,10 @@ impl Ctx {
                         s.state = State::Online;
                         events.push((EventKind::Online, "health check passed".into()));
                     }
+                    if s.state == State::Online && !s.ready {
+                        s.ready = true;
+                        events.push((EventKind::Ready, "health check passed".into()));
+                    }
                 }
                 // Liveness: an instance that was ready fails `retries`
                 // times in a row and is replaced.
@@ -406,6 +494,7 @@ impl Ctx {
                     was_ready: true,
                 } => {
                     s.health = Health::Unhealthy;
+                    s.ready = false;
                     events.push((EventKind::HealthChanged, last_error.clone()));
                     recycle = Some(format!(
                         "health check failed {consecutive_failures} times in a row: {last_error}"
@@ -420,6 +509,7 @@ impl Ctx {
             }
         }
         (self.changed)();
+        self.events.touch();
         for (kind, detail) in events {
             self.emit(kind, detail);
         }
@@ -459,7 +549,10 @@ impl Ctx {
         let (spec, _) = self.spec();
         let signal = spec.stop_signal();
         let kill_timeout = spec.kill_timeout();
-        self.update(|s| s.state = State::Stopping);
+        self.update(|s| {
+            s.state = State::Stopping;
+            s.ready = false;
+        });
         let deadline = Instant::now() + kill_timeout;
         // Descendants that left the group (setsid) get the same signal,
         // and SIGKILL with the rest: no grandchild survives a stop.
@@ -504,6 +597,7 @@ impl Ctx {
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let exited_pid = shared.pid;
         shared.pid = None;
+        shared.ready = false;
         // The check spoke of the run that ended.
         shared.health = not_checked(&shared);
         shared.start_ticks = None;
@@ -555,6 +649,10 @@ impl Ctx {
         self.events
             .emit(self.id, &self.name, EventKind::Exited, &exited, how);
         self.events.emit(self.id, &self.name, next, &shared, reason);
+        if shared.readiness() == Readiness::Completed {
+            self.events
+                .emit(self.id, &self.name, EventKind::Ready, &shared, "completed");
+        }
         drop(shared);
         (self.changed)();
         phase
@@ -671,7 +769,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     }
                     () = became_stable => {
                         run.stable_at = None;
-                        ctx.update(|s| s.unstable_restarts = 0);
+                        ctx.on_stable();
                         phase = Phase::Running(run);
                         continue;
                     }
@@ -763,6 +861,13 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
     }
 }
 
+/// Whether a run that has just lasted min_uptime becomes ready by that:
+/// only without a health check (with one, its first pass decides), and
+/// only while it is online and not ready yet.
+fn becomes_ready_when_stable(s: &Shared) -> bool {
+    s.spec.health_check.is_none() && s.state == State::Online && !s.ready
+}
+
 /// The health of an instance with no run to check: unknown with a check,
 /// none without.
 fn not_checked(s: &Shared) -> Health {
@@ -770,5 +875,107 @@ fn not_checked(s: &Shared) -> Health {
         Health::Unknown
     } else {
         Health::None
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A record of app `api` (min_uptime 1 s, autorestart `policy`), with
+    /// a TCP health check when `checked`, in `state`.
+    pub(crate) fn shared(policy: &str, checked: bool, state: State) -> Shared {
+        let check = serde_json::json!({
+            "probe": {"tcp": {"target": "127.0.0.1:9"}},
+            "interval_ms": 5000, "timeout_ms": 2000, "retries": 3, "start_period_ms": 0,
+        });
+        let spec: AppSpec = serde_json::from_value(serde_json::json!({
+            "name": "api", "script": "sleep", "args": [], "interpreter": null,
+            "interpreter_args": [], "cwd": "/", "env": {}, "autorestart": policy,
+            "max_restarts": 15, "min_uptime_ms": 1000, "restart_delay_ms": 0,
+            "exp_backoff_initial_ms": 100, "exp_backoff_max_ms": 30000,
+            "kill_timeout_ms": 5000, "stop_signal": "SIGTERM", "time": false,
+            "log_max_bytes": 1024, "log_max_files": 1,
+            "health_check": if checked { check } else { serde_json::Value::Null },
+        }))
+        .expect("a valid spec");
+        let launch = Launch {
+            program: "/bin/sleep".into(),
+            argv: vec!["/bin/sleep".into()],
+            cwd: "/".into(),
+        };
+        let mut s = Shared::new(Arc::new(spec), Arc::new(launch));
+        s.state = state;
+        s
+    }
+
+    fn exit(code: Option<i32>, signal: Option<&str>) -> Option<ExitInfo> {
+        Some(ExitInfo {
+            code,
+            signal: signal.map(str::to_owned),
+            at_ms: 1,
+        })
+    }
+
+    /// Ready is what the task set; a fresh or crashed record is not ready.
+    #[test]
+    fn ready_is_the_flag_of_the_task() {
+        let mut s = shared("always", false, State::Online);
+        assert_eq!(s.readiness(), Readiness::NotReady);
+        s.ready = true;
+        assert_eq!(s.readiness(), Readiness::Ready);
+        assert!(s.readiness().is_done());
+        let mut crashed = shared("always", false, State::WaitingRestart);
+        crashed.last_exit = exit(Some(1), None);
+        assert_eq!(crashed.readiness(), Readiness::NotReady);
+    }
+
+    /// A one-shot job that exited 0 has completed, also as a restored
+    /// record; an exit by a signal, a failure, or a policy that restarts
+    /// it is no completion.
+    #[test]
+    fn a_one_shot_job_that_exited_0_has_completed() {
+        for policy in ["never", "on-failure"] {
+            let mut job = shared(policy, false, State::Stopped);
+            job.last_exit = exit(Some(0), None);
+            assert_eq!(job.readiness(), Readiness::Completed, "{policy}");
+            assert!(job.readiness().is_done());
+            job.last_exit = exit(Some(3), None);
+            assert_eq!(job.readiness(), Readiness::NotReady, "{policy}");
+            job.last_exit = exit(None, Some("SIGTERM"));
+            assert_eq!(job.readiness(), Readiness::NotReady, "{policy}");
+            job.last_exit = None;
+            assert_eq!(job.readiness(), Readiness::NotReady, "{policy}");
+        }
+        let mut served = shared("always", false, State::Stopped);
+        served.last_exit = exit(Some(0), None);
+        assert_eq!(served.readiness(), Readiness::NotReady);
+        let mut errored = shared("never", false, State::Errored);
+        errored.last_exit = exit(Some(0), None);
+        assert_eq!(errored.readiness(), Readiness::NotReady);
+    }
+
+    /// min_uptime makes an online app without a check ready, once; with a
+    /// check only its first pass does.
+    #[test]
+    fn min_uptime_makes_only_an_unchecked_online_app_ready() {
+        assert!(becomes_ready_when_stable(&shared(
+            "always",
+            false,
+            State::Online
+        )));
+        assert!(!becomes_ready_when_stable(&shared(
+            "always",
+            true,
+            State::Online
+        )));
+        assert!(!becomes_ready_when_stable(&shared(
+            "always",
+            false,
+            State::Stopping
+        )));
+        let mut ready = shared("always", false, State::Online);
+        ready.ready = true;
+        assert!(!becomes_ready_when_stable(&ready));
     }
 }

@@ -43,6 +43,7 @@ mod reload;
 mod scale;
 pub mod spec;
 mod table;
+pub mod wait_ready;
 mod watching;
 
 use std::ffi::OsString;

@@ -1,9 +1,10 @@
-//! Rolling restart: one instance at a time, each ready (accepting
-//! connections on its port, else online for `min_uptime`) before the next
-//! is replaced; stops at the first replacement that fails.
+//! Rolling restart: one instance at a time, each ready (online and
+//! accepting connections on its port; without a port, ready as the instance
+//! decides: healthy, else online for `min_uptime`) before the next is
+//! replaced; stops at the first replacement that fails.
 
 use super::Supervisor;
-use super::instance::State;
+use super::instance::{Readiness, State};
 use super::lifecycle::Action;
 use super::lifecycle::first_error;
 use super::table::InstanceView;
@@ -16,6 +17,9 @@ use tokio::time::Instant;
 
 /// Default time a replacement may take to become ready during a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time between two connection attempts to an online replacement's port.
+const PORT_RETRY: Duration = Duration::from_millis(20);
 
 impl Supervisor {
     /// Rolling restart: one instance at a time, each ready before the next
@@ -44,17 +48,30 @@ impl Supervisor {
                 )
                 .await?,
             )?;
-            let view = self.wait_ready(*id, ready_timeout).await?;
+            let view = self.wait_replacement_ready(*id, ready_timeout).await?;
             progress(&view, done + 1, total);
         }
         self.views(target)
     }
 
-    /// Waits until instance `id` serves: its port accepts connections, or,
-    /// without a port, it has been online for min_uptime.
-    pub(super) async fn wait_ready(&self, id: u32, timeout: Duration) -> Result<InstanceView> {
+    /// Waits until instance `id` serves: online (its health check passed,
+    /// if it has one) and its port accepting connections, or, without a
+    /// port, ready (see `Shared::readiness`). Looks again at each change of
+    /// an instance record (see `events::Changes`), not on a timer.
+    ///
+    /// With a port, online is enough before connecting: accepting
+    /// connections says more than min_uptime would, and waiting for both
+    /// would make each step of a rolling reload last min_uptime.
+    pub(super) async fn wait_replacement_ready(
+        &self,
+        id: u32,
+        timeout: Duration,
+    ) -> Result<InstanceView> {
         let started = Instant::now();
         let deadline = started + timeout;
+        // Taken before the first look, so that a change in between is not
+        // missed.
+        let mut changes = self.changes();
         loop {
             let view = self
                 .views(&Target::Id(id))?
@@ -73,9 +90,7 @@ impl Supervisor {
                                 || (started.elapsed() > Duration::from_secs(1)
                                     && ports::listening(port).await)
                         }
-                        None => s.started_at_ms.is_some_and(|t| {
-                            super::instance::now_ms() - t >= s.spec.min_uptime_ms as i64
-                        }),
+                        None => s.readiness() == Readiness::Ready,
                     };
                     if ready {
                         return Ok(view);
@@ -125,7 +140,14 @@ impl Supervisor {
                     s.state.word()
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // No event says that the app called listen(): an online
+            // instance's port is tried again after PORT_RETRY, bounded by
+            // the deadline; everything else waits for a change.
+            let wake = match (s.state, s.effective_port()) {
+                (State::Online, Some(_)) => deadline.min(Instant::now() + PORT_RETRY),
+                _ => deadline,
+            };
+            changes.next(wake).await;
         }
     }
 }

@@ -22,7 +22,8 @@
 //! - `monitoring`: CPU and memory samples, `--max-memory`, `pmd monit`;
 //! - `events`: `pmd events -o json` as a crash and its restart happen;
 //! - `in_process`: the daemon run in this process through
-//!   `pmdaemond::run`, stopped by its shutdown future.
+//!   `pmdaemond::run`, stopped by its shutdown future;
+//! - `readiness`: `ready` in list/describe and events, the WaitReady RPC.
 
 mod cluster;
 mod dependencies;
@@ -35,6 +36,7 @@ mod logs;
 mod monitoring;
 mod persistence;
 mod ports;
+mod readiness;
 mod reload_watch;
 mod restart_policy;
 mod security;
