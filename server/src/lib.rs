@@ -31,6 +31,7 @@ pub(crate) mod ports;
 pub(crate) mod serve;
 pub(crate) mod store;
 pub(crate) mod supervisor;
+pub(crate) mod sync;
 pub(crate) mod watch;
 
 /// The shortest CPU/memory sampling period (`--monitor-interval`).

@@ -78,7 +78,7 @@ pub fn metrics(
                     restarts: v.shared.restarts,
                     started_at_ms: v.shared.started_at_ms,
                     health: health_state(v.shared.health) as i32,
-                    port: v.shared.effective_port().map(u32::from),
+                    port: v.plan.effective_port().map(u32::from),
                 })
                 .collect();
             let msg = v1::StreamMetricsResponse {

@@ -37,7 +37,9 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::sync::LockExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes};
@@ -407,7 +409,7 @@ impl LogSink {
     fn lock(&self) -> MutexGuard<'_, SinkState> {
         // A panic under the lock cannot leave the state torn in a way that
         // matters more than losing the logs; keep logging.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.locked()
     }
 
     /// Writes `data`: either complete lines (it ends with `\n`) or one piece

@@ -6,6 +6,7 @@
 
 use super::Supervisor;
 use super::instance::Cmd;
+use super::instance::Plan;
 use super::lifecycle::Action;
 use super::lifecycle::first_error;
 use super::spec;
@@ -15,6 +16,7 @@ use super::table::App;
 use super::table::InstanceView;
 use crate::error::{Error, Result};
 use crate::ports::Claim;
+use crate::sync::LockExt;
 use pmdaemon_proto::Target;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -299,13 +301,7 @@ impl Supervisor {
             })?;
             app.instances
                 .iter()
-                .map(|i| {
-                    (
-                        i.id,
-                        i.index,
-                        i.shared.lock().unwrap_or_else(|e| e.into_inner()).restarts,
-                    )
-                })
+                .map(|i| (i.id, i.index, i.shared.locked().restarts))
                 .collect()
         };
         for index in 0..spec.instances.max(old.len() as u32) {
@@ -338,13 +334,14 @@ impl Supervisor {
                         rx
                     };
                     let _ = rx.await;
-                    let fresh =
-                        self.new_instance(id, index, spec.clone(), launch.clone(), None, port)?;
-                    fresh
-                        .shared
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .restarts = restarts + 1;
+                    // The replacement counts as a restart of the instance.
+                    let fresh = self.new_instance(
+                        id,
+                        index,
+                        Plan::new(spec.clone(), launch.clone(), port),
+                        None,
+                        restarts + 1,
+                    )?;
                     let mut table = self.table();
                     let app = table.app_mut(&name).ok_or_else(|| Error::NotFound {
                         target: name.clone(),
@@ -357,8 +354,13 @@ impl Supervisor {
                 None => {
                     let mut table = self.table();
                     let id = table.next_id;
-                    let fresh =
-                        self.new_instance(id, index, spec.clone(), launch.clone(), None, port)?;
+                    let fresh = self.new_instance(
+                        id,
+                        index,
+                        Plan::new(spec.clone(), launch.clone(), port),
+                        None,
+                        0,
+                    )?;
                     table.next_id += 1;
                     let app = table.app_mut(&name).ok_or_else(|| Error::NotFound {
                         target: name.clone(),

@@ -9,6 +9,7 @@ use super::instance::State;
 use super::table::Instance;
 use super::table::InstanceView;
 use crate::error::{Error, Result};
+use crate::sync::LockExt;
 use pmdaemon_proto::Target;
 use std::path::Path;
 use std::sync::Arc;
@@ -105,7 +106,7 @@ impl Supervisor {
         }
         for (kept, spec) in shrunk {
             for inst in kept {
-                inst.shared.lock().unwrap_or_else(|e| e.into_inner()).spec = spec.clone();
+                inst.plan.locked().spec = spec.clone();
             }
         }
         Ok(())

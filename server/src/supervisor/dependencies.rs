@@ -98,7 +98,7 @@ impl Supervisor {
                         .filter(|v| level.contains(&v.id))
                         .map(|v| (v.id, Error::FailedPrecondition(e.to_string())))
                         .collect();
-                    self.note_refused(&stuck);
+                    self.note_refused(&stuck).await;
                     if first.is_ok() {
                         first = Err(e);
                     }
@@ -106,7 +106,7 @@ impl Supervisor {
             }
             // An instance whose port is taken does not start; the others do.
             let refused = self.recheck_ports(&level, keep_override);
-            self.note_refused(&refused);
+            self.note_refused(&refused).await;
             if let Some((_, e)) = refused.first()
                 && first.is_ok()
             {

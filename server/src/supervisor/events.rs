@@ -104,7 +104,7 @@ impl EventBus {
             pid: shared.pid,
             exit_code: exit.and_then(|e| e.code),
             signal: exit.and_then(|e| e.signal.clone()),
-            port: shared.effective_port(),
+            port: shared.port,
             health: shared.health,
             detail: detail.into(),
         }));

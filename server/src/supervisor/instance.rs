@@ -7,11 +7,14 @@
 //!                                        +--stop--> stopping --+--> idle
 //! ```
 //!
-//! The task is the only owner of the [`Child`] and the writer of the
+//! The task is the only owner of the [`Child`] and the only writer of the
 //! instance's [`Shared`] record (readers: the table, for list/describe and
 //! persistence), so exits and commands are handled in one place without
-//! races. The supervisor only sets what the next run should use (`spec` on
-//! scale, `port_override`) under the same lock before sending a command.
+//! races; what the table decides about a run that never reached the task
+//! (a start refused for its port, say) is a command too ([`Cmd::Refuse`]).
+//! What the next run uses (definition, launch, port) is the instance's
+//! [`Plan`], which only the table writes, under its lock; the task reads
+//! it at each spawn and copies what the run got into [`Shared`].
 //! Commands arrive on an unbounded mpsc channel whose sender lives in the
 //! supervisor's table; the task ends on `Cmd::Exit` or when the sender is
 //! dropped (after stopping its process).
@@ -25,6 +28,7 @@
 //! that exited 0). Every change of the record also wakes the daemon's
 //! waiters through the event bus (`EventBus::touch`).
 
+use crate::sync::LockExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,14 +132,46 @@ impl std::fmt::Display for ExitInfo {
     }
 }
 
-/// The instance record shared between its task (the writer; the table only
-/// sets `spec` and `port_override` for the next run) and the table
-/// (readers). Guarded by a `std::sync::Mutex` that is never held
-/// across an await.
+/// What the next run of an instance uses. Owned by the table: written only
+/// by the core's operations while they hold the table lock, so that a port
+/// decision and the claims it was made against are one step; read by the
+/// instance task at each spawn. Guarded by a `std::sync::Mutex` that is
+/// never held across an await.
 #[derive(Debug, Clone)]
-pub struct Shared {
+pub struct Plan {
     pub spec: Arc<AppSpec>,
     pub launch: Arc<Launch>,
+    /// The port assigned to this instance (persisted).
+    pub port: Option<u16>,
+    /// `restart --port`: replaces `port` until the next stop or plain
+    /// restart; never persisted.
+    pub port_override: Option<u16>,
+}
+
+impl Plan {
+    pub fn new(spec: Arc<AppSpec>, launch: Arc<Launch>, port: Option<u16>) -> Self {
+        Plan {
+            spec,
+            launch,
+            port,
+            port_override: None,
+        }
+    }
+
+    /// The port the next run gets.
+    pub fn effective_port(&self) -> Option<u16> {
+        self.port_override.or(self.port)
+    }
+}
+
+/// The instance record: written by its task only, read by the table (list,
+/// describe, persistence, waits). Guarded by a `std::sync::Mutex` that is
+/// never held across an await.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The definition of the current (or last) run, copied from the plan at
+    /// its spawn; until the first spawn, the plan's at creation.
+    pub spec: Arc<AppSpec>,
     pub state: State,
     /// Should this instance be running? Set by user commands; cleared when
     /// the restart policy gives up. Persisted: the next daemon starts the
@@ -151,11 +187,9 @@ pub struct Shared {
     pub next_restart_at_ms: Option<i64>,
     /// Why the instance is in its state (e.g. why it errored).
     pub reason: String,
-    /// The port assigned to this instance (persisted).
+    /// The port given to the current (or last) run; until the first
+    /// spawn, the plan's at creation.
     pub port: Option<u16>,
-    /// `restart --port`: replaces `port` until the next stop or plain
-    /// restart; never persisted.
-    pub port_override: Option<u16>,
     pub health: Health,
     /// Why the pending automatic restart happens; shown as "restarted
     /// after: ..." once the new process runs, so describe keeps the reason.
@@ -172,11 +206,6 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The port the current (or next) run gets.
-    pub fn effective_port(&self) -> Option<u16> {
-        self.port_override.or(self.port)
-    }
-
     /// The instance's readiness: [`Shared::ready`], or completion of a
     /// one-shot job, recognised from the record alone (stopped after an
     /// exit with code 0, under a policy that does not restart it) so that
@@ -200,10 +229,9 @@ impl Shared {
 }
 
 impl Shared {
-    pub fn new(spec: Arc<AppSpec>, launch: Arc<Launch>) -> Self {
+    pub fn new(spec: Arc<AppSpec>, port: Option<u16>) -> Self {
         Shared {
             spec,
-            launch,
             state: State::Stopped,
             desired_running: false,
             pid: None,
@@ -214,8 +242,7 @@ impl Shared {
             last_exit: None,
             next_restart_at_ms: None,
             reason: String::new(),
-            port: None,
-            port_override: None,
+            port,
             health: Health::None,
             restart_cause: None,
             last_health_error: String::new(),
@@ -242,6 +269,11 @@ pub enum Cmd {
     /// Replace the running process because it is unwell (memory over its
     /// limit): counts as a failed run in the restart policy.
     Recycle(String),
+    /// The table refused to start the instance before asking it (its port
+    /// is taken, a dependency failed), for this reason: one being brought
+    /// back (starting, nothing running: a restore) becomes errored with
+    /// it rather than starting for ever; any other stays as it is.
+    Refuse(String, oneshot::Sender<()>),
 }
 
 /// What the task needs besides its command channel.
@@ -255,6 +287,8 @@ pub struct Ctx {
     /// (see `process::drain_orphans`).
     pub home: Option<Arc<str>>,
     pub shared: Arc<Mutex<Shared>>,
+    /// The table writes it, the task reads it at each spawn.
+    pub plan: Arc<Mutex<Plan>>,
     pub out: Arc<LogSink>,
     pub err: Arc<LogSink>,
     /// Called after every change worth persisting (spawn, exit, stop).
@@ -300,33 +334,33 @@ pub fn now_ms() -> i64 {
 
 impl Ctx {
     fn update<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        let r = f(&mut self.shared.lock().unwrap_or_else(|p| p.into_inner()));
+        let r = f(&mut self.shared.locked());
         (self.changed)();
         self.events.touch();
         r
     }
 
     fn emit(&self, kind: EventKind, detail: impl Into<String>) {
-        let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = self.shared.locked();
         self.events.emit(self.id, &self.name, kind, &shared, detail);
     }
 
+    /// The definition and launch of the next run, from the plan.
     fn spec(&self) -> (Arc<AppSpec>, Arc<Launch>) {
-        let s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        (s.spec.clone(), s.launch.clone())
+        let p = self.plan.locked();
+        (p.spec.clone(), p.launch.clone())
     }
 
+    /// The port of the next run, from the plan.
     fn port(&self) -> Option<u16> {
-        self.shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .effective_port()
+        self.plan.locked().effective_port()
     }
 
     /// Spawns the process, wires its pipes to the log sinks and marks the
     /// instance online (no health checks yet: online once spawned).
     fn spawn(&self) -> std::io::Result<Run> {
         let (spec, launch) = self.spec();
+        let port = self.port();
         let index = self.index.to_string();
         let mut env = vec![
             ("PMD_APP_NAME".to_string(), self.name.to_string()),
@@ -335,7 +369,7 @@ impl Ctx {
             ("NODE_APP_INSTANCE".to_string(), index),
         ];
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(port) = self.port() {
+        if let Some(port) = port {
             env.push((spec.port_env.clone(), port.to_string()));
         }
         if let Some(home) = &self.home {
@@ -353,6 +387,8 @@ impl Ctx {
         tracing::info!(app = %self.name, id = self.id, pid, "spawned");
         let checked = spec.health_check.is_some();
         self.update(|s| {
+            s.spec = spec.clone();
+            s.port = port;
             // With a health check, ready only after its first pass.
             s.state = if checked {
                 State::Starting
@@ -376,7 +412,7 @@ impl Ctx {
                 .unwrap_or_default();
         });
         self.emit(EventKind::Started, format!("pid {pid}"));
-        if let Some(port) = self.port() {
+        if let Some(port) = port {
             self.emit(EventKind::PortAssigned, format!("{}={port}", spec.port_env));
         }
         if !checked {
@@ -387,11 +423,7 @@ impl Ctx {
             .as_ref()
             .and_then(|check| self.start_prober(check, &launch, env));
         let started = Instant::now();
-        let unstable = self
-            .shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unstable_restarts;
+        let unstable = self.shared.locked().unstable_restarts;
         Ok(Run {
             child,
             pid,
@@ -406,7 +438,7 @@ impl Ctx {
     fn on_stable(&self) {
         let (spec, _) = self.spec();
         let (reset, became_ready) = {
-            let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = self.shared.locked();
             let reset = s.unstable_restarts > 0;
             s.unstable_restarts = 0;
             let became_ready = becomes_ready_when_stable(&s);
@@ -466,7 +498,7 @@ impl Ctx {
         let mut events: Vec<(EventKind, String)> = Vec::new();
         let mut recycle = None;
         {
-            let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = self.shared.locked();
             s.last_health_check_at_ms = Some(result.at_ms);
             s.last_health_check_passed = Some(result.error.is_none());
             if let Some(error) = &result.error {
@@ -594,7 +626,7 @@ impl Ctx {
             Autorestart::OnFailure => failed,
             Autorestart::Never => false,
         };
-        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shared = self.shared.locked();
         let exited_pid = shared.pid;
         shared.pid = None;
         shared.ready = false;
@@ -678,6 +710,21 @@ impl Ctx {
         }
     }
 
+    /// See [`Cmd::Refuse`].
+    fn refuse(&self, why: String) {
+        let refused = self.update(|s| {
+            let restoring = s.pid.is_none() && s.state == State::Starting;
+            if restoring {
+                s.state = State::Errored;
+                s.reason = why.clone();
+            }
+            restoring
+        });
+        if refused {
+            self.emit(EventKind::Errored, why);
+        }
+    }
+
     fn set_desired(&self, running: bool) {
         self.update(|s| s.desired_running = running);
     }
@@ -741,6 +788,11 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                 }
                 // Nothing runs: nothing to replace.
                 Some(Cmd::Recycle(_)) => Phase::Idle,
+                Some(Cmd::Refuse(why, reply)) => {
+                    ctx.refuse(why);
+                    let _ = reply.send(());
+                    Phase::Idle
+                }
                 None => return,
             },
             Phase::Running(mut run) => {
@@ -797,6 +849,11 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         next
                     }
                     Some(Cmd::Recycle(reason)) => ctx.recycle(*run, reason).await,
+                    // It runs: the refusal was about a start it did not need.
+                    Some(Cmd::Refuse(_, reply)) => {
+                        let _ = reply.send(());
+                        Phase::Running(run)
+                    }
                     Some(Cmd::Stop(reply)) => {
                         ctx.set_desired(false);
                         ctx.stop(&mut run).await;
@@ -854,6 +911,10 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         return;
                     }
                     Some(Cmd::Recycle(_)) => Phase::Waiting(until),
+                    Some(Cmd::Refuse(_, reply)) => {
+                        let _ = reply.send(());
+                        Phase::Waiting(until)
+                    }
                     None => return,
                 }
             }
@@ -899,14 +960,19 @@ pub(crate) mod tests {
             "health_check": if checked { check } else { serde_json::Value::Null },
         }))
         .expect("a valid spec");
+        let mut s = Shared::new(Arc::new(spec), None);
+        s.state = state;
+        s
+    }
+
+    /// The plan of the record `shared` made.
+    pub(crate) fn plan_of(s: &Shared) -> Plan {
         let launch = Launch {
             program: "/bin/sleep".into(),
             argv: vec!["/bin/sleep".into()],
             cwd: "/".into(),
         };
-        let mut s = Shared::new(Arc::new(spec), Arc::new(launch));
-        s.state = state;
-        s
+        Plan::new(s.spec.clone(), Arc::new(launch), s.port)
     }
 
     fn exit(code: Option<i32>, signal: Option<&str>) -> Option<ExitInfo> {

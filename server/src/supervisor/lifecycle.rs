@@ -8,8 +8,8 @@ use super::Supervisor;
 use super::instance;
 use super::instance::Cmd;
 use super::instance::ExitInfo;
-use super::instance::Shared;
 use super::instance::State;
+use super::instance::{Plan, Shared};
 use super::spec;
 use super::spec::AppSpec;
 use super::spec::Launch;
@@ -26,6 +26,8 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
+
+use crate::sync::LockExt;
 
 use super::delete::remove_logs;
 use super::port_checks::{assign_ports, check_log_paths};
@@ -114,10 +116,9 @@ impl Supervisor {
                 instances.push(self.new_instance(
                     first_id + index,
                     index,
-                    spec.clone(),
-                    launch.clone(),
+                    Plan::new(spec.clone(), launch.clone(), port),
                     None,
-                    port,
+                    0,
                 )?);
             }
             table.next_id += spec.instances;
@@ -142,16 +143,17 @@ impl Supervisor {
         self.views(&Target::Name(name))
     }
 
-    /// Builds an instance record, its log sinks and its task.
+    /// Builds an instance (its record, its plan, its log sinks) and starts
+    /// its task; `restarts` carries the count of an instance it replaces.
     pub(super) fn new_instance(
         &self,
         id: u32,
         index: u32,
-        spec: Arc<AppSpec>,
-        launch: Arc<Launch>,
+        plan: Plan,
         record: Option<&InstanceRecord>,
-        port: Option<u16>,
+        restarts: u32,
     ) -> Result<Instance> {
+        let spec = plan.spec.clone();
         let logs = &self.inner.logs;
         let cfg = spec.log_config();
         let open = |stream| {
@@ -163,8 +165,9 @@ impl Supervisor {
                 .map_err(|e| Error::io("cannot open log file", path, e))
         };
         let (out, err) = (open(Stream::Out)?, open(Stream::Err)?);
-        let mut shared = Shared::new(spec.clone(), launch);
-        shared.port = port;
+        let mut shared = Shared::new(spec.clone(), plan.port);
+        let plan = Arc::new(Mutex::new(plan));
+        shared.restarts = restarts;
         if let Some(r) = record {
             shared.desired_running = r.desired_running;
             shared.restarts = r.restarts;
@@ -196,6 +199,7 @@ impl Supervisor {
             name: Arc::from(spec.name.as_str()),
             home: self.inner.home.to_str().map(Arc::from),
             shared: shared.clone(),
+            plan: plan.clone(),
             out: out.clone(),
             err: err.clone(),
             changed: Arc::new(move || {
@@ -210,6 +214,7 @@ impl Supervisor {
             id,
             index,
             shared,
+            plan,
             cmd: tx,
             out,
             err,
@@ -243,10 +248,7 @@ impl Supervisor {
                                 keep_override: false
                             }
                     ) {
-                        inst.shared
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .port_override = None;
+                        inst.plan.locked().port_override = None;
                     }
                     let cmd = match action {
                         Action::Start => Cmd::Start(tx),

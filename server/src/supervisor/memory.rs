@@ -4,18 +4,19 @@
 
 use super::Inner;
 use super::instance::Cmd;
+use crate::sync::LockExt;
 use std::sync::Arc;
 use std::sync::Weak;
 
 /// The running processes the sampler should look at.
 pub(super) fn sample_targets(inner: &Inner) -> Vec<crate::metrics::Target> {
-    let table = inner.table.lock().unwrap_or_else(|p| p.into_inner());
+    let table = inner.table.locked();
     table
         .apps
         .iter()
         .flat_map(|a| &a.instances)
         .filter_map(|i| {
-            let pid = i.shared.lock().unwrap_or_else(|p| p.into_inner()).pid?;
+            let pid = i.shared.locked().pid?;
             Some(crate::metrics::Target { id: i.id, pid })
         })
         .collect()
@@ -30,10 +31,10 @@ pub(super) async fn memory_guard(
     while metrics.changed().await.is_ok() {
         let snapshot = metrics.borrow_and_update().clone();
         let Some(inner) = inner.upgrade() else { return };
-        let table = inner.table.lock().unwrap_or_else(|p| p.into_inner());
+        let table = inner.table.locked();
         for inst in table.apps.iter().flat_map(|a| &a.instances) {
             let (limit, running) = {
-                let s = inst.shared.lock().unwrap_or_else(|p| p.into_inner());
+                let s = inst.shared.locked();
                 (s.spec.max_memory_bytes, s.pid.is_some())
             };
             let (Some(limit), true, Some(sample)) =

@@ -13,11 +13,14 @@
 //!
 //! Concurrency: the table is a `std::sync::Mutex<Table>` that is never held
 //! across an await. Each instance has a task (`instance::run`) that owns its
-//! child and writes its `Shared` record; the table keeps the task's command
-//! sender, and sets in `Shared` only what the next run uses (`spec`,
-//! `port`, `port_override`) and the refusal of a start that never reached
-//! the task (see `port_checks.rs`). Lock order: the turn, then the table,
-//! then an instance's `Shared`. Every change requests a write of
+//! child and is the only writer of its `Shared` record; the table keeps the
+//! task's command sender and is the only writer of the instance's `Plan`
+//! (what the next run uses: definition, launch, port, `--port` override),
+//! which it changes only while it holds the table lock, so a port decision
+//! and the claims it was checked against are one step. Anything else the
+//! table decides about an instance is a command to its task. Lock order:
+//! the turn, then the table, then an instance's `Plan`, then its
+//! `Shared`. Every change requests a write of
 //! `state.json` from the store's [`Persister`]; the writer task in
 //! `persistence.rs` coalesces them.
 //!
@@ -46,6 +49,7 @@ mod table;
 pub mod wait_ready;
 mod watching;
 
+use crate::sync::LockExt;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -277,7 +281,7 @@ impl Supervisor {
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.table.locked()
     }
 
     fn check_running(&self) -> Result<()> {

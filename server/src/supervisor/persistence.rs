@@ -8,6 +8,7 @@ use super::Inner;
 use super::Supervisor;
 use super::apply::ApplyMode;
 use super::apply::ApplyOptions;
+use super::instance::Plan;
 use super::lifecycle::Action;
 use super::process;
 use super::spec;
@@ -20,6 +21,7 @@ use crate::store::AppRecord;
 use crate::store::InstanceRecord;
 use crate::store::Persister;
 use crate::store::StateFile;
+use crate::sync::LockExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Weak;
@@ -37,23 +39,18 @@ pub(super) struct Leftover {
 }
 
 pub(super) fn snapshot(inner: &Inner) -> StateFile {
-    let table = inner.table.lock().unwrap_or_else(|p| p.into_inner());
+    let table = inner.table.locked();
     let apps = table
         .apps
         .iter()
         .filter_map(|app| {
-            let first = app
-                .instances
-                .first()?
-                .shared
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let first = app.instances.first()?.plan.locked().clone();
             let instances = app
                 .instances
                 .iter()
                 .map(|i| {
-                    let s = i.shared.lock().unwrap_or_else(|p| p.into_inner());
+                    let port = i.plan.locked().port;
+                    let s = i.shared.locked();
                     InstanceRecord {
                         id: i.id,
                         index: i.index,
@@ -68,7 +65,7 @@ pub(super) fn snapshot(inner: &Inner) -> StateFile {
                         last_exit_signal: s.last_exit.as_ref().and_then(|e| e.signal.clone()),
                         last_exit_at_ms: s.last_exit.as_ref().map(|e| e.at_ms),
                         reason: s.reason.clone(),
-                        port: s.port,
+                        port,
                     }
                 })
                 .collect();
@@ -245,10 +242,9 @@ impl Supervisor {
                     instances.push(self.new_instance(
                         r.id,
                         r.index,
-                        spec.clone(),
-                        launch.clone(),
+                        Plan::new(spec.clone(), launch.clone(), r.port),
                         Some(r),
-                        r.port,
+                        0,
                     )?);
                 }
                 if !instances.is_empty() {

@@ -5,8 +5,7 @@
 //! placed.
 
 use super::Supervisor;
-use super::events;
-use super::instance::State;
+use super::instance::Cmd;
 use super::lifecycle::Action;
 use super::lifecycle::first_error;
 use super::spec;
@@ -14,10 +13,11 @@ use super::spec::AppSpec;
 use super::table::InstanceView;
 use crate::error::{Error, Result};
 use crate::ports::Claim;
+use crate::sync::LockExt;
 use pmdaemon_proto::Target;
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::Arc;
+use tokio::sync::oneshot;
 
 use crate::ports::{self, PortSpec};
 
@@ -109,17 +109,20 @@ impl Supervisor {
             let Some(spec) = app.spec() else { continue };
             let Some(port_spec) = spec.port else { continue };
             for inst in app.instances.iter().filter(|i| ids.contains(&i.id)) {
-                let mut s = inst.shared.lock().unwrap_or_else(|e| e.into_inner());
+                let mut plan = inst.plan.locked();
                 let next = if keep_override {
-                    s.effective_port()
+                    plan.effective_port()
                 } else {
-                    s.port
+                    plan.port
                 };
                 let Some(port) = next else { continue };
-                if s.pid.is_some() && s.effective_port() == next {
-                    continue; // its own process holds the port
+                {
+                    let s = inst.shared.locked();
+                    if s.pid.is_some() && s.port == next {
+                        continue; // its own process holds the port
+                    }
                 }
-                let overridden = keep_override && s.port_override.is_some();
+                let overridden = keep_override && plan.port_override.is_some();
                 let claimed = |p: u16| claims.iter().any(|c| c.holds(p)) || taken.contains(&p);
                 match recheck(
                     port_spec,
@@ -132,7 +135,7 @@ impl Supervisor {
                     PortRecheck::MoveTo(free) => {
                         tracing::info!(app = %app.name, id = inst.id, from = port, to = free, "port taken meanwhile; moved");
                         taken.push(free);
-                        s.port = Some(free);
+                        plan.port = Some(free);
                         moved = true;
                     }
                     PortRecheck::Refuse(why) => refused.push((
@@ -152,38 +155,30 @@ impl Supervisor {
         refused
     }
 
-    /// Records why instances could not start. One the daemon was bringing
-    /// back (restore) is `errored` with the reason rather than `starting`
-    /// for ever; a stopped one stays stopped, the caller is told.
-    pub(super) fn note_refused(&self, refused: &[(u32, Error)]) {
-        let table = self.table();
-        for (id, why) in refused {
-            let Some(inst) = table
-                .apps
+    /// Tells instances why they could not start ([`Cmd::Refuse`]): one the
+    /// daemon was bringing back (restore) becomes `errored` with the reason
+    /// rather than `starting` for ever; a stopped one stays stopped, the
+    /// caller is told.
+    pub(super) async fn note_refused(&self, refused: &[(u32, Error)]) {
+        let replies: Vec<_> = {
+            let table = self.table();
+            refused
                 .iter()
-                .flat_map(|a| &a.instances)
-                .find(|i| i.id == *id)
-            else {
-                continue;
-            };
-            let mut s = inst.shared.lock().unwrap_or_else(|e| e.into_inner());
-            if s.pid.is_none() && s.state == State::Starting {
-                s.state = State::Errored;
-                s.reason = why.to_string();
-                let name: Arc<str> = Arc::from(s.spec.name.as_str());
-                let snapshot = s.clone();
-                drop(s);
-                self.inner.events.emit(
-                    *id,
-                    &name,
-                    events::EventKind::Errored,
-                    &snapshot,
-                    why.to_string(),
-                );
-            }
+                .filter_map(|(id, why)| {
+                    let inst = table
+                        .apps
+                        .iter()
+                        .flat_map(|a| &a.instances)
+                        .find(|i| i.id == *id)?;
+                    let (tx, rx) = oneshot::channel();
+                    let _ = inst.cmd.send(Cmd::Refuse(why.to_string(), tx));
+                    Some(rx)
+                })
+                .collect()
+        };
+        for rx in replies {
+            let _ = rx.await;
         }
-        drop(table);
-        self.inner.persister.request();
     }
 
     /// `restart --port`: the selected instances (of one app) get ports from
@@ -212,12 +207,7 @@ impl Supervisor {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| !picked.iter().any(|(_, p)| p == i))
-                .filter_map(|(_, inst)| {
-                    inst.shared
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .effective_port()
-                })
+                .filter_map(|(_, inst)| inst.plan.locked().effective_port())
                 .collect();
             if !siblings.is_empty() {
                 others.push(Claim {
@@ -228,11 +218,7 @@ impl Supervisor {
             }
             let ports = ports::assign(&app.name, port, picked.len() as u32, &others, &app.ports())?;
             for ((_, i), p) in picked.iter().zip(ports) {
-                app.instances[*i]
-                    .shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .port_override = Some(p);
+                app.instances[*i].plan.locked().port_override = Some(p);
             }
         }
         first_error(

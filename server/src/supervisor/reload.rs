@@ -82,7 +82,7 @@ impl Supervisor {
             let s = &view.shared;
             match s.state {
                 State::Online => {
-                    let ready = match s.effective_port() {
+                    let ready = match s.port {
                         // Loopback first; after a second, any address
                         // (the slower check of /proc/net/tcp).
                         Some(port) => {
@@ -122,7 +122,7 @@ impl Supervisor {
             if Instant::now() >= deadline {
                 // With a health check an instance is `starting` until it
                 // passes: that is what it did not do.
-                let what = match s.effective_port() {
+                let what = match s.port {
                     _ if s.state != State::Online && s.spec.health_check.is_some() => {
                         match s.last_health_error.as_str() {
                             "" => "pass its health check".to_owned(),
@@ -143,7 +143,7 @@ impl Supervisor {
             // No event says that the app called listen(): an online
             // instance's port is tried again after PORT_RETRY, bounded by
             // the deadline; everything else waits for a change.
-            let wake = match (s.state, s.effective_port()) {
+            let wake = match (s.state, s.port) {
                 (State::Online, Some(_)) => deadline.min(Instant::now() + PORT_RETRY),
                 _ => deadline,
             };

@@ -2,10 +2,12 @@
 //! overrides, started when the app runs) or removal of the highest ones.
 
 use super::Supervisor;
+use super::instance::Plan;
 use super::lifecycle::Action;
 use super::lifecycle::first_error;
 use super::table::InstanceView;
 use crate::error::{Error, Result};
+use crate::sync::LockExt;
 use pmdaemon_proto::Target;
 use std::sync::Arc;
 
@@ -28,12 +30,10 @@ impl Supervisor {
             })?;
             // New instances follow the app: started if any of its instances
             // is meant to run, else added stopped.
-            let running = app.instances.iter().any(|i| {
-                i.shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .desired_running
-            });
+            let running = app
+                .instances
+                .iter()
+                .any(|i| i.shared.locked().desired_running);
             let old_spec = app.spec().ok_or_else(|| Error::NotFound {
                 target: name.to_string(),
             })?;
@@ -48,12 +48,7 @@ impl Supervisor {
             } else {
                 Vec::new()
             };
-            let launch = app.instances[0]
-                .shared
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .launch
-                .clone();
+            let launch = app.instances[0].plan.locked().launch.clone();
             let spec = Arc::new(spec);
             let mut added = Vec::new();
             for index in old_count..count {
@@ -61,15 +56,18 @@ impl Supervisor {
                 added.push(self.new_instance(
                     id,
                     index,
-                    spec.clone(),
-                    launch.clone(),
+                    Plan::new(
+                        spec.clone(),
+                        launch.clone(),
+                        ports.get(index as usize).copied(),
+                    ),
                     None,
-                    ports.get(index as usize).copied(),
+                    0,
                 )?);
             }
             let app = table.app_mut(name).expect("app exists: checked above");
             for inst in &app.instances {
-                inst.shared.lock().unwrap_or_else(|e| e.into_inner()).spec = spec.clone();
+                inst.plan.locked().spec = spec.clone();
             }
             let removed_ids: Vec<u32> = app
                 .instances

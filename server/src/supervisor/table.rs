@@ -7,7 +7,7 @@
 
 use super::Supervisor;
 use super::instance::Cmd;
-use super::instance::Shared;
+use super::instance::{Plan, Shared};
 use super::spec::AppSpec;
 use crate::error::{Error, Result};
 use crate::logs::LogSink;
@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
+use crate::sync::LockExt;
+
 /// One log stream of one instance: (id, app name, stream, sink).
 pub type SinkRef = (u32, Arc<str>, Stream, Arc<LogSink>);
 
@@ -28,7 +30,10 @@ pub struct InstanceView {
     pub id: u32,
     pub index: u32,
     pub name: String,
+    /// What its task reports.
     pub shared: Shared,
+    /// What its next run uses.
+    pub plan: Plan,
     pub created_at_ms: i64,
     pub out_log: PathBuf,
     pub err_log: PathBuf,
@@ -40,7 +45,10 @@ pub struct InstanceView {
 pub(super) struct Instance {
     pub(super) id: u32,
     pub(super) index: u32,
+    /// Written by the instance task only.
     pub(super) shared: Arc<Mutex<Shared>>,
+    /// Written by the table only (under its lock), read by the task.
+    pub(super) plan: Arc<Mutex<Plan>>,
     /// To the instance task; closing it (drop) stops the task.
     pub(super) cmd: mpsc::UnboundedSender<Cmd>,
     pub(super) out: Arc<LogSink>,
@@ -58,16 +66,9 @@ pub(super) struct App {
 }
 
 impl App {
+    /// The app's definition (its instances share one).
     pub(super) fn spec(&self) -> Option<Arc<AppSpec>> {
-        let first = self.instances.first()?;
-        Some(
-            first
-                .shared
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .spec
-                .clone(),
-        )
+        Some(self.instances.first()?.plan.locked().spec.clone())
     }
 
     /// Each instance's own assigned port, in index order (no overrides):
@@ -75,7 +76,7 @@ impl App {
     pub(super) fn assigned_ports(&self) -> Vec<u16> {
         self.instances
             .iter()
-            .filter_map(|i| i.shared.lock().unwrap_or_else(|p| p.into_inner()).port)
+            .filter_map(|i| i.plan.locked().port)
             .collect()
     }
 
@@ -85,12 +86,7 @@ impl App {
         let overrides: Vec<u16> = self
             .instances
             .iter()
-            .filter_map(|i| {
-                i.shared
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .port_override
-            })
+            .filter_map(|i| i.plan.locked().port_override)
             .collect();
         (!overrides.is_empty()).then(|| crate::ports::Claim {
             app: format!("{} (a --port override of this run)", self.name),
@@ -103,9 +99,9 @@ impl App {
     pub(super) fn ports(&self) -> Vec<u16> {
         let mut ports = Vec::new();
         for i in &self.instances {
-            let s = i.shared.lock().unwrap_or_else(|p| p.into_inner());
-            ports.extend(s.port);
-            ports.extend(s.port_override);
+            let p = i.plan.locked();
+            ports.extend(p.port);
+            ports.extend(p.port_override);
         }
         ports
     }
@@ -195,7 +191,7 @@ impl Supervisor {
                 // Only a sample of the current run: right after a restart
                 // the latest snapshot may still describe the previous one.
                 let started_at_ms = {
-                    let s = inst.shared.lock().unwrap_or_else(|p| p.into_inner());
+                    let s = inst.shared.locked();
                     s.pid.and(s.started_at_ms)
                 };
                 let sample = started_at_ms.and_then(|started| {
@@ -210,11 +206,8 @@ impl Supervisor {
                     id: inst.id,
                     index: inst.index,
                     name: app.name.clone(),
-                    shared: inst
-                        .shared
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone(),
+                    shared: inst.shared.locked().clone(),
+                    plan: inst.plan.locked().clone(),
                     created_at_ms: app.created_at_ms,
                     out_log: inst.out.path().to_path_buf(),
                     err_log: inst.err.path().to_path_buf(),

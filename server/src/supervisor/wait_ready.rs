@@ -423,6 +423,7 @@ pub(crate) mod tests {
             id: 3,
             index: 0,
             name: "api".into(),
+            plan: crate::supervisor::instance::tests::plan_of(&s),
             shared: s,
             created_at_ms: 0,
             out_log: "/o".into(),

@@ -32,7 +32,9 @@ mod tests;
 
 use std::mem;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::sync::LockExt;
 use std::time::Duration;
 
 use nix::libc;
@@ -259,7 +261,7 @@ struct Pending {
 
 impl Shared {
     fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        self.pending.locked()
     }
 
     /// Called on notify's thread for every event.
