@@ -38,7 +38,8 @@
 //!   deadline of the harness, for a slow or loaded machine, e.g.
 //!   `PMDAEMON_TEST_TIMEOUT_SCALE=3 cargo test -p pmdaemon-tests`. Durations
 //!   that are part of a scenario (`--kill-timeout 1s`, `--wait-timeout 2s`
-//!   meant to expire) are not scaled;
+//!   meant to expire, a bound that must stay below one of the daemon's own
+//!   defaults) are not scaled;
 //! - `PMDAEMON_TEST_KEEP` (any value) keeps each test's `PMDAEMON_HOME`
 //!   instead of removing it, and prints where it is.
 

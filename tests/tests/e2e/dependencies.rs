@@ -478,6 +478,8 @@ fn wait_timeout_bounds_the_wait_for_dependencies() {
         took >= std::time::Duration::from_secs(2),
         "gave up after {took:?}, before its 2 s:\n{text}"
     );
+    // Not a harness deadline, so not scaled: it must stay below the
+    // daemon's own 60 s default wait to tell the two apart.
     assert!(
         took < std::time::Duration::from_secs(30),
         "the dependency wait was not bounded by --wait-timeout ({took:?}):\n{text}"
@@ -518,6 +520,7 @@ fn a_deleted_dependency_fails_at_once() {
         text.contains("db") && text.contains("does not exist"),
         "{text}"
     );
+    // Not scaled: it must stay below the daemon's 60 s default wait.
     assert!(
         t0.elapsed() < std::time::Duration::from_secs(30),
         "waited {:?} for a dependency that is gone",

@@ -335,6 +335,8 @@ fn a_crashing_replacement_stops_the_reload_at_once() {
     let out = d.pmd_code(1, &["reload", "fragile"]);
     let text = said(&out);
     assert!(text.contains("code 3"), "{text}");
+    // Not scaled: it must stay below the daemon's 30 s default ready
+    // timeout, which a reload stuck on the crash loop would wait out.
     assert!(
         t0.elapsed() < Duration::from_secs(20),
         "the reload waited {:?} on a crash loop",
