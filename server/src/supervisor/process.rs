@@ -482,6 +482,121 @@ mod tests {
         assert_eq!(s.start_ticks, 98765);
     }
 
+    fn launch(program: &str, args: &[&str], cwd: &Path) -> Launch {
+        Launch {
+            program: program.into(),
+            argv: std::iter::once(program)
+                .chain(args.iter().copied())
+                .map(String::from)
+                .collect(),
+            cwd: cwd.to_path_buf(),
+        }
+    }
+
+    /// Everything `child` wrote to stdout and stderr, and its exit.
+    async fn finish(mut child: Spawned) -> (String, String, std::process::ExitStatus) {
+        use tokio::io::AsyncReadExt;
+        let (mut out, mut err) = (String::new(), String::new());
+        let mut stdout = child.stdout.take().expect("stdout piped");
+        let mut stderr = child.stderr.take().expect("stderr piped");
+        let (read_out, read_err) = tokio::join!(
+            stdout.read_to_string(&mut out),
+            stderr.read_to_string(&mut err)
+        );
+        read_out.unwrap();
+        read_err.unwrap();
+        let status = child.wait().await.unwrap();
+        (out, err, status)
+    }
+
+    #[tokio::test]
+    async fn spawn_sets_cwd_env_and_stdio() {
+        let dir = tempfile::tempdir().unwrap();
+        let script =
+            r#"pwd -P; readlink /proc/self/fd/0; echo "$PMD_SPAWN_TEST"; echo oops >&2; exit 3"#;
+        let env = [("PMD_SPAWN_TEST".to_string(), "set by the app".to_string())];
+        let child = spawn(&launch("/bin/sh", &["-c", script], dir.path()), &env).unwrap();
+        let (out, err, status) = finish(child).await;
+        let cwd = dir.path().canonicalize().unwrap();
+        assert_eq!(
+            out,
+            format!("{}\n/dev/null\nset by the app\n", cwd.display())
+        );
+        assert_eq!(err, "oops\n");
+        assert_eq!(status.code(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn spawned_process_leads_its_group_with_default_signals() {
+        // The test harness ignores SIGPIPE, as the daemon does: the child
+        // must not inherit that.
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn(&launch("/bin/cat", &["/proc/self/status"], dir.path()), &[]).unwrap();
+        let pid = child.id().unwrap().to_string();
+        let (out, _, status) = finish(child).await;
+        assert!(status.success());
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("{name} missing from {out}"))
+        };
+        assert_eq!(field("Pid"), pid);
+        assert_eq!(field("NSpgid"), pid);
+        assert_eq!(field("SigBlk"), "0000000000000000");
+        // Signals 1-31: glibc's spawn leaves its own two internal signals
+        // (32 and 33) ignored in the child, as it always has here.
+        let ignored = u64::from_str_radix(field("SigIgn"), 16).unwrap();
+        assert_eq!(ignored & 0x7fff_ffff, 0, "ignored signals: {ignored:#x}");
+    }
+
+    #[test]
+    fn exec_errors_are_spawn_errors() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let errno = |launch: Launch| {
+            spawn(&launch, &[])
+                .err()
+                .and_then(|e| e.raw_os_error())
+                .map(nix::errno::Errno::from_raw)
+        };
+        let missing = dir.path().join("missing");
+        assert_eq!(
+            errno(launch(missing.to_str().unwrap(), &[], dir.path())),
+            Some(nix::errno::Errno::ENOENT)
+        );
+        let not_executable = dir.path().join("not-executable");
+        std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            errno(launch(not_executable.to_str().unwrap(), &[], dir.path())),
+            Some(nix::errno::Errno::EACCES)
+        );
+        // No shebang: an error, never a run through /bin/sh.
+        let no_format = dir.path().join("no-format");
+        std::fs::write(&no_format, "true\n").unwrap();
+        std::fs::set_permissions(&no_format, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            errno(launch(no_format.to_str().unwrap(), &[], dir.path())),
+            Some(nix::errno::Errno::ENOEXEC)
+        );
+        assert_eq!(
+            errno(launch("/bin/true", &[], &missing)),
+            Some(nix::errno::Errno::ENOENT)
+        );
+    }
+
+    #[tokio::test]
+    async fn death_by_a_realtime_signal_is_reported() {
+        let rtmin = nix::libc::SIGRTMIN();
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!("kill -{rtmin} $$");
+        let child = spawn(&launch("/bin/sh", &["-c", &script], dir.path()), &[]).unwrap();
+        let (_, _, status) = finish(child).await;
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(rtmin));
+    }
+
     #[test]
     fn own_process_is_recognised() {
         let me = std::process::id();
