@@ -90,8 +90,8 @@ fn add_chdir(actions: &mut nix::spawn::PosixSpawnFileActions, dir: &CStr) -> std
     use nix::spawn::PosixSpawnFileActions;
     // nix 0.30 declares PosixSpawnFileActions `#[repr(transparent)]` over
     // the glibc object, but as a private detail: fail the build if the
-    // layout no longer matches (equal size means the glibc object is its
-    // only field, at offset 0).
+    // layout no longer matches (equal size leaves no room for another
+    // field with a size, so the glibc object sits at offset 0).
     const _: () = assert!(
         size_of::<PosixSpawnFileActions>() == size_of::<posix_spawn_file_actions_t>()
             && align_of::<PosixSpawnFileActions>() == align_of::<posix_spawn_file_actions_t>()
