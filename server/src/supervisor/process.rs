@@ -1,14 +1,14 @@
 //! The OS boundary of the supervisor: spawning an instance in its own
-//! process group with piped stdio (glibc's posix_spawn, exit awaited on a
-//! pidfd), signalling and draining that group and the descendants that left
-//! it, finding what a previous daemon life left behind, and reading `/proc`
-//! to identify processes across daemon lives (start time and boot id, so a
-//! reused pid is never touched).
+//! process group with piped stdio (glibc's posix_spawn through nix's
+//! wrappers, exit awaited on a pidfd), signalling and draining that group
+//! and the descendants that left it, finding what a previous daemon life
+//! left behind, and reading `/proc` to identify processes across daemon
+//! lives (start time and boot id, so a reused pid is never touched).
 //!
 //! Nothing here holds state; `instance.rs` owns the children.
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsString, c_char};
+use std::ffi::{CStr, CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,113 +24,54 @@ use super::spec::Launch;
 ///
 /// With glibc's posix_spawn(3) (a vfork-like clone that waits for the
 /// exec): no copy of the daemon's page tables per spawn, and exec errors
-/// (ENOENT, EACCES, ENOEXEC) come back as the return value; glibc's
-/// posix_spawn, unlike execvp, never hands an ENOEXEC file to /bin/sh.
-/// std's Command would fork instead in a static binary (it finds glibc's
-/// newer posix_spawn helpers through dlsym, which static binaries lack).
+/// (ENOENT, EACCES, ENOEXEC, a bad cwd) come back as the return value;
+/// glibc's posix_spawn, unlike execvp, never hands an ENOEXEC file to
+/// /bin/sh. std's Command would fork instead in a static binary (it finds
+/// glibc's newer posix_spawn helpers through dlsym, which static binaries
+/// lack).
 pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
-    use nix::libc;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use nix::fcntl::OFlag;
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+    use nix::sys::signal::SigSet;
+    use std::os::fd::{AsRawFd, OwnedFd};
 
     let image = ExecImage::new(launch, env)?;
     let cwd = CString::new(launch.cwd.as_os_str().as_bytes()).map_err(|_| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "cwd contains a NUL byte")
     })?;
     let devnull = std::fs::File::open("/dev/null")?;
-    let pipe = || -> std::io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills both fds on success; they are owned below.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fresh descriptors nobody else owns.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-    };
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
 
-    unsafe extern "C" {
-        // glibc 2.29+; not declared by the libc crate for Linux.
-        fn posix_spawn_file_actions_addchdir_np(
-            actions: *mut libc::posix_spawn_file_actions_t,
-            path: *const c_char,
-        ) -> libc::c_int;
-    }
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::from_raw_os_error(rc))
-        }
-    };
-    // SAFETY: the attr and file actions are initialised before use and
-    // destroyed on every path; every pointer handed to glibc (cwd, program,
-    // argv, envp) outlives the posix_spawn call; the fds are open.
-    let pid = unsafe {
-        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
-        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
-        check(libc::posix_spawn_file_actions_init(actions.as_mut_ptr()))?;
-        if let Err(e) = check(libc::posix_spawnattr_init(attr.as_mut_ptr())) {
-            libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
-            return Err(e);
-        }
-        let actions_ptr = actions.as_mut_ptr();
-        let attr_ptr = attr.as_mut_ptr();
-        let spawned = (|| -> std::io::Result<libc::pid_t> {
-            check(libc::posix_spawn_file_actions_adddup2(
-                actions_ptr,
-                devnull.as_raw_fd(),
-                0,
-            ))?;
-            check(libc::posix_spawn_file_actions_adddup2(
-                actions_ptr,
-                out_w.as_raw_fd(),
-                1,
-            ))?;
-            check(libc::posix_spawn_file_actions_adddup2(
-                actions_ptr,
-                err_w.as_raw_fd(),
-                2,
-            ))?;
-            check(posix_spawn_file_actions_addchdir_np(
-                actions_ptr,
-                cwd.as_ptr(),
-            ))?;
-            // Own process group; default dispositions (the daemon ignores
-            // SIGPIPE, which an exec would otherwise pass on) and an empty
-            // signal mask.
-            let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigfillset(all.as_mut_ptr());
-            let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(none.as_mut_ptr());
-            check(libc::posix_spawnattr_setsigdefault(attr_ptr, all.as_ptr()))?;
-            check(libc::posix_spawnattr_setsigmask(attr_ptr, none.as_ptr()))?;
-            check(libc::posix_spawnattr_setpgroup(attr_ptr, 0))?;
-            let flags = libc::POSIX_SPAWN_SETPGROUP
-                | libc::POSIX_SPAWN_SETSIGDEF
-                | libc::POSIX_SPAWN_SETSIGMASK;
-            check(libc::posix_spawnattr_setflags(
-                attr_ptr,
-                flags as libc::c_short,
-            ))?;
-            let mut pid: libc::pid_t = 0;
-            check(libc::posix_spawn(
-                &mut pid,
-                image.program.as_ptr(),
-                actions_ptr,
-                attr_ptr,
-                image.argv.as_ptr().cast(),
-                image.envp.as_ptr().cast(),
-            ))?;
-            Ok(pid)
-        })();
-        libc::posix_spawn_file_actions_destroy(actions_ptr);
-        libc::posix_spawnattr_destroy(attr_ptr);
-        spawned?
-    };
+    // nix's setters below read only -1 as failure, while these functions
+    // return an error number; with open fds and valid flags glibc's only
+    // one left is ENOMEM from adddup2, which nix would drop.
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(devnull.as_raw_fd(), 0)?;
+    actions.add_dup2(out_w.as_raw_fd(), 1)?;
+    actions.add_dup2(err_w.as_raw_fd(), 2)?;
+    add_chdir(&mut actions, &cwd)?;
+    // Own process group; default dispositions (the daemon ignores SIGPIPE,
+    // which an exec would otherwise pass on) and an empty signal mask.
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_sigdefault(&SigSet::all())?;
+    attr.set_sigmask(&SigSet::empty())?;
+    attr.set_pgroup(Pid::from_raw(0))?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK,
+    )?;
+    let pid = posix_spawn(
+        image.program.as_c_str(),
+        &actions,
+        &attr,
+        &image.argv,
+        &image.envp,
+    )?;
     // The child has its copies; the daemon keeps the read ends only.
     drop((out_w, err_w, devnull));
-    let pid = u32::try_from(pid).unwrap_or(0);
+    let pid = u32::try_from(pid.as_raw()).unwrap_or(0);
     let receiver = |fd: OwnedFd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok();
     Ok(Spawned {
         pid,
@@ -139,6 +80,33 @@ pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawn
         stdout: receiver(out_r),
         stderr: receiver(err_r),
     })
+}
+
+/// Adds "chdir to `dir`" to `actions`: glibc's
+/// posix_spawn_file_actions_addchdir_np (2.29+), for which nix has no
+/// wrapper and its file actions type no accessor.
+fn add_chdir(actions: &mut nix::spawn::PosixSpawnFileActions, dir: &CStr) -> std::io::Result<()> {
+    use nix::libc::posix_spawn_file_actions_t;
+    use nix::spawn::PosixSpawnFileActions;
+    // nix 0.30 declares PosixSpawnFileActions `#[repr(transparent)]` over
+    // the glibc object, but as a private detail: fail the build if the
+    // layout no longer matches (equal size leaves no room for another
+    // field with a size, so the glibc object sits at offset 0).
+    const _: () = assert!(
+        size_of::<PosixSpawnFileActions>() == size_of::<posix_spawn_file_actions_t>()
+            && align_of::<PosixSpawnFileActions>() == align_of::<posix_spawn_file_actions_t>()
+    );
+    let raw = std::ptr::from_mut(actions).cast::<posix_spawn_file_actions_t>();
+    // SAFETY: `raw` points at the initialised glibc object that `actions`
+    // wraps (layout checked above) and is used only for this call, while
+    // `actions` is borrowed mutably; `dir` is NUL-terminated and glibc
+    // copies it.
+    let rc = unsafe { nix::libc::posix_spawn_file_actions_addchdir_np(raw, dir.as_ptr()) };
+    // Like every posix_spawn function, it returns the error number.
+    match rc {
+        0 => Ok(()),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
 }
 
 /// A process started by [`spawn`]: its pid, output pipes, and its exit,
@@ -185,7 +153,11 @@ impl Spawned {
             return Err(std::io::Error::other("no process"));
         };
         let mut raw = 0;
-        // SAFETY: waitpid on our own child, WNOHANG.
+        // Not nix's waitpid: it reaps a child killed by a real-time signal
+        // (which has no nix `Signal`) and then returns EINVAL, losing the
+        // status; ExitStatus takes the raw status as it is.
+        // SAFETY: waitpid on our own child, WNOHANG; `raw` is a valid
+        // out-pointer for the call.
         match unsafe { nix::libc::waitpid(pid, &mut raw, nix::libc::WNOHANG) } {
             0 => Ok(None),
             -1 => Err(std::io::Error::last_os_error()),
@@ -199,6 +171,7 @@ impl Spawned {
 }
 
 /// A pidfd for `pid` registered with the runtime, if the kernel has them.
+/// A raw syscall: nix has no pidfd_open.
 fn pidfd_open(pid: u32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     use std::os::fd::FromRawFd;
     let pid = nix::libc::pid_t::try_from(pid).ok()?;
@@ -214,20 +187,13 @@ fn pidfd_open(pid: u32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>
     }
 }
 
-/// Program, argv and environment as C arrays, built before the spawn:
+/// Program, argv and environment as C strings, built before the spawn:
 /// the daemon's own environment with the app's set over it.
 struct ExecImage {
     program: CString,
-    argv: Vec<*const c_char>,
-    envp: Vec<*const c_char>,
-    // Own the strings the pointers above point into.
-    _strings: Vec<CString>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
 }
-
-// SAFETY: the pointers point into `_strings`, which the struct owns and
-// never changes; they are only read, by execve in the child.
-unsafe impl Send for ExecImage {}
-unsafe impl Sync for ExecImage {}
 
 impl ExecImage {
     /// The daemon's own environment with `env` set over it, as std would
@@ -242,7 +208,7 @@ impl ExecImage {
             })
         };
         let program = c(launch.program.as_os_str().as_bytes().to_vec())?;
-        let args = launch
+        let argv = launch
             .argv
             .iter()
             .map(|a| c(a.clone().into_bytes()))
@@ -251,7 +217,7 @@ impl ExecImage {
         for (k, v) in env {
             vars.insert(k.into(), v.into());
         }
-        let vars = vars
+        let envp = vars
             .into_iter()
             .map(|(k, v)| {
                 let mut kv = k.into_vec();
@@ -260,22 +226,10 @@ impl ExecImage {
                 c(kv)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let nul_terminated = |strings: &[CString]| {
-            strings
-                .iter()
-                .map(|s| s.as_ptr())
-                .chain(std::iter::once(std::ptr::null()))
-                .collect::<Vec<_>>()
-        };
-        let argv = nul_terminated(&args);
-        let envp = nul_terminated(&vars);
-        let mut strings = args;
-        strings.extend(vars);
         Ok(ExecImage {
             program,
             argv,
             envp,
-            _strings: strings,
         })
     }
 }
@@ -526,6 +480,121 @@ mod tests {
         assert_eq!(s.state, 'S');
         assert_eq!(s.pgrp, 1234);
         assert_eq!(s.start_ticks, 98765);
+    }
+
+    fn launch(program: &str, args: &[&str], cwd: &Path) -> Launch {
+        Launch {
+            program: program.into(),
+            argv: std::iter::once(program)
+                .chain(args.iter().copied())
+                .map(String::from)
+                .collect(),
+            cwd: cwd.to_path_buf(),
+        }
+    }
+
+    /// Everything `child` wrote to stdout and stderr, and its exit.
+    async fn finish(mut child: Spawned) -> (String, String, std::process::ExitStatus) {
+        use tokio::io::AsyncReadExt;
+        let (mut out, mut err) = (String::new(), String::new());
+        let mut stdout = child.stdout.take().expect("stdout piped");
+        let mut stderr = child.stderr.take().expect("stderr piped");
+        let (read_out, read_err) = tokio::join!(
+            stdout.read_to_string(&mut out),
+            stderr.read_to_string(&mut err)
+        );
+        read_out.unwrap();
+        read_err.unwrap();
+        let status = child.wait().await.unwrap();
+        (out, err, status)
+    }
+
+    #[tokio::test]
+    async fn spawn_sets_cwd_env_and_stdio() {
+        let dir = tempfile::tempdir().unwrap();
+        let script =
+            r#"pwd -P; readlink /proc/self/fd/0; echo "$PMD_SPAWN_TEST"; echo oops >&2; exit 3"#;
+        let env = [("PMD_SPAWN_TEST".to_string(), "set by the app".to_string())];
+        let child = spawn(&launch("/bin/sh", &["-c", script], dir.path()), &env).unwrap();
+        let (out, err, status) = finish(child).await;
+        let cwd = dir.path().canonicalize().unwrap();
+        assert_eq!(
+            out,
+            format!("{}\n/dev/null\nset by the app\n", cwd.display())
+        );
+        assert_eq!(err, "oops\n");
+        assert_eq!(status.code(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn spawned_process_leads_its_group_with_default_signals() {
+        // The test harness ignores SIGPIPE, as the daemon does: the child
+        // must not inherit that.
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn(&launch("/bin/cat", &["/proc/self/status"], dir.path()), &[]).unwrap();
+        let pid = child.id().unwrap().to_string();
+        let (out, _, status) = finish(child).await;
+        assert!(status.success());
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("{name} missing from {out}"))
+        };
+        assert_eq!(field("Pid"), pid);
+        assert_eq!(field("NSpgid"), pid);
+        assert_eq!(field("SigBlk"), "0000000000000000");
+        // Signals 1-31: glibc's spawn leaves its own two internal signals
+        // (32 and 33) ignored in the child, as it always has here.
+        let ignored = u64::from_str_radix(field("SigIgn"), 16).unwrap();
+        assert_eq!(ignored & 0x7fff_ffff, 0, "ignored signals: {ignored:#x}");
+    }
+
+    #[test]
+    fn exec_errors_are_spawn_errors() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let errno = |launch: Launch| {
+            spawn(&launch, &[])
+                .err()
+                .and_then(|e| e.raw_os_error())
+                .map(nix::errno::Errno::from_raw)
+        };
+        let missing = dir.path().join("missing");
+        assert_eq!(
+            errno(launch(missing.to_str().unwrap(), &[], dir.path())),
+            Some(nix::errno::Errno::ENOENT)
+        );
+        let not_executable = dir.path().join("not-executable");
+        std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            errno(launch(not_executable.to_str().unwrap(), &[], dir.path())),
+            Some(nix::errno::Errno::EACCES)
+        );
+        // No shebang: an error, never a run through /bin/sh.
+        let no_format = dir.path().join("no-format");
+        std::fs::write(&no_format, "true\n").unwrap();
+        std::fs::set_permissions(&no_format, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            errno(launch(no_format.to_str().unwrap(), &[], dir.path())),
+            Some(nix::errno::Errno::ENOEXEC)
+        );
+        assert_eq!(
+            errno(launch("/bin/true", &[], &missing)),
+            Some(nix::errno::Errno::ENOENT)
+        );
+    }
+
+    #[tokio::test]
+    async fn death_by_a_realtime_signal_is_reported() {
+        let rtmin = nix::libc::SIGRTMIN();
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!("kill -{rtmin} $$");
+        let child = spawn(&launch("/bin/sh", &["-c", &script], dir.path()), &[]).unwrap();
+        let (_, _, status) = finish(child).await;
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(rtmin));
     }
 
     #[test]
