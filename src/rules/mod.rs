@@ -1,0 +1,30 @@
+//! Value rules: what a value the user writes means and which values are
+//! accepted, written once for the daemon and the CLI. Each rule is a type
+//! with `FromStr`/`Display` where it is a value, else a checking function;
+//! a refusal is an [`InvalidInput`] that says what is wrong and what to
+//! write instead. Callers put their own context at its head: the CLI its
+//! flag (`--port: ...`), the ecosystem loader `FILE:LINE:COL` and the field,
+//! the daemon the field of the request (and INVALID_ARGUMENT).
+//!
+//! Pure: no I/O, no clock, no state. Talks to nothing; the daemon and the
+//! CLI call it.
+
+mod env;
+mod limits;
+mod names;
+mod states;
+mod values;
+
+pub use env::*;
+pub use limits::*;
+pub use names::*;
+pub use values::*;
+
+/// A validation failure of user input, naming what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+pub(crate) fn invalid(msg: impl Into<String>) -> InvalidInput {
+    InvalidInput(msg.into())
+}
