@@ -5,6 +5,13 @@
 //! report the same thing the same way. Pure functions, no I/O; the daemon
 //! checks everything again.
 
+use pmdaemon_proto::{InvalidInput, PortSpec};
+
+/// Puts `what` (a flag, a field) at the head of a shared rule's refusal.
+fn named(what: &str) -> impl FnOnce(InvalidInput) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
 /// Most instances one app may have (the daemon's limit too).
 pub const MAX_INSTANCES: i32 = 1024;
 
@@ -46,88 +53,27 @@ pub fn check_instances(what: &str, n: i64) -> Result<i32, String> {
     }
 }
 
-/// A port spec: `3000` (one port), `3000-3003` (consecutive ports, one per
-/// instance) or `auto:4000-4100` (first free ports of the range). Ports are
-/// 1..=65535 and a range may not run backwards. Returns the spec as the
-/// daemon takes it (`auto:` in lower case).
+/// A port spec (`pmdaemon_proto::PortSpec`: `3000`, `3000-3003` or
+/// `auto:4000-4100`), returned as the daemon takes it (`auto:` in lower
+/// case).
 pub fn parse_port_spec(what: &str, value: &str) -> Result<String, String> {
-    let bad = |why: String| {
-        format!(
-            "{what}: invalid port {value:?}: {why}; write a port (3000), a range (3000-3003) \
-             or auto:FIRST-LAST (auto:4000-4100)"
-        )
-    };
-    let port = |part: &str| -> Result<u32, String> {
-        if part.is_empty() {
-            return Err(bad("a port number is missing".into()));
-        }
-        if !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad(format!("{part:?} is not a port number")));
-        }
-        match part.parse::<u32>() {
-            Ok(0) => Err(bad("port 0 cannot be assigned; ports are 1-65535".into())),
-            Ok(n @ 1..=65535) => Ok(n),
-            _ => Err(bad(format!("{part} is too large; ports are 1-65535"))),
-        }
-    };
-    let (auto, body) = match value.get(..5) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("auto:") => (true, &value[5..]),
-        _ => (false, value),
-    };
-    match body.split_once('-') {
-        None if auto => Err(bad(
-            "auto: needs a range to pick from, such as auto:4000-4100".into(),
-        )),
-        None => Ok(port(body)?.to_string()),
-        Some((first, last)) => {
-            let (first, last) = (port(first)?, port(last)?);
-            if first > last {
-                return Err(bad(format!(
-                    "the range runs backwards ({first} > {last}); write {last}-{first}"
-                )));
-            }
-            let prefix = if auto { "auto:" } else { "" };
-            Ok(format!("{prefix}{first}-{last}"))
-        }
-    }
+    value
+        .parse::<PortSpec>()
+        .map(|spec| spec.to_string())
+        .map_err(named(what))
 }
 
 /// Checks that `instances` instances fit the ports of `port` (a spec as
 /// [`parse_port_spec`] returns it): one port serves one instance. `max` and
 /// -1 (0 and -1 here) depend on the daemon's CPUs and are left to it.
 pub fn check_port_room(what: &str, port: &str, instances: Option<i32>) -> Result<(), String> {
-    let Some(wanted) = instances.filter(|&n| n > 1) else {
+    let Some(wanted) = instances.and_then(|n| u32::try_from(n).ok()) else {
         return Ok(());
     };
-    let range = port.strip_prefix("auto:").unwrap_or(port);
-    let (first, last) = match range.split_once('-') {
-        Some((f, l)) => (f.parse::<u32>(), l.parse::<u32>()),
-        None => (range.parse::<u32>(), range.parse::<u32>()),
-    };
-    let (Ok(first), Ok(last)) = (first, last) else {
-        return Ok(()); // not a spec parse_port_spec made: the daemon says
-    };
-    let count = last - first + 1;
-    let wanted = wanted.unsigned_abs();
-    if count >= wanted {
-        return Ok(());
+    match port.parse::<PortSpec>() {
+        Ok(spec) => spec.check_room(wanted).map_err(named(what)),
+        Err(_) => Ok(()), // no port, or not a spec parse_port_spec made: the daemon says
     }
-    // Ranges that fit below 65535, shifted down when needed.
-    let fit = |len: u32| {
-        let start = first.min(65536 - len.min(65535));
-        (start, start + len.min(65535) - 1)
-    };
-    let (wide_first, wide_last) = fit(wanted);
-    let (auto_first, auto_last) = fit(wanted.max(100));
-    let has = if count == 1 {
-        "one port".to_string()
-    } else {
-        format!("{count} ports")
-    };
-    Err(format!(
-        "{what}: {port} has {has} for {wanted} instances (one port serves one instance); \
-         give a range such as {wide_first}-{wide_last}, or auto:{auto_first}-{auto_last}"
-    ))
 }
 
 /// [`check_env_name`], and not a name the port may not replace.
@@ -424,37 +370,24 @@ mod tests {
     }
 
     #[test]
-    fn port_specs_follow_the_three_forms() {
+    fn port_specs_take_the_flag_name() {
         assert_eq!(parse_port_spec("--port", "3000"), Ok("3000".into()));
-        assert_eq!(
-            parse_port_spec("--port", "3000-3003"),
-            Ok("3000-3003".into())
-        );
         assert_eq!(
             parse_port_spec("--port", "AUTO:4000-4100"),
             Ok("auto:4000-4100".into())
         );
-        assert_eq!(parse_port_spec("--port", "7-7"), Ok("7-7".into()));
-        for bad in [
-            "0",
-            "65536",
-            "3003-3000",
-            "auto:4000",
-            "auto:",
-            "",
-            "-3000",
-            "3000-",
-            "http",
-            " 3000",
-            "+80",
-        ] {
+        for bad in ["0", "65536", "3003-3000", "auto:4000", "", "http", "+80"] {
             let err = parse_port_spec("--port", bad).unwrap_err();
             assert!(err.starts_with("--port: invalid port"), "{bad}: {err}");
         }
+        assert_eq!(check_port_room("--port", "3000-3003", Some(4)), Ok(()));
+        assert_eq!(check_port_room("--port", "3000", Some(0)), Ok(()));
+        assert_eq!(check_port_room("--port", "3000", Some(-1)), Ok(()));
+        assert_eq!(check_port_room("--port", "", Some(4)), Ok(()));
+        let err = check_port_room("--port", "3000", Some(2)).unwrap_err();
         assert!(
-            parse_port_spec("--port", "3003-3000")
-                .unwrap_err()
-                .contains("write 3000-3003")
+            err.starts_with("--port: port 3000 with 2 instances: one port serves one instance"),
+            "{err}"
         );
     }
 

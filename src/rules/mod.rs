@@ -12,12 +12,14 @@
 mod env;
 mod limits;
 mod names;
+mod ports;
 mod states;
 mod values;
 
 pub use env::*;
 pub use limits::*;
 pub use names::*;
+pub use ports::*;
 pub use values::*;
 
 /// A validation failure of user input, naming what was wrong.

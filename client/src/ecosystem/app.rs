@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
+use pmdaemon_proto::PortSpec;
 use pmdaemon_proto::v1::health_check::Probe;
 use pmdaemon_proto::v1::{AppSpec, Dependency, DependencyCondition, HealthCheck, RestartPolicy};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -41,7 +42,7 @@ pub struct Ctx {
     names: RefCell<HashMap<String, usize>>,
     /// Fixed ports and ranges taken by apps read so far: (first, last,
     /// app name). `auto:` ranges pick free ports and may overlap.
-    ports: RefCell<Vec<(u32, u32, String)>>,
+    ports: RefCell<Vec<(u16, u16, String)>>,
     /// Things to tell the user that are not errors.
     pub notes: RefCell<Vec<String>>,
     /// A file-level error found after a first read (a dependency cycle, a
@@ -54,16 +55,12 @@ impl Ctx {
     /// Takes the ports of fixed port or range `port` for app `name`, or
     /// says which app of the file has one of them already.
     fn claim_ports(&self, port: &str, name: &str) -> Result<(), String> {
-        if port.starts_with("auto:") {
-            return Ok(());
-        }
-        let (first, last) = match port.split_once('-') {
-            Some((f, l)) => (f.parse::<u32>(), l.parse::<u32>()),
-            None => (port.parse::<u32>(), port.parse::<u32>()),
-        };
-        let (Ok(first), Ok(last)) = (first, last) else {
+        // What a spec reserves is the shared rule's; an auto range reserves
+        // nothing, and an empty or bad spec was refused at its own line.
+        let Some(reserved) = port.parse::<PortSpec>().ok().and_then(|s| s.reserved()) else {
             return Ok(());
         };
+        let (first, last) = (*reserved.start(), *reserved.end());
         let mut ports = self.ports.borrow_mut();
         if let Some((f, l, other)) = ports
             .iter()
