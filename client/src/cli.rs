@@ -785,12 +785,7 @@ fn parse_env(value: &str) -> Result<EnvArg, String> {
         })?;
         return Ok(EnvArg::Environment(value.to_string()));
     };
-    if key.is_empty() {
-        return Err(format!("--env: {value:?} has an empty variable name"));
-    }
-    if key.contains('\0') || val.contains('\0') {
-        return Err("--env: variables cannot contain NUL bytes".to_string());
-    }
+    crate::rules::check_env_var(&format!("--env: {value:?}"), key, val)?;
     Ok(EnvArg::Var(key.to_string(), val.to_string()))
 }
 

@@ -76,34 +76,14 @@ pub fn check_port_room(what: &str, port: &str, instances: Option<i32>) -> Result
     }
 }
 
-/// [`check_env_name`], and not a name the port may not replace.
+/// Where an app's port goes (`pmdaemon_proto::check_port_env`).
 pub fn check_port_env(what: &str, name: &str) -> Result<(), String> {
-    check_env_name(what, name)?;
-    match pmdaemon_proto::reserved_port_env(name) {
-        Some(why) => Err(format!(
-            "{what}: {name} cannot carry the port: {why}; use PORT or a name of your own"
-        )),
-        None => Ok(()),
-    }
+    pmdaemon_proto::check_port_env(name).map_err(named(what))
 }
 
-/// An environment variable name: letters, digits and `_`, not starting with
-/// a digit (what a shell can export, and what the daemon accepts for
-/// `port_env`).
-pub fn check_env_name(what: &str, name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what}: {name:?} is not an environment variable name (letters, digits and '_', \
-             not starting with a digit)"
-        ))
-    }
+/// One variable of an app's environment (`pmdaemon_proto::check_env_var`).
+pub fn check_env_var(what: &str, name: &str, value: &str) -> Result<(), String> {
+    pmdaemon_proto::check_env_var(name, value).map_err(named(what))
 }
 
 /// The name of an ecosystem file's environment section (`env_NAME`), as
@@ -393,7 +373,6 @@ mod tests {
 
     #[test]
     fn env_names() {
-        assert!(check_env_name("x", "PORT").is_ok());
         assert!(check_port_env("x", "HTTP_PORT").is_ok());
         for reserved in ["PATH", "PMD_ID", "NODE_APP_INSTANCE", "PMDAEMON_HOME"] {
             let err = check_port_env("--port-env", reserved).unwrap_err();
@@ -402,16 +381,21 @@ mod tests {
                 "{err}"
             );
         }
-        assert!(check_env_name("x", "_P1").is_ok());
-        for bad in ["", "1P", "A-B", "A B", "A=B"] {
-            assert!(check_env_name("x", bad).is_err(), "{bad}");
-        }
+        let err = check_port_env("`port_env`", "1P").unwrap_err();
+        assert!(
+            err.starts_with("`port_env`: \"1P\" is not an environment variable name"),
+            "{err}"
+        );
+        assert!(check_env_var("--env", "A", "1").is_ok());
+        let err = check_env_var("`env`", "A=B", "1").unwrap_err();
+        assert!(err.starts_with("`env`: \"A=B\" is not a valid"), "{err}");
         assert!(check_environment_name("x", "production").is_ok());
         assert!(check_environment_name("x", "pre-prod.eu_1").is_ok());
         for bad in ["", "a=b", "a b", "a/b"] {
             assert!(check_environment_name("x", bad).is_err(), "{bad}");
         }
     }
+
     #[test]
     fn http_probes_are_plain_http_urls() {
         for ok in [

@@ -27,6 +27,14 @@ pub use values::*;
 #[error("{0}")]
 pub struct InvalidInput(pub String);
 
+impl InvalidInput {
+    /// The same refusal with `what` (a flag, a field, a place) at its
+    /// head: `--port: invalid port "0": ...`.
+    pub fn named(self, what: impl std::fmt::Display) -> InvalidInput {
+        InvalidInput(format!("{what}: {}", self.0))
+    }
+}
+
 pub(crate) fn invalid(msg: impl Into<String>) -> InvalidInput {
     InvalidInput(msg.into())
 }

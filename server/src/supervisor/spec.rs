@@ -42,10 +42,10 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
 pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
 pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
+pub use pmdaemon_proto::DEFAULT_PORT_ENV;
 pub use pmdaemon_proto::{
     MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MAX_MAX_RESTARTS, MIN_LOG_MAX_BYTES,
 };
-pub const DEFAULT_PORT_ENV: &str = "PORT";
 /// The one non-regular file `out_file`/`error_file` may name: output is
 /// discarded (PM2's idiom).
 pub const DISCARD: &str = "/dev/null";
@@ -240,21 +240,7 @@ impl AppSpec {
             ));
         }
         for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(Error::InvalidArgument(format!(
-                    "env: {k:?} is not a valid variable name (no '=', no NUL, not empty)"
-                )));
-            }
-            if v.contains('\0') {
-                return Err(Error::InvalidArgument(format!(
-                    "env: the value of {k} contains a NUL byte"
-                )));
-            }
-            if k == pmdaemon_proto::HOME_ENV {
-                return Err(Error::InvalidArgument(format!(
-                    "env: {k} is set by the daemon for every app (its own home); remove it"
-                )));
-            }
+            pmdaemon_proto::check_env_var(k, v).map_err(|e| e.named("env"))?;
         }
         if self.max_restarts > MAX_MAX_RESTARTS {
             return Err(Error::InvalidArgument(format!(
@@ -284,18 +270,7 @@ impl AppSpec {
                 self.instances
             )));
         }
-        if !is_env_name(&self.port_env) {
-            return Err(Error::InvalidArgument(format!(
-                "port_env: {:?} is not an environment variable name (letters, digits, '_', not starting with a digit)",
-                self.port_env
-            )));
-        }
-        if let Some(why) = pmdaemon_proto::reserved_port_env(&self.port_env) {
-            return Err(Error::InvalidArgument(format!(
-                "port_env: {} cannot carry the port: {why}; use PORT or a name of your own",
-                self.port_env
-            )));
-        }
+        pmdaemon_proto::check_port_env(&self.port_env).map_err(|e| e.named("port_env"))?;
         pmdaemon_proto::check_duration("watch_delay", Duration::from_millis(self.watch_delay_ms))?;
         if let Some(check) = &self.health_check {
             check
@@ -338,14 +313,6 @@ impl AppSpec {
         }
         Ok(())
     }
-}
-
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl AppSpec {
