@@ -5,52 +5,34 @@
 //! report the same thing the same way. Pure functions, no I/O; the daemon
 //! checks everything again.
 
-use pmdaemon_proto::{InvalidInput, PortSpec};
+use pmdaemon_proto::{Instances, InvalidInput, PortSpec};
 
 /// Puts `what` (a flag, a field) at the head of a shared rule's refusal.
 fn named(what: &str) -> impl FnOnce(InvalidInput) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-/// Most instances one app may have (the daemon's limit too).
-pub const MAX_INSTANCES: i32 = 1024;
+/// Most instances one app may have (`pmdaemon_proto::MAX_INSTANCES`), as
+/// the CLI counts them.
+pub const MAX_INSTANCES: i32 = pmdaemon_proto::MAX_INSTANCES as i32;
 
 /// Most rotated log files kept per log (the daemon's limit too).
 pub const MAX_LOG_FILES: u32 = pmdaemon_proto::MAX_LOG_MAX_FILES;
 
-/// An instance count as PM2 writes it: `max` (one per CPU, sent as 0), `-1`
-/// (one less than the CPUs) or 1..=[`MAX_INSTANCES`]. A literal 0 is
-/// refused: it reads as "no instance", and `max` says what PM2 meant by it.
+/// An instance count as PM2 writes it (`pmdaemon_proto::Instances`: `max`,
+/// -1 or 1..=[`MAX_INSTANCES`]), in its wire form (`max` is 0).
 pub fn parse_instances(what: &str, value: &str) -> Result<i32, String> {
-    let value = value.trim();
-    if value.eq_ignore_ascii_case("max") {
-        return Ok(0);
-    }
-    match value.parse::<i64>() {
-        Ok(n) => check_instances(what, n),
-        Err(_) => Err(format!(
-            "{what}: {value:?} is not an instance count; use a number, `max` (one per CPU) \
-             or -1 (one less than the CPUs)"
-        )),
-    }
+    value
+        .parse::<Instances>()
+        .map(Instances::wire)
+        .map_err(named(what))
 }
 
 /// The numeric part of [`parse_instances`].
 pub fn check_instances(what: &str, n: i64) -> Result<i32, String> {
-    match n {
-        0 => Err(format!(
-            "{what}: 0 is not an instance count; use `max` for one per CPU"
-        )),
-        -1 => Ok(-1),
-        n if n < 0 => Err(format!(
-            "{what}: {n} is negative; use a number, `max` (one per CPU) or -1 (one less than \
-             the CPUs)"
-        )),
-        n if n > i64::from(MAX_INSTANCES) => Err(format!(
-            "{what}: {n} is more than the {MAX_INSTANCES} instances an app may have"
-        )),
-        n => Ok(i32::try_from(n).unwrap_or(MAX_INSTANCES)),
-    }
+    Instances::from_count(n)
+        .map(Instances::wire)
+        .map_err(named(what))
 }
 
 /// A port spec (`pmdaemon_proto::PortSpec`: `3000`, `3000-3003` or

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pmdaemon_proto::{Target, v1};
+use pmdaemon_proto::{Instances, Target, v1};
 use tonic::Status;
 
 use crate::error::Error;
@@ -217,23 +217,15 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
     Ok(spec)
 }
 
-/// PM2's instance counts: N > 0 is N, 0 is one per CPU (`max`), -1 one less
-/// than the CPUs (at least one).
+/// PM2's instance counts (`pmdaemon_proto::Instances`): N > 0 is N, 0 is
+/// one per CPU (`max`), -1 one less than the CPUs (at least one).
 pub fn resolve_instances(requested: i32) -> Result<u32, Error> {
-    // Only `max` and -1 need the CPU count (which reads cgroup files).
-    let cpus = || {
+    let instances = Instances::from_wire(requested).map_err(|e| e.named("instances"))?;
+    Ok(instances.resolve(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as u32
-    };
-    match requested {
-        n if n > 0 => Ok(n as u32),
-        0 => Ok(cpus()),
-        -1 => Ok(cpus().saturating_sub(1).max(1)),
-        n => Err(Error::InvalidArgument(format!(
-            "instances: {n} is not a count; use a number, 0 or `max` (one per CPU), or -1 (CPUs - 1)"
-        ))),
-    }
+    }))
 }
 
 fn health_from_proto(h: v1::HealthCheck) -> Result<HealthCheck, Error> {

@@ -35,25 +35,18 @@ impl Autorestart {
     }
 }
 
-pub const DEFAULT_MAX_RESTARTS: u32 = 15;
-pub const DEFAULT_MIN_UPTIME_MS: u64 = 1_000;
-pub const DEFAULT_BACKOFF_INITIAL_MS: u64 = 100;
-pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
-pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
-pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
-pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
-pub use pmdaemon_proto::DEFAULT_PORT_ENV;
+// Defaults and limits are value rules of the shared crate.
 pub use pmdaemon_proto::{
-    MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MAX_MAX_RESTARTS, MIN_LOG_MAX_BYTES,
+    DEFAULT_BACKOFF_INITIAL_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_KILL_TIMEOUT_MS,
+    DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_MAX_RESTARTS, DEFAULT_MIN_UPTIME_MS,
+    DEFAULT_PORT_ENV, DEFAULT_WATCH_DELAY_MS, MAX_INSTANCES, MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES,
+    MAX_MAX_RESTARTS, MIN_LOG_MAX_BYTES,
 };
 /// The one non-regular file `out_file`/`error_file` may name: output is
 /// discarded (PM2's idiom).
 pub const DISCARD: &str = "/dev/null";
-pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
 /// Longest wait for one replacement to be ready during a reload (1 h).
 pub const MAX_READY_TIMEOUT_MS: u64 = 3_600_000;
-/// More instances than this on one machine is a typo.
-pub const MAX_INSTANCES: u32 = 1_024;
 
 /// A validated app definition with every default filled in. Durations are
 /// milliseconds so the persisted JSON is plain numbers.
@@ -264,12 +257,8 @@ impl AppSpec {
                 self.log_max_bytes
             )));
         }
-        if self.instances == 0 || self.instances > MAX_INSTANCES {
-            return Err(Error::InvalidArgument(format!(
-                "instances: {} is outside 1 ..= {MAX_INSTANCES}",
-                self.instances
-            )));
-        }
+        pmdaemon_proto::check_instance_count(self.instances.into())
+            .map_err(|e| e.named("instances"))?;
         pmdaemon_proto::check_port_env(&self.port_env).map_err(|e| e.named("port_env"))?;
         pmdaemon_proto::check_duration("watch_delay", Duration::from_millis(self.watch_delay_ms))?;
         if let Some(check) = &self.health_check {
