@@ -946,16 +946,11 @@ fn parse_health_tcp(value: &str) -> Result<String, String> {
 }
 
 fn parse_health_script(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        return Err("--health-check-script: empty; give a command such as \"./check.sh\"".into());
-    }
-    if value.contains('\0') {
-        return Err("--health-check-script: contains a NUL byte".into());
-    }
+    crate::rules::check_script_probe("--health-check-script", value)?;
     Ok(value.to_string())
 }
 
-/// A health-check interval or timeout: at least 100ms.
+/// A health-check interval or timeout (at least 100ms).
 fn health_duration_parser(
     flag: &'static str,
 ) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {

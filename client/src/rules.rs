@@ -5,7 +5,7 @@
 //! report the same thing the same way. Pure functions, no I/O; the daemon
 //! checks everything again.
 
-use pmdaemon_proto::{Instances, InvalidInput, PortSpec};
+use pmdaemon_proto::{Instances, InvalidInput, PortSpec, health};
 
 /// Puts `what` (a flag, a field) at the head of a shared rule's refusal.
 fn named(what: &str) -> impl FnOnce(InvalidInput) -> String + '_ {
@@ -85,233 +85,68 @@ pub fn check_environment_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
-/// Where `{port}` stands for the instance's port in a probe target.
-pub const PORT_PLACEHOLDER: &str = "{port}";
-
-/// A port in a probe target: 1-65535, or `{port}`.
-fn probe_port(what: &str, value: &str, port: &str) -> Result<(), String> {
-    if port == PORT_PLACEHOLDER {
-        return Ok(());
-    }
-    match port.parse::<u32>() {
-        Ok(1..=65535) if port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-        _ => Err(format!(
-            "{what}: {value:?}: {port:?} is not a port (1-65535, or {PORT_PLACEHOLDER} for the \
-             instance's port)"
-        )),
-    }
-}
-
-/// A host in a probe target: a name or IPv4 address, or an IPv6 address
-/// in brackets.
-fn probe_host(what: &str, value: &str, host: &str) -> Result<(), String> {
-    let ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        inner.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-    };
-    if ok {
-        Ok(())
-    } else if host.is_empty() {
-        Err(format!("{what}: {value:?} has no host; e.g. 127.0.0.1"))
-    } else {
-        Err(format!(
-            "{what}: {value:?}: {host:?} is not a host name or address (IPv6 goes in brackets: \
-             [::1])"
-        ))
-    }
-}
-
-/// Splits `HOST:PORT` (`[V6]:PORT` too); the port is `None` when absent.
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => {
-                let (host, rest) = authority.split_at(end + 1);
-                (host, rest.strip_prefix(':'))
-            }
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    }
-}
-
-fn no_blanks(what: &str, value: &str, example: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err(format!("{what}: is empty; e.g. {example}"));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{what}: {value:?} contains spaces or control characters"
-        ));
-    }
-    Ok(())
-}
-
-/// An HTTP probe: `http://HOST[:PORT][/PATH]`, where the port may be
-/// `{port}`. Only plain HTTP: the daemon's probe speaks no TLS.
+/// An HTTP probe (`pmdaemon_proto::health::parse_http_url`):
+/// `http://HOST[:PORT][/PATH]`, where the port may be `{port}`.
 pub fn check_http_probe(what: &str, value: &str) -> Result<(), String> {
-    const EXAMPLE: &str = "http://127.0.0.1:{port}/health";
-    no_blanks(what, value, EXAMPLE)?;
-    let scheme_end = value.find("://");
-    let rest = match scheme_end.map(|i| (value[..i].to_ascii_lowercase(), &value[i + 3..])) {
-        Some((scheme, rest)) if scheme == "http" => rest,
-        Some((scheme, _)) if scheme == "https" => {
-            return Err(format!(
-                "{what}: {value:?}: the HTTP probe does not speak TLS; probe the app's plain \
-                 HTTP port (e.g. {EXAMPLE}), or use a script probe such as `curl -fsS URL`"
-            ));
-        }
-        Some((scheme, _)) => {
-            return Err(format!(
-                "{what}: {value:?}: the scheme is {scheme}, not http; e.g. {EXAMPLE} (for other \
-                 protocols use a tcp or script probe)"
-            ));
-        }
-        None => {
-            return Err(format!(
-                "{what}: {value:?} is not a URL: write http://HOST[:PORT]/PATH, e.g. {EXAMPLE}"
-            ));
-        }
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    if authority.contains('@') {
-        return Err(format!(
-            "{what}: {value:?}: credentials in the URL are not supported; use a script probe"
-        ));
-    }
-    let (host, port) = split_host_port(authority);
-    probe_host(what, value, host)?;
-    if let Some(port) = port {
-        probe_port(what, value, port)?;
-    }
-    Ok(())
+    health::parse_http_url(value, true)
+        .map(drop)
+        .map_err(named(what))
 }
 
-/// A TCP probe: `HOST:PORT`, where the port may be `{port}`.
+/// A TCP probe (`pmdaemon_proto::health::parse_tcp_target`): `HOST:PORT`,
+/// where the port may be `{port}`.
 pub fn check_tcp_probe(what: &str, value: &str) -> Result<(), String> {
-    const EXAMPLE: &str = "127.0.0.1:{port}";
-    no_blanks(what, value, EXAMPLE)?;
-    if value.contains("://") {
-        return Err(format!(
-            "{what}: {value:?}: a tcp probe takes HOST:PORT without a scheme, e.g. {EXAMPLE} \
-             (for a URL use an http probe)"
-        ));
-    }
-    let (host, port) = split_host_port(value);
-    let Some(port) = port else {
-        return Err(format!(
-            "{what}: {value:?} has no port: write HOST:PORT, e.g. {EXAMPLE}"
-        ));
-    };
-    probe_host(what, value, host)?;
-    probe_port(what, value, port)
+    health::parse_tcp_target(value, true)
+        .map(drop)
+        .map_err(named(what))
+}
+
+/// A script probe: a shell command.
+pub fn check_script_probe(what: &str, value: &str) -> Result<(), String> {
+    health::check_probe_script(value).map_err(named(what))
 }
 
 /// An HTTP status an HTTP probe expects instead of any 2xx.
 pub fn check_status_code(what: &str, code: u64) -> Result<u32, String> {
-    match u32::try_from(code) {
-        Ok(code @ 100..=599) => Ok(code),
-        _ => Err(format!(
-            "{what}: {code} is not an HTTP status code (100-599)"
-        )),
-    }
+    health::check_expected_status(code)
+        .map(u32::from)
+        .map_err(named(what))
 }
 
-/// Shortest health-check interval and timeout (the daemon's limit too).
-pub const MIN_HEALTH_INTERVAL_MS: u64 = 100;
-
-/// Most consecutive failures a health check may wait for (the daemon's
-/// limit too).
-pub const MAX_HEALTH_RETRIES: u64 = 100;
-
-/// A health-check interval or timeout: at least [`MIN_HEALTH_INTERVAL_MS`].
+/// A health-check interval or timeout, in milliseconds.
 pub fn check_health_duration(what: &str, ms: u64) -> Result<u64, String> {
-    if ms < MIN_HEALTH_INTERVAL_MS {
-        return Err(format!(
-            "{what}: {ms}ms is below the {MIN_HEALTH_INTERVAL_MS}ms minimum"
-        ));
-    }
-    Ok(ms)
+    health::check_probe_interval(ms).map_err(named(what))
 }
 
-/// Consecutive failures of a health check: 1..=[`MAX_HEALTH_RETRIES`].
+/// Consecutive failures of a health check.
 pub fn check_health_retries(what: &str, n: u64) -> Result<u32, String> {
-    match n {
-        0 => Err(format!("{what}: must be at least 1")),
-        n if n > MAX_HEALTH_RETRIES => {
-            Err(format!("{what}: {n} is more than {MAX_HEALTH_RETRIES}"))
-        }
-        n => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
-    }
+    health::check_retries(n).map_err(named(what))
 }
 
-/// A timeout longer than the interval, when both are given: `what` names
-/// the timeout.
+/// A timeout longer than the interval, when both are given.
 pub fn check_health_timeout(
     what: &str,
     check: &pmdaemon_proto::v1::HealthCheck,
 ) -> Result<(), String> {
     match (check.timeout_ms, check.interval_ms) {
-        (Some(timeout), Some(interval)) if timeout > interval => {
-            let human = |ms| humantime::format_duration(std::time::Duration::from_millis(ms));
-            Err(format!(
-                "{what}: {} is longer than the interval ({}); lower the timeout or raise the \
-                 interval",
-                human(timeout),
-                human(interval)
-            ))
+        (Some(timeout), Some(interval)) => {
+            health::check_timeout_within_interval(timeout, interval).map_err(named(what))
         }
         _ => Ok(()),
     }
 }
 
-/// What a health check needs from the rest of its app: `{port}` in its
-/// target needs a `port`; `expected_status` only goes with an HTTP probe;
-/// some probe must be set.
+/// What a health check needs from itself and the rest of its app: one
+/// probe, `expected_status` only with an HTTP probe, and a `port` for
+/// `{port}` to stand for.
 pub fn check_health_check(
     what: &str,
     check: &pmdaemon_proto::v1::HealthCheck,
     app_has_port: bool,
 ) -> Result<(), String> {
-    use pmdaemon_proto::v1::health_check::Probe;
-    let target = match &check.probe {
-        None => {
-            return Err(format!(
-                "{what}: no probe; give one of http (a URL), tcp (HOST:PORT) or script (a \
-                 command)"
-            ));
-        }
-        Some(Probe::Http(url)) => url,
-        Some(Probe::Tcp(address)) => address,
-        Some(Probe::Script(_)) => {
-            if check.expected_status.is_some() {
-                return Err(format!(
-                    "{what}: an expected status goes with an http probe, not a script"
-                ));
-            }
-            return Ok(());
-        }
-    };
-    if matches!(check.probe, Some(Probe::Tcp(_))) && check.expected_status.is_some() {
-        return Err(format!(
-            "{what}: an expected status goes with an http probe, not a tcp one"
-        ));
-    }
-    if target.contains(PORT_PLACEHOLDER) && !app_has_port {
-        return Err(format!(
-            "{what}: {target:?} uses {PORT_PLACEHOLDER}, but the app has no port; give it one \
-             (3000, 3000-3003 or auto:4000-4100) or write the port in the probe"
-        ));
-    }
-    Ok(())
+    health::probe_of(check).map_err(named(what))?;
+    let probe = health::probe_text(check).unwrap_or_default();
+    health::check_port_placeholder(probe, app_has_port).map_err(named(what))
 }
 
 #[cfg(test)]
@@ -378,58 +213,49 @@ mod tests {
         }
     }
 
+    /// The health rules are `pmdaemon_proto::health`'s; here each refusal
+    /// is checked to carry its flag.
     #[test]
-    fn http_probes_are_plain_http_urls() {
-        for ok in [
-            "http://127.0.0.1:{port}/health",
-            "http://localhost/",
-            "http://localhost",
-            "HTTP://api.internal:8080/ready?full=1",
-            "http://[::1]:{port}/health",
-            "http://10.0.0.1:3000#x",
-        ] {
-            assert_eq!(check_http_probe("--health-check-url", ok), Ok(()), "{ok}");
-        }
-        for (bad, why) in [
-            ("https://x/", "does not speak TLS"),
-            ("localhost:3000/health", "is not a URL"),
-            ("ftp://x/", "the scheme is ftp"),
-            ("http://:3000/", "has no host"),
-            ("http://x:0/", "is not a port"),
-            ("http://x:70000/", "is not a port"),
-            ("http://x:{prot}/", "is not a port"),
-            ("http://a b/", "contains spaces"),
-            ("http://u:p@x/", "credentials"),
-            ("http://[zz]:1/", "is not a host"),
-            ("", "is empty"),
-        ] {
-            let err = check_http_probe("--health-check-url", bad).unwrap_err();
-            assert!(err.starts_with("--health-check-url: "), "{bad}: {err}");
-            assert!(err.contains(why), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn tcp_probes_are_host_and_port() {
-        for ok in ["127.0.0.1:{port}", "db:5432", "[::1]:6379"] {
-            assert_eq!(check_tcp_probe("`tcp`", ok), Ok(()), "{ok}");
-        }
-        for (bad, why) in [
-            ("localhost", "has no port"),
-            ("tcp://x:1", "without a scheme"),
-            (":80", "has no host"),
-            ("x:http", "is not a port"),
-            ("[::1]", "has no port"),
-        ] {
-            let err = check_tcp_probe("`tcp`", bad).unwrap_err();
-            assert!(err.contains(why), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn health_checks_fit_their_app() {
+    fn health_checks_take_the_flag_name() {
         use pmdaemon_proto::v1::HealthCheck;
         use pmdaemon_proto::v1::health_check::Probe;
+        assert_eq!(
+            check_http_probe("--health-check-url", "http://127.0.0.1:{port}/health"),
+            Ok(())
+        );
+        let err = check_http_probe("--health-check-url", "https://x/").unwrap_err();
+        assert!(
+            err.starts_with(
+                "--health-check-url: \"https://x/\": the HTTP probe does not speak TLS"
+            ),
+            "{err}"
+        );
+        assert_eq!(check_tcp_probe("`tcp`", "[::1]:6379"), Ok(()));
+        let err = check_tcp_probe("`tcp`", "localhost").unwrap_err();
+        assert!(
+            err.starts_with("`tcp`: \"localhost\" has no port: write HOST:PORT"),
+            "{err}"
+        );
+        let err = check_script_probe("--health-check-script", " ").unwrap_err();
+        assert!(err.starts_with("--health-check-script: is empty"), "{err}");
+        assert_eq!(check_status_code("s", 204), Ok(204));
+        assert!(
+            check_status_code("s", 600)
+                .unwrap_err()
+                .starts_with("s: 600")
+        );
+        assert_eq!(check_health_duration("i", 100), Ok(100));
+        assert_eq!(
+            check_health_duration("i", 99).unwrap_err(),
+            "i: 99ms is below the 100ms minimum"
+        );
+        assert_eq!(check_health_retries("r", 100), Ok(100));
+        assert!(
+            check_health_retries("r", 0)
+                .unwrap_err()
+                .starts_with("r: 0 is outside")
+        );
+
         let check = |probe: Probe, status: Option<u32>| HealthCheck {
             probe: Some(probe),
             expected_status: status,
@@ -438,13 +264,15 @@ mod tests {
         let url = Probe::Http("http://localhost:{port}/".into());
         assert!(check_health_check("h", &check(url.clone(), Some(204)), true).is_ok());
         let err = check_health_check("h", &check(url, None), false).unwrap_err();
-        assert!(err.contains("the app has no port"), "{err}");
+        assert!(
+            err.starts_with("h: ") && err.contains("the app has no port"),
+            "{err}"
+        );
         let err = check_health_check("h", &check(Probe::Script("true".into()), Some(200)), true)
             .unwrap_err();
         assert!(err.contains("goes with an http probe"), "{err}");
         let err = check_health_check("h", &HealthCheck::default(), true).unwrap_err();
-        assert!(err.contains("no probe"), "{err}");
-        assert_eq!(check_status_code("s", 204), Ok(204));
+        assert!(err.starts_with("h: no probe"), "{err}");
         let timing = HealthCheck {
             interval_ms: Some(1000),
             timeout_ms: Some(2000),
@@ -453,14 +281,13 @@ mod tests {
         let err = check_health_timeout("--health-timeout", &timing).unwrap_err();
         assert_eq!(
             err,
-            "--health-timeout: 2s is longer than the interval (1s); lower the timeout or raise \
-             the interval"
+            "--health-timeout: timeout (2s) is longer than interval (1s): lower the timeout or \
+             raise the interval"
         );
-        assert!(check_health_duration("i", 99).is_err());
-        assert_eq!(check_health_duration("i", 100), Ok(100));
-        assert!(check_health_retries("r", 0).is_err() && check_health_retries("r", 101).is_err());
-        assert_eq!(check_health_retries("r", 100), Ok(100));
-        assert!(check_status_code("s", 99).is_err());
-        assert!(check_status_code("s", 600).is_err());
+        let untimed = HealthCheck {
+            timeout_ms: Some(2000),
+            ..Default::default()
+        };
+        assert_eq!(check_health_timeout("--health-timeout", &untimed), Ok(()));
     }
 }

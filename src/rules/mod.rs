@@ -10,6 +10,7 @@
 //! CLI call it.
 
 mod env;
+pub mod health;
 mod limits;
 mod names;
 mod ports;

@@ -737,7 +737,12 @@ impl<'de> Visitor<'de> for HealthCheckSeed {
                         rules::check_tcp_probe(w, &address).map(|()| address)
                     })));
                 }
-                "script" => check.probe = Some(Probe::Script(value!(raw::string))),
+                "script" => {
+                    check.probe = Some(Probe::Script(value!(|w: &str, r| {
+                        let command = raw::string(w, r)?;
+                        rules::check_script_probe(w, &command).map(|()| command)
+                    })));
+                }
                 "interval" => check.interval_ms = Some(value!(timing)),
                 "timeout" => check.timeout_ms = Some(value!(timing)),
                 "start_period" => {
@@ -757,7 +762,7 @@ impl<'de> Visitor<'de> for HealthCheckSeed {
             }
         }
         rules::check_health_check("`health_check`", &check, true).map_err(de::Error::custom)?;
-        rules::check_health_timeout("`health_check.timeout`", &check).map_err(de::Error::custom)?;
+        rules::check_health_timeout("`health_check`", &check).map_err(de::Error::custom)?;
         Ok(check)
     }
 

@@ -858,7 +858,7 @@ fn bad_health_checks_are_located() {
         ),
         (
             "health_check: {http: \"http://x/\", retries: 0}",
-            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: must be at least 1",
+            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: 0 is outside 1 ..= 100",
         ),
         (
             "health_check: {http: \"http://x/\", interval: 0}",
@@ -867,11 +867,11 @@ fn bad_health_checks_are_located() {
         ),
         (
             "health_check: {http: \"http://x/\", retries: 1000}",
-            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: 1000 is more than 100",
+            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: 1000 is outside 1 ..= 100",
         ),
         (
             "health_check: {http: \"http://x/\", interval: 1s, timeout: 2s}",
-            "ecosystem.yaml:3:19: app 1 (a): `health_check.timeout`: 2s is longer than the \
+            "ecosystem.yaml:3:19: app 1 (a): `health_check`: timeout (2s) is longer than \
              interval (1s)",
         ),
         (

@@ -230,23 +230,17 @@ pub fn resolve_instances(requested: i32) -> Result<u32, Error> {
 
 fn health_from_proto(h: v1::HealthCheck) -> Result<HealthCheck, Error> {
     use v1::health_check::Probe as P;
-    if h.expected_status.is_some() && !matches!(h.probe, Some(P::Http(_))) {
-        return Err(Error::InvalidArgument(
-            "health_check: expected_status is for http checks only".into(),
-        ));
-    }
-    let probe = match h.probe {
-        Some(P::Http(url)) => Probe::Http {
-            url,
+    let probe = match pmdaemon_proto::health::probe_of(&h).map_err(|e| e.named("health_check"))? {
+        P::Http(url) => Probe::Http {
+            url: url.clone(),
             expected_status: h.expected_status.map(|s| s.min(u32::from(u16::MAX)) as u16),
         },
-        Some(P::Tcp(target)) => Probe::Tcp { target },
-        Some(P::Script(command)) => Probe::Script { command },
-        None => {
-            return Err(Error::InvalidArgument(
-                "health_check: give one of http, tcp or script".into(),
-            ));
-        }
+        P::Tcp(target) => Probe::Tcp {
+            target: target.clone(),
+        },
+        P::Script(command) => Probe::Script {
+            command: command.clone(),
+        },
     };
     let interval_ms = h.interval_ms.unwrap_or(health::DEFAULT_INTERVAL_MS);
     let check = HealthCheck {

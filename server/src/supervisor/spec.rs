@@ -270,13 +270,8 @@ impl AppSpec {
                 crate::health::Probe::Tcp { target } => target,
                 crate::health::Probe::Script { command } => command,
             };
-            if self.port.is_none() && text.contains("{port}") {
-                return Err(Error::InvalidArgument(
-                    "health_check: uses {port}, but the app has no port; give it one (port: / \
-                     --port), or name the port in the check"
-                        .into(),
-                ));
-            }
+            pmdaemon_proto::health::check_port_placeholder(text, self.port.is_some())
+                .map_err(|e| e.named("health_check"))?;
         }
         if self.max_memory_bytes == Some(0) {
             return Err(Error::InvalidArgument(
