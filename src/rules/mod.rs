@@ -9,6 +9,7 @@
 //! Pure: no I/O, no clock, no state. Talks to nothing; the daemon and the
 //! CLI call it.
 
+mod deps;
 mod env;
 pub mod health;
 mod limits;
@@ -17,6 +18,7 @@ mod ports;
 mod states;
 mod values;
 
+pub use deps::*;
 pub use env::*;
 pub use limits::*;
 pub use names::*;

@@ -794,13 +794,6 @@ impl<'de> Visitor<'de> for HealthCheckSeed {
 
 // ---- depends_on ------------------------------------------------------------------
 
-/// The condition words of `depends_on`.
-const CONDITIONS: &[(&str, DependencyCondition)] = &[
-    ("started", DependencyCondition::Started),
-    ("healthy", DependencyCondition::Healthy),
-    ("completed", DependencyCondition::Completed),
-];
-
 /// One entry: `db` (started) or `{cache: healthy}`.
 fn dependency(what: &str, raw: Raw) -> Result<Dependency, String> {
     let (name, condition) = match raw {
@@ -822,8 +815,9 @@ fn dependency(what: &str, raw: Raw) -> Result<Dependency, String> {
                     ));
                 }
             };
-            let Some(&(_, condition)) = CONDITIONS.iter().find(|(w, _)| *w == word) else {
-                let hint = suggest(&word, CONDITIONS.iter().map(|(w, _)| *w))
+            let Ok(condition) = word.parse::<pmdaemon_proto::DependencyCondition>() else {
+                let words = pmdaemon_proto::DependencyCondition::ALL.map(|c| c.word());
+                let hint = suggest(&word, words.into_iter())
                     .map(|best| format!(" (did you mean {best}?)"))
                     .unwrap_or_default();
                 return Err(format!(
@@ -831,7 +825,7 @@ fn dependency(what: &str, raw: Raw) -> Result<Dependency, String> {
                      completed"
                 ));
             };
-            (name, condition)
+            (name, condition.into())
         }
         Raw::Map(entries) if entries.is_empty() => {
             return Err(format!(

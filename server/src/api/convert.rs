@@ -149,19 +149,8 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         .depends_on
         .into_iter()
         .map(|d| {
-            let condition = match v1::DependencyCondition::try_from(d.condition) {
-                Ok(v1::DependencyCondition::Unspecified | v1::DependencyCondition::Started) => {
-                    spec::Condition::Started
-                }
-                Ok(v1::DependencyCondition::Healthy) => spec::Condition::Healthy,
-                Ok(v1::DependencyCondition::Completed) => spec::Condition::Completed,
-                Err(_) => {
-                    return Err(invalid(format!(
-                        "depends_on {:?}: {} is not a condition (started, healthy, completed)",
-                        d.app, d.condition
-                    )));
-                }
-            };
+            let condition = spec::Condition::from_wire(d.condition)
+                .map_err(|e| e.named(format_args!("depends_on {:?}", d.app)))?;
             Ok(spec::Dependency {
                 app: d.app,
                 condition,
@@ -341,11 +330,7 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
             .iter()
             .map(|d| v1::Dependency {
                 app: d.app.clone(),
-                condition: match d.condition {
-                    spec::Condition::Started => v1::DependencyCondition::Started,
-                    spec::Condition::Healthy => v1::DependencyCondition::Healthy,
-                    spec::Condition::Completed => v1::DependencyCondition::Completed,
-                } as i32,
+                condition: v1::DependencyCondition::from(d.condition) as i32,
             })
             .collect(),
     }

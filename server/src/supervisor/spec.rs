@@ -110,28 +110,9 @@ pub struct AppSpec {
     pub depends_on: Vec<Dependency>,
 }
 
-/// What an app waits for in another before it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Condition {
-    /// Every instance spawned.
-    #[default]
-    Started,
-    /// Every instance passed its health check (online without one).
-    Healthy,
-    /// Every instance exited with code 0.
-    Completed,
-}
-
-impl Condition {
-    pub fn word(self) -> &'static str {
-        match self {
-            Condition::Started => "started",
-            Condition::Healthy => "healthy",
-            Condition::Completed => "completed",
-        }
-    }
-}
+/// What an app waits for in another before it starts: a value rule of the
+/// shared crate (serialized as its word).
+pub use pmdaemon_proto::DependencyCondition as Condition;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dependency {
