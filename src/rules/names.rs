@@ -39,6 +39,20 @@ pub fn validate_name(name: &str) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// The file stem of an app's script (`./api.js` → `api`), which names the
+/// app when it has no name of its own; None when there is none.
+pub fn script_stem(script: &str) -> Option<&str> {
+    std::path::Path::new(script).file_stem()?.to_str()
+}
+
+/// The name an app gets when it has none: its [script's stem](script_stem),
+/// which must be a valid name itself (the refusal says why it is not).
+pub fn default_name(script: &str) -> Result<String, InvalidInput> {
+    let stem = script_stem(script).unwrap_or_default();
+    validate_name(stem)?;
+    Ok(stem.to_string())
+}
+
 /// What a `target` string selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -97,6 +111,17 @@ mod tests {
             long.as_str(),
         ] {
             assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_app_without_a_name_takes_its_scripts() {
+        assert_eq!(default_name("./srv/api.js"), Ok("api".into()));
+        assert_eq!(default_name("sleep"), Ok("sleep".into()));
+        assert_eq!(default_name("/opt/bin/web-1.sh"), Ok("web-1".into()));
+        assert_eq!(script_stem("./all.sh"), Some("all"));
+        for bad in ["./all.sh", "/", "", "./123.py", "./my app.js"] {
+            assert!(default_name(bad).is_err(), "{bad}");
         }
     }
 

@@ -11,7 +11,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
 
 use pmdaemon_proto::PortSpec;
 use pmdaemon_proto::v1::health_check::Probe;
@@ -555,12 +554,7 @@ impl AppSeed<'_> {
             return Err("missing `script`: the file or command to run".into());
         }
         if spec.name.is_empty() {
-            let stem = Path::new(&spec.script)
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            pmdaemon_proto::validate_name(&stem).map_err(|e| {
+            let stem = pmdaemon_proto::default_name(&spec.script).map_err(|e| {
                 format!("no `name`, and the script's file name cannot be one ({e}); set `name`")
             })?;
             self.ctx.claim(&stem, self.index).map_err(|other| {

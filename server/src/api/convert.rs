@@ -91,17 +91,11 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         ));
     }
     let name = if p.name.is_empty() {
-        let stem = Path::new(&p.script)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        pmdaemon_proto::validate_name(&stem).map_err(|e| {
+        pmdaemon_proto::default_name(&p.script).map_err(|e| {
             invalid(format!(
                 "cannot use the script's file name as app name ({e}); give --name"
             ))
-        })?;
-        stem
+        })?
     } else {
         p.name
     };
