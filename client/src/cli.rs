@@ -978,11 +978,11 @@ fn parse_expected_status(value: &str) -> Result<u32, String> {
 }
 
 fn parse_max_memory(value: &str) -> Result<u64, String> {
-    match pmdaemon_proto::parse_size("--max-memory", value) {
-        Ok(0) => Err("--max-memory: must be more than 0 bytes (leave it out for no limit)".into()),
-        Ok(size) => Ok(size),
-        Err(e) => Err(e.0),
-    }
+    pmdaemon_proto::parse_size("--max-memory", value)
+        .and_then(|size| {
+            pmdaemon_proto::check_max_memory(size).map_err(|e| e.named("--max-memory"))
+        })
+        .map_err(|e| e.0)
 }
 
 /// The daemon samples at most every 200 ms.

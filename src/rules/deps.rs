@@ -101,6 +101,15 @@ impl fmt::Display for DependencyCondition {
     }
 }
 
+/// One dependency of app `app`: another app's name.
+pub fn check_dependency(app: &str, dependency: &str) -> Result<(), InvalidInput> {
+    super::validate_name(dependency)?;
+    if dependency == app {
+        return Err(invalid(format!("{app} depends on itself")));
+    }
+    Ok(())
+}
+
 /// Apps that depend on each other in a ring, so none can start first.
 /// Displays as the ring of names: `a → b → a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +312,17 @@ mod tests {
             "\"ready\" is not a condition; use started, healthy or completed"
         );
         assert!("Healthy".parse::<DependencyCondition>().is_err());
+    }
+
+    #[test]
+    fn an_app_depends_on_another_app() {
+        assert_eq!(check_dependency("api", "db"), Ok(()));
+        assert_eq!(
+            check_dependency("api", "api").unwrap_err().0,
+            "api depends on itself"
+        );
+        assert!(check_dependency("api", "a/b").is_err());
+        assert!(check_dependency("api", "all").is_err());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
 /// Rotated files kept per log.
 pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
+/// The signal that asks an app to stop.
+pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
 /// Quiet time after a file change before a watched app restarts.
 pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
 
@@ -54,6 +56,17 @@ pub fn check_log_max_size(flag: &str, bytes: u64) -> Result<u64, InvalidInput> {
         return Err(invalid(format!(
             "{flag}: {bytes} bytes is above the 1T maximum"
         )));
+    }
+    Ok(bytes)
+}
+
+/// A memory limit (`max_memory_restart`): more than 0 bytes. No limit is
+/// no value, not 0.
+pub fn check_max_memory(bytes: u64) -> Result<u64, InvalidInput> {
+    if bytes == 0 {
+        return Err(invalid(
+            "must be more than 0 bytes: 0 would restart at once; leave it unset for no limit",
+        ));
     }
     Ok(bytes)
 }
@@ -222,5 +235,13 @@ mod tests {
             let duration = std::time::Duration::from_millis(ms);
             assert!(crate::check_duration("x", duration).is_ok(), "{ms}");
         }
+        assert!(crate::parse_stop_signal("x", DEFAULT_STOP_SIGNAL).is_ok());
+        assert_eq!(check_max_memory(1), Ok(1));
+        assert!(
+            check_max_memory(0)
+                .unwrap_err()
+                .0
+                .starts_with("must be more than 0 bytes")
+        );
     }
 }

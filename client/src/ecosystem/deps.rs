@@ -25,9 +25,8 @@ pub fn check(apps: &[AppDef]) -> Result<(), (usize, usize, String)> {
     for (i, app) in apps.iter().enumerate() {
         let name = &app.spec.name;
         for (j, dep) in app.spec.depends_on.iter().enumerate() {
-            if dep.app == *name {
-                return Err((i, j, format!("`depends_on`: {name} depends on itself")));
-            }
+            pmdaemon_proto::check_dependency(name, &dep.app)
+                .map_err(|e| (i, j, format!("`depends_on`: {e}")))?;
             if dep.condition() == DependencyCondition::Completed
                 && let Some(&k) = index.get(dep.app.as_str())
                 && matches!(

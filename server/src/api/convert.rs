@@ -111,7 +111,7 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         }
     };
     let stop_signal = if p.stop_signal.is_empty() {
-        "SIGTERM".to_string()
+        pmdaemon_proto::DEFAULT_STOP_SIGNAL.to_string()
     } else {
         pmdaemon_proto::parse_stop_signal("stop_signal", &p.stop_signal)?
             .as_str()

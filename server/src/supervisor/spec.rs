@@ -39,8 +39,7 @@ impl Autorestart {
 pub use pmdaemon_proto::{
     DEFAULT_BACKOFF_INITIAL_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_KILL_TIMEOUT_MS,
     DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_MAX_RESTARTS, DEFAULT_MIN_UPTIME_MS,
-    DEFAULT_PORT_ENV, DEFAULT_WATCH_DELAY_MS, MAX_INSTANCES, MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES,
-    MAX_MAX_RESTARTS, MIN_LOG_MAX_BYTES,
+    DEFAULT_PORT_ENV, DEFAULT_WATCH_DELAY_MS, MAX_LOG_MAX_FILES, MAX_MAX_RESTARTS,
 };
 /// The one non-regular file `out_file`/`error_file` may name: output is
 /// discarded (PM2's idiom).
@@ -216,12 +215,7 @@ impl AppSpec {
         for (k, v) in &self.env {
             pmdaemon_proto::check_env_var(k, v).map_err(|e| e.named("env"))?;
         }
-        if self.max_restarts > MAX_MAX_RESTARTS {
-            return Err(Error::InvalidArgument(format!(
-                "max_restarts: {} is more than the {MAX_MAX_RESTARTS} maximum",
-                self.max_restarts
-            )));
-        }
+        pmdaemon_proto::check_count("max_restarts", self.max_restarts.into(), MAX_MAX_RESTARTS)?;
         for (flag, ms) in [
             ("min_uptime", self.min_uptime_ms),
             ("restart_delay", self.restart_delay_ms),
@@ -232,12 +226,7 @@ impl AppSpec {
             pmdaemon_proto::check_duration(flag, Duration::from_millis(ms))?;
         }
         pmdaemon_proto::parse_stop_signal("stop_signal", &self.stop_signal)?;
-        if !(MIN_LOG_MAX_BYTES..=MAX_LOG_MAX_BYTES).contains(&self.log_max_bytes) {
-            return Err(Error::InvalidArgument(format!(
-                "log_max_size: {} bytes is outside {MIN_LOG_MAX_BYTES} bytes ..= 1 TiB",
-                self.log_max_bytes
-            )));
-        }
+        pmdaemon_proto::check_log_max_size("log_max_size", self.log_max_bytes)?;
         pmdaemon_proto::check_instance_count(self.instances.into())
             .map_err(|e| e.named("instances"))?;
         pmdaemon_proto::check_port_env(&self.port_env).map_err(|e| e.named("port_env"))?;
@@ -254,28 +243,18 @@ impl AppSpec {
             pmdaemon_proto::health::check_port_placeholder(text, self.port.is_some())
                 .map_err(|e| e.named("health_check"))?;
         }
-        if self.max_memory_bytes == Some(0) {
-            return Err(Error::InvalidArgument(
-                "max_memory_restart: 0 bytes would restart at once; leave it unset for no limit"
-                    .into(),
-            ));
+        if let Some(bytes) = self.max_memory_bytes {
+            pmdaemon_proto::check_max_memory(bytes).map_err(|e| e.named("max_memory_restart"))?;
         }
         for dep in &self.depends_on {
-            pmdaemon_proto::validate_name(&dep.app)
-                .map_err(|e| Error::InvalidArgument(format!("depends_on: {e}")))?;
-            if dep.app == self.name {
-                return Err(Error::InvalidArgument(format!(
-                    "depends_on: {:?} cannot depend on itself",
-                    self.name
-                )));
-            }
+            pmdaemon_proto::check_dependency(&self.name, &dep.app)
+                .map_err(|e| e.named("depends_on"))?;
         }
-        if self.log_max_files > MAX_LOG_MAX_FILES {
-            return Err(Error::InvalidArgument(format!(
-                "log_max_files: {} is more than the {MAX_LOG_MAX_FILES} maximum",
-                self.log_max_files
-            )));
-        }
+        pmdaemon_proto::check_count(
+            "log_max_files",
+            self.log_max_files.into(),
+            MAX_LOG_MAX_FILES,
+        )?;
         Ok(())
     }
 }
