@@ -1,9 +1,11 @@
-//! Value rules that command-line flags and ecosystem files share: instance
-//! counts, port specs, environment variable names, health-check probes.
-//! Each function takes the name of the flag or field it checks (`--port`,
-//! `` `port` ``) and puts it at the head of its error, so both callers
-//! report the same thing the same way. Pure functions, no I/O; the daemon
-//! checks everything again.
+//! The value rules as the command line and ecosystem files apply them:
+//! instance counts, port specs, environment variables, health checks. The
+//! rules themselves are the shared crate's (`pmdaemon_proto`), the same
+//! code the daemon checks every request with; each function here takes
+//! the flag or field it checks (`--port`, `` `port` ``) and puts it at the
+//! head of the refusal, so flags and files report the same thing the same
+//! way. The one rule of its own is the name of a file's environment
+//! section, which only pmd reads. Pure functions, no I/O.
 
 use pmdaemon_proto::{Instances, InvalidInput, PortSpec, health};
 
