@@ -1,5 +1,5 @@
 //! State words: what users see and scripts match for a process state
-//! (`pmd list -o json` `status`, `--status` filters).
+//! (`pmd list -o json` `status`, `--status` filters) and a health state.
 
 use crate::v1;
 
@@ -34,6 +34,20 @@ impl v1::ProcessState {
     }
 }
 
+impl v1::HealthState {
+    /// The word users see and scripts match (`health`); None when the app
+    /// has no health check.
+    pub fn word(self) -> Option<&'static str> {
+        use v1::HealthState as H;
+        match self {
+            H::Unspecified => None,
+            H::Unknown => Some("unknown"),
+            H::Healthy => Some("healthy"),
+            H::Unhealthy => Some("unhealthy"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +64,7 @@ mod tests {
         ] {
             assert_eq!(v1::ProcessState::from_word(w).unwrap().word(), w);
         }
+        assert_eq!(v1::HealthState::Unspecified.word(), None);
+        assert_eq!(v1::HealthState::Unhealthy.word(), Some("unhealthy"));
     }
 }
