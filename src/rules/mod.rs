@@ -6,6 +6,13 @@
 //! flag (`--port: ...`), the ecosystem loader `FILE:LINE:COL` and the field,
 //! the daemon the field of the request (and INVALID_ARGUMENT).
 //!
+//! One module per subject, re-exported at the crate root: app names and
+//! targets, durations, sizes and signals, limits and defaults (with the
+//! instance count), port specs, environment variables, state words,
+//! dependency conditions and order. Health checks stay under
+//! `pmdaemon_proto::health`, whose names (`DEFAULT_INTERVAL_MS`...) only
+//! read right there.
+//!
 //! Pure: no I/O, no clock, no state. Talks to nothing; the daemon and the
 //! CLI call it.
 
