@@ -785,12 +785,7 @@ fn parse_env(value: &str) -> Result<EnvArg, String> {
         })?;
         return Ok(EnvArg::Environment(value.to_string()));
     };
-    if key.is_empty() {
-        return Err(format!("--env: {value:?} has an empty variable name"));
-    }
-    if key.contains('\0') || val.contains('\0') {
-        return Err("--env: variables cannot contain NUL bytes".to_string());
-    }
+    crate::rules::check_env_var(&format!("--env: {value:?}"), key, val)?;
     Ok(EnvArg::Var(key.to_string(), val.to_string()))
 }
 
@@ -951,16 +946,11 @@ fn parse_health_tcp(value: &str) -> Result<String, String> {
 }
 
 fn parse_health_script(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        return Err("--health-check-script: empty; give a command such as \"./check.sh\"".into());
-    }
-    if value.contains('\0') {
-        return Err("--health-check-script: contains a NUL byte".into());
-    }
+    crate::rules::check_script_probe("--health-check-script", value)?;
     Ok(value.to_string())
 }
 
-/// A health-check interval or timeout: at least 100ms.
+/// A health-check interval or timeout (at least 100ms).
 fn health_duration_parser(
     flag: &'static str,
 ) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
@@ -988,11 +978,11 @@ fn parse_expected_status(value: &str) -> Result<u32, String> {
 }
 
 fn parse_max_memory(value: &str) -> Result<u64, String> {
-    match pmdaemon_proto::parse_size("--max-memory", value) {
-        Ok(0) => Err("--max-memory: must be more than 0 bytes (leave it out for no limit)".into()),
-        Ok(size) => Ok(size),
-        Err(e) => Err(e.0),
-    }
+    pmdaemon_proto::parse_size("--max-memory", value)
+        .and_then(|size| {
+            pmdaemon_proto::check_max_memory(size).map_err(|e| e.named("--max-memory"))
+        })
+        .map_err(|e| e.0)
 }
 
 /// The daemon samples at most every 200 ms.

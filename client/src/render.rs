@@ -196,21 +196,12 @@ pub struct DependencyView {
 
 /// The word for a dependency condition, as ecosystem files write it.
 pub fn condition_word(condition: DependencyCondition) -> &'static str {
-    match condition {
-        DependencyCondition::Unspecified | DependencyCondition::Started => "started",
-        DependencyCondition::Healthy => "healthy",
-        DependencyCondition::Completed => "completed",
-    }
+    pmdaemon_proto::DependencyCondition::from(condition).word()
 }
 
 /// The word for a health state; `None` when there is no check.
 pub fn health_word(health: HealthState) -> Option<&'static str> {
-    match health {
-        HealthState::Unspecified => None,
-        HealthState::Unknown => Some("unknown"),
-        HealthState::Healthy => Some("healthy"),
-        HealthState::Unhealthy => Some("unhealthy"),
-    }
+    health.word()
 }
 
 /// CPU as `list` shows it: `12.5%`; `-` when unknown.

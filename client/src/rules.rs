@@ -1,163 +1,73 @@
-//! Value rules that command-line flags and ecosystem files share: instance
-//! counts, port specs, environment variable names, health-check probes.
-//! Each function takes the name of the flag or field it checks (`--port`,
-//! `` `port` ``) and puts it at the head of its error, so both callers
-//! report the same thing the same way. Pure functions, no I/O; the daemon
-//! checks everything again.
+//! The value rules as the command line and ecosystem files apply them:
+//! instance counts, port specs, environment variables, health checks. The
+//! rules themselves are the shared crate's (`pmdaemon_proto`), the same
+//! code the daemon checks every request with; each function here takes
+//! the flag or field it checks (`--port`, `` `port` ``) and puts it at the
+//! head of the refusal, so flags and files report the same thing the same
+//! way. The one rule of its own is the name of a file's environment
+//! section, which only pmd reads. Pure functions, no I/O.
 
-/// Most instances one app may have (the daemon's limit too).
-pub const MAX_INSTANCES: i32 = 1024;
+use pmdaemon_proto::{Instances, InvalidInput, PortSpec, health};
+
+/// Puts `what` (a flag, a field) at the head of a shared rule's refusal.
+fn named(what: &str) -> impl FnOnce(InvalidInput) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Most instances one app may have (`pmdaemon_proto::MAX_INSTANCES`), as
+/// the CLI counts them.
+pub const MAX_INSTANCES: i32 = pmdaemon_proto::MAX_INSTANCES as i32;
 
 /// Most rotated log files kept per log (the daemon's limit too).
 pub const MAX_LOG_FILES: u32 = pmdaemon_proto::MAX_LOG_MAX_FILES;
 
-/// An instance count as PM2 writes it: `max` (one per CPU, sent as 0), `-1`
-/// (one less than the CPUs) or 1..=[`MAX_INSTANCES`]. A literal 0 is
-/// refused: it reads as "no instance", and `max` says what PM2 meant by it.
+/// An instance count as PM2 writes it (`pmdaemon_proto::Instances`: `max`,
+/// -1 or 1..=[`MAX_INSTANCES`]), in its wire form (`max` is 0).
 pub fn parse_instances(what: &str, value: &str) -> Result<i32, String> {
-    let value = value.trim();
-    if value.eq_ignore_ascii_case("max") {
-        return Ok(0);
-    }
-    match value.parse::<i64>() {
-        Ok(n) => check_instances(what, n),
-        Err(_) => Err(format!(
-            "{what}: {value:?} is not an instance count; use a number, `max` (one per CPU) \
-             or -1 (one less than the CPUs)"
-        )),
-    }
+    value
+        .parse::<Instances>()
+        .map(Instances::wire)
+        .map_err(named(what))
 }
 
 /// The numeric part of [`parse_instances`].
 pub fn check_instances(what: &str, n: i64) -> Result<i32, String> {
-    match n {
-        0 => Err(format!(
-            "{what}: 0 is not an instance count; use `max` for one per CPU"
-        )),
-        -1 => Ok(-1),
-        n if n < 0 => Err(format!(
-            "{what}: {n} is negative; use a number, `max` (one per CPU) or -1 (one less than \
-             the CPUs)"
-        )),
-        n if n > i64::from(MAX_INSTANCES) => Err(format!(
-            "{what}: {n} is more than the {MAX_INSTANCES} instances an app may have"
-        )),
-        n => Ok(i32::try_from(n).unwrap_or(MAX_INSTANCES)),
-    }
+    Instances::from_count(n)
+        .map(Instances::wire)
+        .map_err(named(what))
 }
 
-/// A port spec: `3000` (one port), `3000-3003` (consecutive ports, one per
-/// instance) or `auto:4000-4100` (first free ports of the range). Ports are
-/// 1..=65535 and a range may not run backwards. Returns the spec as the
-/// daemon takes it (`auto:` in lower case).
+/// A port spec (`pmdaemon_proto::PortSpec`: `3000`, `3000-3003` or
+/// `auto:4000-4100`), returned as the daemon takes it (`auto:` in lower
+/// case).
 pub fn parse_port_spec(what: &str, value: &str) -> Result<String, String> {
-    let bad = |why: String| {
-        format!(
-            "{what}: invalid port {value:?}: {why}; write a port (3000), a range (3000-3003) \
-             or auto:FIRST-LAST (auto:4000-4100)"
-        )
-    };
-    let port = |part: &str| -> Result<u32, String> {
-        if part.is_empty() {
-            return Err(bad("a port number is missing".into()));
-        }
-        if !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad(format!("{part:?} is not a port number")));
-        }
-        match part.parse::<u32>() {
-            Ok(0) => Err(bad("port 0 cannot be assigned; ports are 1-65535".into())),
-            Ok(n @ 1..=65535) => Ok(n),
-            _ => Err(bad(format!("{part} is too large; ports are 1-65535"))),
-        }
-    };
-    let (auto, body) = match value.get(..5) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("auto:") => (true, &value[5..]),
-        _ => (false, value),
-    };
-    match body.split_once('-') {
-        None if auto => Err(bad(
-            "auto: needs a range to pick from, such as auto:4000-4100".into(),
-        )),
-        None => Ok(port(body)?.to_string()),
-        Some((first, last)) => {
-            let (first, last) = (port(first)?, port(last)?);
-            if first > last {
-                return Err(bad(format!(
-                    "the range runs backwards ({first} > {last}); write {last}-{first}"
-                )));
-            }
-            let prefix = if auto { "auto:" } else { "" };
-            Ok(format!("{prefix}{first}-{last}"))
-        }
-    }
+    value
+        .parse::<PortSpec>()
+        .map(|spec| spec.to_string())
+        .map_err(named(what))
 }
 
 /// Checks that `instances` instances fit the ports of `port` (a spec as
 /// [`parse_port_spec`] returns it): one port serves one instance. `max` and
 /// -1 (0 and -1 here) depend on the daemon's CPUs and are left to it.
 pub fn check_port_room(what: &str, port: &str, instances: Option<i32>) -> Result<(), String> {
-    let Some(wanted) = instances.filter(|&n| n > 1) else {
+    let Some(wanted) = instances.and_then(|n| u32::try_from(n).ok()) else {
         return Ok(());
     };
-    let range = port.strip_prefix("auto:").unwrap_or(port);
-    let (first, last) = match range.split_once('-') {
-        Some((f, l)) => (f.parse::<u32>(), l.parse::<u32>()),
-        None => (range.parse::<u32>(), range.parse::<u32>()),
-    };
-    let (Ok(first), Ok(last)) = (first, last) else {
-        return Ok(()); // not a spec parse_port_spec made: the daemon says
-    };
-    let count = last - first + 1;
-    let wanted = wanted.unsigned_abs();
-    if count >= wanted {
-        return Ok(());
+    match port.parse::<PortSpec>() {
+        Ok(spec) => spec.check_room(wanted).map_err(named(what)),
+        Err(_) => Ok(()), // no port, or not a spec parse_port_spec made: the daemon says
     }
-    // Ranges that fit below 65535, shifted down when needed.
-    let fit = |len: u32| {
-        let start = first.min(65536 - len.min(65535));
-        (start, start + len.min(65535) - 1)
-    };
-    let (wide_first, wide_last) = fit(wanted);
-    let (auto_first, auto_last) = fit(wanted.max(100));
-    let has = if count == 1 {
-        "one port".to_string()
-    } else {
-        format!("{count} ports")
-    };
-    Err(format!(
-        "{what}: {port} has {has} for {wanted} instances (one port serves one instance); \
-         give a range such as {wide_first}-{wide_last}, or auto:{auto_first}-{auto_last}"
-    ))
 }
 
-/// [`check_env_name`], and not a name the port may not replace.
+/// Where an app's port goes (`pmdaemon_proto::check_port_env`).
 pub fn check_port_env(what: &str, name: &str) -> Result<(), String> {
-    check_env_name(what, name)?;
-    match pmdaemon_proto::reserved_port_env(name) {
-        Some(why) => Err(format!(
-            "{what}: {name} cannot carry the port: {why}; use PORT or a name of your own"
-        )),
-        None => Ok(()),
-    }
+    pmdaemon_proto::check_port_env(name).map_err(named(what))
 }
 
-/// An environment variable name: letters, digits and `_`, not starting with
-/// a digit (what a shell can export, and what the daemon accepts for
-/// `port_env`).
-pub fn check_env_name(what: &str, name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what}: {name:?} is not an environment variable name (letters, digits and '_', \
-             not starting with a digit)"
-        ))
-    }
+/// One variable of an app's environment (`pmdaemon_proto::check_env_var`).
+pub fn check_env_var(what: &str, name: &str, value: &str) -> Result<(), String> {
+    pmdaemon_proto::check_env_var(name, value).map_err(named(what))
 }
 
 /// The name of an ecosystem file's environment section (`env_NAME`), as
@@ -177,233 +87,68 @@ pub fn check_environment_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
-/// Where `{port}` stands for the instance's port in a probe target.
-pub const PORT_PLACEHOLDER: &str = "{port}";
-
-/// A port in a probe target: 1-65535, or `{port}`.
-fn probe_port(what: &str, value: &str, port: &str) -> Result<(), String> {
-    if port == PORT_PLACEHOLDER {
-        return Ok(());
-    }
-    match port.parse::<u32>() {
-        Ok(1..=65535) if port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-        _ => Err(format!(
-            "{what}: {value:?}: {port:?} is not a port (1-65535, or {PORT_PLACEHOLDER} for the \
-             instance's port)"
-        )),
-    }
-}
-
-/// A host in a probe target: a name or IPv4 address, or an IPv6 address
-/// in brackets.
-fn probe_host(what: &str, value: &str, host: &str) -> Result<(), String> {
-    let ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        inner.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-    };
-    if ok {
-        Ok(())
-    } else if host.is_empty() {
-        Err(format!("{what}: {value:?} has no host; e.g. 127.0.0.1"))
-    } else {
-        Err(format!(
-            "{what}: {value:?}: {host:?} is not a host name or address (IPv6 goes in brackets: \
-             [::1])"
-        ))
-    }
-}
-
-/// Splits `HOST:PORT` (`[V6]:PORT` too); the port is `None` when absent.
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => {
-                let (host, rest) = authority.split_at(end + 1);
-                (host, rest.strip_prefix(':'))
-            }
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    }
-}
-
-fn no_blanks(what: &str, value: &str, example: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err(format!("{what}: is empty; e.g. {example}"));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{what}: {value:?} contains spaces or control characters"
-        ));
-    }
-    Ok(())
-}
-
-/// An HTTP probe: `http://HOST[:PORT][/PATH]`, where the port may be
-/// `{port}`. Only plain HTTP: the daemon's probe speaks no TLS.
+/// An HTTP probe (`pmdaemon_proto::health::parse_http_url`):
+/// `http://HOST[:PORT][/PATH]`, where the port may be `{port}`.
 pub fn check_http_probe(what: &str, value: &str) -> Result<(), String> {
-    const EXAMPLE: &str = "http://127.0.0.1:{port}/health";
-    no_blanks(what, value, EXAMPLE)?;
-    let scheme_end = value.find("://");
-    let rest = match scheme_end.map(|i| (value[..i].to_ascii_lowercase(), &value[i + 3..])) {
-        Some((scheme, rest)) if scheme == "http" => rest,
-        Some((scheme, _)) if scheme == "https" => {
-            return Err(format!(
-                "{what}: {value:?}: the HTTP probe does not speak TLS; probe the app's plain \
-                 HTTP port (e.g. {EXAMPLE}), or use a script probe such as `curl -fsS URL`"
-            ));
-        }
-        Some((scheme, _)) => {
-            return Err(format!(
-                "{what}: {value:?}: the scheme is {scheme}, not http; e.g. {EXAMPLE} (for other \
-                 protocols use a tcp or script probe)"
-            ));
-        }
-        None => {
-            return Err(format!(
-                "{what}: {value:?} is not a URL: write http://HOST[:PORT]/PATH, e.g. {EXAMPLE}"
-            ));
-        }
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    if authority.contains('@') {
-        return Err(format!(
-            "{what}: {value:?}: credentials in the URL are not supported; use a script probe"
-        ));
-    }
-    let (host, port) = split_host_port(authority);
-    probe_host(what, value, host)?;
-    if let Some(port) = port {
-        probe_port(what, value, port)?;
-    }
-    Ok(())
+    health::parse_http_url(value, true)
+        .map(drop)
+        .map_err(named(what))
 }
 
-/// A TCP probe: `HOST:PORT`, where the port may be `{port}`.
+/// A TCP probe (`pmdaemon_proto::health::parse_tcp_target`): `HOST:PORT`,
+/// where the port may be `{port}`.
 pub fn check_tcp_probe(what: &str, value: &str) -> Result<(), String> {
-    const EXAMPLE: &str = "127.0.0.1:{port}";
-    no_blanks(what, value, EXAMPLE)?;
-    if value.contains("://") {
-        return Err(format!(
-            "{what}: {value:?}: a tcp probe takes HOST:PORT without a scheme, e.g. {EXAMPLE} \
-             (for a URL use an http probe)"
-        ));
-    }
-    let (host, port) = split_host_port(value);
-    let Some(port) = port else {
-        return Err(format!(
-            "{what}: {value:?} has no port: write HOST:PORT, e.g. {EXAMPLE}"
-        ));
-    };
-    probe_host(what, value, host)?;
-    probe_port(what, value, port)
+    health::parse_tcp_target(value, true)
+        .map(drop)
+        .map_err(named(what))
+}
+
+/// A script probe: a shell command.
+pub fn check_script_probe(what: &str, value: &str) -> Result<(), String> {
+    health::check_probe_script(value).map_err(named(what))
 }
 
 /// An HTTP status an HTTP probe expects instead of any 2xx.
 pub fn check_status_code(what: &str, code: u64) -> Result<u32, String> {
-    match u32::try_from(code) {
-        Ok(code @ 100..=599) => Ok(code),
-        _ => Err(format!(
-            "{what}: {code} is not an HTTP status code (100-599)"
-        )),
-    }
+    health::check_expected_status(code)
+        .map(u32::from)
+        .map_err(named(what))
 }
 
-/// Shortest health-check interval and timeout (the daemon's limit too).
-pub const MIN_HEALTH_INTERVAL_MS: u64 = 100;
-
-/// Most consecutive failures a health check may wait for (the daemon's
-/// limit too).
-pub const MAX_HEALTH_RETRIES: u64 = 100;
-
-/// A health-check interval or timeout: at least [`MIN_HEALTH_INTERVAL_MS`].
+/// A health-check interval or timeout, in milliseconds.
 pub fn check_health_duration(what: &str, ms: u64) -> Result<u64, String> {
-    if ms < MIN_HEALTH_INTERVAL_MS {
-        return Err(format!(
-            "{what}: {ms}ms is below the {MIN_HEALTH_INTERVAL_MS}ms minimum"
-        ));
-    }
-    Ok(ms)
+    health::check_probe_interval(ms).map_err(named(what))
 }
 
-/// Consecutive failures of a health check: 1..=[`MAX_HEALTH_RETRIES`].
+/// Consecutive failures of a health check.
 pub fn check_health_retries(what: &str, n: u64) -> Result<u32, String> {
-    match n {
-        0 => Err(format!("{what}: must be at least 1")),
-        n if n > MAX_HEALTH_RETRIES => {
-            Err(format!("{what}: {n} is more than {MAX_HEALTH_RETRIES}"))
-        }
-        n => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
-    }
+    health::check_retries(n).map_err(named(what))
 }
 
-/// A timeout longer than the interval, when both are given: `what` names
-/// the timeout.
+/// A timeout longer than the interval, when both are given.
 pub fn check_health_timeout(
     what: &str,
     check: &pmdaemon_proto::v1::HealthCheck,
 ) -> Result<(), String> {
     match (check.timeout_ms, check.interval_ms) {
-        (Some(timeout), Some(interval)) if timeout > interval => {
-            let human = |ms| humantime::format_duration(std::time::Duration::from_millis(ms));
-            Err(format!(
-                "{what}: {} is longer than the interval ({}); lower the timeout or raise the \
-                 interval",
-                human(timeout),
-                human(interval)
-            ))
+        (Some(timeout), Some(interval)) => {
+            health::check_timeout_within_interval(timeout, interval).map_err(named(what))
         }
         _ => Ok(()),
     }
 }
 
-/// What a health check needs from the rest of its app: `{port}` in its
-/// target needs a `port`; `expected_status` only goes with an HTTP probe;
-/// some probe must be set.
+/// What a health check needs from itself and the rest of its app: one
+/// probe, `expected_status` only with an HTTP probe, and a `port` for
+/// `{port}` to stand for.
 pub fn check_health_check(
     what: &str,
     check: &pmdaemon_proto::v1::HealthCheck,
     app_has_port: bool,
 ) -> Result<(), String> {
-    use pmdaemon_proto::v1::health_check::Probe;
-    let target = match &check.probe {
-        None => {
-            return Err(format!(
-                "{what}: no probe; give one of http (a URL), tcp (HOST:PORT) or script (a \
-                 command)"
-            ));
-        }
-        Some(Probe::Http(url)) => url,
-        Some(Probe::Tcp(address)) => address,
-        Some(Probe::Script(_)) => {
-            if check.expected_status.is_some() {
-                return Err(format!(
-                    "{what}: an expected status goes with an http probe, not a script"
-                ));
-            }
-            return Ok(());
-        }
-    };
-    if matches!(check.probe, Some(Probe::Tcp(_))) && check.expected_status.is_some() {
-        return Err(format!(
-            "{what}: an expected status goes with an http probe, not a tcp one"
-        ));
-    }
-    if target.contains(PORT_PLACEHOLDER) && !app_has_port {
-        return Err(format!(
-            "{what}: {target:?} uses {PORT_PLACEHOLDER}, but the app has no port; give it one \
-             (3000, 3000-3003 or auto:4000-4100) or write the port in the probe"
-        ));
-    }
-    Ok(())
+    health::probe_of(check).map_err(named(what))?;
+    let probe = health::probe_text(check).unwrap_or_default();
+    health::check_port_placeholder(probe, app_has_port).map_err(named(what))
 }
 
 #[cfg(test)]
@@ -424,43 +169,29 @@ mod tests {
     }
 
     #[test]
-    fn port_specs_follow_the_three_forms() {
+    fn port_specs_take_the_flag_name() {
         assert_eq!(parse_port_spec("--port", "3000"), Ok("3000".into()));
-        assert_eq!(
-            parse_port_spec("--port", "3000-3003"),
-            Ok("3000-3003".into())
-        );
         assert_eq!(
             parse_port_spec("--port", "AUTO:4000-4100"),
             Ok("auto:4000-4100".into())
         );
-        assert_eq!(parse_port_spec("--port", "7-7"), Ok("7-7".into()));
-        for bad in [
-            "0",
-            "65536",
-            "3003-3000",
-            "auto:4000",
-            "auto:",
-            "",
-            "-3000",
-            "3000-",
-            "http",
-            " 3000",
-            "+80",
-        ] {
+        for bad in ["0", "65536", "3003-3000", "auto:4000", "", "http", "+80"] {
             let err = parse_port_spec("--port", bad).unwrap_err();
             assert!(err.starts_with("--port: invalid port"), "{bad}: {err}");
         }
+        assert_eq!(check_port_room("--port", "3000-3003", Some(4)), Ok(()));
+        assert_eq!(check_port_room("--port", "3000", Some(0)), Ok(()));
+        assert_eq!(check_port_room("--port", "3000", Some(-1)), Ok(()));
+        assert_eq!(check_port_room("--port", "", Some(4)), Ok(()));
+        let err = check_port_room("--port", "3000", Some(2)).unwrap_err();
         assert!(
-            parse_port_spec("--port", "3003-3000")
-                .unwrap_err()
-                .contains("write 3000-3003")
+            err.starts_with("--port: port 3000 with 2 instances: one port serves one instance"),
+            "{err}"
         );
     }
 
     #[test]
     fn env_names() {
-        assert!(check_env_name("x", "PORT").is_ok());
         assert!(check_port_env("x", "HTTP_PORT").is_ok());
         for reserved in ["PATH", "PMD_ID", "NODE_APP_INSTANCE", "PMDAEMON_HOME"] {
             let err = check_port_env("--port-env", reserved).unwrap_err();
@@ -469,68 +200,64 @@ mod tests {
                 "{err}"
             );
         }
-        assert!(check_env_name("x", "_P1").is_ok());
-        for bad in ["", "1P", "A-B", "A B", "A=B"] {
-            assert!(check_env_name("x", bad).is_err(), "{bad}");
-        }
+        let err = check_port_env("`port_env`", "1P").unwrap_err();
+        assert!(
+            err.starts_with("`port_env`: \"1P\" is not an environment variable name"),
+            "{err}"
+        );
+        assert!(check_env_var("--env", "A", "1").is_ok());
+        let err = check_env_var("`env`", "A=B", "1").unwrap_err();
+        assert!(err.starts_with("`env`: \"A=B\" is not a valid"), "{err}");
         assert!(check_environment_name("x", "production").is_ok());
         assert!(check_environment_name("x", "pre-prod.eu_1").is_ok());
         for bad in ["", "a=b", "a b", "a/b"] {
             assert!(check_environment_name("x", bad).is_err(), "{bad}");
         }
     }
-    #[test]
-    fn http_probes_are_plain_http_urls() {
-        for ok in [
-            "http://127.0.0.1:{port}/health",
-            "http://localhost/",
-            "http://localhost",
-            "HTTP://api.internal:8080/ready?full=1",
-            "http://[::1]:{port}/health",
-            "http://10.0.0.1:3000#x",
-        ] {
-            assert_eq!(check_http_probe("--health-check-url", ok), Ok(()), "{ok}");
-        }
-        for (bad, why) in [
-            ("https://x/", "does not speak TLS"),
-            ("localhost:3000/health", "is not a URL"),
-            ("ftp://x/", "the scheme is ftp"),
-            ("http://:3000/", "has no host"),
-            ("http://x:0/", "is not a port"),
-            ("http://x:70000/", "is not a port"),
-            ("http://x:{prot}/", "is not a port"),
-            ("http://a b/", "contains spaces"),
-            ("http://u:p@x/", "credentials"),
-            ("http://[zz]:1/", "is not a host"),
-            ("", "is empty"),
-        ] {
-            let err = check_http_probe("--health-check-url", bad).unwrap_err();
-            assert!(err.starts_with("--health-check-url: "), "{bad}: {err}");
-            assert!(err.contains(why), "{bad}: {err}");
-        }
-    }
 
+    /// The health rules are `pmdaemon_proto::health`'s; here each refusal
+    /// is checked to carry its flag.
     #[test]
-    fn tcp_probes_are_host_and_port() {
-        for ok in ["127.0.0.1:{port}", "db:5432", "[::1]:6379"] {
-            assert_eq!(check_tcp_probe("`tcp`", ok), Ok(()), "{ok}");
-        }
-        for (bad, why) in [
-            ("localhost", "has no port"),
-            ("tcp://x:1", "without a scheme"),
-            (":80", "has no host"),
-            ("x:http", "is not a port"),
-            ("[::1]", "has no port"),
-        ] {
-            let err = check_tcp_probe("`tcp`", bad).unwrap_err();
-            assert!(err.contains(why), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn health_checks_fit_their_app() {
+    fn health_checks_take_the_flag_name() {
         use pmdaemon_proto::v1::HealthCheck;
         use pmdaemon_proto::v1::health_check::Probe;
+        assert_eq!(
+            check_http_probe("--health-check-url", "http://127.0.0.1:{port}/health"),
+            Ok(())
+        );
+        let err = check_http_probe("--health-check-url", "https://x/").unwrap_err();
+        assert!(
+            err.starts_with(
+                "--health-check-url: \"https://x/\": the HTTP probe does not speak TLS"
+            ),
+            "{err}"
+        );
+        assert_eq!(check_tcp_probe("`tcp`", "[::1]:6379"), Ok(()));
+        let err = check_tcp_probe("`tcp`", "localhost").unwrap_err();
+        assert!(
+            err.starts_with("`tcp`: \"localhost\" has no port: write HOST:PORT"),
+            "{err}"
+        );
+        let err = check_script_probe("--health-check-script", " ").unwrap_err();
+        assert!(err.starts_with("--health-check-script: is empty"), "{err}");
+        assert_eq!(check_status_code("s", 204), Ok(204));
+        assert!(
+            check_status_code("s", 600)
+                .unwrap_err()
+                .starts_with("s: 600")
+        );
+        assert_eq!(check_health_duration("i", 100), Ok(100));
+        assert_eq!(
+            check_health_duration("i", 99).unwrap_err(),
+            "i: 99ms is below the 100ms minimum"
+        );
+        assert_eq!(check_health_retries("r", 100), Ok(100));
+        assert!(
+            check_health_retries("r", 0)
+                .unwrap_err()
+                .starts_with("r: 0 is outside")
+        );
+
         let check = |probe: Probe, status: Option<u32>| HealthCheck {
             probe: Some(probe),
             expected_status: status,
@@ -539,13 +266,15 @@ mod tests {
         let url = Probe::Http("http://localhost:{port}/".into());
         assert!(check_health_check("h", &check(url.clone(), Some(204)), true).is_ok());
         let err = check_health_check("h", &check(url, None), false).unwrap_err();
-        assert!(err.contains("the app has no port"), "{err}");
+        assert!(
+            err.starts_with("h: ") && err.contains("the app has no port"),
+            "{err}"
+        );
         let err = check_health_check("h", &check(Probe::Script("true".into()), Some(200)), true)
             .unwrap_err();
         assert!(err.contains("goes with an http probe"), "{err}");
         let err = check_health_check("h", &HealthCheck::default(), true).unwrap_err();
-        assert!(err.contains("no probe"), "{err}");
-        assert_eq!(check_status_code("s", 204), Ok(204));
+        assert!(err.starts_with("h: no probe"), "{err}");
         let timing = HealthCheck {
             interval_ms: Some(1000),
             timeout_ms: Some(2000),
@@ -554,14 +283,13 @@ mod tests {
         let err = check_health_timeout("--health-timeout", &timing).unwrap_err();
         assert_eq!(
             err,
-            "--health-timeout: 2s is longer than the interval (1s); lower the timeout or raise \
-             the interval"
+            "--health-timeout: timeout (2s) is longer than interval (1s): lower the timeout or \
+             raise the interval"
         );
-        assert!(check_health_duration("i", 99).is_err());
-        assert_eq!(check_health_duration("i", 100), Ok(100));
-        assert!(check_health_retries("r", 0).is_err() && check_health_retries("r", 101).is_err());
-        assert_eq!(check_health_retries("r", 100), Ok(100));
-        assert!(check_status_code("s", 99).is_err());
-        assert!(check_status_code("s", 600).is_err());
+        let untimed = HealthCheck {
+            timeout_ms: Some(2000),
+            ..Default::default()
+        };
+        assert_eq!(check_health_timeout("--health-timeout", &untimed), Ok(()));
     }
 }

@@ -11,8 +11,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
 
+use pmdaemon_proto::PortSpec;
 use pmdaemon_proto::v1::health_check::Probe;
 use pmdaemon_proto::v1::{AppSpec, Dependency, DependencyCondition, HealthCheck, RestartPolicy};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -41,7 +41,7 @@ pub struct Ctx {
     names: RefCell<HashMap<String, usize>>,
     /// Fixed ports and ranges taken by apps read so far: (first, last,
     /// app name). `auto:` ranges pick free ports and may overlap.
-    ports: RefCell<Vec<(u32, u32, String)>>,
+    ports: RefCell<Vec<(u16, u16, String)>>,
     /// Things to tell the user that are not errors.
     pub notes: RefCell<Vec<String>>,
     /// A file-level error found after a first read (a dependency cycle, a
@@ -54,16 +54,12 @@ impl Ctx {
     /// Takes the ports of fixed port or range `port` for app `name`, or
     /// says which app of the file has one of them already.
     fn claim_ports(&self, port: &str, name: &str) -> Result<(), String> {
-        if port.starts_with("auto:") {
-            return Ok(());
-        }
-        let (first, last) = match port.split_once('-') {
-            Some((f, l)) => (f.parse::<u32>(), l.parse::<u32>()),
-            None => (port.parse::<u32>(), port.parse::<u32>()),
-        };
-        let (Ok(first), Ok(last)) = (first, last) else {
+        // What a spec reserves is the shared rule's; an auto range reserves
+        // nothing, and an empty or bad spec was refused at its own line.
+        let Some(reserved) = port.parse::<PortSpec>().ok().and_then(|s| s.reserved()) else {
             return Ok(());
         };
+        let (first, last) = (*reserved.start(), *reserved.end());
         let mut ports = self.ports.borrow_mut();
         if let Some((f, l, other)) = ports
             .iter()
@@ -558,12 +554,7 @@ impl AppSeed<'_> {
             return Err("missing `script`: the file or command to run".into());
         }
         if spec.name.is_empty() {
-            let stem = Path::new(&spec.script)
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            pmdaemon_proto::validate_name(&stem).map_err(|e| {
+            let stem = pmdaemon_proto::default_name(&spec.script).map_err(|e| {
                 format!("no `name`, and the script's file name cannot be one ({e}); set `name`")
             })?;
             self.ctx.claim(&stem, self.index).map_err(|other| {
@@ -740,7 +731,12 @@ impl<'de> Visitor<'de> for HealthCheckSeed {
                         rules::check_tcp_probe(w, &address).map(|()| address)
                     })));
                 }
-                "script" => check.probe = Some(Probe::Script(value!(raw::string))),
+                "script" => {
+                    check.probe = Some(Probe::Script(value!(|w: &str, r| {
+                        let command = raw::string(w, r)?;
+                        rules::check_script_probe(w, &command).map(|()| command)
+                    })));
+                }
                 "interval" => check.interval_ms = Some(value!(timing)),
                 "timeout" => check.timeout_ms = Some(value!(timing)),
                 "start_period" => {
@@ -760,7 +756,7 @@ impl<'de> Visitor<'de> for HealthCheckSeed {
             }
         }
         rules::check_health_check("`health_check`", &check, true).map_err(de::Error::custom)?;
-        rules::check_health_timeout("`health_check.timeout`", &check).map_err(de::Error::custom)?;
+        rules::check_health_timeout("`health_check`", &check).map_err(de::Error::custom)?;
         Ok(check)
     }
 
@@ -792,13 +788,6 @@ impl<'de> Visitor<'de> for HealthCheckSeed {
 
 // ---- depends_on ------------------------------------------------------------------
 
-/// The condition words of `depends_on`.
-const CONDITIONS: &[(&str, DependencyCondition)] = &[
-    ("started", DependencyCondition::Started),
-    ("healthy", DependencyCondition::Healthy),
-    ("completed", DependencyCondition::Completed),
-];
-
 /// One entry: `db` (started) or `{cache: healthy}`.
 fn dependency(what: &str, raw: Raw) -> Result<Dependency, String> {
     let (name, condition) = match raw {
@@ -820,8 +809,9 @@ fn dependency(what: &str, raw: Raw) -> Result<Dependency, String> {
                     ));
                 }
             };
-            let Some(&(_, condition)) = CONDITIONS.iter().find(|(w, _)| *w == word) else {
-                let hint = suggest(&word, CONDITIONS.iter().map(|(w, _)| *w))
+            let Ok(condition) = word.parse::<pmdaemon_proto::DependencyCondition>() else {
+                let words = pmdaemon_proto::DependencyCondition::ALL.map(|c| c.word());
+                let hint = suggest(&word, words.into_iter())
                     .map(|best| format!(" (did you mean {best}?)"))
                     .unwrap_or_default();
                 return Err(format!(
@@ -829,7 +819,7 @@ fn dependency(what: &str, raw: Raw) -> Result<Dependency, String> {
                      completed"
                 ));
             };
-            (name, condition)
+            (name, condition.into())
         }
         Raw::Map(entries) if entries.is_empty() => {
             return Err(format!(

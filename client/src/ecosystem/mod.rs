@@ -297,9 +297,7 @@ fn app_names(format: Format, text: &str) -> Result<Vec<Option<String>>, (At, Str
                 .map(|app| match app.get("name") {
                     Some(name) => name.as_str().map(str::to_string),
                     // As the daemon names it: the script's file stem.
-                    None => Path::new(app.get("script")?.as_str()?)
-                        .file_stem()?
-                        .to_str()
+                    None => pmdaemon_proto::script_stem(app.get("script")?.as_str()?)
                         .map(str::to_string),
                 })
                 .collect()

@@ -360,22 +360,13 @@ pub fn env_map(what: &str, raw: Raw) -> Result<BTreeMap<String, String>, String>
                 key.describe()
             ));
         };
-        if key.is_empty() || key.contains(['=', '\0']) {
+        let text = value.scalar_text();
+        crate::rules::check_env_var(what, &key, text.as_deref().unwrap_or_default())?;
+        let Some(text) = text else {
             return Err(format!(
-                "{what}: {key:?} is not a variable name (empty, or has '=' or NUL)"
+                "{what}: {key} is {}; values are strings, numbers or booleans",
+                value.describe()
             ));
-        }
-        let text = match value.scalar_text() {
-            Some(text) if text.contains('\0') => {
-                return Err(format!("{what}: {key} contains a NUL byte"));
-            }
-            Some(text) => text,
-            None => {
-                return Err(format!(
-                    "{what}: {key} is {}; values are strings, numbers or booleans",
-                    value.describe()
-                ));
-            }
         };
         if env.insert(key.clone(), text).is_some() {
             return Err(format!("{what}: {key} is given twice"));

@@ -858,7 +858,7 @@ fn bad_health_checks_are_located() {
         ),
         (
             "health_check: {http: \"http://x/\", retries: 0}",
-            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: must be at least 1",
+            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: 0 is outside 1 ..= 100",
         ),
         (
             "health_check: {http: \"http://x/\", interval: 0}",
@@ -867,11 +867,11 @@ fn bad_health_checks_are_located() {
         ),
         (
             "health_check: {http: \"http://x/\", retries: 1000}",
-            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: 1000 is more than 100",
+            "ecosystem.yaml:3:48: app 1 (a): `health_check.retries`: 1000 is outside 1 ..= 100",
         ),
         (
             "health_check: {http: \"http://x/\", interval: 1s, timeout: 2s}",
-            "ecosystem.yaml:3:19: app 1 (a): `health_check.timeout`: 2s is longer than the \
+            "ecosystem.yaml:3:19: app 1 (a): `health_check`: timeout (2s) is longer than \
              interval (1s)",
         ),
         (
@@ -1062,13 +1062,17 @@ fn port_room_and_overlaps_are_checked_in_the_file() {
         yaml_err("apps:\n  - name: web\n    script: w.js\n    instances: 3\n    port: 3000-3001\n");
     assert!(
         short.starts_with("ecosystem.yaml:")
-            && short.contains("app 1 (web): `port`: 3000-3001 has 2 ports for 3 instances")
+            && short
+                .contains("app 1 (web): `port`: port range 3000-3001 has 2 ports for 3 instances")
             && short.contains("3000-3002"),
         "{short}"
     );
     let one =
         yaml_err("apps:\n  - name: web\n    script: w.js\n    instances: 2\n    port: 3000\n");
-    assert!(one.contains("has one port for 2 instances"), "{one}");
+    assert!(
+        one.contains("`port`: port 3000 with 2 instances: one port serves one instance"),
+        "{one}"
+    );
 
     let overlap = yaml_err(
         "apps:\n  - name: a\n    script: a.js\n    port: 3000-3003\n  - name: b\n    script: b.js\n    port: 3002\n",

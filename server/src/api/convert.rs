@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pmdaemon_proto::{Target, v1};
+use pmdaemon_proto::{Instances, Target, v1};
 use tonic::Status;
 
 use crate::error::Error;
@@ -91,17 +91,11 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         ));
     }
     let name = if p.name.is_empty() {
-        let stem = Path::new(&p.script)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        pmdaemon_proto::validate_name(&stem).map_err(|e| {
+        pmdaemon_proto::default_name(&p.script).map_err(|e| {
             invalid(format!(
                 "cannot use the script's file name as app name ({e}); give --name"
             ))
-        })?;
-        stem
+        })?
     } else {
         p.name
     };
@@ -117,7 +111,7 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         }
     };
     let stop_signal = if p.stop_signal.is_empty() {
-        "SIGTERM".to_string()
+        pmdaemon_proto::DEFAULT_STOP_SIGNAL.to_string()
     } else {
         pmdaemon_proto::parse_stop_signal("stop_signal", &p.stop_signal)?
             .as_str()
@@ -149,19 +143,8 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         .depends_on
         .into_iter()
         .map(|d| {
-            let condition = match v1::DependencyCondition::try_from(d.condition) {
-                Ok(v1::DependencyCondition::Unspecified | v1::DependencyCondition::Started) => {
-                    spec::Condition::Started
-                }
-                Ok(v1::DependencyCondition::Healthy) => spec::Condition::Healthy,
-                Ok(v1::DependencyCondition::Completed) => spec::Condition::Completed,
-                Err(_) => {
-                    return Err(invalid(format!(
-                        "depends_on {:?}: {} is not a condition (started, healthy, completed)",
-                        d.app, d.condition
-                    )));
-                }
-            };
+            let condition = spec::Condition::from_wire(d.condition)
+                .map_err(|e| e.named(format_args!("depends_on {:?}", d.app)))?;
             Ok(spec::Dependency {
                 app: d.app,
                 condition,
@@ -217,44 +200,30 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
     Ok(spec)
 }
 
-/// PM2's instance counts: N > 0 is N, 0 is one per CPU (`max`), -1 one less
-/// than the CPUs (at least one).
+/// PM2's instance counts (`pmdaemon_proto::Instances`): N > 0 is N, 0 is
+/// one per CPU (`max`), -1 one less than the CPUs (at least one).
 pub fn resolve_instances(requested: i32) -> Result<u32, Error> {
-    // Only `max` and -1 need the CPU count (which reads cgroup files).
-    let cpus = || {
+    let instances = Instances::from_wire(requested).map_err(|e| e.named("instances"))?;
+    Ok(instances.resolve(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as u32
-    };
-    match requested {
-        n if n > 0 => Ok(n as u32),
-        0 => Ok(cpus()),
-        -1 => Ok(cpus().saturating_sub(1).max(1)),
-        n => Err(Error::InvalidArgument(format!(
-            "instances: {n} is not a count; use a number, 0 or `max` (one per CPU), or -1 (CPUs - 1)"
-        ))),
-    }
+    }))
 }
 
 fn health_from_proto(h: v1::HealthCheck) -> Result<HealthCheck, Error> {
     use v1::health_check::Probe as P;
-    if h.expected_status.is_some() && !matches!(h.probe, Some(P::Http(_))) {
-        return Err(Error::InvalidArgument(
-            "health_check: expected_status is for http checks only".into(),
-        ));
-    }
-    let probe = match h.probe {
-        Some(P::Http(url)) => Probe::Http {
-            url,
+    let probe = match pmdaemon_proto::health::probe_of(&h).map_err(|e| e.named("health_check"))? {
+        P::Http(url) => Probe::Http {
+            url: url.clone(),
             expected_status: h.expected_status.map(|s| s.min(u32::from(u16::MAX)) as u16),
         },
-        Some(P::Tcp(target)) => Probe::Tcp { target },
-        Some(P::Script(command)) => Probe::Script { command },
-        None => {
-            return Err(Error::InvalidArgument(
-                "health_check: give one of http, tcp or script".into(),
-            ));
-        }
+        P::Tcp(target) => Probe::Tcp {
+            target: target.clone(),
+        },
+        P::Script(command) => Probe::Script {
+            command: command.clone(),
+        },
     };
     let interval_ms = h.interval_ms.unwrap_or(health::DEFAULT_INTERVAL_MS);
     let check = HealthCheck {
@@ -355,11 +324,7 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
             .iter()
             .map(|d| v1::Dependency {
                 app: d.app.clone(),
-                condition: match d.condition {
-                    spec::Condition::Started => v1::DependencyCondition::Started,
-                    spec::Condition::Healthy => v1::DependencyCondition::Healthy,
-                    spec::Condition::Completed => v1::DependencyCondition::Completed,
-                } as i32,
+                condition: v1::DependencyCondition::from(d.condition) as i32,
             })
             .collect(),
     }

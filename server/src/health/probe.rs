@@ -21,8 +21,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{PORT_PLACEHOLDER, Probe, human, parse_host_port, parse_http_url};
+use super::{PORT_PLACEHOLDER, Probe, human};
 use crate::supervisor::process;
+use pmdaemon_proto::health::{parse_http_url, parse_tcp_target};
 
 /// Most bytes of an HTTP response read to find the status line.
 const MAX_STATUS_LINE_BYTES: usize = 4 << 10;
@@ -81,7 +82,7 @@ fn unresolved(text: &str) -> Result<(), String> {
 /// `GET url`: healthy on 2xx, or exactly on `expected`.
 async fn http_get(url: &str, expected: Option<u16>) -> Result<(), String> {
     unresolved(url)?;
-    let target = parse_http_url(url, false).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+    let target = parse_http_url(url, false).map_err(|e| format!("bad URL {e}"))?;
     let mut stream = connect(target.host, target.port).await?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: pmdaemon-health\r\nAccept: */*\r\nConnection: close\r\n\r\n",
@@ -146,8 +147,7 @@ async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
 /// Healthy when `target` accepts a connection.
 async fn tcp_connect(target: &str) -> Result<(), String> {
     unresolved(target)?;
-    let (host, port) =
-        parse_host_port(target, false).map_err(|e| format!("bad target {target:?}: {e}"))?;
+    let (host, port) = parse_tcp_target(target, false).map_err(|e| format!("bad target {e}"))?;
     connect(host, port).await.map(drop)
 }
 

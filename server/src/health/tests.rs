@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
+use pmdaemon_proto::health::{MAX_DURATION_MS, MAX_RETRIES, MIN_INTERVAL_MS};
 
 fn http(url: &str) -> Probe {
     Probe::Http {

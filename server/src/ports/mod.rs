@@ -1,6 +1,8 @@
-//! Ports: owns what an app's `port` setting means ([`PortSpec`]: one port,
-//! a range, or `auto:` assignment from a range), which ports each instance
-//! gets ([`assign`]), and the conflict rules between apps and with the host.
+//! Ports: owns which ports each instance gets ([`assign`]) and the conflict
+//! rules between apps and with the host. What an app's `port` setting
+//! means ([`PortSpec`]: one port, a range, or `auto:` assignment from a
+//! range) and whether it has room for the instances is a value rule of the
+//! shared crate (`pmdaemon_proto::PortSpec`), re-exported here.
 //!
 //! Talks to: the supervisor, which calls [`assign`] when an app is created,
 //! scaled, or restarted with a new `--port` (passing the [`Claim`]s of every
@@ -24,143 +26,11 @@ mod host;
 mod tests;
 
 use std::fmt;
-use std::ops::RangeInclusive;
-use std::str::FromStr;
+
+use pmdaemon_proto::{InvalidInput, instances_text};
 
 pub use host::{accepts_connections, host_free, listening};
-
-/// A port request as users write it: `3000`, `3000-3003`, `auto:4000-4100`.
-/// Serialized as that string, so `state.json` stores `"auto:4000-4100"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum PortSpec {
-    /// One port for the app's single instance.
-    Fixed(u16),
-    /// Consecutive ports, instance `i` gets `first + i`; the whole range is
-    /// reserved for the app. `first <= last`.
-    Range { first: u16, last: u16 },
-    /// Each instance gets the first free port of the range. `first <= last`.
-    Auto { first: u16, last: u16 },
-}
-
-impl PortSpec {
-    /// Every port the spec names: the one port, the range, or the auto
-    /// candidates.
-    pub fn ports(&self) -> RangeInclusive<u16> {
-        match *self {
-            PortSpec::Fixed(port) => port..=port,
-            PortSpec::Range { first, last } | PortSpec::Auto { first, last } => first..=last,
-        }
-    }
-
-    /// The ports this spec keeps for its app whether instances use them or
-    /// not: all of a fixed port or range, none of an auto range (there only
-    /// the assigned ports count, see [`Claim`]).
-    pub fn reserved(&self) -> Option<RangeInclusive<u16>> {
-        match self {
-            PortSpec::Fixed(_) | PortSpec::Range { .. } => Some(self.ports()),
-            PortSpec::Auto { .. } => None,
-        }
-    }
-
-    /// How many ports [`PortSpec::ports`] has (1..=65535).
-    pub fn port_count(&self) -> u32 {
-        let range = self.ports();
-        u32::from(*range.end()) - u32::from(*range.start()) + 1
-    }
-}
-
-impl fmt::Display for PortSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PortSpec::Fixed(port) => write!(f, "{port}"),
-            PortSpec::Range { first, last } => write!(f, "{first}-{last}"),
-            PortSpec::Auto { first, last } => write!(f, "auto:{first}-{last}"),
-        }
-    }
-}
-
-impl FromStr for PortSpec {
-    type Err = PortError;
-
-    /// Parses the forms [`Display`](fmt::Display) writes. Surrounding
-    /// whitespace is ignored and `auto:` is case-insensitive.
-    fn from_str(s: &str) -> Result<Self, PortError> {
-        let text = s.trim();
-        let auto_body = text
-            .get(..5)
-            .filter(|prefix| prefix.eq_ignore_ascii_case("auto:"))
-            .map(|_| &text[5..]);
-        let body = auto_body.unwrap_or(text);
-        let Some((first, last)) = body.split_once('-') else {
-            if auto_body.is_some() {
-                return Err(invalid_spec(
-                    s,
-                    "auto: needs a range to pick from, such as auto:4000-4100",
-                ));
-            }
-            return Ok(PortSpec::Fixed(parse_port(s, body)?));
-        };
-        let (first, last) = (parse_port(s, first)?, parse_port(s, last)?);
-        if first > last {
-            return Err(invalid_spec(
-                s,
-                &format!("the range runs backwards ({first} > {last}); write {last}-{first}"),
-            ));
-        }
-        Ok(match auto_body {
-            Some(_) => PortSpec::Auto { first, last },
-            None => PortSpec::Range { first, last },
-        })
-    }
-}
-
-impl TryFrom<String> for PortSpec {
-    type Error = PortError;
-
-    fn try_from(s: String) -> Result<Self, PortError> {
-        s.parse()
-    }
-}
-
-impl From<PortSpec> for String {
-    fn from(spec: PortSpec) -> String {
-        spec.to_string()
-    }
-}
-
-/// One number of a spec: digits only (no sign), 1..=65535.
-fn parse_port(whole: &str, part: &str) -> Result<u16, PortError> {
-    let part = part.trim();
-    if part.is_empty() {
-        return Err(invalid_spec(whole, "a port number is missing"));
-    }
-    if !part.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid_spec(
-            whole,
-            &format!("{part:?} is not a port number"),
-        ));
-    }
-    match part.parse::<u32>() {
-        Ok(0) => Err(invalid_spec(
-            whole,
-            "port 0 cannot be assigned; ports are 1-65535",
-        )),
-        Ok(n) => u16::try_from(n)
-            .map_err(|_| invalid_spec(whole, &format!("{n} is too large; ports are 1-65535"))),
-        Err(_) => Err(invalid_spec(
-            whole,
-            &format!("{part} is too large; ports are 1-65535"),
-        )),
-    }
-}
-
-fn invalid_spec(whole: &str, why: &str) -> PortError {
-    PortError::Invalid(format!(
-        "invalid port {:?}: {why}; write a port (3000), a range (3000-3003) or auto:FIRST-LAST (auto:4000-4100)",
-        whole.trim()
-    ))
-}
+pub use pmdaemon_proto::PortSpec;
 
 /// What another app holds, for the conflict check and auto assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,10 +114,9 @@ fn holder_text(port: u16, holder: &Option<Holder>) -> String {
     }
 }
 
-fn instances_text(instances: u32) -> String {
-    match instances {
-        1 => "1 instance".to_string(),
-        n => format!("{n} instances"),
+impl From<InvalidInput> for PortError {
+    fn from(e: InvalidInput) -> Self {
+        PortError::Invalid(e.0)
     }
 }
 
@@ -281,10 +150,7 @@ pub fn assign(
             .iter()
             .find(|claim| claim.app != app && claim.holds(port))
     };
-    let count = spec.port_count();
-    if instances > count {
-        return Err(too_few_ports(spec, instances));
-    }
+    spec.check_room(instances)?;
 
     match spec {
         PortSpec::Fixed(_) | PortSpec::Range { .. } => {
@@ -348,36 +214,4 @@ pub fn assign(
             Ok(given)
         }
     }
-}
-
-/// The error for a spec with fewer ports than instances, with a suggestion
-/// that would fit.
-fn too_few_ports(spec: PortSpec, instances: u32) -> PortError {
-    let first = *spec.ports().start();
-    let (wide_first, wide_last) = span(first, instances);
-    let (auto_first, auto_last) = span(first, instances.max(101));
-    let count = spec.port_count();
-    PortError::Invalid(match spec {
-        PortSpec::Fixed(port) => format!(
-            "port {port} with {}: one port serves one instance; give a range such as {wide_first}-{wide_last}, or auto:{auto_first}-{auto_last}",
-            instances_text(instances)
-        ),
-        PortSpec::Range { .. } => format!(
-            "port range {spec} has {count} ports for {}: widen it ({wide_first}-{wide_last}) or use auto:{auto_first}-{auto_last}",
-            instances_text(instances)
-        ),
-        PortSpec::Auto { .. } => format!(
-            "port range {spec} has {count} ports for {}: widen it (auto:{wide_first}-{wide_last})",
-            instances_text(instances)
-        ),
-    })
-}
-
-/// `len` consecutive ports starting at `first`, moved down if they would
-/// run past 65535.
-fn span(first: u16, len: u32) -> (u16, u16) {
-    let len = len.clamp(1, 65_535);
-    let first = u32::from(first).min(65_536 - len);
-    // Both bounds are within 1..=65535 by the clamps above.
-    (first as u16, (first + len - 1) as u16)
 }

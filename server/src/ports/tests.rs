@@ -1,4 +1,5 @@
-//! Specs of port assignment, with real sockets. Ports come from the OS
+//! Specs of port assignment, with real sockets (the port spec itself, its
+//! forms and its serde form, is specified in `pmdaemon_proto`). Ports come from the OS
 //! (bind port 0) and stay held by the test while it relies on them, since
 //! other tests on the machine bind ports too.
 
@@ -32,73 +33,6 @@ fn own_comm() -> String {
         .unwrap()
         .trim_end()
         .to_string()
-}
-
-/// Every accepted form reads back as it was written, in text and in JSON.
-#[test]
-fn specs_round_trip() {
-    for text in [
-        "3000",
-        "1",
-        "65535",
-        "3000-3003",
-        "7-7",
-        "1-65535",
-        "auto:4000-4100",
-    ] {
-        let spec: PortSpec = text.parse().unwrap();
-        assert_eq!(spec.to_string(), text);
-        let json = serde_json::to_string(&spec).unwrap();
-        assert_eq!(json, format!("\"{text}\""));
-        assert_eq!(serde_json::from_str::<PortSpec>(&json).unwrap(), spec);
-    }
-    assert_eq!(
-        " 3000\n".parse::<PortSpec>().unwrap(),
-        PortSpec::Fixed(3000)
-    );
-    assert_eq!(
-        "AUTO: 4000 - 4100".parse::<PortSpec>().unwrap(),
-        auto(4000, 4100)
-    );
-    assert_eq!(
-        "3000-3003".parse::<PortSpec>().unwrap(),
-        PortSpec::Range {
-            first: 3000,
-            last: 3003
-        }
-    );
-}
-
-/// Bad forms are refused with a message naming the value and the forms
-/// that work.
-#[test]
-fn bad_specs_are_refused() {
-    for text in [
-        "0",
-        "70000",
-        "99999999999999999999",
-        "5-3",
-        "auto:",
-        "auto:4000",
-        "auto",
-        "abc",
-        "3000-",
-        "-3000",
-        "+3000",
-        "3000-3001-3002",
-        "0-10",
-        "",
-        "30 00",
-    ] {
-        let err = text.parse::<PortSpec>().unwrap_err();
-        assert!(matches!(err, PortError::Invalid(_)), "{text:?}: {err:?}");
-        let msg = err.to_string();
-        assert!(msg.contains(&format!("{:?}", text.trim())), "{msg}");
-        assert!(msg.contains("auto:4000-4100"), "{msg}");
-    }
-    assert!(serde_json::from_str::<PortSpec>("\"70000\"").is_err());
-    let backwards = "5-3".parse::<PortSpec>().unwrap_err().to_string();
-    assert!(backwards.contains("write 3-5"), "{backwards}");
 }
 
 /// One port serves one instance; more is refused with a range to use.

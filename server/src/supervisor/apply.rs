@@ -22,8 +22,10 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::delete::remove_logs;
+use super::dependencies::{cycle_error, dependency_graph};
 use super::port_checks::{assign_ports, check_log_paths};
 use super::watching::validate_watch;
+use pmdaemon_proto::dependency_levels;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -160,22 +162,13 @@ impl Supervisor {
         // conditions: in restart and reload modes a dependency's old,
         // healthy run must not count.
         let names: Vec<String> = planned.iter().map(|p| p.0.name.clone()).collect();
-        let mut levels = vec![0usize; planned.len()];
-        for (i, (spec, ..)) in planned.iter().enumerate() {
-            // `planned` is in dependency order: dependencies come first.
-            levels[i] = spec
-                .depends_on
-                .iter()
-                .filter_map(|d| names.iter().position(|n| *n == d.app))
-                .map(|j| levels[j] + 1)
-                .max()
-                .unwrap_or(0);
-        }
+        let levels = dependency_levels(&dependency_graph(planned.iter().map(|p| &p.0)))
+            .map_err(cycle_error)?;
         let mut results: Vec<Option<Result<Applied>>> = (0..planned.len()).map(|_| None).collect();
         let mut planned: Vec<_> = planned.into_iter().map(Some).collect();
-        for level in 0..=levels.iter().copied().max().unwrap_or(0) {
-            let runs: Vec<_> = (0..planned.len())
-                .filter(|&i| levels[i] == level)
+        for level in levels {
+            let runs: Vec<_> = level
+                .into_iter()
                 .filter_map(|i| {
                     let (spec, launch, ports, changed) = planned[i].take()?;
                     let failed = spec.depends_on.iter().find_map(|d| {

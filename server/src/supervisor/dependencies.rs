@@ -1,7 +1,8 @@
 //! `depends_on`: the order in which apps start (dependencies first, level by
 //! level) and stop (dependents first), cycle checks of a set of
-//! definitions, and waiting until a dependency meets its condition
-//! (`started`, `healthy`, `completed`).
+//! definitions (both with the shared rules, `pmdaemon_proto::dependency_*`),
+//! and waiting until a dependency meets its condition (`started`,
+//! `healthy`, `completed`).
 
 use super::Supervisor;
 use super::instance::{Readiness, State};
@@ -11,36 +12,29 @@ use super::spec;
 use super::spec::AppSpec;
 use super::table::Table;
 use crate::error::{Error, Result};
-use pmdaemon_proto::Target;
+use pmdaemon_proto::{
+    DependencyCycle, DependencyNode, Target, dependency_levels_lenient, dependency_order,
+};
 
 use tokio::time::Instant;
 
-/// `a → b → a` for the first cycle found among `specs` (all of which are
-/// blocked on each other).
-pub(super) fn describe_cycle(specs: &[AppSpec]) -> String {
-    let mut path: Vec<&str> = vec![specs[0].name.as_str()];
-    loop {
-        let current = path[path.len() - 1];
-        let next = specs
-            .iter()
-            .find(|s| s.name == current)
-            .and_then(|s| {
-                s.depends_on
-                    .iter()
-                    .find(|d| specs.iter().any(|o| o.name == d.app))
-            })
-            .map(|d| d.app.as_str());
-        match next {
-            Some(n) if path.contains(&n) => {
-                let start = path.iter().position(|p| *p == n).unwrap_or(0);
-                let mut cycle: Vec<&str> = path[start..].to_vec();
-                cycle.push(n);
-                return cycle.join(" → ");
-            }
-            Some(n) => path.push(n),
-            None => return path.join(" → "),
-        }
-    }
+/// The set as the shared ordering rules take it: each app's name and the
+/// names it depends on.
+pub(super) fn dependency_graph<'a>(
+    specs: impl IntoIterator<Item = &'a AppSpec>,
+) -> Vec<DependencyNode<'a>> {
+    specs
+        .into_iter()
+        .map(|s| {
+            let deps = s.depends_on.iter().map(|d| d.app.as_str()).collect();
+            (s.name.as_str(), deps)
+        })
+        .collect()
+}
+
+/// The refusal of a set whose dependencies form a cycle.
+pub(super) fn cycle_error(cycle: DependencyCycle) -> Error {
+    Error::InvalidArgument(format!("depends_on has a cycle: {cycle}"))
 }
 
 impl Supervisor {
@@ -141,43 +135,32 @@ impl Supervisor {
     /// after their dependents; apps of one group can stop concurrently.
     pub(super) fn stop_levels(&self) -> Vec<Vec<u32>> {
         let table = self.table();
-        let deps: Vec<(String, Vec<String>)> = table
+        let specs: Vec<_> = table.apps.iter().map(|a| a.spec()).collect();
+        let graph: Vec<DependencyNode<'_>> = table
             .apps
             .iter()
-            .map(|a| {
-                let deps = a
-                    .spec()
-                    .map(|s| s.depends_on.iter().map(|d| d.app.clone()).collect())
-                    .unwrap_or_default();
-                (a.name.clone(), deps)
+            .zip(&specs)
+            .map(|(app, spec)| {
+                let deps = spec
+                    .iter()
+                    .flat_map(|s| s.depends_on.iter().map(|d| d.app.as_str()))
+                    .collect();
+                (app.name.as_str(), deps)
             })
             .collect();
-        // height = length of the longest chain of apps below it; a cycle
-        // (possible only through hand-edited state) is cut by the depth cap.
-        fn height(name: &str, deps: &[(String, Vec<String>)], depth: usize) -> usize {
-            if depth > deps.len() {
-                return 0;
-            }
-            deps.iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, d)| {
-                    d.iter()
-                        .map(|dep| 1 + height(dep, deps, depth + 1))
-                        .max()
-                        .unwrap_or(0)
-                })
-                .unwrap_or(0)
-        }
-        let mut levels: std::collections::BTreeMap<std::cmp::Reverse<usize>, Vec<u32>> =
-            Default::default();
-        for app in &table.apps {
-            let h = height(&app.name, &deps, 0);
-            levels
-                .entry(std::cmp::Reverse(h))
-                .or_default()
-                .extend(app.instances.iter().map(|i| i.id));
-        }
-        levels.into_values().collect()
+        // Start levels, reversed. Each set is checked for cycles when it is
+        // applied, but two sets applied one after the other can still close
+        // one: those apps start last and stop first.
+        dependency_levels_lenient(&graph)
+            .into_iter()
+            .rev()
+            .map(|level| {
+                level
+                    .into_iter()
+                    .flat_map(|a| table.apps[a].instances.iter().map(|i| i.id))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Checks the set's dependencies (each names an app of the set or a
@@ -197,26 +180,9 @@ impl Supervisor {
                 }
             }
         }
-        let mut ordered: Vec<AppSpec> = Vec::with_capacity(specs.len());
-        let mut pending = specs;
-        while !pending.is_empty() {
-            let ready = pending.iter().position(|s| {
-                s.depends_on.iter().all(|d| {
-                    ordered.iter().any(|o| o.name == d.app)
-                        || !pending.iter().any(|p| p.name == d.app)
-                })
-            });
-            match ready {
-                Some(i) => ordered.push(pending.remove(i)),
-                None => {
-                    return Err(Error::InvalidArgument(format!(
-                        "depends_on has a cycle: {}",
-                        describe_cycle(&pending)
-                    )));
-                }
-            }
-        }
-        Ok(ordered)
+        let order = dependency_order(&dependency_graph(&specs)).map_err(cycle_error)?;
+        let mut specs: Vec<Option<AppSpec>> = specs.into_iter().map(Some).collect();
+        Ok(order.into_iter().filter_map(|i| specs[i].take()).collect())
     }
 
     /// Waits until `dep.app` meets `dep.condition` for app `name`, at most

@@ -35,25 +35,17 @@ impl Autorestart {
     }
 }
 
-pub const DEFAULT_MAX_RESTARTS: u32 = 15;
-pub const DEFAULT_MIN_UPTIME_MS: u64 = 1_000;
-pub const DEFAULT_BACKOFF_INITIAL_MS: u64 = 100;
-pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
-pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
-pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
-pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
+// Defaults and limits are value rules of the shared crate.
 pub use pmdaemon_proto::{
-    MAX_LOG_MAX_BYTES, MAX_LOG_MAX_FILES, MAX_MAX_RESTARTS, MIN_LOG_MAX_BYTES,
+    DEFAULT_BACKOFF_INITIAL_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_KILL_TIMEOUT_MS,
+    DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, DEFAULT_MAX_RESTARTS, DEFAULT_MIN_UPTIME_MS,
+    DEFAULT_PORT_ENV, DEFAULT_WATCH_DELAY_MS, MAX_LOG_MAX_FILES, MAX_MAX_RESTARTS,
 };
-pub const DEFAULT_PORT_ENV: &str = "PORT";
 /// The one non-regular file `out_file`/`error_file` may name: output is
 /// discarded (PM2's idiom).
 pub const DISCARD: &str = "/dev/null";
-pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
 /// Longest wait for one replacement to be ready during a reload (1 h).
 pub const MAX_READY_TIMEOUT_MS: u64 = 3_600_000;
-/// More instances than this on one machine is a typo.
-pub const MAX_INSTANCES: u32 = 1_024;
 
 /// A validated app definition with every default filled in. Durations are
 /// milliseconds so the persisted JSON is plain numbers.
@@ -117,28 +109,9 @@ pub struct AppSpec {
     pub depends_on: Vec<Dependency>,
 }
 
-/// What an app waits for in another before it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Condition {
-    /// Every instance spawned.
-    #[default]
-    Started,
-    /// Every instance passed its health check (online without one).
-    Healthy,
-    /// Every instance exited with code 0.
-    Completed,
-}
-
-impl Condition {
-    pub fn word(self) -> &'static str {
-        match self {
-            Condition::Started => "started",
-            Condition::Healthy => "healthy",
-            Condition::Completed => "completed",
-        }
-    }
-}
+/// What an app waits for in another before it starts: a value rule of the
+/// shared crate (serialized as its word).
+pub use pmdaemon_proto::DependencyCondition as Condition;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dependency {
@@ -240,28 +213,9 @@ impl AppSpec {
             ));
         }
         for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(Error::InvalidArgument(format!(
-                    "env: {k:?} is not a valid variable name (no '=', no NUL, not empty)"
-                )));
-            }
-            if v.contains('\0') {
-                return Err(Error::InvalidArgument(format!(
-                    "env: the value of {k} contains a NUL byte"
-                )));
-            }
-            if k == pmdaemon_proto::HOME_ENV {
-                return Err(Error::InvalidArgument(format!(
-                    "env: {k} is set by the daemon for every app (its own home); remove it"
-                )));
-            }
+            pmdaemon_proto::check_env_var(k, v).map_err(|e| e.named("env"))?;
         }
-        if self.max_restarts > MAX_MAX_RESTARTS {
-            return Err(Error::InvalidArgument(format!(
-                "max_restarts: {} is more than the {MAX_MAX_RESTARTS} maximum",
-                self.max_restarts
-            )));
-        }
+        pmdaemon_proto::check_count("max_restarts", self.max_restarts.into(), MAX_MAX_RESTARTS)?;
         for (flag, ms) in [
             ("min_uptime", self.min_uptime_ms),
             ("restart_delay", self.restart_delay_ms),
@@ -272,30 +226,10 @@ impl AppSpec {
             pmdaemon_proto::check_duration(flag, Duration::from_millis(ms))?;
         }
         pmdaemon_proto::parse_stop_signal("stop_signal", &self.stop_signal)?;
-        if !(MIN_LOG_MAX_BYTES..=MAX_LOG_MAX_BYTES).contains(&self.log_max_bytes) {
-            return Err(Error::InvalidArgument(format!(
-                "log_max_size: {} bytes is outside {MIN_LOG_MAX_BYTES} bytes ..= 1 TiB",
-                self.log_max_bytes
-            )));
-        }
-        if self.instances == 0 || self.instances > MAX_INSTANCES {
-            return Err(Error::InvalidArgument(format!(
-                "instances: {} is outside 1 ..= {MAX_INSTANCES}",
-                self.instances
-            )));
-        }
-        if !is_env_name(&self.port_env) {
-            return Err(Error::InvalidArgument(format!(
-                "port_env: {:?} is not an environment variable name (letters, digits, '_', not starting with a digit)",
-                self.port_env
-            )));
-        }
-        if let Some(why) = pmdaemon_proto::reserved_port_env(&self.port_env) {
-            return Err(Error::InvalidArgument(format!(
-                "port_env: {} cannot carry the port: {why}; use PORT or a name of your own",
-                self.port_env
-            )));
-        }
+        pmdaemon_proto::check_log_max_size("log_max_size", self.log_max_bytes)?;
+        pmdaemon_proto::check_instance_count(self.instances.into())
+            .map_err(|e| e.named("instances"))?;
+        pmdaemon_proto::check_port_env(&self.port_env).map_err(|e| e.named("port_env"))?;
         pmdaemon_proto::check_duration("watch_delay", Duration::from_millis(self.watch_delay_ms))?;
         if let Some(check) = &self.health_check {
             check
@@ -306,46 +240,23 @@ impl AppSpec {
                 crate::health::Probe::Tcp { target } => target,
                 crate::health::Probe::Script { command } => command,
             };
-            if self.port.is_none() && text.contains("{port}") {
-                return Err(Error::InvalidArgument(
-                    "health_check: uses {port}, but the app has no port; give it one (port: / \
-                     --port), or name the port in the check"
-                        .into(),
-                ));
-            }
+            pmdaemon_proto::health::check_port_placeholder(text, self.port.is_some())
+                .map_err(|e| e.named("health_check"))?;
         }
-        if self.max_memory_bytes == Some(0) {
-            return Err(Error::InvalidArgument(
-                "max_memory_restart: 0 bytes would restart at once; leave it unset for no limit"
-                    .into(),
-            ));
+        if let Some(bytes) = self.max_memory_bytes {
+            pmdaemon_proto::check_max_memory(bytes).map_err(|e| e.named("max_memory_restart"))?;
         }
         for dep in &self.depends_on {
-            pmdaemon_proto::validate_name(&dep.app)
-                .map_err(|e| Error::InvalidArgument(format!("depends_on: {e}")))?;
-            if dep.app == self.name {
-                return Err(Error::InvalidArgument(format!(
-                    "depends_on: {:?} cannot depend on itself",
-                    self.name
-                )));
-            }
+            pmdaemon_proto::check_dependency(&self.name, &dep.app)
+                .map_err(|e| e.named("depends_on"))?;
         }
-        if self.log_max_files > MAX_LOG_MAX_FILES {
-            return Err(Error::InvalidArgument(format!(
-                "log_max_files: {} is more than the {MAX_LOG_MAX_FILES} maximum",
-                self.log_max_files
-            )));
-        }
+        pmdaemon_proto::check_count(
+            "log_max_files",
+            self.log_max_files.into(),
+            MAX_LOG_MAX_FILES,
+        )?;
         Ok(())
     }
-}
-
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl AppSpec {
