@@ -3,7 +3,8 @@
 //! and the value rules that the daemon and the CLI must agree on
 //! ([`rules`], re-exported here: names, targets, durations, sizes, signals,
 //! limits and defaults, port specs, environment variable names, health
-//! checks, state words, dependency conditions and order).
+//! checks, state words, dependency conditions and order), and the words
+//! both print ([`wording`]: ages, the not-ready report).
 //!
 //! Layout of the workspace:
 //! - this crate (`pmdaemon-proto`): contract + shared validation;
@@ -14,6 +15,7 @@
 use std::path::PathBuf;
 
 pub mod rules;
+pub mod wording;
 
 pub use rules::*;
 

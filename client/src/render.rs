@@ -351,15 +351,7 @@ pub fn yaml(views: &[ProcessView], single: bool) -> anyhow::Result<String> {
 }
 
 /// PM2-style compact uptime: `12s`, `5m`, `3h`, `2D`.
-pub fn short_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}D", s / 86400),
-    }
-}
+pub use pmdaemon_proto::wording::short_duration;
 
 /// The colour of a state word.
 pub fn state_style(status: &str) -> Style {

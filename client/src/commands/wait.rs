@@ -362,31 +362,17 @@ async fn failure(client: &mut Client, instances: &[(&ProcessInfo, String)]) -> S
 /// One instance's part of [`explain`] (pure, for tests), worded as the
 /// daemon's WaitReady report.
 pub fn report(info: &ProcessInfo, why: &str, logs: Option<&[String]>, now_ms: i64) -> String {
-    let mut text = format!("{} (id {}) is not ready: {why}\n", info.name, info.id);
-    if !info.status_reason.is_empty() && !why.contains(&info.status_reason) {
-        text += &format!("  reason: {}\n", info.status_reason);
+    pmdaemon_proto::wording::NotReady {
+        name: Some(&info.name),
+        id: info.id,
+        why,
+        timed_out: None,
+        reason: &info.status_reason,
+        last_health_error: &info.last_health_error,
+        last_health_error_at_ms: info.last_health_error_at_ms,
+        logs,
     }
-    if !info.last_health_error.is_empty() {
-        let when = info
-            .last_health_error_at_ms
-            .map(|at| {
-                let ago = u64::try_from(now_ms.saturating_sub(at)).unwrap_or(0);
-                format!(" ({} ago)", render::short_duration(ago))
-            })
-            .unwrap_or_default();
-        text += &format!("  last health error: {}{when}\n", info.last_health_error);
-    }
-    match logs {
-        Some([]) => text += "  no log lines\n",
-        Some(lines) => {
-            text += &format!("  last log lines of {} (id {}):\n", info.name, info.id);
-            for line in lines {
-                text += &format!("    {line}\n");
-            }
-        }
-        None => {}
-    }
-    text
+    .report(now_ms)
 }
 
 /// The last [`LOG_LINES`] lines of each log of instance `id`, tagged

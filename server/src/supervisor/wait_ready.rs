@@ -325,54 +325,18 @@ pub fn report(
     logs: Option<&[String]>,
     now_ms: i64,
 ) -> String {
-    let who = match view {
-        Some(v) => format!("{} (id {id})", v.name),
-        None => format!("id {id}"),
-    };
-    let mut text = match timed_out {
-        Some(t) => format!(
-            "{who} is not ready after {}: {why}\n",
-            humantime::format_duration(t)
-        ),
-        None => format!("{who} is not ready: {why}\n"),
-    };
-    if let Some(s) = view.map(|v| &v.shared) {
-        if !s.reason.is_empty() && !why.contains(&s.reason) {
-            text += &format!("  reason: {}\n", s.reason);
-        }
-        if !s.last_health_error.is_empty() {
-            let when = s
-                .last_health_error_at_ms
-                .map(|at| {
-                    let ago = u64::try_from(now_ms.saturating_sub(at)).unwrap_or(0);
-                    format!(" ({} ago)", short_duration(ago))
-                })
-                .unwrap_or_default();
-            text += &format!("  last health error: {}{when}\n", s.last_health_error);
-        }
+    let s = view.map(|v| &v.shared);
+    pmdaemon_proto::wording::NotReady {
+        name: view.map(|v| v.name.as_str()),
+        id,
+        why,
+        timed_out,
+        reason: s.map_or("", |s| s.reason.as_str()),
+        last_health_error: s.map_or("", |s| s.last_health_error.as_str()),
+        last_health_error_at_ms: s.and_then(|s| s.last_health_error_at_ms),
+        logs,
     }
-    match logs {
-        Some([]) => text += "  no log lines\n",
-        Some(lines) => {
-            text += &format!("  last log lines of {who}:\n");
-            for line in lines {
-                text += &format!("    {line}\n");
-            }
-        }
-        None => {}
-    }
-    text
-}
-
-/// `12s`, `5m`, `3h`, `2D`, as `pmd` shows ages.
-fn short_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}D", s / 86400),
-    }
+    .report(now_ms)
 }
 
 /// The last [`LOG_LINES`] lines of each log of instance `id` (stdout,
