@@ -985,13 +985,15 @@ fn parse_max_memory(value: &str) -> Result<u64, String> {
         .map_err(|e| e.0)
 }
 
-/// The daemon samples at most every 200 ms.
+/// The daemon samples at most every [`pmdaemon_proto::MIN_SAMPLE_INTERVAL_MS`].
 fn parse_monit_interval(value: &str) -> Result<Duration, String> {
     let interval = pmdaemon_proto::parse_duration("--interval", value).map_err(|e| e.0)?;
-    if interval < Duration::from_millis(200) {
+    let min = Duration::from_millis(pmdaemon_proto::MIN_SAMPLE_INTERVAL_MS);
+    if interval < min {
         return Err(format!(
-            "--interval: {} is too short; the daemon samples at most every 200ms",
-            humantime::format_duration(interval)
+            "--interval: {} is too short; the daemon samples at most every {}",
+            humantime::format_duration(interval),
+            humantime::format_duration(min)
         ));
     }
     Ok(interval)

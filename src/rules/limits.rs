@@ -40,6 +40,11 @@ pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
 /// Quiet time after a file change before a watched app restarts.
 pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
 
+/// The shortest period between two CPU/memory samples (`pmdaemond
+/// --monitor-interval`, `pmd monit --interval`, StreamMetrics): CPU needs
+/// two samples this far apart.
+pub const MIN_SAMPLE_INTERVAL_MS: u64 = 200;
+
 // Backoff starts below its cap.
 const _: () = assert!(DEFAULT_BACKOFF_INITIAL_MS <= DEFAULT_BACKOFF_MAX_MS);
 

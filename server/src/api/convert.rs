@@ -30,27 +30,7 @@ pub fn state_from_proto(raw: i32) -> Result<Option<State>, Status> {
     use v1::ProcessState as P;
     let state = P::try_from(raw)
         .map_err(|_| Status::invalid_argument(format!("status: {raw} is not a process state")))?;
-    Ok(match state {
-        P::Unspecified => None,
-        P::Starting => Some(State::Starting),
-        P::Online => Some(State::Online),
-        P::Stopping => Some(State::Stopping),
-        P::Stopped => Some(State::Stopped),
-        P::Errored => Some(State::Errored),
-        P::WaitingRestart => Some(State::WaitingRestart),
-    })
-}
-
-pub fn state_to_proto(s: State) -> v1::ProcessState {
-    use v1::ProcessState as P;
-    match s {
-        State::Starting => P::Starting,
-        State::Online => P::Online,
-        State::Stopping => P::Stopping,
-        State::Stopped => P::Stopped,
-        State::Errored => P::Errored,
-        State::WaitingRestart => P::WaitingRestart,
-    }
+    Ok(State::from_proto(state))
 }
 
 /// Validates a client's spec and fills in defaults. Relative `script` and
@@ -336,7 +316,7 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
         id: v.id,
         name: v.name.clone(),
         instance: v.index,
-        state: state_to_proto(s.state) as i32,
+        state: s.state.to_proto() as i32,
         pid: s.pid,
         restarts: s.restarts,
         unstable_restarts: s.unstable_restarts,

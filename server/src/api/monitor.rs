@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::convert::{health_state, parse_target, state_to_proto};
+use super::convert::{health_state, parse_target};
 use crate::supervisor::Supervisor;
 use crate::supervisor::events::{Event, EventKind};
 
@@ -20,9 +20,8 @@ pub type MetricsStream =
 pub type EventStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::WatchEventsResponse, Status>> + Send>>;
 
-/// Below this, a metrics stream would only repeat samples (CPU needs two
-/// samples this far apart).
-const MIN_INTERVAL_MS: u64 = 200;
+/// Below this, a metrics stream would only repeat samples.
+const MIN_INTERVAL_MS: u64 = pmdaemon_proto::MIN_SAMPLE_INTERVAL_MS;
 
 fn optional_target(target: &str) -> Result<Target, Status> {
     if target.is_empty() {
@@ -71,7 +70,7 @@ pub fn metrics(
                 .map(|v| v1::ProcessMetrics {
                     id: v.id,
                     name: v.name.clone(),
-                    state: state_to_proto(v.shared.state) as i32,
+                    state: v.shared.state.to_proto() as i32,
                     pid: v.shared.pid,
                     cpu_percent: v.sample.and_then(|s| s.cpu_percent),
                     memory_bytes: v.sample.map(|s| s.memory_bytes),
@@ -115,7 +114,7 @@ fn event_to_proto(e: &Event) -> v1::Event {
         id: e.id,
         name: e.name.to_string(),
         kind: kind_to_proto(e.kind) as i32,
-        state: state_to_proto(e.state) as i32,
+        state: e.state.to_proto() as i32,
         pid: e.pid,
         exit_code: e.exit_code,
         signal: e.signal.clone(),

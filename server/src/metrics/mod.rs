@@ -72,7 +72,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest interval accepted. The CPU clocks have nanosecond
 /// resolution, so this floor is about cost, not accuracy: sampling far
 /// more often would spend the daemon's CPU on watching.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
+pub const MIN_INTERVAL: Duration = Duration::from_millis(pmdaemon_proto::MIN_SAMPLE_INTERVAL_MS);
 
 /// One instance's sample.
 #[derive(Debug, Clone, Copy, PartialEq)]

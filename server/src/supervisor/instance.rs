@@ -37,6 +37,8 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use pmdaemon_proto::v1;
+
 use super::events::{EventBus, EventKind};
 use super::process;
 use super::spec::{AppSpec, Autorestart, Launch};
@@ -59,28 +61,41 @@ impl State {
         matches!(self, State::Starting | State::Online | State::Stopping)
     }
 
+    /// The word users see and state.json stores; the words have one home,
+    /// `v1::ProcessState::word` in the shared crate.
     pub fn word(self) -> &'static str {
+        self.to_proto().word()
+    }
+
+    /// Inverse of [`Self::word`].
+    pub fn from_word(word: &str) -> Option<Self> {
+        v1::ProcessState::from_word(word).and_then(Self::from_proto)
+    }
+
+    pub fn to_proto(self) -> v1::ProcessState {
+        use v1::ProcessState as P;
         match self {
-            State::Starting => "starting",
-            State::Online => "online",
-            State::Stopping => "stopping",
-            State::Stopped => "stopped",
-            State::Errored => "errored",
-            State::WaitingRestart => "waiting-restart",
+            State::Starting => P::Starting,
+            State::Online => P::Online,
+            State::Stopping => P::Stopping,
+            State::Stopped => P::Stopped,
+            State::Errored => P::Errored,
+            State::WaitingRestart => P::WaitingRestart,
         }
     }
 
-    pub fn from_word(word: &str) -> Option<Self> {
-        [
-            State::Starting,
-            State::Online,
-            State::Stopping,
-            State::Stopped,
-            State::Errored,
-            State::WaitingRestart,
-        ]
-        .into_iter()
-        .find(|s| s.word() == word)
+    /// None for UNSPECIFIED.
+    pub fn from_proto(state: v1::ProcessState) -> Option<Self> {
+        use v1::ProcessState as P;
+        match state {
+            P::Unspecified => None,
+            P::Starting => Some(State::Starting),
+            P::Online => Some(State::Online),
+            P::Stopping => Some(State::Stopping),
+            P::Stopped => Some(State::Stopped),
+            P::Errored => Some(State::Errored),
+            P::WaitingRestart => Some(State::WaitingRestart),
+        }
     }
 }
 
