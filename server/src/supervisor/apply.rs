@@ -4,30 +4,26 @@
 //! replaces each app level by level along `depends_on`; each app gets its
 //! own outcome.
 
-use super::Supervisor;
-use super::instance::Cmd;
-use super::instance::Plan;
-use super::lifecycle::Action;
-use super::lifecycle::first_error;
-use super::spec;
-use super::spec::AppSpec;
-use super::spec::Launch;
-use super::table::App;
-use super::table::InstanceView;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pmdaemon_proto::{Target, dependency_levels};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
 use crate::error::{Error, Result};
 use crate::ports::Claim;
 use crate::sync::LockExt;
-use pmdaemon_proto::Target;
-use std::sync::Arc;
-use tokio::sync::oneshot;
 
+use super::Supervisor;
 use super::delete::remove_logs;
 use super::dependencies::{cycle_error, dependency_graph};
+use super::instance::{Cmd, Plan};
+use super::lifecycle::{Action, first_error};
 use super::port_checks::{assign_ports, check_log_paths};
+use super::spec::{self, AppSpec, Launch};
+use super::table::{App, InstanceView};
 use super::watching::validate_watch;
-use pmdaemon_proto::dependency_levels;
-use std::time::Duration;
-use tokio::time::Instant;
 
 /// How ApplyApps resolves and how long it may wait.
 #[derive(Debug, Clone)]

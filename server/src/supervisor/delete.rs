@@ -3,16 +3,17 @@
 //! dropping instances from the table, the `deleted` events that end log
 //! followers, and removing the log files the daemon made.
 
-use super::Supervisor;
-use super::events;
-use super::instance::State;
-use super::table::Instance;
-use super::table::InstanceView;
-use crate::error::{Error, Result};
-use crate::sync::LockExt;
-use pmdaemon_proto::Target;
 use std::path::Path;
 use std::sync::Arc;
+
+use pmdaemon_proto::Target;
+
+use crate::error::{Error, Result};
+use crate::sync::LockExt;
+
+use super::instance::State;
+use super::table::{Instance, InstanceView};
+use super::{Supervisor, events};
 
 /// Removes the log files of these instances (after they were removed).
 /// Removes the deleted instances' log files that the daemon made in its

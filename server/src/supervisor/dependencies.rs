@@ -4,19 +4,18 @@
 //! and waiting until a dependency meets its condition (`started`,
 //! `healthy`, `completed`).
 
-use super::Supervisor;
-use super::instance::{Readiness, State};
-use super::lifecycle::Action;
-use super::lifecycle::first_error;
-use super::spec;
-use super::spec::AppSpec;
-use super::table::Table;
-use crate::error::{Error, Result};
 use pmdaemon_proto::{
     DependencyCycle, DependencyNode, Target, dependency_levels_lenient, dependency_order,
 };
-
 use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+use super::Supervisor;
+use super::instance::{Readiness, State};
+use super::lifecycle::{Action, first_error};
+use super::spec::{self, AppSpec};
+use super::table::Table;
 
 /// The set as the shared ordering rules take it: each app's name and the
 /// names it depends on.

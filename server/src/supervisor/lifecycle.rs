@@ -4,33 +4,23 @@
 //! sent to instance tasks (`act`), concurrently, waiting for each reply.
 //! Shutdown stops every instance, dependents first.
 
-use super::Supervisor;
-use super::instance;
-use super::instance::Cmd;
-use super::instance::ExitInfo;
-use super::instance::State;
-use super::instance::{Plan, Shared};
-use super::spec;
-use super::spec::AppSpec;
-use super::spec::Launch;
-use super::table::App;
-use super::table::Instance;
-use super::table::InstanceView;
-use super::table::Table;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use pmdaemon_proto::Target;
+use tokio::sync::{mpsc, oneshot};
+
 use crate::error::{Error, Result};
 use crate::logs::Stream;
 use crate::store::InstanceRecord;
-use pmdaemon_proto::Target;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
-use tokio::sync::oneshot;
-
 use crate::sync::LockExt;
 
+use super::Supervisor;
 use super::delete::remove_logs;
+use super::instance::{self, Cmd, ExitInfo, Plan, Shared, State};
 use super::port_checks::{assign_ports, check_log_paths};
+use super::spec::{self, AppSpec, Launch};
+use super::table::{App, Instance, InstanceView, Table};
 use super::watching::validate_watch;
 
 /// What to do with a selected instance.

@@ -2,11 +2,12 @@
 //! guard that replaces an instance whose memory went over its limit (a
 //! `Recycle` command to its task).
 
+use std::sync::{Arc, Weak};
+
+use crate::sync::LockExt;
+
 use super::Inner;
 use super::instance::Cmd;
-use crate::sync::LockExt;
-use std::sync::Arc;
-use std::sync::Weak;
 
 /// The running processes the sampler should look at.
 pub(super) fn sample_targets(inner: &Inner) -> Vec<crate::metrics::Target> {

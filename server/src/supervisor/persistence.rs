@@ -4,27 +4,19 @@
 //! terminates what a crashed daemon left running before starting the apps
 //! again.
 
-use super::Inner;
-use super::Supervisor;
-use super::apply::ApplyMode;
-use super::apply::ApplyOptions;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+
+use crate::error::{Error, Result};
+use crate::store::{self, AppRecord, InstanceRecord, Persister, StateFile};
+use crate::sync::LockExt;
+
+use super::apply::{ApplyMode, ApplyOptions};
 use super::instance::Plan;
 use super::lifecycle::Action;
-use super::process;
-use super::spec;
-use super::spec::AppSpec;
-use super::table::App;
-use super::table::InstanceView;
-use crate::error::{Error, Result};
-use crate::store;
-use crate::store::AppRecord;
-use crate::store::InstanceRecord;
-use crate::store::Persister;
-use crate::store::StateFile;
-use crate::sync::LockExt;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::Weak;
+use super::spec::{self, AppSpec};
+use super::table::{App, InstanceView};
+use super::{Inner, Supervisor, process};
 
 /// A recorded instance of a previous daemon life that may have left
 /// processes behind (see `Supervisor::restore`).

@@ -4,22 +4,20 @@
 //! the log-path rules (`check_log_paths`) checked before an app is
 //! placed.
 
-use super::Supervisor;
-use super::instance::Cmd;
-use super::lifecycle::Action;
-use super::lifecycle::first_error;
-use super::spec;
-use super::spec::AppSpec;
-use super::table::InstanceView;
-use crate::error::{Error, Result};
-use crate::ports::Claim;
-use crate::sync::LockExt;
+use std::path::{Path, PathBuf};
+
 use pmdaemon_proto::Target;
-use std::path::Path;
-use std::path::PathBuf;
 use tokio::sync::oneshot;
 
-use crate::ports::{self, PortSpec};
+use crate::error::{Error, Result};
+use crate::ports::{self, Claim, PortSpec};
+use crate::sync::LockExt;
+
+use super::Supervisor;
+use super::instance::Cmd;
+use super::lifecycle::{Action, first_error};
+use super::spec::{self, AppSpec};
+use super::table::InstanceView;
 
 /// Ports for every instance of `spec` (none without a port spec).
 pub(super) fn assign_ports(spec: &AppSpec, others: &[Claim], keep: &[u16]) -> Result<Vec<u16>> {

@@ -3,17 +3,18 @@
 //! decides: healthy, else online for `min_uptime`) before the next is
 //! replaced; stops at the first replacement that fails.
 
+use std::time::Duration;
+
+use pmdaemon_proto::Target;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::ports;
+
 use super::Supervisor;
 use super::instance::{Readiness, State};
-use super::lifecycle::Action;
-use super::lifecycle::first_error;
+use super::lifecycle::{Action, first_error};
 use super::table::InstanceView;
-use crate::error::{Error, Result};
-use pmdaemon_proto::Target;
-
-use crate::ports::{self};
-use std::time::Duration;
-use tokio::time::Instant;
 
 /// Default time a replacement may take to become ready during a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,18 +1,19 @@
 //! Scaling an app to N instances: new instances (ports kept clear of
 //! overrides, started when the app runs) or removal of the highest ones.
 
-use super::Supervisor;
-use super::instance::Plan;
-use super::lifecycle::Action;
-use super::lifecycle::first_error;
-use super::table::InstanceView;
-use crate::error::{Error, Result};
-use crate::sync::LockExt;
-use pmdaemon_proto::Target;
 use std::sync::Arc;
 
+use pmdaemon_proto::Target;
+
+use crate::error::{Error, Result};
+use crate::sync::LockExt;
+
+use super::Supervisor;
 use super::delete::remove_logs;
+use super::instance::Plan;
+use super::lifecycle::{Action, first_error};
 use super::port_checks::assign_ports;
+use super::table::InstanceView;
 
 impl Supervisor {
     /// Grows or shrinks app `name` to `count` instances. Shrinking stops and

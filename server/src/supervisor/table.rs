@@ -5,21 +5,20 @@
 //! `std::sync::Mutex` owned by the handle (`mod.rs`), never held across an
 //! await.
 
-use super::Supervisor;
-use super::instance::Cmd;
-use super::instance::{Plan, Shared};
-use super::spec::AppSpec;
-use crate::error::{Error, Result};
-use crate::logs::LogSink;
-use crate::logs::Stream;
-use crate::ports::Claim;
-use pmdaemon_proto::Target;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use pmdaemon_proto::Target;
 use tokio::sync::mpsc;
 
+use crate::error::{Error, Result};
+use crate::logs::{LogSink, Stream};
+use crate::ports::Claim;
 use crate::sync::LockExt;
+
+use super::Supervisor;
+use super::instance::{Cmd, Plan, Shared};
+use super::spec::AppSpec;
 
 /// One log stream of one instance: (id, app name, stream, sink).
 pub type SinkRef = (u32, Arc<str>, Stream, Arc<LogSink>);

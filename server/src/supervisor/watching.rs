@@ -3,20 +3,18 @@
 //! app is placed, and the restart of the app's running instances on a
 //! change.
 
-use super::Inner;
-use super::Supervisor;
-use super::lifecycle::Action;
-use super::lifecycle::first_error;
-use super::spec::AppSpec;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use pmdaemon_proto::Target;
+
 use crate::error::{Error, Result};
 use crate::store;
-use pmdaemon_proto::Target;
-use std::sync::Arc;
-use std::sync::Weak;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
 
-use std::time::Duration;
+use super::lifecycle::{Action, first_error};
+use super::spec::AppSpec;
+use super::{Inner, Supervisor};
 
 pub(super) fn watch_config(spec: &AppSpec) -> crate::watch::WatchConfig {
     let paths = if spec.watch_paths.is_empty() {
