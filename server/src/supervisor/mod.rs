@@ -7,8 +7,9 @@
 //! - every public operation answers only once the table as it left it is
 //!   on disk ([`Supervisor::durably`]);
 //! - operations that add, remove or replace instances, or walk an app's
-//!   instances one by one (delete, scale, apply, reload, resurrect,
-//!   `restart --port`, the watcher's restarts, restore at daemon start),
+//!   instances one by one (create, delete, scale, apply, reload,
+//!   resurrect, `restart --port`, the watcher's restarts, restore at
+//!   daemon start),
 //!   run one at a time ([`Supervisor::serialized`]).
 //!
 //! Concurrency: the table is a `std::sync::Mutex<Table>` that is never held
@@ -166,7 +167,10 @@ impl Supervisor {
         path_var: Option<&std::ffi::OsStr>,
         dependency_timeout: Duration,
     ) -> Result<Vec<InstanceView>> {
-        self.durably(self.create_app(spec, path_var, dependency_timeout))
+        // Serialized: it places ports before it waits for the dependencies
+        // and adds the app after, and nothing may place the same ports in
+        // between.
+        self.serialized(self.create_app(spec, path_var, dependency_timeout))
             .await
     }
 
