@@ -347,3 +347,84 @@ fn a_crashing_replacement_stops_the_reload_at_once() {
     assert_eq!(second["status"], "online", "{second}");
     assert_eq!(second["restarts"], 0, "{second}");
 }
+
+/// A watch restart takes its turn like every operation that changes the
+/// table (issue 7): it never runs in the middle of a reload. The reload of
+/// `held` is kept open by its replacement's health check, which passes only
+/// once a flag file exists; `watched` changes while the reload waits (the
+/// daemon logs that it saw the change), and only then does the flag
+/// appear. The watched app's restart must come after the replacement is
+/// ready, in the daemon's own event order.
+#[test]
+fn a_watch_restart_waits_for_a_reload_in_progress() {
+    let d = start_logging_watch_restarts();
+    let flag = d.work().join("ready.flag");
+    fs::write(&flag, "").unwrap();
+    let check = format!("test -f {}", arg(&flag));
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "held",
+        "--health-check-script",
+        &check,
+        "--health-interval",
+        "100ms",
+        "--",
+        "100000",
+    ]);
+    d.wait_online("held");
+    let src = d.work().join("src");
+    d.write_file("src/app.conf", "v1\n");
+    d.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "watched",
+        "--cwd",
+        arg(&src),
+        "--watch",
+        "--watch-delay",
+        "100ms",
+        "--",
+        "100000",
+    ]);
+    d.wait_online("watched");
+    // Subscribed before the reload: the stream syncs through pmd start and
+    // delete, which would wait for the reload's turn.
+    let mut events = d.events();
+
+    fs::remove_file(&flag).unwrap();
+    let mut reload = spawn_retrying_busy(&mut d.pmd_command(&["reload", "held"]));
+    events.wait_event("the reload replacing held", |e| {
+        e["name"] == "held" && kind_of(e) == "restarting"
+    });
+    fs::write(src.join("app.conf"), "v2\n").unwrap();
+    wait_for("the watcher saw the change to app.conf", WAIT, || {
+        !watch_restarts(&d, "watched").is_empty()
+    });
+    fs::write(&flag, "").unwrap();
+    events.wait_event("watched restarted", |e| {
+        e["name"] == "watched" && kind_of(e) == "restarting"
+    });
+    let status = wait_child(&mut reload, PMD_TIMEOUT).expect("pmd reload ended");
+    assert!(status.success(), "pmd reload failed: {status}");
+    let held_ready = |e: &serde_json::Value| e["name"] == "held" && kind_of(e) == "ready";
+    if !events.seen().iter().any(held_ready) {
+        // It comes after the watched restart: the assertion below says so.
+        events.wait_event("held ready", held_ready);
+    }
+
+    let position = |name: &str, kind: &str| {
+        events
+            .seen()
+            .iter()
+            .position(|e| e["name"] == name && kind_of(e) == kind)
+            .unwrap_or_else(|| panic!("no {kind} event of {name}: {}", events.seen_lines()))
+    };
+    assert!(
+        position("held", "ready") < position("watched", "restarting"),
+        "watched restarted while the reload of held was still waiting: {}",
+        events.seen_lines()
+    );
+}
