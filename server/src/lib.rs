@@ -149,23 +149,30 @@ pub async fn run(
 
     let state_path = home.join(store::STATE_FILE);
     let mut notices = Vec::new();
-    match store::load(&state_path) {
-        store::Loaded::Missing => {}
-        store::Loaded::Ok(state) => {
-            if let Err(e) = sup.restore(state) {
-                tracing::error!(error = %e, "cannot restore the saved apps");
-                notices.push(format!("cannot restore the saved apps: {e}"));
-            }
-        }
+    let empty = || store::StateFile {
+        version: store::FORMAT_VERSION,
+        next_id: 0,
+        apps: Vec::new(),
+    };
+    let state = match store::load(&state_path) {
+        store::Loaded::Missing => empty(),
+        store::Loaded::Ok(state) => state,
         store::Loaded::Corrupt { moved_to, error } => {
             let notice = format!(
-                "state file {} is unusable ({error}); it was moved to {} and the daemon starts with no apps. Inspect it, or `pmd resurrect` from a dump",
+                "state file {} is unusable ({error}); it was moved to {} and the daemon starts with no apps (what the previous daemon left running is stopped). Inspect it, or `pmd resurrect` from a dump",
                 state_path.display(),
                 moved_to.display()
             );
             tracing::error!("{notice}");
             notices.push(notice);
+            empty()
         }
+    };
+    // Always, even with no usable state: what a previous daemon life left
+    // running is found by its marker and stopped before anything starts.
+    if let Err(e) = sup.restore(state) {
+        tracing::error!(error = %e, "cannot restore the saved apps");
+        notices.push(format!("cannot restore the saved apps: {e}"));
     }
 
     // true = begin shutdown. Senders: the external signal (below) and the

@@ -298,9 +298,11 @@ pub struct Ctx {
     pub name: Arc<str>,
     /// The daemon's home, set as `PMDAEMON_HOME` in every instance's
     /// environment (when it is UTF-8): apps that run `pmd` reach this
-    /// daemon, and a later daemon recognises the processes of this home
-    /// (see `process::drain_orphans`).
+    /// daemon, and the daemon recognises the processes of this home, with
+    /// `PMD_ID`, wherever they went (see `process::marked`).
     pub home: Option<Arc<str>>,
+    /// Finds this home's marked processes; shared by every instance.
+    pub scans: Arc<process::MarkedScans>,
     pub shared: Arc<Mutex<Shared>>,
     /// The table writes it, the task reads it at each spawn.
     pub plan: Arc<Mutex<Plan>>,
@@ -601,9 +603,10 @@ impl Ctx {
             s.ready = false;
         });
         let deadline = Instant::now() + kill_timeout;
-        // Descendants that left the group (setsid) get the same signal,
-        // and SIGKILL with the rest: no grandchild survives a stop.
-        let escaped = process::escaped_descendants(run.pid);
+        // Processes outside the group (setsid; reparented) get the same
+        // signal, and SIGKILL with the rest: no grandchild survives a stop.
+        let asked = std::time::Instant::now();
+        let escaped = outside_group(&self.scans, self.id, Some(run.pid), asked, None).await;
         process::signal_each(&escaped, signal);
         process::signal_group(run.pid, signal);
         let status = match tokio::time::timeout_at(deadline, run.child.wait()).await {
@@ -827,10 +830,28 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                 let cmd = tokio::select! {
                     status = run.child.wait() => {
                         let ran_for = run.started.elapsed();
-                        // Background workers of the exited leader would be
-                        // orphans: end them without delaying the restart.
+                        // Background workers of the exited leader, in its
+                        // group or escaped from it, would be orphans, and
+                        // would run into the next run: end them, without
+                        // delaying the restart. Only processes started
+                        // before this moment: the next run's are not theirs.
                         let (spec, _) = ctx.spec();
-                        tokio::spawn(process::drain_group(run.pid, spec.stop_signal(), spec.kill_timeout()));
+                        let (signal, grace) = (spec.stop_signal(), spec.kill_timeout());
+                        let (leader, id) = (run.pid, ctx.id);
+                        let (asked, before) = (std::time::Instant::now(), process::now_ticks());
+                        let scans = ctx.scans.clone();
+                        tokio::spawn(async move {
+                            // The leader's pid may lead the next run by
+                            // now: no descendants of it, only the marker.
+                            let outside = match before {
+                                Some(before) => outside_group(&scans, id, None, asked, Some(before)).await,
+                                None => Vec::new(),
+                            };
+                            tokio::join!(
+                                process::drain_group(leader, signal, grace),
+                                process::end_all(&outside, signal, grace),
+                            );
+                        });
                         phase = ctx.after_exit(exit_info(status), Some(ran_for), None);
                         continue;
                     }
@@ -942,6 +963,32 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
 /// only while it is online and not ready yet.
 fn becomes_ready_when_stable(s: &Shared) -> bool {
     s.spec.health_check.is_none() && s.state == State::Online && !s.ready
+}
+
+/// Instance `id`'s processes outside the group its leader led, with their
+/// start times: descendants of a live `leader` that left the group
+/// (setsid, setpgid), and, by the marker (`PMDAEMON_HOME` and this
+/// `PMD_ID`, see `process::marked`), those that also lost their parent, of
+/// any run of the instance, as a scan that started at or after `asked`
+/// sees them. `before`: only processes started before these clock ticks,
+/// so that a next run's are left alone.
+async fn outside_group(
+    scans: &process::MarkedScans,
+    id: u32,
+    leader: Option<u32>,
+    asked: std::time::Instant,
+    before: Option<u64>,
+) -> Vec<(u32, u64)> {
+    let mut procs = leader.map(process::escaped_descendants).unwrap_or_default();
+    for m in scans.since(asked).await.iter() {
+        if m.id == id && !procs.iter().any(|&(pid, _)| pid == m.pid) {
+            procs.push(m.ident());
+        }
+    }
+    if let Some(before) = before {
+        procs.retain(|&(_, ticks)| ticks < before);
+    }
+    procs
 }
 
 /// The health of an instance with no run to check: unknown with a check,

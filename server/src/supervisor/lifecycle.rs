@@ -188,6 +188,7 @@ impl Supervisor {
             index,
             name: Arc::from(spec.name.as_str()),
             home: self.inner.home.to_str().map(Arc::from),
+            scans: self.inner.scans.clone(),
             shared: shared.clone(),
             plan: plan.clone(),
             out: out.clone(),

@@ -73,6 +73,9 @@ struct Inner {
     /// PATH for resolving bare command names: the daemon's own.
     path_var: Option<OsString>,
     shutting_down: AtomicBool,
+    /// Finds this home's marked processes (`process::marked`) for every
+    /// instance task, one scan for the callers that ask at once.
+    scans: Arc<process::MarkedScans>,
     /// State changes, for WatchEvents.
     events: Arc<events::EventBus>,
     /// Latest CPU/memory samples, published by the sampler task.
@@ -97,6 +100,7 @@ impl Supervisor {
     pub fn new(home: PathBuf, logs: LogHub, monitor_interval: std::time::Duration) -> Self {
         let (metrics_tx, metrics_rx) = crate::metrics::channel();
         let inner = Arc::new(Inner {
+            scans: Arc::new(process::MarkedScans::new(home.clone())),
             home,
             table: Mutex::new(Table::default()),
             logs,

@@ -4,8 +4,12 @@
 //! terminates what a crashed daemon left running before starting the apps
 //! again.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
 use crate::store::{self, AppRecord, InstanceRecord, Persister, StateFile};
@@ -194,11 +198,24 @@ impl Supervisor {
         Ok((started, skipped, failed))
     }
 
-    /// Loads the persisted table at daemon start: terminates leftovers of a
-    /// crashed daemon (same pid, start time and boot id), then starts the
-    /// instances that should run. Returns once the table is filled; the
-    /// leftover cleanup and starts continue in the background.
+    /// Loads the persisted table at daemon start (an empty one when there
+    /// is no usable state file): terminates what a previous daemon life
+    /// left running, then starts the instances that should run. Returns
+    /// once the table is filled; the cleanup and the starts continue in the
+    /// background.
+    ///
+    /// What is left running is found twice over: by the recorded leaders
+    /// (same pid, start time and boot id: their groups are drained with
+    /// their apps' stop signals), and by the marker in the environment
+    /// (`process::marked`), which also finds what no record leads to: a
+    /// process spawned just before a crash and not yet on disk, the
+    /// processes of a state file that could not be read, children that
+    /// escaped their group, probe shells.
     pub fn restore(&self, state: StateFile) -> Result<()> {
+        // Before anything of this life runs (the listener does not serve
+        // yet): every marked process is a previous life's.
+        let strays = process::marked(&self.inner.home);
+        let mut how_to_end: HashMap<u32, (Signal, Duration)> = HashMap::new();
         let mut leftovers = Vec::new();
         let mut to_start = Vec::new();
         {
@@ -213,6 +230,7 @@ impl Supervisor {
                 let launch = Arc::new(rec.launch);
                 let mut instances = Vec::new();
                 for r in &rec.instances {
+                    how_to_end.insert(r.id, (spec.stop_signal(), spec.kill_timeout()));
                     if let (Some(pid), Some(ticks), Some(boot)) = (r.pid, r.start_ticks, &r.boot_id)
                         && *boot == self.inner.boot_id
                     {
@@ -256,6 +274,7 @@ impl Supervisor {
             let sup = &sup;
             let bring_back = async move {
                 sup.drain_leftovers(leftovers).await;
+                end_strays(&strays, &how_to_end).await;
                 sup.in_levels(&to_start, Action::Start, super::DEFAULT_DEPENDENCY_TIMEOUT)
                     .await
             };
@@ -266,8 +285,8 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Terminates what a crashed daemon's instances left running, all at
-    /// once, and waits until it is gone.
+    /// Terminates what a crashed daemon's recorded instances left running,
+    /// all at once, and waits until it is gone.
     async fn drain_leftovers(&self, leftovers: Vec<Leftover>) {
         let leaders = leftovers.iter().filter(|l| l.since_ticks.is_none()).count();
         if leaders > 0 {
@@ -294,4 +313,38 @@ impl Supervisor {
             let _ = k.await;
         }
     }
+}
+
+/// Ends the marked processes a previous daemon life left (`strays`), each
+/// with its app's stop signal and kill timeout when its instance is known
+/// (`how_to_end`, by id), else SIGTERM and the default kill timeout; all at
+/// once, and waits until they are gone.
+async fn end_strays(strays: &[process::Marked], how_to_end: &HashMap<u32, (Signal, Duration)>) {
+    let alive: Vec<&process::Marked> = strays
+        .iter()
+        .filter(|m| process::read_stat(m.pid).is_some_and(|s| s.start_ticks == m.start_ticks))
+        .collect();
+    if alive.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        count = alive.len(),
+        pids = ?alive.iter().map(|m| m.pid).collect::<Vec<_>>(),
+        "terminating processes of this home that a previous daemon life left running"
+    );
+    let default = (
+        Signal::SIGTERM,
+        Duration::from_millis(pmdaemon_proto::DEFAULT_KILL_TIMEOUT_MS),
+    );
+    let mut by_how: HashMap<(Signal, Duration), Vec<(u32, u64)>> = HashMap::new();
+    for m in alive {
+        let how = how_to_end.get(&m.id).copied().unwrap_or(default);
+        by_how.entry(how).or_default().push(m.ident());
+    }
+    let ends = by_how
+        .into_iter()
+        .map(|((signal, grace), procs)| async move {
+            process::end_all(&procs, signal, grace).await;
+        });
+    futures_util::future::join_all(ends).await;
 }

@@ -355,6 +355,125 @@ pub async fn drain_orphans(
     finish_off(&orphans, Instant::now() + grace).await;
 }
 
+/// Now, in the clock ticks since boot that `/proc/PID/stat` counts start
+/// times in (CLOCK_BOOTTIME, as the kernel does).
+pub fn now_ticks() -> Option<u64> {
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let per_second = u64::try_from(per_second).ok().filter(|&t| t > 0)?;
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let ns =
+        u64::try_from(now.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec()).ok()?;
+    Some(ns / (1_000_000_000 / per_second))
+}
+
+/// A live process that carries the marker of an instance of this home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marked {
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (see [`ProcStat`]).
+    pub start_ticks: u64,
+    /// Its `PMD_ID`: the instance it belongs to.
+    pub id: u32,
+}
+
+impl Marked {
+    /// (pid, start ticks), as [`signal_each`] and [`finish_off`] take them.
+    pub fn ident(&self) -> (u32, u64) {
+        (self.pid, self.start_ticks)
+    }
+}
+
+/// Every live process of this home's instances, found by the marker each
+/// instance's environment carries and every descendant inherits, whatever
+/// process group or session it moves to: `PMDAEMON_HOME=home` and a
+/// `PMD_ID`. This is how the daemon finds what no process group or
+/// recorded pid leads to: children that escaped with setsid and were
+/// reparented, a process spawned just before a crash and not yet on disk,
+/// the processes of a state file that could not be read, a probe shell
+/// left by a killed daemon. The daemon itself is left out. A process whose
+/// environment cannot be read (another user's) is not found; it could not
+/// be signalled either.
+pub fn marked(home: &Path) -> Vec<Marked> {
+    let mut home_kv = format!("{}=", pmdaemon_proto::HOME_ENV).into_bytes();
+    home_kv.extend_from_slice(home.as_os_str().as_bytes());
+    let own = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != own)
+        .filter_map(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let mut ours = false;
+            let mut id = None;
+            for kv in env.split(|&b| b == 0) {
+                if kv == home_kv.as_slice() {
+                    ours = true;
+                } else if let Some(value) = kv.strip_prefix(b"PMD_ID=") {
+                    id = std::str::from_utf8(value).ok()?.parse().ok();
+                }
+            }
+            let id = id.filter(|_| ours)?;
+            let stat = read_stat(pid).filter(|s| s.state != 'Z' && s.state != 'X')?;
+            Some(Marked {
+                pid,
+                start_ticks: stat.start_ticks,
+                id,
+            })
+        })
+        .collect()
+}
+
+/// Scans for marked processes ([`marked`]), shared by the callers that ask
+/// at the same time: a scan that started after a caller asked serves that
+/// caller too, so that stopping a thousand instances at once reads `/proc`
+/// a few times, not a thousand. Owned by the supervisor; every instance
+/// task holds it.
+pub struct MarkedScans {
+    home: std::path::PathBuf,
+    /// The latest scan: when it started, and what it found. Held across the
+    /// scan, so that callers queue behind it instead of scanning too.
+    last: tokio::sync::Mutex<Option<(Instant, std::sync::Arc<Vec<Marked>>)>>,
+}
+
+impl MarkedScans {
+    pub fn new(home: std::path::PathBuf) -> Self {
+        MarkedScans {
+            home,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The marked processes as a scan that started at or after `asked`
+    /// found them.
+    pub async fn since(&self, asked: Instant) -> std::sync::Arc<Vec<Marked>> {
+        let mut last = self.last.lock().await;
+        if let Some((started, found)) = &*last
+            && *started >= asked
+        {
+            return found.clone();
+        }
+        let started = Instant::now();
+        let home = self.home.clone();
+        let found = tokio::task::spawn_blocking(move || marked(&home))
+            .await
+            .unwrap_or_default();
+        let found = std::sync::Arc::new(found);
+        *last = Some((started, found.clone()));
+        found
+    }
+}
+
+/// Ends these processes: `signal` to each, SIGKILL to what is left after
+/// `grace`.
+pub async fn end_all(procs: &[(u32, u64)], signal: Signal, grace: Duration) {
+    if procs.is_empty() {
+        return;
+    }
+    signal_each(procs, signal);
+    finish_off(procs, Instant::now() + grace).await;
+}
+
 /// Descendants of `pid` that left its process group (`setsid`, `setpgid`):
 /// killpg does not reach them. Found through
 /// `/proc/PID/task/*/children`, with their start times, so that a later

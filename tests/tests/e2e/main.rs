@@ -23,6 +23,7 @@
 //! - `events`: `pmd events -o json` as a crash and its restart happen;
 //! - `in_process`: the daemon run in this process through
 //!   `pmdaemond::run`, stopped by its shutdown future;
+//! - `leftovers`: nothing of an app escapes (the environment marker);
 //! - `readiness`: `ready` in list/describe and events, the WaitReady RPC.
 
 mod cluster;
@@ -31,6 +32,7 @@ mod ecosystem;
 mod events;
 mod health;
 mod in_process;
+mod leftovers;
 mod lifecycle;
 mod logs;
 mod monitoring;
