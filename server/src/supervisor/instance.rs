@@ -841,16 +841,23 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         let (asked, before) = (std::time::Instant::now(), process::now_ticks());
                         let scans = ctx.scans.clone();
                         tokio::spawn(async move {
+                            let group = process::drain_group(leader, signal, grace);
+                            // After the respawn, not beside it (a scan
+                            // reads all of /proc), and in a crash loop
+                            // one scan for many exits (MarkedScans).
                             // The leader's pid may lead the next run by
                             // now: no descendants of it, only the marker.
-                            let outside = match before {
-                                Some(before) => outside_group(&scans, id, None, asked, Some(before)).await,
-                                None => Vec::new(),
+                            let outside = async {
+                                tokio::time::sleep(EXIT_SWEEP_DELAY).await;
+                                let outside = match before {
+                                    Some(before) => {
+                                        outside_group(&scans, id, None, asked, Some(before)).await
+                                    }
+                                    None => Vec::new(),
+                                };
+                                process::end_all(&outside, signal, grace).await;
                             };
-                            tokio::join!(
-                                process::drain_group(leader, signal, grace),
-                                process::end_all(&outside, signal, grace),
-                            );
+                            tokio::join!(group, outside);
                         });
                         phase = ctx.after_exit(exit_info(status), Some(ran_for), None);
                         continue;
@@ -964,6 +971,11 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
 fn becomes_ready_when_stable(s: &Shared) -> bool {
     s.spec.health_check.is_none() && s.state == State::Online && !s.ready
 }
+
+/// How long after an exit its escaped processes are looked for: long
+/// enough that the scan does not compete with the respawn, short enough
+/// that they do not run long into the next run.
+const EXIT_SWEEP_DELAY: Duration = Duration::from_millis(50);
 
 /// Instance `id`'s processes outside the group its leader led, with their
 /// start times: descendants of a live `leader` that left the group

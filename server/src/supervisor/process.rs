@@ -400,10 +400,18 @@ pub fn marked(home: &Path) -> Vec<Marked> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    // One buffer for every environment read: a fresh one per process would
+    // leave the daemon's heap fragmented (and larger) after each scan.
+    let mut env = Vec::with_capacity(16 << 10);
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != own)
         .filter_map(|pid| {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            use std::io::Read;
+            env.clear();
+            std::fs::File::open(format!("/proc/{pid}/environ"))
+                .ok()?
+                .read_to_end(&mut env)
+                .ok()?;
             let mut ours = false;
             let mut id = None;
             for kv in env.split(|&b| b == 0) {
