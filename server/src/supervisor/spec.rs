@@ -212,6 +212,35 @@ impl AppSpec {
                 "script and args cannot contain NUL bytes".into(),
             ));
         }
+        // No path or word handed to the OS may hold a NUL byte: it cannot
+        // be passed on, and would otherwise surface as an internal error.
+        let nul = |field: &str, text: &[u8]| -> Result<()> {
+            match text.contains(&0) {
+                true => Err(Error::InvalidArgument(format!(
+                    "{field} cannot contain a NUL byte"
+                ))),
+                false => Ok(()),
+            }
+        };
+        use std::os::unix::ffi::OsStrExt;
+        nul("cwd", self.cwd.as_os_str().as_bytes())?;
+        for (field, path) in [("out_file", &self.out_file), ("error_file", &self.error_file)] {
+            if let Some(path) = path {
+                nul(field, path.as_os_str().as_bytes())?;
+            }
+        }
+        for path in &self.watch_paths {
+            nul("watch", path.as_os_str().as_bytes())?;
+        }
+        for glob in &self.ignore_watch {
+            nul("ignore_watch", glob.as_bytes())?;
+        }
+        if let Some(interpreter) = &self.interpreter {
+            nul("interpreter", interpreter.as_bytes())?;
+        }
+        for arg in &self.interpreter_args {
+            nul("interpreter_args", arg.as_bytes())?;
+        }
         for (k, v) in &self.env {
             pmdaemon_proto::check_env_var(k, v).map_err(|e| e.named("env"))?;
         }

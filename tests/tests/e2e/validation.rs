@@ -304,6 +304,37 @@ fn the_api_rejects_bad_requests_with_precise_codes() {
                 "",
             ),
         ),
+        // Issue 8, case 7: a NUL byte answered INTERNAL.
+        (
+            "NUL in out_file",
+            start(
+                Some(v1::AppSpec {
+                    out_file: format!("{work}/out\0.log"),
+                    ..good.clone()
+                }),
+                "",
+            ),
+        ),
+        (
+            "NUL in error_file",
+            start(
+                Some(v1::AppSpec {
+                    error_file: format!("{work}/err\0.log"),
+                    ..good.clone()
+                }),
+                "",
+            ),
+        ),
+        (
+            "NUL in cwd",
+            start(
+                Some(v1::AppSpec {
+                    cwd: format!("{work}/x\0y"),
+                    ..good.clone()
+                }),
+                "",
+            ),
+        ),
         ("spec and target", start(Some(good.clone()), "fine")),
         ("neither spec nor target", start(None, "")),
     ];
