@@ -170,9 +170,12 @@ pub async fn run(
     };
     // Always, even with no usable state: what a previous daemon life left
     // running is found by its marker and stopped before anything starts.
-    if let Err(e) = sup.restore(state) {
-        tracing::error!(error = %e, "cannot restore the saved apps");
-        notices.push(format!("cannot restore the saved apps: {e}"));
+    match sup.restore(state) {
+        Ok(skipped) => notices.extend(skipped),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot restore the saved apps");
+            notices.push(format!("cannot restore the saved apps: {e}"));
+        }
     }
 
     // true = begin shutdown. Senders: the external signal (below) and the

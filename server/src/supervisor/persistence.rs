@@ -211,7 +211,15 @@ impl Supervisor {
     /// process spawned just before a crash and not yet on disk, the
     /// processes of a state file that could not be read, children that
     /// escaped their group, probe shells.
-    pub fn restore(&self, state: StateFile) -> Result<()> {
+    ///
+    /// The file is checked like API input, entry by entry: an app whose
+    /// definition is invalid, whose name an earlier entry has, or one of
+    /// whose ids is taken (a hand-edited file) is not loaded; each says why
+    /// in the returned notices.
+    pub fn restore(&self, state: StateFile) -> Result<Vec<String>> {
+        let mut notices = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
         // Before anything of this life runs (the listener does not serve
         // yet): every marked process is a previous life's.
         let strays = process::marked(&self.inner.home);
@@ -222,10 +230,28 @@ impl Supervisor {
             let mut table = self.table();
             table.next_id = state.next_id;
             for rec in state.apps {
-                if let Err(e) = rec.spec.validate() {
-                    tracing::error!(app = %rec.spec.name, error = %e, "skipping invalid app in state file");
+                let refusal = match rec.spec.validate() {
+                    Err(e) => Some(e.to_string()),
+                    Ok(()) if names.contains(&rec.spec.name) => {
+                        Some("an earlier entry has the same name".to_owned())
+                    }
+                    Ok(()) => rec
+                        .instances
+                        .iter()
+                        .enumerate()
+                        .find(|&(n, r)| {
+                            ids.contains(&r.id) || rec.instances[..n].iter().any(|o| o.id == r.id)
+                        })
+                        .map(|(_, r)| format!("id {} is already taken", r.id)),
+                };
+                if let Some(why) = refusal {
+                    let notice = format!("state file: app {:?} not loaded: {why}", rec.spec.name);
+                    tracing::error!("{notice}");
+                    notices.push(notice);
                     continue;
                 }
+                names.insert(rec.spec.name.clone());
+                ids.extend(rec.instances.iter().map(|r| r.id));
                 let spec = Arc::new(rec.spec);
                 let launch = Arc::new(rec.launch);
                 let mut instances = Vec::new();
@@ -282,7 +308,7 @@ impl Supervisor {
                 tracing::warn!(error = %e, "cannot restart every app from state");
             }
         });
-        Ok(())
+        Ok(notices)
     }
 
     /// Terminates what a crashed daemon's recorded instances left running,

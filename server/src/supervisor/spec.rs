@@ -224,7 +224,10 @@ impl AppSpec {
         };
         use std::os::unix::ffi::OsStrExt;
         nul("cwd", self.cwd.as_os_str().as_bytes())?;
-        for (field, path) in [("out_file", &self.out_file), ("error_file", &self.error_file)] {
+        for (field, path) in [
+            ("out_file", &self.out_file),
+            ("error_file", &self.error_file),
+        ] {
             if let Some(path) = path {
                 nul(field, path.as_os_str().as_bytes())?;
             }

@@ -407,3 +407,35 @@ fn list_autostarts_a_single_daemon() {
     assert_eq!(announced, 1, "{said:#?}");
     assert_eq!(d.daemon_pids().len(), 1, "{:?}", d.daemon_pids());
 }
+
+/// A hand-edited state file is checked like API input, entry by entry: an
+/// app listed twice (same name, same id) is loaded once, and `pmd ping`
+/// says which entry was not loaded and why; one process runs, not two.
+/// Issue 8, case 6.
+#[test]
+fn a_state_file_with_an_app_twice_loads_it_once() {
+    let mut d = TestDaemon::start();
+    d.pmd_ok(&["start", "sleep", "--name", "dup", "--", "3606"]);
+    d.wait_online("dup");
+    assert!(d.stop_daemon().success());
+    let mut state = d.state();
+    let app = state["apps"][0].clone();
+    state["apps"].as_array_mut().unwrap().push(app);
+    fs::write(d.state_path(), state.to_string()).unwrap();
+
+    d.spawn_daemon();
+    d.wait_online("dup");
+    let listed = d.list_json();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], 0, "{listed:?}");
+    let running: Vec<u32> = pids_with_home(d.home())
+        .into_iter()
+        .filter(|&pid| cmdline_of(pid).last().is_some_and(|a| a == "3606"))
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+    let ping = said(&d.pmd(&["ping"]));
+    assert!(
+        ping.contains("app \"dup\" not loaded: an earlier entry has the same name"),
+        "pmd ping: {ping}"
+    );
+}
