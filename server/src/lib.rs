@@ -143,6 +143,15 @@ pub async fn run(
         home,
         monitor_interval,
     } = config;
+    match supervisor::process::raise_nofile_limit() {
+        Ok(Some((before, after))) => tracing::info!(
+            before,
+            after,
+            "raised the open-file limit; apps get the one the daemon was started with"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let logs_dir = home.join("logs");
     let hub = logs::LogHub::new(logs_dir.clone()).map_err(io_err("cannot create", &logs_dir))?;
     let sup = Supervisor::new(home.clone(), hub, monitor_interval);

@@ -47,6 +47,9 @@ pub struct TestDaemon {
     daemon_env: Vec<(String, String)>,
     /// Extra `pmdaemond` flags, e.g. [`FAST_MONITOR`].
     daemon_args: Vec<String>,
+    /// The soft open-file limit the daemon starts with, when not this
+    /// process's (`ulimit -Sn` in the shell that starts it).
+    daemon_nofile_soft: Option<u64>,
 }
 
 impl TestDaemon {
@@ -83,11 +86,18 @@ impl TestDaemon {
             daemon: None,
             spawns: 0,
             daemon_env: Vec::new(),
+            daemon_nofile_soft: None,
             daemon_args: Vec::new(),
         }
     }
 
     /// Adds `key=value` to the environment of daemons spawned from now on.
+    /// Starts the next daemons with this soft open-file limit (the hard
+    /// one stays this process's), as `ulimit -Sn N; pmdaemond` would.
+    pub fn set_daemon_nofile_soft(&mut self, soft: u64) {
+        self.daemon_nofile_soft = Some(soft);
+    }
+
     pub fn set_daemon_env(&mut self, key: &str, value: &str) {
         self.daemon_env.push((key.to_owned(), value.to_owned()));
     }
@@ -177,7 +187,20 @@ impl TestDaemon {
         assert!(self.daemon.is_none(), "a daemon is already running");
         self.spawns += 1;
         let stderr = fs::File::create(self.stderr_path(self.spawns)).expect("daemon stderr file");
-        let child = Command::new(&binaries().pmdaemond)
+        let mut command = Command::new(&binaries().pmdaemond);
+        if let Some(soft) = self.daemon_nofile_soft {
+            use nix::sys::resource::{Resource, getrlimit, setrlimit};
+            use std::os::unix::process::CommandExt;
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+            // SAFETY: setrlimit is async-signal-safe and touches nothing
+            // shared with the parent.
+            unsafe {
+                command.pre_exec(move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = command
             .args(&self.daemon_args)
             .env(pmdaemon_proto::HOME_ENV, self.home())
             .env("NO_COLOR", "1")

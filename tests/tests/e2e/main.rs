@@ -24,6 +24,7 @@
 //! - `in_process`: the daemon run in this process through
 //!   `pmdaemond::run`, stopped by its shutdown future;
 //! - `leftovers`: nothing of an app escapes (the environment marker);
+//! - `limits`: the open-file limit of the daemon and of its apps;
 //! - `readiness`: `ready` in list/describe and events, the WaitReady RPC.
 
 mod cluster;
@@ -34,6 +35,7 @@ mod health;
 mod in_process;
 mod leftovers;
 mod lifecycle;
+mod limits;
 mod logs;
 mod monitoring;
 mod persistence;
