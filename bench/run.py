@@ -357,7 +357,10 @@ def exec_latency_ns(helper, runs):
 
 def respawn_gaps(b, home, helper, respawns):
     stamps = os.path.join(home, "respawn-stamps")
+    # --start-limit-burst 0: the start-rate limit would end this deliberate
+    # crash loop after 60 restarts.
     b.pmd(home, "start", helper, "--name", "respawn", "--min-uptime", "0", "--restart-delay", "0",
+          "--start-limit-burst", "0",
           "--", "respawn", stamps)
 
     def starts():

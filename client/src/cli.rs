@@ -239,6 +239,17 @@ pub struct SpecFlags {
           value_parser = count_parser("--max-restarts", pmdaemon_proto::MAX_MAX_RESTARTS))]
     pub max_restarts: Option<u32>,
 
+    /// The start-rate limit: more automatic restarts than N within
+    /// --start-limit-interval make the app errored, whatever --min-uptime
+    /// says (default 60; 0 turns it off).
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+          value_parser = count_parser("--start-limit-burst", pmdaemon_proto::MAX_START_LIMIT_BURST))]
+    pub start_limit_burst: Option<u32>,
+
+    /// The window of the start-rate limit (default 1m).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_parser("--start-limit-interval"))]
+    pub start_limit_interval: Option<Duration>,
+
     /// A run shorter than this is unstable (ms, or e.g. 5s).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_parser("--min-uptime"))]
     pub min_uptime: Option<Duration>,
@@ -394,6 +405,8 @@ impl SpecFlags {
             autorestart,
             no_autorestart,
             max_restarts,
+            start_limit_burst,
+            start_limit_interval,
             min_uptime,
             restart_delay,
             exp_backoff_restart_delay,
@@ -430,6 +443,8 @@ impl SpecFlags {
             || autorestart.is_some()
             || *no_autorestart
             || max_restarts.is_some()
+            || start_limit_burst.is_some()
+            || start_limit_interval.is_some()
             || min_uptime.is_some()
             || restart_delay.is_some()
             || exp_backoff_restart_delay.is_some()

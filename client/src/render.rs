@@ -91,6 +91,9 @@ pub struct ProcessView {
     /// always, on-failure or never.
     pub autorestart: &'static str,
     pub max_restarts: Option<u32>,
+    /// The start-rate limit: automatic restarts within the interval.
+    pub start_limit_burst: Option<u32>,
+    pub start_limit_interval_ms: Option<u64>,
     pub min_uptime_ms: Option<u64>,
     pub restart_delay_ms: Option<u64>,
     pub exp_backoff_initial_ms: Option<u64>,
@@ -294,6 +297,8 @@ impl ProcessView {
             cwd,
             env: spec.env.into_iter().collect(),
             max_restarts: spec.max_restarts,
+            start_limit_burst: spec.start_limit_burst,
+            start_limit_interval_ms: spec.start_limit_interval_ms,
             min_uptime_ms: spec.min_uptime_ms,
             restart_delay_ms: spec.restart_delay_ms,
             exp_backoff_initial_ms: spec.exp_backoff_initial_ms,

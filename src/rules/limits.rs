@@ -40,6 +40,16 @@ pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
 /// Quiet time after a file change before a watched app restarts.
 pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
 
+/// The start-rate limit (systemd's StartLimitBurst/StartLimitIntervalSec):
+/// an instance restarted automatically more than this many times within
+/// [`DEFAULT_START_LIMIT_INTERVAL_MS`] is errored, whatever `min_uptime`
+/// says. Generous enough for an app that flaps once a second; what it
+/// stops is the storm of an app that dies at once with `min_uptime: 0`.
+pub const DEFAULT_START_LIMIT_BURST: u32 = 60;
+pub const DEFAULT_START_LIMIT_INTERVAL_MS: u64 = 60_000;
+/// 0 turns the start-rate limit off.
+pub const MAX_START_LIMIT_BURST: u32 = 1_000_000;
+
 /// The shortest period between two CPU/memory samples (`pmdaemond
 /// --monitor-interval`, `pmd monit --interval`, StreamMetrics): CPU needs
 /// two samples this far apart.

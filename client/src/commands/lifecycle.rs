@@ -173,6 +173,8 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
             .unwrap_or(RestartPolicy::Unspecified)
             .into(),
         max_restarts: flags.max_restarts,
+        start_limit_burst: flags.start_limit_burst,
+        start_limit_interval_ms: flags.start_limit_interval.map(millis),
         min_uptime_ms: flags.min_uptime.map(millis),
         restart_delay_ms: flags.restart_delay.map(millis),
         exp_backoff_initial_ms: flags.exp_backoff_restart_delay.map(millis),

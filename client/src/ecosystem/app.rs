@@ -106,6 +106,8 @@ enum Field {
     Env,
     Autorestart,
     MaxRestarts,
+    StartLimitBurst,
+    StartLimitInterval,
     MinUptime,
     RestartDelay,
     ExpBackoffRestartDelay,
@@ -141,6 +143,8 @@ const FIELDS: &[(&str, Field)] = &[
     ("env", Field::Env),
     ("autorestart", Field::Autorestart),
     ("max_restarts", Field::MaxRestarts),
+    ("start_limit_burst", Field::StartLimitBurst),
+    ("start_limit_interval", Field::StartLimitInterval),
     ("min_uptime", Field::MinUptime),
     ("restart_delay", Field::RestartDelay),
     ("exp_backoff_restart_delay", Field::ExpBackoffRestartDelay),
@@ -503,6 +507,12 @@ impl AppSeed<'_> {
                 let n = value!(|w, r| raw::count(w, r, pmdaemon_proto::MAX_MAX_RESTARTS.into()));
                 spec.max_restarts = Some(u32::try_from(n).unwrap_or(u32::MAX));
             }
+            Field::StartLimitBurst => {
+                let n =
+                    value!(|w, r| raw::count(w, r, pmdaemon_proto::MAX_START_LIMIT_BURST.into()));
+                spec.start_limit_burst = Some(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+            Field::StartLimitInterval => spec.start_limit_interval_ms = Some(value!(duration)),
             Field::MinUptime => spec.min_uptime_ms = Some(value!(duration)),
             Field::RestartDelay => spec.restart_delay_ms = Some(value!(duration)),
             Field::ExpBackoffRestartDelay => spec.exp_backoff_initial_ms = Some(value!(duration)),

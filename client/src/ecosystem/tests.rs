@@ -48,6 +48,8 @@ apps:
       NODE_ENV: production
     autorestart: on-failure
     max_restarts: 3
+    start_limit_burst: 20
+    start_limit_interval: 30s
     min_uptime: 5s
     restart_delay: 250
     exp_backoff_restart_delay: 100
@@ -76,6 +78,8 @@ fn all_fields_spec() -> AppSpec {
         cwd: "api".into(),
         instances: Some(4),
         max_restarts: Some(3),
+        start_limit_burst: Some(20),
+        start_limit_interval_ms: Some(30_000),
         min_uptime_ms: Some(5000),
         restart_delay_ms: Some(250),
         exp_backoff_initial_ms: Some(100),
@@ -130,6 +134,8 @@ fn json_with_every_field() {
       "env_production": {"NODE_ENV": "production"},
       "autorestart": "on-failure",
       "max_restarts": 3,
+      "start_limit_burst": 20,
+      "start_limit_interval": 30000,
       "min_uptime": "5s",
       "restart_delay": 250,
       "exp_backoff_restart_delay": 100,

@@ -175,6 +175,12 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
         health_check,
         max_memory_bytes: p.max_memory_bytes.filter(|b| *b > 0),
         depends_on,
+        start_limit_burst: p
+            .start_limit_burst
+            .unwrap_or(pmdaemon_proto::DEFAULT_START_LIMIT_BURST),
+        start_limit_interval_ms: p
+            .start_limit_interval_ms
+            .unwrap_or(pmdaemon_proto::DEFAULT_START_LIMIT_INTERVAL_MS),
     };
     spec.validate()?;
     Ok(spec)
@@ -307,6 +313,8 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
                 condition: v1::DependencyCondition::from(d.condition) as i32,
             })
             .collect(),
+        start_limit_burst: Some(s.start_limit_burst),
+        start_limit_interval_ms: Some(s.start_limit_interval_ms),
     }
 }
 

@@ -303,6 +303,10 @@ pub struct Ctx {
     pub home: Option<Arc<str>>,
     /// Finds this home's marked processes; shared by every instance.
     pub scans: Arc<process::MarkedScans>,
+    /// When the automatic restarts within the start-limit interval
+    /// happened, oldest first (see [`Ctx::over_start_limit`]). Only the
+    /// task uses it; a start by hand empties it.
+    pub recent_restarts: Mutex<std::collections::VecDeque<Instant>>,
     pub shared: Arc<Mutex<Shared>>,
     /// The table writes it, the task reads it at each spawn.
     pub plan: Arc<Mutex<Plan>>,
@@ -670,6 +674,16 @@ impl Ctx {
             shared.desired_running = false;
             shared.reason = format!("{how}; autorestart is {}", spec.autorestart.word());
             Phase::Idle
+        } else if let Some(count) = self.over_start_limit(&spec) {
+            shared.state = State::Errored;
+            shared.desired_running = false;
+            shared.reason = format!(
+                "{how}; restarted {count} times within {} (start_limit_burst {} per start_limit_interval): not restarting. Fix the app, then `pmd restart {}`",
+                humantime::format_duration(Duration::from_millis(spec.start_limit_interval_ms)),
+                spec.start_limit_burst,
+                self.name
+            );
+            Phase::Idle
         } else if shared.unstable_restarts > spec.max_restarts {
             shared.state = State::Errored;
             shared.desired_running = false;
@@ -728,6 +742,31 @@ impl Ctx {
         }
     }
 
+    /// Records an automatic restart about to happen and says whether it
+    /// goes over the start-rate limit: with the number of restarts within
+    /// the interval when it does. Independent of min_uptime, so that no
+    /// setting allows a restart storm.
+    fn over_start_limit(&self, spec: &AppSpec) -> Option<usize> {
+        if spec.start_limit_burst == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let window = Duration::from_millis(spec.start_limit_interval_ms);
+        let mut recent = self.recent_restarts.locked();
+        while recent
+            .front()
+            .is_some_and(|&at| now.duration_since(at) > window)
+        {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        (recent.len() > spec.start_limit_burst as usize).then(|| {
+            let count = recent.len() - 1;
+            recent.clear();
+            count
+        })
+    }
+
     /// See [`Cmd::Refuse`].
     fn refuse(&self, why: String) {
         let refused = self.update(|s| {
@@ -779,6 +818,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
             Phase::Idle => match rx.recv().await {
                 Some(Cmd::Start(reply)) | Some(Cmd::Restart(reply)) => {
                     // A start by hand gives a crash-looped app a fresh budget.
+                    ctx.recent_restarts.locked().clear();
                     ctx.update(|s| {
                         s.unstable_restarts = 0;
                         s.desired_running = true;

@@ -107,6 +107,12 @@ pub struct AppSpec {
     /// Apps that must meet a condition before this one starts.
     #[serde(default)]
     pub depends_on: Vec<Dependency>,
+    /// The start-rate limit: more automatic restarts than this within
+    /// `start_limit_interval_ms` make the instance errored (0: no limit).
+    #[serde(default = "default_start_limit_burst")]
+    pub start_limit_burst: u32,
+    #[serde(default = "default_start_limit_interval")]
+    pub start_limit_interval_ms: u64,
 }
 
 /// What an app waits for in another before it starts: a value rule of the
@@ -129,6 +135,14 @@ fn default_port_env() -> String {
 
 fn default_watch_delay() -> u64 {
     DEFAULT_WATCH_DELAY_MS
+}
+
+fn default_start_limit_burst() -> u32 {
+    pmdaemon_proto::DEFAULT_START_LIMIT_BURST
+}
+
+fn default_start_limit_interval() -> u64 {
+    pmdaemon_proto::DEFAULT_START_LIMIT_INTERVAL_MS
 }
 
 /// `Debug` redacts environment values: they are often secrets, and specs
@@ -254,6 +268,7 @@ impl AppSpec {
             ("exp_backoff_restart_delay", self.exp_backoff_initial_ms),
             ("exp_backoff_max", self.exp_backoff_max_ms),
             ("kill_timeout", self.kill_timeout_ms),
+            ("start_limit_interval", self.start_limit_interval_ms),
         ] {
             pmdaemon_proto::check_duration(flag, Duration::from_millis(ms))?;
         }
@@ -282,6 +297,11 @@ impl AppSpec {
             pmdaemon_proto::check_dependency(&self.name, &dep.app)
                 .map_err(|e| e.named("depends_on"))?;
         }
+        pmdaemon_proto::check_count(
+            "start_limit_burst",
+            self.start_limit_burst.into(),
+            pmdaemon_proto::MAX_START_LIMIT_BURST,
+        )?;
         pmdaemon_proto::check_count(
             "log_max_files",
             self.log_max_files.into(),
@@ -371,6 +391,8 @@ const FIELD_NAMES: &[&str] = &[
     "health_check",
     "max_memory_bytes",
     "depends_on",
+    "start_limit_burst",
+    "start_limit_interval_ms",
 ];
 
 /// What exactly gets executed for an app.
@@ -623,6 +645,8 @@ mod tests {
             health_check: None,
             max_memory_bytes: None,
             depends_on: vec![],
+            start_limit_burst: pmdaemon_proto::DEFAULT_START_LIMIT_BURST,
+            start_limit_interval_ms: pmdaemon_proto::DEFAULT_START_LIMIT_INTERVAL_MS,
         }
     }
 

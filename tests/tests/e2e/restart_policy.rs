@@ -241,3 +241,60 @@ fn an_errored_app_can_be_restarted_by_hand() {
     });
     d.wait_status("broken", "errored");
 }
+
+/// No setting allows a restart storm (issue 8, case 9): with
+/// `--min-uptime 0` every run counts as stable, so the unstable-run count
+/// never grows, but the start-rate limit still ends the loop in `errored`
+/// after `--start-limit-burst` restarts within the interval, saying so.
+/// A start by hand gives it a fresh budget.
+#[test]
+fn the_start_rate_limit_ends_a_storm_whatever_min_uptime_says() {
+    let d = TestDaemon::start();
+    let script = crasher(&d, "storm.sh", 1);
+    d.pmd_ok(&[
+        "start",
+        &script,
+        "--name",
+        "storm",
+        "--min-uptime",
+        "0",
+        "--start-limit-burst",
+        "5",
+        "--start-limit-interval",
+        "1m",
+    ]);
+    let app = d.wait_status("storm", "errored");
+    assert_eq!(app["restarts"], 5, "{app}");
+    let reason = app["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("restarted 5 times within 1m") && reason.contains("start_limit_burst"),
+        "{app}"
+    );
+    assert_eq!(timestamps_ns(&d.work().join("starts")).len(), 6);
+
+    // The restart by hand starts a run without counting as a restart; the
+    // fresh budget allows 5 more.
+    d.pmd_ok(&["restart", "storm"]);
+    let app = d.wait_status("storm", "errored");
+    assert_eq!(
+        app["restarts"], 10,
+        "a fresh budget of 5 after the restart: {app}"
+    );
+}
+
+/// The default start-rate limit also ends such a storm: an app that dies at
+/// once with `--min-uptime 0` and nothing else set is errored after
+/// [`pmdaemon_proto::DEFAULT_START_LIMIT_BURST`] restarts, not restarted
+/// hundreds of times a second for ever.
+#[test]
+fn by_default_a_storm_ends_errored() {
+    let d = TestDaemon::start();
+    let script = crasher(&d, "storm.sh", 1);
+    d.pmd_ok(&["start", &script, "--name", "storm", "--min-uptime", "0"]);
+    let app = d.wait_status("storm", "errored");
+    assert_eq!(
+        app["restarts"],
+        pmdaemon_proto::DEFAULT_START_LIMIT_BURST,
+        "{app}"
+    );
+}
