@@ -34,6 +34,12 @@ pub(crate) mod supervisor;
 pub(crate) mod sync;
 pub(crate) mod watch;
 
+/// `pmdaemond.log`, rotated like an app's log, and its default size and
+/// number of rotated copies.
+pub use logs::daemon_log::{
+    DEFAULT_MAX_BYTES as DAEMON_LOG_MAX_BYTES, DEFAULT_MAX_FILES as DAEMON_LOG_MAX_FILES, DaemonLog,
+};
+
 /// The shortest CPU/memory sampling period (`--monitor-interval`).
 pub use metrics::MIN_INTERVAL as MIN_MONITOR_INTERVAL;
 

@@ -21,11 +21,17 @@ struct Args {
     /// Tracing filter, e.g. `info` or `pmdaemond=debug`.
     #[arg(long, env = "PMDAEMON_LOG", default_value = "info")]
     log: String,
+    /// Size of pmdaemond.log before it is rotated (e.g. 10M; default 10 MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
+    log_max_size: Option<u64>,
+    /// Rotated copies of pmdaemond.log kept (.1 .. .N; default 3).
+    #[arg(long, value_name = "N", value_parser = parse_log_files)]
+    log_max_files: Option<u32>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let home = args.home.unwrap_or_else(pmdaemon_proto::home_dir);
+    let home = args.home.clone().unwrap_or_else(pmdaemon_proto::home_dir);
     let home = if home.is_absolute() {
         home
     } else {
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = init_tracing(&home, &args.log) {
+    if let Err(e) = init_tracing(&home, &args) {
         eprintln!(
             "pmdaemond: cannot open {}: {e}",
             home.join("pmdaemond.log").display()
@@ -76,6 +82,19 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_log_size(value: &str) -> Result<u64, String> {
+    let bytes = pmdaemon_proto::parse_size("--log-max-size", value).map_err(|e| e.0)?;
+    pmdaemon_proto::check_log_max_size("--log-max-size", bytes).map_err(|e| e.0)
+}
+
+fn parse_log_files(value: &str) -> Result<u32, String> {
+    let n: u64 = value
+        .parse()
+        .map_err(|_| format!("--log-max-files: {value:?} is not a whole number"))?;
+    pmdaemon_proto::check_count("--log-max-files", n, pmdaemon_proto::MAX_LOG_MAX_FILES)
+        .map_err(|e| e.0)
+}
+
 fn parse_interval(value: &str) -> Result<std::time::Duration, String> {
     let d = pmdaemon_proto::parse_duration("--monitor-interval", value).map_err(|e| e.0)?;
     if d < pmdaemond::MIN_MONITOR_INTERVAL {
@@ -108,22 +127,23 @@ async fn shutdown_signal() {
     }
 }
 
-/// Tracing to `$home/pmdaemond.log` (appended) and to stderr.
-fn init_tracing(home: &std::path::Path, filter: &str) -> std::io::Result<()> {
+/// Tracing to `$home/pmdaemond.log` (appended, rotated) and to stderr.
+fn init_tracing(home: &std::path::Path, args: &Args) -> std::io::Result<()> {
     use std::io::IsTerminal;
-    use std::os::unix::fs::OpenOptionsExt;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::fmt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(home.join("pmdaemond.log"))?;
+    let file = pmdaemond::DaemonLog::open(
+        &home.join("pmdaemond.log"),
+        args.log_max_size.unwrap_or(pmdaemond::DAEMON_LOG_MAX_BYTES),
+        args.log_max_files
+            .unwrap_or(pmdaemond::DAEMON_LOG_MAX_FILES),
+    )?;
     // `Targets` ("info", "warn,pmdaemond::health=debug") rather than
     // EnvFilter: no regex engine to load, which the daemon's idle RSS feels.
-    let filter: Targets = filter
+    let filter: Targets = args
+        .log
         .parse()
         .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
     tracing_subscriber::registry()

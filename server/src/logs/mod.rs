@@ -27,6 +27,7 @@
 //! size: memory per capture stays bounded even for an app that never
 //! writes a newline.
 
+pub(crate) mod daemon_log;
 mod files;
 mod ring;
 #[cfg(test)]

@@ -35,3 +35,35 @@ fn the_daemon_raises_its_open_file_limit_and_apps_keep_theirs() {
     let app = d.wait_online("limited");
     assert_eq!(nofile_limits(app), ("256".to_owned(), hard));
 }
+
+/// `pmdaemond.log` is rotated like an app's log: a crash loop that writes
+/// a few lines per restart keeps it within `--log-max-size`, in at most
+/// `--log-max-files` rotated copies. Issue 8, case 8.
+#[test]
+fn the_daemon_log_is_rotated() {
+    let mut d = TestDaemon::new_stopped();
+    d.set_daemon_env("PMDAEMON_LOG", "info");
+    d.set_daemon_args(&["--log-max-size", "1K", "--log-max-files", "2"]);
+    d.spawn_daemon();
+    let script = d.write_script("crash.sh", "exit 1");
+    d.pmd_ok(&[
+        "start",
+        arg(&script),
+        "--name",
+        "loop",
+        "--min-uptime",
+        "0",
+        "--start-limit-burst",
+        "40",
+    ]);
+    d.wait_status("loop", "errored");
+    let log = d.home().join("pmdaemond.log");
+    let rotated = |n: u32| d.home().join(format!("pmdaemond.log.{n}"));
+    for path in [log.clone(), rotated(1), rotated(2)] {
+        let len = fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .len();
+        assert!(len <= 1024, "{} holds {len} bytes", path.display());
+    }
+    assert!(!rotated(3).exists(), "more copies than --log-max-files");
+}
