@@ -44,19 +44,10 @@ impl DaemonLog {
     /// truncated instead: the disk stays bounded, at the price of its
     /// lines.
     fn rotate(&mut self) -> io::Result<()> {
-        if self.max_files > 0 {
-            let _ = files::remove_if_exists(&files::rotated_path(&self.path, self.max_files));
-            for i in (1..self.max_files).rev() {
-                let _ = std::fs::rename(
-                    files::rotated_path(&self.path, i),
-                    files::rotated_path(&self.path, i + 1),
-                );
-            }
-            if std::fs::rename(&self.path, files::rotated_path(&self.path, 1)).is_ok() {
-                self.file = files::open_append(&self.path)?;
-                self.size = 0;
-                return Ok(());
-            }
+        if self.max_files > 0 && files::shift_rotated(&self.path, self.max_files).is_ok() {
+            self.file = files::open_append(&self.path)?;
+            self.size = 0;
+            return Ok(());
         }
         self.file.set_len(0)?;
         self.size = 0;

@@ -43,6 +43,22 @@ pub(super) fn rotated_path(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Rotates the files of `path`: `.keep` goes, `.1 .. .keep-1` move up one,
+/// and `path` becomes `.1` (a new `path` is the caller's to open). The
+/// oldest goes first, so that no rename below replaces a file: ext4
+/// (auto_da_alloc) flushes a file renamed over another one to disk
+/// synchronously, which would stall the writer at each rotation. A missing
+/// copy (fewer rotations so far) is expected; any other failure of those
+/// renames only means an older file is overwritten sooner. Fails when
+/// `path` itself cannot be renamed.
+pub(super) fn shift_rotated(path: &Path, keep: u32) -> io::Result<()> {
+    let _ = remove_if_exists(&rotated_path(path, keep));
+    for i in (1..keep).rev() {
+        let _ = std::fs::rename(rotated_path(path, i), rotated_path(path, i + 1));
+    }
+    std::fs::rename(path, rotated_path(path, 1))
+}
+
 pub(super) fn remove_if_exists(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -600,19 +600,7 @@ impl SinkState {
         if keep == 0 {
             return self.truncate(path);
         }
-        // The oldest goes first, so that no rename below replaces a file:
-        // ext4 (auto_da_alloc) flushes a file renamed over another one to
-        // disk synchronously, which would stall the writer at each rotation.
-        let _ = files::remove_if_exists(&files::rotated_path(path, keep));
-        for i in (1..keep).rev() {
-            // A missing one (fewer rotations so far) is expected; any other
-            // failure only means an older file is overwritten sooner.
-            let _ = std::fs::rename(
-                files::rotated_path(path, i),
-                files::rotated_path(path, i + 1),
-            );
-        }
-        if let Err(e) = std::fs::rename(path, files::rotated_path(path, 1)) {
+        if let Err(e) = files::shift_rotated(path, keep) {
             // Keep the disk bounded even so: lose this file's lines instead.
             tracing::warn!(path = %path.display(), error = %e, "cannot rotate log file, truncating it");
             return self.truncate(path);
