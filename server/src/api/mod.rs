@@ -68,6 +68,11 @@ pub fn status(e: Error) -> Status {
         Error::FailedPrecondition(_) => Status::failed_precondition(msg),
         Error::ResourceExhausted(_) => Status::resource_exhausted(msg),
         Error::ShuttingDown => Status::unavailable(msg),
+        // A path the daemon refuses to open as given (a symbolic link at a
+        // log path) is the caller's to fix.
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+            Status::invalid_argument(msg)
+        }
         Error::Io { .. } => Status::internal(msg),
     }
 }

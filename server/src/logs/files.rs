@@ -16,6 +16,10 @@ const TAIL_BLOCK_BYTES: u64 = 64 * 1024;
 /// Opens for appending (`O_APPEND`: every write lands at the current end,
 /// even after the file was truncated), creating it if needed, readable by
 /// its owner only: app output often carries secrets.
+///
+/// A symbolic link at `path` is refused (O_NOFOLLOW), dangling or not: a
+/// daemon that may run as root must not append an app's output to, or
+/// empty, whatever file another user points a link at.
 pub(super) fn open_append(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     // O_NONBLOCK: a FIFO put at a log path fails to open (ENXIO) rather
@@ -25,8 +29,19 @@ pub(super) fn open_append(path: &Path) -> io::Result<File> {
         .create(true)
         .append(true)
         .mode(0o600)
-        .custom_flags(nix::libc::O_NONBLOCK)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
         .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symbolic link; log files are never opened through one (remove \
+                     it, or name the real file)",
+                    path.display()
+                ),
+            ),
+            _ => e,
+        })
 }
 
 /// Like [`open_append`], emptying the file.

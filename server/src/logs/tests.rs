@@ -626,9 +626,12 @@ async fn set_config_drops_extra_rotated_files() {
 #[tokio::test]
 async fn write_errors_do_not_stop_the_capture() {
     let (_dir, hub) = hub();
-    let path = hub.path("full", 0, Stream::Out);
-    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-    let sink = hub.open_sink("full", 0, Stream::Out, None, ROOMY).unwrap();
+    // /dev/full fails every write with ENOSPC. Named as the app's own
+    // file: a symbolic link to it at the default path would be refused.
+    let full = std::path::PathBuf::from("/dev/full");
+    let sink = hub
+        .open_sink("full", 0, Stream::Out, Some(full), ROOMY)
+        .unwrap();
     // Far more than a pipe buffer: the app would block if we stopped reading.
     run_sh(&sink, "seq 1 200000").await;
     assert_eq!(&sink.retained_after(0).last().unwrap().data[..], b"200000");

@@ -1,4 +1,5 @@
-//! Who may talk to the daemon, and what never reaches its logs.
+//! Who may talk to the daemon, what never reaches its logs, and which
+//! files it never opens (symbolic links at log paths).
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -210,4 +211,68 @@ fn logs_and_state_are_private_in_a_loose_home() {
     }
     assert_eq!(mode(&d.state_path()), 0o600);
     assert_eq!(mode(&d.home().join("dump.json")), 0o600);
+}
+
+/// Log files are never opened through a symbolic link (issue 8, case 5).
+/// One planted as an app's default log file: to an existing file, the
+/// start is refused saying why; dangling, the app runs but its output does
+/// not create the target. One given as `--out-file` is refused, creating
+/// nothing. The targets are never written.
+#[test]
+fn log_files_are_never_opened_through_a_symlink() {
+    let d = TestDaemon::start();
+    let target = d.write_file("victim.txt", "precious\n");
+    fs::create_dir_all(d.logs_dir()).unwrap();
+    let plant = |name: &str, to: &std::path::Path| {
+        std::os::unix::fs::symlink(to, d.logs_dir().join(format!("{name}-0-out.log"))).unwrap();
+    };
+    let start = |name: &str| {
+        d.pmd_command(&[
+            "start",
+            "sh",
+            "--name",
+            name,
+            "--",
+            "-c",
+            "echo secret-output; exec sleep 3608",
+        ])
+        .output()
+        .unwrap()
+    };
+
+    plant("talker", &target);
+    let out = start("talker");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("is a symbolic link"), "{text}");
+    assert!(d.app("talker").is_none());
+
+    let dangling = d.work().join("created-through-a-link.txt");
+    plant("quiet", &dangling);
+    assert!(start("quiet").status.success());
+    d.wait_online("quiet");
+    // The fence: the daemon says it could not write the file, which it
+    // does when the line came.
+    wait_for("the daemon's warning about the log file", WAIT, || {
+        d.daemon_log().contains("cannot write log file")
+    });
+    assert!(!dangling.exists(), "the output went through the link");
+
+    let link = d.work().join("out-link.log");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = d.pmd(&[
+        "start",
+        "sleep",
+        "--name",
+        "linked",
+        "-o",
+        arg(&link),
+        "--",
+        "3608",
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("is a symbolic link"), "{text}");
+    assert!(d.app("linked").is_none());
+    assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
 }
