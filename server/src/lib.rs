@@ -24,6 +24,7 @@
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod error;
+pub(crate) mod fds;
 pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod metrics;
@@ -149,7 +150,7 @@ pub async fn run(
         home,
         monitor_interval,
     } = config;
-    match supervisor::process::raise_nofile_limit() {
+    match fds::raise_limit() {
         Ok(Some((before, after))) => tracing::info!(
             before,
             after,

@@ -47,9 +47,9 @@ pub struct TestDaemon {
     daemon_env: Vec<(String, String)>,
     /// Extra `pmdaemond` flags, e.g. [`FAST_MONITOR`].
     daemon_args: Vec<String>,
-    /// The soft open-file limit the daemon starts with, when not this
-    /// process's (`ulimit -Sn` in the shell that starts it).
-    daemon_nofile_soft: Option<u64>,
+    /// The open-file limits (soft, hard) the daemon starts with, when not
+    /// this process's (`ulimit -n` in the shell that starts it).
+    daemon_nofile: Option<(u64, u64)>,
 }
 
 impl TestDaemon {
@@ -86,7 +86,7 @@ impl TestDaemon {
             daemon: None,
             spawns: 0,
             daemon_env: Vec::new(),
-            daemon_nofile_soft: None,
+            daemon_nofile: None,
             daemon_args: Vec::new(),
         }
     }
@@ -95,7 +95,15 @@ impl TestDaemon {
     /// Starts the next daemons with this soft open-file limit (the hard
     /// one stays this process's), as `ulimit -Sn N; pmdaemond` would.
     pub fn set_daemon_nofile_soft(&mut self, soft: u64) {
-        self.daemon_nofile_soft = Some(soft);
+        use nix::sys::resource::{Resource, getrlimit};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        self.daemon_nofile = Some((soft, hard));
+    }
+
+    /// Starts the next daemons with both open-file limits at `limit`, so
+    /// that the daemon cannot raise its own.
+    pub fn set_daemon_nofile_limit(&mut self, limit: u64) {
+        self.daemon_nofile = Some((limit, limit));
     }
 
     pub fn set_daemon_env(&mut self, key: &str, value: &str) {
@@ -188,10 +196,9 @@ impl TestDaemon {
         self.spawns += 1;
         let stderr = fs::File::create(self.stderr_path(self.spawns)).expect("daemon stderr file");
         let mut command = Command::new(&binaries().pmdaemond);
-        if let Some(soft) = self.daemon_nofile_soft {
-            use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        if let Some((soft, hard)) = self.daemon_nofile {
+            use nix::sys::resource::{Resource, setrlimit};
             use std::os::unix::process::CommandExt;
-            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
             // SAFETY: setrlimit is async-signal-safe and touches nothing
             // shared with the parent.
             unsafe {

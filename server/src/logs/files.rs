@@ -40,7 +40,7 @@ pub(super) fn open_append(path: &Path) -> io::Result<File> {
                     path.display()
                 ),
             ),
-            _ => e,
+            _ => crate::fds::explain_exhaustion(e),
         })
 }
 

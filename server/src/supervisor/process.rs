@@ -30,6 +30,10 @@ use super::spec::Launch;
 /// glibc's newer posix_spawn helpers through dlsym, which static binaries
 /// lack).
 pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
+    spawn_process(launch, env).map_err(crate::fds::explain_exhaustion)
+}
+
+fn spawn_process(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
     use nix::fcntl::OFlag;
     use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
     use nix::sys::signal::SigSet;
@@ -71,7 +75,7 @@ pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawn
     )?;
     // The child has its copies; the daemon keeps the read ends only.
     drop((out_w, err_w, devnull));
-    give_back_nofile(pid);
+    crate::fds::give_back(pid);
     let pid = u32::try_from(pid.as_raw()).unwrap_or(0);
     let receiver = |fd: OwnedFd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok();
     Ok(Spawned {
@@ -81,57 +85,6 @@ pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawn
         stdout: receiver(out_r),
         stderr: receiver(err_r),
     })
-}
-
-/// The open-file limit (soft, hard) the daemon was started with: what apps
-/// get, whatever the daemon raised its own to. Set once by
-/// [`raise_nofile_limit`].
-static APP_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
-
-/// Raises the daemon's soft open-file limit to its hard one: every app
-/// costs the daemon a few descriptors (pipes, log files, a pidfd), and the
-/// soft limit most shells give (1024) would run out at a few hundred apps.
-/// Apps get back the limit the daemon was started with (see
-/// [`give_back_nofile`]). Returns (before, after) when it changed.
-pub fn raise_nofile_limit() -> std::io::Result<Option<(u64, u64)>> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    let _ = APP_NOFILE.set((soft, hard));
-    if soft >= hard {
-        return Ok(None);
-    }
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    Ok(Some((soft, hard)))
-}
-
-/// Puts a just spawned app back on the open-file limit the daemon was
-/// started with. posix_spawn cannot set limits, so this happens as soon as
-/// it returns, once the new program runs: a program that reads its limit
-/// in its very first instructions could still see the daemon's.
-fn give_back_nofile(pid: nix::unistd::Pid) {
-    let Some(&(soft, hard)) = APP_NOFILE.get() else {
-        return;
-    };
-    if soft >= hard {
-        return; // the daemon did not raise it: the app inherited the same
-    }
-    let limit = nix::libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: prlimit on our own child with a valid rlimit and no old-value
-    // pointer; nix has no wrapper for another process's limits.
-    let rc = unsafe {
-        nix::libc::prlimit(
-            pid.as_raw(),
-            nix::libc::RLIMIT_NOFILE,
-            &limit,
-            std::ptr::null_mut(),
-        )
-    };
-    if rc != 0 {
-        tracing::warn!(pid = pid.as_raw(), error = %std::io::Error::last_os_error(), "cannot give the app its open-file limit back");
-    }
 }
 
 /// Adds "chdir to `dir`" to `actions`: glibc's

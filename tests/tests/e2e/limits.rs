@@ -67,3 +67,25 @@ fn the_daemon_log_is_rotated() {
     }
     assert!(!rotated(3).exists(), "more copies than --log-max-files");
 }
+
+/// When descriptors run out all the same, the refusal says so and names
+/// the limit and what raises it, instead of a bare "Too many open files"
+/// (issue 8, case 11). The daemon runs with both limits at 48, so it
+/// cannot raise its own; each app costs it a few descriptors.
+#[test]
+fn running_out_of_descriptors_names_the_limit() {
+    let mut d = TestDaemon::new_stopped();
+    d.set_daemon_nofile_limit(48);
+    d.spawn_daemon();
+    let refusal = (0..48)
+        .find_map(|n| {
+            let name = format!("fd{n}");
+            let out = d.pmd(&["start", "sleep", "--name", &name, "--", "3609"]);
+            (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .expect("48 apps fit in 48 descriptors");
+    assert!(
+        refusal.contains("out of file descriptors") && refusal.contains("48 open files"),
+        "{refusal}"
+    );
+}

@@ -1,0 +1,84 @@
+//! The open-file limit: the daemon raises its own soft limit to the hard
+//! one at start ([`raise_limit`]), gives each app back the limit it was
+//! started with ([`give_back`]), and says so, naming the limit, when
+//! descriptors still run out ([`explain_exhaustion`]).
+
+use std::io;
+
+/// The open-file limit (soft, hard) the daemon was started with: what apps
+/// get, whatever the daemon raised its own to. Set once by
+/// [`raise_limit`].
+static APP_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+/// Raises the daemon's soft open-file limit to its hard one: every app
+/// costs the daemon a few descriptors (pipes, log files, a pidfd), and the
+/// soft limit most shells give (1024) would run out at a few hundred apps.
+/// Apps get back the limit the daemon was started with (see
+/// [`give_back`]). Returns (before, after) when it changed.
+pub(crate) fn raise_limit() -> std::io::Result<Option<(u64, u64)>> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let _ = APP_NOFILE.set((soft, hard));
+    if soft >= hard {
+        return Ok(None);
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    Ok(Some((soft, hard)))
+}
+
+/// Puts a just spawned app back on the open-file limit the daemon was
+/// started with. posix_spawn cannot set limits, so this happens as soon as
+/// it returns, once the new program runs: a program that reads its limit
+/// in its very first instructions could still see the daemon's.
+pub(crate) fn give_back(pid: nix::unistd::Pid) {
+    let Some(&(soft, hard)) = APP_NOFILE.get() else {
+        return;
+    };
+    if soft >= hard {
+        return; // the daemon did not raise it: the app inherited the same
+    }
+    let limit = nix::libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: prlimit on our own child with a valid rlimit and no old-value
+    // pointer; nix has no wrapper for another process's limits.
+    let rc = unsafe {
+        nix::libc::prlimit(
+            pid.as_raw(),
+            nix::libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(pid = pid.as_raw(), error = %std::io::Error::last_os_error(), "cannot give the app its open-file limit back");
+    }
+}
+
+/// An error of running out of descriptors, said so with the limit and what
+/// raises it; any other error as it is.
+pub(crate) fn explain_exhaustion(e: io::Error) -> io::Error {
+    use nix::sys::resource::{Resource, getrlimit};
+    match e.raw_os_error() {
+        Some(nix::libc::EMFILE) => {
+            let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
+                Ok((soft, hard)) => format!("{soft} open files (hard limit {hard})"),
+                Err(_) => "its open-file limit".to_owned(),
+            };
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "the daemon is out of file descriptors: it may have {limit}; raise the hard \
+                     limit of the daemon (`ulimit -Hn` in the shell that starts it, \
+                     LimitNOFILE= in its systemd unit) or run fewer apps ({e})"
+                ),
+            )
+        }
+        Some(nix::libc::ENFILE) => io::Error::new(
+            e.kind(),
+            format!("the system is out of file descriptors (fs.file-max): {e}"),
+        ),
+        _ => e,
+    }
+}
