@@ -20,6 +20,8 @@
 //! - `serve` — the listeners (the Unix socket), each with its interceptor,
 //!   composed by [`run`];
 //! - `auth` — who may call: peer credentials on the Unix socket.
+//! - `fds` — the open-file limit (raised for the daemon, given back to
+//!   apps); `sync` — the poisoned-mutex rule.
 
 pub(crate) mod api;
 pub(crate) mod auth;
