@@ -22,14 +22,12 @@ use super::spec::{self, AppSpec};
 use super::table::{App, InstanceView};
 use super::{Inner, Supervisor, process};
 
-/// A recorded instance of a previous daemon life that may have left
-/// processes behind (see `Supervisor::restore`).
+/// The recorded leader of an instance of a previous daemon life that still
+/// runs (same pid, start time and boot id): its whole group is drained
+/// (see `Supervisor::restore`). What a leader that is gone left behind is
+/// found by the marker instead.
 pub(super) struct Leftover {
     pgid: u32,
-    /// None: the recorded leader still runs, its group is drained. Some:
-    /// the leader is gone; what it left is found by `process::drain_orphans`
-    /// among processes started since these ticks.
-    since_ticks: Option<u64>,
     signal: nix::sys::signal::Signal,
     grace: std::time::Duration,
 }
@@ -258,15 +256,10 @@ impl Supervisor {
                 for r in &rec.instances {
                     how_to_end.insert(r.id, (spec.stop_signal(), spec.kill_timeout()));
                     if let (Some(pid), Some(ticks), Some(boot)) = (r.pid, r.start_ticks, &r.boot_id)
-                        && *boot == self.inner.boot_id
+                        && process::is_same_process(pid, ticks, boot, &self.inner.boot_id)
                     {
-                        // The leader itself still runs: its whole group goes.
-                        // Else only what it left, recognised by environment.
-                        let leader =
-                            process::is_same_process(pid, ticks, boot, &self.inner.boot_id);
                         leftovers.push(Leftover {
                             pgid: pid,
-                            since_ticks: (!leader).then_some(ticks),
                             signal: spec.stop_signal(),
                             grace: spec.kill_timeout(),
                         });
@@ -299,7 +292,7 @@ impl Supervisor {
         tokio::spawn(async move {
             let sup = &sup;
             let bring_back = async move {
-                sup.drain_leftovers(leftovers).await;
+                drain_leftovers(leftovers).await;
                 end_strays(&strays, &how_to_end).await;
                 sup.in_levels(&to_start, Action::Start, super::DEFAULT_DEPENDENCY_TIMEOUT)
                     .await
@@ -310,35 +303,22 @@ impl Supervisor {
         });
         Ok(notices)
     }
+}
 
-    /// Terminates what a crashed daemon's recorded instances left running,
-    /// all at once, and waits until it is gone.
-    async fn drain_leftovers(&self, leftovers: Vec<Leftover>) {
-        let leaders = leftovers.iter().filter(|l| l.since_ticks.is_none()).count();
-        if leaders > 0 {
-            tracing::warn!(
-                count = leaders,
-                "terminating processes left by a previous daemon"
-            );
-        }
-        let kills: Vec<_> = leftovers
-            .into_iter()
-            .map(|l| {
-                let home = self.inner.home.clone();
-                tokio::spawn(async move {
-                    match l.since_ticks {
-                        None => process::drain_group(l.pgid, l.signal, l.grace).await,
-                        Some(since) => {
-                            process::drain_orphans(l.pgid, since, &home, l.signal, l.grace).await
-                        }
-                    }
-                })
-            })
-            .collect();
-        for k in kills {
-            let _ = k.await;
-        }
+/// Drains the groups of a crashed daemon's recorded leaders that still
+/// run, all at once, and waits until they are gone.
+async fn drain_leftovers(leftovers: Vec<Leftover>) {
+    if leftovers.is_empty() {
+        return;
     }
+    tracing::warn!(
+        count = leftovers.len(),
+        "terminating processes left by a previous daemon"
+    );
+    let drains = leftovers
+        .into_iter()
+        .map(|l| process::drain_group(l.pgid, l.signal, l.grace));
+    futures_util::future::join_all(drains).await;
 }
 
 /// Ends the marked processes a previous daemon life left (`strays`), each

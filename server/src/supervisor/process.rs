@@ -323,43 +323,6 @@ pub async fn drain_group(pgid: u32, signal: Signal, grace: Duration) {
     }
 }
 
-/// Empties what is left of an instance whose leader died while no daemon
-/// watched it (a daemon `kill -9`, then the app died of SIGPIPE or by
-/// hand): live members of group `pgid` that started at or after the
-/// recorded leader (`since_ticks`) and carry `PMDAEMON_HOME=home` in their
-/// environment, as every instance does. While any of them lives, the
-/// kernel cannot hand the number `pgid` to a new process, so the group is
-/// still that instance's; the environment check keeps out anything that
-/// joined it from elsewhere. The stop signal to each, SIGKILL to what is
-/// left after `grace`.
-pub async fn drain_orphans(
-    pgid: u32,
-    since_ticks: u64,
-    home: &Path,
-    signal: Signal,
-    grace: Duration,
-) {
-    let mut marker = format!("{}=", pmdaemon_proto::HOME_ENV).into_bytes();
-    marker.extend_from_slice(home.as_os_str().as_bytes());
-    // With their start times: signal_each and finish_off never hit a
-    // reused pid.
-    let orphans: Vec<(u32, u64)> = group_members(pgid)
-        .into_iter()
-        .filter_map(|pid| {
-            let ticks = read_stat(pid)?.start_ticks;
-            let marked = std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == marker));
-            (ticks >= since_ticks && marked).then_some((pid, ticks))
-        })
-        .collect();
-    if orphans.is_empty() {
-        return;
-    }
-    tracing::warn!(pgid, pids = ?orphans, "terminating processes an instance left behind");
-    signal_each(&orphans, signal);
-    finish_off(&orphans, Instant::now() + grace).await;
-}
-
 /// Now, in the clock ticks since boot that `/proc/PID/stat` counts start
 /// times in (CLOCK_BOOTTIME, as the kernel does).
 pub fn now_ticks() -> Option<u64> {
