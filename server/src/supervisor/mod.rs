@@ -30,8 +30,10 @@
 //! `delete`, `scale`, `apply`, `reload`, `dependencies` (order, cycles,
 //! conditions), `port_checks`, `watching`, `persistence` (snapshot,
 //! writer, save, resurrect, restore), `memory` (the memory guard),
-//! `instance` (the per-instance task), `process` (the OS boundary),
-//! `spec` (an app's definition), `events` (the event bus).
+//! `instance` (the per-instance task, which decides readiness),
+//! `wait_ready` (waiting for readiness, the failure report), `process`
+//! (the OS boundary; finding an app's processes by their marker), `spec`
+//! (an app's definition), `events` (the event bus, change wake-ups).
 
 mod apply;
 mod delete;
