@@ -35,6 +35,10 @@ pub const FAST_MONITOR: &[&str] = &["--monitor-interval", "200ms"];
 
 /// One daemon on its own temporary `PMDAEMON_HOME`.
 pub struct TestDaemon {
+    /// The tmpfs mounted on `home` ([`Self::new_stopped_on_tmpfs`]):
+    /// unmounted on drop after every process using it is gone, before the
+    /// directory is removed (fields drop in declaration order).
+    tmpfs: Option<Tmpfs>,
     /// Removed on drop, after every process using it is gone.
     home: tempfile::TempDir,
     /// Where `pmd` runs and scripts are written (`<home>/work`).
@@ -81,6 +85,7 @@ impl TestDaemon {
         let work = home.path().join("work");
         fs::create_dir(&work).expect("create work dir");
         TestDaemon {
+            tmpfs: None,
             home,
             work,
             daemon: None,
@@ -89,6 +94,37 @@ impl TestDaemon {
             daemon_nofile: None,
             daemon_args: Vec::new(),
         }
+    }
+
+    /// A fresh home on its own tmpfs of `size_bytes` (for full-disk
+    /// tests), with no daemon. `None`, after printing why, when this
+    /// process may not mount (not root, or no tmpfs): callers skip.
+    pub fn new_stopped_on_tmpfs(size_bytes: u64) -> Option<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let mut d = Self::new_stopped();
+        let home = d.home().to_path_buf();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size_bytes},mode=0700"))
+            .arg("tmpfs")
+            .arg(&home)
+            .status();
+        match mounted {
+            Ok(status) if status.success() => {}
+            other => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs on {}: {other:?}",
+                    home.display()
+                );
+                return None;
+            }
+        }
+        d.tmpfs = Some(Tmpfs { at: home });
+        fs::create_dir(&d.work).expect("create work dir on the tmpfs");
+        Some(d)
     }
 
     /// Adds `key=value` to the environment of daemons spawned from now on.
@@ -501,6 +537,24 @@ impl TestDaemon {
                 );
             }
             thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+/// A mounted tmpfs, unmounted on drop.
+struct Tmpfs {
+    at: PathBuf,
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a test that failed may still hold a file open in it.
+        match Command::new("umount").arg("-l").arg(&self.at).status() {
+            Ok(status) if status.success() => {}
+            other => eprintln!(
+                "cannot unmount the tmpfs at {}: {other:?}",
+                self.at.display()
+            ),
         }
     }
 }
