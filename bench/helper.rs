@@ -10,6 +10,9 @@
 //! - `helper flood LINES FILE`: append `S <ns>` to FILE right before the
 //!   first write, write LINES lines of exactly 100 bytes (`%08d` line number,
 //!   a space, 90 `x`, newline) to stdout, append `E <ns>`, then sleep.
+//! - `helper tick`: every second, write `%08d out` to stdout and `%08d err`
+//!   to stderr, numbered from 0 (the app of the 1000-app benchmark, which
+//!   checks that no number is missing from the log files).
 //! - `helper serve`: listen on `127.0.0.1:$PORT`, read each connection's
 //!   request head (up to a blank line, EOF, 1 s or 8 KiB) and answer with a
 //!   minimal `HTTP/1.0 200` (the app of the reload benchmark, ready as soon
@@ -71,6 +74,15 @@ fn main() {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
+        Some("tick") => {
+            for i in 0u64.. {
+                // Unbuffered, one write(2) per line, as a typical app's
+                // line-buffered logging does.
+                let _ = std::io::stdout().write_all(format!("{i:08} out\n").as_bytes());
+                let _ = std::io::stderr().write_all(format!("{i:08} err\n").as_bytes());
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         Some("serve") => {
             let port: u16 = std::env::var("PORT").expect("PORT").parse().expect("PORT is a port");
             let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
@@ -85,7 +97,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: helper stamp | respawn FILE | flood LINES FILE | serve");
+            eprintln!("usage: helper stamp | respawn FILE | flood LINES FILE | tick | serve");
             std::process::exit(2);
         }
     }

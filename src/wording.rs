@@ -1,9 +1,51 @@
 //! Words the daemon and `pmd` both print, written once so that both say the
-//! same thing the same way: compact ages, and the report on an instance
-//! that is not ready (the daemon's WaitReady failure; `pmd`'s details on a
-//! failed reload or apply).
+//! same thing the same way: compact ages, the report on an instance that is
+//! not ready (the daemon's WaitReady failure; `pmd`'s details on a failed
+//! reload or apply), and the bounds on how much of a caller's input an
+//! error message echoes.
 
+use std::fmt;
 use std::time::Duration;
+
+/// The longest error message the daemon sends, in bytes. A gRPC status
+/// travels in the `grpc-message` header, and clients refuse headers over
+/// 8-16 KiB: a refusal that echoed a 2 MB app name reached the caller as a
+/// transport error ("metadata size exceeds hard limit") instead of the
+/// refusal, after the daemon had built a 17 MB escaped string for it.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// Characters of a caller's value that [`Quoted`] shows before it elides
+/// the rest.
+pub const MAX_QUOTED_CHARS: usize = 80;
+
+/// `msg` cut to [`MAX_MESSAGE_BYTES`] on a character boundary, saying so.
+pub fn bounded(mut msg: String) -> String {
+    if msg.len() <= MAX_MESSAGE_BYTES {
+        return msg;
+    }
+    let total = msg.len();
+    let mut cut = MAX_MESSAGE_BYTES;
+    while !msg.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    msg.truncate(cut);
+    msg.push_str(&format!("... (message cut: {total} bytes in all)"));
+    msg
+}
+
+/// A caller's value in an error message: quoted and escaped as `{:?}`
+/// would, but only its first [`MAX_QUOTED_CHARS`] characters, then its
+/// size. Costs no more than that to format, whatever the value's size.
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(MAX_QUOTED_CHARS) {
+            None => write!(f, "{:?}", self.0),
+            Some((end, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..end], self.0.len()),
+        }
+    }
+}
 
 /// PM2-style compact age: `12s`, `5m`, `3h`, `2D`.
 pub fn short_duration(ms: u64) -> String {
@@ -80,6 +122,24 @@ impl NotReady<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        assert_eq!(Quoted("api").to_string(), "\"api\"");
+        let huge = "\u{1}".repeat(2 << 20);
+        let shown = Quoted(&huge).to_string();
+        assert!(shown.len() < 8 * MAX_QUOTED_CHARS, "{}", shown.len());
+        assert!(
+            shown.ends_with(&format!("... ({} bytes)", huge.len())),
+            "{shown}"
+        );
+
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = bounded(long.clone());
+        assert!(cut.len() < MAX_MESSAGE_BYTES + 64, "{}", cut.len());
+        assert!(cut.ends_with(&format!("(message cut: {} bytes in all)", long.len())));
+    }
 
     #[test]
     fn ages_are_compact() {

@@ -21,8 +21,11 @@
 //!   composed by [`run`];
 //! - `auth` — who may call: peer credentials on the Unix socket.
 //! - `fds` — the open-file limit (raised for the daemon, given back to
-//!   apps); `sync` — the poisoned-mutex rule.
+//!   apps); `sync` — the poisoned-mutex rule; `alloc` — glibc allocator
+//!   settings and trims, so bursts do not leave the RSS high (public: the
+//!   binary calls [`alloc::tune`] before its runtime starts).
 
+pub mod alloc;
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod error;
@@ -161,6 +164,7 @@ pub async fn run(
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
+    alloc::spawn_trimmer();
     let logs_dir = home.join("logs");
     let hub = logs::LogHub::new(logs_dir.clone()).map_err(io_err("cannot create", &logs_dir))?;
     let sup = Supervisor::new(home.clone(), hub, monitor_interval);

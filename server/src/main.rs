@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    pmdaemond::alloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

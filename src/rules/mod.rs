@@ -41,10 +41,12 @@ impl InvalidInput {
     /// The same refusal with `what` (a flag, a field, a place) at its
     /// head: `--port: invalid port "0": ...`.
     pub fn named(self, what: impl std::fmt::Display) -> InvalidInput {
-        InvalidInput(format!("{what}: {}", self.0))
+        InvalidInput(crate::wording::bounded(format!("{what}: {}", self.0)))
     }
 }
 
+/// A refusal, [bounded](crate::wording::bounded) so that echoing a huge
+/// value never makes an unsendable message.
 pub(crate) fn invalid(msg: impl Into<String>) -> InvalidInput {
-    InvalidInput(msg.into())
+    InvalidInput(crate::wording::bounded(msg.into()))
 }

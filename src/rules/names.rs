@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{InvalidInput, invalid};
+use crate::wording::Quoted;
 
 /// Longest app name; names become file names (`logs/NAME-ID-out.log`).
 pub const MAX_NAME_LEN: usize = 64;
@@ -19,21 +20,26 @@ pub fn validate_name(name: &str) -> Result<(), InvalidInput> {
     };
     if name.len() > MAX_NAME_LEN {
         return Err(invalid(format!(
-            "app name {name:?} is {} characters long: {rule}",
+            "app name {} is {} characters long: {rule}",
+            Quoted(name),
             name.len()
         )));
     }
     if !first.is_ascii_alphanumeric()
         || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
-        return Err(invalid(format!("invalid app name {name:?}: {rule}")));
+        return Err(invalid(format!(
+            "invalid app name {}: {rule}",
+            Quoted(name)
+        )));
     }
     if name == "all" {
         return Err(invalid("'all' cannot be an app name: it selects every app"));
     }
     if name.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(format!(
-            "app name {name:?} is all digits, which would read as a process id"
+            "app name {} is all digits, which would read as a process id",
+            Quoted(name)
         )));
     }
     Ok(())
@@ -72,7 +78,7 @@ impl FromStr for Target {
             return s
                 .parse()
                 .map(Target::Id)
-                .map_err(|_| invalid(format!("process id {s} is out of range")));
+                .map_err(|_| invalid(format!("process id {} is out of range", Quoted(s))));
         }
         validate_name(s).map_err(|e| invalid(format!("invalid target: {e}")))?;
         Ok(Target::Name(s.to_string()))

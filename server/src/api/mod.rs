@@ -60,7 +60,9 @@ impl Api {
 
 /// The one mapping from daemon errors to gRPC statuses.
 pub fn status(e: Error) -> Status {
-    let msg = e.to_string();
+    // Bounded: a message over the peer's header limit would reach it as a
+    // transport error instead of this one.
+    let msg = pmdaemon_proto::wording::bounded(e.to_string());
     match e {
         Error::InvalidArgument(_) => Status::invalid_argument(msg),
         Error::NotFound { .. } => Status::not_found(msg),

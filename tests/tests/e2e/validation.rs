@@ -388,3 +388,45 @@ fn the_api_rejects_bad_requests_with_precise_codes() {
     }
     assert_nothing_created(&d);
 }
+
+/// A refusal that echoes its input stays small enough to send: a 2 MiB
+/// target of control characters used to make a 17 MB error message, which
+/// the client got as a transport error instead of the refusal. Both an
+/// oversized name in a spec and an oversized target are answered with
+/// INVALID_ARGUMENT and a short message that says how long the value was.
+#[test]
+fn huge_values_are_refused_with_a_short_message() {
+    let d = TestDaemon::start();
+    let huge_target = "\u{1}".repeat(2 << 20);
+    let huge_name = "x".repeat(3 << 20);
+    let work = arg(d.work()).to_owned();
+    let statuses = block_on(async {
+        let mut client = d.client().await;
+        let stop = client
+            .stop_process(v1::StopProcessRequest {
+                target: huge_target.clone(),
+            })
+            .await
+            .expect_err("a huge target was accepted");
+        let start = client
+            .start_process(v1::StartProcessRequest {
+                spec: Some(v1::AppSpec {
+                    name: huge_name.clone(),
+                    script: "sleep".into(),
+                    ..Default::default()
+                }),
+                caller_cwd: work,
+                ..Default::default()
+            })
+            .await
+            .expect_err("a huge name was accepted");
+        [stop, start]
+    });
+    for (status, len) in statuses.iter().zip([huge_target.len(), huge_name.len()]) {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let message = status.message();
+        assert!(message.len() < 1024, "{} bytes: {message:.200}", message.len());
+        assert!(message.contains(&format!("({len} bytes)")), "{message}");
+    }
+    assert!(d.list_json().is_empty());
+}
