@@ -2,9 +2,13 @@
 //! follow by sequence number. Guarded by the sink's lock.
 //!
 //! Line data lives in one circular byte buffer, so keeping a line costs a
-//! copy and no allocation, and the memory per sink is fixed: at most
+//! copy and no allocation, and the memory per sink is bounded: at most
 //! [`RING_MAX_BYTES`] of data plus [`RING_MAX_LINES`] small entries. The
-//! `LogLine`s are built only when someone resumes.
+//! buffer starts at [`RING_MIN_BYTES`] and doubles only when the lines it
+//! must keep do not fit: an app that prints a short line now and then
+//! keeps a few KiB, not 64 (with 1000 such apps, 2 streams each, that was
+//! 128 MB of zeroed buffers). The `LogLine`s are built only when someone
+//! resumes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,10 +21,14 @@ use super::{LogLine, MAX_LINE_BYTES, RING_MAX_BYTES, RING_MAX_LINES};
 // Any line piece fits once the older lines are evicted.
 const _: () = assert!(MAX_LINE_BYTES <= RING_MAX_BYTES);
 
+/// The first size of a ring's buffer.
+const RING_MIN_BYTES: usize = 4096;
+
 #[derive(Default)]
 pub(super) struct Ring {
-    /// `RING_MAX_BYTES` long once the first line arrives (empty before, so
-    /// a stream that never writes costs nothing).
+    /// Empty until the first line arrives (a stream that never writes
+    /// costs nothing), then a power of two from [`RING_MIN_BYTES`] to
+    /// [`RING_MAX_BYTES`].
     buf: Box<[u8]>,
     /// Offset of the oldest line's first byte.
     head: usize,
@@ -42,17 +50,12 @@ impl Ring {
     pub(super) fn push(&mut self, seq: u64, timestamp_ms: i64, data: &[u8]) {
         debug_assert!(data.len() <= RING_MAX_BYTES);
         debug_assert!(self.entries.back().is_none_or(|last| last.seq < seq));
-        if self.buf.is_empty() {
-            self.buf = vec![0; RING_MAX_BYTES].into_boxed_slice();
+        while self.entries.len() >= RING_MAX_LINES && self.evict_oldest() {}
+        if self.buf.is_empty() || self.used + data.len() > self.buf.len() {
+            self.grow(self.used + data.len());
         }
+        while self.used + data.len() > self.buf.len() && self.evict_oldest() {}
         let cap = self.buf.len();
-        while self.entries.len() >= RING_MAX_LINES || self.used + data.len() > cap {
-            let Some(old) = self.entries.pop_front() else {
-                break;
-            };
-            self.head = (self.head + old.len) % cap;
-            self.used -= old.len;
-        }
         let tail = (self.head + self.used) % cap;
         let first = data.len().min(cap - tail);
         self.buf[tail..tail + first].copy_from_slice(&data[..first]);
@@ -87,6 +90,35 @@ impl Ring {
             at = (at + entry.len) % cap;
         }
         lines
+    }
+
+    /// Drops the oldest line; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        let Some(old) = self.entries.pop_front() else {
+            return false;
+        };
+        self.head = (self.head + old.len) % self.buf.len();
+        self.used -= old.len;
+        true
+    }
+
+    /// Makes room for `needed` bytes (up to [`RING_MAX_BYTES`]), moving
+    /// the kept lines to the front of the new buffer.
+    fn grow(&mut self, needed: usize) {
+        let cap = self.buf.len();
+        let new_cap = needed
+            .next_power_of_two()
+            .clamp(RING_MIN_BYTES, RING_MAX_BYTES)
+            .max(cap);
+        if new_cap == cap {
+            return;
+        }
+        let mut buf = vec![0; new_cap].into_boxed_slice();
+        let first = self.used.min(cap - self.head);
+        buf[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
+        buf[first..self.used].copy_from_slice(&self.buf[..self.used - first]);
+        self.buf = buf;
+        self.head = 0;
     }
 
     pub(super) fn clear(&mut self) {
@@ -161,10 +193,35 @@ mod tests {
                 assert!(lines.windows(2).all(|w| w[0].seq < w[1].seq));
             }
         }
+        assert_eq!(ring.buf.len(), RING_MAX_BYTES);
         ring.clear();
         assert!(ring.after(0, line).is_empty());
         ring.push(seq + 1, 0, b"again");
         assert_eq!(&ring.after(seq, line)[0].data[..], b"again");
+    }
+
+    /// Short lines keep the buffer small; growing keeps every line, in
+    /// order, including lines that wrapped before the growth.
+    #[test]
+    fn the_buffer_grows_only_as_needed() {
+        let mut ring = Ring::default();
+        assert_eq!(ring.buf.len(), 0);
+        for seq in 1..=1000u64 {
+            ring.push(seq, 0, format!("{seq:08} out\n").as_bytes());
+        }
+        assert_eq!(ring.buf.len(), RING_MIN_BYTES);
+        let kept = ring.after(0, line);
+        assert_eq!(kept.len(), RING_MAX_LINES);
+        assert_eq!(&kept[0].data[..], b"00000801 out\n");
+        for (seq, len) in (1001..).zip([3000, 5000, 20_000]) {
+            ring.push(seq, 0, &vec![b'x'; len]);
+        }
+        let kept = ring.after(0, line);
+        // Only the count bound evicted (three lines): 200 lines, 30 KB.
+        assert_eq!(ring.buf.len(), 32 * 1024);
+        assert!(kept.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+        assert_eq!(kept.last().unwrap().data.len(), 20_000);
+        assert_eq!(&kept[0].data[..], b"00000804 out\n");
     }
 
     #[test]

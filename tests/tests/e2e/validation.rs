@@ -425,7 +425,11 @@ fn huge_values_are_refused_with_a_short_message() {
     for (status, len) in statuses.iter().zip([huge_target.len(), huge_name.len()]) {
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         let message = status.message();
-        assert!(message.len() < 1024, "{} bytes: {message:.200}", message.len());
+        assert!(
+            message.len() < 1024,
+            "{} bytes: {message:.200}",
+            message.len()
+        );
         assert!(message.contains(&format!("({len} bytes)")), "{message}");
     }
     assert!(d.list_json().is_empty());
