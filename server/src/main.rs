@@ -27,6 +27,11 @@ struct Args {
     /// Rotated copies of pmdaemond.log kept (.1 .. .N; default 3).
     #[arg(long, value_name = "N", value_parser = parse_log_files)]
     log_max_files: Option<u32>,
+    /// Track apps by process group and environment marker only, never by
+    /// cgroup (by default each run of an app gets its own cgroup v2 where
+    /// the daemon can create one: root, or a delegated subtree).
+    #[arg(long, env = "PMDAEMON_NO_CGROUPS")]
+    no_cgroups: bool,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         let config = pmdaemond::Config {
             home: home.clone(),
             monitor_interval: args.monitor_interval,
+            cgroups: !args.no_cgroups,
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });
