@@ -30,7 +30,8 @@ struct Args {
     /// Track apps by process group and environment marker only, never by
     /// cgroup (by default each run of an app gets its own cgroup v2 where
     /// the daemon can create one: root, or a delegated subtree).
-    #[arg(long, env = "PMDAEMON_NO_CGROUPS")]
+    /// PMDAEMON_NO_CGROUPS=1 (or true, yes, on) does the same.
+    #[arg(long, env = "PMDAEMON_NO_CGROUPS", value_parser = clap::builder::BoolishValueParser::new())]
     no_cgroups: bool,
 }
 

@@ -90,9 +90,11 @@ fn spawn_process(
     // posix_spawn cannot start a child in a cgroup (glibc has no
     // posix_spawnattr_setcgroup_np; clone3's CLONE_INTO_CGROUP would need
     // child code of our own), so the child is moved in first thing after
-    // its exec. A process it forks in that first instant stays in the
-    // daemon's cgroup, but it is in the run's process group and carries
-    // the marker: terminate's group and marker sweep still ends it.
+    // its exec. The move waits for the kernel (an RCU grace period: a few
+    // milliseconds), so a process it forks in that first instant stays in
+    // the daemon's cgroup; it is in the run's process group and carries
+    // the marker, and terminate's group and marker sweep still ends it
+    // (only one that also clears its environment in that instant escapes).
     let in_cgroup = cgroup.is_some_and(|cg| match cg.adopt(pid_u32) {
         Ok(()) => true,
         Err(e) => {
