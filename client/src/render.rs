@@ -834,7 +834,7 @@ mod tests {
             info.set_tracking(tracking);
             let view = ProcessView::new(&info, NOW);
             let json: serde_json::Value =
-                serde_json::from_str(&json(&[view.clone()], true).unwrap()).unwrap();
+                serde_json::from_str(&json(std::slice::from_ref(&view), true).unwrap()).unwrap();
             assert_eq!(json["tracking"], word);
             let text = describe(&view, Colours::OFF, NOW);
             let line = text

@@ -415,16 +415,19 @@ impl Ctx {
         let mut child = match process::spawn(&launch, &env, cgroup.as_ref()) {
             Ok(child) => child,
             Err(e) => {
-                cgroup.map(RunCgroup::discard);
+                if let Some(cg) = cgroup {
+                    cg.discard();
+                }
                 return Err(e);
             }
         };
         let cgroup = match cgroup {
             Some(cg) if child.in_cgroup => Some(cg),
-            other => {
-                other.map(RunCgroup::discard);
+            Some(cg) => {
+                cg.discard();
                 None
             }
+            None => None,
         };
         let tracking = if cgroup.is_some() {
             Tracking::Cgroup
