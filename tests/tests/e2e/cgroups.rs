@@ -54,10 +54,21 @@ impl Escapees {
             .collect()
     }
 
-    /// The `count`th escapee, once planted.
+    /// The pid of the `count`th escapee, once written (it may not have
+    /// exec'd `sleep` yet, and may be gone already).
+    fn wait_written(&self, count: usize) -> u32 {
+        wait_for_value(&format!("escapee {count} written"), WAIT, || {
+            self.planted().get(count - 1).copied()
+        })
+    }
+
+    /// The `count`th escapee, once planted and running `sleep` with its
+    /// environment cleared (its pid is written before `env` and `sleep`
+    /// have exec'd).
     fn wait_planted(&self, count: usize) -> u32 {
         wait_for_value(&format!("escapee {count} planted"), WAIT, || {
-            self.planted().get(count - 1).copied()
+            let pid = self.planted().get(count - 1).copied()?;
+            self.alive().contains(&pid).then_some(pid)
         })
     }
 
@@ -182,7 +193,7 @@ fn an_exited_apps_env_cleared_escapee_is_stopped() {
         "-c",
         &esc.script("exit 0"),
     ]);
-    let stray = esc.wait_planted(1);
+    let stray = esc.wait_written(1);
     d.wait_status("quitter", "stopped");
     wait_for("the escapee stopped after its app exited", WAIT, || {
         !pid_alive(stray)
