@@ -47,6 +47,10 @@ pub struct ProcessView {
     /// unknown (not passed yet), healthy or unhealthy; null when the app
     /// has no health check.
     pub health: Option<&'static str>,
+    /// How the daemon finds every process of the run to stop it: `cgroup`
+    /// (its own cgroup v2) or `process-group` (its process group and the
+    /// environment marker).
+    pub tracking: &'static str,
     /// Why the last failed check failed (kept after recovery).
     pub last_health_error: Option<String>,
     /// When that failed check ran.
@@ -270,6 +274,7 @@ impl ProcessView {
             status: info.state().word(),
             ready: info.ready,
             health: health_word(info.health()),
+            tracking: info.tracking().word(),
             last_health_error: non_empty(&info.last_health_error),
             last_health_error_at_ms: info.last_health_error_at_ms,
             last_health_check_at_ms: info.last_health_check_at_ms,
@@ -814,6 +819,33 @@ mod tests {
             Some(Some("yes")),
             "{text}"
         );
+    }
+
+    /// `tracking` is the daemon's word: a key of `list -o json` and a line
+    /// of `describe`.
+    #[test]
+    fn tracking_is_shown_in_json_and_describe() {
+        use pmdaemon_proto::v1::Tracking;
+        let mut info = online(0, "api");
+        for (tracking, word) in [
+            (Tracking::Cgroup, "cgroup"),
+            (Tracking::ProcessGroup, "process-group"),
+        ] {
+            info.set_tracking(tracking);
+            let view = ProcessView::new(&info, NOW);
+            let json: serde_json::Value =
+                serde_json::from_str(&json(std::slice::from_ref(&view), true).unwrap()).unwrap();
+            assert_eq!(json["tracking"], word);
+            let text = describe(&view, Colours::OFF, NOW);
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with("tracking "));
+            assert_eq!(
+                line.map(|l| l.split_whitespace().last()),
+                Some(Some(word)),
+                "{text}"
+            );
+        }
     }
 
     #[test]

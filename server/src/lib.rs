@@ -46,6 +46,10 @@ pub use logs::daemon_log::{
     DEFAULT_MAX_BYTES as DAEMON_LOG_MAX_BYTES, DEFAULT_MAX_FILES as DAEMON_LOG_MAX_FILES, DaemonLog,
 };
 
+/// This home's cgroup directory as a daemon started in the caller's cgroup
+/// makes it (None without a usable cgroup2): for cleaning up after one.
+pub use supervisor::cgroup::home_dir_of as cgroup_dir_of;
+
 /// The shortest CPU/memory sampling period (`--monitor-interval`).
 pub use metrics::MIN_INTERVAL as MIN_MONITOR_INTERVAL;
 
@@ -141,6 +145,9 @@ pub struct Config {
     pub home: PathBuf,
     /// CPU/memory sampling period of the managed processes.
     pub monitor_interval: std::time::Duration,
+    /// Give each run of an instance its own cgroup v2 where the daemon can
+    /// (`--no-cgroups` turns it off: process group and marker only).
+    pub cgroups: bool,
 }
 
 /// Serves the daemon on `listener` until `shutdown` resolves or a client
@@ -154,6 +161,7 @@ pub async fn run(
     let Config {
         home,
         monitor_interval,
+        cgroups,
     } = config;
     match fds::raise_limit() {
         Ok(Some((before, after))) => tracing::info!(
@@ -167,7 +175,8 @@ pub async fn run(
     alloc::spawn_trimmer();
     let logs_dir = home.join("logs");
     let hub = logs::LogHub::new(logs_dir.clone()).map_err(io_err("cannot create", &logs_dir))?;
-    let sup = Supervisor::new(home.clone(), hub, monitor_interval);
+    let cgroups = tracking(&home, cgroups);
+    let sup = Supervisor::new(home.clone(), hub, monitor_interval, cgroups.clone());
 
     let state_path = home.join(store::STATE_FILE);
     let mut notices = Vec::new();
@@ -254,6 +263,29 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "server task failed"),
     }
     let _ = std::fs::remove_file(pmdaemon_proto::socket_path(&home));
+    if let Some(tree) = cgroups {
+        tree.remove();
+    }
     tracing::info!("pmdaemond stopped");
     Ok(())
+}
+
+/// How the apps' processes are tracked, decided once at start and logged:
+/// a cgroup per run where the daemon can make them, else process group and
+/// marker.
+fn tracking(home: &Path, wanted: bool) -> Option<std::sync::Arc<supervisor::cgroup::Tree>> {
+    if !wanted {
+        tracing::info!("tracking apps by process group and marker (--no-cgroups)");
+        return None;
+    }
+    match supervisor::cgroup::Tree::detect(home) {
+        Ok(tree) => {
+            tracing::info!(dir = %tree.dir().display(), "tracking apps by cgroup, one per run");
+            Some(std::sync::Arc::new(tree))
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "tracking apps by process group and marker: no usable cgroup v2");
+            None
+        }
+    }
 }

@@ -27,6 +27,12 @@ struct Args {
     /// Rotated copies of pmdaemond.log kept (.1 .. .N; default 3).
     #[arg(long, value_name = "N", value_parser = parse_log_files)]
     log_max_files: Option<u32>,
+    /// Track apps by process group and environment marker only, never by
+    /// cgroup (by default each run of an app gets its own cgroup v2 where
+    /// the daemon can create one: root, or a delegated subtree).
+    /// PMDAEMON_NO_CGROUPS=1 (or true, yes, on) does the same.
+    #[arg(long, env = "PMDAEMON_NO_CGROUPS", value_parser = clap::builder::BoolishValueParser::new())]
+    no_cgroups: bool,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         let config = pmdaemond::Config {
             home: home.clone(),
             monitor_interval: args.monitor_interval,
+            cgroups: !args.no_cgroups,
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });

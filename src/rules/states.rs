@@ -1,5 +1,6 @@
 //! State words: what users see and scripts match for a process state
-//! (`pmd list -o json` `status`, `--status` filters) and a health state.
+//! (`pmd list -o json` `status`, `--status` filters), a health state and
+//! how an instance's processes are tracked.
 
 use crate::v1;
 
@@ -48,6 +49,19 @@ impl v1::HealthState {
     }
 }
 
+impl v1::Tracking {
+    /// The word users see and scripts match (`tracking`): `cgroup` or
+    /// `process-group`.
+    pub fn word(self) -> &'static str {
+        use v1::Tracking as T;
+        match self {
+            T::Unspecified => "unknown",
+            T::Cgroup => "cgroup",
+            T::ProcessGroup => "process-group",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +80,7 @@ mod tests {
         }
         assert_eq!(v1::HealthState::Unspecified.word(), None);
         assert_eq!(v1::HealthState::Unhealthy.word(), Some("unhealthy"));
+        assert_eq!(v1::Tracking::Cgroup.word(), "cgroup");
+        assert_eq!(v1::Tracking::ProcessGroup.word(), "process-group");
     }
 }

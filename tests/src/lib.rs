@@ -65,8 +65,8 @@ pub use grpc::{Channel, ProcessManagerClient, block_on, connect, connect_channel
 pub use output::{describe_output, parse_json, pid_of, pids_of, port_of};
 pub use ports::{free_ports, port_free};
 pub use procs::{
-    cmdline_of, cwd_of, env_of, exe_of, is_root, kill_home_processes, pid_alive, pids_with_home,
-    zombie_children,
+    cgroups_usable, cmdline_of, cwd_of, env_of, exe_of, home_cgroup_dir, is_root,
+    kill_home_processes, pid_alive, pids_with_home, run_cgroups, zombie_children,
 };
 pub use wait::{
     DAEMON_STOP_TIMEOUT, PMD_TIMEOUT, TIMEOUT_SCALE_ENV, Timeout, WAIT, scale, wait_child,

@@ -1,9 +1,11 @@
 //! Processes as the kernel sees them: liveness, zombies, and what a process
 //! really got (environment, command line, cwd), read from `/proc`; finding
-//! every process of a `PMDAEMON_HOME` and SIGKILLing them all.
+//! every process of a `PMDAEMON_HOME` and SIGKILLing them all, with the
+//! cgroups its daemon made.
 //!
-//! Talks to: `/proc`, and signals (only to the processes of a test's own
-//! home).
+//! Talks to: `/proc`, the cgroup2 file system (only the home's own
+//! directory, `pmdaemond::cgroup_dir_of`), and signals (only to the
+//! processes of a test's own home).
 
 use std::collections::HashMap;
 use std::fs;
@@ -75,6 +77,7 @@ pub fn pids_with_home(home: &Path) -> Vec<u32> {
 /// daemon's `PMDAEMON_HOME`, so this reaches them and their descendants.
 pub fn kill_home_processes(home: &Path) {
     let deadline = DAEMON_STOP_TIMEOUT.deadline();
+    remove_home_cgroups(home, deadline);
     loop {
         let pids = pids_with_home(home);
         if pids.is_empty() || Instant::now() >= deadline {
@@ -90,6 +93,71 @@ pub fn kill_home_processes(home: &Path) {
         // moment; this pause is the poll interval, not a deadline.
         thread::sleep(POLL_INTERVAL);
     }
+}
+
+/// Whether a daemon started by this test process can give each run its own
+/// cgroup: root, a writable cgroup2 with `cgroup.kill` (Linux 5.14+). Found
+/// by making (and removing) a cgroup where the daemon would.
+pub fn cgroups_usable() -> bool {
+    if !is_root() {
+        return false;
+    }
+    let Some(home_dir) = pmdaemond::cgroup_dir_of(Path::new("/")) else {
+        return false;
+    };
+    let Some(own) = home_dir.parent() else {
+        return false;
+    };
+    let probe = own.join(format!("pmdaemon-tests-probe-{}", std::process::id()));
+    let usable = fs::create_dir(&probe).is_ok() && probe.join("cgroup.kill").exists();
+    let _ = fs::remove_dir(&probe);
+    usable
+}
+
+/// The cgroup directory the daemon of `home` makes (it may not exist).
+pub fn home_cgroup_dir(home: &Path) -> Option<PathBuf> {
+    pmdaemond::cgroup_dir_of(home)
+}
+
+/// The run cgroups in the home's cgroup directory.
+pub fn run_cgroups(home: &Path) -> Vec<PathBuf> {
+    let Some(dir) = home_cgroup_dir(home) else {
+        return Vec::new();
+    };
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `cgroup.kill` on every run cgroup of `home`'s daemon, then removes them
+/// and the home's directory: processes that left their group and cleared
+/// their environment are out of [`pids_with_home`]'s reach, not of this.
+fn remove_home_cgroups(home: &Path, deadline: Instant) {
+    let Some(dir) = home_cgroup_dir(home) else {
+        return;
+    };
+    if !dir.exists() {
+        return;
+    }
+    for run in run_cgroups(home) {
+        let _ = fs::write(run.join("cgroup.kill"), "1");
+        while fs::read_to_string(run.join("cgroup.events"))
+            .is_ok_and(|events| events.lines().any(|l| l == "populated 1"))
+            && Instant::now() < deadline
+        {
+            // The poll interval, not a deadline: SIGKILLed processes take
+            // a moment to exit.
+            thread::sleep(POLL_INTERVAL);
+        }
+        let _ = fs::remove_dir(&run);
+    }
+    let _ = fs::remove_dir(&dir);
 }
 
 /// The executable of `pid`, if it can be read.

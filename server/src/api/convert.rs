@@ -350,5 +350,9 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
         last_health_error_at_ms: s.last_health_error_at_ms,
         last_health_check_passed: s.last_health_check_passed,
         ready: s.readiness().is_done(),
+        tracking: match s.tracking {
+            crate::supervisor::cgroup::Tracking::Cgroup => v1::Tracking::Cgroup,
+            crate::supervisor::cgroup::Tracking::ProcessGroup => v1::Tracking::ProcessGroup,
+        } as i32,
     }
 }

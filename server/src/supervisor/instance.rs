@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use pmdaemon_proto::v1;
 
+use super::cgroup::{self, RunCgroup, Tracking};
 use super::events::{EventBus, EventKind};
 use super::process;
 use super::spec::{AppSpec, Autorestart, Launch};
@@ -218,6 +219,9 @@ pub struct Shared {
     /// or it has been online for min_uptime (without one). Set and cleared
     /// by the task only; never persisted (a restored instance runs anew).
     pub ready: bool,
+    /// How the processes of the current (or last) run are tracked: set at
+    /// each spawn; until the first, what the daemon uses.
+    pub tracking: Tracking,
 }
 
 impl Shared {
@@ -265,6 +269,7 @@ impl Shared {
             last_health_check_passed: None,
             last_health_check_at_ms: None,
             ready: false,
+            tracking: Tracking::ProcessGroup,
         }
     }
 }
@@ -303,6 +308,9 @@ pub struct Ctx {
     pub home: Option<Arc<str>>,
     /// Finds this home's marked processes; shared by every instance.
     pub scans: Arc<process::MarkedScans>,
+    /// Where each run gets its own cgroup; None: process group and marker
+    /// only.
+    pub cgroups: Option<Arc<cgroup::Tree>>,
     /// When the automatic restarts within the start-limit interval
     /// happened, oldest first (see [`Ctx::over_start_limit`]). Only the
     /// task uses it; a start by hand empties it.
@@ -320,6 +328,9 @@ pub struct Ctx {
 struct Run {
     child: Spawned,
     pid: u32,
+    /// The run's own cgroup, which every process of it stays in (None:
+    /// tracked by process group and marker).
+    cgroup: Option<RunCgroup>,
     started: Instant,
     /// The health check of this run, if the app has one.
     health: Option<HealthRun>,
@@ -396,7 +407,33 @@ impl Ctx {
         if let Some(home) = &self.home {
             env.push((pmdaemon_proto::HOME_ENV.to_owned(), home.to_string()));
         }
-        let mut child = process::spawn(&launch, &env)?;
+        let cgroup = self.cgroups.as_ref().and_then(|tree| {
+            tree.create(self.id)
+                .inspect_err(|e| tracing::warn!(app = %self.name, id = self.id, error = %e, "cannot create a cgroup for the run; tracking it by process group"))
+                .ok()
+        });
+        let mut child = match process::spawn(&launch, &env, cgroup.as_ref()) {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(cg) = cgroup {
+                    cg.discard();
+                }
+                return Err(e);
+            }
+        };
+        let cgroup = match cgroup {
+            Some(cg) if child.in_cgroup => Some(cg),
+            Some(cg) => {
+                cg.discard();
+                None
+            }
+            None => None,
+        };
+        let tracking = if cgroup.is_some() {
+            Tracking::Cgroup
+        } else {
+            Tracking::ProcessGroup
+        };
         let pid = child.id().unwrap_or(0);
         if let Some(out) = child.stdout.take() {
             logs::capture(out, self.out.clone());
@@ -422,6 +459,7 @@ impl Ctx {
                 Health::None
             };
             s.pid = Some(pid);
+            s.tracking = tracking;
             s.start_ticks = start_ticks;
             s.started_at_ms = Some(now_ms());
             s.next_restart_at_ms = None;
@@ -448,6 +486,7 @@ impl Ctx {
         Ok(Run {
             child,
             pid,
+            cgroup,
             started,
             health,
             stable_at: (unstable > 0 || !checked).then(|| started + spec.min_uptime()),
@@ -613,19 +652,36 @@ impl Ctx {
         let escaped = outside_group(&self.scans, self.id, Some(run.pid), asked, None).await;
         process::signal_each(&escaped, signal);
         process::signal_group(run.pid, signal);
+        // With a cgroup, every process of the run gets it, however far it
+        // went (a new session and a cleared environment included).
+        if let Some(cg) = &run.cgroup {
+            cg.signal_all(signal);
+        }
         let status = match tokio::time::timeout_at(deadline, run.child.wait()).await {
             Ok(status) => status,
             Err(_) => {
                 tracing::warn!(app = %self.name, id = self.id, pid = run.pid, kill_timeout = %humantime::format_duration(kill_timeout), "did not stop in time; sending SIGKILL");
                 process::signal_group(run.pid, Signal::SIGKILL);
+                if let Some(cg) = &run.cgroup {
+                    cg.kill();
+                }
                 run.child.wait().await
             }
         };
-        // The leader is gone; members of its group that outlive it get the
-        // rest of the kill timeout, then SIGKILL.
+        // The leader is gone; members of its group (and of its cgroup) that
+        // outlive it get the rest of the kill timeout, then SIGKILL.
         let remaining = deadline.saturating_duration_since(Instant::now());
-        process::drain_group(run.pid, signal, remaining).await;
-        process::finish_off(&escaped, deadline.into_std()).await;
+        let cgroup = async {
+            if let Some(cg) = run.cgroup.take() {
+                cg.wait_empty(deadline.into_std()).await;
+                cg.kill_and_remove().await;
+            }
+        };
+        tokio::join!(
+            process::drain_group(run.pid, signal, remaining),
+            process::finish_off(&escaped, deadline.into_std()),
+            cgroup,
+        );
         let exit = exit_info(status);
         tracing::info!(app = %self.name, id = self.id, pid = run.pid, exit = %exit, "stopped");
         exit
@@ -812,6 +868,9 @@ fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> ExitInfo {
 /// The instance task. Runs until `Cmd::Exit` or until every command sender
 /// is gone; a running process is stopped before the task ends.
 pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    if ctx.cgroups.is_some() {
+        ctx.shared.locked().tracking = Tracking::Cgroup;
+    }
     let mut phase = Phase::Idle;
     loop {
         phase = match phase {
@@ -880,8 +939,16 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         let (leader, id) = (run.pid, ctx.id);
                         let (asked, before) = (std::time::Instant::now(), process::now_ticks());
                         let scans = ctx.scans.clone();
+                        // The run's cgroup holds only this run's processes
+                        // (the next run gets a fresh one): all of them go.
+                        let cgroup = run.cgroup.take();
                         tokio::spawn(async move {
                             let group = process::drain_group(leader, signal, grace);
+                            let cgroup = async {
+                                if let Some(cg) = cgroup {
+                                    cg.end(signal, grace).await;
+                                }
+                            };
                             // After the respawn, not beside it (a scan
                             // reads all of /proc), and in a crash loop
                             // one scan for many exits (MarkedScans).
@@ -897,7 +964,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                                 };
                                 process::end_all(&outside, signal, grace).await;
                             };
-                            tokio::join!(group, outside);
+                            tokio::join!(group, outside, cgroup);
                         });
                         phase = ctx.after_exit(exit_info(status), Some(ran_for), None);
                         continue;

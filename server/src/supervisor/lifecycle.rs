@@ -189,6 +189,7 @@ impl Supervisor {
             name: Arc::from(spec.name.as_str()),
             home: self.inner.home.to_str().map(Arc::from),
             scans: self.inner.scans.clone(),
+            cgroups: self.inner.cgroups.clone(),
             recent_restarts: Default::default(),
             shared: shared.clone(),
             plan: plan.clone(),

@@ -32,10 +32,12 @@
 //! writer, save, resurrect, restore), `memory` (the memory guard),
 //! `instance` (the per-instance task, which decides readiness),
 //! `wait_ready` (waiting for readiness, the failure report), `process`
-//! (the OS boundary; finding an app's processes by their marker), `spec`
+//! (the OS boundary; finding an app's processes by their marker), `cgroup`
+//! (each run's cgroup v2, where the daemon can make them), `spec`
 //! (an app's definition), `events` (the event bus, change wake-ups).
 
 mod apply;
+pub mod cgroup;
 mod delete;
 mod dependencies;
 pub mod events;
@@ -78,6 +80,9 @@ struct Inner {
     /// Finds this home's marked processes (`process::marked`) for every
     /// instance task, one scan for the callers that ask at once.
     scans: Arc<process::MarkedScans>,
+    /// This home's cgroup directory, when each run gets its own cgroup
+    /// (decided once at daemon start); None: process group and marker.
+    cgroups: Option<Arc<cgroup::Tree>>,
     /// State changes, for WatchEvents.
     events: Arc<events::EventBus>,
     /// Latest CPU/memory samples, published by the sampler task.
@@ -98,11 +103,18 @@ pub struct Supervisor {
 impl Supervisor {
     /// An empty table using `home` for state and `logs` for output. Spawns
     /// the state writer and the CPU/memory sampler (needs a runtime);
-    /// `monitor_interval` is the sampling period.
-    pub fn new(home: PathBuf, logs: LogHub, monitor_interval: std::time::Duration) -> Self {
+    /// `monitor_interval` is the sampling period; `cgroups`, where each
+    /// run gets its own cgroup (None: process group and marker only).
+    pub fn new(
+        home: PathBuf,
+        logs: LogHub,
+        monitor_interval: std::time::Duration,
+        cgroups: Option<Arc<cgroup::Tree>>,
+    ) -> Self {
         let (metrics_tx, metrics_rx) = crate::metrics::channel();
         let inner = Arc::new(Inner {
             scans: Arc::new(process::MarkedScans::new(home.clone())),
+            cgroups,
             home,
             table: Mutex::new(Table::default()),
             logs,

@@ -208,7 +208,12 @@ impl Supervisor {
     /// (`process::marked`), which also finds what no record leads to: a
     /// process spawned just before a crash and not yet on disk, the
     /// processes of a state file that could not be read, children that
-    /// escaped their group, probe shells.
+    /// escaped their group, probe shells. Where runs get cgroups, every run
+    /// cgroup left in this home's directory is a previous life's too, and
+    /// is ended as a whole (its app's stop signal, then `cgroup.kill`) and
+    /// removed: that also finds a process that left its group and cleared
+    /// its environment. Restore never adopts a previous life's process, so
+    /// the state accounts for none of them.
     ///
     /// The file is checked like API input, entry by entry: an app whose
     /// definition is invalid, whose name an earlier entry has, or one of
@@ -221,6 +226,12 @@ impl Supervisor {
         // Before anything of this life runs (the listener does not serve
         // yet): every marked process is a previous life's.
         let strays = process::marked(&self.inner.home);
+        let stale_cgroups = self
+            .inner
+            .cgroups
+            .as_ref()
+            .map(|tree| tree.stale())
+            .unwrap_or_default();
         let mut how_to_end: HashMap<u32, (Signal, Duration)> = HashMap::new();
         let mut leftovers = Vec::new();
         let mut to_start = Vec::new();
@@ -292,8 +303,11 @@ impl Supervisor {
         tokio::spawn(async move {
             let sup = &sup;
             let bring_back = async move {
-                drain_leftovers(leftovers).await;
-                end_strays(&strays, &how_to_end).await;
+                let by_marker = async {
+                    drain_leftovers(leftovers).await;
+                    end_strays(&strays, &how_to_end).await;
+                };
+                tokio::join!(by_marker, end_stale_cgroups(stale_cgroups, &how_to_end));
                 sup.in_levels(&to_start, Action::Start, super::DEFAULT_DEPENDENCY_TIMEOUT)
                     .await
             };
@@ -319,6 +333,37 @@ async fn drain_leftovers(leftovers: Vec<Leftover>) {
         .into_iter()
         .map(|l| process::drain_group(l.pgid, l.signal, l.grace));
     futures_util::future::join_all(drains).await;
+}
+
+/// Ends what the run cgroups a previous daemon life left hold and removes
+/// them, each with its app's stop signal and kill timeout when its instance
+/// is known (`how_to_end`, by id), else SIGTERM and the default kill
+/// timeout, then `cgroup.kill`; all at once.
+async fn end_stale_cgroups(
+    stale: Vec<super::cgroup::Stale>,
+    how_to_end: &HashMap<u32, (Signal, Duration)>,
+) {
+    if stale.is_empty() {
+        return;
+    }
+    let populated = stale.iter().filter(|s| s.cgroup.populated()).count();
+    if populated > 0 {
+        tracing::warn!(
+            count = populated,
+            "terminating processes in cgroups that a previous daemon life left"
+        );
+    }
+    let default = (
+        Signal::SIGTERM,
+        Duration::from_millis(pmdaemon_proto::DEFAULT_KILL_TIMEOUT_MS),
+    );
+    let ends = stale.into_iter().map(|s| {
+        let (signal, grace) =
+            s.id.and_then(|id| how_to_end.get(&id).copied())
+                .unwrap_or(default);
+        s.cgroup.end(signal, grace)
+    });
+    futures_util::future::join_all(ends).await;
 }
 
 /// Ends the marked processes a previous daemon life left (`strays`), each

@@ -5,6 +5,9 @@
 //! left behind, and reading `/proc` to identify processes across daemon
 //! lives (start time and boot id, so a reused pid is never touched).
 //!
+//! A child is moved into its run's cgroup (`cgroup.rs`) right after the
+//! spawn, where the daemon tracks by cgroup.
+//!
 //! Nothing here holds state; `instance.rs` owns the children.
 
 use std::collections::BTreeMap;
@@ -17,10 +20,12 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use super::cgroup::RunCgroup;
 use super::spec::Launch;
 
 /// Spawns `launch` in a new process group (pgid = pid) with stdin from
-/// /dev/null and stdout/stderr piped to the daemon.
+/// /dev/null and stdout/stderr piped to the daemon, and moves it into
+/// `cgroup` when given ([`Spawned::in_cgroup`] says whether that worked).
 ///
 /// With glibc's posix_spawn(3) (a vfork-like clone that waits for the
 /// exec): no copy of the daemon's page tables per spawn, and exec errors
@@ -29,11 +34,19 @@ use super::spec::Launch;
 /// /bin/sh. std's Command would fork instead in a static binary (it finds
 /// glibc's newer posix_spawn helpers through dlsym, which static binaries
 /// lack).
-pub fn spawn(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
-    spawn_process(launch, env).map_err(crate::fds::explain_exhaustion)
+pub fn spawn(
+    launch: &Launch,
+    env: &[(String, String)],
+    cgroup: Option<&RunCgroup>,
+) -> std::io::Result<Spawned> {
+    spawn_process(launch, env, cgroup).map_err(crate::fds::explain_exhaustion)
 }
 
-fn spawn_process(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
+fn spawn_process(
+    launch: &Launch,
+    env: &[(String, String)],
+    cgroup: Option<&RunCgroup>,
+) -> std::io::Result<Spawned> {
     use nix::fcntl::OFlag;
     use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
     use nix::sys::signal::SigSet;
@@ -73,14 +86,31 @@ fn spawn_process(launch: &Launch, env: &[(String, String)]) -> std::io::Result<S
         &image.argv,
         &image.envp,
     )?;
+    let pid_u32 = u32::try_from(pid.as_raw()).unwrap_or(0);
+    // posix_spawn cannot start a child in a cgroup (glibc has no
+    // posix_spawnattr_setcgroup_np; clone3's CLONE_INTO_CGROUP would need
+    // child code of our own), so the child is moved in first thing after
+    // its exec. The move waits for the kernel (an RCU grace period: a few
+    // milliseconds), so a process it forks in that first instant stays in
+    // the daemon's cgroup; it is in the run's process group and carries
+    // the marker, and terminate's group and marker sweep still ends it
+    // (only one that also clears its environment in that instant escapes).
+    let in_cgroup = cgroup.is_some_and(|cg| match cg.adopt(pid_u32) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(pid = pid_u32, cgroup = %cg.dir().display(), error = %e, "cannot move the process into its cgroup; tracking it by process group");
+            false
+        }
+    });
     // The child has its copies; the daemon keeps the read ends only.
     drop((out_w, err_w, devnull));
     crate::fds::give_back(pid);
-    let pid = u32::try_from(pid.as_raw()).unwrap_or(0);
+    let pid = pid_u32;
     let receiver = |fd: OwnedFd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok();
     Ok(Spawned {
         pid,
         pidfd: pidfd_open(pid),
+        in_cgroup,
         status: None,
         stdout: receiver(out_r),
         stderr: receiver(err_r),
@@ -122,6 +152,8 @@ pub struct Spawned {
     /// Readable once the process exited; None where pidfds are missing
     /// (kernels before 5.3), then exit is polled.
     pidfd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    /// Whether it was moved into the cgroup [`spawn`] was given.
+    pub in_cgroup: bool,
     /// Kept once reaped, so a wait cancelled in a select does not lose it.
     status: Option<std::process::ExitStatus>,
     pub stdout: Option<tokio::net::unix::pipe::Receiver>,
@@ -577,6 +609,10 @@ mod tests {
         assert_eq!(s.start_ticks, 98765);
     }
 
+    fn spawn_test(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
+        spawn(launch, env, None)
+    }
+
     fn launch(program: &str, args: &[&str], cwd: &Path) -> Launch {
         Launch {
             program: program.into(),
@@ -610,7 +646,7 @@ mod tests {
         let script =
             r#"pwd -P; readlink /proc/self/fd/0; echo "$PMD_SPAWN_TEST"; echo oops >&2; exit 3"#;
         let env = [("PMD_SPAWN_TEST".to_string(), "set by the app".to_string())];
-        let child = spawn(&launch("/bin/sh", &["-c", script], dir.path()), &env).unwrap();
+        let child = spawn_test(&launch("/bin/sh", &["-c", script], dir.path()), &env).unwrap();
         let (out, err, status) = finish(child).await;
         let cwd = dir.path().canonicalize().unwrap();
         assert_eq!(
@@ -626,7 +662,8 @@ mod tests {
         // The test harness ignores SIGPIPE, as the daemon does: the child
         // must not inherit that.
         let dir = tempfile::tempdir().unwrap();
-        let child = spawn(&launch("/bin/cat", &["/proc/self/status"], dir.path()), &[]).unwrap();
+        let child =
+            spawn_test(&launch("/bin/cat", &["/proc/self/status"], dir.path()), &[]).unwrap();
         let pid = child.id().unwrap().to_string();
         let (out, _, status) = finish(child).await;
         assert!(status.success());
@@ -650,7 +687,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let errno = |launch: Launch| {
-            spawn(&launch, &[])
+            spawn(&launch, &[], None)
                 .err()
                 .and_then(|e| e.raw_os_error())
                 .map(nix::errno::Errno::from_raw)
@@ -686,7 +723,7 @@ mod tests {
         let rtmin = nix::libc::SIGRTMIN();
         let dir = tempfile::tempdir().unwrap();
         let script = format!("kill -{rtmin} $$");
-        let child = spawn(&launch("/bin/sh", &["-c", &script], dir.path()), &[]).unwrap();
+        let child = spawn_test(&launch("/bin/sh", &["-c", &script], dir.path()), &[]).unwrap();
         let (_, _, status) = finish(child).await;
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(rtmin));

@@ -303,6 +303,7 @@ fn list_json_has_the_documented_keys() {
             "restarts",
             "uptime_ms",
             "unstable_restarts",
+            "tracking",
         ] {
             assert!(app.get(key).is_some(), "key {key} missing: {app}");
         }

@@ -24,9 +24,12 @@
 //! - `in_process`: the daemon run in this process through
 //!   `pmdaemond::run`, stopped by its shutdown future;
 //! - `leftovers`: nothing of an app escapes (the environment marker);
+//! - `cgroups`: nothing escapes a run's cgroup, even without the marker;
+//!   `--no-cgroups`;
 //! - `limits`: the open-file limit of the daemon and of its apps;
 //! - `readiness`: `ready` in list/describe and events, the WaitReady RPC.
 
+mod cgroups;
 mod cluster;
 mod dependencies;
 mod ecosystem;
