@@ -252,7 +252,8 @@ pub enum ReserveUse {
 
 /// [`write_state`]; on a full disk (ENOSPC, EDQUOT) deletes the reserve and
 /// tries once more. After a write that succeeded, remakes the reserve when
-/// it is missing or smaller than the state needs and the space is there.
+/// it is missing or smaller than the state needs and the space is there
+/// ([`Reserve::ensure`]).
 pub fn write_state_with_reserve(
     path: &Path,
     state: &StateFile,

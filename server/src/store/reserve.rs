@@ -56,12 +56,22 @@ impl Reserve {
     }
 
     /// Makes the reserve hold at least `bytes` on disk; true when it was
-    /// made or grown. When the space is not there, nothing is kept of the
+    /// made or grown. Only when the file system has room for it twice
+    /// over: a reserve that took the last free bytes would be spent again
+    /// by the next write, and remade after it, at every write of a nearly
+    /// full disk. When the space is not there, nothing is kept of the
     /// attempt (a reserve is whole or as it was).
     pub fn ensure(&self, bytes: u64) -> std::io::Result<bool> {
         use std::os::unix::fs::OpenOptionsExt;
         let before = std::fs::metadata(&self.path).ok().map(|m| m.len());
-        if self.allocated_bytes() >= bytes {
+        let missing = bytes.saturating_sub(self.allocated_bytes());
+        if missing == 0 {
+            return Ok(false);
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let stat = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+        let available = stat.blocks_available() * stat.fragment_size();
+        if available < missing.saturating_mul(2) {
             return Ok(false);
         }
         let file = std::fs::OpenOptions::new()
