@@ -282,3 +282,132 @@ fn pick_ids(table: &super::Table, ids: &[u32]) -> crate::error::Result<Vec<(usiz
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::InstanceRecord;
+    use crate::supervisor::spec::{AppSpec, Launch};
+
+    fn spec(name: &str, instances: u32, args: &str) -> AppSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "script": "sleep", "args": [args], "interpreter": null,
+            "interpreter_args": [], "cwd": "/tmp", "env": {}, "autorestart": "always",
+            "max_restarts": 15, "min_uptime_ms": 1000, "restart_delay_ms": 0,
+            "exp_backoff_initial_ms": 100, "exp_backoff_max_ms": 30000,
+            "kill_timeout_ms": 5000, "stop_signal": "SIGTERM", "time": false,
+            "log_max_bytes": 10485760, "log_max_files": 5, "instances": instances,
+            "port": null, "port_env": "PORT", "watch": false, "watch_paths": [],
+            "ignore_watch": [], "watch_delay_ms": 1000, "out_file": null,
+            "error_file": null, "health_check": null, "max_memory_bytes": null,
+            "depends_on": [], "start_limit_burst": 60, "start_limit_interval_ms": 60000
+        }))
+        .unwrap()
+    }
+
+    fn launch() -> Launch {
+        Launch {
+            program: "/usr/bin/sleep".into(),
+            argv: vec!["/usr/bin/sleep".into(), "1000".into()],
+            cwd: "/tmp".into(),
+        }
+    }
+
+    fn record(id: u32, index: u32, desired_running: bool) -> InstanceRecord {
+        InstanceRecord {
+            id,
+            index,
+            desired_running,
+            state: "online".into(),
+            pid: None,
+            start_ticks: None,
+            boot_id: None,
+            restarts: 0,
+            unstable_restarts: 0,
+            last_exit_code: None,
+            last_exit_signal: None,
+            last_exit_at_ms: None,
+            reason: String::new(),
+            port: None,
+        }
+    }
+
+    /// On disk: app `a` (ids 0, 1; 0 running, 1 stopped), app `d` (id 2,
+    /// running).
+    fn disk() -> StateFile {
+        StateFile {
+            version: crate::store::FORMAT_VERSION,
+            next_id: 3,
+            apps: vec![
+                AppRecord {
+                    spec: spec("a", 2, "1000"),
+                    launch: launch(),
+                    created_at_ms: 0,
+                    instances: vec![record(0, 0, true), record(1, 1, false)],
+                },
+                AppRecord {
+                    spec: spec("d", 1, "1000"),
+                    launch: launch(),
+                    created_at_ms: 0,
+                    instances: vec![record(2, 0, true)],
+                },
+            ],
+        }
+    }
+
+    fn live(id: u32, name: &str, index: u32, spec: AppSpec, desired_running: bool) -> Live {
+        Live {
+            id,
+            name: name.into(),
+            index,
+            plan: Plan::new(Arc::new(spec), Arc::new(launch()), None),
+            desired_running,
+        }
+    }
+
+    #[test]
+    fn a_table_like_the_disk_needs_nothing() {
+        let table = [
+            live(0, "a", 0, spec("a", 2, "1000"), true),
+            live(1, "a", 1, spec("a", 2, "1000"), false),
+            live(2, "d", 0, spec("d", 1, "1000"), true),
+        ];
+        assert_eq!(plan_undo(&table, &disk()), Undo::default());
+    }
+
+    #[test]
+    fn created_started_stopped_and_deleted_are_undone() {
+        let table = [
+            // Stopped by the call: started again.
+            live(0, "a", 0, spec("a", 2, "1000"), false),
+            // Started by the call: stopped again.
+            live(1, "a", 1, spec("a", 2, "1000"), true),
+            // `d` deleted by the call: made again and started.
+            // Created by the call: dropped.
+            live(3, "new", 0, spec("new", 1, "1000"), true),
+        ];
+        let undo = plan_undo(&table, &disk());
+        assert_eq!(undo.created, [3]);
+        assert_eq!(undo.missing, [2]);
+        assert_eq!(undo.start, [0, 2]);
+        assert_eq!(undo.stop, [1]);
+        assert!(undo.replaced.is_empty() && undo.recounted.is_empty());
+    }
+
+    #[test]
+    fn a_new_definition_is_replaced_and_a_new_count_set_back() {
+        let table = [
+            // Scaled from 2 to 1 (id 1 gone): only the count differs.
+            live(0, "a", 0, spec("a", 1, "1000"), true),
+            // Applied with other args: replaced by the disk's.
+            live(2, "d", 0, spec("d", 1, "2000"), true),
+        ];
+        let undo = plan_undo(&table, &disk());
+        assert_eq!(undo.recounted, [0]);
+        assert_eq!(undo.missing, [1]);
+        assert_eq!(undo.replaced, [2]);
+        // id 1 is stopped on disk: made again, not started.
+        assert_eq!(undo.start, [2]);
+        assert!(undo.created.is_empty() && undo.stop.is_empty());
+    }
+}

@@ -60,7 +60,6 @@ fn full_home(spend_reserve: bool) -> Option<TestDaemon> {
 #[test]
 fn a_change_that_cannot_be_written_fails_and_is_undone() {
     let Some(mut d) = full_home(true) else { return };
-    let first = d.wait_online("first");
 
     let out = d.pmd_code(1, &["start", "sleep", "--name", "newapp", "--", "3612"]);
     let said = String::from_utf8_lossy(&out.stderr);
