@@ -60,6 +60,7 @@ fn full_home(spend_reserve: bool) -> Option<TestDaemon> {
 #[test]
 fn a_change_that_cannot_be_written_fails_and_is_undone() {
     let Some(mut d) = full_home(true) else { return };
+    let first = d.wait_online("first");
 
     let out = d.pmd_code(1, &["start", "sleep", "--name", "newapp", "--", "3612"]);
     let said = String::from_utf8_lossy(&out.stderr);
@@ -74,6 +75,8 @@ fn a_change_that_cannot_be_written_fails_and_is_undone() {
     }
     assert!(d.app("newapp").is_none(), "{:?}", d.list_json());
     assert!(sleeps(&d, "3612").is_empty(), "newapp's process was left");
+    // Undoing newapp touched nothing else.
+    assert_eq!(d.wait_online("first"), first);
 
     // A stop that cannot be written: first runs again, as the disk says.
     d.pmd_code(1, &["stop", "first"]);
