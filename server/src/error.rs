@@ -29,6 +29,17 @@ pub enum Error {
     #[error("the daemon is shutting down")]
     ShuttingDown,
 
+    /// The state of a mutating call could not be written to `path`: the
+    /// call's change was undone (the table is back to what the file
+    /// holds), never acknowledged. `kept` names what the call removed and
+    /// is back because the file still has it.
+    #[error("{}", state_not_written(path, source, kept))]
+    StateNotWritten {
+        path: PathBuf,
+        source: std::sync::Arc<std::io::Error>,
+        kept: Vec<String>,
+    },
+
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,
@@ -46,6 +57,28 @@ impl Error {
             source,
         }
     }
+}
+
+/// `cannot write /home/x/.pmdaemon/state.json: No space left on device (os
+/// error 28); nothing was changed: free some space and retry`.
+fn state_not_written(path: &std::path::Path, source: &std::io::Error, kept: &[String]) -> String {
+    let kept = match kept {
+        [] => String::new(),
+        kept => format!(
+            " ({} could not be removed from the state file and {} back as it was)",
+            kept.join(", "),
+            if kept.len() == 1 { "is" } else { "are" }
+        ),
+    };
+    let fix = if crate::store::is_out_of_space(source) {
+        "free some space and retry"
+    } else {
+        "check that file system and retry"
+    };
+    format!(
+        "cannot write {}: {source}; nothing was changed{kept}: {fix}",
+        path.display()
+    )
 }
 
 impl From<crate::ports::PortError> for Error {

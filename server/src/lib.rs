@@ -178,27 +178,9 @@ pub async fn run(
     let cgroups = tracking(&home, cgroups);
     let sup = Supervisor::new(home.clone(), hub, monitor_interval, cgroups.clone());
 
-    let state_path = home.join(store::STATE_FILE);
-    let mut notices = Vec::new();
-    let empty = || store::StateFile {
-        version: store::FORMAT_VERSION,
-        next_id: 0,
-        apps: Vec::new(),
-    };
-    let state = match store::load(&state_path) {
-        store::Loaded::Missing => empty(),
-        store::Loaded::Ok(state) => state,
-        store::Loaded::Corrupt { moved_to, error } => {
-            let notice = format!(
-                "state file {} is unusable ({error}); it was moved to {} and the daemon starts with no apps (what the previous daemon left running is stopped). Inspect it, or `pmd resurrect` from a dump",
-                state_path.display(),
-                moved_to.display()
-            );
-            tracing::error!("{notice}");
-            notices.push(notice);
-            empty()
-        }
-    };
+    // state.json, else its backup; each unusable file is moved aside and
+    // named in the notices.
+    let (state, mut notices) = supervisor::load_state(&home);
     // Always, even with no usable state: what a previous daemon life left
     // running is found by its marker and stopped before anything starts.
     match sup.restore(state) {

@@ -30,6 +30,8 @@
 //!   instance index, pid and port, read back with [`http_get`];
 //!   [`HEALTH_SERVER`] is the app of the health-check tests (late to
 //!   listen, failing on demand);
+//! - `disk`: [`fill_disk`] fills a file system to the last byte (a home on
+//!   its own tmpfs, `TestDaemon::new_stopped_on_tmpfs`), [`free_bytes`];
 //! - `ports`: [`free_ports`] gives each test its own block of free TCP
 //!   ports (tests run in parallel).
 //!
@@ -46,6 +48,7 @@
 mod binaries;
 mod command;
 mod daemon;
+mod disk;
 mod events;
 mod fixtures;
 mod grpc;
@@ -57,6 +60,7 @@ mod wait;
 pub use binaries::{Binaries, binaries};
 pub use command::{arg, run_with_timeout, spawn_retrying_busy};
 pub use daemon::{FAST_MONITOR, TestDaemon};
+pub use disk::{fill_disk, free_bytes};
 pub use events::{EVENTS_SYNC_APP, EventStream, kind_of};
 pub use fixtures::{
     HEALTH_SERVER, HTTP_SERVER, HttpReply, http_get, node, now_ns, python3, wait_http,

@@ -70,6 +70,15 @@ pub fn status(e: Error) -> Status {
         Error::FailedPrecondition(_) => Status::failed_precondition(msg),
         Error::ResourceExhausted(_) => Status::resource_exhausted(msg),
         Error::ShuttingDown => Status::unavailable(msg),
+        Error::StateNotWritten { ref source, .. } if crate::store::is_out_of_space(source) => {
+            Status::resource_exhausted(msg)
+        }
+        // Any other failed write (EIO, a read-only remount): INTERNAL, not
+        // UNAVAILABLE. The daemon is there and answered; UNAVAILABLE means
+        // "try again, it is transient" to gRPC clients (and "the daemon is
+        // unavailable" to pmd), while the same call keeps failing until
+        // someone fixes the file system.
+        Error::StateNotWritten { .. } => Status::internal(msg),
         // A path the daemon refuses to open as given (a symbolic link at a
         // log path) is the caller's to fix.
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {

@@ -2,21 +2,39 @@
 //! on every change) and `dump.json` (`pmd save` / `pmd resurrect`).
 //!
 //! Writes are atomic: temp file, fsync, rename, fsync of the directory, so a
-//! crash leaves either the old or the new file. A file that cannot be read
-//! is moved aside (never silently replaced) and the caller is told.
+//! crash leaves either the old or the new file. A failed write removes its
+//! temp file (on a full disk it holds the space the next try needs). Before
+//! each replace of `state.json`, the file being replaced becomes
+//! `state.json.bak` (a hard link: no space, atomic), the previous good
+//! state that [`load_with_backup`] falls back to when `state.json` cannot
+//! be read. A file that cannot be read is moved aside (never silently
+//! replaced) and the caller is told.
 //!
 //! [`Persister`] coalesces bursts of changes: callers bump a generation
 //! number and the writer task (owned by the supervisor) writes the latest
 //! snapshot, so a crash loop or 50 starts in a row cost one write per batch,
-//! not per change; `flushed` waits until a generation is on disk.
+//! not per change; `flushed` waits until a generation is on disk and says
+//! whether the write that covered it succeeded. It also keeps the last
+//! state that did reach the disk, which the supervisor goes back to when a
+//! write fails.
+//!
+//! `reserve.rs`: the preallocated `state.reserve` that keeps the state
+//! writable when something else (logs) fills the disk.
 
+mod reserve;
+
+pub use reserve::{RESERVE_FILE, Reserve, is_out_of_space};
+
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
 use crate::supervisor::spec::{AppSpec, Launch};
+use crate::sync::LockExt;
 
 pub const STATE_FILE: &str = "state.json";
 pub const DUMP_FILE: &str = "dump.json";
@@ -97,6 +115,81 @@ pub fn load(path: &Path) -> Loaded {
     }
 }
 
+/// A state file that could not be used: where it was moved and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unusable {
+    pub path: PathBuf,
+    pub moved_to: PathBuf,
+    pub error: String,
+}
+
+/// What [`load_with_backup`] found.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// The state to start from; None: start empty.
+    pub state: Option<StateFile>,
+    /// `state` came from the backup, which is also put back as the state
+    /// file (so that a daemon killed before its first write finds it too).
+    pub from_backup: Option<PathBuf>,
+    /// The state file, and the backup when it was tried, that could not be
+    /// used (each moved aside).
+    pub unusable: Vec<Unusable>,
+}
+
+/// `NAME.bak` next to `path`: the state the last replace of `path`
+/// replaced.
+pub fn backup_path(path: &Path) -> PathBuf {
+    sibling(path, ".bak")
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Reads the state file at `path`; when it exists but cannot be used (moved
+/// aside as [`load`] does), reads its backup ([`backup_path`]) instead. A
+/// missing state file is a fresh home (or one the user emptied on purpose):
+/// the backup is not used then.
+pub fn load_with_backup(path: &Path) -> LoadReport {
+    let (moved_to, error) = match load(path) {
+        Loaded::Missing => return LoadReport::default(),
+        Loaded::Ok(state) => {
+            return LoadReport {
+                state: Some(state),
+                ..LoadReport::default()
+            };
+        }
+        Loaded::Corrupt { moved_to, error } => (moved_to, error),
+    };
+    let mut report = LoadReport {
+        unusable: vec![Unusable {
+            path: path.to_path_buf(),
+            moved_to,
+            error,
+        }],
+        ..LoadReport::default()
+    };
+    let backup = backup_path(path);
+    match load(&backup) {
+        Loaded::Missing => {}
+        Loaded::Ok(state) => {
+            // Best effort: a link costs no space; when it fails, the
+            // daemon's first write puts a state file back anyway.
+            let _ = std::fs::hard_link(&backup, path);
+            report.state = Some(state);
+            report.from_backup = Some(backup);
+        }
+        Loaded::Corrupt { moved_to, error } => report.unusable.push(Unusable {
+            path: backup,
+            moved_to,
+            error,
+        }),
+    }
+    report
+}
+
 fn move_aside(path: &Path, error: String) -> Loaded {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -135,16 +228,63 @@ pub fn load_dump(path: &Path) -> std::io::Result<StateFile> {
     })
 }
 
-/// Atomically replaces `path` with `state` (temp + fsync + rename + fsync dir).
-pub fn write_atomic(path: &Path, state: &StateFile) -> std::io::Result<()> {
+/// Atomically replaces `path` with `state` (temp + fsync + rename + fsync
+/// dir); returns the bytes written.
+pub fn write_atomic(path: &Path, state: &StateFile) -> std::io::Result<u64> {
+    write_file(path, state, false)
+}
+
+/// [`write_atomic`], keeping the file it replaces as [`backup_path`].
+pub fn write_state(path: &Path, state: &StateFile) -> std::io::Result<u64> {
+    write_file(path, state, true)
+}
+
+/// How a write of the state file went, with the reserve's part in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReserveUse {
+    /// Not needed, and in place.
+    Untouched,
+    /// The disk was full: the reserve was deleted to make this write.
+    Spent,
+    /// It was missing (or too small) and was made again.
+    Remade,
+}
+
+/// [`write_state`]; on a full disk (ENOSPC, EDQUOT) deletes the reserve and
+/// tries once more. After a write that succeeded, remakes the reserve when
+/// it is missing or smaller than the state needs and the space is there
+/// ([`Reserve::ensure`]).
+pub fn write_state_with_reserve(
+    path: &Path,
+    state: &StateFile,
+    reserve: &Reserve,
+) -> std::io::Result<(u64, ReserveUse)> {
+    let (written, used) = match write_state(path, state) {
+        Ok(written) => (written, ReserveUse::Untouched),
+        Err(e) if reserve::is_out_of_space(&e) && reserve.release()? => {
+            (write_state(path, state)?, ReserveUse::Spent)
+        }
+        Err(e) => return Err(e),
+    };
+    // What does not fit now is tried again after the next write.
+    let remade = reserve
+        .ensure(reserve::reserve_bytes(written))
+        .unwrap_or(false);
+    let used = match used {
+        ReserveUse::Untouched if remade => ReserveUse::Remade,
+        other => other,
+    };
+    Ok((written, used))
+}
+
+fn write_file(path: &Path, state: &StateFile, keep_backup: bool) -> std::io::Result<u64> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+    let mut json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+    json.push(b'\n');
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    {
+    let tmp = sibling(path, ".tmp");
+    let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -152,12 +292,69 @@ pub fn write_atomic(path: &Path, state: &StateFile) -> std::io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&json)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        // A partial temp file on a full disk holds the space the next try
+        // (or the reserve) needs.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    if keep_backup {
+        rotate_backup(path);
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(json.len() as u64)
 }
+
+/// Makes the current `path` its backup: a hard link renamed over the old
+/// backup (atomic, no space), else a copy. Best effort: a backup that
+/// cannot be made must not stop the state from being written.
+fn rotate_backup(path: &Path) {
+    let backup = backup_path(path);
+    let tmp = sibling(&backup, ".tmp");
+    let _ = std::fs::remove_file(&tmp);
+    match std::fs::hard_link(path, &tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        // A file system without hard links.
+        Err(_) => {
+            if let Err(e) = std::fs::copy(path, &tmp) {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!(file = %backup.display(), error = %e, "cannot keep a backup of the state");
+                return;
+            }
+        }
+    }
+    if let Err(e) = std::fs::rename(&tmp, &backup) {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(file = %backup.display(), error = %e, "cannot keep a backup of the state");
+    }
+}
+
+/// A write of the state file that failed: the file and the error.
+#[derive(Debug, Clone)]
+pub struct WriteFailure {
+    pub path: PathBuf,
+    pub error: Arc<std::io::Error>,
+}
+
+/// One write by the writer task: the generations it covered (`after`
+/// exclusive, `upto` inclusive) and how it went.
+#[derive(Debug, Clone)]
+struct Attempt {
+    after: u64,
+    upto: u64,
+    outcome: Result<(), WriteFailure>,
+}
+
+/// How many recent writes [`Persister`] remembers for its waiters: a
+/// waiter looks its write up right after the write, so a few suffice.
+const ATTEMPTS_KEPT: usize = 256;
 
 /// Change counter between the supervisor (producers) and its writer task.
 pub struct Persister {
@@ -167,6 +364,10 @@ pub struct Persister {
     /// Someone waits for the next write: skip the batching window.
     urgent: AtomicBool,
     urgent_wake: Notify,
+    /// The latest writes and how they went, oldest first.
+    attempts: Mutex<VecDeque<Attempt>>,
+    /// The last state that reached the disk.
+    on_disk: Mutex<Option<Arc<StateFile>>>,
 }
 
 impl Default for Persister {
@@ -177,6 +378,8 @@ impl Default for Persister {
             done_tx: watch::channel(0).0,
             urgent: AtomicBool::new(false),
             urgent_wake: Notify::new(),
+            attempts: Mutex::new(VecDeque::new()),
+            on_disk: Mutex::new(None),
         }
     }
 }
@@ -197,11 +400,13 @@ impl Persister {
     /// Writes the current state now (no batching window) and waits until
     /// it is on disk: for changes a caller is about to be told about, so
     /// that a daemon killed right after answering does not forget them.
-    pub async fn flush(&self) {
+    /// An error: the write that covered this state failed, so the state as
+    /// the caller left it is not on disk.
+    pub async fn flush(&self) -> Result<(), WriteFailure> {
         let generation = self.request();
         self.urgent.store(true, Ordering::Release);
         self.urgent_wake.notify_one();
-        self.flushed(generation).await;
+        self.flushed(generation).await
     }
 
     /// The writer side: waits out the batching `window`, or less when a
@@ -219,10 +424,18 @@ impl Persister {
         }
     }
 
-    /// Waits until generation `generation` (or a later one) is on disk.
-    pub async fn flushed(&self, generation: u64) {
+    /// Waits until generation `generation` (or a later one) is written, and
+    /// returns how the first write that covered it went. Not a later one:
+    /// when that write failed, the supervisor undoes what it did not
+    /// record, so a later success does not make it recorded.
+    pub async fn flushed(&self, generation: u64) -> Result<(), WriteFailure> {
         let mut rx = self.done_tx.subscribe();
         let _ = rx.wait_for(|done| *done >= generation).await;
+        self.attempts
+            .locked()
+            .iter()
+            .find(|a| a.after < generation && generation <= a.upto)
+            .map_or(Ok(()), |a| a.outcome.clone())
     }
 
     /// The writer side: waits for a request, returns the generation that a
@@ -237,9 +450,29 @@ impl Persister {
         }
     }
 
-    /// The writer side: `generation` is on disk (or failed and was logged;
-    /// waiters are released either way, the next change retries).
-    pub fn mark_done(&self, generation: u64) {
+    /// The writer side: the write of the snapshot covering `generation`
+    /// went as `outcome`. Its waiters are released either way (a failed
+    /// one learns it from [`Persister::flushed`]); `state` is what a write
+    /// that succeeded put on disk.
+    pub fn mark_done(&self, generation: u64, outcome: Result<Arc<StateFile>, WriteFailure>) {
+        let after = *self.done_tx.borrow();
+        if generation <= after {
+            return;
+        }
+        let outcome = outcome.map(|state| {
+            *self.on_disk.locked() = Some(state);
+        });
+        {
+            let mut attempts = self.attempts.locked();
+            if attempts.len() == ATTEMPTS_KEPT {
+                attempts.pop_front();
+            }
+            attempts.push_back(Attempt {
+                after,
+                upto: generation,
+                outcome,
+            });
+        }
         self.done_tx.send_if_modified(|done| {
             let advanced = generation > *done;
             if advanced {
@@ -247,6 +480,17 @@ impl Persister {
             }
             advanced
         });
+    }
+
+    /// The last state that reached the disk (or was read from it at daemon
+    /// start); None before either.
+    pub fn on_disk(&self) -> Option<Arc<StateFile>> {
+        self.on_disk.locked().clone()
+    }
+
+    /// What the daemon found on disk at start.
+    pub fn set_on_disk(&self, state: StateFile) {
+        *self.on_disk.locked() = Some(Arc::new(state));
     }
 }
 
@@ -291,6 +535,21 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    fn state(next_id: u32) -> StateFile {
+        StateFile {
+            version: FORMAT_VERSION,
+            next_id,
+            apps: vec![],
+        }
+    }
+
+    fn failure() -> WriteFailure {
+        WriteFailure {
+            path: PathBuf::from("/x/state.json"),
+            error: Arc::new(std::io::Error::from_raw_os_error(28)),
+        }
+    }
+
     #[tokio::test]
     async fn persister_coalesces_and_releases_waiters() {
         let p = std::sync::Arc::new(Persister::default());
@@ -301,7 +560,98 @@ mod tests {
             let p = p.clone();
             tokio::spawn(async move { p.flushed(g1).await })
         };
-        p.mark_done(g2);
-        waiter.await.unwrap();
+        p.mark_done(g2, Ok(Arc::new(state(7))));
+        waiter.await.unwrap().unwrap();
+        assert_eq!(p.on_disk().unwrap().next_id, 7);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_the_generations_it_covered_only() {
+        let p = Persister::default();
+        p.set_on_disk(state(1));
+        let g1 = p.request();
+        p.mark_done(g1, Err(failure()));
+        let g2 = p.request();
+        let g3 = p.request();
+        p.mark_done(g3, Ok(Arc::new(state(3))));
+        // g1's write failed: a later success does not record what the
+        // supervisor undid for it.
+        let err = p.flushed(g1).await.unwrap_err();
+        assert_eq!(err.error.raw_os_error(), Some(28));
+        assert!(p.flushed(g2).await.is_ok());
+        assert!(p.flushed(g3).await.is_ok());
+        assert_eq!(p.on_disk().unwrap().next_id, 3);
+        // A failure keeps the last state that did reach the disk.
+        let g4 = p.request();
+        p.mark_done(g4, Err(failure()));
+        assert!(p.flushed(g4).await.is_err());
+        assert_eq!(p.on_disk().unwrap().next_id, 3);
+    }
+
+    #[test]
+    fn each_replace_keeps_the_previous_state_as_backup() {
+        let dir = temp();
+        let path = dir.join(STATE_FILE);
+        let backup = backup_path(&path);
+        write_state(&path, &state(1)).unwrap();
+        assert!(!backup.exists(), "nothing to keep on the first write");
+        write_state(&path, &state(2)).unwrap();
+        assert_eq!(load_dump(&backup).unwrap(), state(1));
+        write_state(&path, &state(3)).unwrap();
+        assert_eq!(load_dump(&backup).unwrap(), state(2));
+        assert_eq!(load_dump(&path).unwrap(), state(3));
+        assert!(!sibling(&backup, ".tmp").exists());
+        assert!(!sibling(&path, ".tmp").exists());
+        // A dump keeps no backup.
+        let dump = dir.join(DUMP_FILE);
+        write_atomic(&dump, &state(1)).unwrap();
+        write_atomic(&dump, &state(2)).unwrap();
+        assert!(!backup_path(&dump).exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_state_falls_back_to_its_backup() {
+        let dir = temp().join("bak");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(STATE_FILE);
+        // Missing: a fresh home, the backup is not used.
+        assert!(load_with_backup(&path).state.is_none());
+        write_state(&path, &state(1)).unwrap();
+        write_state(&path, &state(2)).unwrap();
+        std::fs::write(&path, b"{ trunc").unwrap();
+        let report = load_with_backup(&path);
+        assert_eq!(report.state, Some(state(1)));
+        assert_eq!(report.from_backup, Some(backup_path(&path)));
+        assert_eq!(report.unusable.len(), 1);
+        assert_eq!(
+            std::fs::read(&report.unusable[0].moved_to).unwrap(),
+            b"{ trunc"
+        );
+        // Put back as the state file, so the next daemon reads it too.
+        assert_eq!(load_dump(&path).unwrap(), state(1));
+
+        // Both unusable: each moved aside, nothing loaded.
+        std::fs::write(&path, b"{ a").unwrap();
+        std::fs::write(backup_path(&path), b"{ b").unwrap();
+        let report = load_with_backup(&path);
+        assert!(report.state.is_none() && report.from_backup.is_none());
+        assert_eq!(report.unusable.len(), 2, "{:?}", report.unusable);
+        assert!(!path.exists() && !backup_path(&path).exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_takes_the_reserve_back_when_it_can() {
+        let dir = temp().join("reserve");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(STATE_FILE);
+        let reserve = Reserve::in_dir(&dir);
+        let (_, used) = write_state_with_reserve(&path, &state(1), &reserve).unwrap();
+        assert_eq!(used, ReserveUse::Remade, "made on the first write");
+        assert!(reserve.allocated_bytes() >= reserve::MIN_RESERVE_BYTES);
+        let (_, used) = write_state_with_reserve(&path, &state(2), &reserve).unwrap();
+        assert_eq!(used, ReserveUse::Untouched);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

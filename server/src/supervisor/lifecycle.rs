@@ -347,6 +347,8 @@ impl Supervisor {
         // Through the writer task, so this final write cannot race one of
         // its writes on the same temp file.
         let generation = self.inner.persister.request();
-        self.inner.persister.flushed(generation).await;
+        // A failed final write is in the daemon log; the apps are stopped
+        // already, there is nothing left to undo.
+        let _ = self.inner.persister.flushed(generation).await;
     }
 }

@@ -5,7 +5,12 @@
 //! `process`). Transports (`api/`, later TCP and HTTP) only convert and
 //! authorize; the rules that make a call safe live here:
 //! - every public operation answers only once the table as it left it is
-//!   on disk ([`Supervisor::durably`]);
+//!   on disk ([`Supervisor::durably`]); when that write fails (a full
+//!   disk), the call fails and the table goes back to the last state on
+//!   disk, which is what a daemon restart would make of it: what the call
+//!   created is stopped and removed, what it deleted is back, what it
+//!   started or stopped is stopped or started again (`rollback.rs`), under
+//!   the turn;
 //! - operations that add, remove or replace instances, or walk an app's
 //!   instances one by one (create, delete, scale, apply, reload,
 //!   resurrect, `restart --port`, the watcher's restarts, restore at
@@ -29,7 +34,9 @@
 //! (create, instance tasks, start/stop/restart commands, shutdown),
 //! `delete`, `scale`, `apply`, `reload`, `dependencies` (order, cycles,
 //! conditions), `port_checks`, `watching`, `persistence` (snapshot,
-//! writer, save, resurrect, restore), `memory` (the memory guard),
+//! writer, save, resurrect, loading the state, restore), `rollback`
+//! (undoing a change whose state could not be written), `memory` (the
+//! memory guard),
 //! `instance` (the per-instance task, which decides readiness),
 //! `wait_ready` (waiting for readiness, the failure report), `process`
 //! (the OS boundary; finding an app's processes by their marker), `cgroup`
@@ -48,6 +55,7 @@ mod persistence;
 mod port_checks;
 pub mod process;
 mod reload;
+mod rollback;
 mod scale;
 pub mod spec;
 mod table;
@@ -152,18 +160,46 @@ impl Supervisor {
     /// and, once it is done, waits until the table as it is then is on disk
     /// ([`Self::durably`]).
     async fn serialized<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
-        let _turn = self.inner.turn.lock().await;
-        self.durably(op).await
+        let turn = self.inner.turn.lock().await;
+        self.answer(op, Some(turn)).await
     }
 
     /// Runs `op`, then waits until the table as it is then is on disk (no
     /// batching window), whatever `op` returned: a daemon killed right
     /// after an answer neither forgets an app it started (whose process
-    /// would then run untracked) nor revives one it stopped.
+    /// would then run untracked) nor revives one it stopped. When that
+    /// write fails, `op`'s change is undone and the call fails (see
+    /// [`Self::answer`]).
     async fn durably<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        self.answer(op, None).await
+    }
+
+    /// The end of every public operation: `op`, then its state on disk.
+    /// When the write that covers it fails, the table goes back to the
+    /// last state on disk (`rollback.rs`) under the turn (`turn`, when the
+    /// caller holds it already; else taken here, after `op`, so a start or
+    /// stop never waits for a long apply unless its own write failed), and
+    /// the call fails with [`Error::StateNotWritten`], or with `op`'s own
+    /// error when it had one.
+    async fn answer<T>(
+        &self,
+        op: impl Future<Output = Result<T>>,
+        turn: Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) -> Result<T> {
         let result = op.await;
-        self.inner.persister.flush().await;
-        result
+        let Err(failure) = self.inner.persister.flush().await else {
+            return result;
+        };
+        let _turn = match turn {
+            Some(held) => held,
+            None => self.inner.turn.lock().await,
+        };
+        let kept = self.roll_back_to_disk().await;
+        result.and(Err(Error::StateNotWritten {
+            path: failure.path,
+            source: failure.error,
+            kept,
+        }))
     }
 
     // The public operations. Every caller (the gRPC service, the daemon's
@@ -316,6 +352,7 @@ impl Supervisor {
 
 pub use apply::{Applied, ApplyMode, ApplyOptions, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT};
 use memory::{memory_guard, sample_targets};
+pub use persistence::load_state;
 use persistence::persist_loop;
 pub use reload::DEFAULT_READY_TIMEOUT;
 pub use table::InstanceView;

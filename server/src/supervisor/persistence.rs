@@ -1,8 +1,10 @@
 //! State on disk: the snapshot of the table (`state.json`), the writer task
-//! that coalesces change requests into atomic writes, `pmd save`
-//! (`dump.json`) and `pmd resurrect`, and `restore` at daemon start, which
-//! terminates what a crashed daemon left running before starting the apps
-//! again.
+//! that coalesces change requests into atomic writes and reports how each
+//! went (spending the state reserve on a full disk), `pmd save`
+//! (`dump.json`) and `pmd resurrect`, reading the state at daemon start
+//! (`state.json`, else `state.json.bak`, with the notices that say so), and
+//! `restore`, which terminates what a crashed daemon left running before
+//! starting the apps again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -82,8 +84,13 @@ pub(super) fn snapshot(inner: &Inner) -> StateFile {
 pub(super) const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The writer task: one atomic write of the latest snapshot per batch of
-/// change requests. Ends when the supervisor is gone.
+/// change requests, which tells the [`Persister`] how it went (the state
+/// it wrote, or why it could not). On a full disk it spends the reserve
+/// (`store/reserve.rs`) and says so in the daemon log. Ends when the
+/// supervisor is gone.
 pub(super) async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) {
+    // The reserve was spent and not made again yet.
+    let mut reserve_spent = false;
     loop {
         let generation = persister.next_batch().await;
         // A burst of changes (50 apps started from one file, a crash loop)
@@ -94,16 +101,45 @@ pub(super) async fn persist_loop(persister: Arc<Persister>, inner: Weak<Inner>) 
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let state = snapshot(&strong);
+        let state = Arc::new(snapshot(&strong));
         let path = strong.home.join(store::STATE_FILE);
+        let reserve = store::Reserve::in_dir(&strong.home);
         drop(strong);
-        let result = tokio::task::spawn_blocking(move || store::write_atomic(&path, &state)).await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write state.json"),
-            Err(e) => tracing::error!(error = %e, "state writer panicked"),
-        }
-        persister.mark_done(generation);
+        let (to_write, at) = (state.clone(), path.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            store::write_state_with_reserve(&at, &to_write, &reserve)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(std::io::Error::other(format!(
+                "the state writer panicked: {e}"
+            )))
+        });
+        let outcome = match result {
+            Ok((_, store::ReserveUse::Spent)) => {
+                reserve_spent = true;
+                tracing::warn!(
+                    file = %path.display(),
+                    reserve = store::RESERVE_FILE,
+                    "the disk is full: the state reserve was deleted to write the state; free some space (it is made again once there is room)"
+                );
+                Ok(state)
+            }
+            Ok((_, store::ReserveUse::Remade)) if reserve_spent => {
+                reserve_spent = false;
+                tracing::info!(reserve = store::RESERVE_FILE, "the state reserve is back");
+                Ok(state)
+            }
+            Ok(_) => Ok(state),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "cannot write the state");
+                Err(store::WriteFailure {
+                    path,
+                    error: Arc::new(e),
+                })
+            }
+        };
+        persister.mark_done(generation, outcome);
     }
 }
 
@@ -297,6 +333,9 @@ impl Supervisor {
                 }
             }
         }
+        // What a failed write goes back to (see `rollback.rs`) until the
+        // first write: the table as read.
+        self.inner.persister.set_on_disk(snapshot(&self.inner));
         let sup = self.clone();
         // In the background, but as a serialized operation: no scale or
         // delete may walk the table while it is being brought back.
@@ -317,6 +356,43 @@ impl Supervisor {
         });
         Ok(notices)
     }
+}
+
+/// Reads the state at daemon start from `home`: `state.json`, or when it
+/// cannot be used, `state.json.bak` (the state before its last replace);
+/// each file that cannot be used is moved aside. Returns the state to
+/// restore (empty when there is none) and the notices for `pmd` (Ping).
+pub fn load_state(home: &std::path::Path) -> (StateFile, Vec<String>) {
+    let path = home.join(store::STATE_FILE);
+    let report = store::load_with_backup(&path);
+    let mut notices = Vec::new();
+    for (n, bad) in report.unusable.iter().enumerate() {
+        let next = match (n, &report.from_backup) {
+            (0, Some(backup)) => format!(
+                "the daemon starts from its backup {} (the state before the last change)",
+                backup.display()
+            ),
+            (0, None) if report.unusable.len() == 1 => {
+                "there is no backup, so the daemon starts with no apps (what the previous daemon left running is stopped). Inspect it, or `pmd resurrect` from a dump".to_owned()
+            }
+            (0, None) => "its backup is tried".to_owned(),
+            _ => "the daemon starts with no apps (what the previous daemon left running is stopped). Inspect them, or `pmd resurrect` from a dump".to_owned(),
+        };
+        let notice = format!(
+            "state file {} is unusable ({}); it was moved to {} and {next}",
+            bad.path.display(),
+            bad.error,
+            bad.moved_to.display()
+        );
+        tracing::error!("{notice}");
+        notices.push(notice);
+    }
+    let state = report.state.unwrap_or_else(|| StateFile {
+        version: store::FORMAT_VERSION,
+        next_id: 0,
+        apps: Vec::new(),
+    });
+    (state, notices)
 }
 
 /// Drains the groups of a crashed daemon's recorded leaders that still

@@ -78,6 +78,9 @@ fn a_corrupt_state_file_leaves_no_orphans() {
     d.pmd_ok(&["save"]);
     d.kill9_daemon();
     fs::write(d.state_path(), "{ truncated").unwrap();
+    // No good state to fall back to either (state.json.bak is
+    // `full_disk`'s case).
+    fs::write(d.home().join("state.json.bak"), "{ truncated").unwrap();
     d.spawn_daemon();
     wait_gone("the previous daemon's apps stopped", &old);
     assert!(d.list_json().is_empty(), "{:?}", d.list_json());

@@ -9,6 +9,8 @@
 //! - `restart_policy`: crash loops, backoff, `errored`, autorestart modes;
 //! - `logs`: log files, follow, rotation, raw bytes, missed lines;
 //! - `persistence`: daemon restarts and crashes, save/resurrect, state.json;
+//! - `full_disk`: a change whose state cannot be written fails and is
+//!   undone; the state reserve; state.json.bak;
 //! - `validation`: bad input refused with nothing created, exit codes;
 //! - `security`: socket permissions, peers of another uid, secrets;
 //! - `services`: gRPC health and reflection for generic clients;
@@ -34,6 +36,7 @@ mod cluster;
 mod dependencies;
 mod ecosystem;
 mod events;
+mod full_disk;
 mod health;
 mod in_process;
 mod leftovers;
