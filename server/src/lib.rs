@@ -40,10 +40,12 @@ pub(crate) mod supervisor;
 pub(crate) mod sync;
 pub(crate) mod watch;
 
-/// `pmdaemond.log`, rotated like an app's log, and its default size and
-/// number of rotated copies.
+/// `pmdaemond.log`, rotated like an app's log, with repeated lines
+/// coalesced, and its default size, number of rotated copies and repeat
+/// window.
 pub use logs::daemon_log::{
-    DEFAULT_MAX_BYTES as DAEMON_LOG_MAX_BYTES, DEFAULT_MAX_FILES as DAEMON_LOG_MAX_FILES, DaemonLog,
+    DEFAULT_MAX_BYTES as DAEMON_LOG_MAX_BYTES, DEFAULT_MAX_FILES as DAEMON_LOG_MAX_FILES,
+    DEFAULT_REPEAT_WINDOW as DAEMON_LOG_REPEAT_WINDOW, DaemonLog, SharedDaemonLog,
 };
 
 /// This home's cgroup directory as a daemon started in the caller's cgroup

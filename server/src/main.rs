@@ -33,6 +33,11 @@ struct Args {
     /// PMDAEMON_NO_CGROUPS=1 (or true, yes, on) does the same.
     #[arg(long, env = "PMDAEMON_NO_CGROUPS", value_parser = clap::builder::BoolishValueParser::new())]
     no_cgroups: bool,
+    /// How long a line repeated in pmdaemond.log (a crash loop's) is
+    /// counted instead of written, before one line says how many times it
+    /// came (e.g. 30s, 2m; 0 writes every line).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_repeat_window)]
+    log_repeat_window: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -52,13 +57,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = init_tracing(&home, &args) {
-        eprintln!(
-            "pmdaemond: cannot open {}: {e}",
-            home.join("pmdaemond.log").display()
-        );
-        return ExitCode::FAILURE;
-    }
+    let daemon_log = match init_tracing(&home, &args) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!(
+                "pmdaemond: cannot open {}: {e}",
+                home.join("pmdaemond.log").display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     pmdaemond::alloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -80,6 +88,10 @@ fn main() -> ExitCode {
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });
+    // Summaries of repeats still counted go in before the daemon ends.
+    if let Err(e) = daemon_log.finish() {
+        eprintln!("pmdaemond: cannot write pmdaemond.log: {e}");
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -101,6 +113,10 @@ fn parse_log_files(value: &str) -> Result<u32, String> {
         .map_err(|_| format!("--log-max-files: {value:?} is not a whole number"))?;
     pmdaemon_proto::check_count("--log-max-files", n, pmdaemon_proto::MAX_LOG_MAX_FILES)
         .map_err(|e| e.0)
+}
+
+fn parse_repeat_window(value: &str) -> Result<std::time::Duration, String> {
+    pmdaemon_proto::parse_duration("--log-repeat-window", value).map_err(|e| e.0)
 }
 
 fn parse_interval(value: &str) -> Result<std::time::Duration, String> {
@@ -135,8 +151,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// Tracing to `$home/pmdaemond.log` (appended, rotated) and to stderr.
-fn init_tracing(home: &std::path::Path, args: &Args) -> std::io::Result<()> {
+/// Tracing to `$home/pmdaemond.log` (appended, rotated, repeats coalesced)
+/// and to stderr, which is a terminal when someone watches (or nothing):
+/// every line goes there.
+fn init_tracing(
+    home: &std::path::Path,
+    args: &Args,
+) -> std::io::Result<pmdaemond::SharedDaemonLog> {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::fmt;
@@ -147,7 +168,10 @@ fn init_tracing(home: &std::path::Path, args: &Args) -> std::io::Result<()> {
         args.log_max_size.unwrap_or(pmdaemond::DAEMON_LOG_MAX_BYTES),
         args.log_max_files
             .unwrap_or(pmdaemond::DAEMON_LOG_MAX_FILES),
-    )?;
+    )?
+    .with_repeat_window(args.log_repeat_window);
+    let file = pmdaemond::SharedDaemonLog::new(file);
+    file.spawn_window_closer()?;
     // `Targets` ("info", "warn,pmdaemond::health=debug") rather than
     // EnvFilter: no regex engine to load, which the daemon's idle RSS feels.
     let filter: Targets = args
@@ -158,7 +182,10 @@ fn init_tracing(home: &std::path::Path, args: &Args) -> std::io::Result<()> {
         .with(filter)
         .with(
             fmt::layer()
-                .with_writer(std::sync::Mutex::new(file))
+                .with_writer({
+                    let file = file.clone();
+                    move || file.clone()
+                })
                 .with_ansi(false),
         )
         .with(fmt::layer().with_writer(std::io::stderr).with_ansi(
@@ -166,5 +193,5 @@ fn init_tracing(home: &std::path::Path, args: &Args) -> std::io::Result<()> {
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         ))
         .init();
-    Ok(())
+    Ok(file)
 }

@@ -128,12 +128,14 @@ impl Instances {
     }
 
     /// The number of instances on a machine with `cpus()` CPUs (asked
-    /// only for `max` and -1: it reads cgroup files).
+    /// only for `max` and -1: it reads cgroup files), at most
+    /// [`MAX_INSTANCES`]: on a machine with more CPUs, `max` is the limit
+    /// rather than a count the daemon would then refuse.
     pub fn resolve(self, cpus: impl FnOnce() -> u32) -> u32 {
         match self {
             Instances::Count(n) => n,
-            Instances::PerCpu => cpus().max(1),
-            Instances::AllCpusButOne => cpus().saturating_sub(1).max(1),
+            Instances::PerCpu => cpus().clamp(1, MAX_INSTANCES),
+            Instances::AllCpusButOne => cpus().saturating_sub(1).clamp(1, MAX_INSTANCES),
         }
     }
 }
@@ -218,6 +220,10 @@ mod tests {
         assert_eq!(Instances::AllCpusButOne.resolve(|| 8), 7);
         assert_eq!(Instances::AllCpusButOne.resolve(|| 1), 1);
         assert_eq!(Instances::PerCpu.resolve(|| 0), 1);
+        // Found by proptest: `max` on a machine with more CPUs than an app
+        // may have instances resolved to a count the daemon refused.
+        assert_eq!(Instances::PerCpu.resolve(|| 4096), MAX_INSTANCES);
+        assert_eq!(Instances::AllCpusButOne.resolve(|| 4096), MAX_INSTANCES);
         assert_eq!(
             Instances::Count(3).resolve(|| panic!("CPUs asked for a count")),
             3

@@ -22,6 +22,8 @@ pub mod health;
 mod limits;
 mod names;
 mod ports;
+#[cfg(test)]
+mod proptests;
 mod states;
 mod values;
 

@@ -18,6 +18,8 @@
 mod app;
 mod deps;
 mod node;
+#[cfg(test)]
+mod proptests;
 mod raw;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@
 //! `daemon.rs` (ping, save,
 //! resurrect, shutdown).
 
-mod convert;
+pub(crate) mod convert;
 mod daemon;
 mod logs;
 mod monitor;

@@ -610,6 +610,10 @@ pub fn absolute(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+#[path = "spec_proptests.rs"]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -43,7 +43,16 @@ fn the_daemon_raises_its_open_file_limit_and_apps_keep_theirs() {
 fn the_daemon_log_is_rotated() {
     let mut d = TestDaemon::new_stopped();
     d.set_daemon_env("PMDAEMON_LOG", "info");
-    d.set_daemon_args(&["--log-max-size", "1K", "--log-max-files", "2"]);
+    // Every line written, as without coalescing: what is bounded here is
+    // the rotation (coalescing has its own test below).
+    d.set_daemon_args(&[
+        "--log-max-size",
+        "1K",
+        "--log-max-files",
+        "2",
+        "--log-repeat-window",
+        "0",
+    ]);
     d.spawn_daemon();
     let script = d.write_script("crash.sh", "exit 1");
     d.pmd_ok(&[
@@ -66,6 +75,61 @@ fn the_daemon_log_is_rotated() {
         assert!(len <= 1024, "{} holds {len} bytes", path.display());
     }
     assert!(!rotated(3).exists(), "more copies than --log-max-files");
+}
+
+/// A crash loop's repeated lines are coalesced in `pmdaemond.log`: 100+
+/// restarts leave a handful of lines, and the summary lines count the
+/// rest (issue 8: "repeated identical warnings are coalesced").
+#[test]
+fn a_crash_loop_leaves_a_few_lines_that_count_the_rest() {
+    let mut d = TestDaemon::new_stopped();
+    d.set_daemon_env("PMDAEMON_LOG", "info");
+    // A window far longer than the test: the summaries come at shutdown.
+    d.set_daemon_args(&["--log-repeat-window", "1h"]);
+    d.spawn_daemon();
+    let script = d.write_script("crash.sh", "exit 1");
+    d.pmd_ok(&[
+        "start",
+        arg(&script),
+        "--name",
+        "loop",
+        "--min-uptime",
+        "0",
+        "--start-limit-burst",
+        "0",
+    ]);
+    wait_for("100 restarts of loop", WAIT, || {
+        d.app("loop")
+            .and_then(|app| app["restarts"].as_u64())
+            .is_some_and(|n| n >= 100)
+    });
+    d.pmd_ok(&["stop", "loop"]);
+    let spawned_runs = d.app("loop").unwrap()["restarts"].as_u64().unwrap() + 1;
+    d.stop_daemon();
+    let log = d.daemon_log();
+    let spawned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("spawned app=loop"))
+        .collect();
+    assert!(
+        spawned.len() < 10,
+        "{} lines for {spawned_runs} spawns:\n{log}",
+        spawned.len()
+    );
+    // Written lines plus the counts of the summaries: every spawn.
+    let counted: u64 = spawned
+        .iter()
+        .map(|l| match l.split_once("message repeated ") {
+            Some((_, rest)) => rest.split(' ').next().unwrap().parse::<u64>().unwrap(),
+            None => 1,
+        })
+        .sum();
+    assert_eq!(counted, spawned_runs, "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("message repeated ") && l.contains("exited app=loop")),
+        "{log}"
+    );
 }
 
 /// When descriptors run out all the same, the refusal says so and names

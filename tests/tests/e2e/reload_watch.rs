@@ -30,6 +30,8 @@ fn wait_replaced(d: &TestDaemon, name: &str, old: u32) -> serde_json::Value {
 fn start_logging_watch_restarts() -> TestDaemon {
     let mut d = TestDaemon::new_stopped();
     d.set_daemon_env("PMDAEMON_LOG", "info");
+    // Each restart's line counts here, the same one twice included.
+    d.set_daemon_args(&["--log-repeat-window", "0"]);
     d.spawn_daemon();
     d
 }
