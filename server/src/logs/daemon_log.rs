@@ -9,8 +9,8 @@
 //! `spawned` and `exited`, which never repeat back to back. The first
 //! occurrence of a line is written and opens a window (`--log-repeat-window`,
 //! 30 s by default); the same line again within it is only counted; when
-//! the window closes (checked at every write, every second by a thread,
-//! and at shutdown) one summary line says how many were not written. At
+//! the window closes (checked at every write, by a thread that sleeps until
+//! the window of a counted repeat closes, and at shutdown) one summary line says how many were not written. At
 //! most [`MAX_TRACKED`] lines of at most [`MAX_TRACKED_BYTES`] each are
 //! tracked: memory stays bounded whatever the apps do.
 
@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::files;
@@ -121,6 +121,17 @@ impl DaemonLog {
         }
     }
 
+    /// When the earliest window that counted a repeat closes.
+    fn next_summary_due(&self) -> Option<Instant> {
+        let window = self.repeats.window;
+        self.repeats
+            .seen
+            .iter()
+            .filter(|s| s.repeated > 0)
+            .map(|s| s.since + window)
+            .min()
+    }
+
     /// Writes the summary of every window that has closed by `now` (of
     /// every window with `all`, at shutdown).
     pub fn close_windows(&mut self, now: Instant, all: bool) -> io::Result<()> {
@@ -145,26 +156,55 @@ impl Write for DaemonLog {
 /// The daemon log as the tracing subscriber and the window closer share
 /// it: each write takes the lock for one whole event.
 #[derive(Clone)]
-pub struct SharedDaemonLog(Arc<Mutex<DaemonLog>>);
+pub struct SharedDaemonLog(Arc<Shared>);
+
+struct Shared {
+    log: Mutex<DaemonLog>,
+    /// Signalled when a write counted a repeat: the closer then has a
+    /// summary to write when that window closes.
+    counted: Condvar,
+}
 
 impl SharedDaemonLog {
     pub fn new(log: DaemonLog) -> Self {
-        SharedDaemonLog(Arc::new(Mutex::new(log)))
+        SharedDaemonLog(Arc::new(Shared {
+            log: Mutex::new(log),
+            counted: Condvar::new(),
+        }))
     }
 
-    /// Starts the thread that closes repeat windows once a second, so that
-    /// a crash loop's summary is written even when nothing is logged after
-    /// it. It sleeps between checks: no busy wake-ups.
+    /// Starts the thread that writes a window's summary when it closes, so
+    /// that a crash loop's count is written even when nothing is logged
+    /// after it. It sleeps until a repeat is counted, then until that
+    /// window closes: an idle daemon never wakes it.
     pub fn spawn_window_closer(&self) -> io::Result<()> {
-        let log = self.clone();
+        let shared = self.0.clone();
         std::thread::Builder::new()
             .name("pmdaemond-log".into())
             .stack_size(64 << 10)
             .spawn(move || {
+                let mut log = shared.log.locked();
                 loop {
-                    std::thread::sleep(Duration::from_secs(1));
-                    // A failed write is the next event's to report.
-                    let _ = log.0.locked().close_windows(Instant::now(), false);
+                    log = match log.next_summary_due() {
+                        None => shared
+                            .counted
+                            .wait(log)
+                            .unwrap_or_else(PoisonError::into_inner),
+                        Some(due) => {
+                            let now = Instant::now();
+                            if due <= now {
+                                // A failed write is the next event's to report.
+                                let _ = log.close_windows(now, false);
+                                log
+                            } else {
+                                shared
+                                    .counted
+                                    .wait_timeout(log, due - now)
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .0
+                            }
+                        }
+                    };
                 }
             })
             .map(drop)
@@ -172,7 +212,7 @@ impl SharedDaemonLog {
 
     /// Writes every pending summary (at shutdown, so none is lost).
     pub fn finish(&self) -> io::Result<()> {
-        let mut log = self.0.locked();
+        let mut log = self.0.log.locked();
         log.close_windows(Instant::now(), true)?;
         log.flush()
     }
@@ -180,11 +220,17 @@ impl SharedDaemonLog {
 
 impl Write for SharedDaemonLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.locked().write(buf)
+        let mut log = self.0.log.locked();
+        let repeats_before = log.repeats.counted;
+        let written = log.write(buf)?;
+        if log.repeats.counted != repeats_before {
+            self.0.counted.notify_one();
+        }
+        Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.locked().flush()
+        self.0.log.locked().flush()
     }
 }
 
@@ -262,6 +308,9 @@ enum Observed {
 struct Repeats {
     window: Duration,
     seen: VecDeque<Seen>,
+    /// Repeats counted in this daemon's life (tells a writer that the
+    /// window closer has something to wait for).
+    counted: u64,
 }
 
 impl Repeats {
@@ -269,6 +318,7 @@ impl Repeats {
         Repeats {
             window,
             seen: VecDeque::new(),
+            counted: 0,
         }
     }
 
@@ -278,6 +328,7 @@ impl Repeats {
         }
         if let Some(seen) = self.seen.iter_mut().find(|s| s.key == line.key) {
             seen.repeated += 1;
+            self.counted += 1;
             return Observed::Repeat;
         }
         let closed = match self.seen.len() >= MAX_TRACKED {
