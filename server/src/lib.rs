@@ -43,6 +43,10 @@ pub use logs::daemon_log::{
     DEFAULT_MAX_BYTES as DAEMON_LOG_MAX_BYTES, DEFAULT_MAX_FILES as DAEMON_LOG_MAX_FILES, DaemonLog,
 };
 
+/// The disk reserve of log writes (`--log-reserve`), shared by
+/// pmdaemond.log and the app logs.
+pub use logs::reserve::{DiskReserve as LogReserve, ReserveSetting as LogReserveSetting};
+
 /// The shortest CPU/memory sampling period (`--monitor-interval`).
 pub use metrics::MIN_INTERVAL as MIN_MONITOR_INTERVAL;
 
@@ -138,6 +142,29 @@ pub struct Config {
     pub home: PathBuf,
     /// CPU/memory sampling period of the managed processes.
     pub monitor_interval: std::time::Duration,
+    /// The disk reserve of log writes; give pmdaemond.log the same one.
+    pub log_reserve: std::sync::Arc<LogReserve>,
+}
+
+/// Each pause and resume of log writes under the disk reserve: one
+/// warning (or notice) in pmdaemond.log and one event. pmdaemond.log
+/// pauses only once its warning is written.
+fn report_log_reserve(sup: &Supervisor, reserve: &std::sync::Arc<LogReserve>) {
+    let Some(mut changes) = reserve.take_changes() else {
+        return;
+    };
+    let (sup, reserve) = (sup.clone(), reserve.clone());
+    tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            if change.paused {
+                tracing::warn!("{change}");
+                reserve.announced(change.dev);
+            } else {
+                tracing::info!("{change}");
+            }
+            sup.log_reserve_event(&change);
+        }
+    });
 }
 
 /// Serves the daemon on `listener` until `shutdown` resolves or a client
@@ -151,6 +178,7 @@ pub async fn run(
     let Config {
         home,
         monitor_interval,
+        log_reserve,
     } = config;
     match fds::raise_limit() {
         Ok(Some((before, after))) => tracing::info!(
@@ -162,8 +190,10 @@ pub async fn run(
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     let logs_dir = home.join("logs");
-    let hub = logs::LogHub::new(logs_dir.clone()).map_err(io_err("cannot create", &logs_dir))?;
+    let hub = logs::LogHub::with_reserve(logs_dir.clone(), log_reserve.clone())
+        .map_err(io_err("cannot create", &logs_dir))?;
     let sup = Supervisor::new(home.clone(), hub, monitor_interval);
+    report_log_reserve(&sup, &log_reserve);
 
     let state_path = home.join(store::STATE_FILE);
     let mut notices = Vec::new();

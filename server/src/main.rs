@@ -27,6 +27,12 @@ struct Args {
     /// Rotated copies of pmdaemond.log kept (.1 .. .N; default 3).
     #[arg(long, value_name = "N", value_parser = parse_log_files)]
     log_max_files: Option<u32>,
+    /// Free space kept for the state file on each file system that holds
+    /// logs: under it, log files (pmdaemond.log too) stop being written
+    /// until it is back (e.g. 64M; default the smaller of 64 MiB and 1% of
+    /// the file system; 0 turns it off).
+    #[arg(long, value_name = "SIZE", value_parser = parse_reserve)]
+    log_reserve: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -46,7 +52,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = init_tracing(&home, &args) {
+    let log_reserve = pmdaemond::LogReserve::new(match args.log_reserve {
+        Some(bytes) => pmdaemond::LogReserveSetting::Bytes(bytes),
+        None => pmdaemond::LogReserveSetting::Default,
+    });
+    if let Err(e) = init_tracing(&home, &args, &log_reserve) {
         eprintln!(
             "pmdaemond: cannot open {}: {e}",
             home.join("pmdaemond.log").display()
@@ -69,6 +79,7 @@ fn main() -> ExitCode {
         let config = pmdaemond::Config {
             home: home.clone(),
             monitor_interval: args.monitor_interval,
+            log_reserve,
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });
@@ -85,6 +96,10 @@ fn main() -> ExitCode {
 fn parse_log_size(value: &str) -> Result<u64, String> {
     let bytes = pmdaemon_proto::parse_size("--log-max-size", value).map_err(|e| e.0)?;
     pmdaemon_proto::check_log_max_size("--log-max-size", bytes).map_err(|e| e.0)
+}
+
+fn parse_reserve(value: &str) -> Result<u64, String> {
+    pmdaemon_proto::parse_size("--log-reserve", value).map_err(|e| e.0)
 }
 
 fn parse_log_files(value: &str) -> Result<u32, String> {
@@ -128,7 +143,11 @@ async fn shutdown_signal() {
 }
 
 /// Tracing to `$home/pmdaemond.log` (appended, rotated) and to stderr.
-fn init_tracing(home: &std::path::Path, args: &Args) -> std::io::Result<()> {
+fn init_tracing(
+    home: &std::path::Path,
+    args: &Args,
+    reserve: &std::sync::Arc<pmdaemond::LogReserve>,
+) -> std::io::Result<()> {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::fmt;
@@ -139,7 +158,8 @@ fn init_tracing(home: &std::path::Path, args: &Args) -> std::io::Result<()> {
         args.log_max_size.unwrap_or(pmdaemond::DAEMON_LOG_MAX_BYTES),
         args.log_max_files
             .unwrap_or(pmdaemond::DAEMON_LOG_MAX_FILES),
-    )?;
+    )?
+    .with_reserve(reserve.clone())?;
     // `Targets` ("info", "warn,pmdaemond::health=debug") rather than
     // EnvFilter: no regex engine to load, which the daemon's idle RSS feels.
     let filter: Targets = args

@@ -2,13 +2,16 @@
 //! app's log (size and count bounded), so that an app in a long crash loop
 //! cannot grow it without bound. The tracing subscriber writes to it
 //! through a `Mutex`; nothing here may log (that would re-enter the
-//! subscriber).
+//! subscriber). Held to the disk reserve of the app logs
+//! ([`DaemonLog::with_reserve`]).
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::files;
+use super::reserve::{DiskReserve, Writer};
 
 /// The default size of `pmdaemond.log` before it is rotated.
 pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
@@ -23,6 +26,8 @@ pub struct DaemonLog {
     size: u64,
     max_bytes: u64,
     max_files: u32,
+    /// The disk reserve, and the file system (st_dev) of the file.
+    reserve: Option<(Arc<DiskReserve>, u64)>,
 }
 
 impl DaemonLog {
@@ -36,7 +41,17 @@ impl DaemonLog {
             size,
             max_bytes,
             max_files,
+            reserve: None,
         })
+    }
+
+    /// Drops writes while the file system of the log is under `reserve`
+    /// (once the warning of the pause is written: see `reserve`).
+    pub fn with_reserve(mut self, reserve: Arc<DiskReserve>) -> io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = self.file.metadata()?.dev();
+        self.reserve = Some((reserve, dev));
+        Ok(self)
     }
 
     /// The oldest copy goes, the others move up one, the file becomes
@@ -57,6 +72,14 @@ impl DaemonLog {
 
 impl Write for DaemonLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        if let Some((reserve, dev)) = &self.reserve {
+            let dir = self.path.parent().unwrap_or(&self.path);
+            if !reserve.admit(self.file.as_fd(), *dev, dir, buf.len(), Writer::DaemonLog) {
+                // Dropped, as app lines are: the state file needs the room.
+                return Ok(buf.len());
+            }
+        }
         if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
