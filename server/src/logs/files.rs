@@ -148,6 +148,12 @@ impl LogDir {
         }
     }
 
+    /// Whether `name` leads to a file: a link counts when its target
+    /// exists (only looked at, never opened through).
+    pub(crate) fn leads_to_file(&self, name: &OsStr) -> bool {
+        nix::sys::stat::fstatat(self.fd(), name, nix::fcntl::AtFlags::empty()).is_ok()
+    }
+
     /// Renames `from` to `to`, both in this directory.
     pub(crate) fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
         Ok(renameat(self.fd(), from, self.fd(), to)?)

@@ -265,7 +265,7 @@ impl LogHub {
         // searches for a free inode). A path the user gave is opened now,
         // so that one that cannot be written is refused at once.
         let custom = !Arc::ptr_eq(&sink.dir, &self.inner.dir);
-        if custom || sink.dir.open_read(&sink.file_name)?.is_some() {
+        if custom || sink.dir.leads_to_file(&sink.file_name) {
             let mut st = sink.lock();
             st.open(&sink)?;
             // A previous run (of an earlier daemon, say) may have ended
