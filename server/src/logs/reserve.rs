@@ -215,9 +215,9 @@ impl DiskReserve {
             gate.step_bytes = 1 << 20;
             return None;
         };
-        let unit = st.fragment_size() as u64;
-        let total = (st.blocks() as u64).saturating_mul(unit);
-        let free = (st.blocks_available() as u64).saturating_mul(unit);
+        let unit = st.fragment_size();
+        let total = st.blocks().saturating_mul(unit);
+        let free = st.blocks_available().saturating_mul(unit);
         let reserve = match self.setting {
             ReserveSetting::Default => {
                 DEFAULT_RESERVE_MAX_BYTES.min(total / 100 * DEFAULT_RESERVE_PERCENT)

@@ -210,7 +210,7 @@ fn idle_log_files_are_closed_and_reopened() {
 /// Free bytes (for an unprivileged writer) of the file system of `path`.
 fn free_bytes(path: &Path) -> u64 {
     let st = nix::sys::statvfs::statvfs(path).unwrap();
-    st.blocks_available() as u64 * st.fragment_size() as u64
+    st.blocks_available() * st.fragment_size()
 }
 
 /// An app that floods its log on a small file system stops being written
