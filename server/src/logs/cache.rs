@@ -4,7 +4,9 @@
 //! `fds::log_file_budget`) is open daemon-wide: past it, the least recently
 //! written ones are closed. A closed file is reopened through its
 //! directory handle on the next write, so an app's descriptors in the
-//! daemon are its pipes and a pidfd, not its files.
+//! daemon are its pipes and a pidfd, not its files. When an open still
+//! runs out of descriptors, the older half of the open files is closed
+//! and the open tried once more.
 //!
 //! Talks to: [`super::LogSink`], which reports opens, closes and writes;
 //! the janitor closes other sinks' files with `try_lock` only, so it never
@@ -82,6 +84,13 @@ impl FileCache {
                 std::ptr::eq(s, sink)
             });
         }
+    }
+
+    /// The daemon is out of descriptors: closes the least recently written
+    /// half of the open files (but `sink`'s, whose lock the caller holds).
+    pub(super) fn shed(&self, sink: &LogSink) {
+        let half = self.open.load(Ordering::Relaxed) / 2;
+        self.evict(half, |s| std::ptr::eq(s, sink));
     }
 
     /// `sink` (whose lock the caller holds) closed its file.

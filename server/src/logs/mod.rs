@@ -654,7 +654,15 @@ impl SinkState {
     /// counts it in the open-file cache.
     fn open(&mut self, sink: &LogSink) -> io::Result<()> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let file = sink.dir.open_append(&sink.file_name)?;
+        let file = match sink.dir.open_append(&sink.file_name) {
+            // Out of descriptors: idle log files are the ones the daemon
+            // can give back; close the older half of them and try again.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => {
+                sink.hub.cache.shed(sink);
+                sink.dir.open_append(&sink.file_name)?
+            }
+            opened => opened?,
+        };
         let meta = file.metadata()?;
         // On the open handle, so no swap between a check and the open
         // counts: in a directory others may write, only our own file.
