@@ -22,8 +22,12 @@ use super::{HubInner, LogSink};
 
 /// A log file not written for this long is closed. Reopening one is an
 /// `openat` relative to a held directory and an `fstat`: cheap next to
-/// keeping hundreds of idle descriptors.
-pub const IDLE_CLOSE: Duration = Duration::from_secs(5);
+/// keeping hundreds of idle descriptors. Short, so that an app printing a
+/// line every few seconds (the usual worker) holds no file between lines.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(2);
+/// How often the janitor looks (a file is closed between `IDLE_CLOSE` and
+/// this much later).
+const JANITOR_PERIOD: Duration = Duration::from_secs(1);
 
 /// Per sink, readable without its lock.
 #[derive(Debug, Default)]
@@ -154,12 +158,14 @@ impl FileCache {
         }
         let hub: Weak<HubInner> = Arc::downgrade(hub);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(IDLE_CLOSE);
+            let mut tick = tokio::time::interval(JANITOR_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(hub) = hub.upgrade() else { return };
-                hub.cache.close_idle(IDLE_CLOSE);
+                if hub.cache.open.load(Ordering::Relaxed) > 0 {
+                    hub.cache.close_idle(IDLE_CLOSE);
+                }
             }
         });
     }
