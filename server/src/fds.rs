@@ -1,7 +1,8 @@
 //! The open-file limit: the daemon raises its own soft limit to the hard
 //! one at start ([`raise_limit`]), gives each app back the limit it was
 //! started with ([`give_back`]), and says so, naming the limit, when
-//! descriptors still run out ([`explain_exhaustion`]).
+//! descriptors still run out ([`explain_exhaustion`]), and how many log
+//! files may stay open ([`log_file_budget`]).
 
 use std::io;
 
@@ -81,4 +82,17 @@ pub(crate) fn explain_exhaustion(e: io::Error) -> io::Error {
         ),
         _ => e,
     }
+}
+
+/// How many log files the daemon keeps open at once (the log sinks close
+/// the least recently written ones past it): a quarter of its open-file
+/// limit as it stands (raised already, when the daemon could), between 16
+/// and 4096. The rest is for what cannot be closed: each app's pipes and
+/// pidfd, sockets, directory handles.
+pub(crate) fn log_file_budget() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 4096)
 }

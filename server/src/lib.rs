@@ -48,6 +48,9 @@ pub use logs::daemon_log::{
     DEFAULT_REPEAT_WINDOW as DAEMON_LOG_REPEAT_WINDOW, DaemonLog, SharedDaemonLog,
 };
 
+/// The disk reserve of log writes (`--log-reserve`), shared by
+/// pmdaemond.log and the app logs.
+pub use logs::reserve::{DiskReserve as LogReserve, ReserveSetting as LogReserveSetting};
 /// This home's cgroup directory as a daemon started in the caller's cgroup
 /// makes it (None without a usable cgroup2): for cleaning up after one.
 pub use supervisor::cgroup::home_dir_of as cgroup_dir_of;
@@ -150,6 +153,29 @@ pub struct Config {
     /// Give each run of an instance its own cgroup v2 where the daemon can
     /// (`--no-cgroups` turns it off: process group and marker only).
     pub cgroups: bool,
+    /// The disk reserve of log writes; give pmdaemond.log the same one.
+    pub log_reserve: std::sync::Arc<LogReserve>,
+}
+
+/// Each pause and resume of log writes under the disk reserve: one
+/// warning (or notice) in pmdaemond.log and one event. pmdaemond.log
+/// pauses only once its warning is written.
+fn report_log_reserve(sup: &Supervisor, reserve: &std::sync::Arc<LogReserve>) {
+    let Some(mut changes) = reserve.take_changes() else {
+        return;
+    };
+    let (sup, reserve) = (sup.clone(), reserve.clone());
+    tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            if change.paused {
+                tracing::warn!("{change}");
+                reserve.announced(change.dev);
+            } else {
+                tracing::info!("{change}");
+            }
+            sup.log_reserve_event(&change);
+        }
+    });
 }
 
 /// Serves the daemon on `listener` until `shutdown` resolves or a client
@@ -164,6 +190,7 @@ pub async fn run(
         home,
         monitor_interval,
         cgroups,
+        log_reserve,
     } = config;
     match fds::raise_limit() {
         Ok(Some((before, after))) => tracing::info!(
@@ -176,9 +203,11 @@ pub async fn run(
     }
     alloc::spawn_trimmer();
     let logs_dir = home.join("logs");
-    let hub = logs::LogHub::new(logs_dir.clone()).map_err(io_err("cannot create", &logs_dir))?;
+    let hub = logs::LogHub::with_reserve(logs_dir.clone(), log_reserve.clone())
+        .map_err(io_err("cannot create", &logs_dir))?;
     let cgroups = tracking(&home, cgroups);
     let sup = Supervisor::new(home.clone(), hub, monitor_interval, cgroups.clone());
+    report_log_reserve(&sup, &log_reserve);
 
     // state.json, else its backup; each unusable file is moved aside and
     // named in the notices.

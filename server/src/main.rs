@@ -38,6 +38,12 @@ struct Args {
     /// came (e.g. 30s, 2m; 0 writes every line).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_repeat_window)]
     log_repeat_window: std::time::Duration,
+    /// Free space kept for the state file on each file system that holds
+    /// logs: under it, log files (pmdaemond.log too) stop being written
+    /// until it is back (e.g. 64M; default the smaller of 64 MiB and 1% of
+    /// the file system; 0 turns it off).
+    #[arg(long, value_name = "SIZE", value_parser = parse_reserve)]
+    log_reserve: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -57,7 +63,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let daemon_log = match init_tracing(&home, &args) {
+    let log_reserve = pmdaemond::LogReserve::new(match args.log_reserve {
+        Some(bytes) => pmdaemond::LogReserveSetting::Bytes(bytes),
+        None => pmdaemond::LogReserveSetting::Default,
+    });
+    let daemon_log = match init_tracing(&home, &args, &log_reserve) {
         Ok(log) => log,
         Err(e) => {
             eprintln!(
@@ -85,6 +95,7 @@ fn main() -> ExitCode {
             home: home.clone(),
             monitor_interval: args.monitor_interval,
             cgroups: !args.no_cgroups,
+            log_reserve,
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });
@@ -105,6 +116,10 @@ fn main() -> ExitCode {
 fn parse_log_size(value: &str) -> Result<u64, String> {
     let bytes = pmdaemon_proto::parse_size("--log-max-size", value).map_err(|e| e.0)?;
     pmdaemon_proto::check_log_max_size("--log-max-size", bytes).map_err(|e| e.0)
+}
+
+fn parse_reserve(value: &str) -> Result<u64, String> {
+    pmdaemon_proto::parse_size("--log-reserve", value).map_err(|e| e.0)
 }
 
 fn parse_log_files(value: &str) -> Result<u32, String> {
@@ -151,12 +166,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// Tracing to `$home/pmdaemond.log` (appended, rotated, repeats coalesced)
-/// and to stderr, which is a terminal when someone watches (or nothing):
-/// every line goes there.
+/// Tracing to `$home/pmdaemond.log` (appended, rotated, repeats coalesced,
+/// held to the disk reserve) and to stderr, which is a terminal when
+/// someone watches (or nothing): every line goes there.
 fn init_tracing(
     home: &std::path::Path,
     args: &Args,
+    reserve: &std::sync::Arc<pmdaemond::LogReserve>,
 ) -> std::io::Result<pmdaemond::SharedDaemonLog> {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
@@ -169,7 +185,8 @@ fn init_tracing(
         args.log_max_files
             .unwrap_or(pmdaemond::DAEMON_LOG_MAX_FILES),
     )?
-    .with_repeat_window(args.log_repeat_window);
+    .with_repeat_window(args.log_repeat_window)
+    .with_reserve(reserve.clone())?;
     let file = pmdaemond::SharedDaemonLog::new(file);
     file.spawn_window_closer()?;
     // `Targets` ("info", "warn,pmdaemond::health=debug") rather than

@@ -64,6 +64,8 @@ pub fn kind_word(kind: EventKind) -> &'static str {
         EventKind::Deleted => "deleted",
         EventKind::PortAssigned => "port_assigned",
         EventKind::Ready => "ready",
+        EventKind::LogsPaused => "logs_paused",
+        EventKind::LogsResumed => "logs_resumed",
     }
 }
 
@@ -76,7 +78,8 @@ pub struct EventView {
     pub id: u32,
     pub name: String,
     /// started, online, health_changed, ready, exited, restarting,
-    /// errored, stopped, deleted or port_assigned.
+    /// errored, stopped, deleted, port_assigned, logs_paused or
+    /// logs_resumed.
     pub kind: &'static str,
     /// The state word after the event (as `status` in `list -o json`).
     pub state: &'static str,
@@ -127,7 +130,7 @@ pub fn text_line(event: &Event, colours: Colours) -> String {
     let style = match kind {
         EventKind::Online | EventKind::Ready => Some(Style::Green),
         EventKind::Errored => Some(Style::Red),
-        EventKind::Exited | EventKind::Restarting => Some(Style::Yellow),
+        EventKind::Exited | EventKind::Restarting | EventKind::LogsPaused => Some(Style::Yellow),
         EventKind::HealthChanged => render::health_word(event.health()).map(render::health_style),
         EventKind::Stopped | EventKind::Deleted => Some(Style::Dim),
         _ => None,

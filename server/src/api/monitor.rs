@@ -104,6 +104,8 @@ fn kind_to_proto(k: EventKind) -> v1::EventKind {
         EventKind::Deleted => v1::EventKind::Deleted,
         EventKind::PortAssigned => v1::EventKind::PortAssigned,
         EventKind::Ready => v1::EventKind::Ready,
+        EventKind::LogsPaused => v1::EventKind::LogsPaused,
+        EventKind::LogsResumed => v1::EventKind::LogsResumed,
     }
 }
 

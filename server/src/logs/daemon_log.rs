@@ -2,17 +2,19 @@
 //! app's log (size and count bounded), so that an app in a long crash loop
 //! cannot grow it without bound. The tracing subscriber writes to it
 //! through [`SharedDaemonLog`] (a `Mutex`); nothing here may log (that
-//! would re-enter the subscriber).
+//! would re-enter the subscriber). Held to the disk reserve of the app logs
+//! ([`DaemonLog::with_reserve`]).
 //!
 //! Repeated lines are coalesced, as syslog's "last message repeated N
 //! times" does, but across interleaved lines: a crash loop alternates
 //! `spawned` and `exited`, which never repeat back to back. The first
 //! occurrence of a line is written and opens a window (`--log-repeat-window`,
 //! 30 s by default); the same line again within it is only counted; when
-//! the window closes (checked at every write, by a thread that sleeps until
-//! the window of a counted repeat closes, and at shutdown) one summary line says how many were not written. At
-//! most [`MAX_TRACKED`] lines of at most [`MAX_TRACKED_BYTES`] each are
-//! tracked: memory stays bounded whatever the apps do.
+//! the window closes (checked at every write, by a thread that sleeps
+//! until the window of a counted repeat closes, and at shutdown) one
+//! summary line says how many were not written. At most [`MAX_TRACKED`]
+//! lines of at most [`MAX_TRACKED_BYTES`] each are tracked: memory stays
+//! bounded whatever the apps do.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -22,6 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::files;
+use super::reserve::{DiskReserve, Writer};
 use crate::sync::LockExt;
 
 /// The default size of `pmdaemond.log` before it is rotated.
@@ -45,6 +48,8 @@ pub struct DaemonLog {
     max_bytes: u64,
     max_files: u32,
     repeats: Repeats,
+    /// The disk reserve, and the file system (st_dev) of the file.
+    reserve: Option<(Arc<DiskReserve>, u64)>,
 }
 
 impl DaemonLog {
@@ -59,6 +64,7 @@ impl DaemonLog {
             max_bytes,
             max_files,
             repeats: Repeats::new(DEFAULT_REPEAT_WINDOW),
+            reserve: None,
         })
     }
 
@@ -67,6 +73,15 @@ impl DaemonLog {
     pub fn with_repeat_window(mut self, window: Duration) -> Self {
         self.repeats = Repeats::new(window);
         self
+    }
+
+    /// Drops writes while the file system of the log is under `reserve`
+    /// (once the warning of the pause is written: see `reserve`).
+    pub fn with_reserve(mut self, reserve: Arc<DiskReserve>) -> io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = self.file.metadata()?.dev();
+        self.reserve = Some((reserve, dev));
+        Ok(self)
     }
 
     /// The oldest copy goes, the others move up one, the file becomes
@@ -86,6 +101,14 @@ impl DaemonLog {
 
     /// Writes `buf` to the file, rotating first when it would not fit.
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        if let Some((reserve, dev)) = &self.reserve {
+            let dir = self.path.parent().unwrap_or(&self.path);
+            if !reserve.admit(self.file.as_fd(), *dev, dir, buf.len(), Writer::DaemonLog) {
+                // Dropped, as app lines are: the state file needs the room.
+                return Ok(());
+            }
+        }
         if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
             self.rotate()?;
         }

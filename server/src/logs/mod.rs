@@ -27,18 +27,23 @@
 //! size: memory per capture stays bounded even for an app that never
 //! writes a newline.
 
+mod cache;
 pub(crate) mod daemon_log;
 mod files;
+pub(crate) mod paths;
+pub(crate) mod reserve;
 mod ring;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::sync::LockExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +54,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use self::files::LogDir;
+use self::reserve::DiskReserve;
+#[cfg(test)]
+use self::reserve::ReserveSetting;
 use self::ring::Ring;
 
 /// Capacity of the daemon-wide broadcast, in lines. A follower further
@@ -131,16 +140,24 @@ pub struct LogConfig {
     pub time: bool,
 }
 
-/// Shared by every sink: the log directory, the sequence counter and the
-/// broadcast sender. Cheap to clone.
+/// Shared by every sink: the log directory, the sequence counter, the
+/// broadcast sender, the disk reserve and the cache of open log files.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct LogHub {
     inner: Arc<HubInner>,
 }
 
 struct HubInner {
-    /// `$PMDAEMON_HOME/logs`.
-    dir: PathBuf,
+    /// `$PMDAEMON_HOME/logs`, as given.
+    dir_path: PathBuf,
+    /// Its handle: default log files are reached through it only.
+    dir: Arc<LogDir>,
+    /// `$PMDAEMON_HOME`: no custom log file may be in it.
+    home: PathBuf,
+    /// Handles of the directories of custom log files, shared by the sinks
+    /// of one directory (one descriptor per directory, not per file).
+    dirs: Mutex<HashMap<(u64, u64), Weak<LogDir>>>,
     /// The last sequence number handed out (0: none yet). Sinks reserve a
     /// block of numbers while holding their own lock, so within a sink the
     /// numbers follow the file order.
@@ -150,51 +167,68 @@ struct HubInner {
     /// never sees `Closed` while the daemon runs: followers must watch the
     /// daemon's shutdown signal themselves.
     tx: broadcast::Sender<Arc<LogLine>>,
+    reserve: Arc<DiskReserve>,
+    /// The open-file cache (see [`cache`]).
+    cache: cache::FileCache,
 }
 
 impl LogHub {
     /// `dir` is `$PMDAEMON_HOME/logs`, created if missing, and kept
     /// private (0700) whatever the home's own mode: app output often
-    /// carries secrets.
+    /// carries secrets. It is never reached through a symbolic link. The
+    /// default disk reserve applies.
+    #[cfg(test)]
     pub fn new(dir: PathBuf) -> std::io::Result<Self> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        Self::with_reserve(dir, DiskReserve::new(ReserveSetting::Default))
+    }
+
+    /// [`LogHub::new`] with the daemon's disk reserve (shared with
+    /// pmdaemond.log).
+    pub fn with_reserve(dir: PathBuf, reserve: Arc<DiskReserve>) -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)?;
-        let mode = std::fs::metadata(&dir)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        let handle = LogDir::open_own(&dir)?;
+        if handle.mode() & 0o077 != 0 {
+            // Through the handle: the path is not walked again.
+            nix::sys::stat::fchmod(handle.fd(), nix::sys::stat::Mode::from_bits_truncate(0o700))?;
         }
+        let home = dir.parent().map_or_else(|| dir.clone(), Path::to_path_buf);
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Ok(LogHub {
             inner: Arc::new(HubInner {
-                dir,
+                dir_path: dir,
+                dir: Arc::new(handle),
+                home,
+                dirs: Mutex::new(HashMap::new()),
                 last_seq: AtomicU64::new(0),
                 tx,
+                reserve,
+                cache: cache::FileCache::new(crate::fds::log_file_budget()),
             }),
         })
     }
 
     /// The log directory.
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        &self.inner.dir_path
     }
 
     /// The file a given instance's stream is written to.
     pub fn path(&self, name: &str, id: u32, stream: Stream) -> PathBuf {
-        // Names are validated at the edge (no `/`, no `..`).
-        debug_assert!(!name.contains('/'), "unvalidated app name {name:?}");
-        self.inner
-            .dir
-            .join(format!("{name}-{id}-{}.log", stream.as_str()))
+        self.inner.dir_path.join(default_name(name, id, stream))
     }
 
     /// Opens (appending, creating if needed) the sink for one instance
     /// stream. The supervisor keeps it for the instance's whole life, across
     /// restarts, so the ring and the file survive respawns.
     ///
-    /// `path` overrides the default file (an app's `out_file`/`error_file`).
+    /// `path` overrides the default file (an app's `out_file`/`error_file`):
+    /// its directory is placed by the rules of [`paths`] (a directory
+    /// another user could write is refused, so is the daemon's home) and
+    /// held open from then on.
     pub fn open_sink(
         &self,
         name: &str,
@@ -203,55 +237,82 @@ impl LogHub {
         path: Option<PathBuf>,
         config: LogConfig,
     ) -> std::io::Result<Arc<LogSink>> {
-        let custom = path.is_some();
-        let path = path.unwrap_or_else(|| self.path(name, id, stream));
-        // A default log file that does not exist yet is created by the
-        // first write: many apps never write to one of their streams, and
-        // creating a file is the costliest step of starting an app (ext4
-        // searches for a free inode). A path the user gave is opened now,
-        // so that one that cannot be written is refused at once.
-        if !custom && !path.exists() {
-            return Ok(Arc::new(LogSink {
-                hub: Arc::clone(&self.inner),
-                name: Arc::from(name),
-                id,
-                stream,
-                path,
-                state: Mutex::new(SinkState::new(config, None, 0, false)),
-            }));
-        }
-        let file = files::open_append(&path)?;
-        let meta = file.metadata()?;
-        let size = meta.len();
-        // Ours, made by an older daemon or by hand with a looser mode.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if path.parent() == Some(self.dir()) && meta.permissions().mode() & 0o077 != 0 {
-                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        let (dir, file_name, path) = match path {
+            None => (
+                Arc::clone(&self.inner.dir),
+                OsString::from(default_name(name, id, stream)),
+                self.path(name, id, stream),
+            ),
+            Some(path) => {
+                let placed = paths::place_custom(&path, &self.inner.home)?;
+                (self.share_dir(placed.dir), placed.name, path)
             }
-        }
-        // A previous run (of an earlier daemon, say) may have ended without
-        // a newline.
-        let mut last = [b'\n'];
-        if size > 0 {
-            use std::os::unix::fs::FileExt;
-            // `file` is write-only (O_APPEND).
-            let _ = File::open(&path).and_then(|f| f.read_at(&mut last, size - 1));
-        }
-        let open = last[0] != b'\n';
-        Ok(Arc::new(LogSink {
+        };
+        let sink = Arc::new(LogSink {
             hub: Arc::clone(&self.inner),
             name: Arc::from(name),
             id,
             stream,
             path,
-            state: Mutex::new(SinkState::new(config, Some(file), size, open)),
-        }))
+            dir,
+            file_name,
+            cached: cache::Entry::default(),
+            state: Mutex::new(SinkState::new(config)),
+        });
+        // A default log file that does not exist yet is created by the
+        // first write: many apps never write to one of their streams, and
+        // creating a file is the costliest step of starting an app (ext4
+        // searches for a free inode). A path the user gave is opened now,
+        // so that one that cannot be written is refused at once.
+        let custom = !Arc::ptr_eq(&sink.dir, &self.inner.dir);
+        if custom || sink.dir.leads_to_file(&sink.file_name) {
+            let mut st = sink.lock();
+            st.open(&sink)?;
+            // A previous run (of an earlier daemon, say) may have ended
+            // without a newline.
+            let mut last = [b'\n'];
+            if st.size > 0
+                && let Some(f) = sink.dir.open_read(&sink.file_name)?
+            {
+                use std::os::unix::fs::FileExt;
+                let _ = f.read_at(&mut last, st.size - 1);
+            }
+            st.line_open = last[0] != b'\n';
+            st.run_ended = st.line_open;
+        }
+        self.inner.cache.register(&sink);
+        Ok(sink)
+    }
+
+    /// One handle per directory: a sink of a directory that is already
+    /// open shares its handle.
+    fn share_dir(&self, dir: LogDir) -> Arc<LogDir> {
+        let mut dirs = self.inner.dirs.locked();
+        dirs.retain(|_, d| d.strong_count() > 0);
+        if let Some(open) = dirs.get(&dir.id()).and_then(Weak::upgrade) {
+            return open;
+        }
+        let dir = Arc::new(dir);
+        dirs.insert(dir.id(), Arc::downgrade(&dir));
+        dir
     }
 
     /// A receiver of every line written from now on, by any sink.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogLine>> {
         self.inner.tx.subscribe()
+    }
+
+    /// Log files open now, daemon-wide.
+    #[cfg(test)]
+    pub fn open_files(&self) -> usize {
+        self.inner.cache.open_count()
+    }
+
+    /// Closes the files that were not written for `idle` (the janitor's
+    /// pass, for tests).
+    #[cfg(test)]
+    pub fn close_idle(&self, idle: Duration) {
+        self.inner.cache.close_idle(idle);
     }
 
     /// Removes an instance's files, rotated ones included (on delete).
@@ -263,12 +324,27 @@ impl LogHub {
     }
 }
 
-/// Removes log files and their rotated siblings. Missing files are not an
-/// error; the first other error is returned after trying every file.
+/// `NAME-ID-out.log` / `-err.log`.
+fn default_name(name: &str, id: u32, stream: Stream) -> String {
+    // Names are validated at the edge (no `/`, no `..`).
+    debug_assert!(!name.contains('/'), "unvalidated app name {name:?}");
+    format!("{name}-{id}-{}.log", stream.as_str())
+}
+
+/// Removes log files and their rotated siblings, through a handle of their
+/// directory (never following a link). Missing files are not an error; the
+/// first other error is returned after trying every file.
 pub fn remove_log_files(paths: impl IntoIterator<Item = PathBuf>) -> std::io::Result<()> {
     let mut first_err = None;
     for path in paths {
-        let result = files::remove_if_exists(&path).and_then(|()| files::remove_rotated(&path, 0));
+        let result = files::split(&path).and_then(|(dir, name)| {
+            let dir = match LogDir::open_own(dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                dir => dir?,
+            };
+            dir.remove_if_exists(name)?;
+            dir.remove_rotated(name, 0)
+        });
         if let Err(e) = result {
             first_err.get_or_insert(e);
         }
@@ -279,7 +355,7 @@ pub fn remove_log_files(paths: impl IntoIterator<Item = PathBuf>) -> std::io::Re
 impl fmt::Debug for LogHub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogHub")
-            .field("dir", &self.inner.dir)
+            .field("dir", &self.inner.dir_path)
             .field("last_seq", &self.inner.last_seq.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -291,8 +367,16 @@ pub struct LogSink {
     name: Arc<str>,
     id: u32,
     stream: Stream,
-    /// The current file; rotated ones are `path.1 .. path.N`.
+    /// The current file as the user or the hub named it (for messages);
+    /// rotated ones are `path.1 .. path.N`. Never opened by this path:
+    /// every file operation goes through `dir`.
     path: PathBuf,
+    /// The handle of the file's directory, opened once.
+    dir: Arc<LogDir>,
+    /// The file's name in `dir`.
+    file_name: OsString,
+    /// What the open-file cache knows of this sink without its lock.
+    cached: cache::Entry,
     /// Held for one chunk's write (file, seq, ring, broadcast) or one tail
     /// read; never across an await.
     state: Mutex<SinkState>,
@@ -303,9 +387,13 @@ struct SinkState {
     /// Opened with `O_APPEND`, so a truncation (flush, rotation with
     /// `max_files == 0`) never leaves the handle writing at an old offset.
     /// `None` until the first write for a default log file that did not
-    /// exist, and after a rotation could not open the new file; the next
-    /// write opens (creates) it.
+    /// exist, after the file was idle (the cache closed it) and after a
+    /// rotation could not open the new file; the next write opens (creates)
+    /// it through the directory handle.
     file: Option<File>,
+    /// The file is a regular one (false for /dev/null): only regular files
+    /// are rotated, truncated and held to the disk reserve.
+    regular: bool,
     /// Bytes in the current file, as far as this sink knows (it is the
     /// only writer).
     size: u64,
@@ -345,7 +433,7 @@ impl LogSink {
         let lowered = config.max_files < st.config.max_files;
         st.config = config;
         if lowered {
-            files::remove_rotated(&self.path, config.max_files)?;
+            self.dir.remove_rotated(&self.file_name, config.max_files)?;
         }
         Ok(())
     }
@@ -368,10 +456,13 @@ impl LogSink {
             return Ok((Vec::new(), last_seq));
         }
         let mut budget = TAIL_MAX_READ_BYTES;
-        let (mut out, whole) = files::tail_lines(&self.path, lines, &mut budget)?;
+        let current = self.dir.open_read(&self.file_name)?;
+        let (mut out, whole) = files::tail_lines(current, lines, &mut budget)?;
         if out.len() < lines && whole && budget > 0 {
-            let older = files::rotated_path(&self.path, 1);
-            let (mut before, _) = files::tail_lines(&older, lines - out.len(), &mut budget)?;
+            let older = self
+                .dir
+                .open_read(&files::rotated_name(&self.file_name, 1))?;
+            let (mut before, _) = files::tail_lines(older, lines - out.len(), &mut budget)?;
             before.append(&mut out);
             out = before;
         }
@@ -394,17 +485,18 @@ impl LogSink {
         })
     }
 
-    /// Empties the file and removes rotated ones. The ring is cleared too:
-    /// a flush means "forget these logs" (e.g. a leaked secret), so they
-    /// must not come back through a resume. Sequence numbers go on.
+    /// Empties the file and removes rotated ones, through the directory
+    /// handle. The ring is cleared too: a flush means "forget these logs"
+    /// (e.g. a leaked secret), so they must not come back through a resume.
+    /// Sequence numbers go on.
     pub fn flush(&self) -> std::io::Result<()> {
         let mut st = self.lock();
         st.ring.clear();
-        if std::fs::metadata(&self.path).is_ok_and(|m| !m.is_file()) {
+        if !st.regular {
             return Ok(()); // /dev/null: nothing to empty
         }
-        st.truncate(&self.path)?;
-        files::remove_rotated(&self.path, 0)
+        st.truncate(self)?;
+        self.dir.remove_rotated(&self.file_name, 0)
     }
 
     fn lock(&self) -> MutexGuard<'_, SinkState> {
@@ -424,27 +516,34 @@ impl LogSink {
 
         let mut guard = self.lock();
         let st = &mut *guard;
-        if std::mem::take(&mut st.run_ended) && st.line_open {
-            let ended = st.write_file(&self.path, b"\n", true);
-            st.note_write(&self.path, ended);
-            st.line_open = false;
+        // As the followers see it: a run that ended gets its own newline
+        // in the file, not in their lines.
+        let was_open = st.line_open && !st.run_ended;
+        // Under the disk reserve the file gets nothing (the ring and the
+        // followers still do) and keeps its line state.
+        if !st.regular || self.admitted(data.len()) {
+            if std::mem::take(&mut st.run_ended) && st.line_open {
+                let ended = st.write_file(self, b"\n", true);
+                st.note_write(self, ended);
+                st.line_open = false;
+            }
+            let was_open = st.line_open;
+            let written = if st.config.time {
+                let stamp = humantime::format_rfc3339_millis(now).to_string();
+                let mut scratch = std::mem::take(&mut st.scratch);
+                prefix_lines(&mut scratch, data, stamp.as_bytes(), was_open);
+                let written = st.write_file(self, &scratch, was_open);
+                scratch.clear();
+                scratch.shrink_to(SCRATCH_KEEP_BYTES);
+                st.scratch = scratch;
+                written
+            } else {
+                st.write_file(self, data, was_open)
+            };
+            st.line_open = data.last() != Some(&b'\n');
+            st.note_write(self, written);
+            self.hub.cache.touch(self);
         }
-        let was_open = st.line_open;
-
-        let written = if st.config.time {
-            let stamp = humantime::format_rfc3339_millis(now).to_string();
-            let mut scratch = std::mem::take(&mut st.scratch);
-            prefix_lines(&mut scratch, data, stamp.as_bytes(), was_open);
-            let written = st.write_file(&self.path, &scratch, was_open);
-            scratch.clear();
-            scratch.shrink_to(SCRATCH_KEEP_BYTES);
-            st.scratch = scratch;
-            written
-        } else {
-            st.write_file(&self.path, data, was_open)
-        };
-        st.line_open = data.last() != Some(&b'\n');
-        st.note_write(&self.path, written);
 
         // The newline that ends an over-long line, alone, is not a line of
         // its own for followers: they already have every piece of it.
@@ -454,6 +553,21 @@ impl LogSink {
             data
         };
         self.emit(st, body, timestamp_ms);
+    }
+
+    /// Whether the disk reserve lets `len` more bytes into this sink's
+    /// file system.
+    fn admitted(&self, len: usize) -> bool {
+        self.hub.reserve.admit(
+            self.dir.fd(),
+            self.dir.dev(),
+            self.dir.path(),
+            len,
+            reserve::Writer::App {
+                id: self.id,
+                name: &self.name,
+            },
+        )
     }
 
     /// Numbers the lines of `body`, keeps the newest in the ring and sends
@@ -521,18 +635,58 @@ impl fmt::Debug for LogSink {
 }
 
 impl SinkState {
-    /// `open`: the file ends in the middle of a line a previous run left.
-    fn new(config: LogConfig, file: Option<File>, size: u64, open: bool) -> Self {
+    fn new(config: LogConfig) -> Self {
         SinkState {
             config,
-            file,
-            size,
-            line_open: open,
-            run_ended: open,
+            file: None,
+            regular: true,
+            size: 0,
+            line_open: false,
+            run_ended: false,
             last_seq: 0,
             ring: Ring::default(),
             failing: false,
             scratch: Vec::new(),
+        }
+    }
+
+    /// Opens (creates) the sink's file through its directory handle and
+    /// counts it in the open-file cache.
+    fn open(&mut self, sink: &LogSink) -> io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let file = match sink.dir.open_append(&sink.file_name) {
+            // Out of descriptors: idle log files are the ones the daemon
+            // can give back; close the older half of them and try again.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => {
+                sink.hub.cache.shed(sink);
+                sink.dir.open_append(&sink.file_name)?
+            }
+            opened => opened?,
+        };
+        let meta = file.metadata()?;
+        // On the open handle, so no swap between a check and the open
+        // counts: in a directory others may write, only our own file.
+        let me = nix::unistd::geteuid().as_raw();
+        paths::check_file_owner(&sink.dir, &sink.path, meta.uid(), me)?;
+        // Ours, made by an older daemon or by hand with a looser mode.
+        if Arc::ptr_eq(&sink.dir, &sink.hub.dir)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        self.regular = meta.is_file();
+        self.size = meta.len();
+        self.close(sink);
+        self.file = Some(file);
+        sink.hub.cache.opened(sink);
+        Ok(())
+    }
+
+    /// Closes the file (the next write reopens it).
+    fn close(&mut self, sink: &LogSink) {
+        if self.file.take().is_some() {
+            sink.hub.cache.closed(sink);
         }
     }
 
@@ -543,12 +697,10 @@ impl SinkState {
     /// line that was open when it filled up; but never more than twice
     /// `max_bytes`: output without newlines (a progress bar, a binary dump)
     /// is cut there, so the disk stays bounded whatever an app writes.
-    fn write_file(&mut self, path: &Path, mut out: &[u8], mut open: bool) -> io::Result<()> {
+    fn write_file(&mut self, sink: &LogSink, mut out: &[u8], mut open: bool) -> io::Result<()> {
         while !out.is_empty() {
             if self.file.is_none() {
-                let file = files::open_append(path)?;
-                self.size = file.metadata()?.len();
-                self.file = Some(file);
+                self.open(sink)?;
             }
             let room = self.config.max_bytes.saturating_sub(self.size);
             let take = if out.len() as u64 <= room {
@@ -565,13 +717,13 @@ impl SinkState {
                     .saturating_mul(2)
                     .saturating_sub(self.size);
                 if hard_room == 0 {
-                    self.rotate(path)?;
+                    self.rotate(sink)?;
                     continue;
                 }
                 let line = memchr(b'\n', out).map_or(out.len(), |nl| nl + 1);
                 line.min(usize::try_from(hard_room).unwrap_or(usize::MAX))
             } else {
-                self.rotate(path)?;
+                self.rotate(sink)?;
                 continue;
             };
             let file = self.file.as_mut().expect("opened above");
@@ -589,39 +741,41 @@ impl SinkState {
 
     /// `X.log` becomes `X.log.1`, `.1` becomes `.2` ..., the oldest
     /// (`.max_files`) is removed; `max_files == 0` just empties `X.log`.
-    fn rotate(&mut self, path: &Path) -> io::Result<()> {
+    /// All of it through the directory handle.
+    fn rotate(&mut self, sink: &LogSink) -> io::Result<()> {
         // /dev/null (the one non-regular log file allowed) is never renamed
         // or truncated: it just keeps discarding.
-        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        if !self.regular {
             self.size = 0;
             return Ok(());
         }
         let keep = self.config.max_files;
         if keep == 0 {
-            return self.truncate(path);
+            return self.truncate(sink);
         }
-        if let Err(e) = files::shift_rotated(path, keep) {
+        if let Err(e) = sink.dir.shift_rotated(&sink.file_name, keep) {
             // Keep the disk bounded even so: lose this file's lines instead.
-            tracing::warn!(path = %path.display(), error = %e, "cannot rotate log file, truncating it");
-            return self.truncate(path);
+            tracing::warn!(path = %sink.path.display(), error = %e, "cannot rotate log file, truncating it");
+            return self.truncate(sink);
         }
-        self.file = None;
+        self.close(sink);
         self.size = 0;
-        let file = files::open_append(path)?;
-        self.file = Some(file);
+        self.open(sink)
+    }
+
+    fn truncate(&mut self, sink: &LogSink) -> io::Result<()> {
+        if self.file.is_none() {
+            self.open(sink)?;
+        }
+        if let Some(file) = &self.file {
+            file.set_len(0)?;
+        }
+        self.size = 0;
         Ok(())
     }
 
-    fn truncate(&mut self, path: &Path) -> io::Result<()> {
-        match &self.file {
-            Some(file) => file.set_len(0)?,
-            None => self.file = Some(files::open_append_truncate(path)?),
-        }
-        self.size = 0;
-        Ok(())
-    }
-
-    fn note_write(&mut self, path: &Path, result: io::Result<()>) {
+    fn note_write(&mut self, sink: &LogSink, result: io::Result<()>) {
+        let path = &sink.path;
         match result {
             Ok(()) if self.failing => {
                 self.failing = false;
@@ -720,6 +874,7 @@ pub fn capture<R>(pipe: R, sink: Arc<LogSink>) -> JoinHandle<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
+    cache::FileCache::start_janitor(&sink.hub);
     tokio::spawn(async move { pump(pipe, &sink).await })
 }
 

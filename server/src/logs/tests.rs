@@ -429,19 +429,19 @@ fn tail_read_is_bounded() {
     let path = dir.path().join("x.log");
     std::fs::write(&path, "aaaa\nbbbb\ncccc\n").unwrap();
     let mut budget = 7;
-    let (lines, whole) = tail_lines(&path, 3, &mut budget).unwrap();
+    let (lines, whole) = tail_lines(std::fs::File::open(&path).ok(), 3, &mut budget).unwrap();
     assert_eq!(
         (lines, whole, budget),
         (vec![Bytes::from_static(b"cccc")], false, 0)
     );
 
     let mut budget = 1 << 20;
-    let (lines, whole) = tail_lines(&path, 3, &mut budget).unwrap();
+    let (lines, whole) = tail_lines(std::fs::File::open(&path).ok(), 3, &mut budget).unwrap();
     assert_eq!(lines, strs(&["aaaa", "bbbb", "cccc"]));
     assert!(whole);
 
     std::fs::write(&path, "\n\nlast").unwrap();
-    let (lines, _) = tail_lines(&path, 10, &mut budget).unwrap();
+    let (lines, _) = tail_lines(std::fs::File::open(&path).ok(), 10, &mut budget).unwrap();
     assert_eq!(lines, strs(&["", "", "last"]));
 }
 
@@ -649,4 +649,137 @@ async fn bulk_output_is_complete() {
         .collect();
     assert_eq!(read(sink.path()), want);
     assert_eq!(sink.tail(2).unwrap().0, numbered(199_999..=200_000));
+}
+
+/// A file not written for a while is closed, and the next write reopens
+/// it through the directory handle: the lines land in the same file.
+#[tokio::test]
+async fn idle_files_are_closed_and_reopened_on_the_next_write() {
+    let (_dir, hub) = hub();
+    let sink = hub.open_sink("idle", 0, Stream::Out, None, ROOMY).unwrap();
+    run_sh(&sink, "echo one").await;
+    assert_eq!(hub.open_files(), 1);
+    hub.close_idle(Duration::ZERO);
+    assert_eq!(hub.open_files(), 0);
+    run_sh(&sink, "echo two").await;
+    assert_eq!(hub.open_files(), 1);
+    assert_eq!(read(sink.path()), b"one\ntwo\n");
+}
+
+/// Past the budget of open files, the least recently written is closed.
+#[tokio::test]
+async fn at_most_the_budget_of_files_stays_open() {
+    let (_dir, hub) = hub();
+    let budget = crate::fds::log_file_budget();
+    let sinks: Vec<_> = (0..budget as u32 + 5)
+        .map(|id| hub.open_sink("many", id, Stream::Out, None, ROOMY).unwrap())
+        .collect();
+    for sink in &sinks {
+        sink.append(b"x\n");
+    }
+    assert!(hub.open_files() <= budget, "{} open", hub.open_files());
+    // Every file got its line, reopened or not.
+    sinks[0].append(b"y\n");
+    assert_eq!(read(sinks[0].path()), b"x\ny\n");
+}
+
+/// The directory is held: a logs directory swapped for a link after the
+/// sink opened it changes nothing, rotation and flush included.
+#[tokio::test]
+async fn a_swapped_directory_is_never_followed() {
+    let (dir, hub) = hub();
+    let config = LogConfig {
+        max_bytes: 8,
+        max_files: 1,
+        time: false,
+    };
+    let sink = hub.open_sink("held", 0, Stream::Out, None, config).unwrap();
+    sink.append(b"1234567\n");
+    let moved = dir.path().join("moved");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("held-0-out.log"), b"precious\n").unwrap();
+    std::fs::rename(hub.dir(), &moved).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, hub.dir()).unwrap();
+    hub.close_idle(Duration::ZERO);
+    sink.append(b"abc\n"); // rotates, reopens
+    sink.flush().unwrap();
+    sink.append(b"def\n");
+    assert_eq!(read(&elsewhere.join("held-0-out.log")), b"precious\n");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        1,
+        "nothing new appeared in the link's target"
+    );
+    assert_eq!(read(&moved.join("held-0-out.log")), b"def\n");
+}
+
+mod placement {
+    use super::super::paths::{LogPathError, place_custom, taken_by};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(path: &std::path::Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A directory others may write without the sticky bit is refused; with
+    /// it (like /tmp) it is allowed, but a stranger's file in it is not.
+    #[test]
+    fn directories_open_to_others_need_the_sticky_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        let err = place_custom(&open.join("a.log"), &home).unwrap_err();
+        assert!(matches!(err, LogPathError::OpenToOthers { .. }), "{err}");
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        chmod(&open, 0o1777);
+        place_custom(&open.join("a.log"), &home).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            let theirs = open.join("theirs.log");
+            std::fs::write(&theirs, b"").unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let err = place_custom(&theirs, &home).unwrap_err();
+            assert!(matches!(err, LogPathError::ForeignFile { .. }), "{err}");
+            // Another user's directory (root only: chown).
+            let foreign = dir.path().join("foreign");
+            std::fs::create_dir(&foreign).unwrap();
+            std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+            let err = place_custom(&foreign.join("a.log"), &home).unwrap_err();
+            assert!(
+                matches!(err, LogPathError::ForeignOwner { uid: 65534, .. }),
+                "{err}"
+            );
+        }
+    }
+
+    /// The daemon's home is recognised through a link, and so is a file
+    /// another app writes.
+    #[test]
+    fn the_resolved_path_is_compared() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let link = dir.path().join("link-to-home");
+        std::os::unix::fs::symlink(&home, &link).unwrap();
+        let err = place_custom(&link.join("state.json"), &home).unwrap_err();
+        assert!(matches!(err, LogPathError::InHome { .. }), "{err}");
+
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(&real, &alias).unwrap();
+        let taken = vec![(real.join("a.log"), "app web (id 0)".to_owned())];
+        let placed = place_custom(&alias.join("a.log"), &home).unwrap();
+        assert_eq!(taken_by(&placed, &taken), Some("app web (id 0)"));
+        let placed = place_custom(&alias.join("b.log"), &home).unwrap();
+        assert_eq!(taken_by(&placed, &taken), None);
+        // A hard link of a file in use is the same file.
+        std::fs::write(real.join("a.log"), b"").unwrap();
+        std::fs::hard_link(real.join("a.log"), real.join("c.log")).unwrap();
+        let placed = place_custom(&real.join("c.log"), &home).unwrap();
+        assert_eq!(taken_by(&placed, &taken), Some("app web (id 0)"));
+    }
 }

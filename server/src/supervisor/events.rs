@@ -39,6 +39,11 @@ pub enum EventKind {
     /// Ready (see `Readiness`): health check passed, online for
     /// min_uptime, or a one-shot job completed.
     Ready,
+    /// Log writes stopped under the disk reserve (this instance's write
+    /// noticed it; they stop for every log on that file system).
+    LogsPaused,
+    /// Log writes resumed (free space back above the reserve).
+    LogsResumed,
 }
 
 /// One state change of one instance, with the state after it.
@@ -128,6 +133,33 @@ impl EventBus {
 }
 
 impl super::Supervisor {
+    /// The event of a pause or resume of log writes under the disk
+    /// reserve, about the instance whose write noticed it (none for
+    /// pmdaemond.log's own writes, or when it is gone).
+    pub(crate) fn log_reserve_event(&self, change: &crate::logs::reserve::ReserveChange) {
+        let Some((id, name)) = &change.app else {
+            return;
+        };
+        let shared = {
+            let table = self.table();
+            table
+                .apps
+                .iter()
+                .flat_map(|a| &a.instances)
+                .find(|i| i.id == *id)
+                .map(|i| std::sync::Arc::clone(&i.shared))
+        };
+        let Some(shared) = shared else { return };
+        let kind = match change.paused {
+            true => EventKind::LogsPaused,
+            false => EventKind::LogsResumed,
+        };
+        let shared = crate::sync::LockExt::locked(&*shared);
+        self.inner
+            .events
+            .emit(*id, name, kind, &shared, change.to_string());
+    }
+
     /// Wake-ups on every change of an instance record from now on (see
     /// [`Changes`]): take them before reading what you wait on.
     pub fn changes(&self) -> Changes {

@@ -34,10 +34,12 @@ pub(super) fn assign_ports(spec: &AppSpec, others: &[Claim], keep: &[u16]) -> Re
 }
 
 /// Where an app's `out_file`/`error_file` may not point, checked before
-/// anything is created: at a non-regular file other than /dev/null (a FIFO
-/// would block logging, a device or directory break it), at the daemon's
-/// own files, or at a log file another app (or another stream) writes.
-/// `taken` holds the log paths in use, with who uses them.
+/// anything is created, on the resolved path (`logs::paths` has the
+/// rules): at a non-regular file other than /dev/null (a FIFO would block
+/// logging, a device or directory break it), into a directory another
+/// user could swap files in, at the daemon's own files, or at a log file
+/// another app (or another stream) writes. `taken` holds the log paths in
+/// use, with who uses them.
 pub(super) fn check_log_paths(
     spec: &AppSpec,
     home: &Path,
@@ -51,24 +53,11 @@ pub(super) fn check_log_paths(
         if path == Path::new(spec::DISCARD) {
             continue;
         }
-        if let Ok(meta) = std::fs::metadata(&path)
-            && !meta.is_file()
-        {
-            return Err(Error::InvalidArgument(format!(
-                "{field}: {} is not a regular file; logs go to files (use {} to discard \
-                 the output)",
-                path.display(),
-                spec::DISCARD
-            )));
-        }
-        if path.parent() == Some(home) {
-            return Err(Error::InvalidArgument(format!(
-                "{field}: {} is in the daemon's home, next to its own files; choose another \
-                 path",
-                path.display()
-            )));
-        }
-        if let Some((_, user)) = taken.iter().find(|(p, _)| *p == path) {
+        let refused =
+            |e: crate::logs::paths::LogPathError| Error::InvalidArgument(format!("{field}: {e}"));
+        let placed = crate::logs::paths::place_custom(&path, home).map_err(refused)?;
+        placed.check_regular(&path).map_err(refused)?;
+        if let Some(user) = crate::logs::paths::taken_by(&placed, taken) {
             return Err(Error::InvalidArgument(format!(
                 "{field}: {} is already the log file of {user}; give each stream its own file",
                 path.display()

@@ -13,6 +13,8 @@
 //!   undone; the state reserve; state.json.bak;
 //! - `validation`: bad input refused with nothing created, exit codes;
 //! - `security`: socket permissions, peers of another uid, secrets;
+//! - `log_safety`: custom log directories (owners, links, the home),
+//!   held directory handles, idle log files closed, the disk reserve;
 //! - `services`: gRPC health and reflection for generic clients;
 //! - `ecosystem`: ecosystem files (YAML, JSON, JS), `--env`, `--only`;
 //! - `cluster`: several instances of an app, `pmd scale`;
@@ -42,6 +44,7 @@ mod in_process;
 mod leftovers;
 mod lifecycle;
 mod limits;
+mod log_safety;
 mod logs;
 mod monitoring;
 mod persistence;
