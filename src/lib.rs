@@ -49,3 +49,69 @@ pub fn home_dir() -> PathBuf {
 pub fn socket_path(home: &std::path::Path) -> PathBuf {
     home.join("pmd.sock")
 }
+
+/// Encoded `FileDescriptorSet` of the whole contract with every option
+/// (`google.api.http` routes, `pmdaemon.v1.access`) and the files it
+/// imports: what the HTTP gateway builds its routes and its OpenAPI
+/// document from. Static data: it costs memory only once decoded.
+pub const API_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/pmdaemon_api_descriptor.bin"));
+
+mod access {
+    use crate::v1::Access;
+    include!(concat!(env!("OUT_DIR"), "/access.rs"));
+}
+pub use access::METHOD_ACCESS;
+
+/// Who may call the RPC at gRPC path `path`
+/// (`/pmdaemon.v1.ProcessManager/ListProcesses`); None when the path is not
+/// an RPC of the contract.
+pub fn method_access(path: &str) -> Option<v1::Access> {
+    METHOD_ACCESS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|&(_, access)| access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// The access table covers exactly the RPCs of the served contract,
+    /// with the reads marked as such and everything else admin-only.
+    #[test]
+    fn every_rpc_has_its_declared_access() {
+        let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap();
+        let mut served: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|f| {
+                let package = f.package().to_string();
+                f.service.iter().flat_map(move |s| {
+                    let service = format!("{package}.{}", s.name());
+                    s.method
+                        .iter()
+                        .map(move |m| format!("/{service}/{}", m.name()))
+                })
+            })
+            .collect();
+        let mut listed: Vec<String> = METHOD_ACCESS.iter().map(|(p, _)| p.to_string()).collect();
+        served.sort();
+        listed.sort();
+        assert_eq!(served, listed);
+        use v1::Access::*;
+        for (method, access) in [
+            ("ListProcesses", ReadOnly),
+            ("StreamLogs", ReadOnly),
+            ("Ping", ReadOnly),
+            ("StartProcess", Admin),
+            ("DeleteProcess", Admin),
+            ("Shutdown", Admin),
+        ] {
+            let path = format!("/pmdaemon.v1.ProcessManager/{method}");
+            assert_eq!(method_access(&path), Some(access), "{method}");
+        }
+        assert_eq!(method_access("/pmdaemon.v1.ProcessManager/Nope"), None);
+    }
+}
