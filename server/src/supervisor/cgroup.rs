@@ -182,6 +182,16 @@ impl RunCgroup {
         &self.dir
     }
 
+    /// Its directory, opened for clone3's `CLONE_INTO_CGROUP`.
+    pub fn open(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY)
+            .open(&self.dir)
+            .map(std::os::fd::OwnedFd::from)
+    }
+
     /// Moves `pid` (and only it: its threads go along, not its children)
     /// into this cgroup. A process that is already gone is no error.
     pub fn adopt(&self, pid: u32) -> std::io::Result<()> {

@@ -30,16 +30,12 @@ impl Escapees {
         }
     }
 
-    /// The app's command: plants one escapee, then runs `main`. It plants
-    /// once the daemon has moved it into its run's cgroup: the daemon moves
-    /// a child in right after its exec (posix_spawn cannot start it there),
-    /// and a move waits for the kernel (an RCU grace period, milliseconds),
-    /// so what an app forks in that first instant stays outside; the group
-    /// and the marker cover that, not an environment cleared then.
+    /// The app's command: plants one escapee first thing, then runs
+    /// `main`. The daemon starts the app in its run's cgroup (clone3), so
+    /// even what it forks in its first instant is a member.
     fn script(&self, main: &str) -> String {
         format!(
-            "until grep -q '^0::.*/i[0-9]*-[0-9]*$' /proc/self/cgroup; do sleep 0.01; done; \
-             ( setsid env -i sleep {} & echo $! >> {} ) ; {main}",
+            "( setsid env -i sleep {} & echo $! >> {} ) ; {main}",
             self.seconds,
             self.file.display()
         )
