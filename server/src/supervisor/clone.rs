@@ -288,8 +288,7 @@ unsafe fn run_child(c: &Child) -> ! {
         if libc::setpgid(0, 0) != 0 {
             fail(c.report);
         }
-        let mut target: c_int = 0;
-        for &fd in &c.stdio {
+        for (target, fd) in (0..).zip(c.stdio) {
             // dup2 onto itself would keep close-on-exec: clear it instead,
             // as glibc's file action does.
             let rc = if fd == target {
@@ -300,7 +299,6 @@ unsafe fn run_child(c: &Child) -> ! {
             if rc == -1 {
                 fail(c.report);
             }
-            target += 1;
         }
         if libc::chdir(c.cwd) != 0 {
             fail(c.report);
