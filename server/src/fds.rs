@@ -1,6 +1,6 @@
 //! The open-file limit: the daemon raises its own soft limit to the hard
 //! one at start ([`raise_limit`]), gives each app back the limit it was
-//! started with ([`give_back`]), and says so, naming the limit, when
+//! started with ([`app_limit`], [`give_back`]), and says so, naming the limit, when
 //! descriptors still run out ([`explain_exhaustion`]), and how many log
 //! files may stay open ([`log_file_budget`]).
 
@@ -27,17 +27,24 @@ pub(crate) fn raise_limit() -> std::io::Result<Option<(u64, u64)>> {
     Ok(Some((soft, hard)))
 }
 
-/// Puts a just spawned app back on the open-file limit the daemon was
-/// started with. posix_spawn cannot set limits, so this happens as soon as
-/// it returns, once the new program runs: a program that reads its limit
-/// in its very first instructions could still see the daemon's.
+/// The open-file limit (soft, hard) an app gets when it differs from the
+/// daemon's (the daemon raised its own): what [`give_back`] sets, and what
+/// a child started with clone3 sets itself before its exec.
+pub(crate) fn app_limit() -> Option<(u64, u64)> {
+    let &(soft, hard) = APP_NOFILE.get()?;
+    // Not raised: the app inherits the same limit.
+    (soft < hard).then_some((soft, hard))
+}
+
+/// Puts an app just started with posix_spawn back on the open-file limit
+/// the daemon was started with. posix_spawn cannot set limits, so this
+/// happens as soon as it returns, once the new program runs: a program
+/// that reads its limit in its very first instructions could still see
+/// the daemon's. (A child started with clone3 sets it before its exec.)
 pub(crate) fn give_back(pid: nix::unistd::Pid) {
-    let Some(&(soft, hard)) = APP_NOFILE.get() else {
+    let Some((soft, hard)) = app_limit() else {
         return;
     };
-    if soft >= hard {
-        return; // the daemon did not raise it: the app inherited the same
-    }
     let limit = nix::libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,

@@ -3,8 +3,11 @@
 //! whatever it does (setsid, a cleared environment, a double fork), and is
 //! stopped with `cgroup.kill`. Owns the home's cgroup directory and the
 //! per-run cgroups in it; talks to the cgroup2 filesystem only. Used by
-//! `instance.rs` (spawn, terminate, the exit sweep), `process.rs` (moving a
-//! fresh child in) and `persistence.rs` (the restore sweep). Where this is
+//! `instance.rs` (spawn, terminate, the exit sweep), `process.rs` (a fresh
+//! child starts in its run's cgroup through clone3's `CLONE_INTO_CGROUP`
+//! on the directory [`RunCgroup::open`] gives, or, on a kernel before 5.7,
+//! is moved in after posix_spawn) and `persistence.rs` (the restore
+//! sweep). Where this is
 //! not available, the process group plus the marker in the environment
 //! (`process::marked`) is the tracking, decided once at daemon start.
 //!
@@ -28,9 +31,9 @@
 //! previous life's cgroup is skipped. No controller is enabled anywhere:
 //! membership is all the daemon needs, and the daemon's own cgroup may then
 //! hold the daemon and these children at once. The daemon never moves
-//! itself. Writing to `cgroup.procs` needs write access to the daemon's own
-//! cgroup (root, or a delegated subtree: systemd's `Delegate=yes`, a user
-//! session's `user@.service`).
+//! itself. Starting a child in a cgroup, like writing to `cgroup.procs`,
+//! needs write access to the daemon's own cgroup (root, or a delegated
+//! subtree: systemd's `Delegate=yes`, a user session's `user@.service`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -180,6 +183,16 @@ impl Tree {
 impl RunCgroup {
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Its directory, opened for clone3's `CLONE_INTO_CGROUP`.
+    pub fn open(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY)
+            .open(&self.dir)
+            .map(std::os::fd::OwnedFd::from)
     }
 
     /// Moves `pid` (and only it: its threads go along, not its children)

@@ -45,6 +45,7 @@
 
 mod apply;
 pub mod cgroup;
+mod clone;
 mod delete;
 mod dependencies;
 pub mod events;

@@ -1,12 +1,13 @@
 //! The OS boundary of the supervisor: spawning an instance in its own
 //! process group with piped stdio (glibc's posix_spawn through nix's
-//! wrappers, exit awaited on a pidfd), signalling and draining that group
+//! wrappers, or clone3 into its cgroup; exit awaited on a pidfd), signalling and draining that group
 //! and the descendants that left it, finding what a previous daemon life
 //! left behind, and reading `/proc` to identify processes across daemon
 //! lives (start time and boot id, so a reused pid is never touched).
 //!
-//! A child is moved into its run's cgroup (`cgroup.rs`) right after the
-//! spawn, where the daemon tracks by cgroup.
+//! Where the daemon tracks by cgroup, a child starts as a member of its
+//! run's cgroup (`cgroup.rs`) through clone3 (`clone.rs`); on a kernel
+//! without it, it is moved in right after posix_spawn.
 //!
 //! Nothing here holds state; `instance.rs` owns the children.
 
@@ -24,10 +25,12 @@ use super::cgroup::RunCgroup;
 use super::spec::Launch;
 
 /// Spawns `launch` in a new process group (pgid = pid) with stdin from
-/// /dev/null and stdout/stderr piped to the daemon, and moves it into
+/// /dev/null and stdout/stderr piped to the daemon, as a member of
 /// `cgroup` when given ([`Spawned::in_cgroup`] says whether that worked).
 ///
-/// With glibc's posix_spawn(3) (a vfork-like clone that waits for the
+/// Into a cgroup with clone3 (`clone.rs`), which does what posix_spawn
+/// does here, in a child of its own, with the same errors. Otherwise, or
+/// where the kernel lacks it, with glibc's posix_spawn(3) (a vfork-like clone that waits for the
 /// exec): no copy of the daemon's page tables per spawn, and exec errors
 /// (ENOENT, EACCES, ENOEXEC, a bad cwd) come back as the return value;
 /// glibc's posix_spawn, unlike execvp, never hands an ENOEXEC file to
@@ -59,6 +62,46 @@ fn spawn_process(
     let devnull = std::fs::File::open("/dev/null")?;
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let receiver = |fd: OwnedFd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok();
+
+    if let Some(cg) = cgroup
+        && super::clone::available()
+    {
+        use super::clone::{Exec, Failure};
+        use std::os::fd::AsFd;
+        let exec = Exec {
+            program: &image.program,
+            argv: &image.argv,
+            envp: &image.envp,
+            cwd: &cwd,
+            stdio: [devnull.as_fd(), out_w.as_fd(), err_w.as_fd()],
+            nofile: crate::fds::app_limit(),
+        };
+        let started = cg
+            .open()
+            .map_err(Failure::Clone)
+            .and_then(|dir| super::clone::spawn(&exec, dir.as_fd()));
+        match started {
+            Ok(started) => {
+                drop((out_w, err_w, devnull));
+                return Ok(Spawned {
+                    pid: started.pid,
+                    pidfd: watch_pidfd(started.pidfd),
+                    in_cgroup: true,
+                    status: None,
+                    stdout: receiver(out_r),
+                    stderr: receiver(err_r),
+                });
+            }
+            Err(Failure::Spawn(e)) => return Err(e),
+            Err(Failure::Unsupported(e)) => {
+                tracing::info!(error = %e, "the kernel cannot start a process in a cgroup (clone3 with CLONE_INTO_CGROUP, Linux 5.7): processes are moved into their cgroups after posix_spawn");
+            }
+            Err(Failure::Clone(e)) => {
+                tracing::warn!(cgroup = %cg.dir().display(), error = %e, "cannot start the process in its cgroup; moving it in after posix_spawn");
+            }
+        }
+    }
 
     // nix's setters below read only -1 as failure, while these functions
     // return an error number; with open fds and valid flags glibc's only
@@ -87,12 +130,12 @@ fn spawn_process(
         &image.envp,
     )?;
     let pid_u32 = u32::try_from(pid.as_raw()).unwrap_or(0);
-    // posix_spawn cannot start a child in a cgroup (glibc has no
-    // posix_spawnattr_setcgroup_np; clone3's CLONE_INTO_CGROUP would need
-    // child code of our own), so the child is moved in first thing after
-    // its exec. The move waits for the kernel (an RCU grace period: a few
-    // milliseconds), so a process it forks in that first instant stays in
-    // the daemon's cgroup; it is in the run's process group and carries
+    // The fallback when clone3 could not start it there: posix_spawn
+    // cannot start a child in a cgroup (glibc has no
+    // posix_spawnattr_setcgroup_np), so the child is moved in first thing
+    // after its exec. The move waits for the kernel (an RCU grace period: a
+    // few milliseconds), so a process it forks in that first instant stays
+    // in the daemon's cgroup; it is in the run's process group and carries
     // the marker, and terminate's group and marker sweep still ends it
     // (only one that also clears its environment in that instant escapes).
     let in_cgroup = cgroup.is_some_and(|cg| match cg.adopt(pid_u32) {
@@ -106,7 +149,6 @@ fn spawn_process(
     drop((out_w, err_w, devnull));
     crate::fds::give_back(pid);
     let pid = pid_u32;
-    let receiver = |fd: OwnedFd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok();
     Ok(Spawned {
         pid,
         pidfd: pidfd_open(pid),
@@ -152,7 +194,7 @@ pub struct Spawned {
     /// Readable once the process exited; None where pidfds are missing
     /// (kernels before 5.3), then exit is polled.
     pidfd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
-    /// Whether it was moved into the cgroup [`spawn`] was given.
+    /// Whether it is in the cgroup [`spawn`] was given.
     pub in_cgroup: bool,
     /// Kept once reaped, so a wait cancelled in a select does not lose it.
     status: Option<std::process::ExitStatus>,
@@ -216,7 +258,13 @@ fn pidfd_open(pid: u32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>
     let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
     let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
     // SAFETY: a fresh descriptor nobody else owns.
-    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    watch_pidfd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd` registered with the runtime, to await the exit on.
+fn watch_pidfd(
+    owned: std::os::fd::OwnedFd,
+) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     // SAFETY: OwnedFd keeps the descriptor open and unchanged for as long
     // as the AsyncFd owns it.
     unsafe {
@@ -611,6 +659,131 @@ mod tests {
 
     fn spawn_test(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
         spawn(launch, env, None)
+    }
+
+    /// A run cgroup made for a test and removed after it, where this
+    /// machine lets the test make one (root, a writable cgroup2 with
+    /// cgroup.kill); None, with a message, elsewhere.
+    struct TestCgroup {
+        run: Option<RunCgroup>,
+        tree: super::super::cgroup::Tree,
+        _home: tempfile::TempDir,
+    }
+
+    impl TestCgroup {
+        fn new() -> Option<TestCgroup> {
+            let home = tempfile::tempdir().unwrap();
+            let tree = super::super::cgroup::Tree::detect(home.path())
+                .inspect_err(|e| eprintln!("skipped: no cgroup to spawn into: {e}"))
+                .ok()?;
+            let run = tree.create(0).unwrap();
+            Some(TestCgroup {
+                run: Some(run),
+                tree,
+                _home: home,
+            })
+        }
+
+        fn run(&self) -> &RunCgroup {
+            self.run.as_ref().unwrap()
+        }
+    }
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            if let Some(run) = self.run.take() {
+                run.kill();
+                for pid in run.pids() {
+                    let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
+                }
+                run.discard();
+            }
+            self.tree.remove();
+        }
+    }
+
+    /// The clone3 path starts the child in its cgroup with what posix_spawn
+    /// gives it: cwd, environment, stdio, its own group, an empty signal
+    /// mask and no ignored signal.
+    #[tokio::test]
+    async fn clone3_spawns_into_the_cgroup_like_posix_spawn() {
+        let Some(cg) = TestCgroup::new() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"pwd -P; readlink /proc/self/fd/0; echo "$PMD_SPAWN_TEST"; grep '^0::' /proc/$$/cgroup; grep -E '^(NSpgid|SigBlk|SigIgn):' /proc/$$/status; echo $$; echo oops >&2; exit 3"#;
+        let env = [("PMD_SPAWN_TEST".to_string(), "set by the app".to_string())];
+        let child = spawn(
+            &launch("/bin/sh", &["-c", script], dir.path()),
+            &env,
+            Some(cg.run()),
+        )
+        .unwrap();
+        assert!(child.in_cgroup);
+        assert!(
+            super::super::clone::available(),
+            "clone3 into a cgroup was found missing on this kernel"
+        );
+        let (out, err, status) = finish(child).await;
+        let lines: Vec<&str> = out.lines().collect();
+        let [pwd, stdin, var, cgroup, pgid, blocked, ignored, pid] = lines[..] else {
+            panic!("unexpected output: {out}");
+        };
+        assert_eq!(pwd, dir.path().canonicalize().unwrap().to_str().unwrap());
+        assert_eq!(stdin, "/dev/null");
+        assert_eq!(var, "set by the app");
+        assert!(
+            cg.run().dir().ends_with(cgroup.trim_start_matches("0::/")),
+            "{cgroup} is not {}",
+            cg.run().dir().display()
+        );
+        assert_eq!(pgid.split_whitespace().nth(1), Some(pid));
+        assert_eq!(blocked, "SigBlk:\t0000000000000000");
+        assert_eq!(ignored, "SigIgn:\t0000000000000000");
+        assert_eq!(err, "oops\n");
+        assert_eq!(status.code(), Some(3));
+    }
+
+    /// An error of the clone3 child before its exec comes back over its
+    /// pipe as the very error posix_spawn returns: same kind, same message.
+    #[test]
+    fn clone3_exec_errors_are_posix_spawns() {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(cg) = TestCgroup::new() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let not_executable = dir.path().join("not-executable");
+        std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let no_format = dir.path().join("no-format");
+        std::fs::write(&no_format, "true\n").unwrap();
+        std::fs::set_permissions(&no_format, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cases = [
+            (
+                launch(missing.to_str().unwrap(), &[], dir.path()),
+                nix::libc::ENOENT,
+            ),
+            (
+                launch(not_executable.to_str().unwrap(), &[], dir.path()),
+                nix::libc::EACCES,
+            ),
+            (
+                launch(no_format.to_str().unwrap(), &[], dir.path()),
+                nix::libc::ENOEXEC,
+            ),
+            (launch("/bin/true", &[], &missing), nix::libc::ENOENT),
+        ];
+        for (launch, errno) in cases {
+            let cloned = spawn(&launch, &[], Some(cg.run()))
+                .err()
+                .expect("clone3 spawn failed");
+            let spawned = spawn(&launch, &[], None).err().expect("posix_spawn failed");
+            assert_eq!(cloned.raw_os_error(), Some(errno), "{cloned}");
+            assert_eq!(cloned.raw_os_error(), spawned.raw_os_error());
+            assert_eq!(cloned.kind(), spawned.kind());
+            assert_eq!(cloned.to_string(), spawned.to_string());
+        }
+        assert!(super::super::clone::available());
+        // The failed children were reaped, and nothing is left in the cgroup.
+        assert!(cg.run().pids().is_empty(), "{:?}", cg.run().pids());
     }
 
     fn launch(program: &str, args: &[&str], cwd: &Path) -> Launch {
