@@ -99,6 +99,13 @@ pub fn kill_home_processes(home: &Path) {
 /// cgroup: root, a writable cgroup2 with `cgroup.kill` (Linux 5.14+). Found
 /// by making (and removing) a cgroup where the daemon would.
 pub fn cgroups_usable() -> bool {
+    // Probed once per test process: tests run in parallel threads, and
+    // two probes of the same name made one of them skip its test.
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USABLE.get_or_init(probe_cgroups)
+}
+
+fn probe_cgroups() -> bool {
     if !is_root() {
         return false;
     }

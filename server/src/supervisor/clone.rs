@@ -10,9 +10,13 @@
 //! respawn path. Started in it, the child and everything it ever forks are
 //! members from their first instruction.
 //!
-//! The clone has fork semantics (no `CLONE_VM`): the child returns from
-//! the syscall on its own copy of the stack, so no assembly is needed; the
-//! price is the copy of the daemon's page tables. `CLONE_VFORK` makes the
+//! On x86_64 the child shares the daemon's memory (`CLONE_VM`) and runs on
+//! a stack of its own until its exec, as glibc's posix_spawn's child does,
+//! so a spawn costs the same whatever the daemon's size; a few
+//! instructions of assembly switch to it, since clone3 returns in the
+//! child on the new stack. Elsewhere the clone has fork semantics (no
+//! `CLONE_VM`): the child returns on its own copy of the stack, at the
+//! price of a copy of the daemon's page tables. `CLONE_VFORK` makes the
 //! calling thread wait until the child has exec'ed or exited, as
 //! posix_spawn does, and `CLONE_PIDFD` hands back the pidfd the exit is
 //! awaited on.
@@ -148,24 +152,7 @@ pub fn spawn(exec: &Exec<'_>, cgroup: BorrowedFd<'_>) -> Result<Started, Failure
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
         old
     };
-    // SAFETY: `args` is a valid clone_args of the size given, whose
-    // pointer field (pidfd) points at a live c_int. Without CLONE_VM the
-    // child runs on a copy of this address space, so it can return here
-    // and read `child` (and the strings and arrays it points into, all
-    // alive until this function returns) in its own copy; the parent is
-    // suspended until the child exec'ed or exited (CLONE_VFORK).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::addr_of!(args),
-            size_of::<CloneArgs>(),
-        )
-    };
-    if ret == 0 {
-        // SAFETY: this is the child of the clone above, on its own copy of
-        // the memory, with every signal blocked.
-        unsafe { run_child(&child) }
-    }
+    let ret = clone3(args, &child);
     let clone_error = (ret < 0).then(io::Error::last_os_error);
     // SAFETY: `old_mask` is the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
@@ -195,6 +182,100 @@ pub fn spawn(exec: &Exec<'_>, cgroup: BorrowedFd<'_>) -> Result<Started, Failure
             Err(Failure::Spawn(io::Error::from_raw_os_error(errno)))
         }
     }
+}
+
+/// Size of the stack the child runs on until its exec (with `CLONE_VM`):
+/// its steps are a few syscalls; glibc's posix_spawn gives its child about
+/// as much.
+#[cfg(target_arch = "x86_64")]
+const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+/// Clones with `args`, the child running [`run_child`] on `child`;
+/// returns what clone3 returned in the parent.
+///
+/// On x86_64 the child shares the daemon's memory (`CLONE_VM`, as glibc's
+/// posix_spawn does) and runs on a stack of its own until its exec, so no
+/// page table is copied and nothing of the daemon becomes copy-on-write:
+/// the spawn costs the same whatever the daemon's size. clone3 returns in
+/// the child on that new stack, where no Rust frame of the parent exists,
+/// so the switch to [`child_entry`] is a few instructions of assembly.
+/// Elsewhere the clone has fork semantics (a copy of the address space;
+/// the child returns normally), which costs a page-table copy.
+#[cfg(target_arch = "x86_64")]
+fn clone3(mut args: CloneArgs, child: &Child) -> libc::c_long {
+    // 16-byte aligned: the ABI wants the stack so aligned at a call.
+    let mut stack = vec![0u128; CHILD_STACK_BYTES / 16];
+    args.flags |= libc::CLONE_VM as u64;
+    args.stack = stack.as_mut_ptr().expose_provenance() as u64;
+    args.stack_size = CHILD_STACK_BYTES as u64;
+    let ret: libc::c_long;
+    // SAFETY: `args` is a valid clone_args of the size given, whose
+    // pointers (pidfd, stack) point at live memory that outlives the
+    // child's use of it: with CLONE_VFORK this thread is suspended until
+    // the child exec'ed or exited, and `stack`, `child` and everything
+    // `child` points into are dropped only after that. In the child (rax
+    // = 0) the kernel switched to the new stack; the code only moves
+    // `child` into the first argument register and calls `child_entry`,
+    // which never returns (ud2 traps if it did). The parent falls through
+    // with rax = the pid or -errno; the syscall clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call {entry}",
+            "ud2",
+            "2:",
+            entry = sym child_entry,
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") std::ptr::addr_of!(args),
+            in("rsi") size_of::<CloneArgs>(),
+            in("r12") std::ptr::from_ref(child),
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    drop(stack);
+    if ret < 0 {
+        // The raw syscall returns -errno; callers read it as errno.
+        // SAFETY: __errno_location is this thread's errno.
+        unsafe { *libc::__errno_location() = (-ret) as c_int };
+        return -1;
+    }
+    ret
+}
+
+/// The child's first frame on its own stack (x86_64, `CLONE_VM`).
+#[cfg(target_arch = "x86_64")]
+extern "C" fn child_entry(child: *const Child) -> ! {
+    // SAFETY: called only by `clone3` in the child, with the `Child`
+    // the suspended parent keeps alive, and every signal blocked.
+    unsafe { run_child(&*child) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn clone3(args: CloneArgs, child: &Child) -> libc::c_long {
+    // SAFETY: `args` is a valid clone_args of the size given, whose
+    // pointer field (pidfd) points at a live c_int. Without CLONE_VM the
+    // child runs on a copy of this address space, so it can return here
+    // and read `child` (and the strings and arrays it points into, all
+    // alive until this function returns) in its own copy; the parent is
+    // suspended until the child exec'ed or exited (CLONE_VFORK).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::addr_of!(args),
+            size_of::<CloneArgs>(),
+        )
+    };
+    if ret == 0 {
+        // SAFETY: this is the child of the clone above, on its own copy of
+        // the memory, with every signal blocked.
+        unsafe { run_child(child) }
+    }
+    ret
 }
 
 /// A NULL-terminated array of pointers to `strings`, as execve takes it.
@@ -256,13 +337,18 @@ struct Child {
 ///
 /// # Safety
 ///
-/// Only in the child of `clone3` without CLONE_VM, with `c` built by
-/// [`spawn`] and every signal blocked.
+/// Only in the child of [`clone3`], with `c` built by [`spawn`] and every
+/// signal blocked.
 unsafe fn run_child(c: &Child) -> ! {
-    // SAFETY (whole function): the child owns its copy of the memory and
-    // is single-threaded; every pointer in `c` points at a NUL-terminated
-    // string or a NULL-terminated array of them, alive in that copy; each
-    // call below is a syscall wrapper that neither allocates nor locks.
+    // SAFETY (whole function): the child is single-threaded and runs
+    // either on its own copy of the memory (fork semantics) or, with
+    // CLONE_VM, on the daemon's memory while the thread that cloned it is
+    // suspended: it only reads `c`, writes its own stack and that
+    // thread's errno, and its signal dispositions are its own (no
+    // CLONE_SIGHAND). Every pointer in `c` points at a NUL-terminated
+    // string or a NULL-terminated array of them, alive until the exec;
+    // each call below is a syscall wrapper that neither allocates nor
+    // locks.
     unsafe {
         // Default disposition for every signal: an exec resets handled
         // signals but keeps ignored ones (the daemon ignores SIGPIPE), and
