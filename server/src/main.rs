@@ -44,6 +44,26 @@ struct Args {
     /// the file system; 0 turns it off).
     #[arg(long, value_name = "SIZE", value_parser = parse_reserve)]
     log_reserve: Option<u64>,
+    /// Also serve gRPC, gRPC-Web and HTTP on this TCP address (repeatable,
+    /// e.g. 127.0.0.1:7070 and [::1]:7070); every call needs a bearer token
+    /// (the admin token is in $PMDAEMON_HOME/token). A non-loopback address
+    /// needs TLS (or --insecure-remote).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<std::net::SocketAddr>,
+    /// TLS certificate chain (PEM) of the TCP listener.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the TCP listener.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): TCP clients must present a certificate signed
+    /// by one of them (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Allow --listen on a non-loopback address without TLS (a warning is
+    /// logged at every start).
+    #[arg(long)]
+    insecure_remote: bool,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +116,7 @@ fn main() -> ExitCode {
             monitor_interval: args.monitor_interval,
             cgroups: !args.no_cgroups,
             log_reserve,
+            remote: remote_options(&args),
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });
@@ -110,6 +131,23 @@ fn main() -> ExitCode {
             eprintln!("pmdaemond: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The TCP listener's settings from the flags.
+fn remote_options(args: &Args) -> pmdaemond::RemoteOptions {
+    pmdaemond::RemoteOptions {
+        listen: args.listen.clone(),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(pmdaemond::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            }),
+            _ => None,
+        },
+        insecure_remote: args.insecure_remote,
+        ..Default::default()
     }
 }
 
