@@ -202,11 +202,20 @@ pub async fn run(
         remote,
     } = config;
     // At every start, listener or not: the admin token is where the user
-    // expects it, and the token verbs work on the socket.
-    let tokens = auth::token::TokenStore::load(&home)?;
-    // Bound before anything starts: a bad address or TLS file, or a
-    // non-loopback address without TLS, stops the daemon here.
-    let (tcp_listeners, tls) = serve::tcp::bind(&remote)?;
+    // expects it, and the token verbs work on the socket. Then the TCP
+    // addresses are bound before anything starts: a bad token file,
+    // address or TLS file, or a non-loopback address without TLS, stops
+    // the daemon here, leaving no socket behind.
+    let remote_setup = auth::token::TokenStore::load(&home)
+        .map_err(StartError::from)
+        .and_then(|tokens| Ok((tokens, serve::tcp::bind(&remote)?)));
+    let (tokens, (tcp_listeners, tls)) = match remote_setup {
+        Ok(ready) => ready,
+        Err(e) => {
+            let _ = std::fs::remove_file(pmdaemon_proto::socket_path(&home));
+            return Err(e);
+        }
+    };
     match fds::raise_limit() {
         Ok(Some((before, after))) => tracing::info!(
             before,

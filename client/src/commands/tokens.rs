@@ -41,7 +41,9 @@ pub async fn token(ctx: &Ctx, cmd: TokenCommand) -> anyhow::Result<()> {
             let tokens = client.list_tokens(ListTokensRequest {}).await.rpc()?.tokens;
             let text = match output {
                 OutputFormat::Table => table(&tokens),
-                OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&json(&tokens))?),
+                OutputFormat::Json => {
+                    format!("{}\n", serde_json::to_string_pretty(&json(&tokens))?)
+                }
                 OutputFormat::Yaml => serde_yaml::to_string(&json(&tokens))?,
             };
             term::print(&text)?;

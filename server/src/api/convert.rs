@@ -66,7 +66,10 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
         Caller::Local { cwd } => cwd,
         Caller::Remote => {
             if !p.cwd.is_empty() && !Path::new(&p.cwd).is_absolute() {
-                return Err(invalid(format!("cwd: {:?} is relative; {REMOTE_PATHS}", p.cwd)));
+                return Err(invalid(format!(
+                    "cwd: {:?} is relative; {REMOTE_PATHS}",
+                    p.cwd
+                )));
             }
             if p.script.contains('/') && !Path::new(&p.script).is_absolute() {
                 return Err(invalid(format!(

@@ -264,7 +264,10 @@ impl v1::process_manager_server::ProcessManager for Api {
         tokens::create(&self.tokens, req.into_inner()).map(Response::new)
     }
 
-    async fn list_tokens(&self, _req: Request<v1::ListTokensRequest>) -> Reply<v1::ListTokensResponse> {
+    async fn list_tokens(
+        &self,
+        _req: Request<v1::ListTokensRequest>,
+    ) -> Reply<v1::ListTokensResponse> {
         Ok(Response::new(tokens::list(&self.tokens)))
     }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 use pmdaemon_proto::{Target, v1};
 use tonic::Status;
 
-use super::convert::{Caller, info, parse_target, resolve_instances, spec_from_proto, state_from_proto};
+use super::convert::{
+    Caller, info, parse_target, resolve_instances, spec_from_proto, state_from_proto,
+};
 use crate::ports::PortSpec;
 use crate::serve::Transport;
 use crate::supervisor::{
@@ -27,7 +29,7 @@ pub async fn start(
                 caller_path(transport, &req.caller_path).as_deref(),
                 timeout,
             )
-                .await?
+            .await?
         }
         (None, false) => {
             let timeout = dependency_timeout(req.dependency_timeout_ms)?;

@@ -114,7 +114,8 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
 }
 
 fn is_exempt<B>(req: &Request<B>) -> bool {
-    req.uri().path() == "/healthz" && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+    req.uri().path() == "/healthz"
+        && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
 }
 
 fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
@@ -178,8 +179,11 @@ fn refuse(grpc: bool, refusal: Refusal) -> Response<axum::body::Body> {
 
 impl<S> Service<Request<axum::body::Body>> for Authn<S>
 where
-    S: Service<Request<axum::body::Body>, Response = Response<axum::body::Body>, Error = Infallible>
-        + Clone
+    S: Service<
+            Request<axum::body::Body>,
+            Response = Response<axum::body::Body>,
+            Error = Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -305,8 +309,11 @@ pub fn authorize(path: &str, scope: Option<Scope>) -> Result<(), Status> {
 
 impl<S> Service<Request<tonic::body::Body>> for Authz<S>
 where
-    S: Service<Request<tonic::body::Body>, Response = Response<tonic::body::Body>, Error = Infallible>
-        + Clone
+    S: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -339,8 +346,14 @@ mod tests {
     fn fails_closed() {
         let code = |path: &str, scope| authorize(path, scope).err().map(|s| s.code());
         use tonic::Code::*;
-        assert_eq!(code(&format!("{PM}ListProcesses"), None), Some(Unauthenticated));
-        assert_eq!(code(&format!("{PM}ListProcesses"), Some(Scope::ReadOnly)), None);
+        assert_eq!(
+            code(&format!("{PM}ListProcesses"), None),
+            Some(Unauthenticated)
+        );
+        assert_eq!(
+            code(&format!("{PM}ListProcesses"), Some(Scope::ReadOnly)),
+            None
+        );
         assert_eq!(
             code(&format!("{PM}StartProcess"), Some(Scope::ReadOnly)),
             Some(PermissionDenied)
@@ -354,7 +367,10 @@ mod tests {
             code("/other.Service/Method", Some(Scope::ReadOnly)),
             Some(PermissionDenied)
         );
-        assert_eq!(code("/grpc.health.v1.Health/Check", Some(Scope::ReadOnly)), None);
+        assert_eq!(
+            code("/grpc.health.v1.Health/Check", Some(Scope::ReadOnly)),
+            None
+        );
         for (path, access) in pmdaemon_proto::METHOD_ACCESS {
             if *access == Access::LocalOnly {
                 assert_eq!(code(path, Some(Scope::Admin)), Some(PermissionDenied));

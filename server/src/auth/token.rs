@@ -264,13 +264,14 @@ impl TokenStore {
             }
         };
         let list_path = home.join(TOKENS_FILE);
-        let (named, missing) = match read_at(&dir, TOKENS_FILE).map_err(|source| TokenError::Io {
-            path: list_path.clone(),
-            source,
-        })? {
-            Some((text, _)) => (parse_list(&list_path, &text)?, false),
-            None => (Vec::new(), true),
-        };
+        let (named, missing) =
+            match read_at(&dir, TOKENS_FILE).map_err(|source| TokenError::Io {
+                path: list_path.clone(),
+                source,
+            })? {
+                Some((text, _)) => (parse_list(&list_path, &text)?, false),
+                None => (Vec::new(), true),
+            };
         let store = TokenStore {
             inner: Arc::new(Inner {
                 home: dir,
@@ -355,7 +356,9 @@ impl TokenStore {
         }
         if let Err(e) = self.persist() {
             // Not on disk: not made.
-            self.inner.tokens.locked()
+            self.inner
+                .tokens
+                .locked()
                 .named
                 .retain(|e| e.info.name != name);
             return Err(e);
@@ -472,8 +475,7 @@ fn parse_list(path: &Path, text: &str) -> Result<Vec<Entry>, TokenError> {
     }
     let mut named: Vec<Entry> = Vec::with_capacity(file.tokens.len());
     for t in file.tokens {
-        pmdaemon_proto::validate_name(&t.name)
-            .map_err(|e| bad(format!("token name: {}", e.0)))?;
+        pmdaemon_proto::validate_name(&t.name).map_err(|e| bad(format!("token name: {}", e.0)))?;
         if t.name == ADMIN_NAME || named.iter().any(|e| e.info.name == t.name) {
             return Err(bad(format!("token name {:?} is used twice", t.name)));
         }

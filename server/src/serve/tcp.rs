@@ -154,12 +154,10 @@ pub(crate) fn bind(
                 socket.bind(*addr)?;
                 socket.listen(1024)
             };
-            socket
-                .and_then(bind)
-                .map_err(|source| ListenError::Bind {
-                    addr: *addr,
-                    source,
-                })
+            socket.and_then(bind).map_err(|source| ListenError::Bind {
+                addr: *addr,
+                source,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((listeners, tls))
@@ -180,11 +178,12 @@ fn acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ListenError> 
             files.cert.display()
         )));
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read(&files.key)?.as_slice())
-        .map_err(|e| ListenError::Tls(format!("{}: {e}", files.key.display())))?
-        .ok_or_else(|| {
-            ListenError::Tls(format!("{}: no PEM private key in it", files.key.display()))
-        })?;
+    let key: PrivateKeyDer<'static> =
+        rustls_pemfile::private_key(&mut read(&files.key)?.as_slice())
+            .map_err(|e| ListenError::Tls(format!("{}: {e}", files.key.display())))?
+            .ok_or_else(|| {
+                ListenError::Tls(format!("{}: no PEM private key in it", files.key.display()))
+            })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -244,10 +243,7 @@ pub(crate) fn app(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("application/grpc"));
             if is_grpc {
-                return grpc_web
-                    .oneshot(req)
-                    .await
-                    .map(IntoResponse::into_response);
+                return grpc_web.oneshot(req).await.map(IntoResponse::into_response);
             }
             let body = serde_json::json!({
                 "code": tonic::Code::NotFound as i32,
@@ -347,7 +343,8 @@ pub(crate) async fn serve<S>(
                 .keep_alive_timeout(limits.idle_timeout / 2);
             let served = match tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(tls) => {
@@ -365,7 +362,8 @@ pub(crate) async fn serve<S>(
                                 return;
                             }
                         };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
             };
