@@ -17,9 +17,11 @@
 //! - `store` — `state.json` / `dump.json`, atomic writes;
 //! - `api` — the tonic service over the core: converts and hands off; the
 //!   one error mapping;
-//! - `serve` — the listeners (the Unix socket), each with its interceptor,
-//!   composed by [`run`];
-//! - `auth` — who may call: peer credentials on the Unix socket.
+//! - `serve` — the listeners (the Unix socket; TCP with `--listen`), each
+//!   with its checks, composed by [`run`];
+//! - `auth` — who may call: peer credentials on the Unix socket; bearer
+//!   tokens and scopes on TCP;
+//! - `config` — `$PMDAEMON_HOME/config.yaml` (the TCP listener's settings);
 //! - `fds` — the open-file limit (raised for the daemon, given back to
 //!   apps); `sync` — the poisoned-mutex rule; `alloc` — glibc allocator
 //!   settings and trims, so bursts do not leave the RSS high (public: the
@@ -28,6 +30,7 @@
 pub mod alloc;
 pub(crate) mod api;
 pub(crate) mod auth;
+pub mod config;
 pub(crate) mod error;
 pub(crate) mod fds;
 pub(crate) mod health;
@@ -303,7 +306,13 @@ pub async fn run(
         let grpc = serve::tcp::grpc(routes.clone());
         // The REST gateway's routes go here.
         let extra = axum::Router::new();
-        let app = serve::tcp::app(grpc, extra, axum::Router::new(), tokens.clone());
+        let app = serve::tcp::app(
+            grpc,
+            extra,
+            axum::Router::new(),
+            tokens.clone(),
+            remote.cors_origins.clone(),
+        );
         for tcp in tcp_listeners {
             tcp_servers.push(tokio::spawn(serve::tcp::serve(
                 tcp,

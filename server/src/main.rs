@@ -1,5 +1,6 @@
-//! `pmdaemond`: parses flags, sets up tracing, takes the home lock, binds the
-//! socket and calls [`pmdaemond::run`] until SIGTERM/SIGINT.
+//! `pmdaemond`: parses flags, sets up tracing, takes the home lock, reads
+//! config.yaml (flags override it), binds the socket and calls
+//! [`pmdaemond::run`] until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,6 +98,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // After tracing: a bad config.yaml is in pmdaemond.log too.
+    let remote = match pmdaemond::config::load(&home) {
+        Ok(file) => remote_flags(&args).over(file),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("pmdaemond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     pmdaemond::alloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,7 +126,7 @@ fn main() -> ExitCode {
             monitor_interval: args.monitor_interval,
             cgroups: !args.no_cgroups,
             log_reserve,
-            remote: remote_options(&args),
+            remote,
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });
@@ -134,9 +144,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The TCP listener's settings from the flags.
-fn remote_options(args: &Args) -> pmdaemond::RemoteOptions {
-    pmdaemond::RemoteOptions {
+/// The TCP listener's flags (they override config.yaml).
+fn remote_flags(args: &Args) -> pmdaemond::config::RemoteFlags {
+    pmdaemond::config::RemoteFlags {
         listen: args.listen.clone(),
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(pmdaemond::TlsFiles {
@@ -147,7 +157,6 @@ fn remote_options(args: &Args) -> pmdaemond::RemoteOptions {
             _ => None,
         },
         insecure_remote: args.insecure_remote,
-        ..Default::default()
     }
 }
 

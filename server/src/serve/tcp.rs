@@ -225,6 +225,7 @@ pub(crate) fn app(
     extra: Router,
     metrics: Router,
     tokens: TokenStore,
+    cors_origins: Vec<String>,
 ) -> impl Service<
     Request<axum::body::Body>,
     Response = Response<axum::body::Body>,
@@ -265,7 +266,86 @@ pub(crate) fn app(
         .merge(metrics)
         .merge(extra)
         .fallback_service(grpc_or_not_found);
-    AuthnLayer::new(tokens).layer(router)
+    cors(cors_origins, AuthnLayer::new(tokens).layer(router))
+}
+
+/// CORS for the configured origins only (none: no CORS header, browsers
+/// keep other sites out). Outside the token check: a browser's preflight
+/// carries no Authorization header.
+fn cors<S>(
+    origins: Vec<String>,
+    inner: S,
+) -> impl Service<
+    Request<axum::body::Body>,
+    Response = Response<axum::body::Body>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static
+where
+    S: Service<
+            Request<axum::body::Body>,
+            Response = Response<axum::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
+    use http::HeaderValue;
+    let origins = Arc::new(origins);
+    tower::service_fn(move |req: Request<axum::body::Body>| {
+        let inner = inner.clone();
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .filter(|o| {
+                origins
+                    .iter()
+                    .any(|allowed| allowed.as_bytes() == o.as_bytes())
+            })
+            .cloned();
+        async move {
+            let Some(origin) = origin else {
+                return inner.oneshot(req).await;
+            };
+            let preflight = req.method() == http::Method::OPTIONS
+                && req
+                    .headers()
+                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            let mut response = if preflight {
+                let mut r = Response::new(axum::body::Body::empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                let h = r.headers_mut();
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static(
+                        "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout",
+                    ),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("600"),
+                );
+                r
+            } else {
+                inner.oneshot(req).await?
+            };
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.append(header::VARY, HeaderValue::from_static("origin"));
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("grpc-status, grpc-message, www-authenticate"),
+            );
+            Ok(response)
+        }
+    })
 }
 
 /// Resolves once the daemon stops serving (the guard of `wait_for` is not

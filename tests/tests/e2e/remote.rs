@@ -400,3 +400,74 @@ fn token_verbs() {
     let admin = daemon.pmd(&["token", "create", "admin"]);
     assert!(!admin.status.success(), "{}", crate::said(&admin));
 }
+
+/// config.yaml: its listen address and CORS origins are applied, a flag
+/// overrides its address, and a bad file stops the daemon with FILE:LINE.
+#[test]
+fn config_file_applied_overridden_and_checked() {
+    let ports = free_ports(2);
+    let (from_file, from_flag) = (ports, ports + 1);
+    let mut daemon = TestDaemon::new_stopped();
+    let config = daemon.home().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: ['127.0.0.1:{from_file}']\ncors_origins: ['https://ui.example']\nlimits:\n  max_connections: 8\n  header_read_timeout: 5s\n"
+        ),
+    )
+    .unwrap();
+    daemon.spawn_daemon();
+    let health = http_raw(from_file, "GET", "/healthz", &[]);
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let version = daemon.pmd_ok(&["version"]);
+    assert!(
+        version.contains(&format!("listening on 127.0.0.1:{from_file}")),
+        "{version}"
+    );
+    // CORS for the configured origin only, preflight without a token.
+    let preflight = http_raw(
+        from_file,
+        "OPTIONS",
+        "/v1/processes",
+        &[
+            ("Origin", "https://ui.example"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+    )
+    .to_ascii_lowercase();
+    assert!(preflight.starts_with("http/1.1 204"), "{preflight}");
+    assert!(
+        preflight.contains("access-control-allow-origin: https://ui.example"),
+        "{preflight}"
+    );
+    let other = http_raw(
+        from_file,
+        "GET",
+        "/healthz",
+        &[("Origin", "https://evil.example")],
+    );
+    assert!(
+        !other
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{other}"
+    );
+    daemon.stop_daemon();
+
+    daemon.set_daemon_args(&["--listen", &format!("127.0.0.1:{from_flag}")]);
+    daemon.spawn_daemon();
+    let pong = daemon.pmd_ok(&["ping"]);
+    assert!(pong.contains(&format!("127.0.0.1:{from_flag}")), "{pong}");
+    assert!(!pong.contains(&format!("127.0.0.1:{from_file}")), "{pong}");
+    daemon.stop_daemon();
+
+    std::fs::write(&config, "listen: []\nlisen: ['127.0.0.1:1']\n").unwrap();
+    let out = run_with_timeout(
+        Command::new(&binaries().pmdaemond).env(pmdaemon_proto::HOME_ENV, daemon.home()),
+        WAIT,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("{}:2:", config.display())), "{said}");
+    assert!(said.contains("did you mean `listen`"), "{said}");
+}
