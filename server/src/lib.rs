@@ -309,7 +309,7 @@ pub async fn run(
         let app = serve::tcp::app(
             grpc,
             extra,
-            axum::Router::new(),
+            serve::metrics::router(sup.clone()),
             tokens.clone(),
             remote.cors_origins.clone(),
         );

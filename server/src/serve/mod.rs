@@ -10,6 +10,7 @@
 //! ([`Transport`], a request extension): the core has no TCP-specific code,
 //! only the API's rule that a remote call has no caller cwd or PATH.
 
+pub(crate) mod metrics;
 pub(crate) mod tcp;
 pub(crate) mod unix;
 

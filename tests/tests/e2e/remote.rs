@@ -471,3 +471,55 @@ fn config_file_applied_overridden_and_checked() {
     assert!(said.contains(&format!("{}:2:", config.display())), "{said}");
     assert!(said.contains("did you mean `listen`"), "{said}");
 }
+
+/// `GET /metrics`: Prometheus text for a running app (a read-only token is
+/// enough; none is a 401).
+#[test]
+fn metrics_of_a_running_app() {
+    let ports = free_ports(2);
+    let (listen, app_port) = (ports, ports + 1);
+    let mut args = listen_args(listen);
+    args.extend(FAST_MONITOR.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = TestDaemon::start_with_args(&args);
+    daemon.pmd_ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "nap",
+        "--port",
+        &app_port.to_string(),
+        "--",
+        "1000",
+    ]);
+    daemon.wait_online("nap");
+    let reader = create_token(&daemon, &["scraper", "--read-only"]);
+    let bearer = format!("Bearer {reader}");
+    let refused = http_raw(listen, "GET", "/metrics", &[]);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let labels = r#"{name="nap",id="0",instance="0"}"#;
+    let text = wait_for_value("metrics with a memory sample", WAIT, || {
+        let text = http_raw(listen, "GET", "/metrics", &[("Authorization", &bearer)]);
+        text.contains(&format!("pmdaemon_instance_resident_bytes{labels}"))
+            .then_some(text)
+    });
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for line in [
+        format!("pmdaemon_instance_up{labels} 1"),
+        r#"pmdaemon_instance_state{name="nap",id="0",instance="0",state="online"} 1"#.to_string(),
+        format!("pmdaemon_instance_restarts_total{labels} 0"),
+        format!("pmdaemon_instance_port{labels} {app_port}"),
+        "pmdaemon_apps 1".to_string(),
+        "# TYPE pmdaemon_daemon_resident_bytes gauge".to_string(),
+    ] {
+        assert!(text.contains(&line), "{line} missing in\n{text}");
+    }
+    for family in [
+        "pmdaemon_instance_uptime_seconds{",
+        "pmdaemon_daemon_cpu_seconds_total ",
+        "pmdaemon_daemon_open_fds ",
+    ] {
+        assert!(text.contains(family), "{family} missing in\n{text}");
+    }
+    daemon.pmd_ok(&["delete", "all"]);
+}
