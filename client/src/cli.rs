@@ -87,6 +87,41 @@ pub enum Command {
     Ping,
     /// Print the versions of pmd and of the running daemon.
     Version,
+    /// Bearer tokens of the daemon's TCP listener (`pmdaemond --listen`):
+    /// create, list, revoke. On the local socket only.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print its secret, once, on stdout (the daemon keeps
+    /// only its hash).
+    Create {
+        /// A name for it (app-name rules; `admin` is $PMDAEMON_HOME/token).
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// Only the read RPCs (list, describe, logs, metrics, events,
+        /// wait-ready, ping).
+        #[arg(long)]
+        read_only: bool,
+        /// Lifetime, e.g. 12h, 30d (at most 366 days; default: no expiry).
+        #[arg(long, value_name = "DURATION", value_parser = parse_token_lifetime)]
+        expires: Option<Duration>,
+    },
+    /// List tokens: name, scope, created, expires, last used (never a
+    /// secret).
+    #[command(visible_alias = "ls")]
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Revoke a token: refused from its next request on.
+    Revoke {
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
 }
 
 /// How `list`, `describe` and the lifecycle verbs print processes.
@@ -777,6 +812,10 @@ pub struct FlushArgs {
 fn parse_name(value: &str) -> Result<String, String> {
     pmdaemon_proto::validate_name(value).map_err(|e| e.to_string())?;
     Ok(value.to_string())
+}
+
+fn parse_token_lifetime(value: &str) -> Result<Duration, String> {
+    pmdaemon_proto::parse_token_lifetime("--expires", value).map_err(|e| e.0)
 }
 
 fn parse_target(value: &str) -> Result<Target, String> {

@@ -17,9 +17,11 @@
 //! - `store` — `state.json` / `dump.json`, atomic writes;
 //! - `api` — the tonic service over the core: converts and hands off; the
 //!   one error mapping;
-//! - `serve` — the listeners (the Unix socket), each with its interceptor,
-//!   composed by [`run`];
-//! - `auth` — who may call: peer credentials on the Unix socket.
+//! - `serve` — the listeners (the Unix socket; TCP with `--listen`), each
+//!   with its checks, composed by [`run`];
+//! - `auth` — who may call: peer credentials on the Unix socket; bearer
+//!   tokens and scopes on TCP;
+//! - `config` — `$PMDAEMON_HOME/config.yaml` (the TCP listener's settings);
 //! - `fds` — the open-file limit (raised for the daemon, given back to
 //!   apps); `sync` — the poisoned-mutex rule; `alloc` — glibc allocator
 //!   settings and trims, so bursts do not leave the RSS high (public: the
@@ -28,6 +30,7 @@
 pub mod alloc;
 pub(crate) mod api;
 pub(crate) mod auth;
+pub mod config;
 pub(crate) mod error;
 pub(crate) mod fds;
 pub(crate) mod health;
@@ -68,6 +71,7 @@ use tokio::net::UnixListener;
 
 use crate::supervisor::Supervisor;
 
+pub use serve::tcp::{Grpc, Limits, RemoteOptions, TlsFiles};
 pub use serve::unix::bind;
 
 /// Exclusive ownership of a `PMDAEMON_HOME`: an flock on
@@ -81,6 +85,10 @@ pub struct HomeLock {
 pub enum StartError {
     #[error("another pmdaemond is already running for {home}{pid}")]
     AlreadyRunning { home: PathBuf, pid: String },
+    #[error("{0}")]
+    Remote(String),
+    #[error(transparent)]
+    Tokens(#[from] auth::token::TokenError),
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,
@@ -155,6 +163,9 @@ pub struct Config {
     pub cgroups: bool,
     /// The disk reserve of log writes; give pmdaemond.log the same one.
     pub log_reserve: std::sync::Arc<LogReserve>,
+    /// The TCP listener (`--listen`, TLS, limits); off when it lists no
+    /// address.
+    pub remote: RemoteOptions,
 }
 
 /// Each pause and resume of log writes under the disk reserve: one
@@ -191,7 +202,23 @@ pub async fn run(
         monitor_interval,
         cgroups,
         log_reserve,
+        remote,
     } = config;
+    // At every start, listener or not: the admin token is where the user
+    // expects it, and the token verbs work on the socket. Then the TCP
+    // addresses are bound before anything starts: a bad token file,
+    // address or TLS file, or a non-loopback address without TLS, stops
+    // the daemon here, leaving no socket behind.
+    let remote_setup = auth::token::TokenStore::load(&home)
+        .map_err(StartError::from)
+        .and_then(|tokens| Ok((tokens, serve::tcp::bind(&remote)?)));
+    let (tokens, (tcp_listeners, tls)) = match remote_setup {
+        Ok(ready) => ready,
+        Err(e) => {
+            let _ = std::fs::remove_file(pmdaemon_proto::socket_path(&home));
+            return Err(e);
+        }
+    };
     match fds::raise_limit() {
         Ok(Some((before, after))) => tracing::info!(
             before,
@@ -254,13 +281,48 @@ pub async fn run(
     // Serving stops only after the apps are stopped, so `pmd kill` and
     // followers see the daemon until the end.
     let (served_tx, mut served_rx) = tokio::sync::watch::channel(false);
-    let api = api::Api::new(sup.clone(), shutdown_tx.clone(), served_rx.clone(), notices);
+    let listen = tcp_listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let api = api::Api::new(
+        sup.clone(),
+        shutdown_tx.clone(),
+        served_rx.clone(),
+        notices,
+        tokens.clone(),
+        listen,
+    );
     // One set of services; each listener serves it behind its own
     // interceptor.
     let routes = serve::Routes::new(ProcessManagerServer::new(api))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
+    let mut tcp_servers = Vec::new();
+    if !tcp_listeners.is_empty() {
+        tokens.spawn_persister();
+        let grpc = serve::tcp::grpc(routes.clone());
+        // The REST gateway's routes go here.
+        let extra = axum::Router::new();
+        let app = serve::tcp::app(
+            grpc,
+            extra,
+            serve::metrics::router(sup.clone()),
+            tokens.clone(),
+            remote.cors_origins.clone(),
+        );
+        for tcp in tcp_listeners {
+            tcp_servers.push(tokio::spawn(serve::tcp::serve(
+                tcp,
+                app.clone(),
+                tls.clone(),
+                remote.limits,
+                served_rx.clone(),
+            )));
+        }
+    }
     let server = tokio::spawn(serve::unix::serve(listener, routes, async move {
         let _ = served_rx.wait_for(|s| *s).await;
     }));
@@ -275,6 +337,10 @@ pub async fn run(
         Ok(Err(e)) => tracing::error!(error = %e, "server error"),
         Err(e) => tracing::error!(error = %e, "server task failed"),
     }
+    for tcp in tcp_servers {
+        let _ = tcp.await;
+    }
+    tokens.flush().await;
     let _ = std::fs::remove_file(pmdaemon_proto::socket_path(&home));
     if let Some(tree) = cgroups {
         tree.remove();

@@ -1,5 +1,6 @@
-//! `pmdaemond`: parses flags, sets up tracing, takes the home lock, binds the
-//! socket and calls [`pmdaemond::run`] until SIGTERM/SIGINT.
+//! `pmdaemond`: parses flags, sets up tracing, takes the home lock, reads
+//! config.yaml (flags override it), binds the socket and calls
+//! [`pmdaemond::run`] until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,26 @@ struct Args {
     /// the file system; 0 turns it off).
     #[arg(long, value_name = "SIZE", value_parser = parse_reserve)]
     log_reserve: Option<u64>,
+    /// Also serve gRPC, gRPC-Web and HTTP on this TCP address (repeatable,
+    /// e.g. 127.0.0.1:7070 and [::1]:7070); every call needs a bearer token
+    /// (the admin token is in $PMDAEMON_HOME/token). A non-loopback address
+    /// needs TLS (or --insecure-remote).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<std::net::SocketAddr>,
+    /// TLS certificate chain (PEM) of the TCP listener.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the TCP listener.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): TCP clients must present a certificate signed
+    /// by one of them (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Allow --listen on a non-loopback address without TLS (a warning is
+    /// logged at every start).
+    #[arg(long)]
+    insecure_remote: bool,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +98,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // After tracing: a bad config.yaml is in pmdaemond.log too.
+    let remote = match pmdaemond::config::load(&home) {
+        Ok(file) => remote_flags(&args).over(file),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("pmdaemond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     pmdaemond::alloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -96,6 +126,7 @@ fn main() -> ExitCode {
             monitor_interval: args.monitor_interval,
             cgroups: !args.no_cgroups,
             log_reserve,
+            remote,
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });
@@ -110,6 +141,22 @@ fn main() -> ExitCode {
             eprintln!("pmdaemond: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The TCP listener's flags (they override config.yaml).
+fn remote_flags(args: &Args) -> pmdaemond::config::RemoteFlags {
+    pmdaemond::config::RemoteFlags {
+        listen: args.listen.clone(),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(pmdaemond::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            }),
+            _ => None,
+        },
+        insecure_remote: args.insecure_remote,
     }
 }
 

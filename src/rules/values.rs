@@ -28,6 +28,40 @@ pub fn parse_duration(flag: &str, value: &str) -> Result<Duration, InvalidInput>
     check_duration(flag, duration)
 }
 
+/// Longest lifetime of a bearer token (`pmd token create --expires`).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses a token lifetime (`--expires`): as [`parse_duration`] (also
+/// `30d`, `12w`), more than zero, at most [`MAX_TOKEN_LIFETIME`].
+pub fn parse_token_lifetime(flag: &str, value: &str) -> Result<Duration, InvalidInput> {
+    let value = value.trim();
+    let parsed = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        value.parse::<u64>().ok().map(Duration::from_millis)
+    } else {
+        humantime::parse_duration(value).ok()
+    };
+    let Some(duration) = parsed else {
+        return Err(invalid(format!(
+            "{flag}: {value:?} is not a duration; use e.g. 12h, 30d, or a number of milliseconds"
+        )));
+    };
+    check_token_lifetime(flag, duration)
+}
+
+/// Rejects a zero or longer-than-[`MAX_TOKEN_LIFETIME`] token lifetime.
+pub fn check_token_lifetime(flag: &str, duration: Duration) -> Result<Duration, InvalidInput> {
+    if duration.is_zero() {
+        return Err(invalid(format!("{flag}: must be more than 0")));
+    }
+    if duration > MAX_TOKEN_LIFETIME {
+        return Err(invalid(format!(
+            "{flag}: {} is longer than the 366-day maximum",
+            humantime::format_duration(duration)
+        )));
+    }
+    Ok(duration)
+}
+
 /// Rejects durations above [`MAX_DURATION`].
 pub fn check_duration(flag: &str, duration: Duration) -> Result<Duration, InvalidInput> {
     if duration > MAX_DURATION {

@@ -33,7 +33,11 @@
 //! - `disk`: [`fill_disk`] fills a file system to the last byte (a home on
 //!   its own tmpfs, `TestDaemon::new_stopped_on_tmpfs`), [`free_bytes`];
 //! - `ports`: [`free_ports`] gives each test its own block of free TCP
-//!   ports (tests run in parallel).
+//!   ports (tests run in parallel);
+//! - `remote`: clients of the TCP listener: gRPC over TCP or TLS with a
+//!   bearer token ([`call_empty`] calls any method), raw HTTP/1.1
+//!   ([`http_raw`]), the admin token ([`admin_token`]), a test CA
+//!   ([`TestCa`]).
 //!
 //! Environment:
 //! - `PMDAEMON_TEST_TIMEOUT_SCALE` (a float, default 1) multiplies every
@@ -55,6 +59,7 @@ mod grpc;
 mod output;
 mod ports;
 mod procs;
+mod remote;
 mod wait;
 
 pub use binaries::{Binaries, binaries};
@@ -72,6 +77,7 @@ pub use procs::{
     cgroups_usable, cmdline_of, cwd_of, env_of, exe_of, home_cgroup_dir, is_root,
     kill_home_processes, pid_alive, pids_with_home, run_cgroups, zombie_children,
 };
+pub use remote::{TestCa, admin_token, call_empty, http_raw, tcp_channel, tls_channel};
 pub use wait::{
     DAEMON_STOP_TIMEOUT, PMD_TIMEOUT, TIMEOUT_SCALE_ENV, Timeout, WAIT, scale, wait_child,
     wait_for, wait_for_value,

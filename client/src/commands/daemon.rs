@@ -136,8 +136,10 @@ pub async fn ping(ctx: &Ctx) -> anyhow::Result<()> {
     };
     let pong = client.ping(PingRequest {}).await.rpc()?;
     term::print(&format!(
-        "pong: pmdaemond {} (pid {})\n",
-        pong.version, pong.daemon_pid
+        "pong: pmdaemond {} (pid {}){}\n",
+        pong.version,
+        pong.daemon_pid,
+        listening(&pong.listen)
     ))?;
     for notice in &pong.notices {
         eprintln!("[pmd] warning: {notice}");
@@ -145,11 +147,26 @@ pub async fn ping(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the daemon listens on TCP, for ping and version ("" when it does
+/// not).
+fn listening(listen: &[String]) -> String {
+    if listen.is_empty() {
+        String::new()
+    } else {
+        format!(", listening on {}", listen.join(", "))
+    }
+}
+
 pub async fn version(ctx: &Ctx) -> anyhow::Result<()> {
     let mut text = format!("pmd {}\n", pmdaemon_proto::VERSION);
     let daemon = match connect::connect_running(&ctx.home).await {
         Ok(Some(mut client)) => match client.ping(PingRequest {}).await.rpc() {
-            Ok(pong) => format!("pmdaemond {} (pid {})", pong.version, pong.daemon_pid),
+            Ok(pong) => format!(
+                "pmdaemond {} (pid {}){}",
+                pong.version,
+                pong.daemon_pid,
+                listening(&pong.listen)
+            ),
             Err(e) => format!("pmdaemond: no answer ({e})"),
         },
         Ok(None) => "pmdaemond: not running".to_string(),

@@ -1,8 +1,8 @@
 //! One async function per verb, grouped by file: `lifecycle` (start, stop,
 //! restart, delete), `files` (the same verbs on an ecosystem FILE),
 //! `cluster` (reload, scale), `inspect` (list, describe), `logs` (logs,
-//! flush), `monit`, `events` and `daemon` (save, resurrect, kill, ping,
-//! version); `wait` is the `--wait-ready` of start, restart and reload.
+//! flush), `monit`, `events`, `daemon` (save, resurrect, kill, ping,
+//! version) and `tokens` (token create, list, revoke); `wait` is the `--wait-ready` of start, restart and reload.
 //! [`dispatch`] is the one exhaustive match over [`Command`].
 //!
 //! Every RPC error goes through [`RpcResultExt::rpc`], which keeps the
@@ -16,6 +16,7 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod monit;
+mod tokens;
 mod wait;
 
 use std::fmt;
@@ -64,6 +65,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Kill => daemon::kill(&ctx).await,
         Command::Ping => daemon::ping(&ctx).await,
         Command::Version => daemon::version(&ctx).await,
+        Command::Token(cmd) => tokens::token(&ctx, cmd).await,
     }
 }
 

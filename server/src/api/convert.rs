@@ -33,10 +33,53 @@ pub fn state_from_proto(raw: i32) -> Result<Option<State>, Status> {
     Ok(State::from_proto(state))
 }
 
+/// Where a spec's relative paths may resolve: a local caller's directory,
+/// or nowhere (a remote caller's directories are not this host's).
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// On the Unix socket, with the caller's `caller_cwd` (may be empty).
+    Local { cwd: &'a str },
+    /// Over TCP or HTTP: `cwd` and `script` must be absolute paths (or the
+    /// script a bare command on the daemon's PATH).
+    Remote,
+}
+
+impl<'a> Caller<'a> {
+    /// The caller of a request that came on `transport` with `caller_cwd`.
+    pub fn of(transport: crate::serve::Transport, caller_cwd: &'a str) -> Self {
+        match transport {
+            crate::serve::Transport::Local => Caller::Local { cwd: caller_cwd },
+            crate::serve::Transport::Remote => Caller::Remote,
+        }
+    }
+}
+
+/// What a remote caller is told about a relative path.
+const REMOTE_PATHS: &str = "a call over TCP or HTTP has no current directory on the daemon's host: give an absolute path (or, for script, a bare command found on the daemon's PATH)";
+
 /// Validates a client's spec and fills in defaults. Relative `script` and
-/// `cwd` resolve against `caller_cwd`.
-pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Error> {
+/// `cwd` resolve against a local caller's cwd; a remote caller's must be
+/// absolute.
+pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Error> {
     let invalid = |m: String| Error::InvalidArgument(m);
+    let caller_cwd = match caller {
+        Caller::Local { cwd } => cwd,
+        Caller::Remote => {
+            if !p.cwd.is_empty() && !Path::new(&p.cwd).is_absolute() {
+                return Err(invalid(format!(
+                    "cwd: {:?} is relative; {REMOTE_PATHS}",
+                    p.cwd
+                )));
+            }
+            if p.script.contains('/') && !Path::new(&p.script).is_absolute() {
+                return Err(invalid(format!(
+                    "script: {:?} is relative; {REMOTE_PATHS}",
+                    p.script
+                )));
+            }
+            ""
+        }
+    };
     let base = if caller_cwd.is_empty() {
         None
     } else {
@@ -50,6 +93,13 @@ pub fn spec_from_proto(p: v1::AppSpec, caller_cwd: &str) -> Result<AppSpec, Erro
     };
     let cwd = match (p.cwd.as_str(), &base) {
         ("", Some(base)) => base.clone(),
+        // A remote caller without cwd: an absolute script's directory, else
+        // the root (a bare command).
+        ("", None) if matches!(caller, Caller::Remote) => Path::new(&p.script)
+            .parent()
+            .filter(|d| d.is_absolute())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/")),
         ("", None) => {
             return Err(invalid(
                 "caller_cwd or cwd is required: relative paths need a directory to resolve against"

@@ -1,14 +1,16 @@
 //! The tonic service `pmdaemon.v1.ProcessManager`. Each RPC converts its
 //! request (validating it again: other clients than `pmd` exist), hands off
 //! to the supervisor or the log hub, and converts the answer back. The error
-//! mapping to gRPC codes lives here once ([`status`]).
+//! mapping to gRPC codes lives here once ([`status`]). Which listener a call
+//! came on ([`Transport`], a request extension) decides only one thing: a
+//! remote caller's cwd and PATH are ignored, and its relative paths refused.
 //!
 //! Files: `convert.rs` (proto <-> core types), `processes.rs` (lifecycle
 //! RPCs, scale, apply), `reload.rs` (rolling restart stream),
 //! `wait_ready.rs` (WaitReady, the readiness wait stream), `logs.rs`
 //! (StreamLogs/FlushLogs), `monitor.rs` (StreamMetrics, WatchEvents),
 //! `daemon.rs` (ping, save,
-//! resurrect, shutdown).
+//! resurrect, shutdown), `tokens.rs` (the local-only token RPCs).
 
 pub(crate) mod convert;
 mod daemon;
@@ -16,6 +18,7 @@ mod logs;
 mod monitor;
 mod processes;
 mod reload;
+mod tokens;
 mod wait_ready;
 
 use pmdaemon_proto::v1;
@@ -23,6 +26,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
+use crate::serve::Transport;
 use crate::supervisor::Supervisor;
 
 pub use logs::LogStream;
@@ -39,6 +43,10 @@ pub struct Api {
     /// True once every app is stopped at shutdown: log and event streams
     /// end then, so followers see the apps stop.
     served: watch::Receiver<bool>,
+    /// The TCP listener's bearer tokens (the token RPCs).
+    tokens: crate::auth::token::TokenStore,
+    /// Where the daemon listens on TCP, for Ping.
+    listen: Vec<String>,
 }
 
 impl Api {
@@ -47,6 +55,8 @@ impl Api {
         shutdown_tx: watch::Sender<bool>,
         served: watch::Receiver<bool>,
         notices: Vec<String>,
+        tokens: crate::auth::token::TokenStore,
+        listen: Vec<String>,
     ) -> Self {
         Api {
             sup,
@@ -54,6 +64,8 @@ impl Api {
             started_at_ms: crate::supervisor::instance::now_ms(),
             notices,
             served,
+            tokens,
+            listen,
         }
     }
 }
@@ -102,7 +114,8 @@ impl v1::process_manager_server::ProcessManager for Api {
         &self,
         req: Request<v1::StartProcessRequest>,
     ) -> Reply<v1::StartProcessResponse> {
-        processes::start(&self.sup, req.into_inner())
+        let transport = Transport::of(req.extensions());
+        processes::start(&self.sup, req.into_inner(), transport)
             .await
             .map(Response::new)
     }
@@ -150,7 +163,8 @@ impl v1::process_manager_server::ProcessManager for Api {
     }
 
     async fn apply_apps(&self, req: Request<v1::ApplyAppsRequest>) -> Reply<v1::ApplyAppsResponse> {
-        processes::apply(&self.sup, req.into_inner())
+        let transport = Transport::of(req.extensions());
+        processes::apply(&self.sup, req.into_inner(), transport)
             .await
             .map(Response::new)
     }
@@ -219,6 +233,7 @@ impl v1::process_manager_server::ProcessManager for Api {
             &self.sup,
             self.started_at_ms,
             &self.notices,
+            &self.listen,
         )))
     }
 
@@ -230,7 +245,8 @@ impl v1::process_manager_server::ProcessManager for Api {
     }
 
     async fn resurrect(&self, req: Request<v1::ResurrectRequest>) -> Reply<v1::ResurrectResponse> {
-        daemon::resurrect(&self.sup, req.into_inner())
+        let transport = Transport::of(req.extensions());
+        daemon::resurrect(&self.sup, req.into_inner(), transport)
             .await
             .map(Response::new)
     }
@@ -239,5 +255,26 @@ impl v1::process_manager_server::ProcessManager for Api {
         tracing::info!("shutdown requested over the API");
         self.shutdown_tx.send_replace(true);
         Ok(Response::new(v1::ShutdownResponse {}))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<v1::CreateTokenRequest>,
+    ) -> Reply<v1::CreateTokenResponse> {
+        tokens::create(&self.tokens, req.into_inner()).map(Response::new)
+    }
+
+    async fn list_tokens(
+        &self,
+        _req: Request<v1::ListTokensRequest>,
+    ) -> Reply<v1::ListTokensResponse> {
+        Ok(Response::new(tokens::list(&self.tokens)))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<v1::RevokeTokenRequest>,
+    ) -> Reply<v1::RevokeTokenResponse> {
+        tokens::revoke(&self.tokens, req.into_inner()).map(Response::new)
     }
 }

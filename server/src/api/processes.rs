@@ -5,8 +5,11 @@ use std::time::Duration;
 use pmdaemon_proto::{Target, v1};
 use tonic::Status;
 
-use super::convert::{info, parse_target, resolve_instances, spec_from_proto, state_from_proto};
+use super::convert::{
+    Caller, info, parse_target, resolve_instances, spec_from_proto, state_from_proto,
+};
 use crate::ports::PortSpec;
+use crate::serve::Transport;
 use crate::supervisor::{
     ApplyMode, ApplyOptions, ApplyOutcome, DEFAULT_DEPENDENCY_TIMEOUT, DEFAULT_READY_TIMEOUT,
     Supervisor,
@@ -15,13 +18,18 @@ use crate::supervisor::{
 pub async fn start(
     sup: &Supervisor,
     req: v1::StartProcessRequest,
+    transport: Transport,
 ) -> Result<v1::StartProcessResponse, Status> {
     let views = match (req.spec, req.target.is_empty()) {
         (Some(spec), true) => {
-            let spec = spec_from_proto(spec, &req.caller_cwd)?;
+            let spec = spec_from_proto(spec, Caller::of(transport, &req.caller_cwd))?;
             let timeout = dependency_timeout(req.dependency_timeout_ms)?;
-            sup.create(spec, caller_path(&req.caller_path).as_deref(), timeout)
-                .await?
+            sup.create(
+                spec,
+                caller_path(transport, &req.caller_path).as_deref(),
+                timeout,
+            )
+            .await?
         }
         (None, false) => {
             let timeout = dependency_timeout(req.dependency_timeout_ms)?;
@@ -113,6 +121,7 @@ pub async fn scale(
 pub async fn apply(
     sup: &Supervisor,
     req: v1::ApplyAppsRequest,
+    transport: Transport,
 ) -> Result<v1::ApplyAppsResponse, Status> {
     if req.apps.is_empty() {
         return Err(Status::invalid_argument("apps is empty: nothing to apply"));
@@ -135,7 +144,7 @@ pub async fn apply(
         } else {
             format!("app {:?}", app.name)
         };
-        let spec = spec_from_proto(app, &req.caller_cwd)
+        let spec = spec_from_proto(app, Caller::of(transport, &req.caller_cwd))
             .map_err(|e| Status::invalid_argument(format!("{label}: {e}")))?;
         specs.push(spec);
     }
@@ -147,7 +156,7 @@ pub async fn apply(
     let options = ApplyOptions {
         dependency: dependency_timeout,
         ready,
-        path_var: caller_path(&req.caller_path),
+        path_var: caller_path(transport, &req.caller_path),
     };
     let applied = sup.apply(specs, mode, options).await?;
     Ok(v1::ApplyAppsResponse {
@@ -188,7 +197,8 @@ fn dependency_timeout(ms: u64) -> Result<Duration, Status> {
     }
 }
 
-/// A request's `caller_path`: None when empty (the daemon's PATH is used).
-pub(super) fn caller_path(path: &str) -> Option<std::ffi::OsString> {
-    (!path.is_empty()).then(|| path.into())
+/// A request's `caller_path`: None when empty or from a remote caller
+/// (whose PATH is another host's): the daemon's PATH is used.
+pub(super) fn caller_path(transport: Transport, path: &str) -> Option<std::ffi::OsString> {
+    (transport == Transport::Local && !path.is_empty()).then(|| path.into())
 }

@@ -11,7 +11,9 @@ use tonic::{Request, Status};
 pub(crate) fn peer_uid_check(
     daemon_uid: u32,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |req: Request<()>| {
+    move |mut req: Request<()>| {
+        // Tells the API that the caller's cwd and PATH are this host's.
+        req.extensions_mut().insert(crate::serve::Transport::Local);
         let cred = req
             .extensions()
             .get::<UdsConnectInfo>()

@@ -321,11 +321,11 @@ proptest! {
         wire in wire_spec(),
         caller_cwd in prop_oneof![Just(String::new()), Just("/".to_string()), Just("/tmp".to_string()), text()],
     ) {
-        match spec_from_proto(wire, &caller_cwd) {
+        match spec_from_proto(wire, crate::api::convert::Caller::Local { cwd: &caller_cwd }) {
             Ok(spec) => {
                 check_accepted(&spec)?;
                 // What the daemon reports reads back as the same spec.
-                let again = spec_from_proto(spec_to_proto(&spec), "");
+                let again = spec_from_proto(spec_to_proto(&spec), crate::api::convert::Caller::Local { cwd: "" });
                 prop_assert!(again.as_ref().is_ok_and(|a| *a == spec), "{:?} -> {:?}", spec, again);
             }
             Err(Error::InvalidArgument(message)) => prop_assert!(!message.is_empty()),
@@ -359,10 +359,10 @@ proptest! {
             _ => (base.max_memory_bytes, base.start_limit_burst, base.start_limit_interval_ms) =
                 (wire.max_memory_bytes, wire.start_limit_burst, wire.start_limit_interval_ms),
         }
-        match spec_from_proto(base, "") {
+        match spec_from_proto(base, crate::api::convert::Caller::Local { cwd: "" }) {
             Ok(spec) => {
                 check_accepted(&spec)?;
-                let again = spec_from_proto(spec_to_proto(&spec), "");
+                let again = spec_from_proto(spec_to_proto(&spec), crate::api::convert::Caller::Local { cwd: "" });
                 prop_assert!(again.as_ref().is_ok_and(|a| *a == spec), "{:?} -> {:?}", spec, again);
             }
             Err(Error::InvalidArgument(message)) => prop_assert!(!message.is_empty()),

@@ -66,6 +66,7 @@ fn run_serves_until_its_shutdown_future_resolves_then_stops_the_apps() {
         monitor_interval: Duration::from_secs(1),
         cgroups: true,
         log_reserve: pmdaemond::LogReserve::new(pmdaemond::LogReserveSetting::Default),
+        remote: pmdaemond::RemoteOptions::default(),
     };
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = runtime.spawn(pmdaemond::run(listener, config, async move {

@@ -31,7 +31,9 @@
 //! - `cgroups`: nothing escapes a run's cgroup, even without the marker;
 //!   `--no-cgroups`;
 //! - `limits`: the open-file limit of the daemon and of its apps;
-//! - `readiness`: `ready` in list/describe and events, the WaitReady RPC.
+//! - `readiness`: `ready` in list/describe and events, the WaitReady RPC;
+//! - `remote`: the TCP listener: tokens and scopes for every RPC, TLS,
+//!   `/healthz`, remote paths, the token verbs.
 
 mod cgroups;
 mod cluster;
@@ -51,6 +53,7 @@ mod persistence;
 mod ports;
 mod readiness;
 mod reload_watch;
+mod remote;
 mod restart_policy;
 mod security;
 mod services;

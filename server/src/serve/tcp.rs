@@ -1,0 +1,459 @@
+//! The TCP listener (`--listen ADDR:PORT`, repeatable; off by default). One
+//! port serves gRPC (HTTP/2; h2c without TLS), gRPC-Web, and HTTP/1.1 and
+//! HTTP/2 for the HTTP routes (`/healthz`, `/metrics`, the REST gateway),
+//! through hyper-util's auto connection builder, optionally over TLS
+//! (rustls, ring provider, ALPN h2 and http/1.1, optional client
+//! certificates).
+//!
+//! Every request goes through `auth::layer::AuthnLayer` (the token, its
+//! Scope); the gRPC services behind `auth::layer::AuthzLayer` (the RPC's
+//! access against that Scope) as [`Grpc`], which the gateway calls too.
+//! Each connection marks its requests [`Transport::Remote`] with its
+//! [`RemotePeer`].
+//!
+//! Limits enforced here: connections (a semaphore: beyond it, the kernel's
+//! backlog waits), HTTP/1 header read time (no slowloris), HTTP/2 concurrent
+//! streams per connection, the request body size, the TLS handshake time.
+//!
+//! Talks to: `auth` (the layers), `crate::run` (which builds the routes and
+//! hands over the gateway's router), `metrics` (`/metrics`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::IntoResponse;
+use http::{Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
+
+use super::{RemotePeer, Routes, Transport};
+use crate::StartError;
+use crate::auth::layer::{AuthnLayer, AuthzLayer};
+use crate::auth::token::TokenStore;
+
+/// The gRPC services (ProcessManager, health, reflection) behind the
+/// authorization layer: what the TCP listener serves for gRPC and gRPC-Web,
+/// and what the REST gateway calls in-process, with the incoming request's
+/// extensions (its Scope) copied onto each call.
+pub type Grpc = BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    Infallible,
+>;
+
+/// What the TCP listener is told to do (flags over config.yaml).
+#[derive(Debug, Clone, Default)]
+pub struct RemoteOptions {
+    /// Addresses to listen on; empty: no TCP listener.
+    pub listen: Vec<SocketAddr>,
+    pub tls: Option<TlsFiles>,
+    /// Allow a non-loopback address without TLS (warned at every start).
+    pub insecure_remote: bool,
+    pub limits: Limits,
+    /// Origins allowed by CORS; empty: CORS off.
+    pub cors_origins: Vec<String>,
+}
+
+/// PEM files of the TLS server.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Clients must show a certificate signed by one of these (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What one TCP listener allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request body larger than this is refused.
+    pub max_body_bytes: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// HTTP/2 streams at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Time for a client to send a request's headers (HTTP/1), and for the
+    /// TLS handshake.
+    pub header_read_timeout: Duration,
+    /// HTTP/2: a connection whose peer stops answering pings for this long
+    /// is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_connections: 256,
+            max_concurrent_streams: 100,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why the TCP listener cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(
+        "refusing to listen on {addr} without TLS: tokens would cross the network in clear. Add --tls-cert FILE --tls-key FILE (PEM; or tls: {{cert, key}} in config.yaml), listen on a loopback address (127.0.0.1, [::1]) behind your own TLS proxy, or pass --insecure-remote if the network is trusted"
+    )]
+    Insecure { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("--tls-cert and --tls-key go together")]
+    TlsHalf,
+}
+
+impl From<ListenError> for StartError {
+    fn from(e: ListenError) -> Self {
+        StartError::Remote(e.to_string())
+    }
+}
+
+/// Checks the exposure rule and binds every address, before anything is
+/// served: a bad address or TLS file stops the daemon at start.
+pub(crate) fn bind(
+    options: &RemoteOptions,
+) -> Result<(Vec<TcpListener>, Option<tokio_rustls::TlsAcceptor>), ListenError> {
+    let tls = options.tls.as_ref().map(acceptor).transpose()?;
+    for addr in &options.listen {
+        if !addr.ip().is_loopback() && tls.is_none() {
+            if !options.insecure_remote {
+                return Err(ListenError::Insecure { addr: *addr });
+            }
+            tracing::warn!(
+                %addr,
+                "listening without TLS on a non-loopback address (--insecure-remote): tokens and everything else cross the network in clear"
+            );
+        }
+    }
+    let listeners = options
+        .listen
+        .iter()
+        .map(|addr| {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            };
+            let bind = |socket: tokio::net::TcpSocket| {
+                socket.set_reuseaddr(true)?;
+                socket.bind(*addr)?;
+                socket.listen(1024)
+            };
+            socket.and_then(bind).map_err(|source| ListenError::Bind {
+                addr: *addr,
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((listeners, tls))
+}
+
+fn acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ListenError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| ListenError::Tls(format!("{}: {e}", path.display())))
+    };
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut read(&files.cert)?.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| ListenError::Tls(format!("{}: {e}", files.cert.display())))?;
+    if certs.is_empty() {
+        return Err(ListenError::Tls(format!(
+            "{}: no PEM certificate in it",
+            files.cert.display()
+        )));
+    }
+    let key: PrivateKeyDer<'static> =
+        rustls_pemfile::private_key(&mut read(&files.key)?.as_slice())
+            .map_err(|e| ListenError::Tls(format!("{}: {e}", files.key.display())))?
+            .ok_or_else(|| {
+                ListenError::Tls(format!("{}: no PEM private key in it", files.key.display()))
+            })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ListenError::Tls(e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut read(ca)?.as_slice()) {
+                let cert = cert.map_err(|e| ListenError::Tls(format!("{}: {e}", ca.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ListenError::Tls(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| ListenError::Tls(format!("{}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| ListenError::Tls(format!("{}: {e}", files.key.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The authorized gRPC services (see [`Grpc`]).
+pub(crate) fn grpc(routes: Routes) -> Grpc {
+    BoxCloneSyncService::new(AuthzLayer.layer(routes.prepare()))
+}
+
+/// Everything one TCP port serves, behind the authentication layer:
+/// `/healthz`, `/metrics`, `extra` (the REST gateway), and gRPC / gRPC-Web
+/// for requests whose content type says so.
+pub(crate) fn app(
+    grpc: Grpc,
+    extra: Router,
+    metrics: Router,
+    tokens: TokenStore,
+    cors_origins: Vec<String>,
+) -> impl Service<
+    Request<axum::body::Body>,
+    Response = Response<axum::body::Body>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let grpc_web = tonic_web::GrpcWebLayer::new().layer(grpc);
+    let grpc_or_not_found = tower::service_fn(move |req: Request<axum::body::Body>| {
+        let grpc_web = grpc_web.clone();
+        async move {
+            let is_grpc = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/grpc"));
+            if is_grpc {
+                return grpc_web.oneshot(req).await.map(IntoResponse::into_response);
+            }
+            let body = serde_json::json!({
+                "code": tonic::Code::NotFound as i32,
+                "message": format!("no route for {} {}", req.method(), req.uri().path()),
+                "details": [],
+            });
+            Ok::<_, Infallible>(
+                (
+                    StatusCode::NOT_FOUND,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+                    .into_response(),
+            )
+        }
+    });
+    let router = Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(metrics)
+        .merge(extra)
+        .fallback_service(grpc_or_not_found);
+    cors(cors_origins, AuthnLayer::new(tokens).layer(router))
+}
+
+/// CORS for the configured origins only (none: no CORS header, browsers
+/// keep other sites out). Outside the token check: a browser's preflight
+/// carries no Authorization header.
+fn cors<S>(
+    origins: Vec<String>,
+    inner: S,
+) -> impl Service<
+    Request<axum::body::Body>,
+    Response = Response<axum::body::Body>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static
+where
+    S: Service<
+            Request<axum::body::Body>,
+            Response = Response<axum::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
+    use http::HeaderValue;
+    let origins = Arc::new(origins);
+    tower::service_fn(move |req: Request<axum::body::Body>| {
+        let inner = inner.clone();
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .filter(|o| {
+                origins
+                    .iter()
+                    .any(|allowed| allowed.as_bytes() == o.as_bytes())
+            })
+            .cloned();
+        async move {
+            let Some(origin) = origin else {
+                return inner.oneshot(req).await;
+            };
+            let preflight = req.method() == http::Method::OPTIONS
+                && req
+                    .headers()
+                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            let mut response = if preflight {
+                let mut r = Response::new(axum::body::Body::empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                let h = r.headers_mut();
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static(
+                        "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout",
+                    ),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("600"),
+                );
+                r
+            } else {
+                inner.oneshot(req).await?
+            };
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.append(header::VARY, HeaderValue::from_static("origin"));
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("grpc-status, grpc-message, www-authenticate"),
+            );
+            Ok(response)
+        }
+    })
+}
+
+/// Resolves once the daemon stops serving (the guard of `wait_for` is not
+/// `Send`: it must not live across the select's await).
+async fn stopping(until: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = until.wait_for(|s| *s).await;
+}
+
+/// Serves `app` on `listener` until `until` resolves, then lets open
+/// connections finish (their streams end with the daemon's).
+pub(crate) async fn serve<S>(
+    listener: TcpListener,
+    app: S,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    mut until: tokio::sync::watch::Receiver<bool>,
+) where
+    S: Service<
+            Request<axum::body::Body>,
+            Response = Response<axum::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
+    let local = listener.local_addr().ok();
+    tracing::info!(addr = ?local, tls = tls.is_some(), "listening on TCP");
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections as usize));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stopping(&mut until) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and the like: the next accept may succeed.
+                    tracing::warn!(error = %e, "cannot accept a TCP connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopping(&mut until) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let mut req = req.map(|body| {
+                    axum::body::Body::new(http_body_util::Limited::new(
+                        body,
+                        limits.max_body_bytes.min(usize::MAX as u64) as usize,
+                    ))
+                });
+                req.extensions_mut().insert(Transport::Remote);
+                req.extensions_mut().insert(RemotePeer(peer));
+                app.clone().oneshot(req)
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(limits.max_concurrent_streams)
+                .keep_alive_interval(limits.idle_timeout / 2)
+                .keep_alive_timeout(limits.idle_timeout / 2);
+            let served = match tls {
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(tls) => {
+                    let stream =
+                        match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "TCP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Streams end when the daemon shuts down; a client that does not read
+    // its last bytes does not hold the daemon.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
