@@ -30,6 +30,9 @@ pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod error;
 pub(crate) mod fds;
+// Wired into the TCP listener (serve/) when it lands.
+#[allow(dead_code)]
+pub(crate) mod gateway;
 pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod metrics;
