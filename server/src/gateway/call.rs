@@ -37,7 +37,10 @@ pub(crate) async fn call(
         .method(http::Method::POST)
         .version(http::Version::HTTP_2)
         .uri(path)
-        .header(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"))
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        )
         .header(header::TE, HeaderValue::from_static("trailers"))
         .body(tonic::body::Body::new(Full::new(frame.freeze())))
         .map_err(|e| Status::internal(format!("gateway request: {e}")))?;
@@ -111,7 +114,9 @@ impl Replies {
                 }
                 None => {
                     self.body = None;
-                    return Some(Err(Status::internal("gRPC response ended without a status")));
+                    return Some(Err(Status::internal(
+                        "gRPC response ended without a status",
+                    )));
                 }
             }
         }
@@ -125,7 +130,9 @@ impl Replies {
         let compressed = self.buf[0];
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
         if compressed != 0 {
-            return Some(Err(Status::internal("compressed gRPC reply (none was offered)")));
+            return Some(Err(Status::internal(
+                "compressed gRPC reply (none was offered)",
+            )));
         }
         if len > MAX_MESSAGE {
             return Some(Err(Status::resource_exhausted(format!(

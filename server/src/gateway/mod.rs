@@ -92,7 +92,10 @@ pub fn router(grpc: Grpc) -> Result<Router, GatewayError> {
     // apart by method and verb.
     let mut by_path: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, route) in routes.iter().enumerate() {
-        by_path.entry(route.template.axum_path()).or_default().push(i);
+        by_path
+            .entry(route.template.axum_path())
+            .or_default()
+            .push(i);
     }
     let gateway = Arc::new(Gateway { grpc, routes });
     let mut router = Router::new();
@@ -107,7 +110,10 @@ pub fn router(grpc: Grpc) -> Result<Router, GatewayError> {
     Ok(router.route(
         OPENAPI_PATH,
         get(move || async move {
-            ([(header::CONTENT_TYPE, "application/json")], document.clone())
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                document.clone(),
+            )
         }),
     ))
 }
@@ -147,7 +153,10 @@ async fn dispatch(gateway: Arc<Gateway>, candidates: Arc<[usize]>, request: Requ
         _ => None,
     };
     let Some((route, vars)) = chosen else {
-        let allow: Vec<&str> = matching.iter().map(|(r, _)| r.http_method.as_str()).collect();
+        let allow: Vec<&str> = matching
+            .iter()
+            .map(|(r, _)| r.http_method.as_str())
+            .collect();
         let mut response = respond::error(&Status::unimplemented(format!(
             "{} is not a method of {path}",
             request.method()

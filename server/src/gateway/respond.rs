@@ -39,19 +39,28 @@ pub(crate) fn http_status(code: Code) -> StatusCode {
     }
 }
 
-fn status_json(status: &Status) -> serde_json::Value {
-    serde_json::json!({
-        "code": status.code() as i32,
-        "message": status.message(),
-        "details": [],
-    })
+/// grpc-gateway's error body, its fields in its order.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    code: i32,
+    message: &'a str,
+    details: [(); 0],
+}
+
+fn status_json(status: &Status) -> String {
+    let body = ErrorBody {
+        code: status.code() as i32,
+        message: status.message(),
+        details: [],
+    };
+    serde_json::to_string(&body).expect("plain strings and numbers")
 }
 
 pub(crate) fn error(status: &Status) -> Response {
     let mut response = (
         http_status(status.code()),
         [(header::CONTENT_TYPE, "application/json")],
-        status_json(status).to_string(),
+        status_json(status),
     )
         .into_response();
     if status.code() == Code::Unauthenticated {
@@ -108,8 +117,11 @@ pub(crate) fn ndjson(replies: Replies) -> Response {
     let lines = futures_util::stream::unfold(Some(replies), |replies| async move {
         let mut replies = replies?;
         match replies.next().await? {
-            Ok(message) => Some((Ok::<_, std::convert::Infallible>(line("result", &to_json(&message))), Some(replies))),
-            Err(status) => Some((Ok(line("error", status_json(&status).to_string().as_bytes())), None)),
+            Ok(message) => Some((
+                Ok::<_, std::convert::Infallible>(line("result", &to_json(&message))),
+                Some(replies),
+            )),
+            Err(status) => Some((Ok(line("error", status_json(&status).as_bytes())), None)),
         }
     });
     (
@@ -132,7 +144,8 @@ fn close_reason(message: &str) -> String {
 /// (the whole message; the close reason is cut to 123 bytes), then a close
 /// frame: 1008 (policy) when the caller may not make the call, else 1011.
 pub(crate) async fn ws_error(socket: &mut WebSocket, status: &Status) {
-    let body = serde_json::json!({ "error": status_json(status) }).to_string();
+    let body = line("error", status_json(status).as_bytes());
+    let body = String::from_utf8_lossy(body.trim_ascii_end()).into_owned();
     let _ = socket.send(Message::Text(body.into())).await;
     let code = match status.code() {
         Code::Unauthenticated | Code::PermissionDenied => close_code::POLICY,

@@ -112,7 +112,8 @@ fn route(
     }
     if found.is_none()
         && rule.has_field_by_name("custom")
-        && let Some(Value::Message(custom)) = rule.get_field_by_name("custom").map(|v| v.into_owned())
+        && let Some(Value::Message(custom)) =
+            rule.get_field_by_name("custom").map(|v| v.into_owned())
     {
         let kind = custom.get_field_by_name("kind");
         let path = custom.get_field_by_name("path");
@@ -132,11 +133,12 @@ fn route(
     let body = match text("body").as_deref() {
         None | Some("") => BodyRule::None,
         Some("*") => BodyRule::Whole,
-        Some(field) => BodyRule::Field(
-            input
-                .get_field_by_name(field)
-                .ok_or_else(|| bad(format!("body field {field} is not in {}", input.full_name())))?,
-        ),
+        Some(field) => BodyRule::Field(input.get_field_by_name(field).ok_or_else(|| {
+            bad(format!(
+                "body field {field} is not in {}",
+                input.full_name()
+            ))
+        })?),
     };
     let template = Template::parse(&pattern)?;
     for field in template.fields() {

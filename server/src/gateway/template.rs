@@ -28,7 +28,9 @@ impl Template {
             template: text.to_string(),
             why: why.to_string(),
         };
-        let rest = text.strip_prefix('/').ok_or_else(|| bad("must start with /"))?;
+        let rest = text
+            .strip_prefix('/')
+            .ok_or_else(|| bad("must start with /"))?;
         // Split on '/' and find the verb (the last ':' outside braces, after
         // the last '/').
         let mut depth = 0;
@@ -47,7 +49,7 @@ impl Template {
                 '}' => depth -= 1,
                 _ => {}
             }
-            if depth < 0 || depth > 1 {
+            if !(0..=1).contains(&depth) {
                 return Err(bad("unbalanced braces"));
             }
             match c {
@@ -102,7 +104,9 @@ impl Template {
             match segment {
                 Segment::Literal(lit) => {
                     path.push_str(lit);
-                    if i == last && let Some(verb) = &self.verb {
+                    if i == last
+                        && let Some(verb) = &self.verb
+                    {
                         path.push(':');
                         path.push_str(verb);
                     }

@@ -25,7 +25,10 @@ pub(crate) struct Input<'a> {
 
 /// The fields a dotted path (`spec.name`, proto or JSON names) leads
 /// through, from the top; every one but the last a singular message.
-pub(crate) fn resolve(desc: &MessageDescriptor, dotted: &str) -> Result<Vec<FieldDescriptor>, String> {
+pub(crate) fn resolve(
+    desc: &MessageDescriptor,
+    dotted: &str,
+) -> Result<Vec<FieldDescriptor>, String> {
     let mut chain = Vec::new();
     let mut current = desc.clone();
     let mut parts = dotted.split('.').peekable();
@@ -53,7 +56,8 @@ pub(crate) fn request_message(route: &Route, input: Input<'_>) -> Result<Dynamic
     let desc = route.method.input();
     let mut root = Map::new();
     let json = |body: &[u8]| {
-        serde_json::from_slice::<Value>(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| invalid(format!("invalid JSON body: {e}")))
     };
     let body_field = match &route.body {
         BodyRule::Whole => {
@@ -85,15 +89,23 @@ pub(crate) fn request_message(route: &Route, input: Input<'_>) -> Result<Dynamic
     for (field, value) in &input.vars {
         let chain = resolve(&desc, field).map_err(invalid)?;
         let leaf = chain.last().expect("never empty");
-        let value = scalar(leaf, value).map_err(|why| invalid(format!("path variable {field}: {why}")))?;
+        let value =
+            scalar(leaf, value).map_err(|why| invalid(format!("path variable {field}: {why}")))?;
         set(&mut root, &chain, value, false);
         from_path.push(leaf.full_name().to_string());
     }
-    for pair in input.query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in input
+        .query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let (Some(key), Some(value)) = (decode_component(key, true), decode_component(value, true))
         else {
-            return Err(invalid(format!("query parameter {pair:?} is not valid percent-encoded UTF-8")));
+            return Err(invalid(format!(
+                "query parameter {pair:?} is not valid percent-encoded UTF-8"
+            )));
         };
         let bad = |why: &str| invalid(format!("query parameter {key}: {why}"));
         if matches!(route.body, BodyRule::Whole) && !input.websocket {
@@ -129,7 +141,9 @@ fn set(root: &mut Map<String, Value>, chain: &[FieldDescriptor], value: Value, a
         }
         if i + 1 == chain.len() {
             if append {
-                let slot = object.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+                let slot = object
+                    .entry(key)
+                    .or_insert_with(|| Value::Array(Vec::new()));
                 match slot {
                     Value::Array(items) => items.push(value),
                     other => *other = Value::Array(vec![value]),
@@ -139,7 +153,9 @@ fn set(root: &mut Map<String, Value>, chain: &[FieldDescriptor], value: Value, a
             }
             return;
         }
-        let slot = object.entry(key).or_insert_with(|| Value::Object(Map::new()));
+        let slot = object
+            .entry(key)
+            .or_insert_with(|| Value::Object(Map::new()));
         if !slot.is_object() {
             *slot = Value::Object(Map::new());
         }
