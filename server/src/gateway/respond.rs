@@ -7,7 +7,9 @@
 //! JSON is proto3 canonical (lowerCamelCase, enums by name, 64-bit integers
 //! as strings) and, as grpc-gateway's default marshaler does
 //! (EmitUnpopulated), fields at their default value are written too, so a
-//! client sees `"restarts": 0` rather than a missing key.
+//! client sees `"restarts": 0` rather than a missing key. Fields with
+//! presence (`optional` scalars, messages, oneof members) that are unset are
+//! left out rather than written as `null`: absent means unset.
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
