@@ -33,6 +33,7 @@ pub(crate) mod auth;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod fds;
+pub(crate) mod gateway;
 pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod metrics;
@@ -304,8 +305,10 @@ pub async fn run(
     if !tcp_listeners.is_empty() {
         tokens.spawn_persister();
         let grpc = serve::tcp::grpc(routes.clone());
-        // The REST gateway's routes go here.
-        let extra = axum::Router::new();
+        // Built (and the full descriptor decoded) only here: a daemon
+        // without a TCP listener never pays for the gateway.
+        let extra = gateway::router(grpc.clone())
+            .map_err(|e| StartError::Remote(format!("cannot build the REST gateway: {e}")))?;
         let app = serve::tcp::app(
             grpc,
             extra,
