@@ -98,6 +98,27 @@ impl ProcessManager for TestPm {
         Err(Status::unimplemented("test"))
     }
 
+    async fn create_token(
+        &self,
+        _: tonic::Request<v1::CreateTokenRequest>,
+    ) -> Result<tonic::Response<v1::CreateTokenResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn list_tokens(
+        &self,
+        _: tonic::Request<v1::ListTokensRequest>,
+    ) -> Result<tonic::Response<v1::ListTokensResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn revoke_token(
+        &self,
+        _: tonic::Request<v1::RevokeTokenRequest>,
+    ) -> Result<tonic::Response<v1::RevokeTokenResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
     type ReloadProcessStream = Stream<v1::ReloadProcessResponse>;
     async fn reload_process(
         &self,
