@@ -157,7 +157,8 @@ def hostile(b, root, per_kind):
     proto = os.path.join(run.REPO, "proto")
     rc = protoc.main(["protoc", f"-I{proto}", f"-I{os.path.dirname(protoc.__file__)}/_proto",
                       f"--python_out={stubs}", f"--grpc_python_out={stubs}",
-                      "pmdaemon/v1/process_manager.proto", "google/api/annotations.proto",
+                      "pmdaemon/v1/process_manager.proto", "pmdaemon/v1/access.proto",
+                      "google/api/annotations.proto",
                       "google/api/http.proto"])
     if rc != 0:
         raise RuntimeError("protoc failed on proto/")
