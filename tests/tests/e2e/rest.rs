@@ -705,3 +705,85 @@ fn slow_websocket_reader_blocks_nothing() {
     drop(socket);
     daemon.pmd_ok(&["delete", "all"]);
 }
+
+/// The messages of a WebSocket until its close frame, and that frame's
+/// code.
+async fn ws_until_close(socket: &mut WebSocket) -> (Vec<Value>, u16) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut messages = Vec::new();
+    loop {
+        let message = tokio::time::timeout(WAIT.get(), socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no WebSocket message within {WAIT:?}"))
+            .expect("a close frame before the end")
+            .expect("a WebSocket message");
+        match message {
+            Message::Text(text) => messages.push(serde_json::from_str(&text).expect("JSON")),
+            Message::Close(frame) => {
+                return (messages, frame.map(|f| u16::from(f.code)).unwrap_or(0));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The streaming POST routes (`:reload`, `:waitReady`) are WebSockets too,
+/// on their own path: not GetProcess with the target `web:reload`. An
+/// admin RPC with a read-only token closes with 1008.
+#[test]
+fn websocket_on_verb_routes() {
+    let port = free_ports(1);
+    let daemon = start_listening(port);
+    let admin = admin_token(daemon.home());
+    let reader = create_token(&daemon, &["reader", "--read-only"]);
+    daemon.write_script("idle.sh", "while :; do sleep 1000; done");
+    daemon.pmd_ok(&["start", "idle.sh", "--name", "web"]);
+    daemon.wait_online("web");
+    let (as_admin, as_reader) = (format!("bearer.{admin}"), format!("bearer.{reader}"));
+    block_on(async {
+        let (mut socket, _) = websocket(
+            port,
+            "/v1/processes/web:waitReady",
+            &["pmdaemon.v1", &as_reader],
+        )
+        .await
+        .expect("WebSocket");
+        let (messages, code) = ws_until_close(&mut socket).await;
+        assert_eq!(code, 1000, "{messages:?}");
+        assert_eq!(
+            messages.last().expect("a message")["ready"],
+            true,
+            "{messages:?}"
+        );
+
+        let (mut socket, _) = websocket(
+            port,
+            "/v1/processes/web:reload",
+            &["pmdaemon.v1", &as_reader],
+        )
+        .await
+        .expect("WebSocket");
+        let (messages, code) = ws_until_close(&mut socket).await;
+        assert_eq!(code, 1008, "{messages:?}");
+        assert_eq!(messages[0]["error"]["code"], 7, "{messages:?}");
+
+        let (mut socket, _) = websocket(
+            port,
+            "/v1/processes/web:reload",
+            &["pmdaemon.v1", &as_admin],
+        )
+        .await
+        .expect("WebSocket");
+        let (messages, code) = ws_until_close(&mut socket).await;
+        assert_eq!(code, 1000, "{messages:?}");
+        let last = messages.last().expect("a message");
+        assert_eq!(
+            (&last["done"], &last["total"]),
+            (&json!(1), &json!(1)),
+            "{messages:?}"
+        );
+        assert_eq!(last["process"]["name"], "web", "{messages:?}");
+    });
+    daemon.pmd_ok(&["delete", "all"]);
+}
