@@ -37,7 +37,9 @@
 //! - `remote`: clients of the TCP listener: gRPC over TCP or TLS with a
 //!   bearer token ([`call_empty`] calls any method), raw HTTP/1.1
 //!   ([`http_raw`]), the admin token ([`admin_token`]), a test CA
-//!   ([`TestCa`]).
+//!   ([`TestCa`]); the REST gateway ([`Rest`], NDJSON streams read line by
+//!   line with [`NdjsonLines`]) and its WebSockets ([`websocket`],
+//!   [`ws_next`]).
 //!
 //! Environment:
 //! - `PMDAEMON_TEST_TIMEOUT_SCALE` (a float, default 1) multiplies every
@@ -77,7 +79,10 @@ pub use procs::{
     cgroups_usable, cmdline_of, cwd_of, env_of, exe_of, home_cgroup_dir, is_root,
     kill_home_processes, pid_alive, pids_with_home, run_cgroups, zombie_children,
 };
-pub use remote::{TestCa, admin_token, call_empty, http_raw, tcp_channel, tls_channel};
+pub use remote::{
+    NdjsonLines, Rest, RestReply, TestCa, WebSocket, admin_token, call_empty, http_raw,
+    tcp_channel, tls_channel, websocket, ws_next,
+};
 pub use wait::{
     DAEMON_STOP_TIMEOUT, PMD_TIMEOUT, TIMEOUT_SCALE_ENV, Timeout, WAIT, scale, wait_child,
     wait_for, wait_for_value,

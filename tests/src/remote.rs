@@ -2,8 +2,9 @@
 //! TCP (h2c) or TLS with a bearer token, a raw call of any method with an
 //! empty message ([`call_empty`], for the access matrix generated from
 //! `pmdaemon_proto::METHOD_ACCESS`), raw HTTP/1.1 requests ([`http_raw`]),
-//! the admin token of a home ([`admin_token`]) and a test CA
-//! ([`TestCa`], rcgen).
+//! the admin token of a home ([`admin_token`]), a test CA ([`TestCa`],
+//! rcgen), and the REST gateway: unary calls and NDJSON streams ([`Rest`],
+//! hyper's client) and WebSockets ([`websocket`], tungstenite).
 //!
 //! Talks to: a daemon's TCP port; the home's `token` file.
 
@@ -172,5 +173,219 @@ impl TestCa {
 impl Default for TestCa {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A REST client of a daemon's TCP port (HTTP/1.1, hyper), with a bearer
+/// token or none.
+pub struct Rest {
+    port: u16,
+    token: Option<String>,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<hyper::body::Bytes>,
+    >,
+}
+
+/// A REST answer: its status, headers and (for a unary call) JSON body.
+#[derive(Debug)]
+pub struct RestReply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Rest {
+    pub fn new(port: u16, token: Option<&str>) -> Self {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        Rest {
+            port,
+            token: token.map(str::to_string),
+            client,
+        }
+    }
+
+    /// Sends `method path` with `body` (JSON text) and returns as soon as
+    /// the head of the answer came: a stream's body is read with
+    /// [`NdjsonLines`].
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> hyper::Response<hyper::body::Incoming> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{}{path}", self.port));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                body.unwrap_or_default().to_string(),
+            )))
+            .expect("request");
+        tokio::time::timeout(crate::WAIT.get(), self.client.request(request))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no answer within {:?}", crate::WAIT))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// A unary call: the status, headers and the whole body as JSON
+    /// (`Null` when the body is empty or not JSON).
+    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> RestReply {
+        use http_body_util::BodyExt;
+        let response = self.send(method, path, body).await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = tokio::time::timeout(crate::WAIT.get(), response.into_body().collect())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{method} {path}: body not complete within {:?}",
+                    crate::WAIT
+                )
+            })
+            .expect("body")
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        RestReply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A server stream as NDJSON: the status and its lines.
+    pub async fn stream(&self, method: &str, path: &str, body: Option<&str>) -> (u16, NdjsonLines) {
+        let response = self.send(method, path, body).await;
+        let status = response.status().as_u16();
+        (
+            status,
+            NdjsonLines {
+                body: response.into_body(),
+                buf: Vec::new(),
+            },
+        )
+    }
+}
+
+/// An NDJSON body read line by line as its frames arrive.
+pub struct NdjsonLines {
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+}
+
+impl NdjsonLines {
+    /// The next line as JSON; None at the end of the body. Panics when none
+    /// comes within [`crate::WAIT`].
+    pub async fn next(&mut self) -> Option<serde_json::Value> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    panic!("not a JSON line ({e}): {}", String::from_utf8_lossy(&line))
+                }));
+            }
+            let frame = tokio::time::timeout(crate::WAIT.get(), self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no NDJSON line within {:?}", crate::WAIT));
+            match frame {
+                Some(frame) => {
+                    if let Ok(data) = frame.expect("a body frame").into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                None => {
+                    assert!(self.buf.is_empty(), "a partial last line");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Reads lines until `found` returns a value; panics if the body ends
+    /// first (or no line comes within [`crate::WAIT`]).
+    pub async fn until<T>(
+        &mut self,
+        what: &str,
+        mut found: impl FnMut(&serde_json::Value) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + crate::WAIT.get();
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            let line = self
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("the stream ended before {what}"));
+            if let Some(v) = found(&line) {
+                return v;
+            }
+        }
+    }
+}
+
+/// A WebSocket client stream (tungstenite).
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `ws://127.0.0.1:port{path}` offering
+/// `protocols` as `Sec-WebSocket-Protocol` (no Authorization header): the
+/// socket and the handshake's answer, or the error (a refused handshake
+/// is `tungstenite::Error::Http` with the response).
+pub async fn websocket(
+    port: u16,
+    path: &str,
+    protocols: &[&str],
+) -> Result<
+    (
+        WebSocket,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://127.0.0.1:{port}{path}")
+        .into_client_request()
+        .expect("WebSocket request");
+    if !protocols.is_empty() {
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            protocols.join(", ").parse().expect("header value"),
+        );
+    }
+    tokio::time::timeout(crate::WAIT.get(), tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap_or_else(|_| panic!("WebSocket {path}: no handshake within {:?}", crate::WAIT))
+}
+
+/// The next text message of a WebSocket as JSON; None once it is closed.
+/// Panics when nothing comes within [`crate::WAIT`].
+pub async fn ws_next(socket: &mut WebSocket) -> Option<serde_json::Value> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(crate::WAIT.get(), socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no WebSocket message within {:?}", crate::WAIT))?;
+        match message.expect("a WebSocket message") {
+            Message::Text(text) => {
+                return Some(
+                    serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("not a JSON message ({e}): {text}")),
+                );
+            }
+            Message::Close(_) => return None,
+            _ => continue,
+        }
     }
 }

@@ -137,15 +137,26 @@ async fn dispatch(gateway: Arc<Gateway>, candidates: Arc<[usize]>, request: Requ
     }
     // A verb makes a rule more specific than a bare variable that would
     // swallow `name:verb` whole. A WebSocket handshake is always a GET: it
-    // takes the path's GET rule, else its only rule (`:reload`).
+    // takes the most specific rules of the path (`{target}:reload` rather
+    // than GET `{target}` with target `x:reload`), their GET rule, else
+    // their only rule (`:reload`, `:waitReady`).
     let by_method = matching
         .iter()
         .filter(|(r, _)| r.http_method == request.method())
         .max_by_key(|(r, _)| r.template.has_verb());
-    let chosen = match (by_method, websocket) {
-        (Some(found), _) => Some(found),
-        (None, true) if matching.len() == 1 => matching.first(),
-        _ => None,
+    let chosen = if websocket {
+        let verb = matching.iter().any(|(r, _)| r.template.has_verb());
+        let specific: Vec<_> = matching
+            .iter()
+            .filter(|(r, _)| r.template.has_verb() == verb)
+            .collect();
+        match specific.iter().find(|(r, _)| r.http_method == Method::GET) {
+            Some(found) => Some(*found),
+            None if specific.len() == 1 => Some(specific[0]),
+            None => None,
+        }
+    } else {
+        by_method
     };
     let Some((route, vars)) = chosen else {
         let allow: Vec<&str> = matching

@@ -33,7 +33,10 @@
 //! - `limits`: the open-file limit of the daemon and of its apps;
 //! - `readiness`: `ready` in list/describe and events, the WaitReady RPC;
 //! - `remote`: the TCP listener: tokens and scopes for every RPC, TLS,
-//!   `/healthz`, remote paths, the token verbs.
+//!   `/healthz`, remote paths, the token verbs;
+//! - `rest`: the REST gateway and its WebSockets on the real daemon: every
+//!   route, statuses, NDJSON and WebSocket streams, the 401/403 matrix of
+//!   every route from `/v1/openapi.json`, a slow WebSocket reader.
 
 mod cgroups;
 mod cluster;
@@ -54,6 +57,7 @@ mod ports;
 mod readiness;
 mod reload_watch;
 mod remote;
+mod rest;
 mod restart_policy;
 mod security;
 mod services;
