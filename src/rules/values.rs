@@ -14,18 +14,23 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// otherwise a humantime string such as `500ms`, `5s` or `2m`. `flag` names
 /// the option in the error.
 pub fn parse_duration(flag: &str, value: &str) -> Result<Duration, InvalidInput> {
+    check_duration(flag, read_duration(flag, value, "500ms, 5s, 2m")?)
+}
+
+/// A plain integer as milliseconds, else a humantime string; `examples`
+/// go into the error.
+fn read_duration(flag: &str, value: &str, examples: &str) -> Result<Duration, InvalidInput> {
     let value = value.trim();
     let parsed = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         value.parse::<u64>().ok().map(Duration::from_millis)
     } else {
         humantime::parse_duration(value).ok()
     };
-    let Some(duration) = parsed else {
-        return Err(invalid(format!(
-            "{flag}: {value:?} is not a duration; use e.g. 500ms, 5s, 2m, or a number of milliseconds"
-        )));
-    };
-    check_duration(flag, duration)
+    parsed.ok_or_else(|| {
+        invalid(format!(
+            "{flag}: {value:?} is not a duration; use e.g. {examples}, or a number of milliseconds"
+        ))
+    })
 }
 
 /// Longest lifetime of a bearer token (`pmd token create --expires`).
@@ -34,18 +39,7 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Parses a token lifetime (`--expires`): as [`parse_duration`] (also
 /// `30d`, `12w`), more than zero, at most [`MAX_TOKEN_LIFETIME`].
 pub fn parse_token_lifetime(flag: &str, value: &str) -> Result<Duration, InvalidInput> {
-    let value = value.trim();
-    let parsed = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        value.parse::<u64>().ok().map(Duration::from_millis)
-    } else {
-        humantime::parse_duration(value).ok()
-    };
-    let Some(duration) = parsed else {
-        return Err(invalid(format!(
-            "{flag}: {value:?} is not a duration; use e.g. 12h, 30d, or a number of milliseconds"
-        )));
-    };
-    check_token_lifetime(flag, duration)
+    check_token_lifetime(flag, read_duration(flag, value, "12h, 30d")?)
 }
 
 /// Rejects a zero or longer-than-[`MAX_TOKEN_LIFETIME`] token lifetime.

@@ -217,6 +217,32 @@ pub(crate) fn grpc(routes: Routes) -> Grpc {
     BoxCloneSyncService::new(AuthzLayer.layer(routes.prepare()))
 }
 
+/// What one TCP port serves, and each layer of it: an HTTP service that
+/// never fails (errors are responses), cheap to clone per connection.
+pub(crate) trait HttpService:
+    Service<
+        Request<axum::body::Body>,
+        Response = Response<axum::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: Service<
+            Request<axum::body::Body>,
+            Response = Response<axum::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Everything one TCP port serves, behind the authentication layer:
 /// `/healthz`, `/metrics`, `extra` (the REST gateway), and gRPC / gRPC-Web
 /// for requests whose content type says so.
@@ -226,14 +252,7 @@ pub(crate) fn app(
     metrics: Router,
     tokens: TokenStore,
     cors_origins: Vec<String>,
-) -> impl Service<
-    Request<axum::body::Body>,
-    Response = Response<axum::body::Body>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+) -> impl HttpService {
     let grpc_web = tonic_web::GrpcWebLayer::new().layer(grpc);
     let grpc_or_not_found = tower::service_fn(move |req: Request<axum::body::Body>| {
         let grpc_web = grpc_web.clone();
@@ -272,26 +291,9 @@ pub(crate) fn app(
 /// CORS for the configured origins only (none: no CORS header, browsers
 /// keep other sites out). Outside the token check: a browser's preflight
 /// carries no Authorization header.
-fn cors<S>(
-    origins: Vec<String>,
-    inner: S,
-) -> impl Service<
-    Request<axum::body::Body>,
-    Response = Response<axum::body::Body>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static
+fn cors<S>(origins: Vec<String>, inner: S) -> impl HttpService
 where
-    S: Service<
-            Request<axum::body::Body>,
-            Response = Response<axum::body::Body>,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static,
+    S: HttpService,
 {
     use http::HeaderValue;
     let origins = Arc::new(origins);
@@ -363,14 +365,7 @@ pub(crate) async fn serve<S>(
     limits: Limits,
     mut until: tokio::sync::watch::Receiver<bool>,
 ) where
-    S: Service<
-            Request<axum::body::Body>,
-            Response = Response<axum::body::Body>,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static,
+    S: HttpService,
 {
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, tls = tls.is_some(), "listening on TCP");
