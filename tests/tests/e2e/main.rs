@@ -44,6 +44,7 @@ mod dependencies;
 mod ecosystem;
 mod events;
 mod full_disk;
+mod grpc_web;
 mod health;
 mod in_process;
 mod leftovers;
