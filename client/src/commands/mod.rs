@@ -109,15 +109,16 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Choice::Local => None,
         Choice::Remote(plan) => {
             if let Command::Token(_) = command {
+                let instead = match plan.origin {
+                    remote::Origin::Context { .. } => format!(
+                        " ({} comes from {}; --context local picks this machine's daemon)",
+                        plan.url, plan.origin
+                    ),
+                    _ => ", without --host".to_string(),
+                };
                 return Err(UsageError(format!(
-                    "tokens are managed on the daemon's host over its Unix socket: run `pmd token                      ...` there, without --host{}",
-                    match plan.origin {
-                        remote::Origin::Context { .. } => format!(
-                            " (the daemon at {} comes from {}; --context local picks this                              machine's)",
-                            plan.url, plan.origin
-                        ),
-                        _ => String::new(),
-                    }
+                    "tokens are managed on the daemon's host over its Unix socket: run `pmd token \
+                     ...` there{instead}"
                 ))
                 .into());
             }
@@ -130,9 +131,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         remote,
     };
     let result = run(&ctx, command).await;
-    match &ctx.remote {
-        Some(remote) => result.map_err(|e| explain_refusal(remote, e)),
-        None => result,
+    match (&ctx.remote, result) {
+        (Some(remote), Err(e)) => Err(explain_refusal(remote, e).await),
+        (_, result) => result,
     }
 }
 
@@ -150,19 +151,23 @@ fn load_contexts() -> anyhow::Result<(Contexts, PathBuf)> {
 }
 
 /// A remote daemon's UNAUTHENTICATED or PERMISSION_DENIED, with which
-/// token it was about (see the module header).
-pub fn explain_refusal(remote: &Remote, err: anyhow::Error) -> anyhow::Error {
-    let Some(code) = err
-        .chain()
-        .find_map(|c| c.downcast_ref::<DaemonError>())
-        .map(|d| d.code)
-    else {
+/// token it was about (see the module header); a connection that failed
+/// under a call (a client certificate refused after the TLS handshake,
+/// say), explained as a failed connection is.
+pub async fn explain_refusal(remote: &Remote, err: anyhow::Error) -> anyhow::Error {
+    let Some(daemon) = err.chain().find_map(|c| c.downcast_ref::<DaemonError>()) else {
         return err;
     };
+    if let Some(status) = &daemon.transport {
+        return remote::dial::diagnose(remote, status).await;
+    }
+    let code = daemon.code;
     let host = format!("{}{}", remote.url, remote.from_where());
     match (code, &remote.token_source) {
         (tonic::Code::Unauthenticated, None) => err.context(format!(
-            "{host} needs a token: --token-file FILE or PMD_TOKEN (the admin token is              $PMDAEMON_HOME/token on the daemon's host; `pmd token create NAME` there makes              another)"
+            "{host} needs a token: --token-file FILE or PMD_TOKEN (the admin token is \
+                $PMDAEMON_HOME/token on the daemon's host; `pmd token create NAME` there makes \
+                another)"
         )),
         (tonic::Code::Unauthenticated, Some(source)) => err.context(format!(
             "{host} refused {source} (unknown, revoked or expired)"
@@ -185,10 +190,12 @@ pub(crate) fn remote_path_problem(
     cwd: &str,
     base: &Path,
 ) -> Option<String> {
-    const WHY: &str = "relative to this machine; a remote daemon runs what is on its host: give                        an absolute path on that host or a bare command on its PATH";
+    const WHY: &str = "relative to this machine; a remote daemon runs what is on its host: give \
+        an absolute path on that host or a bare command on its PATH";
     if !cwd.is_empty() && !Path::new(cwd).is_absolute() {
         return Some(format!(
-            "{cwd_label} {cwd:?} is relative to this machine; a remote daemon runs what is on its              host: give an absolute path on that host"
+            "{cwd_label} {cwd:?} is relative to this machine; a remote daemon runs what is on its \
+                host: give an absolute path on that host"
         ));
     }
     if Path::new(script).is_absolute() {
@@ -239,6 +246,10 @@ async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
 pub struct DaemonError {
     pub code: tonic::Code,
     pub message: String,
+    /// The status itself when the connection failed under it (it has a
+    /// source: an I/O or TLS error), for [`explain_refusal`] to say what
+    /// went wrong with a remote daemon.
+    pub transport: Option<tonic::Status>,
 }
 
 impl fmt::Display for DaemonError {
@@ -260,6 +271,9 @@ impl From<tonic::Status> for DaemonError {
         DaemonError {
             code: status.code(),
             message: status.message().to_string(),
+            transport: std::error::Error::source(&status)
+                .is_some()
+                .then_some(status),
         }
     }
 }

@@ -148,10 +148,15 @@ pub fn explain(remote: &Remote, err: &(dyn std::error::Error + 'static)) -> anyh
             other => anyhow::anyhow!("{reach}: {other}"),
         };
     }
-    let mut chain = err.to_string();
+    // A Status prints its Debug dump; its message is what it says.
+    let describe = |e: &(dyn std::error::Error + 'static)| match e.downcast_ref::<tonic::Status>() {
+        Some(status) => status.message().to_string(),
+        None => e.to_string(),
+    };
+    let mut chain = describe(err);
     let mut cause = err.source();
     while let Some(c) = cause {
-        let text = c.to_string();
+        let text = describe(c);
         if !chain.contains(&text) {
             chain = format!("{chain}: {text}");
         }
@@ -179,6 +184,41 @@ pub fn explain(remote: &Remote, err: &(dyn std::error::Error + 'static)) -> anyh
             "cannot talk to the daemon at {url}{}: {chain}",
             remote.from_where()
         ),
+    }
+}
+
+/// The HTTP/2 connection preface, then an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// What went wrong under a call that failed with a transport error, found
+/// on a fresh connection: the daemon's first answer to an HTTP/2 preface
+/// is its SETTINGS, or a TLS alert (TLS 1.3 refuses a client certificate
+/// only after the handshake, and the call that met it may have seen only
+/// "connection closed"). `failed` is what the call said.
+pub async fn diagnose(
+    remote: &Remote,
+    failed: &(dyn std::error::Error + 'static),
+) -> anyhow::Error {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut io = match dial(&remote.url, remote.tls.clone()).await {
+            Ok(io) => io,
+            Err(e) => return Some(explain(remote, &e)),
+        };
+        let mut first = [0u8; 9];
+        let answer = async {
+            io.write_all(H2_PREFACE).await?;
+            io.flush().await?;
+            io.read(&mut first).await
+        };
+        match answer.await {
+            Err(e) => Some(explain(remote, &e)),
+            Ok(_) => None,
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, probe).await {
+        Ok(Some(explained)) => explained,
+        _ => explain(remote, failed),
     }
 }
 

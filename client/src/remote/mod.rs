@@ -159,7 +159,7 @@ pub struct Named {
 pub enum Choice {
     /// The Unix socket of `$PMDAEMON_HOME`.
     Local,
-    Remote(Plan),
+    Remote(Box<Plan>),
 }
 
 /// A remote daemon and the files to use with it.
@@ -278,13 +278,13 @@ pub fn choose(
         ))
         .into());
     }
-    Ok(Choice::Remote(Plan {
+    Ok(Choice::Remote(Box::new(Plan {
         url,
         origin,
         token,
         ca_cert,
         identity,
-    }))
+    })))
 }
 
 /// The local socket, once flags meant for a remote daemon are ruled out

@@ -52,7 +52,7 @@ fn never() -> anyhow::Result<(Contexts, PathBuf)> {
 
 fn plan(choice: Choice) -> Plan {
     match choice {
-        Choice::Remote(plan) => plan,
+        Choice::Remote(plan) => *plan,
         Choice::Local => panic!("expected a remote daemon"),
     }
 }
