@@ -366,12 +366,8 @@ impl Plan {
                 (Some(value), Some(TokenSource::File(path.clone())))
             }
         };
-        if self.url.scheme == Scheme::Http && !self.url.is_loopback() {
-            eprintln!(
-                "[pmd] warning: {} is plain HTTP: the token and everything else travel in clear \
-                 text; use https:// (pmdaemond --tls-cert/--tls-key)",
-                self.url
-            );
+        if let Some(warning) = clear_text_warning(&self.url) {
+            eprintln!("[pmd] warning: {warning}");
         }
         let tls = match self.url.scheme {
             Scheme::Http => None,
@@ -389,6 +385,17 @@ impl Plan {
             ca_cert: self.ca_cert.map(|n| n.path),
         })
     }
+}
+
+/// What to say, once, when `url` sends the token in clear text over a
+/// network (plain HTTP to a host that is not loopback).
+pub fn clear_text_warning(url: &HostUrl) -> Option<String> {
+    (url.scheme == Scheme::Http && !url.is_loopback()).then(|| {
+        format!(
+            "{url} is plain HTTP: the token and everything else travel in clear text; use \
+             https:// (pmdaemond --tls-cert/--tls-key)"
+        )
+    })
 }
 
 /// `Bearer TOKEN` as a sensitive header value, or why the text is no

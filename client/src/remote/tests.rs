@@ -397,3 +397,12 @@ fn certificate_files_are_checked_when_read() {
         .is_ok()
     );
 }
+
+#[test]
+fn clear_text_is_warned_off_loopback_only() {
+    let warned = clear_text_warning(&url("http://10.0.0.5:7070")).unwrap();
+    assert!(warned.contains("clear text"), "{warned}");
+    assert_eq!(clear_text_warning(&url("http://127.0.0.1:7070")), None);
+    assert_eq!(clear_text_warning(&url("http://localhost:7070")), None);
+    assert_eq!(clear_text_warning(&url("https://10.0.0.5:7070")), None);
+}

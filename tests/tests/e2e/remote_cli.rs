@@ -112,6 +112,26 @@ fn every_verb_over_tcp() {
         Some("stopped")
     );
 
+    // start of an existing app, reload, scale, monit (a snapshot off a
+    // terminal), an ecosystem file read here whose script is the daemon's.
+    let out = pmd(&["start", "far"]);
+    assert!(out.contains("started far"), "{out}");
+    let out = pmd(&["reload", "far"]);
+    assert!(out.contains("reloaded far"), "{out}");
+    let out = pmd(&["monit"]);
+    assert!(out.contains("far"), "{out}");
+    let eco = client.work().join("ecosystem.yaml");
+    std::fs::write(
+        &eco,
+        format!("apps:\n  - name: eco\n    script: {}\n", arg(&script)),
+    )
+    .unwrap();
+    let out = pmd(&["start", arg(&eco)]);
+    assert!(out.contains("eco"), "{out}");
+    let out = pmd(&["scale", "eco", "2"]);
+    assert!(out.contains("eco"), "{out}");
+    let out = pmd(&["delete", arg(&eco)]);
+    assert!(out.contains("deleted eco"), "{out}");
     let out = pmd(&["restart", "far"]);
     assert!(out.contains("restarted far"), "{out}");
     let out = pmd(&["flush", "far"]);
@@ -362,6 +382,14 @@ fn refusals_say_why_and_change_nothing() {
     assert!(
         !out.contains(reader),
         "the token's value in a message: {out}"
+    );
+
+    // A token file open to others works, with a warning that says the fix.
+    let open_file = client.write_file("open.token", reader, 0o644);
+    let out = client.pmd_code(0, &with_host(&host, arg(&open_file), &["list"]));
+    assert!(
+        out.contains(&format!("chmod 600 {}", arg(&open_file))),
+        "{out}"
     );
 
     let revoked_file = client.write_file("bad.token", "pmd_00000000", 0o600);
