@@ -7,6 +7,7 @@
 //! The daemon validates again. The one I/O here is the `stat` that tells an
 //! ecosystem file from an app name in [`TargetArg`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -14,17 +15,26 @@ use pmdaemon_proto::Target;
 use pmdaemon_proto::v1::health_check::Probe;
 use pmdaemon_proto::v1::{HealthCheck, ProcessState, RestartPolicy};
 
+use crate::remote::url::HostUrl;
+
 /// pmd drives pmdaemond, a process manager for Linux with PM2's verbs.
 ///
 /// TARGET is an app name, a numeric process id, `all`, or an ecosystem file
 /// (ecosystem.yaml, .json, ecosystem.config.js). Every command but `kill`,
 /// `ping` and `version` starts the daemon when none is running.
+///
+/// With --host URL (or PMD_HOST, or a context: `pmd context --help`) pmd
+/// drives a remote daemon over TCP instead, with a bearer token; a remote
+/// daemon is never started by pmd.
 #[derive(Debug, Parser)]
 #[command(name = "pmd", version = pmdaemon_proto::VERSION)]
 pub struct Cli {
     /// Never colour the output (NO_COLOR is honoured too).
     #[arg(long, global = true)]
     pub no_color: bool,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -91,6 +101,96 @@ pub enum Command {
     /// create, list, revoke. On the local socket only.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Named remote daemons: add, use, list, remove. The current one is
+    /// what pmd drives when no --host, PMD_HOST or --context is given;
+    /// `local` is this machine's daemon.
+    #[command(subcommand)]
+    Context(ContextCommand),
+}
+
+/// Which daemon: this machine's (the default), or a remote one. Each flag
+/// has an environment variable below it in precedence: flag, then
+/// environment, then --context/PMD_CONTEXT, then the current context.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Remote daemon")]
+pub struct RemoteArgs {
+    /// Drive the daemon at URL: https://HOST:PORT (TLS), http://HOST:PORT
+    /// (no TLS: safe on loopback only) or HOST:PORT (https) [env: PMD_HOST]
+    #[arg(long, global = true, value_name = "URL", value_parser = parse_host, conflicts_with = "context")]
+    pub host: Option<HostUrl>,
+
+    /// File holding the bearer token (mode 600) [env: PMD_TOKEN_FILE; or
+    /// PMD_TOKEN with the token itself]
+    #[arg(long, global = true, value_name = "FILE", value_parser = file_parser("--token-file"))]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM file of the CA that signed the daemon's certificate, trusted
+    /// instead of the system's CAs [env: PMD_CA_CERT]
+    #[arg(long, global = true, value_name = "FILE", value_parser = file_parser("--ca-cert"))]
+    pub ca_cert: Option<PathBuf>,
+
+    /// PEM client certificate, for a daemon with --tls-client-ca (mutual
+    /// TLS)
+    #[arg(long, global = true, value_name = "FILE", requires = "client_key", value_parser = file_parser("--client-cert"))]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of --client-cert
+    #[arg(long, global = true, value_name = "FILE", requires = "client_cert", value_parser = file_parser("--client-key"))]
+    pub client_key: Option<PathBuf>,
+
+    /// Use the saved context NAME (`local`: this machine's daemon) [env:
+    /// PMD_CONTEXT]
+    #[arg(long, global = true, value_name = "NAME", value_parser = parse_context_choice)]
+    pub context: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The flags given, by name (for verbs that take none of them).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--host", self.host.is_some()),
+            ("--token-file", self.token_file.is_some()),
+            ("--ca-cert", self.ca_cert.is_some()),
+            ("--client-cert", self.client_cert.is_some()),
+            ("--client-key", self.client_key.is_some()),
+            ("--context", self.context.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContextCommand {
+    /// Save a remote daemon as NAME, from --host and the file flags:
+    /// `pmd context add prod --host https://pm.example.com:7070
+    /// --token-file ~/.pmd/prod.token --ca-cert ~/.pmd/ca.pem`. Paths are
+    /// stored absolute; the token stays in its file, the contexts file
+    /// only names it.
+    Add {
+        /// A name for it (app-name rules; `local` is reserved).
+        #[arg(value_parser = parse_context_name)]
+        name: String,
+    },
+    /// Make NAME the current context (`local`: this machine's daemon).
+    Use {
+        #[arg(value_parser = parse_context_choice)]
+        name: String,
+    },
+    /// List the contexts, the current one marked: host, token file, CA.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Forget the context NAME (its files are left alone).
+    #[command(visible_alias = "rm")]
+    Remove {
+        #[arg(value_parser = parse_context_name)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -812,6 +912,35 @@ pub struct FlushArgs {
 fn parse_name(value: &str) -> Result<String, String> {
     pmdaemon_proto::validate_name(value).map_err(|e| e.to_string())?;
     Ok(value.to_string())
+}
+
+fn parse_host(value: &str) -> Result<HostUrl, String> {
+    HostUrl::parse(value).map_err(|e| e.to_string())
+}
+
+/// A file flag: not empty (the file itself is read later, with the
+/// message naming the flag).
+fn file_parser(flag: &'static str) -> impl Fn(&str) -> Result<PathBuf, String> + Clone {
+    move |value: &str| {
+        if value.trim().is_empty() {
+            Err(format!("{flag} is empty: give a file path"))
+        } else {
+            Ok(PathBuf::from(value))
+        }
+    }
+}
+
+/// A stored context's name (not `local`).
+fn parse_context_name(value: &str) -> Result<String, String> {
+    crate::contexts::ContextName::new(value).map(String::from)
+}
+
+/// A context to use: a stored one's name or `local`.
+fn parse_context_choice(value: &str) -> Result<String, String> {
+    if value == crate::contexts::LOCAL {
+        return Ok(value.to_string());
+    }
+    parse_context_name(value)
 }
 
 fn parse_token_lifetime(value: &str) -> Result<Duration, String> {

@@ -1,6 +1,10 @@
 //! The connection to `pmdaemond`: a tonic channel over the Unix socket
 //! `$PMDAEMON_HOME/pmd.sock`, and the auto-start of a daemon when none
-//! answers.
+//! answers; or, for `--host`, over TCP/TLS to a remote daemon
+//! ([`connect_remote`], dialled by [`crate::remote::dial`]), which is
+//! never started from here. Either way the [`Client`] is the same type:
+//! its [`Bearer`] interceptor adds the token to every call of a remote
+//! client and nothing to a local one.
 //!
 //! Auto-start spawns `pmdaemond` (found next to the `pmd` executable, else
 //! on PATH) in a new session with stdio on /dev/null and the caller's
@@ -19,12 +23,59 @@ use anyhow::{Context, bail};
 use hyper_util::rt::TokioIo;
 use pmdaemon_proto::v1::process_manager_client::ProcessManagerClient;
 use tokio::net::UnixStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::remote::{self, Remote};
 use crate::term;
 
-/// A connected gRPC client.
-pub type Client = ProcessManagerClient<Channel>;
+/// A connected gRPC client, local or remote.
+pub type Client = ProcessManagerClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `Authorization: Bearer TOKEN` to every call when there is a token
+/// (a remote daemon); the value is a sensitive header, and Debug shows
+/// only whether there is one.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.0.is_some() {
+            "Bearer(..)"
+        } else {
+            "Bearer(none)"
+        };
+        f.write_str(shown)
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client of `channel` with `bearer`.
+fn client(channel: Channel, bearer: Bearer) -> Client {
+    ProcessManagerClient::with_interceptor(channel, bearer)
+}
+
+/// The remote daemon (never started from here): a connection, or an
+/// error that names the URL and says what to do.
+pub async fn connect_remote(remote: &Remote) -> anyhow::Result<Client> {
+    let channel = remote::dial::channel(remote).await?;
+    Ok(client(channel, Bearer(remote.authorization())))
+}
 
 /// Where the daemon lives, from `PMDAEMON_HOME`.
 #[derive(Debug, Clone)]
@@ -102,7 +153,7 @@ async fn channel(stream: UnixStream, socket: &Path) -> anyhow::Result<Client> {
         }))
         .await
         .with_context(|| format!("cannot talk to the daemon on {}", socket.display()))?;
-    Ok(ProcessManagerClient::new(channel))
+    Ok(client(channel, Bearer::default()))
 }
 
 /// The running daemon, or `None` if none answers. Never starts one (for

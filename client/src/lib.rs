@@ -1,9 +1,14 @@
 //! `pmd`, the command line of pmdaemon: PM2's verbs over the
-//! `pmdaemon.v1.ProcessManager` gRPC service on `$PMDAEMON_HOME/pmd.sock`.
+//! `pmdaemon.v1.ProcessManager` gRPC service on `$PMDAEMON_HOME/pmd.sock`,
+//! or on a remote daemon's TCP port (`--host`, `PMD_HOST`, contexts).
 //!
 //! Layout:
 //! - [`cli`]: the clap definition; every flag value is validated there;
-//! - [`connect`]: the Unix-socket channel and the daemon auto-start;
+//! - [`connect`]: the Unix-socket channel and the daemon auto-start, the
+//!   remote client, the one [`connect::Client`] type of both;
+//! - [`remote`]: which daemon (flags, environment, contexts), its token and
+//!   TLS files, and the TCP/TLS connection ([`remote::dial`]);
+//! - [`contexts`]: the contexts file (`pmd context`);
 //! - [`commands`]: one function per verb, one dispatch;
 //! - [`ecosystem`]: ecosystem files (YAML, JSON, PM2's JS) into checked specs;
 //! - [`rules`]: value rules shared by flags and ecosystem files;
@@ -18,8 +23,10 @@
 pub mod cli;
 pub mod commands;
 pub mod connect;
+pub mod contexts;
 pub mod ecosystem;
 pub mod monit;
+pub mod remote;
 pub mod render;
 pub mod rules;
 pub mod term;

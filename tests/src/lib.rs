@@ -39,7 +39,11 @@
 //!   ([`http_raw`]), the admin token ([`admin_token`]), a test CA
 //!   ([`TestCa`]); the REST gateway ([`Rest`], NDJSON streams read line by
 //!   line with [`NdjsonLines`]) and its WebSockets ([`websocket`],
-//!   [`ws_next`]).
+//!   [`ws_next`]);
+//! - `remote_cli`: [`RemoteClient`], the real `pmd` with its own empty
+//!   home and config driving a daemon over `--host` (it checks that no
+//!   local daemon was started instead), and [`LineStream`] for the stdout
+//!   of a long-running `pmd` (`logs -f`, `events`).
 //!
 //! Environment:
 //! - `PMDAEMON_TEST_TIMEOUT_SCALE` (a float, default 1) multiplies every
@@ -62,6 +66,7 @@ mod output;
 mod ports;
 mod procs;
 mod remote;
+mod remote_cli;
 mod wait;
 
 pub use binaries::{Binaries, binaries};
@@ -83,6 +88,7 @@ pub use remote::{
     NdjsonLines, Rest, RestReply, TestCa, WebSocket, admin_token, call_empty, http_raw,
     tcp_channel, tls_channel, websocket, ws_next,
 };
+pub use remote_cli::{LineStream, RemoteClient, is_private_file};
 pub use wait::{
     DAEMON_STOP_TIMEOUT, PMD_TIMEOUT, TIMEOUT_SCALE_ENV, Timeout, WAIT, scale, wait_child,
     wait_for, wait_for_value,

@@ -1,13 +1,17 @@
 //! Verbs about the daemon itself: `save`, `resurrect`, `kill`, `ping`,
-//! `version`. `kill`, `ping` and `version` never start a daemon.
+//! `version`. `kill`, `ping` and `version` never start a daemon. For a
+//! remote daemon they name its URL, and `kill` waits until its port stops
+//! accepting connections (there is no local pid to watch).
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use pmdaemon_proto::v1::{PingRequest, ResurrectRequest, SaveProcessesRequest, ShutdownRequest};
 
-use super::{Ctx, DaemonError, RpcResultExt, caller_path};
-use crate::connect::{self, Home};
+use super::{Ctx, DaemonError, RpcResultExt};
+use crate::connect::{self, Client, Home};
+use crate::remote::dial;
+use crate::remote::url::HostUrl;
 use crate::render;
 use crate::term::{self, with_spinner};
 
@@ -22,7 +26,7 @@ pub async fn save(ctx: &Ctx) -> anyhow::Result<()> {
 pub async fn resurrect(ctx: &Ctx) -> anyhow::Result<()> {
     let mut client = ctx.client().await?;
     let request = ResurrectRequest {
-        caller_path: caller_path(),
+        caller_path: ctx.caller_path(),
     };
     let response = with_spinner("resurrecting apps", client.resurrect(request))
         .await
@@ -57,6 +61,17 @@ pub async fn resurrect(ctx: &Ctx) -> anyhow::Result<()> {
 const KILL_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn kill(ctx: &Ctx) -> anyhow::Result<()> {
+    if let Some(remote) = &ctx.remote {
+        let client = ctx.client().await?;
+        let wait = async {
+            shutdown(client).await?;
+            wait_until_unreachable(&remote.url).await
+        };
+        let label = format!("stopping the apps and the daemon at {}", remote.url);
+        with_spinner(label, wait).await?;
+        term::print(&format!("daemon at {} stopped\n", remote.url))?;
+        return Ok(());
+    }
     let Some(mut client) = connect::connect_running(&ctx.home).await? else {
         term::print("no daemon is running\n")?;
         return Ok(());
@@ -69,22 +84,45 @@ pub async fn kill(ctx: &Ctx) -> anyhow::Result<()> {
         .map(|r| r.into_inner().daemon_pid)
         .filter(|&pid| pid > 0);
     let wait = async {
-        match client.shutdown(ShutdownRequest {}).await {
-            Ok(_) => {}
-            // The daemon may close our connection as it exits.
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
-                ) => {}
-            Err(status) => return Err(DaemonError::from(status).into()),
-        }
-        // Our open connection must not hold up the daemon's graceful exit.
-        drop(client);
+        shutdown(client).await?;
         wait_until_gone(&ctx.home, pid).await
     };
     with_spinner("stopping the apps and the daemon", wait).await?;
     term::print("daemon stopped\n")?;
+    Ok(())
+}
+
+/// Asks the daemon to shut down, then closes this connection (an open one
+/// must not hold up its graceful exit).
+async fn shutdown(mut client: Client) -> anyhow::Result<()> {
+    match client.shutdown(ShutdownRequest {}).await {
+        Ok(_) => Ok(()),
+        // The daemon may close our connection as it exits.
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+            ) =>
+        {
+            Ok(())
+        }
+        Err(status) => Err(DaemonError::from(status).into()),
+    }
+}
+
+/// Polls until nothing accepts connections at `url` any more.
+async fn wait_until_unreachable(url: &HostUrl) -> anyhow::Result<()> {
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    while dial::answers(url).await {
+        if Instant::now() >= deadline {
+            bail!(
+                "the daemon at {url} still accepts connections {}s after it was asked to stop; \
+                 see pmdaemond.log in its home on that host",
+                KILL_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(())
 }
 
@@ -128,7 +166,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 pub async fn ping(ctx: &Ctx) -> anyhow::Result<()> {
-    let Some(mut client) = connect::connect_running(&ctx.home).await? else {
+    let Some(mut client) = ctx.running_client().await? else {
         bail!(
             "no daemon is running (nothing answers on {})",
             ctx.home.socket.display()
@@ -136,15 +174,24 @@ pub async fn ping(ctx: &Ctx) -> anyhow::Result<()> {
     };
     let pong = client.ping(PingRequest {}).await.rpc()?;
     term::print(&format!(
-        "pong: pmdaemond {} (pid {}){}\n",
+        "pong: pmdaemond {} (pid {}){}{}\n",
         pong.version,
         pong.daemon_pid,
+        at(ctx),
         listening(&pong.listen)
     ))?;
     for notice in &pong.notices {
         eprintln!("[pmd] warning: {notice}");
     }
     Ok(())
+}
+
+/// ` at URL` for a remote daemon ("" for the local one).
+fn at(ctx: &Ctx) -> String {
+    ctx.remote
+        .as_ref()
+        .map(|r| format!(" at {}", r.url))
+        .unwrap_or_default()
 }
 
 /// Where the daemon listens on TCP, for ping and version ("" when it does
@@ -159,18 +206,19 @@ fn listening(listen: &[String]) -> String {
 
 pub async fn version(ctx: &Ctx) -> anyhow::Result<()> {
     let mut text = format!("pmd {}\n", pmdaemon_proto::VERSION);
-    let daemon = match connect::connect_running(&ctx.home).await {
+    let at = at(ctx);
+    let daemon = match ctx.running_client().await {
         Ok(Some(mut client)) => match client.ping(PingRequest {}).await.rpc() {
             Ok(pong) => format!(
-                "pmdaemond {} (pid {}){}",
+                "pmdaemond {} (pid {}){at}{}",
                 pong.version,
                 pong.daemon_pid,
                 listening(&pong.listen)
             ),
-            Err(e) => format!("pmdaemond: no answer ({e})"),
+            Err(e) => format!("pmdaemond{at}: no answer ({e})"),
         },
         Ok(None) => "pmdaemond: not running".to_string(),
-        Err(e) => format!("pmdaemond: no answer ({e:#})"),
+        Err(e) => format!("pmdaemond{at}: no answer ({e:#})"),
     };
     text += &daemon;
     text.push('\n');

@@ -15,7 +15,7 @@ use pmdaemon_proto::v1::{
     AppSpec, ApplyAppsRequest, ApplyMode, ApplyOutcome, ListProcessesRequest,
 };
 
-use super::{Ctx, RpcResultExt, caller_path, wait};
+use super::{Ctx, RpcResultExt, remote_path_problem, wait};
 use crate::UsageError;
 use crate::cli::{OutputFormat, StartArgs, TargetArg, WaitArg};
 use crate::connect::Client;
@@ -180,14 +180,22 @@ pub(super) async fn apply_with(
         since: Some(Instant::now()),
         ..wait
     };
+    // A remote daemon resolves nothing against this machine's directories:
+    // the file's relative paths are refused before anything is sent.
+    let caller_cwd = if ctx.remote.is_some() {
+        remote_paths(loaded)?;
+        String::new()
+    } else {
+        loaded.file.dir.clone()
+    };
     let mut client = ctx.client().await?;
     let request = ApplyAppsRequest {
         apps: loaded.specs.clone(),
-        caller_cwd: loaded.file.dir.clone(),
+        caller_cwd,
         mode: mode.into(),
         dependency_timeout_ms: wait.dependency_timeout_ms(),
         ready_timeout_ms: options.ready_timeout_ms,
-        caller_path: caller_path(),
+        caller_path: ctx.caller_path(),
     };
     let doing = match mode {
         ApplyMode::Unspecified => "starting",
@@ -230,6 +238,26 @@ pub(super) async fn apply_with(
         .flat_map(|app| app.processes.iter().cloned())
         .collect();
     wait::finish(&mut client, &processes, output, wait).await
+}
+
+/// For a remote daemon: every problem of the file's `script` and `cwd`
+/// values (see [`remote_path_problem`]), at once.
+fn remote_paths(loaded: &Loaded) -> Result<(), UsageError> {
+    let base = std::path::Path::new(&loaded.file.dir);
+    let problems: Vec<String> = loaded
+        .specs
+        .iter()
+        .filter_map(|spec| {
+            let label = format!("{}: app {}: script", loaded.file.display, spec.name);
+            let cwd_label = format!("{}: app {}: cwd", loaded.file.display, spec.name);
+            remote_path_problem(&label, &cwd_label, &spec.script, &spec.cwd, base)
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(UsageError(problems.join("\n")))
+    }
 }
 
 /// The apps of `path` (as `--only` narrows them) that the daemon knows, as

@@ -11,7 +11,7 @@ use pmdaemon_proto::v1::{
     RestartProcessRequest, StartProcessRequest, StopProcessRequest,
 };
 
-use super::{Ctx, RpcResultExt, caller_path, files, print_processes, wait};
+use super::{Ctx, RpcResultExt, files, print_processes, remote_path_problem, wait};
 use crate::cli::{DeleteArgs, OutputFormat, RestartArgs, StartArgs, StopArgs, TargetArg, WaitArg};
 use crate::connect::Client;
 use crate::term::with_spinner;
@@ -42,11 +42,7 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let caller_cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let caller_cwd = caller_cwd
-        .to_str()
-        .with_context(|| format!("the current directory {caller_cwd:?} is not UTF-8"))?
-        .to_string();
+    let caller_cwd = ctx.caller_cwd()?;
     let is_spec = args.spec.any_given() || !args.args.is_empty();
     if is_spec && args.script == "all" {
         return Err(UsageError(
@@ -54,12 +50,25 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    // For a remote daemon, what only this machine has is refused before
+    // anything is sent: a relative script (no app name has a '/') or cwd.
+    let here = std::env::current_dir().context("cannot read the current directory")?;
+    let remote_problem = |script: &str| {
+        let cwd = args.spec.cwd.as_deref().unwrap_or_default();
+        remote_path_problem("script", "--cwd", script, cwd, &here)
+    };
+    if ctx.remote.is_some()
+        && (args.script.contains('/') || args.spec.cwd.is_some())
+        && let Some(problem) = remote_problem(&args.script)
+    {
+        return Err(UsageError(problem).into());
+    }
     let mut client = ctx.client().await?;
     let request = match existing_target(&mut client, &args.script, is_spec).await? {
         Some(target) => StartProcessRequest {
             target,
             caller_cwd,
-            caller_path: caller_path(),
+            caller_path: ctx.caller_path(),
             dependency_timeout_ms: wait.dependency_timeout_ms(),
             ..Default::default()
         },
@@ -72,10 +81,15 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
             }
             let spec = app_spec(args);
             check_spec(&spec)?;
+            if ctx.remote.is_some()
+                && let Some(problem) = remote_problem(&args.script)
+            {
+                return Err(UsageError(problem).into());
+            }
             StartProcessRequest {
                 spec: Some(spec),
                 caller_cwd,
-                caller_path: caller_path(),
+                caller_path: ctx.caller_path(),
                 dependency_timeout_ms: wait.dependency_timeout_ms(),
                 ..Default::default()
             }

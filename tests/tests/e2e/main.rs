@@ -34,6 +34,9 @@
 //! - `readiness`: `ready` in list/describe and events, the WaitReady RPC;
 //! - `remote`: the TCP listener: tokens and scopes for every RPC, TLS,
 //!   `/healthz`, remote paths, the token verbs;
+//! - `remote_cli`: `pmd --host`, the environment and contexts driving a
+//!   remote daemon from a client with its own empty home: every verb, TLS,
+//!   the refusals;
 //! - `rest`: the REST gateway and its WebSockets on the real daemon: every
 //!   route, statuses, NDJSON and WebSocket streams, the 401/403 matrix of
 //!   every route from `/v1/openapi.json`, a slow WebSocket reader.
@@ -58,6 +61,7 @@ mod ports;
 mod readiness;
 mod reload_watch;
 mod remote;
+mod remote_cli;
 mod rest;
 mod restart_policy;
 mod security;
