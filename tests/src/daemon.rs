@@ -332,7 +332,13 @@ impl TestDaemon {
         cmd.args(args)
             .env(pmdaemon_proto::HOME_ENV, self.home())
             .env("NO_COLOR", "1")
+            // The local daemon of this test, whatever the developer's
+            // shell or ~/.config says: no PMD_HOST, no current context.
+            .env("XDG_CONFIG_HOME", self.work.join(".config"))
             .current_dir(&self.work);
+        for name in crate::remote_cli::REMOTE_ENV {
+            cmd.env_remove(name);
+        }
         cmd
     }
 

@@ -25,7 +25,7 @@ use crate::wait::{PMD_TIMEOUT, Timeout, WAIT};
 
 /// The variables `pmd` reads to pick a remote daemon, cleared from every
 /// command unless set with [`RemoteClient::set_env`].
-const REMOTE_ENV: &[&str] = &[
+pub(crate) const REMOTE_ENV: &[&str] = &[
     "PMD_HOST",
     "PMD_TOKEN",
     "PMD_TOKEN_FILE",
