@@ -285,6 +285,21 @@ pub(crate) fn app(
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(metrics)
         .merge(extra)
+        // A wrong method on /healthz, /metrics or /v1/openapi.json: axum's
+        // 405 and Allow, with the gateway's JSON error body (the gateway's
+        // own routes answer theirs).
+        .method_not_allowed_fallback(|method: http::Method, uri: http::Uri| async move {
+            let body = serde_json::json!({
+                "code": tonic::Code::Unimplemented as i32,
+                "message": format!("{method} is not a method of {}", uri.path()),
+                "details": [],
+            });
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+        })
         .fallback_service(grpc_or_not_found);
     cors(cors_origins, AuthnLayer::new(tokens).layer(router))
 }
