@@ -7,6 +7,16 @@
 //! layer) copied onto it, so the one authorization layer decides for REST
 //! exactly as for gRPC. The gateway never looks at tokens.
 //!
+//! HTTP, as RFC 9110 and grpc-gateway have it: HEAD is GET without the body
+//! (a stream's HEAD answers its head and calls nothing, after the checks
+//! its GET would make: the query, and the caller's Scope by the
+//! authorization layer's own rule); a method a path does not take is 405
+//! with `Allow`; a rule with a `:verb` owns its path over a bare variable
+//! that would swallow `name:verb`; a body over the listener's
+//! `limits.max_body_bytes` is 413, one that is not JSON (by its
+//! Content-Type; form-urlencoded is read as JSON, as grpc-gateway does) 415.
+//! A WebSocket is an HTTP/1.1 upgrade or an HTTP/2 extended CONNECT.
+//!
 //! The descriptor pool is decoded only when [`router`] is called, i.e. when
 //! a TCP listener runs; a daemon without one never pays for it.
 //!

@@ -12,8 +12,11 @@
 //! [`RemotePeer`].
 //!
 //! Limits enforced here: connections (a semaphore: beyond it, the kernel's
-//! backlog waits), HTTP/1 header read time (no slowloris), HTTP/2 concurrent
-//! streams per connection, the request body size, the TLS handshake time.
+//! backlog waits), the time to a connection's first byte and HTTP/1 header
+//! read time (no slowloris), idle HTTP/1 connections ([`Activity`]), HTTP/2
+//! concurrent streams per connection, the request body size (the gateway
+//! answers 413), the TLS handshake time. HTTP/2 accepts extended CONNECT
+//! (RFC 8441), so the gateway's WebSockets work over h2 too.
 //!
 //! Talks to: `auth` (the layers), `crate::run` (which builds the routes and
 //! hands over the gateway's router), `metrics` (`/metrics`).
@@ -79,11 +82,13 @@ pub struct Limits {
     pub max_connections: u32,
     /// HTTP/2 streams at once on one connection.
     pub max_concurrent_streams: u32,
-    /// Time for a client to send a request's headers (HTTP/1), and for the
-    /// TLS handshake.
+    /// Time for a client to send its first byte, a request's headers
+    /// (HTTP/1; hyper also counts the wait for the next request of a
+    /// keep-alive connection), and the TLS handshake.
     pub header_read_timeout: Duration,
-    /// HTTP/2: a connection whose peer stops answering pings for this long
-    /// is closed.
+    /// HTTP/1: a connection with no request in flight (an answer, a stream
+    /// included, not yet fully sent) for this long is closed. HTTP/2: a
+    /// connection whose peer stops answering pings for this long is.
     pub idle_timeout: Duration,
 }
 
