@@ -17,6 +17,12 @@
 //!   request head (up to a blank line, EOF, 1 s or 8 KiB) and answer with a
 //!   minimal `HTTP/1.0 200` (the app of the reload benchmark, ready as soon
 //!   as it listens, and of the health-check CPU benchmark).
+//! - `helper stamped COUNT PERIOD_US BURST GO_FILE`: print `READY`, wait
+//!   until GO_FILE exists, then write COUNT lines `T <seq> <ns> steady`, one
+//!   every PERIOD_US microseconds, a 500 ms pause, BURST lines `T <seq> <ns>
+//!   burst` back to back, then `END`, and sleep. `<ns>` is the wall clock
+//!   (CLOCK_REALTIME) just before the line's own write(2) (the latency
+//!   benchmark of `bench/remote.py`).
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -96,8 +102,41 @@ fn main() {
                 }
             }
         }
+        Some("stamped") => {
+            let count: u64 = args[2].parse().expect("line count");
+            let period = Duration::from_micros(args[3].parse().expect("period in µs"));
+            let burst: u64 = args[4].parse().expect("burst count");
+            let go = std::path::Path::new(&args[5]);
+            // One write(2) per line, each stamped just before it.
+            let write = |line: &str| {
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            };
+            write("READY\n");
+            while !go.exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let mut next = std::time::Instant::now();
+            for seq in 0..count {
+                write(&format!("T {seq} {} steady\n", now_ns()));
+                // A steady rate, not PERIOD plus the time of the write.
+                next += period;
+                if let Some(left) = next.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(left);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            for seq in 0..burst {
+                write(&format!("T {seq} {} burst\n", now_ns()));
+            }
+            write("END\n");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         _ => {
-            eprintln!("usage: helper stamp | respawn FILE | flood LINES FILE | tick | serve");
+            eprintln!(
+                "usage: helper stamp | respawn FILE | flood LINES FILE | tick | serve | stamped COUNT PERIOD_US BURST GO_FILE"
+            );
             std::process::exit(2);
         }
     }

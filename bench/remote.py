@@ -12,16 +12,27 @@
   rss      the daemon's idle VmRSS and RssAnon (no app, 1 s after it
            answers) with the listener off and on, each on a fresh daemon;
            and the RSS of the 50-app daemon after the REST load.
+  latency  write-to-receipt latency of a log line: `helper stamped` writes
+           lines carrying their CLOCK_REALTIME write time (steady, one every
+           5 ms for 10 s, then a burst back to back); a follower of
+           StreamLogs subtracts it from its own clock at receipt, over a
+           WebSocket, over NDJSON, and over gRPC on TCP (grpcio); median,
+           p99 and max per phase. Needs rustc (bench/helper.rs); the gRPC
+           client needs grpcio and grpcio-tools.
 
 It reuses run.py's helpers (build, daemon spawn and cleanup) and never
 fails a build: it prints what it measured.
 """
 
 import argparse
+import base64
+import http.client
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -156,13 +167,197 @@ def idle_rss(b, root, port):
     return out
 
 
+def ws_open(port, path, token):
+    """A WebSocket client over a plain socket (the standard library has
+    none): the handshake, offering the token as a subprotocol; returns the
+    socket and the bytes read past the handshake's answer."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Sec-WebSocket-Protocol: pmdaemon.v1, bearer.{token}\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(4096)
+        if not data:
+            raise RuntimeError("WebSocket handshake: connection closed")
+        buf += data
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"WebSocket handshake refused: {head.decode(errors='replace')}")
+    return sock, rest
+
+
+def ws_messages(sock, buf):
+    """(receipt ns, payload) of each text message the server sends
+    (unmasked, unfragmented: what the daemon sends), until a close frame.
+    The receipt time is taken when the recv() that completed the frame
+    returned."""
+    stamp = time.time_ns()
+    while True:
+        while True:
+            if len(buf) < 2:
+                break
+            opcode, length, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    break
+                length, at = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                if len(buf) < 10:
+                    break
+                length, at = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < at + length:
+                break
+            payload, buf = buf[at:at + length], buf[at + length:]
+            if opcode == 0x8:
+                return
+            if opcode == 0x1:
+                yield stamp, payload
+        data = sock.recv(1 << 16)
+        stamp = time.time_ns()
+        if not data:
+            return
+        buf += data
+
+
+def log_texts(response):
+    """The text of each line of a StreamLogsResponse in proto3 JSON."""
+    return [base64.b64decode(line["data"]).decode(errors="replace").rstrip("\n")
+            for line in response.get("lines", [])]
+
+
+class Collector:
+    """Receipt minus write time of each `T` line, from READY (which starts
+    the app's lines) to END."""
+
+    def __init__(self, go):
+        self.go = go
+        self.ready = False
+        self.samples = {"steady": [], "burst": []}
+        self.missed = 0
+
+    def take(self, recv_ns, texts, missed=0):
+        """False once END came."""
+        self.missed += int(missed or 0)
+        for text in texts:
+            if text == "READY" and not self.ready:
+                self.ready = True
+                open(self.go, "w").close()  # the app starts writing now
+            elif text.startswith("T "):
+                _, _, write_ns, phase = text.split()
+                self.samples[phase].append((recv_ns - int(write_ns)) / 1e3)
+            elif text == "END":
+                return False
+        return True
+
+
+def follow_ws(port, token, target, collector):
+    sock, rest = ws_open(port, f"/v1/logs?target={target}&follow=true&lines=1", token)
+    try:
+        for recv_ns, payload in ws_messages(sock, rest):
+            message = json.loads(payload)
+            if "error" in message:
+                raise RuntimeError(f"WebSocket: {message}")
+            if not collector.take(recv_ns, log_texts(message), message.get("missedLines")):
+                return
+    finally:
+        sock.close()
+
+
+def follow_ndjson(port, token, target, collector):
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", f"/v1/logs?target={target}&follow=true&lines=1",
+                 headers={"Authorization": f"Bearer {token}"})
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    response = conn.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"NDJSON: HTTP {response.status}: {response.read()!r}")
+    try:
+        while True:
+            line = response.readline()
+            recv_ns = time.time_ns()
+            if not line:
+                return
+            message = json.loads(line)
+            if "error" in message:
+                raise RuntimeError(f"NDJSON: {message}")
+            result = message["result"]
+            if not collector.take(recv_ns, log_texts(result), result.get("missedLines")):
+                return
+    finally:
+        conn.close()
+
+
+def follow_grpc(port, token, target, collector):
+    import grpc
+    from pmdaemon.v1 import process_manager_pb2 as pb
+    from pmdaemon.v1 import process_manager_pb2_grpc as rpc
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = rpc.ProcessManagerStub(channel)
+    stream = stub.StreamLogs(pb.StreamLogsRequest(target=target, follow=True, lines=1),
+                             metadata=(("authorization", f"Bearer {token}"),))
+    try:
+        for response in stream:
+            recv_ns = time.time_ns()
+            texts = [line.data.decode(errors="replace").rstrip("\n") for line in response.lines]
+            if not collector.take(recv_ns, texts, response.missed_lines):
+                return
+    finally:
+        stream.cancel()
+        channel.close()
+
+
+def latency(b, root, home, port, helper, count, period_ms, burst):
+    """Write-to-receipt latency of log lines over each transport, one after
+    the other, each with a fresh run of `helper stamped`."""
+    token = token_of(home)
+    clients = [("WebSocket", follow_ws), ("NDJSON", follow_ndjson)]
+    if grpc_stubs(root) is not None:
+        clients.append(("gRPC StreamLogs, TCP", follow_grpc))
+    results = {}
+    for label, follow in clients:
+        go = os.path.join(root, f"go-{len(results)}")
+        target = f"lat{len(results)}"
+        b.pmd(home, "start", helper, "--name", target, "--no-autorestart", "--",
+              "stamped", str(count), str(int(period_ms * 1000)), str(burst), go)
+        collector = Collector(go)
+        follow(port, token, target, collector)
+        b.pmd(home, "delete", target)
+        for phase, samples in collector.samples.items():
+            expected = count if phase == "steady" else burst
+            samples.sort()
+            if not samples:
+                results[f"{label}, {phase}"] = "no line received"
+                continue
+            got = (f"median {statistics.median(samples):,.0f} µs, p99 {samples[int(len(samples) * 0.99)]:,.0f} µs, "
+                   f"max {samples[-1]:,.0f} µs")
+            if len(samples) != expected or collector.missed:
+                got += f" ({len(samples)} of {expected} lines; missed {collector.missed})"
+            results[f"{label}, {phase}"] = got
+    heading = (f"write-to-receipt latency, {count} lines every {period_ms:g} ms (steady) "
+               f"then {burst} back to back (burst)")
+    return {heading: ""} | {f"  {k}": v for k, v in results.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-build", action="store_true", help="use the existing release binaries")
     parser.add_argument("--concurrency", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--calls", type=int, default=2000, help="ListProcesses calls per transport")
+    parser.add_argument("--only", default="rss,rest,grpc,latency",
+                        help="comma-separated parts to run (default: rss,rest,grpc,latency)")
+    parser.add_argument("--lines", type=int, default=2000, help="latency: steady lines (default 2000)")
+    parser.add_argument("--period-ms", type=float, default=5.0, help="latency: ms between steady lines (default 5)")
+    parser.add_argument("--burst", type=int, default=1000,
+                        help="latency: lines of the burst (default 1000, within the daemon's 1024-line log broadcast)")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
+    unknown = parts - {"rss", "rest", "grpc", "latency"}
+    if unknown:
+        parser.error(f"--only: unknown parts {sorted(unknown)}")
 
     bins = run.build(args.no_build)
     root = tempfile.mkdtemp(prefix="pmd-remote-")
@@ -175,24 +370,39 @@ def main():
     results = {}
     try:
         port = run.free_port_block(1)
-        run.log("idle RSS, listener off and on")
-        rss = idle_rss(b, root, port)
-        home = os.path.join(root, "main")
-        daemon = b.spawn_daemon(home, "--listen", f"127.0.0.1:{port}")
-        b.wait_ping(home, daemon)
-        run.log("50 apps")
-        start_apps(b, home, 50)
-        run.log(f"wrk, {args.concurrency} connections")
-        results.update(rest(b, home, port, args.concurrency, args.duration))
-        time.sleep(6.0)  # the daemon trims its allocator every 5 s
-        rss_after = run.vm_rss_kib(daemon.pid)
-        run.log(f"ListProcesses x{args.calls}, socket and TCP")
-        results.update(grpc_list(b, root, home, port, args.calls))
-        results["daemon idle VmRSS, listener off / on (median of 3 fresh daemons)"] = \
-            f"{rss['off'][0] / 1024:.2f} / {rss['on'][0] / 1024:.2f} MiB"
-        results["of which RssAnon (the rest is the binary's pages), off / on"] = \
-            f"{rss['off'][1] / 1024:.2f} / {rss['on'][1] / 1024:.2f} MiB"
-        results["daemon RSS, 50 apps, listener on, 6 s after the REST load"] = f"{rss_after / 1024:.2f} MiB"
+        if "rss" in parts:
+            run.log("idle RSS, listener off and on")
+            rss = idle_rss(b, root, port)
+        if "latency" in parts:
+            helper = os.path.join(root, "helper")
+            subprocess.run(["rustc", "-O", "--edition", "2021", os.path.join(run.REPO, "bench", "helper.rs"),
+                            "-o", helper], check=True)
+            home = os.path.join(root, "latency")
+            daemon = b.spawn_daemon(home, "--listen", f"127.0.0.1:{port}")
+            b.wait_ping(home, daemon)
+            run.log("log line latency: WebSocket, NDJSON, gRPC")
+            results.update(latency(b, root, home, port, helper, args.lines, args.period_ms, args.burst))
+            b.stop_daemon(daemon)
+        if parts & {"rest", "grpc", "rss"}:
+            home = os.path.join(root, "main")
+            daemon = b.spawn_daemon(home, "--listen", f"127.0.0.1:{port}")
+            b.wait_ping(home, daemon)
+            run.log("50 apps")
+            start_apps(b, home, 50)
+        if "rest" in parts:
+            run.log(f"wrk, {args.concurrency} connections")
+            results.update(rest(b, home, port, args.concurrency, args.duration))
+            time.sleep(6.0)  # the daemon trims its allocator every 5 s
+            results["daemon RSS, 50 apps, listener on, 6 s after the REST load"] = \
+                f"{run.vm_rss_kib(daemon.pid) / 1024:.2f} MiB"
+        if "grpc" in parts:
+            run.log(f"ListProcesses x{args.calls}, socket and TCP")
+            results.update(grpc_list(b, root, home, port, args.calls))
+        if "rss" in parts:
+            results["daemon idle VmRSS, listener off / on (median of 3 fresh daemons)"] = \
+                f"{rss['off'][0] / 1024:.2f} / {rss['on'][0] / 1024:.2f} MiB"
+            results["of which RssAnon (the rest is the binary's pages), off / on"] = \
+                f"{rss['off'][1] / 1024:.2f} / {rss['on'][1] / 1024:.2f} MiB"
     except KeyboardInterrupt as e:
         run.log(f"interrupted ({e}); cleaning up")
         sys.exit(130)

@@ -39,7 +39,7 @@
 //!   ([`http_raw`]), the admin token ([`admin_token`]), a test CA
 //!   ([`TestCa`]); the REST gateway ([`Rest`], NDJSON streams read line by
 //!   line with [`NdjsonLines`]) and its WebSockets ([`websocket`],
-//!   [`ws_next`]);
+//!   [`ws_next`]; over HTTP/2: [`h2_connect`], [`websocket_h2`]);
 //! - `remote_cli`: [`RemoteClient`], the real `pmd` with its own empty
 //!   home and config driving a daemon over `--host` (it checks that no
 //!   local daemon was started instead), and [`LineStream`] for the stdout
@@ -85,8 +85,9 @@ pub use procs::{
     kill_home_processes, pid_alive, pids_with_home, run_cgroups, zombie_children,
 };
 pub use remote::{
-    NdjsonLines, Rest, RestReply, TestCa, WebSocket, admin_token, call_empty, http_raw,
-    tcp_channel, tls_channel, websocket, ws_next,
+    H2, H2WebSocket, NdjsonLines, Rest, RestReply, TestCa, WebSocket, admin_token, call_empty,
+    h2_connect, http_raw, http_raw_with_body, read_until_closed, tcp_channel, tls_channel,
+    websocket, websocket_h2, ws_next,
 };
 pub use remote_cli::{LineStream, RemoteClient, is_private_file};
 pub use wait::{

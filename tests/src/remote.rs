@@ -4,7 +4,9 @@
 //! `pmdaemon_proto::METHOD_ACCESS`), raw HTTP/1.1 requests ([`http_raw`]),
 //! the admin token of a home ([`admin_token`]), a test CA ([`TestCa`],
 //! rcgen), and the REST gateway: unary calls and NDJSON streams ([`Rest`],
-//! hyper's client) and WebSockets ([`websocket`], tungstenite).
+//! hyper's client), WebSockets over HTTP/1.1 ([`websocket`], tungstenite)
+//! and over HTTP/2 extended CONNECT ([`h2_connect`], [`websocket_h2`]:
+//! hyper's HTTP/2 client, h2c or TLS with ALPN h2).
 //!
 //! Talks to: a daemon's TCP port; the home's `token` file.
 
@@ -124,17 +126,62 @@ pub async fn call_empty(
 /// One HTTP/1.1 request to `127.0.0.1:port` (Connection: close); the whole
 /// response, head and body.
 pub fn http_raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    http_raw_with_body(port, method, path, headers, b"")
+}
+
+/// [`http_raw`] with `body` sent as is after the head (the caller says how
+/// it is framed: Content-Length or Transfer-Encoding in `headers`).
+pub fn http_raw_with_body(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> String {
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(crate::WAIT.get()))
+        .expect("read timeout");
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    tcp.write_all(request.as_bytes()).expect("send");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    tcp.write_all(&bytes).expect("send");
     let mut response = Vec::new();
-    tcp.read_to_end(&mut response).expect("read the response");
+    tcp.read_to_end(&mut response).unwrap_or_else(|e| {
+        panic!(
+            "{method} {path}: no whole response within {:?}: {e}",
+            crate::WAIT
+        )
+    });
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Waits until the peer closes `tcp` (a read returns end of file), reading
+/// and returning whatever comes before; panics when it is still open after
+/// [`crate::WAIT`].
+pub fn read_until_closed(tcp: &mut std::net::TcpStream, what: &str) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + crate::WAIT.get();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "{what}: still open after {:?}",
+            crate::WAIT
+        );
+        tcp.set_read_timeout(Some(left)).expect("read timeout");
+        match tcp.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("{what}: still open after {:?} ({e})", crate::WAIT),
+        }
+    }
 }
 
 /// A certificate authority made for one test, and certificates it signs.
@@ -216,14 +263,28 @@ impl Rest {
         path: &str,
         body: Option<&str>,
     ) -> hyper::Response<hyper::body::Incoming> {
+        let json = [("content-type", "application/json")];
+        let headers: &[(&str, &str)] = if body.is_some() { &json } else { &[] };
+        self.send_with(method, path, headers, body).await
+    }
+
+    /// [`Rest::send`] with exactly these headers besides the token (no
+    /// Content-Type unless given).
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> hyper::Response<hyper::body::Incoming> {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("http://127.0.0.1:{}{path}", self.port));
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(http_body_util::Full::new(hyper::body::Bytes::from(
@@ -239,8 +300,21 @@ impl Rest {
     /// A unary call: the status, headers and the whole body as JSON
     /// (`Null` when the body is empty or not JSON).
     pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> RestReply {
+        let json = [("content-type", "application/json")];
+        let headers: &[(&str, &str)] = if body.is_some() { &json } else { &[] };
+        self.call_with(method, path, headers, body).await
+    }
+
+    /// [`Rest::call`] with exactly these headers besides the token.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> RestReply {
         use http_body_util::BodyExt;
-        let response = self.send(method, path, body).await;
+        let response = self.send_with(method, path, headers, body).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = tokio::time::timeout(crate::WAIT.get(), response.into_body().collect())
@@ -370,7 +444,12 @@ pub async fn websocket(
 
 /// The next text message of a WebSocket as JSON; None once it is closed.
 /// Panics when nothing comes within [`crate::WAIT`].
-pub async fn ws_next(socket: &mut WebSocket) -> Option<serde_json::Value> {
+pub async fn ws_next<S>(
+    socket: &mut tokio_tungstenite::WebSocketStream<S>,
+) -> Option<serde_json::Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     loop {
@@ -388,4 +467,109 @@ pub async fn ws_next(socket: &mut WebSocket) -> Option<serde_json::Value> {
             _ => continue,
         }
     }
+}
+
+/// The request side of an HTTP/2 connection (hyper's client).
+pub type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Full<hyper::body::Bytes>>;
+
+/// A WebSocket over an HTTP/2 stream (RFC 8441).
+pub type H2WebSocket =
+    tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// An HTTP/2 connection to `127.0.0.1:port`: h2c with prior knowledge, or
+/// TLS with ALPN h2 trusting `ca_pem` (as `localhost`). Returns once the
+/// daemon's SETTINGS came (a first request, GET /healthz, was answered),
+/// so what they enable (extended CONNECT) is known to the client. The
+/// connection is driven by a task of the current runtime.
+pub async fn h2_connect(port: u16, ca_pem: Option<&str>) -> H2 {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let executor = TokioExecutor::new();
+    let mut send = match ca_pem {
+        None => {
+            let (send, conn) = hyper::client::conn::http2::handshake(executor, TokioIo::new(tcp))
+                .await
+                .expect("HTTP/2 handshake (h2c)");
+            tokio::spawn(conn);
+            send
+        }
+        Some(ca) => {
+            let config = Arc::new(tls_client_config(ca, None, vec![b"h2".to_vec()]));
+            let name = rustls::pki_types::ServerName::try_from("localhost")
+                .expect("server name")
+                .to_owned();
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .expect("TLS handshake");
+            assert_eq!(
+                tls.get_ref().1.alpn_protocol(),
+                Some(&b"h2"[..]),
+                "the daemon chose h2 by ALPN"
+            );
+            let (send, conn) = hyper::client::conn::http2::handshake(executor, TokioIo::new(tls))
+                .await
+                .expect("HTTP/2 handshake (TLS)");
+            tokio::spawn(conn);
+            send
+        }
+    };
+    let scheme = if ca_pem.is_some() { "https" } else { "http" };
+    let health = http::Request::get(format!("{scheme}://localhost:{port}/healthz"))
+        .body(http_body_util::Full::default())
+        .expect("request");
+    let answered = tokio::time::timeout(crate::WAIT.get(), send.send_request(health))
+        .await
+        .expect("GET /healthz over HTTP/2 within WAIT")
+        .expect("GET /healthz over HTTP/2");
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.version(), http::Version::HTTP_2);
+    send
+}
+
+/// Opens a WebSocket on `path` over the HTTP/2 connection `h2` (extended
+/// CONNECT, `:protocol websocket`), offering `protocols` (no Authorization
+/// header): the socket and the answer's headers, or the refused answer's
+/// status and headers.
+pub async fn websocket_h2(
+    h2: &mut H2,
+    scheme: &str,
+    port: u16,
+    path: &str,
+    protocols: &[&str],
+) -> Result<(H2WebSocket, http::HeaderMap), (u16, http::HeaderMap)> {
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("{scheme}://localhost:{port}{path}"))
+        .header("sec-websocket-version", "13");
+    if !protocols.is_empty() {
+        request = request.header("sec-websocket-protocol", protocols.join(", "));
+    }
+    let mut request = request
+        .body(http_body_util::Full::default())
+        .expect("request");
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let response = tokio::time::timeout(crate::WAIT.get(), h2.send_request(request))
+        .await
+        .unwrap_or_else(|_| panic!("CONNECT {path}: no answer within {:?}", crate::WAIT))
+        .unwrap_or_else(|e| panic!("CONNECT {path}: {e}"));
+    if response.status() != 200 {
+        return Err((response.status().as_u16(), response.headers().clone()));
+    }
+    let headers = response.headers().clone();
+    let upgraded = hyper::upgrade::on(response)
+        .await
+        .unwrap_or_else(|e| panic!("CONNECT {path}: no upgraded stream: {e}"));
+    let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        Role::Client,
+        None,
+    )
+    .await;
+    Ok((socket, headers))
 }

@@ -118,11 +118,20 @@ fn is_exempt<B>(req: &Request<B>) -> bool {
         && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
 }
 
+/// A WebSocket handshake: an HTTP/1.1 upgrade, or an HTTP/2 extended
+/// CONNECT with `:protocol websocket` (RFC 8441).
 fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers()
+    let upgrade = req
+        .headers()
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let connect = req.method() == http::Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    upgrade || connect
 }
 
 /// The presented secret, or why there is none.

@@ -59,8 +59,14 @@ fn status_json(status: &Status) -> String {
 }
 
 pub(crate) fn error(status: &Status) -> Response {
+    error_as(http_status(status.code()), status)
+}
+
+/// The error body of `status` with an HTTP status of the gateway's own
+/// (405, 413, 415), not the one of its gRPC code.
+pub(crate) fn error_as(http: StatusCode, status: &Status) -> Response {
     let mut response = (
-        http_status(status.code()),
+        http,
         [(header::CONTENT_TYPE, "application/json")],
         status_json(status),
     )
@@ -130,6 +136,19 @@ pub(crate) fn ndjson(replies: Replies) -> Response {
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(lines),
+    )
+        .into_response()
+}
+
+/// The head of an NDJSON stream, without its body (a HEAD request). The
+/// body is of unknown length, as the GET's is (not `Content-Length: 0`);
+/// hyper sends no body to a HEAD anyway.
+pub(crate) fn ndjson_head() -> Response {
+    let nothing = futures_util::stream::empty::<Result<Bytes, std::convert::Infallible>>();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(nothing),
     )
         .into_response()
 }

@@ -294,6 +294,11 @@ async fn serve_with(mark: bool) -> (SocketAddr, LogStream) {
         app = app.layer(tower::util::MapRequestLayer::new(
             |mut request: axum::extract::Request| {
                 request.extensions_mut().insert(Marker);
+                // What the authentication layer inserts for an admin
+                // token (a HEAD of a stream asks its rule directly).
+                request
+                    .extensions_mut()
+                    .insert(crate::auth::token::Scope::Admin);
                 request
             },
         ));
@@ -431,10 +436,12 @@ async fn post_body_path_fields_and_verbs() {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["processes"][0]["name"], "web");
     assert_eq!(reply["delta"], 3);
-    // The same path without its verb is another rule (GetProcess), and an
-    // unknown verb is not a route of any method.
-    let (status, _) = call(addr, Method::GET, "/v1/processes/web:stop", "").await;
-    assert_eq!(status, StatusCode::OK);
+    // A verb rule owns its path: GET there is not GetProcess of a target
+    // `web:stop` but a 405 naming the rule's method; an unknown verb is
+    // not a route of any method.
+    let response = send(addr, Method::GET, "/v1/processes/web:stop", "").await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "POST");
     let (status, reply) = call(addr, Method::POST, "/v1/processes/web:nope", "{}").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{reply}");
 }
@@ -584,6 +591,25 @@ async fn ndjson_delivers_each_message_as_it_is_produced() {
         json!({"error": {"code": 14, "message": "daemon shutting down", "details": []}})
     );
     assert_eq!(lines.next().await, None);
+}
+
+/// HEAD of a streaming GET: the stream's head, no body, and no call (the
+/// service records every StreamLogs request before it answers, so one
+/// made for the HEAD would be there once the answer came).
+#[tokio::test]
+async fn head_of_a_stream_starts_no_call() {
+    let (addr, mut logs) = serve().await;
+    let response = send(addr, Method::HEAD, "/v1/logs?target=api&follow=true", "").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
+    assert!(logs.requests.try_recv().is_err(), "StreamLogs was called");
+    // HEAD of a unary GET is its call, answered without the body.
+    let response = send(addr, Method::HEAD, "/v1/processes", "").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
 }
 
 #[tokio::test]

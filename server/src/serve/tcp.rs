@@ -12,8 +12,11 @@
 //! [`RemotePeer`].
 //!
 //! Limits enforced here: connections (a semaphore: beyond it, the kernel's
-//! backlog waits), HTTP/1 header read time (no slowloris), HTTP/2 concurrent
-//! streams per connection, the request body size, the TLS handshake time.
+//! backlog waits), the time to a connection's first byte and HTTP/1 header
+//! read time (no slowloris), idle HTTP/1 connections ([`Activity`]), HTTP/2
+//! concurrent streams per connection, the request body size (the gateway
+//! answers 413), the TLS handshake time. HTTP/2 accepts extended CONNECT
+//! (RFC 8441), so the gateway's WebSockets work over h2 too.
 //!
 //! Talks to: `auth` (the layers), `crate::run` (which builds the routes and
 //! hands over the gateway's router), `metrics` (`/metrics`).
@@ -28,6 +31,7 @@ use axum::Router;
 use axum::response::IntoResponse;
 use http::{Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
@@ -78,11 +82,13 @@ pub struct Limits {
     pub max_connections: u32,
     /// HTTP/2 streams at once on one connection.
     pub max_concurrent_streams: u32,
-    /// Time for a client to send a request's headers (HTTP/1), and for the
-    /// TLS handshake.
+    /// Time for a client to send its first byte, a request's headers
+    /// (HTTP/1; hyper also counts the wait for the next request of a
+    /// keep-alive connection), and the TLS handshake.
     pub header_read_timeout: Duration,
-    /// HTTP/2: a connection whose peer stops answering pings for this long
-    /// is closed.
+    /// HTTP/1: a connection with no request in flight (an answer, a stream
+    /// included, not yet fully sent) for this long is closed. HTTP/2: a
+    /// connection whose peer stops answering pings for this long is.
     pub idle_timeout: Duration,
 }
 
@@ -284,6 +290,21 @@ pub(crate) fn app(
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(metrics)
         .merge(extra)
+        // A wrong method on /healthz, /metrics or /v1/openapi.json: axum's
+        // 405 and Allow, with the gateway's JSON error body (the gateway's
+        // own routes answer theirs).
+        .method_not_allowed_fallback(|method: http::Method, uri: http::Uri| async move {
+            let body = serde_json::json!({
+                "code": tonic::Code::Unimplemented as i32,
+                "message": format!("{method} is not a method of {}", uri.path()),
+                "details": [],
+            });
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+        })
         .fallback_service(grpc_or_not_found);
     cors(cors_origins, AuthnLayer::new(tokens).layer(router))
 }
@@ -369,8 +390,9 @@ pub(crate) async fn serve<S>(
 {
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, tls = tls.is_some(), "listening on TCP");
+    // One permit per connection being served: when all are back, every
+    // connection has ended.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections as usize));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -391,37 +413,11 @@ pub(crate) async fn serve<S>(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let until = until.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let mut req = req.map(|body| {
-                    axum::body::Body::new(http_body_util::Limited::new(
-                        body,
-                        limits.max_body_bytes.min(usize::MAX as u64) as usize,
-                    ))
-                });
-                req.extensions_mut().insert(Transport::Remote);
-                req.extensions_mut().insert(RemotePeer(peer));
-                app.clone().oneshot(req)
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(limits.max_concurrent_streams)
-                .keep_alive_interval(limits.idle_timeout / 2)
-                .keep_alive_timeout(limits.idle_timeout / 2);
             let served = match tls {
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
+                None => connection(stream, peer, app, limits, until).await,
                 Some(tls) => {
                     let stream =
                         match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream))
@@ -437,9 +433,7 @@ pub(crate) async fn serve<S>(
                                 return;
                             }
                         };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    connection(stream, peer, app, limits, until).await
                 }
             };
             if let Err(e) = served {
@@ -450,5 +444,256 @@ pub(crate) async fn serve<S>(
     drop(listener);
     // Streams end when the daemon shuts down; a client that does not read
     // its last bytes does not hold the daemon.
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        slots.acquire_many(limits.max_connections),
+    )
+    .await;
+}
+
+/// Serves one connection (plain or TLS) until it ends, the daemon stops,
+/// or it is idle (see [`Activity`]); the last two close it gracefully: a
+/// request in progress is answered first.
+async fn connection<I, S>(
+    io: I,
+    peer: SocketAddr,
+    app: S,
+    limits: Limits,
+    mut until: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService,
+{
+    let activity = Arc::new(Activity::default());
+    let tracked = activity.clone();
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let mut req = req.map(|body| {
+            axum::body::Body::new(http_body_util::Limited::new(
+                body,
+                limits.max_body_bytes.min(usize::MAX as u64) as usize,
+            ))
+        });
+        req.extensions_mut().insert(Transport::Remote);
+        req.extensions_mut().insert(RemotePeer(peer));
+        // The gateway answers a body over the limit with 413 and says which.
+        req.extensions_mut().insert(limits);
+        let in_flight = tracked.begin(req.version());
+        let answer = app.clone().oneshot(req);
+        async move {
+            let response = answer.await?;
+            Ok::<_, Infallible>(response.map(|body| {
+                axum::body::Body::new(Tracked {
+                    body,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .keep_alive_interval(limits.idle_timeout / 2)
+        .keep_alive_timeout(limits.idle_timeout / 2)
+        // WebSocket over HTTP/2 (RFC 8441): the gateway's routes take an
+        // extended CONNECT as they take an HTTP/1.1 upgrade.
+        .enable_connect_protocol();
+    let io = Watched {
+        io,
+        activity: activity.clone(),
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            served = conn.as_mut() => return served,
+            _ = stopping(&mut until), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = activity.idle(&limits), if !closing => {
+                tracing::debug!(%peer, "closing an idle TCP connection");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// What one connection has done, for the idle rule: a connection that has
+/// sent no byte yet is closed after `header_read_timeout` (or
+/// `idle_timeout`, if shorter), so silent sockets cannot hold the
+/// connection slots; an HTTP/1 connection with no request in flight (its
+/// answer, a stream included, not yet fully sent) after `idle_timeout`.
+/// An HTTP/2 connection is left to its keep-alive pings: its streams
+/// (gRPC, and WebSockets over extended CONNECT, which outlive their
+/// request) are not all seen from here. An HTTP/1 WebSocket leaves the
+/// connection when it upgrades and is never cut.
+#[derive(Default)]
+struct Activity {
+    /// Any byte read from the peer.
+    started: std::sync::atomic::AtomicBool,
+    /// The peer speaks HTTP/2.
+    http2: std::sync::atomic::AtomicBool,
+    /// Requests whose answer is not yet fully sent.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Woken at each change of the above.
+    changed: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
+        use std::sync::atomic::Ordering::SeqCst;
+        if version == http::Version::HTTP_2 {
+            self.http2.store(true, SeqCst);
+        }
+        self.in_flight.fetch_add(1, SeqCst);
+        self.changed.notify_waiters();
+        InFlight(self.clone())
+    }
+
+    fn read_some(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.started.swap(true, SeqCst) {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Resolves once the connection has been idle for as long as `limits`
+    /// allow.
+    async fn idle(&self, limits: &Limits) {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the state is read: no change is missed.
+            changed.as_mut().enable();
+            let allowed = if !self.started.load(SeqCst) {
+                Some(limits.header_read_timeout.min(limits.idle_timeout))
+            } else if self.http2.load(SeqCst) || self.in_flight.load(SeqCst) > 0 {
+                None
+            } else {
+                Some(limits.idle_timeout)
+            };
+            match allowed {
+                None => changed.await,
+                Some(allowed) => tokio::select! {
+                    _ = changed => {}
+                    _ = tokio::time::sleep(allowed) => return,
+                },
+            }
+        }
+    }
+}
+
+/// One request in flight, until its answer's body is done with.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// An answer's body that holds its request [`InFlight`] until hyper is done
+/// with it (sent, or dropped when the peer left).
+struct Tracked {
+    body: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The connection's stream, telling its [`Activity`] when the first bytes
+/// come and whether they are the HTTP/2 preface.
+struct Watched<I> {
+    io: I,
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = &buf.filled()[before..];
+        if !read.is_empty() {
+            // "PRI * HTTP/2.0": the peer speaks HTTP/2 from its first byte
+            // (h2c with prior knowledge, or h2 by ALPN).
+            if before == 0 && read.starts_with(b"PRI ") {
+                self.activity
+                    .http2
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.activity.read_some();
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }

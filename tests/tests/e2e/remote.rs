@@ -523,3 +523,103 @@ fn metrics_of_a_running_app() {
     }
     daemon.pmd_ok(&["delete", "all"]);
 }
+
+/// A log line of a StreamLogsResponse whose text is `line-go` (proto3
+/// `bytes` are base64).
+fn is_line_go(line: &serde_json::Value) -> bool {
+    use base64::Engine;
+    line["data"]
+        .as_str()
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .is_some_and(|text| text.trim_ascii_end() == b"line-go")
+}
+
+/// `limits.idle_timeout` (config.yaml) closes an HTTP/1.1 connection with
+/// no request in flight, whether it made a request and went quiet or never
+/// sent a byte (the header read timeout is set far beyond the test, so it
+/// is not what closes them); meanwhile an NDJSON and a WebSocket log
+/// stream of a quiet app, open since before, are not idle and keep
+/// receiving.
+#[test]
+fn idle_connections_are_closed_streams_are_not() {
+    use std::io::{Read, Write};
+    let port = free_ports(1);
+    let mut daemon = TestDaemon::new_stopped();
+    std::fs::write(
+        daemon.home().join("config.yaml"),
+        format!(
+            "listen: ['127.0.0.1:{port}']\nlimits:\n  idle_timeout: 1s\n  header_read_timeout: 10m\n"
+        ),
+    )
+    .unwrap();
+    daemon.spawn_daemon();
+    let admin = admin_token(daemon.home());
+    let dir = daemon.work().display().to_string();
+    // Writes nothing until the test creates `go`, then a line every 100 ms.
+    daemon.write_script(
+        "quiet.sh",
+        &format!(
+            "while [ ! -f {dir}/go ]; do sleep 0.1; done\nwhile :; do echo line-go; sleep 0.1; done"
+        ),
+    );
+    daemon.pmd_ok(&["start", "quiet.sh", "--name", "quiet"]);
+    daemon.wait_online("quiet");
+    let path = "/v1/logs?target=quiet&follow=true";
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rest = Rest::new(port, Some(&admin));
+    let bearer = format!("bearer.{admin}");
+    let (mut lines, mut socket) = runtime.block_on(async {
+        let (status, lines) = rest.stream("GET", path, None).await;
+        assert_eq!(status, 200);
+        let (socket, _) = websocket(port, path, &["pmdaemon.v1", &bearer])
+            .await
+            .expect("WebSocket");
+        (lines, socket)
+    });
+
+    let mut asked = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    asked
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.ends_with(b"\r\n\r\nok") {
+        asked.set_read_timeout(Some(WAIT.get())).unwrap();
+        let n = asked.read(&mut buf).expect("the /healthz answer");
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let rest_of = read_until_closed(&mut asked, "a keep-alive connection idle after its request");
+    assert!(rest_of.is_empty(), "{}", String::from_utf8_lossy(&rest_of));
+    read_until_closed(&mut silent, "a connection that never sent a byte");
+
+    // The streams, quiet for longer than the idle timeout, still deliver.
+    std::fs::write(daemon.work().join("go"), "").unwrap();
+    runtime.block_on(async {
+        lines
+            .until("a line on the NDJSON stream", |l| {
+                assert!(l.get("error").is_none(), "{l}");
+                let lines = l["result"]["lines"].as_array()?;
+                lines.iter().any(is_line_go).then_some(())
+            })
+            .await;
+        loop {
+            let message = ws_next(&mut socket)
+                .await
+                .expect("the WebSocket stays open");
+            assert!(message.get("error").is_none(), "{message}");
+            let found = message["lines"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(is_line_go));
+            if found {
+                break;
+            }
+        }
+    });
+    drop((lines, socket));
+    daemon.pmd_ok(&["delete", "all"]);
+}

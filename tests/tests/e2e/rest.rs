@@ -708,7 +708,10 @@ fn slow_websocket_reader_blocks_nothing() {
 
 /// The messages of a WebSocket until its close frame, and that frame's
 /// code.
-async fn ws_until_close(socket: &mut WebSocket) -> (Vec<Value>, u16) {
+async fn ws_until_close<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>) -> (Vec<Value>, u16)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let mut messages = Vec::new();
@@ -786,4 +789,377 @@ fn websocket_on_verb_routes() {
         assert_eq!(last["process"]["name"], "web", "{messages:?}");
     });
     daemon.pmd_ok(&["delete", "all"]);
+}
+
+/// A request body for `method` in the generated checks: `{}` where a body
+/// may go, none on GET, HEAD and DELETE.
+fn body_of(method: &str) -> Option<&'static str> {
+    (!matches!(method, "GET" | "HEAD" | "DELETE")).then_some("{}")
+}
+
+/// The head of a raw HTTP/1.1 answer (up to the blank line) and what came
+/// after it.
+fn split_raw(raw: &str) -> (&str, &str) {
+    raw.split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {raw:?}"))
+}
+
+/// A header of a raw HTTP/1.1 head, by name (any case).
+fn raw_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// HEAD answers as GET does, without a body (RFC 9110 9.3.2), on every GET
+/// route of `/v1/openapi.json` (so a new one is covered) and on `/healthz`
+/// and `/metrics`: the same status and Content-Type, the Content-Length of
+/// the GET's body where it is stable, and nothing after the head on the
+/// wire. A stream's HEAD ends at once (no stream is started); a HEAD is
+/// checked as its GET is (a bad query is a 400, no token a 401).
+#[test]
+fn head_is_get_without_a_body() {
+    let port = free_ports(1);
+    let daemon = start_listening(port);
+    let admin = admin_token(daemon.home());
+    let bearer = format!("Bearer {admin}");
+    daemon.write_script("idle.sh", "while :; do sleep 1000; done");
+    daemon.pmd_ok(&["start", "idle.sh", "--name", "web"]);
+    daemon.wait_online("web");
+    let rest = Rest::new(port, Some(&admin));
+    let mut paths: Vec<String> = block_on(documented_routes(&rest, "web"))
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.path)
+        .collect();
+    assert!(paths.iter().any(|p| p == "/v1/logs"), "{paths:?}");
+    paths.extend(["/healthz", "/metrics", "/v1/logs?target=web&follow=true"].map(String::from));
+    for path in &paths {
+        let (get_status, get_type) = block_on(async {
+            let get = rest.send("GET", path, None).await;
+            (
+                get.status().as_u16(),
+                get.headers().get("content-type").cloned(),
+            )
+        });
+        let raw = http_raw(port, "HEAD", path, &[("Authorization", &bearer)]);
+        let (head, after) = split_raw(&raw);
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {get_status} ")),
+            "HEAD {path} vs GET's {get_status}: {head}"
+        );
+        assert_eq!(after, "", "HEAD {path}: a body on the wire");
+        assert_eq!(
+            raw_header(head, "content-type"),
+            get_type.as_ref().map(|t| t.to_str().unwrap()),
+            "HEAD {path}: {head}"
+        );
+    }
+    // Where the GET's body is the same each time, so is the length.
+    for path in ["/healthz", "/v1/ping", "/v1/openapi.json"] {
+        let got = http_raw(port, "GET", path, &[("Authorization", &bearer)]);
+        let (_, body) = split_raw(&got);
+        let raw = http_raw(port, "HEAD", path, &[("Authorization", &bearer)]);
+        let (head, _) = split_raw(&raw);
+        assert_eq!(
+            raw_header(head, "content-length"),
+            Some(body.len().to_string().as_str()),
+            "HEAD {path}: {head}"
+        );
+    }
+    let bad_query = http_raw(
+        port,
+        "HEAD",
+        "/v1/logs?bogus=1",
+        &[("Authorization", &bearer)],
+    );
+    assert!(bad_query.starts_with("HTTP/1.1 400 "), "{bad_query}");
+    let no_token = http_raw(port, "HEAD", "/v1/processes", &[]);
+    let (head, after) = split_raw(&no_token);
+    assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
+    assert_eq!(raw_header(head, "www-authenticate"), Some("Bearer"));
+    assert_eq!(after, "");
+    daemon.pmd_ok(&["delete", "all"]);
+}
+
+/// Every path of `/v1/openapi.json` (generated from the descriptor, so a
+/// new route is covered), with every method it does not take: 405, an
+/// `Allow` header naming exactly the methods it takes (HEAD with GET), and
+/// the JSON error body. A verb rule owns its path: `GET
+/// /v1/processes/web:restart` is not GetProcess of `web:restart`, and
+/// `DELETE /v1/processes/web:stop` deletes nothing. The same for the
+/// routes outside the gateway (`/healthz`, `/metrics`).
+#[test]
+fn wrong_methods_are_405_with_allow() {
+    use std::collections::BTreeMap;
+    let port = free_ports(1);
+    let daemon = start_listening(port);
+    let admin = admin_token(daemon.home());
+    daemon.write_script("idle.sh", "while :; do sleep 1000; done");
+    daemon.pmd_ok(&["start", "idle.sh", "--name", "web"]);
+    let pid = daemon.wait_online("web");
+    let rest = Rest::new(port, Some(&admin));
+    block_on(async {
+        let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for route in documented_routes(&rest, "web").await {
+            by_path.entry(route.path).or_default().insert(route.method);
+        }
+        for path in ["/healthz", "/metrics"] {
+            by_path.insert(path.into(), ["GET".to_string()].into());
+        }
+        assert!(
+            by_path.contains_key("/v1/processes/web:restart"),
+            "{by_path:?}"
+        );
+        let mut checked = 0;
+        for (path, methods) in &by_path {
+            let mut allowed = methods.clone();
+            if allowed.contains("GET") {
+                allowed.insert("HEAD".into());
+            }
+            for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
+                if allowed.contains(method) {
+                    continue;
+                }
+                let got = rest.call(method, path, body_of(method)).await;
+                assert_eq!(got.status, 405, "{method} {path}: {got:?}");
+                let allow: BTreeSet<String> = got
+                    .headers
+                    .get("allow")
+                    .unwrap_or_else(|| panic!("{method} {path}: no Allow: {got:?}"))
+                    .to_str()
+                    .expect("Allow is text")
+                    .split(',')
+                    .map(|m| m.trim().to_string())
+                    .collect();
+                assert_eq!(allow, allowed, "{method} {path}: Allow");
+                if method != "HEAD" {
+                    assert_eq!(
+                        got.headers["content-type"], "application/json",
+                        "{method} {path}"
+                    );
+                    assert_eq!(got.body["code"], 12, "{method} {path}: {got:?}");
+                    assert!(
+                        got.body["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains(method)),
+                        "{method} {path}: {got:?}"
+                    );
+                    assert_eq!(got.body["details"], json!([]), "{method} {path}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} wrong methods tried");
+        let unknown = rest.call("GET", "/v1/processes/web:frobnicate", None).await;
+        assert_ne!(unknown.status, 200, "{unknown:?}");
+    });
+    let web = daemon.app("web").expect("web is still there");
+    assert_eq!(pid_of(&web), Some(pid), "web was not touched: {web}");
+    assert_eq!(daemon.list_json().len(), 1);
+    daemon.pmd_ok(&["delete", "all"]);
+}
+
+/// A body over `limits.max_body_bytes` (config.yaml) is a 413 with the
+/// JSON error body, whether it is declared (Content-Length) or not
+/// (chunked), and nothing is created; one under it is served. A body whose
+/// Content-Type is neither JSON nor form-urlencoded (`curl -d`) is a 415
+/// that says what to send, and creates nothing; no Content-Type is JSON.
+#[test]
+fn body_size_and_content_type() {
+    let port = free_ports(1);
+    let mut daemon = TestDaemon::new_stopped();
+    std::fs::write(
+        daemon.home().join("config.yaml"),
+        format!("listen: ['127.0.0.1:{port}']\nlimits:\n  max_body_bytes: 1K\n"),
+    )
+    .unwrap();
+    daemon.spawn_daemon();
+    let admin = admin_token(daemon.home());
+    let bearer = format!("Bearer {admin}");
+    let script = daemon.write_script("idle.sh", "while :; do sleep 1000; done");
+    let spec = json!({"spec": {"name": "web", "script": script}}).to_string();
+    // Valid JSON either way: the size alone decides.
+    let padded = |len: usize| format!("{spec}{}", " ".repeat(len - spec.len()));
+    let rest = Rest::new(port, Some(&admin));
+    block_on(async {
+        let over = rest
+            .call("POST", "/v1/processes", Some(&padded(1025)))
+            .await;
+        assert_eq!(over.status, 413, "{over:?}");
+        assert_eq!(over.body["code"], 3, "{over:?}");
+        assert!(
+            over.body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("max_body_bytes") && m.contains("1024")),
+            "{over:?}"
+        );
+    });
+    // Chunked: no length declared, the limit is met while reading.
+    let body = padded(2000);
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let raw = http_raw_with_body(
+        port,
+        "POST",
+        "/v1/processes",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+        chunked.as_bytes(),
+    );
+    assert!(raw.starts_with("HTTP/1.1 413 "), "{raw}");
+    assert!(raw.contains("max_body_bytes"), "{raw}");
+    assert!(daemon.list_json().is_empty(), "nothing was created");
+
+    block_on(async {
+        for content_type in [
+            "text/plain",
+            "application/xml",
+            "application/octet-stream",
+            "multipart/form-data; boundary=x",
+        ] {
+            let refused = rest
+                .call_with(
+                    "POST",
+                    "/v1/processes",
+                    &[("content-type", content_type)],
+                    Some(&spec),
+                )
+                .await;
+            assert_eq!(refused.status, 415, "{content_type}: {refused:?}");
+            assert_eq!(refused.body["code"], 3, "{content_type}: {refused:?}");
+            assert!(
+                refused.body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("application/json")),
+                "{content_type}: {refused:?}"
+            );
+            assert_eq!(refused.headers["accept"], "application/json");
+        }
+        for content_type in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/vnd.pmdaemon+json",
+            "application/x-www-form-urlencoded",
+        ] {
+            let served = rest
+                .call_with(
+                    "POST",
+                    "/v1/dump:save",
+                    &[("content-type", content_type)],
+                    Some("{}"),
+                )
+                .await;
+            assert_eq!(served.status, 200, "{content_type}: {served:?}");
+        }
+        let bare = rest
+            .call_with("POST", "/v1/dump:save", &[], Some("{}"))
+            .await;
+        assert_eq!(bare.status, 200, "no Content-Type: {bare:?}");
+    });
+    assert!(daemon.list_json().is_empty(), "nothing was created");
+    block_on(async {
+        let under = rest
+            .call("POST", "/v1/processes", Some(&padded(1024)))
+            .await;
+        assert_eq!(under.status, 200, "{under:?}");
+    });
+    daemon.wait_online("web");
+    daemon.pmd_ok(&["delete", "all"]);
+}
+
+/// WebSocket over HTTP/2 (RFC 8441 extended CONNECT) on the gateway's
+/// routes, with hyper's HTTP/2 client: h2c with prior knowledge on a plain
+/// port, and TLS with ALPN h2 on another daemon's TLS port. On each, a log
+/// stream delivers a line written after it opened, a verb route
+/// (`:waitReady`) runs to its 1000 close on the same connection, the
+/// bearer subprotocol is checked (a wrong token is a 401) and the daemon
+/// answers `pmdaemon.v1`.
+#[test]
+fn websocket_over_http2() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["localhost", "127.0.0.1"]);
+    let ports = free_ports(2);
+    let plain = start_listening(ports);
+    let mut tls = TestDaemon::new_stopped();
+    let dir = tls.work().to_path_buf();
+    for (name, text) in [("cert.pem", &cert), ("key.pem", &key)] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let file = |name: &str| dir.join(name).display().to_string();
+    tls.set_daemon_args(&[
+        "--listen",
+        &format!("127.0.0.1:{}", ports + 1),
+        "--tls-cert",
+        &file("cert.pem"),
+        "--tls-key",
+        &file("key.pem"),
+    ]);
+    tls.spawn_daemon();
+    let ca_pem = ca.pem();
+    for (daemon, port, ca) in [
+        (&plain, ports, None),
+        (&tls, ports + 1, Some(ca_pem.as_str())),
+    ] {
+        let scheme = if ca.is_some() { "https" } else { "http" };
+        let admin = admin_token(daemon.home());
+        let work = daemon.work().display().to_string();
+        daemon.write_script(
+            "talker.sh",
+            &format!(
+                "echo started\nwhile :; do\n  [ -f {work}/go ] && echo line-go-h2\n  sleep 0.1\ndone"
+            ),
+        );
+        daemon.pmd_ok(&["start", "talker.sh", "--name", "talker"]);
+        daemon.wait_online("talker");
+        let bearer = format!("bearer.{admin}");
+        let wrong = format!("bearer.pmd_{}", "0".repeat(64));
+        let path = "/v1/logs?target=talker&follow=true";
+        block_on(async {
+            let mut h2 = h2_connect(port, ca).await;
+            let refused = websocket_h2(&mut h2, scheme, port, path, &["pmdaemon.v1", &wrong])
+                .await
+                .map(|(_, headers)| headers);
+            match refused {
+                Err((401, headers)) => assert_eq!(headers["www-authenticate"], "Bearer"),
+                other => panic!("{scheme}: a wrong token: {other:?}"),
+            }
+            let (mut socket, headers) =
+                websocket_h2(&mut h2, scheme, port, path, &["pmdaemon.v1", &bearer])
+                    .await
+                    .unwrap_or_else(|e| panic!("{scheme}: WebSocket over HTTP/2: {e:?}"));
+            assert_eq!(headers["sec-websocket-protocol"], "pmdaemon.v1");
+            // The stream is open before the line exists.
+            std::fs::write(daemon.work().join("go"), "").unwrap();
+            loop {
+                let message = ws_next(&mut socket).await.expect("the socket stays open");
+                assert!(message.get("error").is_none(), "{message}");
+                if texts(&message).iter().any(|t| t == "line-go-h2") {
+                    break;
+                }
+            }
+            // A verb route on the same connection, beside the open stream.
+            let (mut ready, _) = websocket_h2(
+                &mut h2,
+                scheme,
+                port,
+                "/v1/processes/talker:waitReady",
+                &["pmdaemon.v1", &bearer],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: :waitReady over HTTP/2: {e:?}"));
+            let (messages, code) = ws_until_close(&mut ready).await;
+            assert_eq!(code, 1000, "{messages:?}");
+            assert_eq!(messages.last().expect("a message")["ready"], true);
+            let more = ws_next(&mut socket)
+                .await
+                .expect("the log stream is still open");
+            assert!(more.get("error").is_none(), "{more}");
+        });
+        daemon.pmd_ok(&["delete", "all"]);
+    }
 }
