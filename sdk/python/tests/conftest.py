@@ -40,7 +40,20 @@ PMDAEMOND = _binary("PMDAEMON_TEST_PMDAEMOND", "pmdaemond")
 PMD = _binary("PMDAEMON_TEST_PMD", "pmd")
 
 
+# A block of ports the e2e test reserved for this run (below the kernel's
+# ephemeral range, away from other tests' blocks); else any free port.
+_PORTS = iter(range(int(os.environ.get("PMDAEMON_TEST_PORT_BASE") or 0),
+                    int(os.environ.get("PMDAEMON_TEST_PORT_BASE") or 0) + int(os.environ.get("PMDAEMON_TEST_PORT_COUNT") or 0)))
+
+
 def free_port():
+    for port in _PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -20,6 +20,9 @@ use std::process::{Command, Output};
 use pmdaemon_tests::*;
 
 const STAMP: &str = "pmdaemon-sdk-stamp";
+/// TCP ports handed to pytest, one per daemon it starts (more fall back
+/// to any free port).
+const PORTS: u16 = 32;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -128,6 +131,8 @@ fn python_client_suite_passes() {
         .current_dir(root.join("sdk/python"))
         .env("PMDAEMON_TEST_PMDAEMOND", &bins.pmdaemond)
         .env("PMDAEMON_TEST_PMD", &bins.pmd)
+        .env("PMDAEMON_TEST_PORT_BASE", free_ports(PORTS).to_string())
+        .env("PMDAEMON_TEST_PORT_COUNT", PORTS.to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("PMDAEMON_HOME");
     for (key, _) in std::env::vars_os() {
