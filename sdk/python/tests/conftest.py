@@ -71,15 +71,16 @@ def wait_for(what, predicate, timeout=WAIT, interval=0.05):
 
 
 class Daemon:
-    def __init__(self, root, listen_port=None):
+    def __init__(self, root, listen_port=None, args=()):
         self.home = os.path.join(root, "home")
         self.work = os.path.join(root, "work")
         os.makedirs(self.work)
         self.port = listen_port
         self.stderr_path = os.path.join(root, "pmdaemond.stderr")
-        args = [PMDAEMOND]
+        args_extra, args = args, [PMDAEMOND]
         if listen_port is not None:
             args += ["--listen", f"127.0.0.1:{listen_port}"]
+        args += list(args_extra)
         env = dict(os.environ, PMDAEMON_HOME=self.home, NO_COLOR="1")
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(

@@ -1,9 +1,13 @@
 """connect(): where it goes, and what the daemon says of its tokens."""
 
+import os
+
 import pytest
 
 import pmdaemon
 from pmdaemon import pb
+
+from conftest import Daemon, free_port
 
 
 def test_local_socket_from_pmdaemon_home(daemon, monkeypatch):
@@ -57,3 +61,32 @@ def test_remote_relative_script_is_refused(daemon):
     with pmdaemon.connect(f"http://127.0.0.1:{daemon.port}", token=daemon.admin_token) as client:
         with pytest.raises(pmdaemon.InvalidArgument):
             client.start("./app.sh", name="rel")
+
+
+def test_tls_with_a_ca_file_and_call_credentials(tmp_path):
+    """TLS: the token as call credentials, the server verified against
+    `ca_cert`; without that CA the handshake fails (Unavailable)."""
+    tls = os.environ.get("PMDAEMON_TEST_TLS_DIR")
+    if not tls:
+        pytest.skip("PMDAEMON_TEST_TLS_DIR unset: the e2e test sdk_python makes a CA and a certificate")
+    port = free_port()
+    daemon = Daemon(
+        str(tmp_path),
+        listen_port=port,
+        args=["--tls-cert", os.path.join(tls, "cert.pem"), "--tls-key", os.path.join(tls, "key.pem")],
+    )
+    try:
+        ca = os.path.join(tls, "ca.pem")
+        with pmdaemon.connect(f"127.0.0.1:{port}", token=daemon.admin_token, ca_cert=ca) as client:
+            assert client.address == f"https://127.0.0.1:{port}"
+            [app] = client.start("/bin/sleep", name="secure", args=["1000"])
+            assert [p.name for p in client.list()] == ["secure"]
+            client.stop("secure")
+        with pmdaemon.connect(f"https://localhost:{port}", token="pmd_" + "1" * 64, ca_cert=ca) as client:
+            with pytest.raises(pmdaemon.Unauthenticated):
+                client.list()
+        with pmdaemon.connect(f"https://127.0.0.1:{port}", token=daemon.admin_token) as client:
+            with pytest.raises(pmdaemon.Unavailable):
+                client.ping()
+    finally:
+        daemon.stop()

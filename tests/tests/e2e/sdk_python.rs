@@ -118,21 +118,37 @@ fn venv(root: &Path) -> PathBuf {
 /// The whole pytest suite of sdk/python against the binaries under test:
 /// over the socket and over TCP with tokens (start, list, logs followed as
 /// they are written, wait-ready, stop, delete, a read-only token refused on
-/// stop, a wrong token unauthenticated) and the freshness of the committed
-/// stubs.
+/// stop, a wrong token unauthenticated, TLS with a CA file) and the
+/// freshness of the committed stubs.
 #[test]
 fn python_client_suite_passes() {
     let root = repo_root();
     let bins = binaries();
     let python = venv(&root);
+    // A CA and a server certificate for the TLS test.
+    let tls = tempfile::tempdir().expect("temp dir for TLS files");
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(&["localhost", "127.0.0.1"]);
+    for (name, pem) in [("ca.pem", ca.pem()), ("cert.pem", cert), ("key.pem", key)] {
+        fs::write(tls.path().join(name), pem).expect("write a TLS file");
+    }
     let mut pytest = Command::new(&python);
     pytest
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "tests",
+        ])
         .current_dir(root.join("sdk/python"))
         .env("PMDAEMON_TEST_PMDAEMOND", &bins.pmdaemond)
         .env("PMDAEMON_TEST_PMD", &bins.pmd)
         .env("PMDAEMON_TEST_PORT_BASE", free_ports(PORTS).to_string())
         .env("PMDAEMON_TEST_PORT_COUNT", PORTS.to_string())
+        .env("PMDAEMON_TEST_TLS_DIR", tls.path())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("PMDAEMON_HOME");
     for (key, _) in std::env::vars_os() {
@@ -146,5 +162,12 @@ fn python_client_suite_passes() {
         "pytest of sdk/python failed ({}):\n{}",
         out.status,
         text(&out)
+    );
+    // Here everything a test may skip for (TLS files) is given: a skip
+    // would be a test that silently did not run.
+    let said = text(&out);
+    assert!(
+        !said.contains(" skipped"),
+        "pytest of sdk/python skipped tests:\n{said}"
     );
 }
