@@ -131,6 +131,10 @@ def test_wait_ready_times_out(client):
 def test_events_stream(client):
     with client.events() as events:
         dog = watchdog(events)
+        # An event of another app first proves the stream live, so none of
+        # the app's own events can come before it.
+        client.start("/bin/sleep", name="sync", args=["1000"])
+        assert any(event.name == "sync" for event in events)
         client.start("/bin/sleep", name="evented", args=["1000"], min_uptime_ms=200)
         kinds = []
         for event in events:
@@ -139,7 +143,8 @@ def test_events_stream(client):
                 if event.kind == pb.EVENT_KIND_READY:
                     break
         dog.cancel()
-    assert pb.EVENT_KIND_READY in kinds, kinds
+    assert kinds[0] == pb.EVENT_KIND_STARTED and pb.EVENT_KIND_ONLINE in kinds, kinds
+    assert kinds[-1] == pb.EVENT_KIND_READY, kinds
     # The stub is there for everything else.
     reply = client.stub.ScaleProcess(pb.ScaleProcessRequest(name="evented", instances=2))
     assert len(reply.processes) == 2
