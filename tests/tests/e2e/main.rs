@@ -39,7 +39,9 @@
 //!   the refusals;
 //! - `rest`: the REST gateway and its WebSockets on the real daemon: every
 //!   route, statuses, NDJSON and WebSocket streams, the 401/403 matrix of
-//!   every route from `/v1/openapi.json`, a slow WebSocket reader.
+//!   every route from `/v1/openapi.json`, a slow WebSocket reader;
+//! - `sdk_python`: the Python client's pytest suite (sdk/python) in a
+//!   virtualenv under `target/sdk-venv`, against the binaries under test.
 
 mod cgroups;
 mod cluster;
@@ -64,6 +66,7 @@ mod remote;
 mod remote_cli;
 mod rest;
 mod restart_policy;
+mod sdk_python;
 mod security;
 mod services;
 mod validation;
