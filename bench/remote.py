@@ -20,6 +20,15 @@
            p99 and max per phase. Needs rustc (bench/helper.rs); the gRPC
            client needs grpcio and grpcio-tools.
 
+  sdk      the Python client (sdk/python, `pmdaemon.connect()`): its
+           `list()` (ListProcesses) round trip with 50 apps over the Unix
+           socket and over TCP with a token (median and p99 of N calls),
+           and the lines per second its `logs(follow=True)` iterator
+           receives from an app that floods its stdout, with the lines the
+           daemon reports it missed. Needs the client and its dependencies
+           importable (run with target/sdk-venv/bin/python, made by the
+           test suite, or `pip install ./sdk/python`) and rustc.
+
 It reuses run.py's helpers (build, daemon spawn and cleanup) and never
 fails a build: it prints what it measured.
 """
@@ -104,6 +113,10 @@ def grpc_stubs(root):
                       "google/api/annotations.proto", "google/api/http.proto"])
     if rc != 0:
         raise RuntimeError("protoc failed on proto/")
+    # A regular package, so that it wins over the Python client (also
+    # `pmdaemon`) when that is installed.
+    for package in ("pmdaemon", os.path.join("pmdaemon", "v1")):
+        open(os.path.join(stubs, package, "__init__.py"), "a").close()
     sys.path.insert(0, stubs)
     return stubs
 
@@ -165,6 +178,91 @@ def idle_rss(b, root, port):
             b.stop_daemon(daemon)
         out[label] = (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples))
     return out
+
+
+def compile_helper(root):
+    helper = os.path.join(root, "helper")
+    if not os.path.exists(helper):
+        subprocess.run(["rustc", "-O", "--edition", "2021", os.path.join(run.REPO, "bench", "helper.rs"),
+                        "-o", helper], check=True)
+    return helper
+
+
+def sdk_import():
+    """The Python client from this checkout, or None when its dependencies
+    are missing."""
+    # The grpc part's raw stubs are a `pmdaemon` namespace package too:
+    # forget them, and put the client first on the path.
+    for name in [m for m in sys.modules if m == "pmdaemon" or m.startswith("pmdaemon.")]:
+        del sys.modules[name]
+    sys.path.insert(0, os.path.join(run.REPO, "sdk", "python", "src"))
+    try:
+        import pmdaemon  # noqa: F401
+    except ImportError:
+        return None
+    return pmdaemon
+
+
+def sdk_list(pmdaemon, home, port, calls):
+    """Median and p99 (µs) of `Client.list()` with the 50 apps, over the
+    socket and over TCP (h2c + token): the client's whole call, protobuf
+    decoding of 50 ProcessInfo included."""
+    def timed(client):
+        with client:
+            for _ in range(20):  # connect, warm up
+                client.list()
+            times = []
+            for _ in range(calls):
+                t0 = time.perf_counter_ns()
+                apps = client.list()
+                times.append(time.perf_counter_ns() - t0)
+        assert len(apps) == 50, len(apps)
+        times.sort()
+        return statistics.median(times) / 1e3, times[int(len(times) * 0.99)] / 1e3
+
+    unix = timed(pmdaemon.connect(home=home))
+    tcp = timed(pmdaemon.connect(f"http://127.0.0.1:{port}", token=token_of(home)))
+    return {
+        f"Python client list(), 50 apps, Unix socket (median / p99 of {calls})":
+            f"{unix[0]:.0f} / {unix[1]:.0f} µs",
+        f"Python client list(), 50 apps, TCP h2c + token (median / p99 of {calls})":
+            f"{tcp[0]:.0f} / {tcp[1]:.0f} µs",
+    }
+
+
+def sdk_flood(pmdaemon, b, home, helper, window):
+    """Lines per second the client's log iterator receives while an app
+    writes as fast as it can (`helper stamped` with no period: one write(2)
+    per line, far above what a Python reader decodes), over the socket,
+    counted for `window` seconds from the first line; plus what the daemon
+    said this reader missed meanwhile (the 1024-line broadcast overflows:
+    the app and the daemon never wait for the reader)."""
+    go = os.path.join(home, "sdk-flood-go")
+    b.pmd(home, "start", helper, "--name", "sdk-flood", "--log-max-size", "64M", "--no-autorestart",
+          "--", "stamped", "100000000", "0", "0", go)
+    with pmdaemon.connect(home=home) as client:
+        stream = client.logs("sdk-flood", follow=True, lines=1)
+        try:
+            for line in stream:  # subscribed once READY (or a later line) arrives
+                if line.data.startswith(b"READY"):
+                    break
+            open(go, "w").close()
+            received, first, missed_before = 0, None, 0
+            for line in stream:
+                if first is None:
+                    first, missed_before = time.perf_counter(), stream.missed
+                received += 1
+                if received % 1024 == 0 and time.perf_counter() - first >= window:
+                    break
+            elapsed = time.perf_counter() - first
+            missed = stream.missed - missed_before
+        finally:
+            stream.cancel()
+    b.pmd(home, "delete", "sdk-flood")
+    return {
+        f"Python client logs(follow=True), a flooding app, socket ({elapsed:.1f} s)":
+            f"{received / elapsed:,.0f} lines/s received, {missed / elapsed:,.0f} lines/s missed",
+    }
 
 
 def ws_open(port, path, token):
@@ -347,15 +445,17 @@ def main():
     parser.add_argument("--concurrency", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--calls", type=int, default=2000, help="ListProcesses calls per transport")
-    parser.add_argument("--only", default="rss,rest,grpc,latency",
-                        help="comma-separated parts to run (default: rss,rest,grpc,latency)")
+    parser.add_argument("--only", default="rss,rest,grpc,latency,sdk",
+                        help="comma-separated parts to run (default: rss,rest,grpc,latency,sdk)")
+    parser.add_argument("--window", type=float, default=5.0,
+                        help="sdk: seconds the flooded log stream is counted (default 5)")
     parser.add_argument("--lines", type=int, default=2000, help="latency: steady lines (default 2000)")
     parser.add_argument("--period-ms", type=float, default=5.0, help="latency: ms between steady lines (default 5)")
     parser.add_argument("--burst", type=int, default=1000,
                         help="latency: lines of the burst (default 1000, within the daemon's 1024-line log broadcast)")
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    unknown = parts - {"rss", "rest", "grpc", "latency"}
+    unknown = parts - {"rss", "rest", "grpc", "latency", "sdk"}
     if unknown:
         parser.error(f"--only: unknown parts {sorted(unknown)}")
 
@@ -374,16 +474,14 @@ def main():
             run.log("idle RSS, listener off and on")
             rss = idle_rss(b, root, port)
         if "latency" in parts:
-            helper = os.path.join(root, "helper")
-            subprocess.run(["rustc", "-O", "--edition", "2021", os.path.join(run.REPO, "bench", "helper.rs"),
-                            "-o", helper], check=True)
+            helper = compile_helper(root)
             home = os.path.join(root, "latency")
             daemon = b.spawn_daemon(home, "--listen", f"127.0.0.1:{port}")
             b.wait_ping(home, daemon)
             run.log("log line latency: WebSocket, NDJSON, gRPC")
             results.update(latency(b, root, home, port, helper, args.lines, args.period_ms, args.burst))
             b.stop_daemon(daemon)
-        if parts & {"rest", "grpc", "rss"}:
+        if parts & {"rest", "grpc", "rss", "sdk"}:
             home = os.path.join(root, "main")
             daemon = b.spawn_daemon(home, "--listen", f"127.0.0.1:{port}")
             b.wait_ping(home, daemon)
@@ -398,6 +496,15 @@ def main():
         if "grpc" in parts:
             run.log(f"ListProcesses x{args.calls}, socket and TCP")
             results.update(grpc_list(b, root, home, port, args.calls))
+        if "sdk" in parts:
+            pmdaemon = sdk_import()
+            if pmdaemon is None:
+                results["Python client"] = ("skipped: needs the client's dependencies (run with "
+                                            "target/sdk-venv/bin/python or pip install ./sdk/python)")
+            else:
+                run.log(f"Python client: list() x{args.calls}, socket and TCP; a flooded log stream")
+                results.update(sdk_list(pmdaemon, home, port, args.calls))
+                results.update(sdk_flood(pmdaemon, b, home, compile_helper(root), args.window))
         if "rss" in parts:
             results["daemon idle VmRSS, listener off / on (median of 3 fresh daemons)"] = \
                 f"{rss['off'][0] / 1024:.2f} / {rss['on'][0] / 1024:.2f} MiB"
