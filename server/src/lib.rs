@@ -22,6 +22,7 @@
 //! - `auth` — who may call: peer credentials on the Unix socket; bearer
 //!   tokens and scopes on TCP;
 //! - `config` — `$PMDAEMON_HOME/config.yaml` (the TCP listener's settings);
+//! - `lazy` — services built by their first call (gRPC reflection);
 //! - `fds` — the open-file limit (raised for the daemon, given back to
 //!   apps); `sync` — the poisoned-mutex rule; `alloc` — glibc allocator
 //!   settings and trims, so bursts do not leave the RSS high (public: the
@@ -35,6 +36,7 @@ pub(crate) mod error;
 pub(crate) mod fds;
 pub(crate) mod gateway;
 pub(crate) mod health;
+pub(crate) mod lazy;
 pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod ports;
@@ -265,19 +267,16 @@ pub async fn run(
     health_reporter
         .set_serving::<ProcessManagerServer<api::Api>>()
         .await;
-    // Python's reflection client speaks v1alpha, grpcurl v1: serve both.
-    let reflection = || {
+    // Python's reflection client speaks v1alpha, grpcurl v1: serve both,
+    // each built (its descriptor sets decoded) by its first call: most
+    // daemons are never asked.
+    fn reflection() -> tonic_reflection::server::Builder<'static> {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pmdaemon_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_err = |e| StartError::Io {
-        context: "cannot build gRPC reflection for",
-        path: home.clone(),
-        source: std::io::Error::other(e),
-    };
-    let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
-    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+    }
+    let reflection_v1 = lazy::Lazy::new(|| reflection().build_v1());
+    let reflection_v1alpha = lazy::Lazy::new(|| reflection().build_v1alpha());
 
     // Serving stops only after the apps are stopped, so `pmd kill` and
     // followers see the daemon until the end.

@@ -76,3 +76,53 @@ fn reflection_lists_and_describes_the_api() {
         assert!(!text.contains("google/api/annotations.proto"), "{text}");
     });
 }
+
+/// Reflection v1alpha (what Python's grpcio-reflection client speaks)
+/// lists the API and serves the file that defines it, like v1. Both are
+/// built by their first call: this daemon's first reflection call is a
+/// v1alpha one.
+#[test]
+fn reflection_v1alpha_lists_and_describes_the_api() {
+    let daemon = TestDaemon::start();
+    block_on(async {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let channel = connect_channel(&daemon.socket()).await.expect("connect");
+        let mut reflection = ServerReflectionClient::new(channel);
+        let requests = [
+            MessageRequest::ListServices(String::new()),
+            MessageRequest::FileContainingSymbol("pmdaemon.v1.ProcessManager.ListProcesses".into()),
+        ]
+        .map(|m| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        });
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter(requests))
+            .await
+            .expect("reflection stream")
+            .into_inner();
+
+        let first = answers.next().await.expect("an answer").expect("ok");
+        let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+            panic!("expected a service list, got {first:?}");
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"pmdaemon.v1.ProcessManager"), "{names:?}");
+        assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+        assert!(
+            names.contains(&"grpc.reflection.v1alpha.ServerReflection"),
+            "{names:?}"
+        );
+
+        let second = answers.next().await.expect("an answer").expect("ok");
+        let Some(MessageResponse::FileDescriptorResponse(files)) = second.message_response else {
+            panic!("expected file descriptors, got {second:?}");
+        };
+        let all: Vec<u8> = files.file_descriptor_proto.concat();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.contains("pmdaemon/v1/process_manager.proto"), "{text}");
+    });
+}
