@@ -18,7 +18,9 @@
 //! A WebSocket is an HTTP/1.1 upgrade or an HTTP/2 extended CONNECT.
 //!
 //! The descriptor pool is decoded only when [`router`] is called, i.e. when
-//! a TCP listener runs; a daemon without one never pays for it.
+//! a TCP listener runs; a daemon without one never pays for it. The OpenAPI
+//! document is rendered by its first request and kept: most listeners are
+//! never asked for it.
 //!
 //! - `rules` — the routes read from the descriptor (ACCESS_LOCAL_ONLY
 //!   methods left out);
@@ -42,7 +44,7 @@ mod transcode;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -80,6 +82,9 @@ pub enum GatewayError {
 struct Gateway {
     grpc: Grpc,
     routes: Vec<Route>,
+    /// `GET /v1/openapi.json`'s body, rendered from `routes` by its first
+    /// request.
+    openapi: OnceLock<Bytes>,
 }
 
 /// Every `google.api.http` route of the contract (except the methods
@@ -88,7 +93,6 @@ struct Gateway {
 pub fn router(grpc: Grpc) -> Result<Router, GatewayError> {
     let pool = DescriptorPool::decode(pmdaemon_proto::API_DESCRIPTOR_SET)?;
     let routes = rules::routes(&pool)?;
-    let document = Bytes::from(openapi::document(&routes).to_string());
     // Rules that share an axum path (`/v1/processes/{target}` and
     // `/v1/processes/{target}:stop`) share one handler, which tells them
     // apart by method and verb.
@@ -99,7 +103,11 @@ pub fn router(grpc: Grpc) -> Result<Router, GatewayError> {
             .or_default()
             .push(i);
     }
-    let gateway = Arc::new(Gateway { grpc, routes });
+    let gateway = Arc::new(Gateway {
+        grpc,
+        routes,
+        openapi: OnceLock::new(),
+    });
     let mut router = Router::new();
     for (path, candidates) in by_path {
         let gateway = gateway.clone();
@@ -112,6 +120,9 @@ pub fn router(grpc: Grpc) -> Result<Router, GatewayError> {
     Ok(router.route(
         OPENAPI_PATH,
         get(move || async move {
+            let document = gateway
+                .openapi
+                .get_or_init(|| Bytes::from(openapi::document(&gateway.routes).to_string()));
             (
                 [(header::CONTENT_TYPE, "application/json")],
                 document.clone(),
