@@ -4,10 +4,20 @@
 //! through gRPC reflection; and generates the table of each RPC's
 //! `(pmdaemon.v1.access)` option. protoc comes from the protoc-bin-vendored
 //! crate, so a fresh machine needs no system protoc.
+//!
+//! Every binary of the workspace depends on this crate, so this script is
+//! also where a build for glibc older than 2.36 stops with a clear message
+//! while `.cargo/config.toml` links with `-z pack-relative-relocs` (such a
+//! static-pie would crash at start).
 
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if let Err(why) = check_relr_support() {
+        // Printed as is: an `Err` from main would show it quoted.
+        eprintln!("error: {why}");
+        std::process::exit(1);
+    }
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let well_known = protoc_bin_vendored::include_path()?;
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC.
@@ -104,4 +114,52 @@ fn strip_to_reflection_set(path: &std::path::Path) -> Result<(), Box<dyn std::er
     }
     std::fs::write(path, set.encode_to_vec())?;
     Ok(())
+}
+
+/// Refuses to build when the target's rustflags ask for DT_RELR relocations
+/// (`-z pack-relative-relocs`) and the glibc the binaries are statically
+/// linked with is older than 2.36: its static start code ignores DT_RELR,
+/// so the binary would run with its pointers unrelocated and crash. Only
+/// checked when building for the machine itself (the host's glibc is the
+/// one linked in); a cross build is the builder's business.
+fn check_relr_support() -> Result<(), String> {
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let relr = flags
+        .split('\x1f')
+        .any(|flag| flag.contains("pack-relative-relocs"));
+    let native = std::env::var("TARGET").ok() == std::env::var("HOST").ok();
+    let gnu = std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|env| env == "gnu");
+    if !(relr && native && gnu) {
+        return Ok(());
+    }
+    let Some(version) = glibc_version() else {
+        return Ok(());
+    };
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (2, 36) {
+        return Err(format!(
+            "glibc {version} is older than 2.36 and cannot start a static binary linked with \
+             -z pack-relative-relocs (DT_RELR): remove \"-C\", \"link-arg=-Wl,-z,pack-relative-relocs\" \
+             from the rustflags in .cargo/config.toml (the binaries then keep about 300 KiB \
+             more resident) and build again"
+        ));
+    }
+    Ok(())
+}
+
+/// The version of the glibc this build script runs on, e.g. "2.36".
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_version() -> Option<String> {
+    unsafe extern "C" {
+        fn gnu_get_libc_version() -> *const std::ffi::c_char;
+    }
+    // SAFETY: glibc returns a pointer to a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(gnu_get_libc_version()) };
+    Some(version.to_string_lossy().into_owned())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn glibc_version() -> Option<String> {
+    None
 }
