@@ -173,8 +173,14 @@ def main():
     parser.add_argument("--no-build", action="store_true", help="use the existing release binaries")
     parser.add_argument("--check", action="store_true",
                         help="only say how many ordered names the release binary no longer has")
+    parser.add_argument("--binary", metavar="PATH",
+                        help="with --check: the pmdaemond to check (e.g. one cargo install wrote)")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of each idle phase (default 3)")
     args = parser.parse_args()
+    if args.binary and not args.check:
+        parser.error("--binary goes with --check")
+    if args.check and args.binary:
+        sys.exit(1 if check(args.binary) else 0)
     bins = run.build(args.no_build)
     if args.check:
         missing = check(bins["pmdaemond"])
