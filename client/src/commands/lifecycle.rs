@@ -21,6 +21,13 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     if ecosystem::is_file_target(&args.script) {
         return files::start(ctx, args).await;
     }
+    if args.strict {
+        return Err(UsageError(format!(
+            "--strict checks an ecosystem file, and {} is not one",
+            args.script
+        ))
+        .into());
+    }
     // --wait-timeout counts from here: the daemon's wait for dependencies,
     // then the readiness wait.
     let wait = WaitArg {
@@ -363,7 +370,7 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> anyhow::Result<()> {
                 )
                 .into());
             }
-            let specs = files::load(path, environment, &args.only.only)?;
+            let specs = files::load(path, environment, &args.only.only, false)?;
             files::apply(
                 ctx,
                 &specs,
