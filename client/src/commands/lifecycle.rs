@@ -86,7 +86,20 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
             {
                 bail!("{}: no such ecosystem file", args.script);
             }
-            let spec = app_spec(args);
+            let mut spec = app_spec(args);
+            // PM2's shapes of a script: a directory, a command line. A
+            // remote daemon's paths are not this machine's: only the
+            // command line is looked at then.
+            let base = args
+                .spec
+                .cwd
+                .as_deref()
+                .map_or(here.clone(), |cwd| here.join(cwd));
+            let base = ctx.remote.is_none().then_some(base.as_path());
+            let shaped =
+                ecosystem::script::shape("script", &spec.script, base).map_err(UsageError)?;
+            spec.args = shaped.leading_args.into_iter().chain(spec.args).collect();
+            spec.script = shaped.script;
             check_spec(&spec)?;
             if ctx.remote.is_some()
                 && let Some(problem) = remote_problem(&args.script)

@@ -86,6 +86,9 @@ pub struct Ctx {
     pub shape: Shape,
     /// Whether the top level has an `apps:` (or `pm2:`) key.
     pub has_apps: bool,
+    /// The file's directory, against which (with the app's `cwd`) a
+    /// `script` is looked at; None: only its text is.
+    pub dir: Option<std::path::PathBuf>,
     /// Keys accepted with a warning, in file order.
     pub findings: RefCell<Vec<Finding>>,
     /// On a locating read: the key (app, key as written) at which to stop
@@ -499,6 +502,16 @@ impl AppSeed<'_> {
         if spec.script.is_empty() {
             return Err("missing `script`: the file or command to run".into());
         }
+        let base = self.ctx.dir.as_ref().map(|dir| dir.join(&spec.cwd));
+        let shaped = super::script::shape("`script`", &spec.script, base.as_deref())?;
+        if !shaped.leading_args.is_empty() {
+            spec.args = shaped
+                .leading_args
+                .into_iter()
+                .chain(spec.args.drain(..))
+                .collect();
+        }
+        spec.script = shaped.script;
         if spec.name.is_empty() {
             let stem = pmdaemon_proto::default_name(&spec.script).map_err(|e| {
                 format!("no `name`, and the script's file name cannot be one ({e}); set `name`")

@@ -22,6 +22,7 @@ mod node;
 #[cfg(test)]
 mod proptests;
 mod raw;
+pub mod script;
 #[cfg(test)]
 mod tests;
 
@@ -101,7 +102,7 @@ pub fn load(path: &str, strict: bool) -> anyhow::Result<Ecosystem> {
         }
         Format::JavaScript => node::evaluate(&file, path, node::find().as_deref())?,
     };
-    let parsed = parse(path, format, &text)?;
+    let parsed = parse_in(path, format, &text, Some(Path::new(&dir)))?;
     if strict && !parsed.warnings.is_empty() {
         let count = parsed.warnings.len();
         bail!(
@@ -140,11 +141,23 @@ pub struct Parsed {
 /// an error is raised at the offending `depends_on` entry by a second read
 /// (see [`app::Ctx::fail_at`]), so it has a line and column too.
 pub fn parse(display: &str, format: Format, text: &str) -> anyhow::Result<Parsed> {
+    parse_in(display, format, text, None)
+}
+
+/// [`parse`] for a file in directory `dir`, against which each app's
+/// `script` is shaped ([`script::shape`]: a directory, a command line).
+pub fn parse_in(
+    display: &str,
+    format: Format,
+    text: &str,
+    dir: Option<&Path>,
+) -> anyhow::Result<Parsed> {
     // A lenient first pass gives each app's name for messages about fields
     // that come before the `name` key, the shape of the top level (and
     // reports syntax errors).
-    let first = prepass(format, text)
+    let mut first = prepass(format, text)
         .map_err(|(at, message)| anyhow!(located(display, format, at, None, &[], &message)))?;
+    first.dir = dir.map(Path::to_path_buf);
     let names = &first.names;
     let fail = |(at, app, message): Failure, findings: &[app::Finding]| {
         let mut error = located(display, format, at, app, names, &message);
@@ -190,6 +203,7 @@ fn read(
     let mut ctx = app::Ctx::default();
     (ctx.fail_at, ctx.locate) = (fail_at, locate);
     (ctx.shape, ctx.has_apps) = (first.shape, first.has_apps);
+    ctx.dir.clone_from(&first.dir);
     let seed = app::FileSeed { ctx: &ctx };
     use serde::de::DeserializeSeed;
     let result = match format {
@@ -426,6 +440,8 @@ struct Prepass {
     names: Vec<Option<String>>,
     shape: app::Shape,
     has_apps: bool,
+    /// The file's directory, if it is on this machine.
+    dir: Option<std::path::PathBuf>,
 }
 
 /// The lenient first read: names, shape, and syntax errors.
@@ -482,6 +498,7 @@ fn prepass(format: Format, text: &str) -> Result<Prepass, (At, String)> {
             app::Shape::Wrapped
         },
         has_apps: wrapper.is_some(),
+        dir: None,
     })
 }
 
@@ -506,6 +523,7 @@ fn yaml_shape_by_lines(text: &str) -> Prepass {
             app::Shape::Wrapped
         },
         has_apps,
+        dir: None,
     }
 }
 

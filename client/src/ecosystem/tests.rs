@@ -1291,3 +1291,29 @@ fn the_readme_key_table_is_the_catalogue() {
          should read:\n{table}"
     );
 }
+
+/// `script` as PM2 takes it: a command line is split (its words before
+/// `args`), and a directory runs its package.json `main`.
+#[test]
+fn scripts_that_are_command_lines_or_directories() {
+    let apps = yaml("apps:\n  - script: npm run start\n    args: --verbose\n").unwrap();
+    assert_eq!(apps[0].spec.script, "npm");
+    assert_eq!(apps[0].spec.args, ["run", "start", "--verbose"]);
+    assert_eq!(apps[0].spec.name, "npm");
+    let dir = TempDir::new("script");
+    std::fs::create_dir_all(dir.0.join("srv/web")).unwrap();
+    std::fs::write(dir.0.join("srv/web/package.json"), r#"{"main": "main.js"}"#).unwrap();
+    std::fs::write(dir.0.join("srv/web/main.js"), "").unwrap();
+    let path = dir.write(
+        "eco.yaml",
+        "apps:\n  - name: web\n    cwd: srv\n    script: web\n",
+    );
+    let file = load(&path, false).unwrap();
+    assert_eq!(file.apps[0].spec.script, "web/main.js");
+    let path = dir.write("bad.yaml", "apps:\n  - name: x\n    script: srv\n");
+    let err = load(&path, false).unwrap_err().to_string();
+    assert!(
+        err.contains("app 1 (x): `script`: ") && err.contains("is a directory without"),
+        "{err}"
+    );
+}
