@@ -528,6 +528,8 @@ impl AppSeed<'_> {
         if exec == Some(ExecMode::Cluster) && spec.instances.is_none() {
             spec.instances = Some(0);
         }
+        self.warn_shared_port(&app);
+        let spec = &mut app.spec;
         if let Some(check) = &spec.health_check {
             rules::check_health_check("`health_check`", check, !spec.port.is_empty())?;
         }
@@ -541,6 +543,55 @@ impl AppSeed<'_> {
         }
         self.ctx.claim_ports(&spec.port, &spec.name)?;
         Ok(app)
+    }
+}
+
+impl AppSeed<'_> {
+    /// PM2's cluster mode shares one listening socket between instances;
+    /// pmd's instances are separate processes, so one fixed port in `env`
+    /// for several instances means all but one fail to bind it. Said at
+    /// start, with the fix, until pmd balances a port itself.
+    fn warn_shared_port(&self, app: &AppDef) {
+        let spec = &app.spec;
+        if !spec.port.is_empty() || spec.instances.is_none_or(|n| n == 1) {
+            return;
+        }
+        let var = if spec.port_env.is_empty() {
+            "PORT"
+        } else {
+            spec.port_env.as_str()
+        };
+        let sections = std::iter::once(("env".to_string(), &app.env)).chain(
+            app.environments
+                .iter()
+                .map(|(name, vars)| (format!("env_{name}"), vars)),
+        );
+        for (key, vars) in sections {
+            let Some(port) = vars.get(var).and_then(|p| p.trim().parse::<u16>().ok()) else {
+                continue;
+            };
+            let count = match spec.instances {
+                Some(n) if n > 1 => format!("{n} instances"),
+                _ => "one instance per CPU".to_string(),
+            };
+            let range = match spec.instances {
+                Some(n) if n > 1 => format!(
+                    "`port: {port}-{}`",
+                    u32::from(port) + u32::try_from(n - 1).unwrap_or(0)
+                ),
+                _ => format!("`port: auto:{port}-{}`", u32::from(port) + 99),
+            };
+            self.ctx.warn(
+                &key,
+                &format!("shared port of app {}", self.index),
+                format!(
+                    "`{key}` sets {var}={port} for {count}: pmd's instances are separate \
+                     processes, so all but one would fail to bind it; give each its own with \
+                     {range} ({var} is set per instance) and drop {var} from `{key}`"
+                ),
+            );
+            return;
+        }
     }
 }
 

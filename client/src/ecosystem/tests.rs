@@ -1317,3 +1317,37 @@ fn scripts_that_are_command_lines_or_directories() {
         "{err}"
     );
 }
+
+/// A cluster with one fixed PORT in `env` would crash-loop (each instance
+/// is its own process): a warning at the `env` says so, with the fix.
+#[test]
+fn a_fixed_port_for_several_instances_is_warned_about() {
+    let warnings = yaml_warnings(
+        "apps:\n  - name: api\n    script: a.js\n    instances: 4\n    env:\n      PORT: 3000\n",
+    );
+    assert_eq!(
+        warnings,
+        [
+            "ecosystem.yaml:5:5: app 1 (api): `env` sets PORT=3000 for 4 instances: pmd's \
+          instances are separate processes, so all but one would fail to bind it; give each its \
+          own with `port: 3000-3003` (PORT is set per instance) and drop PORT from `env`"
+        ]
+    );
+    let warnings = yaml_warnings(
+        "apps:\n  - name: api\n    script: a.js\n    exec_mode: cluster\n    env_production:\n      \
+         PORT: 8080\n",
+    );
+    assert!(
+        warnings[0].contains("`env_production` sets PORT=8080 for one instance per CPU")
+            && warnings[0].contains("`port: auto:8080-8179`"),
+        "{warnings:?}"
+    );
+    // One instance, or ports given per instance: nothing to say.
+    assert!(yaml_warnings("apps:\n  - script: a.js\n    env: {PORT: 3000}\n").is_empty());
+    assert!(
+        yaml_warnings(
+            "apps:\n  - script: a.js\n    instances: 2\n    port: 3000-3001\n    env: {PORT: 1}\n"
+        )
+        .is_empty()
+    );
+}
