@@ -47,8 +47,10 @@ pub enum Command {
     ///
     /// A script file runs with the interpreter from its shebang, else by
     /// extension (.js node, .py python3, .sh bash), else directly; a bare
-    /// command name is looked up on PATH. Arguments after `--` go to the
-    /// app: `pmd start sleep -- 1000`. `pmd start TARGET` (an existing
+    /// command name is looked up on PATH; a directory runs its
+    /// package.json `main` (else index.js); a quoted command line that is
+    /// not a file (`"npm run start"`) is split like a shell. Arguments
+    /// after `--` go to the app: `pmd start sleep -- 1000`. `pmd start TARGET` (an existing
     /// name, an id or `all`) with no spec flags starts stopped apps.
     /// `pmd start ecosystem.yaml [--env production] [--only api,web]`
     /// creates what is missing, applies what changed and leaves the rest

@@ -1,17 +1,24 @@
 //! Ecosystem files: PM2's way of describing several apps in one file, read
-//! by `pmd start|restart|reload|stop|delete FILE`.
+//! by `pmd start|restart|reload|stop|delete|validate FILE`.
 //!
-//! A FILE is an existing `.yaml`/`.yml`/`.json` file, or a `.js`/`.cjs`/
-//! `.mjs` file whose name contains `.config.` or starts with `ecosystem`
-//! (PM2's `ecosystem.config.js`), which `node` evaluates into JSON
-//! ([`node`]). The file holds `apps:`, a list of apps with PM2's field
-//! names ([`app`] has the list and the per-field checks).
+//! A FILE is an existing `.yaml`/`.yml`/`.json` file (`.json` is read as
+//! JSON5, as PM2 reads it), or a `.js`/`.cjs`/`.mjs` file whose name
+//! contains `.config.` or starts with `ecosystem` (PM2's
+//! `ecosystem.config.js`), which `node` evaluates into JSON ([`node`]). The
+//! file holds `apps:` (or PM2's `pm2:`), a bare list of apps, or one app;
+//! each app's keys are looked up in the catalogue ([`keys`]: every key PM2
+//! knows, pmd's own, their aliases, what pmd does with each) and checked
+//! by [`app`]; `script` takes PM2's shapes ([`script`]).
 //!
-//! Loading is strict and all-or-nothing: an unknown field, a wrong type, a
-//! bad value or a duplicate name fails the whole file with
-//! `FILE:LINE:COL: app N (NAME): what is wrong`, and the caller sends
-//! nothing. For a JS file the line and column are those of the JSON that
-//! node printed, and the message says so.
+//! What pmd does not honour, or neither pmd nor PM2 knows, is a warning,
+//! never a refusal: one line per key and file, `FILE:LINE:COL: app N
+//! (NAME): ...` at its first occurrence (found by a second read that stops
+//! there). A wrong type, a bad value or a duplicate name fails the whole
+//! file with the same kind of location (and the warnings found before
+//! it), and the caller sends nothing. `strict` (`start --strict`,
+//! `validate`) makes the warnings an error too. For a JS file the line and
+//! column are those of the JSON that node printed, and the message says
+//! so.
 //!
 //! Talks to nothing but the file system and, for JS files, a `node` child.
 
