@@ -331,7 +331,7 @@ fn errors_map_to_statuses_and_bodies() {
             .call(
                 "POST",
                 "/v1/processes",
-                Some(&spec("bad name!").to_string()),
+                Some(&spec("bad/name").to_string()),
             )
             .await;
         assert_eq!(bad.status, 400, "{bad:?}");
