@@ -266,8 +266,17 @@ fn warnings(
                 .filter(|a| Some(*a) != finding.app)
                 .collect();
             others.dedup();
+            // A few apps by number; past that, how many.
+            const NAMED: usize = 5;
             if !others.is_empty() {
-                let list: Vec<String> = others.iter().map(|a| (a + 1).to_string()).collect();
+                let mut list: Vec<String> = others
+                    .iter()
+                    .take(NAMED)
+                    .map(|a| (a + 1).to_string())
+                    .collect();
+                if others.len() > NAMED {
+                    list.push(format!("{} more", others.len() - NAMED));
+                }
                 message += &format!(
                     " (also in app{} {})",
                     if others.len() == 1 { "" } else { "s" },

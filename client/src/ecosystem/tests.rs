@@ -1351,3 +1351,18 @@ fn a_fixed_port_for_several_instances_is_warned_about() {
         .is_empty()
     );
 }
+
+/// A key many apps share is named with a few of them, then counted.
+#[test]
+fn a_warning_names_a_few_other_apps_then_counts() {
+    let text: String = std::iter::once("apps:\n".to_string())
+        .chain((0..9).map(|i| format!("  - name: a{i}\n    script: s\n    vizion: false\n")))
+        .collect();
+    let warnings = yaml_warnings(&text);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].ends_with("(also in apps 2, 3, 4, 5, 6, 3 more)"),
+        "{}",
+        warnings[0]
+    );
+}
