@@ -94,6 +94,11 @@ pub struct Ctx {
     /// On a locating read: the key (app, key as written) at which to stop
     /// with [`LOCATED`], so that the error gives its line and column.
     pub locate: Option<(Option<usize>, String)>,
+    /// Keys (app, key as written) whose value an earlier read refused:
+    /// skipped, so that this read finds the next error.
+    pub skip: Vec<(Option<usize>, String)>,
+    /// The key whose value is being read, if any: what an error is about.
+    pub reading: RefCell<Option<(Option<usize>, String)>>,
 }
 
 impl Ctx {
@@ -384,12 +389,22 @@ impl<'de> Visitor<'de> for AppSeed<'_> {
                 None => break,
                 Some(Key::Environment(section)) => {
                     let what = format!("`env_{section}`");
+                    if self.reading(&what[1..what.len() - 1]) {
+                        map.next_value::<de::IgnoredAny>()?;
+                        continue;
+                    }
                     let vars = map.next_value_seed(Check::new(|r| raw::env_map(&what, r)))?;
+                    self.ctx.reading.take();
                     seen_environments.insert(section.clone());
                     app.environments.insert(section, vars);
                 }
                 Some(Key::Field(field, written)) => {
+                    if self.reading(&written) {
+                        map.next_value::<de::IgnoredAny>()?;
+                        continue;
+                    }
                     self.read_field(field, &written, &mut map, &mut app, &mut exec)?;
+                    self.ctx.reading.take();
                     seen.insert(field, written);
                 }
                 Some(Key::Skip) => {
@@ -402,6 +417,18 @@ impl<'de> Visitor<'de> for AppSeed<'_> {
 }
 
 impl AppSeed<'_> {
+    /// Notes that the value of `key` is read next (what an error would be
+    /// about); true when an earlier read refused it and it is to be
+    /// skipped.
+    fn reading(&self, key: &str) -> bool {
+        let at = (self.ctx.app.get(), key.to_string());
+        if self.ctx.skip.contains(&at) {
+            return true;
+        }
+        *self.ctx.reading.borrow_mut() = Some(at);
+        false
+    }
+
     /// Reads the value of `field` into `app`.
     fn read_field<'de, A: MapAccess<'de>>(
         &self,

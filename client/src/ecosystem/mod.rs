@@ -14,8 +14,9 @@
 //! never a refusal: one line per key and file, `FILE:LINE:COL: app N
 //! (NAME): ...` at its first occurrence (found by a second read that stops
 //! there). A wrong type, a bad value or a duplicate name fails the whole
-//! file with the same kind of location (and the warnings found before
-//! it), and the caller sends nothing. `strict` (`start --strict`,
+//! file with the same kind of location, and the caller sends nothing;
+//! each bad value is listed (the read is done again with it skipped),
+//! then the warnings. `strict` (`start --strict`,
 //! `validate`) makes the warnings an error too. For a JS file the line and
 //! column are those of the JSON that node printed, and the message says
 //! so.
@@ -166,22 +167,48 @@ pub fn parse_in(
         .map_err(|(at, message)| anyhow!(located(display, format, at, None, &[], &message)))?;
     first.dir = dir.map(Path::to_path_buf);
     let names = &first.names;
-    let fail = |(at, app, message): Failure, findings: &[app::Finding]| {
-        let mut error = located(display, format, at, app, names, &message);
-        for warning in warnings(display, format, text, &first, findings) {
-            error += &format!("\nwarning: {warning}");
+    // Every error (see `MAX_ERRORS`), then the warnings found on the way.
+    let fail_all = |errors: &[Failure], findings: &[app::Finding]| {
+        let mut lines: Vec<String> = errors
+            .iter()
+            .map(|(at, app, message)| located(display, format, *at, *app, names, message))
+            .collect();
+        let mut said = lines.remove(0);
+        for line in lines {
+            said += &format!("\nerror: {line}");
         }
-        anyhow!(error)
+        for warning in warnings(display, format, text, &first, findings) {
+            said += &format!("\nwarning: {warning}");
+        }
+        anyhow!(said)
     };
+    let fail = |failure: Failure, findings: &[app::Finding]| fail_all(&[failure], findings);
     let read_once = |fail_at| read(format, text, &first, fail_at, None);
-    let (apps, notes, findings) = match read_once(None) {
-        Ok(read) => read,
-        Err((failure, findings)) => return Err(fail(failure, &findings)),
+    // A bad value fails the read at its key; the read is done again with
+    // that key skipped, to find the next one, so that one run lists them
+    // all. An error elsewhere (a missing `script`, a duplicate key) ends
+    // the list: after a skip it may only be the skip's consequence, and is
+    // not said.
+    let mut errors: Vec<Failure> = Vec::new();
+    let (apps, notes, findings) = loop {
+        match read_once(None) {
+            Ok(read) if errors.is_empty() => break read,
+            Ok((_, _, findings)) => return Err(fail_all(&errors, &findings)),
+            Err((failure, findings, at_key)) => {
+                if errors.is_empty() || at_key.is_some() {
+                    errors.push(failure);
+                }
+                match at_key {
+                    Some(key) if errors.len() < MAX_ERRORS => first.skip.borrow_mut().push(key),
+                    _ => return Err(fail_all(&errors, &findings)),
+                }
+            }
+        }
     };
     if let Err(fail_at) = deps::check(&apps) {
         let (app, _, message) = fail_at.clone();
         return Err(match read_once(Some(fail_at)) {
-            Err((failure, findings)) => fail(failure, &findings),
+            Err((failure, findings, _)) => fail(failure, &findings),
             // Not expected: the second read raises it. Said without a place.
             Ok(_) => fail((None, Some(app), message), &findings),
         });
@@ -197,6 +224,12 @@ pub fn parse_in(
 /// An error: where, in which app, what.
 type Failure = (At, Option<usize>, String);
 
+/// Most errors one run lists.
+const MAX_ERRORS: usize = 20;
+
+/// A key of an app as written: (app, key).
+type KeyAt = (Option<usize>, String);
+
 /// One strict read of the file; `fail_at` as [`app::Ctx::fail_at`],
 /// `locate` as [`app::Ctx::locate`]. Either way, the findings made.
 #[allow(clippy::type_complexity)]
@@ -206,11 +239,15 @@ fn read(
     first: &Prepass,
     fail_at: Option<(usize, usize, String)>,
     locate: Option<(Option<usize>, String)>,
-) -> Result<(Vec<AppDef>, Vec<String>, Vec<app::Finding>), (Failure, Vec<app::Finding>)> {
+) -> Result<
+    (Vec<AppDef>, Vec<String>, Vec<app::Finding>),
+    (Failure, Vec<app::Finding>, Option<KeyAt>),
+> {
     let mut ctx = app::Ctx::default();
     (ctx.fail_at, ctx.locate) = (fail_at, locate);
     (ctx.shape, ctx.has_apps) = (first.shape, first.has_apps);
     ctx.dir.clone_from(&first.dir);
+    ctx.skip.clone_from(&first.skip.borrow());
     let seed = app::FileSeed { ctx: &ctx };
     use serde::de::DeserializeSeed;
     let result = match format {
@@ -231,7 +268,7 @@ fn read(
     let findings = ctx.findings.take();
     match result {
         Ok(apps) => Ok((apps, ctx.notes.take(), findings)),
-        Err((at, message)) => Err(((at, ctx.app.get(), message), findings)),
+        Err((at, message)) => Err(((at, ctx.app.get(), message), findings, ctx.reading.take())),
     }
 }
 
@@ -257,7 +294,7 @@ fn warnings(
         .map(|(finding, others)| {
             let locate = Some((finding.app, finding.key.clone()));
             let at = match read(format, text, first, None, locate) {
-                Err(((at, _, message), _)) if message == app::LOCATED => at,
+                Err(((at, _, message), _, _)) if message == app::LOCATED => at,
                 _ => None,
             };
             let mut message = finding.message.clone();
@@ -458,6 +495,8 @@ struct Prepass {
     has_apps: bool,
     /// The file's directory, if it is on this machine.
     dir: Option<std::path::PathBuf>,
+    /// Keys whose value failed an earlier read, skipped by the next ones.
+    skip: std::cell::RefCell<Vec<KeyAt>>,
 }
 
 /// The lenient first read: names, shape, and syntax errors.
@@ -514,7 +553,7 @@ fn prepass(format: Format, text: &str) -> Result<Prepass, (At, String)> {
             app::Shape::Wrapped
         },
         has_apps: wrapper.is_some(),
-        dir: None,
+        ..Prepass::default()
     })
 }
 
@@ -539,7 +578,7 @@ fn yaml_shape_by_lines(text: &str) -> Prepass {
             app::Shape::Wrapped
         },
         has_apps,
-        dir: None,
+        ..Prepass::default()
     }
 }
 

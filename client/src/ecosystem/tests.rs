@@ -1366,3 +1366,36 @@ fn a_warning_names_a_few_other_apps_then_counts() {
         warnings[0]
     );
 }
+
+/// Every bad value is listed in one run (each read skips the values
+/// refused before), with the warnings; an error that only follows from a
+/// skip is not said.
+#[test]
+fn every_bad_value_is_listed() {
+    let err = yaml_err(
+        "apps:\n  - name: a\n    script: a.js\n    instances: many\n    vizion: 1\n  - name: \
+         b\n    script: b.js\n    kill_timeout: soon\n    env: {A: [1]}\n",
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(
+        lines[0].starts_with("ecosystem.yaml:4:16: app 1 (a): `instances`"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("error: ecosystem.yaml:8:19: app 2 (b): `kill_timeout`"),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("error: ecosystem.yaml:9:10: app 2 (b): `env`"),
+        "{err}"
+    );
+    assert!(
+        lines[3].starts_with("warning: ecosystem.yaml:5:5: app 1 (a): `vizion` is ignored"),
+        "{err}"
+    );
+    // A bad `script` value skipped would leave the app without one: that
+    // follows from the skip and is not listed.
+    let err = yaml_err("apps:\n  - name: a\n    script: [1]\n");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -222,7 +222,7 @@ fn a_cluster_with_one_fixed_port_warns_at_start() {
 }
 
 /// `pmd validate FILE` needs no daemon: exit 0 when clean; exit 1 with
-/// every warning (and the error, after the warnings found before it).
+/// every warning, and every bad value with the warnings.
 /// `pmd start --strict` refuses a file with warnings and starts nothing;
 /// without it the same file starts.
 #[test]
@@ -236,7 +236,8 @@ fn validate_and_strict_make_warnings_errors() {
     );
     let broken = d.write_file(
         "broken.yaml",
-        "apps:\n  - name: a\n    script: sleep\n    vizion: false\n    instances: lots\n",
+        "apps:\n  - name: a\n    script: sleep\n    vizion: false\n    instances: lots\n    \
+         kill_timeout: soon\n",
     );
     let out = d.pmd_code(0, &["validate", arg(&clean)]);
     assert!(
@@ -261,6 +262,9 @@ fn validate_and_strict_make_warnings_errors() {
     assert!(
         text.contains(&format!(
             "{}:5:16: app 1 (a): `instances`",
+            broken.display()
+        )) && text.contains(&format!(
+            "error: {}:6:19: app 1 (a): `kill_timeout`",
             broken.display()
         )) && text.contains(&format!(
             "warning: {}:4:5: app 1 (a): `vizion` is ignored",
