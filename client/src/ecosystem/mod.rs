@@ -194,7 +194,8 @@ pub fn parse_in(
         match read_once(None) {
             Ok(read) if errors.is_empty() => break read,
             Ok((_, _, findings)) => return Err(fail_all(&errors, &findings)),
-            Err((failure, findings, at_key)) => {
+            Err(failed) => {
+                let (failure, findings, at_key) = *failed;
                 if errors.is_empty() || at_key.is_some() {
                     errors.push(failure);
                 }
@@ -208,7 +209,7 @@ pub fn parse_in(
     if let Err(fail_at) = deps::check(&apps) {
         let (app, _, message) = fail_at.clone();
         return Err(match read_once(Some(fail_at)) {
-            Err((failure, findings, _)) => fail(failure, &findings),
+            Err(failed) => fail(failed.0, &failed.1),
             // Not expected: the second read raises it. Said without a place.
             Ok(_) => fail((None, Some(app), message), &findings),
         });
@@ -230,19 +231,22 @@ const MAX_ERRORS: usize = 20;
 /// A key of an app as written: (app, key).
 type KeyAt = (Option<usize>, String);
 
+/// A read's apps, notes and findings.
+type ReadOk = (Vec<AppDef>, Vec<String>, Vec<app::Finding>);
+
+/// A read's error, the findings made before it, and the key whose value
+/// it is about (if it is about one).
+type ReadFailure = (Failure, Vec<app::Finding>, Option<KeyAt>);
+
 /// One strict read of the file; `fail_at` as [`app::Ctx::fail_at`],
 /// `locate` as [`app::Ctx::locate`]. Either way, the findings made.
-#[allow(clippy::type_complexity)]
 fn read(
     format: Format,
     text: &str,
     first: &Prepass,
     fail_at: Option<(usize, usize, String)>,
     locate: Option<(Option<usize>, String)>,
-) -> Result<
-    (Vec<AppDef>, Vec<String>, Vec<app::Finding>),
-    (Failure, Vec<app::Finding>, Option<KeyAt>),
-> {
+) -> Result<ReadOk, Box<ReadFailure>> {
     let mut ctx = app::Ctx::default();
     (ctx.fail_at, ctx.locate) = (fail_at, locate);
     (ctx.shape, ctx.has_apps) = (first.shape, first.has_apps);
@@ -268,7 +272,11 @@ fn read(
     let findings = ctx.findings.take();
     match result {
         Ok(apps) => Ok((apps, ctx.notes.take(), findings)),
-        Err((at, message)) => Err(((at, ctx.app.get(), message), findings, ctx.reading.take())),
+        Err((at, message)) => Err(Box::new((
+            (at, ctx.app.get(), message),
+            findings,
+            ctx.reading.take(),
+        ))),
     }
 }
 
@@ -294,7 +302,7 @@ fn warnings(
         .map(|(finding, others)| {
             let locate = Some((finding.app, finding.key.clone()));
             let at = match read(format, text, first, None, locate) {
-                Err(((at, _, message), _, _)) if message == app::LOCATED => at,
+                Err(failed) if failed.0.2 == app::LOCATED => failed.0.0,
                 _ => None,
             };
             let mut message = finding.message.clone();
