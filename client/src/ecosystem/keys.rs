@@ -119,7 +119,7 @@ const fn ignored(name: &'static str, aliases: &'static [&'static str], text: &'s
 pub const KEYS: &[Key] = &[
     // -- PM2's keys that pmd honours --
     honoured("name", &[], Field::Name),
-    honoured("script", &["exec"], Field::Script),
+    honoured("script", &["exec", "command"], Field::Script),
     honoured("args", &[], Field::Args),
     honoured("interpreter", &["exec_interpreter"], Field::Interpreter),
     honoured("interpreter_args", &["node_args"], Field::InterpreterArgs),
@@ -340,7 +340,6 @@ pub fn field(written: &str) -> Option<Field> {
 /// means the command).
 const CONFUSIONS: &[(&str, &str)] = &[
     ("cmd", "script"),
-    ("command", "script"),
     ("run", "script"),
     ("file", "script"),
     ("main", "script"),
@@ -546,7 +545,9 @@ mod tests {
         assert_eq!(suggest_key("intances"), Some("instances"));
         assert_eq!(suggest_key("scrpt"), Some("script"));
         assert_eq!(suggest_key("cmd"), Some("script"));
-        assert_eq!(suggest_key("command"), Some("script"));
+        assert_eq!(suggest_key("run"), Some("script"));
+        // PM2's JSON takes `command` for `script` (lib/Common.js).
+        assert_eq!(field("command"), Some(Field::Script));
         assert_eq!(suggest_key("cdw"), None);
         assert_eq!(suggest_key("zzzzzz"), None);
         assert_eq!(suggest_key("foo"), None);

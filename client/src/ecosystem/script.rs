@@ -2,7 +2,9 @@
 //! a directory runs its `package.json` `main` (else its `index.js`), and a
 //! string with spaces that is not an existing file is a command line,
 //! split like a shell would (`"npm run start"` runs `npm` with `run
-//! start` before the app's own `args`).
+//! start` before the app's own `args`), or run by `sh -c` when it uses
+//! the shell's syntax (`"npm ci && npm start"`), as PM2 runs every command
+//! line with `bash -c`.
 //!
 //! Reads the file system (is it a file, a directory, what does its
 //! package.json say) relative to the directory the script resolves
@@ -10,6 +12,9 @@
 //! only the command-line split applies.
 
 use std::path::Path;
+
+/// Characters that make a command line a shell's to run.
+const SHELL_SYNTAX: &[char] = &['|', '&', ';', '<', '>', '(', ')', '$', '`', '\n', '*', '?'];
 
 /// A script as pmd sends it: the file or command, and the words a command
 /// line had after it (they go before the app's `args`).
@@ -48,6 +53,14 @@ pub fn shape(what: &str, script: &str, base: Option<&Path>) -> Result<Shaped, St
     }
     if !script.trim().contains(char::is_whitespace) {
         return Ok(plain);
+    }
+    // Pipes, `&&`, redirections, variables: only a shell runs that, and
+    // PM2 runs every command line with one (`bash -c`).
+    if script.contains(SHELL_SYNTAX) {
+        return Ok(Shaped {
+            script: "sh".to_string(),
+            leading_args: vec!["-c".to_string(), script.to_string()],
+        });
     }
     let mut words = shell_words::split(script).map_err(|e| {
         format!(
@@ -115,6 +128,14 @@ mod tests {
         );
         assert_eq!(shape("s", "./app.js", None), Ok(shaped("./app.js", &[])));
         assert!(shape("s", "npm 'run", None).unwrap_err().contains("quotes"));
+        assert_eq!(
+            shape("s", "npm ci && npm start", None),
+            Ok(shaped("sh", &["-c", "npm ci && npm start"]))
+        );
+        assert_eq!(
+            shape("s", "echo $HOME > out", None),
+            Ok(shaped("sh", &["-c", "echo $HOME > out"]))
+        );
     }
 
     #[test]

@@ -189,6 +189,15 @@ fn directory_and_command_line_scripts_run_as_pm2_runs_them() {
     );
     let cmd = cmdline_of(d.wait_online("cmd"));
     assert!(cmd.ends_with(&["100001".into()]), "cmd runs {cmd:?}");
+    // Shell syntax: run by sh -c, as PM2 runs command lines with bash -c.
+    d.pmd_ok(&["start", "sleep 100003; exit 0", "--name", "shelled"]);
+    let shelled = cmdline_of(d.wait_online("shelled"));
+    assert!(
+        shelled.len() == 3
+            && shelled[0].ends_with("/sh")
+            && shelled[1..] == ["-c", "sleep 100003; exit 0"],
+        "shelled runs {shelled:?}"
+    );
     d.pmd_ok(&["start", "sleep 100002", "--name", "typed"]);
     let typed = cmdline_of(d.wait_online("typed"));
     assert!(
