@@ -47,8 +47,10 @@ pub enum Command {
     ///
     /// A script file runs with the interpreter from its shebang, else by
     /// extension (.js node, .py python3, .sh bash), else directly; a bare
-    /// command name is looked up on PATH. Arguments after `--` go to the
-    /// app: `pmd start sleep -- 1000`. `pmd start TARGET` (an existing
+    /// command name is looked up on PATH; a directory runs its
+    /// package.json `main` (else index.js); a quoted command line that is
+    /// not a file (`"npm run start"`) is split like a shell. Arguments
+    /// after `--` go to the app: `pmd start sleep -- 1000`. `pmd start TARGET` (an existing
     /// name, an id or `all`) with no spec flags starts stopped apps.
     /// `pmd start ecosystem.yaml [--env production] [--only api,web]`
     /// creates what is missing, applies what changed and leaves the rest
@@ -106,6 +108,19 @@ pub enum Command {
     /// `local` is this machine's daemon.
     #[command(subcommand)]
     Context(ContextCommand),
+    /// Check an ecosystem file without starting anything: exit 0 when it
+    /// is clean; else exit 1 with every warning (a key pmd ignores or does
+    /// not know) and the error, if any, each with FILE:LINE:COL. Needs no
+    /// daemon; for CI.
+    Validate(ValidateArgs),
+}
+
+/// `pmd validate FILE`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The ecosystem file (.yaml, .yml, .json, ecosystem.config.js...).
+    #[arg(value_name = "FILE")]
+    pub file: String,
 }
 
 /// Which daemon: this machine's (the default), or a remote one. Each flag
@@ -263,6 +278,11 @@ pub struct StartArgs {
 
     #[command(flatten)]
     pub wait: WaitArg,
+
+    /// With an ecosystem file: refuse it when it has warnings (keys pmd
+    /// ignores or does not know), listing every one, as `pmd validate`.
+    #[arg(long)]
+    pub strict: bool,
 
     /// Output format. Long form only: on `start`, `-o` is PM2's
     /// `--out-file`.
@@ -1041,6 +1061,15 @@ fn parse_scale(value: &str) -> Result<ScaleCount, String> {
     if let Some(digits) = value.strip_prefix('-') {
         return relative(digits, -1);
     }
+    // `instances: 0` is PM2's max in a file and for --instances, but
+    // "scale to 0" reads as "no instance": refused rather than guessed.
+    if value.trim() == "0" {
+        return Err(
+            "0: an app keeps at least one instance; `pmd stop NAME` stops it, `max` is one per \
+             CPU"
+            .into(),
+        );
+    }
     crate::rules::parse_instances("instances", value)
         .map(ScaleCount::To)
         .map_err(|e| format!("{e} (or +K / -K)"))
@@ -1303,7 +1332,7 @@ mod tests {
             (&["start", "x", "--env", "=1"][..], "--env"),
             (&["start", "x", "--port", "70000"][..], "--port"),
             (&["start", "x", "--port", "3003-3000"][..], "--port"),
-            (&["start", "x", "-i", "0"][..], "--instances"),
+            (&["start", "x", "-i", "-2"][..], "--instances"),
             (&["start", "x", "--port-env", "1X"][..], "--port-env"),
             (
                 &["start", "x", "--watch-delay", "soon"][..],

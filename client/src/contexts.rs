@@ -73,8 +73,8 @@ impl ContextName {
                 "{LOCAL:?} is reserved for this machine's daemon (the Unix socket): pick another name"
             ));
         }
-        pmdaemon_proto::validate_name(name)
-            .map_err(|e| e.to_string().replace("app name", "context name"))?;
+        pmdaemon_proto::validate_plain_name(name)
+            .map_err(|e| e.to_string().replace("name", "context name"))?;
         Ok(ContextName(name.to_string()))
     }
 

@@ -100,11 +100,12 @@ pub enum Instances {
 }
 
 impl Instances {
-    /// A number as written: -1, or a count (see [`check_instance_count`];
-    /// a literal 0 is refused, it reads as "no instance").
+    /// A number as written: -1, 0 (one per CPU, as PM2 reads it), or a
+    /// count (see [`check_instance_count`]).
     pub fn from_count(n: i64) -> Result<Self, InvalidInput> {
         match n {
             -1 => Ok(Instances::AllCpusButOne),
+            0 => Ok(Instances::PerCpu),
             n => check_instance_count(n).map(Instances::Count),
         }
     }
@@ -196,11 +197,12 @@ mod tests {
         assert_eq!(" MAX".parse(), Ok(Instances::PerCpu));
         assert_eq!("-1".parse(), Ok(Instances::AllCpusButOne));
         assert_eq!("1024".parse(), Ok(Instances::Count(MAX_INSTANCES)));
-        for bad in ["0", "-2", "1025", "four", ""] {
+        // PM2 reads 0 as max (issue 11).
+        assert_eq!("0".parse(), Ok(Instances::PerCpu));
+        assert_eq!(Instances::from_count(0), Ok(Instances::PerCpu));
+        for bad in ["-2", "1025", "four", ""] {
             assert!(bad.parse::<Instances>().is_err(), "{bad}");
         }
-        let zero = "0".parse::<Instances>().unwrap_err().to_string();
-        assert!(zero.contains("use `max`"), "{zero}");
         let many = "2000".parse::<Instances>().unwrap_err().to_string();
         assert_eq!(many, "2000 is more than the 1024 instances an app may have");
         for text in ["4", "max", "-1"] {

@@ -27,12 +27,22 @@ fn text() -> impl Strategy<Value = String> {
 
 proptest! {
     #[test]
-    fn names_accepted_are_file_names(name in text()) {
+    /// An accepted name is never a path, a flag or a line break, and its
+    /// file-safe form is one file name of at most 64 safe bytes.
+    fn names_accepted_make_safe_file_names(name in text()) {
         if validate_name(&name).is_ok() {
-            prop_assert!(!name.is_empty() && name.len() <= MAX_NAME_LEN);
+            prop_assert!(!name.is_empty() && name.chars().count() <= MAX_NAME_LEN);
+            prop_assert!(!name.contains('/') && !name.chars().any(char::is_control));
+            prop_assert!(!name.starts_with('-') && name != "." && name != "..");
+            prop_assert_eq!(name.parse::<Target>(), Ok(Target::Name(name.clone())));
+            let safe = file_safe_name(&name);
+            prop_assert!(!safe.is_empty() && safe.len() <= MAX_NAME_LEN);
+            prop_assert!(safe.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            prop_assert!(!safe.starts_with('.'));
+        }
+        if validate_plain_name(&name).is_ok() {
             prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
             prop_assert!(name.as_bytes()[0].is_ascii_alphanumeric());
-            prop_assert_eq!(name.parse::<Target>(), Ok(Target::Name(name.clone())));
         }
         let _ = default_name(&name);
     }

@@ -23,7 +23,7 @@ pub async fn reload(ctx: &Ctx, args: ReloadArgs) -> anyhow::Result<()> {
     let environment = args.environment.environment.as_deref();
     let output = args.output.output;
     if let Some(path) = files::file_target(&args.targets, &args.only.only, environment)? {
-        let loaded = files::load(path, environment, &args.only.only)?;
+        let loaded = files::load(path, environment, &args.only.only, false)?;
         let apply = files::ApplyOptions {
             ready_timeout_ms: ready_timeout_ms(&args),
         };

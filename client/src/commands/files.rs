@@ -5,8 +5,10 @@
 //! target; both are usage errors otherwise.
 //!
 //! Notes that are not errors (an ignored `deploy` section, an environment
-//! no app has, apps of the file the daemon does not know) go to stderr with
-//! the `[pmd]` prefix, so stdout stays what scripts parse.
+//! no app has, apps of the file the daemon does not know) and warnings (a
+//! key pmd ignores or does not know, one line per key and file) go to
+//! stderr with the `[pmd]` prefix, so stdout stays what scripts parse.
+//! `start --strict FILE` and `validate FILE` make every warning an error.
 
 use std::time::Instant;
 
@@ -68,15 +70,20 @@ fn note(text: &str) {
     eprintln!("[pmd] {text}");
 }
 
-/// Loads `path` and selects its apps, with notes on stderr.
+/// Loads `path` and selects its apps, with notes and warnings on stderr;
+/// with `strict` (`start --strict`), a warning is an error.
 pub(super) fn load(
     path: &str,
     environment: Option<&str>,
     only: &[String],
+    strict: bool,
 ) -> anyhow::Result<Loaded> {
-    let file = ecosystem::load(path)?;
+    let file = ecosystem::load(path, strict)?;
     for text in &file.notes {
         note(&format!("{path}: {text}"));
+    }
+    for text in &file.warnings {
+        note(&format!("warning: {text}"));
     }
     if let Some(name) = environment
         && !file.has_environment(name)
@@ -98,10 +105,34 @@ pub(super) fn load(
     })
 }
 
+/// `pmd validate FILE`: the file loaded as `start --strict` loads it,
+/// nothing sent anywhere. Exit 0 and a summary when it is clean.
+pub(super) fn validate(args: &crate::cli::ValidateArgs) -> anyhow::Result<()> {
+    let path = args.file.as_str();
+    if ecosystem::format_of(std::path::Path::new(path)).is_none() {
+        return Err(UsageError(format!(
+            "{path} is not an ecosystem file: pmd reads .yaml, .yml, .json and \
+             ecosystem*.js / *.config.js|cjs|mjs files"
+        ))
+        .into());
+    }
+    let file = ecosystem::load(path, true)?;
+    for text in &file.notes {
+        note(&format!("{path}: {text}"));
+    }
+    let count = file.apps.len();
+    println!(
+        "{path}: {count} app{} ({}), no problems",
+        if count == 1 { "" } else { "s" },
+        file.names().join(", ")
+    );
+    Ok(())
+}
+
 /// `pmd start FILE [--env NAME] [--only A,B]`.
 pub(super) async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     let environment = start_environment(args)?;
-    let loaded = load(&args.script, environment, &args.only.only)?;
+    let loaded = load(&args.script, environment, &args.only.only, args.strict)?;
     apply(ctx, &loaded, ApplyMode::Unspecified, args.output, args.wait).await
 }
 
@@ -268,7 +299,7 @@ pub(super) async fn existing_apps(
     path: &str,
     only: &[String],
 ) -> anyhow::Result<Vec<Target>> {
-    let loaded = load(path, None, only)?;
+    let loaded = load(path, None, only, false)?;
     let known = client
         .list_processes(ListProcessesRequest {})
         .await

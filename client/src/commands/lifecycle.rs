@@ -21,6 +21,13 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     if ecosystem::is_file_target(&args.script) {
         return files::start(ctx, args).await;
     }
+    if args.strict {
+        return Err(UsageError(format!(
+            "--strict checks an ecosystem file, and {} is not one",
+            args.script
+        ))
+        .into());
+    }
     // --wait-timeout counts from here: the daemon's wait for dependencies,
     // then the readiness wait.
     let wait = WaitArg {
@@ -79,7 +86,20 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
             {
                 bail!("{}: no such ecosystem file", args.script);
             }
-            let spec = app_spec(args);
+            let mut spec = app_spec(args);
+            // PM2's shapes of a script: a directory, a command line. A
+            // remote daemon's paths are not this machine's: only the
+            // command line is looked at then.
+            let base = args
+                .spec
+                .cwd
+                .as_deref()
+                .map_or(here.clone(), |cwd| here.join(cwd));
+            let base = ctx.remote.is_none().then_some(base.as_path());
+            let shaped =
+                ecosystem::script::shape("script", &spec.script, base).map_err(UsageError)?;
+            spec.args = shaped.leading_args.into_iter().chain(spec.args).collect();
+            spec.script = shaped.script;
             check_spec(&spec)?;
             if ctx.remote.is_some()
                 && let Some(problem) = remote_problem(&args.script)
@@ -363,7 +383,7 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> anyhow::Result<()> {
                 )
                 .into());
             }
-            let specs = files::load(path, environment, &args.only.only)?;
+            let specs = files::load(path, environment, &args.only.only, false)?;
             files::apply(
                 ctx,
                 &specs,

@@ -102,6 +102,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let colours = Colours::for_stdout(cli.no_color);
     let command = match cli.command {
         Command::Context(cmd) => return context::context(cmd, &cli.remote, colours),
+        Command::Validate(args) => return files::validate(&args),
         command => command,
     };
     let env = remote::Env::from_process()?;
@@ -238,6 +239,9 @@ async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Token(cmd) => tokens::token(ctx, cmd).await,
         // Handled by `dispatch`: it needs no daemon.
         Command::Context(_) => unreachable!("pmd context is dispatched before a daemon is chosen"),
+        Command::Validate(_) => {
+            unreachable!("pmd validate is dispatched before a daemon is chosen")
+        }
     }
 }
 

@@ -1,12 +1,16 @@
 //! The shape of an ecosystem file, read by hand-written serde visitors:
-//! the top level (`apps:` and an ignored `deploy:`, or a bare list of
-//! apps), the list of apps, and each app's fields with PM2's names.
+//! the top level (`apps:` with an ignored `deploy:`, a bare list of apps,
+//! or one app alone, as PM2 takes them), the list of apps, and each app's
+//! keys, looked up in the catalogue ([`keys`]).
 //!
 //! Every check runs inside the deserializer's visit call for the key or
 //! value it is about ([`Check`], [`KeySeed`]), so the error carries that
-//! node's line and column. [`Ctx`] is shared by the visitors of one file:
-//! which app is being read (for "app 2 (api)" in messages) and the names
-//! taken so far (duplicates are refused at the second `name`).
+//! node's line and column. A key pmd does not honour is not an error: it
+//! is recorded as a [`Finding`] and its value skipped; the caller finds
+//! its line and column by a second read that stops there
+//! ([`Ctx::locate`]). [`Ctx`] is shared by the visitors of one file: which
+//! app is being read (for "app 2 (api)" in messages), the names taken so
+//! far (duplicates are refused at the second `name`), and the findings.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,8 +21,38 @@ use pmdaemon_proto::v1::health_check::Probe;
 use pmdaemon_proto::v1::{AppSpec, Dependency, DependencyCondition, HealthCheck, RestartPolicy};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::keys::{self, Field, Handling};
 use super::raw::{self, Check, Raw};
 use crate::rules;
+
+/// The error a locating read stops with (see [`Ctx::locate`]).
+pub const LOCATED: &str = "\u{0}located";
+
+/// How the top level of a file holds its apps, decided by a lenient first
+/// read (a map with `apps:` and a map that is an app look alike to a
+/// streaming reader).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// `{apps: [...], deploy: ...}` (or PM2's `pm2:` for `apps:`).
+    #[default]
+    Wrapped,
+    /// A map without `apps:` whose keys are an app's.
+    OneApp,
+}
+
+/// A key that is accepted but not honoured, or not known: a warning,
+/// which `--strict` turns into an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// The app it is in; None at the top level.
+    pub app: Option<usize>,
+    /// The key as written, to find it again.
+    pub key: String,
+    /// What makes two findings the same warning: the catalogue's name of
+    /// the key, or the unknown key itself.
+    pub group: String,
+    pub message: String,
+}
 
 /// One app of the file, checked; `spec.env` is left empty: the base `env`
 /// and the `env_<name>` sections are merged when an environment is chosen.
@@ -48,9 +82,46 @@ pub struct Ctx {
     /// missing dependency), to raise at `depends_on` entry `.1` of app `.0`
     /// on a second read, so that it gets that entry's line and column.
     pub fail_at: Option<(usize, usize, String)>,
+    /// The top level's shape.
+    pub shape: Shape,
+    /// Whether the top level has an `apps:` (or `pm2:`) key.
+    pub has_apps: bool,
+    /// The file's directory, against which (with the app's `cwd`) a
+    /// `script` is looked at; None: only its text is.
+    pub dir: Option<std::path::PathBuf>,
+    /// Keys accepted with a warning, in file order.
+    pub findings: RefCell<Vec<Finding>>,
+    /// On a locating read: the key (app, key as written) at which to stop
+    /// with [`LOCATED`], so that the error gives its line and column.
+    pub locate: Option<(Option<usize>, String)>,
+    /// Keys (app, key as written) whose value an earlier read refused:
+    /// skipped, so that this read finds the next error.
+    pub skip: Vec<(Option<usize>, String)>,
+    /// The key whose value is being read, if any: what an error is about.
+    pub reading: RefCell<Option<(Option<usize>, String)>>,
 }
 
 impl Ctx {
+    /// Records a warning about `key` of the app being read.
+    fn warn(&self, key: &str, group: &str, message: String) {
+        self.findings.borrow_mut().push(Finding {
+            app: self.app.get(),
+            key: key.to_string(),
+            group: group.to_string(),
+            message,
+        });
+    }
+
+    /// Stops a locating read at the key it looks for.
+    fn stop_if_located<E: de::Error>(&self, key: &str) -> Result<(), E> {
+        match &self.locate {
+            Some((app, wanted)) if *app == self.app.get() && wanted == key => {
+                Err(E::custom(LOCATED))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Takes the ports of fixed port or range `port` for app `name`, or
     /// says which app of the file has one of them already.
     fn claim_ports(&self, port: &str, name: &str) -> Result<(), String> {
@@ -92,185 +163,11 @@ impl Ctx {
     }
 }
 
-/// The fields of an app, with PM2's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Field {
-    Name,
-    Script,
-    Args,
-    Interpreter,
-    InterpreterArgs,
-    Cwd,
-    Instances,
-    ExecMode,
-    Env,
-    Autorestart,
-    MaxRestarts,
-    StartLimitBurst,
-    StartLimitInterval,
-    MinUptime,
-    RestartDelay,
-    ExpBackoffRestartDelay,
-    ExpBackoffMax,
-    KillTimeout,
-    StopSignal,
-    KillSignal,
-    Time,
-    Watch,
-    IgnoreWatch,
-    WatchDelay,
-    OutFile,
-    ErrorFile,
-    Port,
-    PortEnv,
-    LogMaxSize,
-    LogMaxFiles,
-    HealthCheck,
-    MaxMemoryRestart,
-    DependsOn,
-}
-
-/// Every accepted key, as written in files (plus `env_<name>` sections).
-const FIELDS: &[(&str, Field)] = &[
-    ("name", Field::Name),
-    ("script", Field::Script),
-    ("args", Field::Args),
-    ("interpreter", Field::Interpreter),
-    ("interpreter_args", Field::InterpreterArgs),
-    ("cwd", Field::Cwd),
-    ("instances", Field::Instances),
-    ("exec_mode", Field::ExecMode),
-    ("env", Field::Env),
-    ("autorestart", Field::Autorestart),
-    ("max_restarts", Field::MaxRestarts),
-    ("start_limit_burst", Field::StartLimitBurst),
-    ("start_limit_interval", Field::StartLimitInterval),
-    ("min_uptime", Field::MinUptime),
-    ("restart_delay", Field::RestartDelay),
-    ("exp_backoff_restart_delay", Field::ExpBackoffRestartDelay),
-    ("exp_backoff_max", Field::ExpBackoffMax),
-    ("kill_timeout", Field::KillTimeout),
-    ("stop_signal", Field::StopSignal),
-    ("kill_signal", Field::KillSignal),
-    ("time", Field::Time),
-    ("watch", Field::Watch),
-    ("ignore_watch", Field::IgnoreWatch),
-    ("watch_delay", Field::WatchDelay),
-    ("out_file", Field::OutFile),
-    ("error_file", Field::ErrorFile),
-    ("port", Field::Port),
-    ("port_env", Field::PortEnv),
-    ("log_max_size", Field::LogMaxSize),
-    ("log_max_files", Field::LogMaxFiles),
-    ("health_check", Field::HealthCheck),
-    ("max_memory_restart", Field::MaxMemoryRestart),
-    ("depends_on", Field::DependsOn),
-];
-
-/// The accepted field names, for documentation and suggestions.
-pub fn field_names() -> impl Iterator<Item = &'static str> {
-    FIELDS.iter().map(|(key, _)| *key)
-}
-
-impl Field {
-    fn key(self) -> &'static str {
-        FIELDS
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map_or("?", |(key, _)| key)
-    }
-
-    /// The setting a key writes: `kill_signal` is PM2's `stop_signal`.
-    fn slot(self) -> Field {
-        match self {
-            Field::KillSignal => Field::StopSignal,
-            other => other,
-        }
-    }
-}
-
-/// PM2 fields that pmd does not take, with what to do instead.
-const PM2_ONLY: &[(&str, &str)] = &[
-    ("node_args", "use `interpreter_args`"),
-    ("output", "use `out_file`"),
-    ("out", "use `out_file`"),
-    ("error", "use `error_file`"),
-    ("err_file", "use `error_file`"),
-    (
-        "log_file",
-        "pmd keeps stdout and stderr apart; use `out_file` and `error_file`",
-    ),
-    ("log", "use `out_file` and `error_file`"),
-    (
-        "merge_logs",
-        "pmd keeps one log per instance (with `out_file`, -INDEX is added)",
-    ),
-    (
-        "combine_logs",
-        "pmd keeps one log per instance (with `out_file`, -INDEX is added)",
-    ),
-    ("log_date_format", "use `time: true` to timestamp each line"),
-    ("watch_options", "use `watch_delay` and `ignore_watch`"),
-    (
-        "wait_ready",
-        "give the app a `health_check` and run `pmd start FILE --wait-ready`",
-    ),
-    (
-        "listen_timeout",
-        "give the app a `health_check` and bound the wait with `pmd start FILE --wait-ready \
-         --wait-timeout 30s`",
-    ),
-    (
-        "<<",
-        "YAML merge keys are not supported; repeat the fields in each app",
-    ),
-];
-
-/// PM2 fields with no pmd equivalent (yet).
-const PM2_UNSUPPORTED: &[&str] = &[
-    "cron_restart",
-    "shutdown_with_message",
-    "namespace",
-    "instance_var",
-    "increment_var",
-    "source_map_support",
-    "vizion",
-    "autostart",
-    "force",
-    "pid_file",
-    "filter_env",
-    "append_env_to_name",
-    "treekill",
-    "disable_logs",
-    "automation",
-    "pmx",
-];
-
-/// Why a key is refused: PM2-only fields get their alternative, others the
-/// nearest known field when one is close.
-fn unknown_field(key: &str) -> String {
-    if let Some((_, hint)) = PM2_ONLY.iter().find(|(k, _)| *k == key) {
-        return format!("`{key}` is not supported by pmd: {hint}");
-    }
-    if PM2_UNSUPPORTED.contains(&key) {
-        return format!("`{key}` is a PM2 field that pmd does not support; remove it");
-    }
-    let suggestion = suggest(key, field_names());
-    match suggestion {
-        Some(best) => format!("unknown field `{key}`, did you mean `{best}`?"),
-        None => format!(
-            "unknown field `{key}`; pmd takes {}, and env_<name> sections",
-            field_names()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// The candidate nearest to `word`, if it is near enough to be a typo.
-/// Near enough: a few edits (a transposition is one) for the length, or a
-/// long shared prefix (Jaro-Winkler); the fewest edits win.
+/// The candidate nearest to `word`, if it is near enough to be a typo
+/// (app names, conditions, health-check keys; app keys have their own,
+/// tighter [`keys::suggest_key`]). Near enough: a few edits (a
+/// transposition is one) for the length, or a long shared prefix
+/// (Jaro-Winkler); the fewest edits win.
 pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .filter_map(|c| {
@@ -283,17 +180,32 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, _, c)| c)
 }
 
+/// The warning for a key that neither pmd nor PM2 knows: the key and at
+/// most one suggestion.
+fn unknown_key(key: &str) -> String {
+    match keys::suggest_key(key) {
+        Some(best) => format!("unknown field `{key}`, did you mean `{best}`? (ignored)"),
+        None => format!("unknown field `{key}`, ignored (PM2 does not know it either)"),
+    }
+}
+
 // ---- keys ------------------------------------------------------------------
 
 enum Key {
-    Field(Field),
+    /// A setting pmd reads, and the key as written.
+    Field(Field, String),
     /// An `env_<name>` section, by its name.
     Environment(String),
+    /// A key that is accepted and not read (it was warned about).
+    Skip,
 }
 
-/// Reads one key of an app, refusing unknown and repeated keys at the key.
+/// Reads one key of an app: refuses repeated keys at the key, and records
+/// a warning for keys pmd does not honour.
 struct KeySeed<'a> {
-    seen: &'a HashSet<Field>,
+    ctx: &'a Ctx,
+    /// Each field read so far, with the key that set it.
+    seen: &'a HashMap<Field, String>,
     seen_environments: &'a HashSet<String>,
 }
 
@@ -313,6 +225,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+        self.ctx.stop_if_located(key)?;
         if let Some(section) = key.strip_prefix("env_") {
             rules::check_environment_name(&format!("`{key}`"), section).map_err(E::custom)?;
             if self.seen_environments.contains(section) {
@@ -320,19 +233,45 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
             }
             return Ok(Key::Environment(section.to_string()));
         }
-        let Some(&(_, field)) = FIELDS.iter().find(|(k, _)| *k == key) else {
-            return Err(E::custom(unknown_field(key)));
-        };
-        if self.seen.contains(&field.slot()) {
-            return Err(E::custom(match field {
-                Field::StopSignal | Field::KillSignal => {
-                    "`kill_signal` is PM2's name for `stop_signal`; give only one of them"
-                        .to_string()
-                }
-                _ => format!("`{key}` is given twice"),
-            }));
+        if key == "<<" {
+            return Err(E::custom(
+                "YAML merge keys (`<<`) are not supported; repeat the fields in each app",
+            ));
         }
-        Ok(Key::Field(field))
+        let Some(entry) = keys::lookup(key) else {
+            self.ctx.warn(key, key, unknown_key(key));
+            return Ok(Key::Skip);
+        };
+        let named = if entry.name == key {
+            format!("`{key}`")
+        } else {
+            format!("`{key}` (`{}`)", entry.name)
+        };
+        match entry.handling {
+            Handling::Honoured(field) => {
+                if let Some(earlier) = self.seen.get(&field) {
+                    return Err(E::custom(if earlier == key {
+                        format!("`{key}` is given twice")
+                    } else {
+                        format!(
+                            "`{key}` and `{earlier}` both set `{}`; give only one of them",
+                            entry.name
+                        )
+                    }));
+                }
+                Ok(Key::Field(field, key.to_string()))
+            }
+            Handling::NotYet(instead) => {
+                let message = format!("{named} is not honoured yet, ignored: {instead}");
+                self.ctx.warn(key, entry.name, message);
+                Ok(Key::Skip)
+            }
+            Handling::Ignored(why) => {
+                self.ctx
+                    .warn(key, entry.name, format!("{named} is ignored by pmd: {why}"));
+                Ok(Key::Skip)
+            }
+        }
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Key, E> {
@@ -438,10 +377,11 @@ impl<'de> Visitor<'de> for AppSeed<'_> {
             environments: BTreeMap::new(),
         };
         let mut exec = None;
-        let mut seen = HashSet::new();
+        let mut seen = HashMap::new();
         let mut seen_environments = HashSet::new();
         loop {
             let key = map.next_key_seed(KeySeed {
+                ctx: self.ctx,
                 seen: &seen,
                 seen_environments: &seen_environments,
             })?;
@@ -449,13 +389,26 @@ impl<'de> Visitor<'de> for AppSeed<'_> {
                 None => break,
                 Some(Key::Environment(section)) => {
                     let what = format!("`env_{section}`");
+                    if self.reading(&what[1..what.len() - 1]) {
+                        map.next_value::<de::IgnoredAny>()?;
+                        continue;
+                    }
                     let vars = map.next_value_seed(Check::new(|r| raw::env_map(&what, r)))?;
+                    self.ctx.reading.take();
                     seen_environments.insert(section.clone());
                     app.environments.insert(section, vars);
                 }
-                Some(Key::Field(field)) => {
-                    seen.insert(field.slot());
-                    self.read_field(field, &mut map, &mut app, &mut exec)?;
+                Some(Key::Field(field, written)) => {
+                    if self.reading(&written) {
+                        map.next_value::<de::IgnoredAny>()?;
+                        continue;
+                    }
+                    self.read_field(field, &written, &mut map, &mut app, &mut exec)?;
+                    self.ctx.reading.take();
+                    seen.insert(field, written);
+                }
+                Some(Key::Skip) => {
+                    map.next_value::<de::IgnoredAny>()?;
                 }
             }
         }
@@ -464,15 +417,28 @@ impl<'de> Visitor<'de> for AppSeed<'_> {
 }
 
 impl AppSeed<'_> {
+    /// Notes that the value of `key` is read next (what an error would be
+    /// about); true when an earlier read refused it and it is to be
+    /// skipped.
+    fn reading(&self, key: &str) -> bool {
+        let at = (self.ctx.app.get(), key.to_string());
+        if self.ctx.skip.contains(&at) {
+            return true;
+        }
+        *self.ctx.reading.borrow_mut() = Some(at);
+        false
+    }
+
     /// Reads the value of `field` into `app`.
     fn read_field<'de, A: MapAccess<'de>>(
         &self,
         field: Field,
+        written: &str,
         map: &mut A,
         app: &mut AppDef,
         exec: &mut Option<ExecMode>,
     ) -> Result<(), A::Error> {
-        let what = format!("`{}`", field.key());
+        let what = format!("`{written}`");
         let what = what.as_str();
         // Reads the value with `check(what, raw)`.
         macro_rules! value {
@@ -519,7 +485,7 @@ impl AppSeed<'_> {
             Field::ExpBackoffMax => spec.exp_backoff_max_ms = Some(value!(duration)),
             Field::KillTimeout => spec.kill_timeout_ms = Some(value!(duration)),
             Field::WatchDelay => spec.watch_delay_ms = Some(value!(duration)),
-            Field::StopSignal | Field::KillSignal => spec.stop_signal = value!(raw::stop_signal),
+            Field::StopSignal => spec.stop_signal = value!(raw::stop_signal),
             Field::Time => spec.time = value!(raw::boolean),
             Field::Watch => (spec.watch, spec.watch_paths) = value!(watch),
             Field::IgnoreWatch => spec.ignore_watch = value!(raw::paths),
@@ -563,6 +529,16 @@ impl AppSeed<'_> {
         if spec.script.is_empty() {
             return Err("missing `script`: the file or command to run".into());
         }
+        let base = self.ctx.dir.as_ref().map(|dir| dir.join(&spec.cwd));
+        let shaped = super::script::shape("`script`", &spec.script, base.as_deref())?;
+        if !shaped.leading_args.is_empty() {
+            spec.args = shaped
+                .leading_args
+                .into_iter()
+                .chain(spec.args.drain(..))
+                .collect();
+        }
+        spec.script = shaped.script;
         if spec.name.is_empty() {
             let stem = pmdaemon_proto::default_name(&spec.script).map_err(|e| {
                 format!("no `name`, and the script's file name cannot be one ({e}); set `name`")
@@ -579,6 +555,8 @@ impl AppSeed<'_> {
         if exec == Some(ExecMode::Cluster) && spec.instances.is_none() {
             spec.instances = Some(0);
         }
+        self.warn_shared_port(&app);
+        let spec = &mut app.spec;
         if let Some(check) = &spec.health_check {
             rules::check_health_check("`health_check`", check, !spec.port.is_empty())?;
         }
@@ -592,6 +570,55 @@ impl AppSeed<'_> {
         }
         self.ctx.claim_ports(&spec.port, &spec.name)?;
         Ok(app)
+    }
+}
+
+impl AppSeed<'_> {
+    /// PM2's cluster mode shares one listening socket between instances;
+    /// pmd's instances are separate processes, so one fixed port in `env`
+    /// for several instances means all but one fail to bind it. Said at
+    /// start, with the fix, until pmd balances a port itself.
+    fn warn_shared_port(&self, app: &AppDef) {
+        let spec = &app.spec;
+        if !spec.port.is_empty() || spec.instances.is_none_or(|n| n == 1) {
+            return;
+        }
+        let var = if spec.port_env.is_empty() {
+            "PORT"
+        } else {
+            spec.port_env.as_str()
+        };
+        let sections = std::iter::once(("env".to_string(), &app.env)).chain(
+            app.environments
+                .iter()
+                .map(|(name, vars)| (format!("env_{name}"), vars)),
+        );
+        for (key, vars) in sections {
+            let Some(port) = vars.get(var).and_then(|p| p.trim().parse::<u16>().ok()) else {
+                continue;
+            };
+            let count = match spec.instances {
+                Some(n) if n > 1 => format!("{n} instances"),
+                _ => "one instance per CPU".to_string(),
+            };
+            let range = match spec.instances {
+                Some(n) if n > 1 => format!(
+                    "`port: {port}-{}`",
+                    u32::from(port) + u32::try_from(n - 1).unwrap_or(0)
+                ),
+                _ => format!("`port: auto:{port}-{}`", u32::from(port) + 99),
+            };
+            self.ctx.warn(
+                &key,
+                &format!("shared port of app {}", self.index),
+                format!(
+                    "`{key}` sets {var}={port} for {count}: pmd's instances are separate \
+                     processes, so all but one would fail to bind it; give each its own with \
+                     {range} ({var} is set per instance) and drop {var} from `{key}`"
+                ),
+            );
+            return;
+        }
     }
 }
 
@@ -957,7 +984,7 @@ impl<'de> Visitor<'de> for DependsOnSeed<'_> {
 
 // ---- the list and the file ---------------------------------------------------
 
-/// The `apps` list.
+/// The `apps` list (or, as PM2 takes it, one app instead of a list).
 struct AppsSeed<'c> {
     ctx: &'c Ctx,
 }
@@ -997,9 +1024,22 @@ impl<'de> Visitor<'de> for AppsSeed<'_> {
         }
         Ok(apps)
     }
+
+    /// One app where a list was expected.
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<AppDef>, A::Error> {
+        self.ctx.app.set(Some(0));
+        let app = AppSeed {
+            ctx: self.ctx,
+            index: 0,
+        }
+        .visit_map(map)?;
+        self.ctx.app.set(None);
+        Ok(vec![app])
+    }
 }
 
-/// The whole file: `{apps: [...], deploy: ...}` or a bare list of apps.
+/// The whole file: `{apps: [...], deploy: ...}`, a bare list of apps, or
+/// one app (see [`Shape`]).
 pub struct FileSeed<'c> {
     pub ctx: &'c Ctx,
 }
@@ -1012,40 +1052,75 @@ impl<'de> DeserializeSeed<'de> for FileSeed<'_> {
     }
 }
 
-/// A top-level key.
-struct TopKey;
+/// Top-level keys PM2 reads.
+const TOP_KEYS: &[&str] = &["apps", "pm2", "deploy", "static"];
 
-impl<'de> DeserializeSeed<'de> for TopKey {
-    type Value = bool;
+/// A top-level key of a wrapped file.
+enum Top {
+    Apps,
+    /// Read and ignored, with a note.
+    Ignored(&'static str),
+    /// Unknown, warned about.
+    Skip,
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+struct TopKey<'c> {
+    ctx: &'c Ctx,
+    /// Whether the file has an `apps:` list (else an unknown key is likely
+    /// where the list was meant to be, and an error).
+    has_apps: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for TopKey<'_> {
+    type Value = Top;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopKey {
-    /// True for `apps`, false for `deploy`.
-    type Value = bool;
+impl<'de> Visitor<'de> for TopKey<'_> {
+    type Value = Top;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("`apps`")
     }
 
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Top, E> {
+        self.ctx.stop_if_located(key)?;
         match key {
-            "apps" => Ok(true),
-            "deploy" => Ok(false),
-            _ if FIELDS.iter().any(|(k, _)| *k == key) => Err(E::custom(format!(
-                "`{key}` is a field of an app, but apps go in a list under `apps:` \
-                 (apps:\\n  - name: ...\\n    script: ...)"
-            ))),
-            _ => Err(E::custom(
-                match suggest(key, ["apps", "deploy"].into_iter()) {
-                    Some(best) => format!("unknown top-level key `{key}`, did you mean `{best}`?"),
-                    None => format!("unknown top-level key `{key}`; the apps go under `apps:`"),
-                },
-            )),
+            "apps" | "pm2" => return Ok(Top::Apps),
+            "deploy" => {
+                return Ok(Top::Ignored(
+                    "the `deploy` section is ignored: pmd does not deploy",
+                ));
+            }
+            "static" => {
+                return Ok(Top::Ignored(
+                    "the `static` section is ignored: pmd does not serve files",
+                ));
+            }
+            _ => {}
         }
+        let suggestion = suggest(key, TOP_KEYS.iter().copied());
+        if !self.has_apps {
+            return Err(E::custom(match suggestion {
+                Some(best) => format!("unknown top-level key `{key}`, did you mean `{best}`?"),
+                None => format!("unknown top-level key `{key}`; the apps go under `apps:`"),
+            }));
+        }
+        let message = match suggestion {
+            Some(best) => {
+                format!("unknown top-level key `{key}`, did you mean `{best}`? (ignored)")
+            }
+            None if keys::lookup(key).is_some() => format!(
+                "`{key}` is a key of an app, but it is beside `apps:`; ignored (move it into \
+                 each app)"
+            ),
+            None => format!("unknown top-level key `{key}`, ignored"),
+        };
+        self.ctx.warn(key, key, message);
+        Ok(Top::Skip)
     }
 }
 
@@ -1053,27 +1128,42 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
     type Value = Vec<AppDef>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("`apps:` and a list of apps")
+        f.write_str("`apps:` and a list of apps, a list of apps, or one app")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<AppDef>, A::Error> {
+        if self.ctx.shape == Shape::OneApp {
+            return AppsSeed { ctx: self.ctx }.visit_map(map);
+        }
         let mut apps = None;
-        while let Some(is_apps) = map.next_key_seed(TopKey)? {
-            if !is_apps {
-                map.next_value::<de::IgnoredAny>()?;
-                self.ctx
-                    .notes
-                    .borrow_mut()
-                    .push("the `deploy` section is ignored: pmd does not deploy".into());
-                continue;
+        let has_apps = self.ctx.has_apps;
+        while let Some(key) = map.next_key_seed(TopKey {
+            ctx: self.ctx,
+            has_apps,
+        })? {
+            match key {
+                Top::Apps => {
+                    if apps.is_some() {
+                        return Err(de::Error::custom(
+                            "the apps are given twice (`apps` and `pm2` are the same key)",
+                        ));
+                    }
+                    apps = Some(map.next_value_seed(AppsSeed { ctx: self.ctx })?);
+                }
+                Top::Ignored(note) => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    self.ctx.notes.borrow_mut().push(note.into());
+                }
+                Top::Skip => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
             }
-            if apps.is_some() {
-                return Err(de::Error::custom("`apps` is given twice"));
-            }
-            apps = Some(map.next_value_seed(AppsSeed { ctx: self.ctx })?);
         }
         apps.ok_or_else(|| {
-            de::Error::custom("no `apps:` list: an ecosystem file lists its apps under `apps:`")
+            de::Error::custom(
+                "no `apps:` list and no `script`: an ecosystem file lists its apps under \
+                 `apps:` (or is one app, with its `script`)",
+            )
         })
     }
 

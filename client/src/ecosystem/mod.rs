@@ -1,33 +1,43 @@
 //! Ecosystem files: PM2's way of describing several apps in one file, read
-//! by `pmd start|restart|reload|stop|delete FILE`.
+//! by `pmd start|restart|reload|stop|delete|validate FILE`.
 //!
-//! A FILE is an existing `.yaml`/`.yml`/`.json` file, or a `.js`/`.cjs`/
-//! `.mjs` file whose name contains `.config.` or starts with `ecosystem`
-//! (PM2's `ecosystem.config.js`), which `node` evaluates into JSON
-//! ([`node`]). The file holds `apps:`, a list of apps with PM2's field
-//! names ([`app`] has the list and the per-field checks).
+//! A FILE is an existing `.yaml`/`.yml`/`.json` file (`.json` is read as
+//! JSON5, as PM2 reads it), or a `.js`/`.cjs`/`.mjs` file whose name
+//! contains `.config.` or starts with `ecosystem` (PM2's
+//! `ecosystem.config.js`), which `node` evaluates into JSON ([`node`]). The
+//! file holds `apps:` (or PM2's `pm2:`), a bare list of apps, or one app;
+//! each app's keys are looked up in the catalogue ([`keys`]: every key PM2
+//! knows, pmd's own, their aliases, what pmd does with each) and checked
+//! by [`app`]; `script` takes PM2's shapes ([`script`]).
 //!
-//! Loading is strict and all-or-nothing: an unknown field, a wrong type, a
-//! bad value or a duplicate name fails the whole file with
-//! `FILE:LINE:COL: app N (NAME): what is wrong`, and the caller sends
-//! nothing. For a JS file the line and column are those of the JSON that
-//! node printed, and the message says so.
+//! What pmd does not honour, or neither pmd nor PM2 knows, is a warning,
+//! never a refusal: one line per key and file, `FILE:LINE:COL: app N
+//! (NAME): ...` at its first occurrence (found by a second read that stops
+//! there). A wrong type, a bad value or a duplicate name fails the whole
+//! file with the same kind of location, and the caller sends nothing;
+//! each bad value is listed (the read is done again with it skipped),
+//! then the warnings. `strict` (`start --strict`,
+//! `validate`) makes the warnings an error too. For a JS file the line and
+//! column are those of the JSON that node printed, and the message says
+//! so.
 //!
 //! Talks to nothing but the file system and, for JS files, a `node` child.
 
 mod app;
 mod deps;
+mod keys;
 mod node;
 #[cfg(test)]
 mod proptests;
 mod raw;
+pub mod script;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use pmdaemon_proto::v1::AppSpec;
 
 pub use app::AppDef;
@@ -77,11 +87,15 @@ pub struct Ecosystem {
     /// Things worth telling the user that are not errors (an ignored
     /// `deploy` section).
     pub notes: Vec<String>,
+    /// Keys accepted but not honoured, or unknown, one line each (see
+    /// [`Parsed::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 /// Reads and checks the ecosystem file at `path` (evaluating it with node
-/// when it is JavaScript).
-pub fn load(path: &str) -> anyhow::Result<Ecosystem> {
+/// when it is JavaScript). With `strict`, a warning fails the load like an
+/// error, and the error lists every warning.
+pub fn load(path: &str, strict: bool) -> anyhow::Result<Ecosystem> {
     let format =
         format_of(Path::new(path)).ok_or_else(|| anyhow!("{path} is not an ecosystem file"))?;
     let file = std::fs::canonicalize(path).with_context(|| format!("cannot open {path}"))?;
@@ -96,86 +110,227 @@ pub fn load(path: &str) -> anyhow::Result<Ecosystem> {
         }
         Format::JavaScript => node::evaluate(&file, path, node::find().as_deref())?,
     };
-    let (apps, notes) = parse(path, format, &text)?;
+    let parsed = parse_in(path, format, &text, Some(Path::new(&dir)))?;
+    if strict && !parsed.warnings.is_empty() {
+        let count = parsed.warnings.len();
+        bail!(
+            "{path}: {count} warning{} that --strict makes {}:\n  {}",
+            if count == 1 { "" } else { "s" },
+            if count == 1 { "an error" } else { "errors" },
+            parsed.warnings.join("\n  ")
+        );
+    }
     Ok(Ecosystem {
         display: path.to_string(),
         dir,
-        apps,
-        notes,
+        apps: parsed.apps,
+        notes: parsed.notes,
+        warnings: parsed.warnings,
     })
 }
 
-/// Checks `text` (the file's, or node's JSON for a JS file). Errors name
-/// `display`, the line and column, and the app.
+/// What [`parse`] makes of a file.
+#[derive(Debug)]
+pub struct Parsed {
+    pub apps: Vec<AppDef>,
+    /// Things to tell that are not problems (an ignored `deploy` section).
+    pub notes: Vec<String>,
+    /// One line per key pmd does not honour or know (however many apps
+    /// have it), with the place of its first occurrence.
+    pub warnings: Vec<String>,
+}
+
+/// Checks `text` (the file's, or node's JSON for a JS file). Errors and
+/// warnings name `display`, the line and column, and the app. An error
+/// is followed by the warnings found before it, one a line.
 ///
 /// `depends_on` is checked across the file once every app is read: each
 /// dependency must be an app of the file, and there must be no cycle. Such
 /// an error is raised at the offending `depends_on` entry by a second read
 /// (see [`app::Ctx::fail_at`]), so it has a line and column too.
-pub fn parse(
-    display: &str,
-    format: Format,
-    text: &str,
-) -> anyhow::Result<(Vec<AppDef>, Vec<String>)> {
-    // A lenient first pass gives each app's name for messages about fields
-    // that come before the `name` key (and reports syntax errors).
-    let names = app_names(format, text)
-        .map_err(|(at, message)| anyhow!(located(display, format, at, None, &[], &message)))?;
-    let (apps, notes) = read(display, format, text, &names, None)?;
-    let Err(fail_at) = deps::check(&apps) else {
-        return Ok((apps, notes));
-    };
-    let (app, _, message) = fail_at.clone();
-    match read(display, format, text, &names, Some(fail_at)) {
-        Err(located_error) => Err(located_error),
-        // Not expected: the second read raises it. Said without a place.
-        Ok(_) => Err(anyhow!(located(
-            display,
-            format,
-            None,
-            Some(app),
-            &names,
-            &message
-        ))),
-    }
+pub fn parse(display: &str, format: Format, text: &str) -> anyhow::Result<Parsed> {
+    parse_in(display, format, text, None)
 }
 
-/// One strict read of the file; `fail_at` as [`app::Ctx::fail_at`].
-fn read(
+/// [`parse`] for a file in directory `dir`, against which each app's
+/// `script` is shaped ([`script::shape`]: a directory, a command line).
+pub fn parse_in(
     display: &str,
     format: Format,
     text: &str,
-    names: &[Option<String>],
-    fail_at: Option<(usize, usize, String)>,
-) -> anyhow::Result<(Vec<AppDef>, Vec<String>)> {
-    let mut ctx = app::Ctx::default();
-    ctx.fail_at = fail_at;
-    let seed = app::FileSeed { ctx: &ctx };
-    let result = match format {
-        Format::Yaml => {
-            use serde::de::DeserializeSeed;
-            seed.deserialize(serde_yaml::Deserializer::from_str(text))
-                .map_err(|e| duplicate_key_at_its_line(text, yaml_error(&e)))
+    dir: Option<&Path>,
+) -> anyhow::Result<Parsed> {
+    // A lenient first pass gives each app's name for messages about fields
+    // that come before the `name` key, the shape of the top level (and
+    // reports syntax errors).
+    let mut first = prepass(format, text)
+        .map_err(|(at, message)| anyhow!(located(display, format, at, None, &[], &message)))?;
+    first.dir = dir.map(Path::to_path_buf);
+    let names = &first.names;
+    // Every error (see `MAX_ERRORS`), then the warnings found on the way.
+    let fail_all = |errors: &[Failure], findings: &[app::Finding]| {
+        let mut lines: Vec<String> = errors
+            .iter()
+            .map(|(at, app, message)| located(display, format, *at, *app, names, message))
+            .collect();
+        let mut said = lines.remove(0);
+        for line in lines {
+            said += &format!("\nerror: {line}");
         }
-        Format::Json | Format::JavaScript => {
-            use serde::de::DeserializeSeed;
+        for warning in warnings(display, format, text, &first, findings) {
+            said += &format!("\nwarning: {warning}");
+        }
+        anyhow!(said)
+    };
+    let fail = |failure: Failure, findings: &[app::Finding]| fail_all(&[failure], findings);
+    let read_once = |fail_at| read(format, text, &first, fail_at, None);
+    // A bad value fails the read at its key; the read is done again with
+    // that key skipped, to find the next one, so that one run lists them
+    // all. An error elsewhere (a missing `script`, a duplicate key) ends
+    // the list: after a skip it may only be the skip's consequence, and is
+    // not said.
+    let mut errors: Vec<Failure> = Vec::new();
+    let (apps, notes, findings) = loop {
+        match read_once(None) {
+            Ok(read) if errors.is_empty() => break read,
+            Ok((_, _, findings)) => return Err(fail_all(&errors, &findings)),
+            Err(failed) => {
+                let (failure, findings, at_key) = *failed;
+                if errors.is_empty() || at_key.is_some() {
+                    errors.push(failure);
+                }
+                match at_key {
+                    Some(key) if errors.len() < MAX_ERRORS => first.skip.borrow_mut().push(key),
+                    _ => return Err(fail_all(&errors, &findings)),
+                }
+            }
+        }
+    };
+    if let Err(fail_at) = deps::check(&apps) {
+        let (app, _, message) = fail_at.clone();
+        return Err(match read_once(Some(fail_at)) {
+            Err(failed) => fail(failed.0, &failed.1),
+            // Not expected: the second read raises it. Said without a place.
+            Ok(_) => fail((None, Some(app), message), &findings),
+        });
+    }
+    let warnings = warnings(display, format, text, &first, &findings);
+    Ok(Parsed {
+        apps,
+        notes,
+        warnings,
+    })
+}
+
+/// An error: where, in which app, what.
+type Failure = (At, Option<usize>, String);
+
+/// Most errors one run lists.
+const MAX_ERRORS: usize = 20;
+
+/// A key of an app as written: (app, key).
+type KeyAt = (Option<usize>, String);
+
+/// A read's apps, notes and findings.
+type ReadOk = (Vec<AppDef>, Vec<String>, Vec<app::Finding>);
+
+/// A read's error, the findings made before it, and the key whose value
+/// it is about (if it is about one).
+type ReadFailure = (Failure, Vec<app::Finding>, Option<KeyAt>);
+
+/// One strict read of the file; `fail_at` as [`app::Ctx::fail_at`],
+/// `locate` as [`app::Ctx::locate`]. Either way, the findings made.
+fn read(
+    format: Format,
+    text: &str,
+    first: &Prepass,
+    fail_at: Option<(usize, usize, String)>,
+    locate: Option<(Option<usize>, String)>,
+) -> Result<ReadOk, Box<ReadFailure>> {
+    let mut ctx = app::Ctx::default();
+    (ctx.fail_at, ctx.locate) = (fail_at, locate);
+    (ctx.shape, ctx.has_apps) = (first.shape, first.has_apps);
+    ctx.dir.clone_from(&first.dir);
+    ctx.skip.clone_from(&first.skip.borrow());
+    let seed = app::FileSeed { ctx: &ctx };
+    use serde::de::DeserializeSeed;
+    let result = match format {
+        Format::Yaml => seed
+            .deserialize(serde_yaml::Deserializer::from_str(text))
+            .map_err(|e| duplicate_key_at_its_line(text, yaml_error(&e))),
+        Format::Json => {
+            let mut de = json5::Deserializer::from_str(text);
+            seed.deserialize(&mut de).map_err(|e| json5_error(&e))
+        }
+        Format::JavaScript => {
             let mut de = serde_json::Deserializer::from_str(text);
             seed.deserialize(&mut de)
                 .and_then(|apps| de.end().map(|()| apps))
                 .map_err(|e| json_error(&e))
         }
     };
+    let findings = ctx.findings.take();
     match result {
-        Ok(apps) => Ok((apps, ctx.notes.take())),
-        Err((at, message)) => Err(anyhow!(located(
-            display,
-            format,
-            at,
-            ctx.app.get(),
-            names,
-            &message
+        Ok(apps) => Ok((apps, ctx.notes.take(), findings)),
+        Err((at, message)) => Err(Box::new((
+            (at, ctx.app.get(), message),
+            findings,
+            ctx.reading.take(),
         ))),
     }
+}
+
+/// The warnings of `findings`: one per group (a key of the catalogue, or
+/// an unknown key), at the place of its first occurrence, which a read
+/// that stops there finds; other apps with it are named.
+fn warnings(
+    display: &str,
+    format: Format,
+    text: &str,
+    first: &Prepass,
+    findings: &[app::Finding],
+) -> Vec<String> {
+    let mut groups: Vec<(&app::Finding, Vec<usize>)> = Vec::new();
+    for finding in findings {
+        match groups.iter_mut().find(|(f, _)| f.group == finding.group) {
+            Some((_, others)) => others.extend(finding.app),
+            None => groups.push((finding, Vec::new())),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(finding, others)| {
+            let locate = Some((finding.app, finding.key.clone()));
+            let at = match read(format, text, first, None, locate) {
+                Err(failed) if failed.0.2 == app::LOCATED => failed.0.0,
+                _ => None,
+            };
+            let mut message = finding.message.clone();
+            let mut others: Vec<usize> = others
+                .into_iter()
+                .filter(|a| Some(*a) != finding.app)
+                .collect();
+            others.dedup();
+            // A few apps by number; past that, how many.
+            const NAMED: usize = 5;
+            if !others.is_empty() {
+                let mut list: Vec<String> = others
+                    .iter()
+                    .take(NAMED)
+                    .map(|a| (a + 1).to_string())
+                    .collect();
+                if others.len() > NAMED {
+                    list.push(format!("{} more", others.len() - NAMED));
+                }
+                message += &format!(
+                    " (also in app{} {})",
+                    if others.len() == 1 { "" } else { "s" },
+                    list.join(", ")
+                );
+            }
+            located(display, format, at, finding.app, &first.names, &message)
+        })
+        .collect()
 }
 
 /// A line and column, 1-based.
@@ -222,6 +377,70 @@ fn duplicate_key_at_its_line(text: &str, (at, message): (At, String)) -> (At, St
         Some(at) => (Some(at), format!("`{key}` is given twice")),
         None => (at, message),
     }
+}
+
+fn json5_error(e: &json5::Error) -> (At, String) {
+    let at = e.position().map(|p| (p.line + 1, p.column + 1));
+    (at, bare_message(&e.to_string(), at))
+}
+
+/// Deepest nesting of lists and maps a JSON5 file may have (serde_json's
+/// and serde_yaml's limit is 128 too).
+const MAX_JSON5_DEPTH: usize = 128;
+
+/// Refuses JSON5 nested deeper than [`MAX_JSON5_DEPTH`]: the json5 crate
+/// recurses without a limit, and deep enough input would overflow the
+/// stack. Brackets in strings and comments do not count.
+fn check_json5_depth(text: &str) -> Result<(), (At, String)> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut chars = text.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            (line, column) = (line + 1, 0);
+        } else {
+            column += 1;
+        }
+        match (quote, c) {
+            (Some(_), '\\') if chars.next().is_some() => column += 1,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '/') if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        (line, column) = (line + 1, 0);
+                        break;
+                    }
+                }
+            }
+            (None, '/') if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut star = false;
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        (line, column) = (line + 1, 0);
+                    }
+                    if star && c == '/' {
+                        break;
+                    }
+                    star = c == '*';
+                }
+            }
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > MAX_JSON5_DEPTH {
+                    return Err((
+                        Some((line, column)),
+                        format!("nested more than {MAX_JSON5_DEPTH} levels deep"),
+                    ));
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn json_error(e: &serde_json::Error) -> (At, String) {
@@ -275,36 +494,100 @@ fn located(
     format!("{text}: {message}")
 }
 
-/// Each app's `name` (else its script's file stem) if it is a string, by
-/// a lenient parse.
-fn app_names(format: Format, text: &str) -> Result<Vec<Option<String>>, (At, String)> {
+/// What a lenient first read tells about a file.
+#[derive(Debug, Default)]
+struct Prepass {
+    /// Each app's `name` (else its script's file stem) if it is a string.
+    names: Vec<Option<String>>,
+    shape: app::Shape,
+    has_apps: bool,
+    /// The file's directory, if it is on this machine.
+    dir: Option<std::path::PathBuf>,
+    /// Keys whose value failed an earlier read, skipped by the next ones.
+    skip: std::cell::RefCell<Vec<KeyAt>>,
+}
+
+/// The lenient first read: names, shape, and syntax errors.
+fn prepass(format: Format, text: &str) -> Result<Prepass, (At, String)> {
     let value: serde_json::Value = match format {
         Format::Yaml => match serde_yaml::from_str::<serde_yaml::Value>(text) {
             // Anything that does not convert has no names to offer.
             Ok(yaml) => serde_json::to_value(yaml).unwrap_or_default(),
             // serde_yaml places a duplicate key at the start of its mapping;
             // the strict read names the key at its own line, in its app.
-            Err(e) if e.to_string().contains("duplicate entry with key") => return Ok(Vec::new()),
+            Err(e) if e.to_string().contains("duplicate entry with key") => {
+                return Ok(yaml_shape_by_lines(text));
+            }
             Err(e) => return Err(yaml_error(&e)),
         },
-        Format::Json | Format::JavaScript => {
-            serde_json::from_str(text).map_err(|e| json_error(&e))?
+        Format::Json => {
+            check_json5_depth(text)?;
+            json5::from_str(text).map_err(|e| json5_error(&e))?
+        }
+        Format::JavaScript => serde_json::from_str(text).map_err(|e| json_error(&e))?,
+    };
+    let wrapper = value.get("apps").or_else(|| value.get("pm2"));
+    let one_app = value.as_object().is_some_and(|top| {
+        wrapper.is_none()
+            && top
+                .keys()
+                .any(|k| keys::lookup(k).is_some() || k.starts_with("env_"))
+    });
+    let apps = match wrapper {
+        Some(apps) if apps.is_object() => std::slice::from_ref(apps),
+        Some(apps) => apps.as_array().map(Vec::as_slice).unwrap_or_default(),
+        None if one_app => std::slice::from_ref(&value),
+        None => value.as_array().map(Vec::as_slice).unwrap_or_default(),
+    };
+    let name_of = |app: &serde_json::Value| -> Option<String> {
+        let field = |wanted: keys::Field| {
+            app.as_object()?
+                .iter()
+                .find(|(k, _)| keys::field(k) == Some(wanted))
+                .map(|(_, v)| v)
+        };
+        match field(keys::Field::Name) {
+            Some(name) => name.as_str().map(str::to_string),
+            // As the daemon names it: the script's file stem.
+            None => pmdaemon_proto::script_stem(field(keys::Field::Script)?.as_str()?)
+                .map(str::to_string),
         }
     };
-    let apps = value.get("apps").unwrap_or(&value);
-    Ok(apps
-        .as_array()
-        .map(|apps| {
-            apps.iter()
-                .map(|app| match app.get("name") {
-                    Some(name) => name.as_str().map(str::to_string),
-                    // As the daemon names it: the script's file stem.
-                    None => pmdaemon_proto::script_stem(app.get("script")?.as_str()?)
-                        .map(str::to_string),
-                })
-                .collect()
+    Ok(Prepass {
+        names: apps.iter().map(name_of).collect(),
+        shape: if one_app {
+            app::Shape::OneApp
+        } else {
+            app::Shape::Wrapped
+        },
+        has_apps: wrapper.is_some(),
+        ..Prepass::default()
+    })
+}
+
+/// The shape of a YAML file that serde_yaml cannot read leniently (a
+/// duplicate key), by its unindented lines.
+fn yaml_shape_by_lines(text: &str) -> Prepass {
+    let top_keys: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with([' ', '\t', '#', '-']))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, _)| k.trim().trim_matches(['"', '\'']))
         })
-        .unwrap_or_default())
+        .collect();
+    let has_apps = top_keys.iter().any(|k| *k == "apps" || *k == "pm2");
+    let one_app = !has_apps && top_keys.iter().any(|k| keys::lookup(k).is_some());
+    Prepass {
+        names: Vec::new(),
+        shape: if one_app {
+            app::Shape::OneApp
+        } else {
+            app::Shape::Wrapped
+        },
+        has_apps,
+        ..Prepass::default()
+    }
 }
 
 impl Ecosystem {

@@ -20,7 +20,7 @@ use super::*;
 fn parse_both(text: &str) -> Vec<anyhow::Result<Vec<AppDef>>> {
     [Format::Yaml, Format::Json]
         .into_iter()
-        .map(|format| parse("eco", format, text).map(|(apps, _)| apps))
+        .map(|format| parse("eco", format, text).map(|p| p.apps))
         .collect()
 }
 
@@ -76,8 +76,12 @@ fn value() -> impl Strategy<Value = Value> {
 /// A key: a field of an app or of a health check, an environment section,
 /// a PM2-only field, a variable name, or anything.
 fn key() -> impl Strategy<Value = String> {
-    let known: Vec<&'static str> = app::field_names()
+    let known: Vec<&'static str> = super::keys::KEYS
+        .iter()
+        .flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied()))
         .chain([
+            "maxRestarts",
+            "log_date_format",
             "env_production",
             "env_",
             "env_a b",

@@ -9,11 +9,11 @@ use pmdaemon_proto::v1::{AppSpec, Dependency, DependencyCondition, HealthCheck, 
 use super::*;
 
 fn yaml(text: &str) -> anyhow::Result<Vec<AppDef>> {
-    parse("ecosystem.yaml", Format::Yaml, text).map(|(apps, _)| apps)
+    parse("ecosystem.yaml", Format::Yaml, text).map(|p| p.apps)
 }
 
 fn json(text: &str) -> anyhow::Result<Vec<AppDef>> {
-    parse("ecosystem.json", Format::Json, text).map(|(apps, _)| apps)
+    parse("ecosystem.json", Format::Json, text).map(|p| p.apps)
 }
 
 fn yaml_err(text: &str) -> String {
@@ -21,12 +21,13 @@ fn yaml_err(text: &str) -> String {
 }
 
 fn eco(text: &str) -> Ecosystem {
-    let (apps, notes) = parse("eco.yaml", Format::Yaml, text).unwrap();
+    let parsed = parse("eco.yaml", Format::Yaml, text).unwrap();
     Ecosystem {
         display: "eco.yaml".into(),
         dir: "/srv".into(),
-        apps,
-        notes,
+        apps: parsed.apps,
+        notes: parsed.notes,
+        warnings: parsed.warnings,
     }
 }
 
@@ -182,54 +183,125 @@ fn a_bare_list_of_apps() {
     assert_eq!(names, ["a", "b"]);
 }
 
-/// Unknown fields are refused at their line and column, with the nearest
-/// known field.
+fn yaml_warnings(text: &str) -> Vec<String> {
+    parse("ecosystem.yaml", Format::Yaml, text)
+        .unwrap()
+        .warnings
+}
+
+/// Unknown keys are accepted with a warning at their line and column (PM2
+/// ignores them), with one suggestion when one is close, never a list.
 #[test]
 fn unknown_field_names_its_place_and_a_suggestion() {
-    let err = yaml_err("apps:\n  - name: api\n    script: a.js\n    max_restart: 3\n");
+    let warnings = yaml_warnings("apps:\n  - name: api\n    script: a.js\n    max_restart: 3\n");
     assert_eq!(
-        err,
-        "ecosystem.yaml:4:5: app 1 (api): unknown field `max_restart`, did you mean \
-         `max_restarts`?"
+        warnings,
+        [
+            "ecosystem.yaml:4:5: app 1 (api): unknown field `max_restart`, did you mean \
+          `max_restarts`? (ignored)"
+        ]
     );
-    let err =
-        json("{\"apps\": [\n  {\"script\": \"a.js\",\n   \"intances\": 2, \"name\": \"web\"}\n]}")
-            .unwrap_err()
-            .to_string();
-    assert!(
-        err.starts_with("ecosystem.json:3:")
-            && err.contains("app 1 (web): unknown field `intances`, did you mean `instances`?"),
-        "{err}"
+    let parsed = parse(
+        "ecosystem.json",
+        Format::Json,
+        "{\"apps\": [\n  {\"script\": \"a.js\",\n   \"intances\": 2, \"name\": \"web\"}\n]}",
+    )
+    .unwrap();
+    assert_eq!(parsed.apps[0].spec.instances, None);
+    assert_eq!(
+        parsed.warnings,
+        [
+            "ecosystem.json:3:4: app 1 (web): unknown field `intances`, did you mean `instances`? \
+          (ignored)"
+        ]
     );
-    // Nothing near: the list of fields instead.
-    let err = yaml_err("apps:\n  - script: a.js\n    zzzzzz: 1\n");
-    assert!(
-        err.contains("unknown field `zzzzzz`; pmd takes `name`, `script`"),
-        "{err}"
+    // Nothing near: no suggestion, and no list of fields either.
+    let warnings = yaml_warnings("apps:\n  - script: a.js\n    zzzzzz: 1\n");
+    assert_eq!(
+        warnings,
+        [
+            "ecosystem.yaml:3:5: app 1 (a): unknown field `zzzzzz`, ignored (PM2 does not know it \
+          either)"
+        ]
+    );
+    // `cmd` is one edit from `cwd`, but means the command.
+    let warnings = yaml_warnings("apps:\n  - script: a.js\n    cmd: npm start\n");
+    assert!(warnings[0].ends_with("unknown field `cmd`, did you mean `script`? (ignored)"));
+}
+
+/// PM2's keys that pmd does not honour (yet) are accepted with a warning
+/// that says what to use; PM2's aliases of pmd's keys are read as them.
+#[test]
+fn pm2_keys_are_accepted_honoured_or_warned() {
+    let apps = yaml(
+        "apps:\n  - exec: a.js\n    node_args: --inspect\n    output: o.log\n    err_file: \
+         e.log\n    exec_interpreter: node\n    kill_signal: SIGINT\n    maxRestarts: 4\n",
+    )
+    .unwrap();
+    let spec = &apps[0].spec;
+    assert_eq!(spec.script, "a.js");
+    assert_eq!(spec.interpreter_args, ["--inspect"]);
+    assert_eq!(
+        (spec.out_file.as_str(), spec.error_file.as_str()),
+        ("o.log", "e.log")
+    );
+    assert_eq!(spec.interpreter.as_deref(), Some("node"));
+    assert_eq!(spec.stop_signal, "SIGINT");
+    assert_eq!(spec.max_restarts, Some(4));
+    let warnings = yaml_warnings(
+        "apps:\n  - script: a.js\n    log_date_format: YYYY\n    wait_ready: true\n    vizion: \
+         false\n    combine_logs: true\n",
+    );
+    assert_eq!(
+        warnings,
+        [
+            "ecosystem.yaml:3:5: app 1 (a): `log_date_format` is not honoured yet, ignored: use \
+             `time: true` to timestamp each line",
+            "ecosystem.yaml:4:5: app 1 (a): `wait_ready` is not honoured yet, ignored: give the \
+             app a `health_check` and run `pmd start FILE --wait-ready`",
+            "ecosystem.yaml:5:5: app 1 (a): `vizion` is ignored by pmd: PM2's version-control \
+             metadata",
+            "ecosystem.yaml:6:5: app 1 (a): `combine_logs` (`merge_logs`) is not honoured yet, \
+             ignored: each instance has its own log files (with `out_file`, -INDEX is added to \
+             the name)",
+        ]
     );
 }
 
-/// PM2 fields pmd does not take say what to use instead.
+/// One warning per key and file, at its first occurrence, naming the
+/// other apps that have it.
 #[test]
-fn pm2_only_fields_point_to_the_alternative() {
-    let err = yaml_err("apps:\n  - script: a.js\n    node_args: --inspect\n");
-    assert_eq!(
-        err,
-        "ecosystem.yaml:3:5: app 1 (a): `node_args` is not supported by pmd: use `interpreter_args`"
-    );
-    let err = yaml_err("apps:\n  - script: a.js\n    output: out.log\n");
-    assert!(err.contains("use `out_file`"), "{err}");
-    let err = yaml_err("apps:\n  - script: a.js\n    cron_restart: \"0 * * * *\"\n");
+fn one_warning_per_key_and_file() {
+    let text = "apps:\n  - name: a\n    script: a.js\n    merge_logs: true\n  - name: b\n    \
+                script: b.js\n    combine_logs: true\n    time: true\n  - name: c\n    script: \
+                c.js\n    merge_logs: false\n    pid_file: /tmp/x\n";
+    let warnings = yaml_warnings(text);
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
     assert!(
-        err.ends_with("`cron_restart` is a PM2 field that pmd does not support; remove it"),
+        warnings[0].starts_with("ecosystem.yaml:4:5: app 1 (a): `merge_logs` is not honoured")
+            && warnings[0].ends_with("(also in apps 2, 3)"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].starts_with("ecosystem.yaml:12:5: app 3 (c): `pid_file` is ignored"),
+        "{}",
+        warnings[1]
+    );
+}
+
+/// Warnings found before an error are listed after it.
+#[test]
+fn an_error_lists_the_warnings_before_it() {
+    let err = yaml_err("apps:\n  - script: a.js\n    vizion: true\n    instances: many\n");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("ecosystem.yaml:4:16: app 1 (a): `instances`"),
         "{err}"
     );
-    let err = yaml_err("apps:\n  - script: a.js\n    wait_ready: true\n");
     assert!(
-        err.ends_with(
-            "`wait_ready` is not supported by pmd: give the app a `health_check` and run `pmd \
-             start FILE --wait-ready`"
-        ),
+        lines[1].starts_with("warning: ecosystem.yaml:3:5: app 1 (a): `vizion` is ignored"),
         "{err}"
     );
 }
@@ -324,8 +396,8 @@ fn invalid_values_are_refused_with_their_location() {
             "ecosystem.yaml:3:11: app 1 (a): `port`: invalid port \"auto:4000\": auto: needs a range",
         ),
         (
-            "instances: 0",
-            "ecosystem.yaml:3:16: app 1 (a): `instances`: 0 is not an instance count; use `max`",
+            "instances: -2",
+            "ecosystem.yaml:3:16: app 1 (a): `instances`: -2 is negative",
         ),
         (
             "instances: -4",
@@ -401,7 +473,7 @@ fn structural_errors() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("`kill_signal` is PM2's name for `stop_signal`"),
+        err.contains("`kill_signal` and `stop_signal` both set `stop_signal`; give only one"),
         "{err}"
     );
     assert!(yaml_err("apps: []\n").contains("the list of apps is empty"));
@@ -411,11 +483,10 @@ fn structural_errors() {
         err,
         "ecosystem.yaml:1:1: unknown top-level key `appz`, did you mean `apps`?"
     );
-    let err = yaml_err("name: api\nscript: a.js\n");
-    assert!(
-        err.contains("`name` is a field of an app, but apps go in a list"),
-        "{err}"
-    );
+    let err = yaml_err("foo: 1\n");
+    assert!(err.contains("unknown top-level key `foo`"), "{err}");
+    let err = yaml_err("deploy: {}\n");
+    assert!(err.contains("no `apps:` list and no `script`"), "{err}");
     let err = yaml_err("apps:\n  - 3\n");
     assert!(err.starts_with("ecosystem.yaml:2:5: app 1: "), "{err}");
     let err = yaml_err("apps:\n  - name: a\n    script: [\n");
@@ -429,7 +500,7 @@ fn structural_errors() {
 /// `deploy:` is accepted (PM2 files have it) and a note says it is ignored.
 #[test]
 fn deploy_sections_are_ignored_with_a_note() {
-    let (apps, notes) = parse(
+    let Parsed { apps, notes, .. } = parse(
         "e.yaml",
         Format::Yaml,
         "deploy:\n  production: {user: x}\napps:\n  - script: a.js\n",
@@ -604,14 +675,14 @@ impl Drop for TempDir {
 fn load_reads_a_file_and_its_directory() {
     let dir = TempDir::new("load");
     let path = dir.write("ecosystem.yml", "apps:\n  - script: ./a.js\n");
-    let file = load(&path).unwrap();
+    let file = load(&path, false).unwrap();
     assert_eq!(
         file.dir,
         std::fs::canonicalize(&dir.0).unwrap().to_str().unwrap()
     );
     assert_eq!(file.names(), ["a"]);
     assert!(is_file_target(&path));
-    let err = load(&dir.0.join("missing.yaml").to_string_lossy())
+    let err = load(&dir.0.join("missing.yaml").to_string_lossy(), false)
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("cannot open "), "{err}");
@@ -642,7 +713,7 @@ module.exports = {
 };
 "#,
     );
-    let file = load(&cjs).unwrap();
+    let file = load(&cjs, false).unwrap();
     let spec = &file.specs(Some("production"), &[]).unwrap()[0];
     assert_eq!(spec.name, "api");
     assert_eq!(spec.instances, Some(0));
@@ -654,39 +725,42 @@ module.exports = {
         "app.config.mjs",
         "export default { apps: [{ script: 'worker.py', args: ['-v'] }] };\n",
     );
-    assert_eq!(load(&mjs).unwrap().apps[0].spec.args, ["-v"]);
+    assert_eq!(load(&mjs, false).unwrap().apps[0].spec.args, ["-v"]);
     let named = dir.write(
         "named.config.mjs",
         "export const apps = [{ name: 'n', script: 'n.sh' }];\n",
     );
-    assert_eq!(load(&named).unwrap().names(), ["n"]);
+    assert_eq!(load(&named, false).unwrap().names(), ["n"]);
     let bare = dir.write(
         "ecosystem.cjs",
         "module.exports = [{ name: 'x', script: 'x.sh' }];\n",
     );
-    assert_eq!(load(&bare).unwrap().names(), ["x"]);
+    assert_eq!(load(&bare, false).unwrap().names(), ["x"]);
     // What the file prints itself (dotenv does) does not spoil the JSON.
     let chatty = dir.write(
         "chatty.config.js",
         "console.log('loading config'); process.stdout.write('more\\n');\n\
          module.exports = { apps: [{ name: 'c', script: 'c.sh' }] };\n",
     );
-    assert_eq!(load(&chatty).unwrap().names(), ["c"]);
+    assert_eq!(load(&chatty, false).unwrap().names(), ["c"]);
 
     let bad = dir.write(
         "bad.config.js",
         "module.exports = { apps: [{ name: 'api', script: 'a.js', max_restart: 3 }] };\n",
     );
-    let err = load(&bad).unwrap_err().to_string();
+    assert_eq!(load(&bad, false).unwrap().warnings.len(), 1);
+    let err = load(&bad, true).unwrap_err().to_string();
     assert!(
-        err.starts_with(&format!("{bad} (evaluated by node; line 6:"))
-            && err.ends_with(
-                "of its JSON): app 1 (api): unknown field `max_restart`, did you mean `max_restarts`?"
-            ),
+        err.starts_with(&format!(
+            "{bad}: 1 warning that --strict makes an error:\n  {bad} (evaluated by node; line 6:"
+        )) && err.ends_with(
+            "of its JSON): app 1 (api): unknown field `max_restart`, did you mean \
+                 `max_restarts`? (ignored)"
+        ),
         "{err}"
     );
     let throws = dir.write("throws.config.js", "throw new Error('boom');\n");
-    let err = format!("{:#}", load(&throws).unwrap_err());
+    let err = format!("{:#}", load(&throws, false).unwrap_err());
     assert!(
         err.contains("node could not evaluate") && err.contains("boom"),
         "{err}"
@@ -1042,7 +1116,7 @@ fn the_readme_health_example_loads() {
         .expect("the README has the example");
     let end = start + readme[start..].find("```").unwrap();
     let text = &readme[start..end];
-    let parse_as = |text: &str| parse("deploy.yaml", Format::Yaml, text).map(|(apps, _)| apps);
+    let parse_as = |text: &str| parse("deploy.yaml", Format::Yaml, text).map(|p| p.apps);
     let apps = parse_as(text).unwrap();
     let names: Vec<&str> = apps.iter().map(|a| a.spec.name.as_str()).collect();
     assert_eq!(names, ["db", "migrate", "api"]);
@@ -1136,4 +1210,192 @@ fn interpreter_args_without_an_interpreter_are_refused_in_the_file() {
             && err.contains("nothing would receive"),
         "{err}"
     );
+}
+
+/// `.json` files are JSON5, as PM2 reads them: comments, trailing commas,
+/// unquoted keys, single-quoted strings; errors keep their line and column.
+#[test]
+fn json_files_are_json5() {
+    let text = "// PM2's JSON\n{\n  apps: [\n    {\n      name: 'api', /* inline */\n      \
+                script: \"a.js\",\n      instances: 0,\n      env: {PORT: 3000,},\n    },\n  ],\n}\n";
+    let apps = json(text).unwrap();
+    assert_eq!(apps[0].spec.name, "api");
+    assert_eq!(
+        apps[0].spec.instances,
+        Some(0),
+        "instances: 0 is max, as in PM2"
+    );
+    assert_eq!(apps[0].env["PORT"], "3000");
+    let err = json("{\n  apps: [{script: 'a.js',\n    instances: 'many'}]}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("ecosystem.json:3:16: app 1 (a): `instances`"),
+        "{err}"
+    );
+    let err = json("{apps: [{script: 'a.js'}]} trailing")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("ecosystem.json:1:28: "), "{err}");
+    let deep = "[".repeat(200);
+    let err = json(&deep).unwrap_err().to_string();
+    assert!(err.contains("nested more than 128 levels deep"), "{err}");
+    // Brackets in strings and comments do not count.
+    let quoted = format!(
+        "// {}\n[{{name: 'q', script: '{}'}}]",
+        "[".repeat(200),
+        "{".repeat(200)
+    );
+    assert_eq!(json(&quoted).unwrap().len(), 1);
+}
+
+/// PM2 takes one app without `apps:`, and `apps:` holding one app.
+#[test]
+fn one_app_alone_is_a_file() {
+    let apps = yaml("name: api\nscript: a.js\ninstances: 2\n").unwrap();
+    assert_eq!((apps.len(), apps[0].spec.instances), (1, Some(2)));
+    let apps = json("{\"script\": \"w.js\", \"env\": {\"A\": 1}}").unwrap();
+    assert_eq!(apps[0].spec.name, "w");
+    let apps = yaml("apps:\n  name: one\n  script: a.js\n").unwrap();
+    assert_eq!(apps[0].spec.name, "one");
+    let err = yaml_err("name: api\ninstances: 2\n");
+    assert!(err.contains("app 1 (api): missing `script`"), "{err}");
+    // PM2's `pm2:` for `apps:`; unknown top-level keys beside apps warn.
+    let parsed = parse(
+        "e.yaml",
+        Format::Yaml,
+        "pm2:\n  - script: a.js\nstatic: []\nextra: 1\n",
+    )
+    .unwrap();
+    assert_eq!(parsed.apps.len(), 1);
+    assert_eq!(
+        parsed.warnings,
+        ["e.yaml:4:1: unknown top-level key `extra`, ignored"]
+    );
+    assert!(parsed.notes[0].contains("`static` section is ignored"));
+}
+
+/// The README's "Coming from PM2" key table is the catalogue's (issue 11):
+/// a key missing from the README, or described otherwise there, fails.
+#[test]
+fn the_readme_key_table_is_the_catalogue() {
+    // The table is in a list item: compared without its indent.
+    let readme: String = include_str!("../../../README.md")
+        .lines()
+        .map(|l| l.trim_start().to_string() + "\n")
+        .collect();
+    let table = keys::readme_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's key table differs from the catalogue (client/src/ecosystem/keys.rs); it \
+         should read:\n{table}"
+    );
+}
+
+/// `script` as PM2 takes it: a command line is split (its words before
+/// `args`), and a directory runs its package.json `main`.
+#[test]
+fn scripts_that_are_command_lines_or_directories() {
+    let apps = yaml("apps:\n  - script: npm run start\n    args: --verbose\n").unwrap();
+    assert_eq!(apps[0].spec.script, "npm");
+    assert_eq!(apps[0].spec.args, ["run", "start", "--verbose"]);
+    assert_eq!(apps[0].spec.name, "npm");
+    let dir = TempDir::new("script");
+    std::fs::create_dir_all(dir.0.join("srv/web")).unwrap();
+    std::fs::write(dir.0.join("srv/web/package.json"), r#"{"main": "main.js"}"#).unwrap();
+    std::fs::write(dir.0.join("srv/web/main.js"), "").unwrap();
+    let path = dir.write(
+        "eco.yaml",
+        "apps:\n  - name: web\n    cwd: srv\n    script: web\n",
+    );
+    let file = load(&path, false).unwrap();
+    assert_eq!(file.apps[0].spec.script, "web/main.js");
+    let path = dir.write("bad.yaml", "apps:\n  - name: x\n    script: srv\n");
+    let err = load(&path, false).unwrap_err().to_string();
+    assert!(
+        err.contains("app 1 (x): `script`: ") && err.contains("is a directory without"),
+        "{err}"
+    );
+}
+
+/// A cluster with one fixed PORT in `env` would crash-loop (each instance
+/// is its own process): a warning at the `env` says so, with the fix.
+#[test]
+fn a_fixed_port_for_several_instances_is_warned_about() {
+    let warnings = yaml_warnings(
+        "apps:\n  - name: api\n    script: a.js\n    instances: 4\n    env:\n      PORT: 3000\n",
+    );
+    assert_eq!(
+        warnings,
+        [
+            "ecosystem.yaml:5:5: app 1 (api): `env` sets PORT=3000 for 4 instances: pmd's \
+          instances are separate processes, so all but one would fail to bind it; give each its \
+          own with `port: 3000-3003` (PORT is set per instance) and drop PORT from `env`"
+        ]
+    );
+    let warnings = yaml_warnings(
+        "apps:\n  - name: api\n    script: a.js\n    exec_mode: cluster\n    env_production:\n      \
+         PORT: 8080\n",
+    );
+    assert!(
+        warnings[0].contains("`env_production` sets PORT=8080 for one instance per CPU")
+            && warnings[0].contains("`port: auto:8080-8179`"),
+        "{warnings:?}"
+    );
+    // One instance, or ports given per instance: nothing to say.
+    assert!(yaml_warnings("apps:\n  - script: a.js\n    env: {PORT: 3000}\n").is_empty());
+    assert!(
+        yaml_warnings(
+            "apps:\n  - script: a.js\n    instances: 2\n    port: 3000-3001\n    env: {PORT: 1}\n"
+        )
+        .is_empty()
+    );
+}
+
+/// A key many apps share is named with a few of them, then counted.
+#[test]
+fn a_warning_names_a_few_other_apps_then_counts() {
+    let text: String = std::iter::once("apps:\n".to_string())
+        .chain((0..9).map(|i| format!("  - name: a{i}\n    script: s\n    vizion: false\n")))
+        .collect();
+    let warnings = yaml_warnings(&text);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].ends_with("(also in apps 2, 3, 4, 5, 6, 3 more)"),
+        "{}",
+        warnings[0]
+    );
+}
+
+/// Every bad value is listed in one run (each read skips the values
+/// refused before), with the warnings; an error that only follows from a
+/// skip is not said.
+#[test]
+fn every_bad_value_is_listed() {
+    let err = yaml_err(
+        "apps:\n  - name: a\n    script: a.js\n    instances: many\n    vizion: 1\n  - name: \
+         b\n    script: b.js\n    kill_timeout: soon\n    env: {A: [1]}\n",
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(
+        lines[0].starts_with("ecosystem.yaml:4:16: app 1 (a): `instances`"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("error: ecosystem.yaml:8:19: app 2 (b): `kill_timeout`"),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("error: ecosystem.yaml:9:10: app 2 (b): `env`"),
+        "{err}"
+    );
+    assert!(
+        lines[3].starts_with("warning: ecosystem.yaml:5:5: app 1 (a): `vizion` is ignored"),
+        "{err}"
+    );
+    // A bad `script` value skipped would leave the app without one: that
+    // follows from the skip and is not listed.
+    let err = yaml_err("apps:\n  - name: a\n    script: [1]\n");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -326,7 +326,7 @@ impl TokenStore {
         scope: Scope,
         expires_in: Option<Duration>,
     ) -> Result<(Secret, TokenInfo), TokenError> {
-        pmdaemon_proto::validate_name(name).map_err(|e| TokenError::InvalidName(e.0))?;
+        pmdaemon_proto::validate_plain_name(name).map_err(|e| TokenError::InvalidName(e.0))?;
         if name == ADMIN_NAME {
             return Err(TokenError::InvalidName(format!(
                 "{ADMIN_NAME:?} is the token in {}",
@@ -475,7 +475,8 @@ fn parse_list(path: &Path, text: &str) -> Result<Vec<Entry>, TokenError> {
     }
     let mut named: Vec<Entry> = Vec::with_capacity(file.tokens.len());
     for t in file.tokens {
-        pmdaemon_proto::validate_name(&t.name).map_err(|e| bad(format!("token name: {}", e.0)))?;
+        pmdaemon_proto::validate_plain_name(&t.name)
+            .map_err(|e| bad(format!("token name: {}", e.0)))?;
         if t.name == ADMIN_NAME || named.iter().any(|e| e.info.name == t.name) {
             return Err(bad(format!("token name {:?} is used twice", t.name)));
         }

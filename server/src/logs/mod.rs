@@ -324,11 +324,12 @@ impl LogHub {
     }
 }
 
-/// `NAME-ID-out.log` / `-err.log`.
+/// `NAME-ID-out.log` / `-err.log`, NAME in its file-safe form: a name
+/// may hold spaces or any letter, never a path; the id keeps two names
+/// with one safe form apart.
 fn default_name(name: &str, id: u32, stream: Stream) -> String {
-    // Names are validated at the edge (no `/`, no `..`).
-    debug_assert!(!name.contains('/'), "unvalidated app name {name:?}");
-    format!("{name}-{id}-{}.log", stream.as_str())
+    let safe = pmdaemon_proto::file_safe_name(name);
+    format!("{safe}-{id}-{}.log", stream.as_str())
 }
 
 /// Removes log files and their rotated siblings, through a handle of their

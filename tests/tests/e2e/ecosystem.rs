@@ -1,5 +1,5 @@
 //! Ecosystem files (issue #3): `pmd start|stop|restart|reload|delete FILE`
-//! with YAML, JSON and `ecosystem.config.js` files in PM2's shape; strict
+//! with YAML, JSON and `ecosystem.config.js` files in PM2's shape;
 //! loading that starts nothing on an error; `--env NAME` and `--only`;
 //! a second start that changes nothing and a changed definition that is
 //! applied.
@@ -173,21 +173,15 @@ fn a_json_file_starts_its_apps_as_described() {
     assert_runs_sleep(d.wait_online("solo"));
 }
 
-/// A file with one bad app (unknown field, wrong type, invalid value,
-/// duplicate name; YAML and JSON) is refused whole: the error names
-/// FILE:LINE:COL of the problem, suggests the field meant for a typo, and
-/// no app of the file starts, not even the valid ones before it.
+/// A file with one bad app (wrong type, invalid value, duplicate name;
+/// YAML and JSON) is refused whole: the error names FILE:LINE:COL of the
+/// problem, and no app of the file starts, not even the valid ones before
+/// it. (An unknown key is a warning since issue 11: pm2_files.rs.)
 #[test]
 fn a_bad_file_is_located_and_starts_nothing() {
     let d = TestDaemon::start();
     let good = "  - name: good\n    script: sleep\n    args: \"100000\"\n";
-    let cases: [(&str, String, usize, &[&str]); 6] = [
-        (
-            "typo.yaml",
-            format!("apps:\n{good}  - name: typo\n    script: sleep\n    max_restart: 3\n"),
-            7,
-            &["max_restart", "did you mean `max_restarts`?"],
-        ),
+    let cases: [(&str, String, usize, &[&str]); 4] = [
         (
             "wrongtype.yaml",
             format!("apps:\n{good}  - name: wrong\n    script: sleep\n    max_restarts: lots\n"),
@@ -205,20 +199,6 @@ fn a_bad_file_is_located_and_starts_nothing() {
             format!("apps:\n{good}  - script: sleep\n    name: good\n"),
             6,
             &["good"],
-        ),
-        (
-            "typo.json",
-            r#"{
-  "apps": [
-    {"name": "good", "script": "sleep", "args": ["100000"]},
-    {"name": "typo", "script": "sleep",
-     "autorestrat": false}
-  ]
-}
-"#
-            .to_owned(),
-            5,
-            &["autorestrat", "did you mean `autorestart`?"],
         ),
         (
             "wrongtype.json",

@@ -17,6 +17,9 @@
 //!   held directory handles, idle log files closed, the disk reserve;
 //! - `services`: gRPC health and reflection for generic clients;
 //! - `ecosystem`: ecosystem files (YAML, JSON, JS), `--env`, `--only`;
+//! - `pm2_files`: PM2's files as PM2 takes them: every key accepted or
+//!   warned about, JSON5, one app alone, directory and command-line
+//!   scripts, spaced names, `pmd validate` and `--strict`;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
 //! - `reload_watch`: rolling `pmd reload` and restarts on file changes;
@@ -59,6 +62,7 @@ mod log_safety;
 mod logs;
 mod monitoring;
 mod persistence;
+mod pm2_files;
 mod ports;
 mod readiness;
 mod reload_watch;

@@ -328,11 +328,7 @@ fn errors_map_to_statuses_and_bodies() {
         assert_eq!(missing.status, 404, "{missing:?}");
 
         let bad = rest
-            .call(
-                "POST",
-                "/v1/processes",
-                Some(&spec("bad name!").to_string()),
-            )
+            .call("POST", "/v1/processes", Some(&spec("bad/name").to_string()))
             .await;
         assert_eq!(bad.status, 400, "{bad:?}");
         assert_eq!(bad.body["code"], 3, "{bad:?}");
