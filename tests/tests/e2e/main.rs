@@ -16,6 +16,9 @@
 //! - `log_safety`: custom log directories (owners, links, the home),
 //!   held directory handles, idle log files closed, the disk reserve;
 //! - `services`: gRPC health and reflection for generic clients;
+//! - `contract`: `buf lint` and `buf breaking` of `proto/` against its
+//!   committed baseline (buf from npm, pinned in `tests/contract/`), and
+//!   proof that the check refuses a removed or renumbered field;
 //! - `ecosystem`: ecosystem files (YAML, JSON, JS), `--env`, `--only`;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
@@ -45,6 +48,7 @@
 
 mod cgroups;
 mod cluster;
+mod contract;
 mod dependencies;
 mod ecosystem;
 mod events;
