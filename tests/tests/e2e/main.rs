@@ -43,6 +43,9 @@
 //! - `rest`: the REST gateway and its WebSockets on the real daemon: every
 //!   route, statuses, NDJSON and WebSocket streams, the 401/403 matrix of
 //!   every route from `/v1/openapi.json`, a slow WebSocket reader;
+//! - `schemathesis`: a bounded property-based run of the REST API against
+//!   its own `/v1/openapi.json` (schemathesis from PyPI, pinned in
+//!   `tests/contract/`, in a virtualenv under `target/schemathesis-venv`);
 //! - `sdk_python`: the Python client's pytest suite (sdk/python) in a
 //!   virtualenv under `target/sdk-venv`, against the binaries under test.
 
@@ -70,6 +73,7 @@ mod remote;
 mod remote_cli;
 mod rest;
 mod restart_policy;
+mod schemathesis;
 mod sdk_python;
 mod security;
 mod services;
