@@ -9,8 +9,9 @@ lacks for our streams:
   excluded by the test itself);
 - a generated app spec never carries its own `env.PATH` (the daemon's
   PATH is an empty directory, so no bare command name resolves);
-- the apps the test created before the run come back after a generated
-  DELETE removed them, so the read routes keep having data to answer with;
+- the apps the test created before the run come back whenever a generated
+  call may have removed them (checked after every DELETE or POST that
+  answered 200), so the read routes keep having data to answer with;
 - `ndjson_lines_conform`: each line of an `application/x-ndjson` reply
   (a server stream) is checked against the schema the document gives for
   one line; schemathesis itself only reads whole JSON bodies.
