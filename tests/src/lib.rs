@@ -43,7 +43,11 @@
 //! - `remote_cli`: [`RemoteClient`], the real `pmd` with its own empty
 //!   home and config driving a daemon over `--host` (it checks that no
 //!   local daemon was started instead), and [`LineStream`] for the stdout
-//!   of a long-running `pmd` (`logs -f`, `events`).
+//!   of a long-running `pmd` (`logs -f`, `events`);
+//! - `tools`: tools from other ecosystems installed from lock files in
+//!   `tests/contract/` into the target dir and reused while the lock is
+//!   unchanged: buf from npm ([`npm_tools`]), schemathesis from PyPI
+//!   ([`python_venv`]); [`repo_root`], [`target_dir`], [`output_text`].
 //!
 //! Environment:
 //! - `PMDAEMON_TEST_TIMEOUT_SCALE` (a float, default 1) multiplies every
@@ -67,6 +71,7 @@ mod ports;
 mod procs;
 mod remote;
 mod remote_cli;
+mod tools;
 mod wait;
 
 pub use binaries::{Binaries, binaries};
@@ -90,6 +95,7 @@ pub use remote::{
     websocket, websocket_h2, ws_next,
 };
 pub use remote_cli::{LineStream, RemoteClient, is_private_file};
+pub use tools::{npm_tools, output_text, python_venv, repo_root, target_dir};
 pub use wait::{
     DAEMON_STOP_TIMEOUT, PMD_TIMEOUT, TIMEOUT_SCALE_ENV, Timeout, WAIT, scale, wait_child,
     wait_for, wait_for_value,

@@ -9,11 +9,17 @@ use std::collections::BTreeMap;
 
 use prost_reflect::{EnumDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
+use tonic::Code;
 
 use super::OPENAPI_PATH;
 use super::rules::{BodyRule, Route};
 
 const ERROR_SCHEMA: &str = "Status";
+
+/// A signed 64-bit integer as proto3 JSON writes it: decimal digits.
+const INT64_PATTERN: &str = "^-?[0-9]{1,19}$";
+/// An unsigned 64-bit integer as proto3 JSON writes it.
+const UINT64_PATTERN: &str = "^[0-9]{1,20}$";
 
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -73,8 +79,15 @@ impl Schemas {
                 }
                 properties.insert(field.json_name().to_string(), schema);
             }
+            // Unknown fields are refused (400 naming the field), so the
+            // document says no others are allowed. (The proto names, e.g.
+            // `kill_timeout_ms`, are accepted too, as proto3 JSON asks.)
             let schema = describe(
-                json!({ "type": "object", "properties": properties }),
+                json!({
+                    "type": "object",
+                    "properties": properties,
+                    "additionalProperties": false,
+                }),
                 comment(&message.parent_file(), message.path()),
             );
             self.schemas.insert(name.clone(), schema);
@@ -112,16 +125,24 @@ impl Schemas {
         match kind {
             Kind::Double => json!({ "type": "number", "format": "double" }),
             Kind::Float => json!({ "type": "number", "format": "float" }),
-            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-                json!({ "type": "integer", "format": "int32" })
-            }
-            Kind::Uint32 | Kind::Fixed32 => {
-                json!({ "type": "integer", "format": "int64", "minimum": 0 })
-            }
+            // The bounds are written out: a client (or a fuzzer) reading
+            // only `type` would send a value the JSON mapping refuses.
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({
+                "type": "integer", "format": "int32",
+                "minimum": i32::MIN, "maximum": i32::MAX,
+            }),
+            Kind::Uint32 | Kind::Fixed32 => json!({
+                "type": "integer", "format": "int64",
+                "minimum": 0, "maximum": u32::MAX,
+            }),
+            // 64-bit integers are decimal strings in proto3 JSON (numbers
+            // are accepted on input too); the pattern says which strings.
             Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-                json!({ "type": "string", "format": "int64" })
+                json!({ "type": "string", "format": "int64", "pattern": INT64_PATTERN })
             }
-            Kind::Uint64 | Kind::Fixed64 => json!({ "type": "string", "format": "uint64" }),
+            Kind::Uint64 | Kind::Fixed64 => {
+                json!({ "type": "string", "format": "uint64", "pattern": UINT64_PATTERN })
+            }
             Kind::Bool => json!({ "type": "boolean" }),
             Kind::String => json!({ "type": "string" }),
             Kind::Bytes => json!({ "type": "string", "format": "byte" }),
@@ -243,9 +264,12 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
         op["x-streaming"] = Value::Bool(true);
         json!({
             "description": "A stream of messages (NDJSON)",
+            // One line: exactly one of `result` and `error`.
             "content": { "application/x-ndjson": { "schema": {
                 "type": "object",
                 "properties": { "result": output, "error": schema_ref(ERROR_SCHEMA) },
+                "minProperties": 1,
+                "maxProperties": 1,
             }}},
         })
     } else {
@@ -268,14 +292,78 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
             "content": { "application/json": { "schema": schema } },
         });
     }
-    op["responses"] = json!({
-        "200": success,
-        "default": {
-            "description": "An error: the gRPC status code, mapped to its HTTP status",
-            "content": { "application/json": { "schema": schema_ref(ERROR_SCHEMA) } },
-        },
-    });
+    let mut responses = error_responses(route);
+    responses.insert("200".into(), success);
+    op["responses"] = Value::Object(responses);
     op
+}
+
+/// One documented error answer: the error body, under `why`.
+fn error_response(why: &str) -> Value {
+    json!({
+        "description": why,
+        "content": { "application/json": { "schema": schema_ref(ERROR_SCHEMA) } },
+    })
+}
+
+/// The name of a gRPC code as the proto enum spells it (`NOT_FOUND`).
+fn code_name(code: Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+/// Every error status a route can answer with, each with the error body,
+/// and no `default`: a status outside the list is a bug a client (or a
+/// test) may call one. The statuses are those of every gRPC code through
+/// the one mapping the gateway answers with (`respond::http_status`), so
+/// the two cannot drift; PERMISSION_DENIED (403) only where a read-only
+/// token is refused (the token check is its only source), and the
+/// gateway's own 413 and 415 where a body is read.
+fn error_responses(route: &Route) -> Map<String, Value> {
+    let read_only = pmdaemon_proto::method_access(&route.grpc_path)
+        == Some(pmdaemon_proto::v1::Access::ReadOnly);
+    let mut codes: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for code in (1..=16).map(Code::from_i32) {
+        if read_only && code == Code::PermissionDenied {
+            continue;
+        }
+        let status = super::respond::http_status(code).as_u16();
+        codes.entry(status).or_default().push(code_name(code));
+    }
+    let mut responses = Map::new();
+    for (status, names) in codes {
+        let why = match status {
+            400 => " (the message names the field, the body or the query parameter, and why)",
+            401 => ": no bearer token, or an unknown, revoked or expired one",
+            403 => ": the route changes the daemon and the token is read-only",
+            404 => ": no app or process matches the target",
+            _ => "",
+        };
+        let mut response = error_response(&format!("{}{why}", names.join(", ")));
+        if status == 401 {
+            response["headers"] = json!({
+                "WWW-Authenticate": { "schema": { "type": "string", "enum": ["Bearer"] } },
+            });
+        }
+        responses.insert(status.to_string(), response);
+    }
+    if !matches!(route.body, BodyRule::None) {
+        responses.insert(
+            "413".into(),
+            error_response("The body is larger than the listener's limits.max_body_bytes"),
+        );
+        responses.insert(
+            "415".into(),
+            error_response("The body is not JSON (by its Content-Type): send application/json"),
+        );
+    }
+    responses
 }
 
 pub(crate) fn document(routes: &[Route]) -> Value {
@@ -296,10 +384,15 @@ pub(crate) fn document(routes: &[Route]) -> Value {
             "operationId": "openapi",
             "description": "This document.",
             "security": [{ "bearer": [] }],
-            "responses": { "200": {
-                "description": "OpenAPI 3 document",
-                "content": { "application/json": { "schema": { "type": "object" } } },
-            }},
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3 document",
+                    "content": { "application/json": { "schema": { "type": "object" } } },
+                },
+                "401": error_response(
+                    "UNAUTHENTICATED: no bearer token, or an unknown, revoked or expired one",
+                ),
+            },
         }),
     );
     let mut components = schemas.schemas;

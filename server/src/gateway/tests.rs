@@ -488,6 +488,63 @@ async fn unknown_fields_are_refused_by_name() {
     );
 }
 
+/// A value of the wrong type or range is refused with the dotted path of
+/// its field, in the body and in the query: found by the schemathesis run
+/// (tests/tests/e2e/schemathesis.rs), where `{"timeoutMs": ""}` and
+/// `?afterSeq=` were answered "cannot parse integer from empty string"
+/// without saying which field.
+#[tokio::test]
+async fn refused_values_name_their_field() {
+    let (addr, _) = serve().await;
+    for (method, path, body, field) in [
+        (
+            Method::POST,
+            "/v1/processes/web:waitReady",
+            r#"{"timeoutMs": ""}"#,
+            "timeoutMs:",
+        ),
+        (
+            Method::POST,
+            "/v1/processes/web:waitReady",
+            r#"{"timeoutMs": -1}"#,
+            "timeoutMs:",
+        ),
+        (
+            Method::POST,
+            "/v1/processes/web:waitReady",
+            r#"{"baseline": [{"id": 1}, {"restarts": "q"}]}"#,
+            "baseline[1].restarts:",
+        ),
+        (
+            Method::POST,
+            "/v1/processes",
+            r#"{"spec": {"name": "web", "killTimeoutMs": "soon"}}"#,
+            "spec.killTimeoutMs:",
+        ),
+        (
+            Method::POST,
+            "/v1/processes",
+            r#"{"spec": {"name": "web", "env": {"A": 1}}}"#,
+            "spec.env.A:",
+        ),
+        (Method::GET, "/v1/logs?afterSeq=", "", "afterSeq:"),
+        (Method::GET, "/v1/logs?lines=-1", "", "lines:"),
+        (Method::GET, "/v1/logs?stream=LOUD", "", "stream:"),
+    ] {
+        let (status, reply) = call(addr, method.clone(), path, body).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}: {reply}"
+        );
+        assert_eq!(reply["code"], Code::InvalidArgument as i32);
+        assert!(
+            reply["message"].as_str().unwrap().contains(field),
+            "{method} {path} {body}: the message does not name {field} {reply}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn grpc_codes_become_http_statuses() {
     let (addr, _) = serve().await;
@@ -814,6 +871,113 @@ async fn openapi_document_and_routes_agree() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
     assert!(called.lock().unwrap().is_empty());
+}
+
+/// Every operation documents exactly the statuses it can answer, each
+/// error with the error body: no `default`, so a status the document does
+/// not list is a bug (schemathesis' status_code_conformance holds the
+/// daemon to it). Pinned: 504 (DEADLINE_EXCEEDED, e.g. WaitReady) and 501
+/// were missing while `default` hid them; 403 is only where a read-only
+/// token is refused, 413 and 415 only where a body is read; 401 carries
+/// `WWW-Authenticate`.
+#[test]
+fn openapi_error_responses_are_those_the_gateway_answers() {
+    let pool = prost_reflect::DescriptorPool::decode(pmdaemon_proto::API_DESCRIPTOR_SET).unwrap();
+    let routes = super::rules::routes(&pool).unwrap();
+    let doc = super::openapi::document(&routes);
+    let mut from_mapping: Vec<u16> = (1..=16)
+        .map(|c| super::respond::http_status(Code::from_i32(c)).as_u16())
+        .collect();
+    from_mapping.sort();
+    from_mapping.dedup();
+    for route in &routes {
+        let method = route.http_method.as_str().to_ascii_lowercase();
+        let op = &doc["paths"][&route.pattern][&method];
+        let responses = op["responses"].as_object().unwrap();
+        assert!(
+            responses.get("default").is_none(),
+            "{method} {}",
+            route.pattern
+        );
+        let read_only =
+            pmdaemon_proto::method_access(&route.grpc_path) == Some(v1::Access::ReadOnly);
+        let has_body = op.get("requestBody").is_some();
+        let mut expected: Vec<u16> = from_mapping
+            .iter()
+            .copied()
+            .filter(|s| !(read_only && *s == 403))
+            .collect();
+        if has_body {
+            expected.extend([413, 415]);
+        }
+        expected.push(200);
+        expected.sort();
+        let mut listed: Vec<u16> = responses.keys().map(|k| k.parse().unwrap()).collect();
+        listed.sort();
+        assert_eq!(listed, expected, "{method} {}", route.pattern);
+        for (status, response) in responses {
+            if status != "200" {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/Status",
+                    "{method} {} {status}",
+                    route.pattern
+                );
+            }
+        }
+        assert!(
+            responses["401"]["headers"]
+                .get("WWW-Authenticate")
+                .is_some()
+        );
+    }
+    for status in ["500", "501", "503", "504"] {
+        assert!(
+            doc["paths"]["/v1/processes/{target}:waitReady"]["post"]["responses"]
+                .get(status)
+                .is_some(),
+            "{status}"
+        );
+    }
+}
+
+/// The schemas hold what the JSON mapping accepts and writes: 64-bit
+/// integers are decimal strings (a pattern says which), 32-bit integers
+/// carry their range, messages allow no other fields (they are refused),
+/// and one NDJSON line is exactly one of `result` and `error`.
+#[test]
+fn openapi_schemas_say_the_json_mapping_limits() {
+    let pool = prost_reflect::DescriptorPool::decode(pmdaemon_proto::API_DESCRIPTOR_SET).unwrap();
+    let routes = super::rules::routes(&pool).unwrap();
+    let doc = super::openapi::document(&routes);
+    let schemas = &doc["components"]["schemas"];
+    let spec = &schemas["pmdaemon.v1.AppSpec"];
+    assert_eq!(spec["additionalProperties"], false);
+    let kill = &spec["properties"]["killTimeoutMs"];
+    assert_eq!(kill["type"], "string");
+    assert_eq!(kill["pattern"], "^[0-9]{1,20}$");
+    let info = &schemas["pmdaemon.v1.ProcessInfo"]["properties"];
+    assert_eq!(info["createdAtMs"]["pattern"], "^-?[0-9]{1,19}$");
+    assert_eq!(info["lastExitCode"]["minimum"], i32::MIN);
+    assert_eq!(info["lastExitCode"]["maximum"], i32::MAX);
+    assert_eq!(info["id"]["minimum"], 0);
+    assert_eq!(info["id"]["maximum"], u32::MAX);
+    // Maps are objects of any key: not closed.
+    assert_eq!(
+        spec["properties"]["env"]["additionalProperties"]["type"],
+        "string"
+    );
+    let logs = &doc["paths"]["/v1/logs"]["get"];
+    let after = logs["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "afterSeq")
+        .unwrap();
+    assert_eq!(after["schema"]["pattern"], "^[0-9]{1,20}$");
+    let line = &logs["responses"]["200"]["content"]["application/x-ndjson"]["schema"];
+    assert_eq!(line["minProperties"], 1);
+    assert_eq!(line["maxProperties"], 1);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! (unknown fields refused, enums by name or number, 64-bit integers as
 //! strings or numbers). Path and query values are typed from the field
 //! they name, so `follow=true` is a JSON bool and `stream=2` an enum number.
-//! Errors are INVALID_ARGUMENT statuses, answered like the service's own.
+//! Errors are INVALID_ARGUMENT statuses, answered like the service's own,
+//! naming the field (its dotted JSON path) whose value is refused.
 
 use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value};
@@ -122,8 +123,17 @@ pub(crate) fn request_message(route: &Route, input: Input<'_>) -> Result<Dynamic
         let value = scalar(leaf, &value).map_err(|why| bad(&why))?;
         set(&mut root, &chain, value, leaf.is_list());
     }
-    DynamicMessage::deserialize_with_options(desc, Value::Object(root), &DeserializeOptions::new())
-        .map_err(|e| invalid(format!("invalid request: {e}")))
+    // The JSON mapping's errors do not say where ("invalid digit found in
+    // string"): the tracked path names the field, in the body's own
+    // terms, which are also the query parameters' names.
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(Value::Object(root), &mut track);
+    DynamicMessage::deserialize_with_options(desc, tracked, &DeserializeOptions::new()).map_err(
+        |e| match track.path().to_string() {
+            at if at.is_empty() || at == "." => invalid(format!("invalid request: {e}")),
+            at => invalid(format!("invalid request: {at}: {e}")),
+        },
+    )
 }
 
 /// Puts `value` at `chain` in `root`, creating the objects on the way; a
@@ -164,8 +174,8 @@ fn set(root: &mut Map<String, Value>, chain: &[FieldDescriptor], value: Value, a
 }
 
 /// A path or query string as the JSON value proto3 JSON expects for
-/// `field`; range and format are left to the JSON mapping, which names the
-/// field when it refuses.
+/// `field`; range and format are left to the JSON mapping (whose refusal
+/// `request_message` prefixes with the field's path).
 fn scalar(field: &FieldDescriptor, s: &str) -> Result<Value, String> {
     if field.is_map() {
         return Err("a map cannot be set from the path or the query".into());

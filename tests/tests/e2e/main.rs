@@ -16,6 +16,9 @@
 //! - `log_safety`: custom log directories (owners, links, the home),
 //!   held directory handles, idle log files closed, the disk reserve;
 //! - `services`: gRPC health and reflection for generic clients;
+//! - `contract`: `buf lint` and `buf breaking` of `proto/` against its
+//!   committed baseline (buf from npm, pinned in `tests/contract/`), and
+//!   proof that the check refuses a removed or renumbered field;
 //! - `ecosystem`: ecosystem files (YAML, JSON, JS), `--env`, `--only`;
 //! - `pm2_files`: PM2's files as PM2 takes them: every key accepted or
 //!   warned about, JSON5, one app alone, directory and command-line
@@ -43,11 +46,15 @@
 //! - `rest`: the REST gateway and its WebSockets on the real daemon: every
 //!   route, statuses, NDJSON and WebSocket streams, the 401/403 matrix of
 //!   every route from `/v1/openapi.json`, a slow WebSocket reader;
+//! - `schemathesis`: a bounded property-based run of the REST API against
+//!   its own `/v1/openapi.json` (schemathesis from PyPI, pinned in
+//!   `tests/contract/`, in a virtualenv under `target/schemathesis-venv`);
 //! - `sdk_python`: the Python client's pytest suite (sdk/python) in a
 //!   virtualenv under `target/sdk-venv`, against the binaries under test.
 
 mod cgroups;
 mod cluster;
+mod contract;
 mod dependencies;
 mod ecosystem;
 mod events;
@@ -70,6 +77,7 @@ mod remote;
 mod remote_cli;
 mod rest;
 mod restart_policy;
+mod schemathesis;
 mod sdk_python;
 mod security;
 mod services;
