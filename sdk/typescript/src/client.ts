@@ -30,7 +30,7 @@ import {
   type StreamMetricsResponse,
   type WaitReadyResponse,
 } from "./gen/pmdaemon/v1/process_manager_pb.js";
-import { NotReady, PmdaemonError, fromError } from "./errors.js";
+import { DeadlineExceeded, NotReady, PmdaemonError, fromError } from "./errors.js";
 
 /** The generated connect client of `pmdaemon.v1.ProcessManager`. */
 export type RawClient = ConnectClient<typeof ProcessManager>;
@@ -416,23 +416,40 @@ export class Client {
             baseline: target.map((p) => ({ id: p.id, restarts: p.restarts })),
           };
     let last: WaitReadyResponse | undefined;
+    // The daemon ends the wait at `timeoutMs`; the margin lets its report
+    // arrive first. The bound is kept here rather than in connect's
+    // `timeoutMs`, whose timer outlives a stream left early (on ready) and
+    // would hold a Node process open until it fires.
+    const controller = new AbortController();
+    const abort = () => controller.abort(options.signal?.reason);
+    options.signal?.addEventListener("abort", abort);
+    if (options.signal?.aborted) abort();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs + 10_000);
     try {
-      // The daemon ends the wait at `timeoutMs`; the margin lets its report
-      // arrive before the call's own deadline would.
-      const call = this.raw.waitReady(request, { timeoutMs: timeoutMs + 10_000, signal: options.signal });
-      for await (const response of call) {
+      for await (const response of this.raw.waitReady(request, { signal: controller.signal })) {
         last = response;
         if (response.ready) {
           return response.instances;
         }
       }
     } catch (error) {
-      const failure = fromError(error);
+      const failure = timedOut
+        ? new DeadlineExceeded(Code.DeadlineExceeded, `the daemon did not answer within ${timeoutMs + 10_000} ms`)
+        : fromError(error);
       if (failure.code === Code.FailedPrecondition || failure.code === Code.DeadlineExceeded) {
         const report = last?.report || failure.rawMessage;
         throw new NotReady(failure.code, failure.rawMessage, report, last?.instances ?? [], error);
       }
       throw failure;
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", abort);
+      // Ends the call when the wait returns before the daemon's stream does.
+      controller.abort();
     }
     throw new NotReady(Code.Unknown, "the daemon ended the wait without saying it was ready", "", last?.instances ?? []);
   }

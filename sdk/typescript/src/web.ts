@@ -12,13 +12,14 @@
  * @module
  */
 
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { bearer, Client } from "./client.js";
 
 export * from "./client.js";
 export * from "./errors.js";
 export * from "./gen/pmdaemon/v1/process_manager_pb.js";
-export { Code } from "@connectrpc/connect";
+export { Code };
 
 /** Where a daemon's gRPC-Web endpoint is, and the token for it. */
 export interface WebConnectOptions {
@@ -46,7 +47,29 @@ export function connectWeb(options: WebConnectOptions): Client {
     // The daemon speaks gRPC-Web's protobuf framing, not its JSON variant.
     useBinaryFormat: true,
     interceptors: options.token ? [bearer(options.token)] : [],
-    fetch: options.fetch,
+    // The global fetch looked up at each call, and called unbound: a
+    // browser refuses `fetch` called as a method of another object.
+    fetch: unavailableOnNetworkError(baseUrl, options.fetch ?? ((input, init) => globalThis.fetch(input, init))),
   });
   return new Client(transport, { address: baseUrl, timeoutMs: options.timeoutMs });
+}
+
+/**
+ * `fetch` whose network failures (refused, reset, DNS, TLS: a rejected
+ * promise that is not an abort) are `Unavailable`, as they are over
+ * HTTP/2; connect would call them `Unknown`.
+ */
+function unavailableOnNetworkError(baseUrl: string, fetch: typeof globalThis.fetch): typeof globalThis.fetch {
+  return async (input, init) => {
+    try {
+      return await fetch(input, init);
+    } catch (error) {
+      if (init?.signal?.aborted || (error instanceof Error && error.name === "AbortError")) {
+        throw error;
+      }
+      const cause = error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : "";
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new ConnectError(`cannot reach the daemon at ${baseUrl}: ${reason}${cause}`, Code.Unavailable, undefined, undefined, error);
+    }
+  };
 }

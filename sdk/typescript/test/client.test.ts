@@ -7,7 +7,22 @@ import assert from "node:assert/strict";
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
-import { connect, LogStream, NotFound, ProcessState, Readiness, stateName, type Client } from "@pmdaemon/client";
+import {
+  AlreadyExists,
+  Code,
+  codeName,
+  connect,
+  EventKind,
+  InvalidArgument,
+  LogStream,
+  NotFound,
+  NotReady,
+  PmdaemonError,
+  ProcessState,
+  Readiness,
+  stateName,
+  type Client,
+} from "@pmdaemon/client";
 import { connectWeb } from "@pmdaemon/client/web";
 import { Daemon, gone, text, waitFor, watchdog, WAIT_MS } from "./harness.js";
 
@@ -125,3 +140,114 @@ for (const [transport, makeClient] of Object.entries(TRANSPORTS)) {
     assert.ok((await client.list()).every((p) => p.name !== "ticker"));
   });
 }
+
+test("typed errors: AlreadyExists, InvalidArgument, NotFound", { timeout: WAIT_MS }, async (t) => {
+  const daemon = await Daemon.start(t, { listen: false });
+  const client = daemon.local(t);
+  await client.start({ script: "/bin/sleep", name: "nap", args: ["1000"] });
+  const cases = [
+    [AlreadyExists, () => client.start({ script: "/bin/sleep", name: "nap", args: ["1000"] })],
+    [InvalidArgument, () => client.start({ script: "/bin/sleep", name: "all", args: ["1000"] })],
+    [NotFound, () => client.stop("nope")],
+  ] as const;
+  for (const [Class, call] of cases) {
+    const error = await call().then(
+      () => assert.fail(`${Class.name} expected, the call succeeded`),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof Class, `${Class.name} expected: ${error}`);
+    assert.ok(error instanceof PmdaemonError);
+    assert.equal(error.name, Class.name);
+    assert.match(error.message, new RegExp(`^${codeName(error.code)}: `));
+  }
+  assert.deepEqual(
+    (await client.list()).map((p) => p.name),
+    ["nap"],
+  );
+});
+
+test("waitReady throws NotReady with the daemon's report when the app fails", { timeout: WAIT_MS }, async (t) => {
+  const daemon = await Daemon.start(t, { listen: false });
+  const client = daemon.local(t);
+  const started = await client.start({
+    script: "/bin/sh",
+    name: "broken",
+    args: ["-c", "echo 'cannot bind port' >&2; exit 3"],
+    autorestart: "never",
+  });
+  const error = await client.waitReady(started, { timeoutMs: WAIT_MS }).then(
+    () => assert.fail("waitReady of a failing app succeeded"),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof NotReady, `${error}`);
+  assert.equal(error.code, Code.FailedPrecondition);
+  assert.match(error.report, /broken/);
+  assert.match(error.report, /cannot bind port/);
+  assert.equal(error.instances[0]?.readiness, Readiness.FAILED);
+});
+
+test("waitReady throws NotReady (DeadlineExceeded) once its timeout passed", { timeout: WAIT_MS }, async (t) => {
+  const daemon = await Daemon.start(t, { listen: false });
+  const client = daemon.local(t);
+  // min_uptime far above the timeout: online, never ready in time.
+  await client.start({ script: "/bin/sleep", name: "slow", args: ["1000"], minUptimeMs: 60_000 });
+  const error = await client.waitReady("slow", { timeoutMs: 500 }).then(
+    () => assert.fail("waitReady of a slow app succeeded"),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof NotReady, `${error}`);
+  assert.equal(error.code, Code.DeadlineExceeded);
+  assert.match(error.report, /slow/);
+});
+
+test("events as they happen, and raw for every other RPC", { timeout: WAIT_MS }, async (t) => {
+  const daemon = await Daemon.start(t, { listen: false });
+  const client = daemon.local(t);
+  const events = client.events();
+  const dog = watchdog(events);
+  const reader = events[Symbol.asyncIterator]();
+  // An event of another app first proves the stream live, so none of the
+  // app's own events can come before it.
+  await client.start({ script: "/bin/sleep", name: "sync", args: ["1000"] });
+  for (;;) {
+    const next = await reader.next();
+    assert.ok(!next.done, "the event stream ended before the event of `sync`");
+    if (next.value.name === "sync") break;
+  }
+  await client.start({ script: "/bin/sleep", name: "evented", args: ["1000"], minUptimeMs: 200 });
+  const kinds: EventKind[] = [];
+  for (;;) {
+    const next = await reader.next();
+    assert.ok(!next.done, `the event stream ended; got ${kinds.map((k) => EventKind[k])}`);
+    if (next.value.name !== "evented") continue;
+    kinds.push(next.value.kind);
+    if (next.value.kind === EventKind.READY) break;
+  }
+  events.cancel();
+  dog.clear();
+  assert.equal((await reader.next()).done, true, "a cancelled stream ends");
+  assert.equal(kinds[0], EventKind.STARTED, `${kinds.map((k) => EventKind[k])}`);
+  assert.ok(kinds.includes(EventKind.ONLINE), `${kinds.map((k) => EventKind[k])}`);
+  assert.equal(events.missed, 0);
+
+  const reply = await client.raw.scaleProcess({ name: "evented", instances: 2 });
+  assert.equal(reply.processes.length, 2);
+  assert.equal((await client.scale("evented", 1)).length, 1);
+});
+
+test("metrics: a sample per interval of the target's processes", { timeout: WAIT_MS }, async (t) => {
+  const daemon = await Daemon.start(t, { listen: false });
+  const client = daemon.local(t);
+  const [app] = await client.start({ script: "/bin/sleep", name: "measured", args: ["1000"] });
+  await client.waitReady("measured", { timeoutMs: WAIT_MS });
+  const samples = client.metrics("measured", { intervalMs: 200 });
+  const dog = watchdog(samples);
+  let count = 0;
+  for await (const sample of samples) {
+    const mine = sample.processes.find((p) => p.id === app!.id);
+    assert.ok(mine, `the sample has the app: ${JSON.stringify(sample.processes.map((p) => p.id))}`);
+    if (++count === 2) break;
+  }
+  dog.clear();
+  assert.equal(count, 2);
+});
