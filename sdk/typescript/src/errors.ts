@@ -111,6 +111,37 @@ export function fromError(error: unknown): PmdaemonError {
     return error;
   }
   const connect = ConnectError.from(error);
+  if (tlsFailure(error)) {
+    // connect-node reports a refused certificate as `Internal`; to the
+    // caller it is a daemon that cannot be reached safely, as with grpc.
+    const message = `the TLS handshake with the daemon failed: ${connect.rawMessage} (give caCert, the CA that signed the daemon's certificate, and a host name in it)`;
+    return new Unavailable(Code.Unavailable, message, { metadata: connect.metadata, cause: error });
+  }
   const Class = BY_CODE[connect.code] ?? PmdaemonError;
   return new Class(connect.code, connect.rawMessage, { metadata: connect.metadata, cause: error });
+}
+
+/** OpenSSL's verification failures as Node names them (`error.code`). */
+const TLS_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "HOSTNAME_MISMATCH",
+]);
+
+/** Whether `error` or one of its causes is a failed TLS handshake (Node's error codes). */
+function tlsFailure(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (TLS_CODES.has(code) || /^ERR_(TLS|SSL)_/.test(code))) {
+      return true;
+    }
+  }
+  return false;
 }

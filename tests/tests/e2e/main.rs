@@ -41,7 +41,9 @@
 //!   route, statuses, NDJSON and WebSocket streams, the 401/403 matrix of
 //!   every route from `/v1/openapi.json`, a slow WebSocket reader;
 //! - `sdk_python`: the Python client's pytest suite (sdk/python) in a
-//!   virtualenv under `target/sdk-venv`, against the binaries under test.
+//!   virtualenv under `target/sdk-venv`, against the binaries under test;
+//! - `sdk_typescript`: the TypeScript client's `node --test` suite
+//!   (sdk/typescript) after `npm ci` (when its lock changed) and tsc.
 
 mod cgroups;
 mod cluster;
@@ -67,6 +69,7 @@ mod remote_cli;
 mod rest;
 mod restart_policy;
 mod sdk_python;
+mod sdk_typescript;
 mod security;
 mod services;
 mod validation;
