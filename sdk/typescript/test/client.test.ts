@@ -4,7 +4,7 @@
 // logs as they are written, stop, start again, delete.
 
 import assert from "node:assert/strict";
-import { renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import {
@@ -251,3 +251,55 @@ test("metrics: a sample per interval of the target's processes", { timeout: WAIT
   dog.clear();
   assert.equal(count, 2);
 });
+
+// The daemon does not wait for a follower that stops reading: it drops
+// lines for it and says how many in the next message; `missed` adds them
+// up, and every line after the first one received is either received or
+// counted missed (their sequence numbers say how many there were).
+for (const [transport, makeClient] of Object.entries(TRANSPORTS)) {
+  test(`a slow follower is told how many lines it missed (${transport})`, { timeout: 4 * WAIT_MS }, async (t) => {
+    const daemon = await Daemon.start(t);
+    const client = makeClient(daemon, t);
+    const go = join(daemon.work, "go");
+    const COUNT = 200_000;
+    const [flood] = await client.start({
+      script: "/bin/sh",
+      name: "flood",
+      args: [
+        "-c",
+        `while [ ! -e "$GO" ]; do echo waiting; sleep 0.05; done; seq -f 'flood %06g ${".".repeat(80)}' 1 ${COUNT}; echo done; exec sleep 100000`,
+      ],
+      env: { GO: go },
+      spec: { logMaxBytes: 100n * 1024n * 1024n },
+    });
+    const lines = client.logs("flood", { follow: true, lines: 0, stream: "stdout" });
+    const dog = watchdog(lines, 4 * WAIT_MS);
+    const reader = lines[Symbol.asyncIterator]();
+    // A line received proves the stream live: the flood starts after it.
+    const first = await reader.next();
+    assert.ok(!first.done, "the stream ended before its first line");
+    assert.equal(text(first.value.data), "waiting");
+    writeFileSync(go, "");
+    // Do not read again until the app has written everything.
+    const log = flood!.outLogPath;
+    await waitFor(
+      "the app to write every line",
+      () => existsSync(log) && readFileSync(log).subarray(-5).toString() === "done\n",
+      4 * WAIT_MS,
+    );
+    let received = 0;
+    let last = first.value;
+    while (text(last.data) !== "done") {
+      const next = await reader.next();
+      assert.ok(!next.done, `no "done" line after ${received} lines and ${lines.missed} missed`);
+      received++;
+      last = next.value;
+    }
+    await reader.return?.();
+    dog.clear();
+    const after = Number(last.seq - first.value.seq);
+    assert.ok(after > COUNT, `${after} lines after the first one`);
+    assert.ok(lines.missed > 0, `a reader that stopped for ${after} lines missed none (received ${received})`);
+    assert.equal(received + lines.missed, after, `received ${received} + missed ${lines.missed}`);
+  });
+}
