@@ -4,9 +4,11 @@
  * 127.0.0.1:0`; the daemon's Ping says which).
  *
  * The binaries come from `PMDAEMON_TEST_PMDAEMOND` / `PMDAEMON_TEST_PMD`
- * (the e2e test `sdk_typescript` sets them), else from this repository's
- * `target/*\/debug/`. Each daemon is stopped by its pid when its test ends,
- * failed or not (SIGTERM, then SIGKILL), and then every process that
+ * (the e2e test `sdk_typescript` sets them), else the newest of this
+ * repository's `target/*\/debug/`, refused when a source file in its
+ * dep-info changed after it was built (as the Rust harness does). Each
+ * daemon is stopped by its pid when its test ends, failed or not (SIGTERM,
+ * then SIGKILL), and then every process that
  * carries its home in its environment (its apps) is SIGKILLed, as the Rust
  * harness does; a test process that exits early kills what is left.
  * `PMDAEMON_TEST_TIMEOUT_SCALE` multiplies every deadline.
@@ -15,7 +17,7 @@
  */
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +34,7 @@ export const WAIT_MS = 30_000 * SCALE;
 function binary(env: string, name: string): string {
   const given = process.env[env];
   if (given) {
+    // The e2e test sdk_typescript sets it, after its own staleness check.
     if (!existsSync(given)) throw new Error(`${env}=${given}: no such file`);
     return given;
   }
@@ -44,7 +47,37 @@ function binary(env: string, name: string): string {
   if (candidates.length === 0) {
     throw new Error(`no ${name} under ${target}/*/debug: run \`cargo build --workspace\` first (or set ${env})`);
   }
-  return candidates.sort()[0]!;
+  // The newest build, and only if no source of it changed since.
+  const bin = candidates.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0]!;
+  const newer = newerSource(bin);
+  if (newer !== undefined) {
+    throw new Error(`${bin} is older than ${newer}: rebuild first: cargo build --workspace`);
+  }
+  return bin;
+}
+
+/** A source file of `bin` modified after it was linked, from the dep-info cargo writes next to it (`pmd.d`). */
+function newerSource(bin: string): string | undefined {
+  let depInfo: string;
+  try {
+    depInfo = readFileSync(`${bin}.d`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const built = statSync(bin).mtimeMs;
+  // `target: dep dep ...`, spaces inside paths escaped as `\ `.
+  const deps = (depInfo.split("\n")[0] ?? "").split(": ").slice(1).join(": ").replaceAll("\\ ", "\0");
+  return deps
+    .split(/\s+/)
+    .filter((d) => d !== "")
+    .map((d) => d.replaceAll("\0", " "))
+    .find((dep) => {
+      try {
+        return statSync(dep).mtimeMs > built;
+      } catch {
+        return false;
+      }
+    });
 }
 
 export const PMDAEMOND = binary("PMDAEMON_TEST_PMDAEMOND", "pmdaemond");
