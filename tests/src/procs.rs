@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Instant;
@@ -92,6 +93,34 @@ pub fn kill_home_processes(home: &Path) {
         // Until their parents reap them, the killed are zombies for a
         // moment; this pause is the poll interval, not a deadline.
         thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// SIGKILLs the processes of every home under `root` ([`kill_home_processes`]
+/// on each `PMDAEMON_HOME` found in a live process's environment that lies
+/// under `root`): the last resort after a test runner that starts daemons
+/// of its own homes (the TypeScript client's suite) was killed or failed.
+pub fn kill_homes_under(root: &Path) {
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    let mut homes: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && pid_alive(pid))
+        .filter_map(|pid| {
+            let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+            env.split(|&b| b == 0).find_map(|entry| {
+                let home = entry.strip_prefix(b"PMDAEMON_HOME=")?;
+                let home = Path::new(std::ffi::OsStr::from_bytes(home));
+                home.starts_with(root).then(|| home.to_path_buf())
+            })
+        })
+        .collect();
+    homes.sort();
+    homes.dedup();
+    for home in homes {
+        kill_home_processes(&home);
     }
 }
 

@@ -50,7 +50,9 @@
 //!   its own `/v1/openapi.json` (schemathesis from PyPI, pinned in
 //!   `tests/contract/`, in a virtualenv under `target/schemathesis-venv`);
 //! - `sdk_python`: the Python client's pytest suite (sdk/python) in a
-//!   virtualenv under `target/sdk-venv`, against the binaries under test.
+//!   virtualenv under `target/sdk-venv`, against the binaries under test;
+//! - `sdk_typescript`: the TypeScript client's `node --test` suite
+//!   (sdk/typescript) after `npm ci` (when its lock changed) and tsc.
 
 mod cgroups;
 mod cluster;
@@ -79,6 +81,7 @@ mod rest;
 mod restart_policy;
 mod schemathesis;
 mod sdk_python;
+mod sdk_typescript;
 mod security;
 mod services;
 mod validation;
