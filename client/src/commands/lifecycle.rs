@@ -230,6 +230,12 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         health_check: flags.health_check(),
         max_memory_bytes: flags.max_memory,
         depends_on: Vec::new(),
+        wait_ready: flags.ready_message,
+        listen_timeout_ms: flags.listen_timeout.map(millis),
+        shutdown_with_message: flags.shutdown_with_message,
+        instance_var: flags.instance_var.clone().unwrap_or_default(),
+        increment_var: flags.increment_var.clone().unwrap_or_default(),
+        stop_exit_codes: flags.stop_exit_codes.clone().unwrap_or_default(),
     }
 }
 

@@ -249,16 +249,16 @@ fn pm2_keys_are_accepted_honoured_or_warned() {
     assert_eq!(spec.stop_signal, "SIGINT");
     assert_eq!(spec.max_restarts, Some(4));
     let warnings = yaml_warnings(
-        "apps:\n  - script: a.js\n    log_date_format: YYYY\n    wait_ready: true\n    vizion: \
-         false\n    combine_logs: true\n",
+        "apps:\n  - script: a.js\n    log_date_format: YYYY\n    cron_restart: '0 0 * * *'\n    \
+         vizion: false\n    combine_logs: true\n",
     );
     assert_eq!(
         warnings,
         [
             "ecosystem.yaml:3:5: app 1 (a): `log_date_format` is not honoured yet, ignored: use \
              `time: true` to timestamp each line",
-            "ecosystem.yaml:4:5: app 1 (a): `wait_ready` is not honoured yet, ignored: give the \
-             app a `health_check` and run `pmd start FILE --wait-ready`",
+            "ecosystem.yaml:4:5: app 1 (a): `cron_restart` is not honoured yet, ignored: \
+             restart from cron or a systemd timer with `pmd restart NAME`",
             "ecosystem.yaml:5:5: app 1 (a): `vizion` is ignored by pmd: PM2's version-control \
              metadata",
             "ecosystem.yaml:6:5: app 1 (a): `combine_logs` (`merge_logs`) is not honoured yet, \
