@@ -20,6 +20,9 @@
 //! - `pm2_files`: PM2's files as PM2 takes them: every key accepted or
 //!   warned about, JSON5, one app alone, directory and command-line
 //!   scripts, spaced names, `pmd validate` and `--strict`;
+//! - `pm2_runtime`: PM2's runtime keys: `wait_ready`/`listen_timeout` and
+//!   `shutdown_with_message` over the Node IPC channel, `instance_var`,
+//!   `increment_var`, `stop_exit_codes`, the descriptors an app gets;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
 //! - `reload_watch`: rolling `pmd reload` and restarts on file changes;
@@ -63,6 +66,7 @@ mod logs;
 mod monitoring;
 mod persistence;
 mod pm2_files;
+mod pm2_runtime;
 mod ports;
 mod readiness;
 mod reload_watch;
