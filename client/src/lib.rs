@@ -13,6 +13,7 @@
 //! - [`ecosystem`]: ecosystem files (YAML, JSON, PM2's JS) into checked specs;
 //! - [`rules`]: value rules shared by flags and ecosystem files;
 //! - [`monit`]: the `pmd monit` screen (state, drawing, terminal guard);
+//! - [`pm2dump`]: PM2's saved process list (dump.pm2) into app specs;
 //! - [`render`]: the `ProcessView` keys (JSON/YAML), table, describe block;
 //! - [`term`]: colour, the broken-pipe-aware stdout, spinners.
 //!
@@ -26,6 +27,7 @@ pub mod connect;
 pub mod contexts;
 pub mod ecosystem;
 pub mod monit;
+pub mod pm2dump;
 pub mod remote;
 pub mod render;
 pub mod rules;

@@ -113,6 +113,12 @@ pub struct AppSpec {
     pub start_limit_burst: u32,
     #[serde(default = "default_start_limit_interval")]
     pub start_limit_interval_ms: u64,
+    /// The caller's environment captured when the app was created (`pmd
+    /// start` sends its shell's, as PM2 does), under `env`. Only a restart,
+    /// reload or apply with `update_env` replaces it. Values are secrets
+    /// as much as `env`'s: never logged.
+    #[serde(default)]
+    pub caller_env: BTreeMap<String, String>,
 }
 
 /// What an app waits for in another before it starts: a value rule of the
@@ -149,11 +155,11 @@ fn default_start_limit_interval() -> u64 {
 /// end up in logs.
 impl fmt::Debug for AppSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let env: BTreeMap<&str, &str> = self
-            .env
-            .keys()
-            .map(|k| (k.as_str(), "<redacted>"))
-            .collect();
+        let redacted = |vars: &BTreeMap<String, String>| -> BTreeMap<String, &str> {
+            vars.keys().map(|k| (k.clone(), "<redacted>")).collect()
+        };
+        let env = redacted(&self.env);
+        let caller_env = redacted(&self.caller_env);
         f.debug_struct("AppSpec")
             .field("name", &self.name)
             .field("script", &self.script)
@@ -161,6 +167,7 @@ impl fmt::Debug for AppSpec {
             .field("interpreter", &self.interpreter)
             .field("cwd", &self.cwd)
             .field("env", &env)
+            .field("caller_env", &caller_env)
             .field("autorestart", &self.autorestart)
             .field("max_restarts", &self.max_restarts)
             .field("min_uptime_ms", &self.min_uptime_ms)
@@ -260,6 +267,9 @@ impl AppSpec {
         }
         for (k, v) in &self.env {
             pmdaemon_proto::check_env_var(k, v).map_err(|e| e.named("env"))?;
+        }
+        for (k, v) in &self.caller_env {
+            pmdaemon_proto::check_env_var(k, v).map_err(|e| e.named("caller_env"))?;
         }
         pmdaemon_proto::check_count("max_restarts", self.max_restarts.into(), MAX_MAX_RESTARTS)?;
         for (flag, ms) in [
@@ -393,6 +403,7 @@ const FIELD_NAMES: &[&str] = &[
     "depends_on",
     "start_limit_burst",
     "start_limit_interval_ms",
+    "caller_env",
 ];
 
 /// What exactly gets executed for an app.
@@ -651,6 +662,7 @@ mod tests {
             depends_on: vec![],
             start_limit_burst: pmdaemon_proto::DEFAULT_START_LIMIT_BURST,
             start_limit_interval_ms: pmdaemon_proto::DEFAULT_START_LIMIT_INTERVAL_MS,
+            caller_env: BTreeMap::new(),
         }
     }
 
@@ -806,7 +818,12 @@ mod tests {
     fn debug_redacts_env_values() {
         let mut s = spec("x", Path::new("/"));
         s.env.insert("TOKEN".into(), "hunter2".into());
+        s.caller_env.insert("AWS_SECRET".into(), "swordfish".into());
         let dbg = format!("{s:?}");
         assert!(dbg.contains("TOKEN") && !dbg.contains("hunter2"), "{dbg}");
+        assert!(
+            dbg.contains("AWS_SECRET") && !dbg.contains("swordfish"),
+            "{dbg}"
+        );
     }
 }
