@@ -20,6 +20,10 @@
 //! - `pm2_files`: PM2's files as PM2 takes them: every key accepted or
 //!   warned about, JSON5, one app alone, directory and command-line
 //!   scripts, spaced names, `pmd validate` and `--strict`;
+//! - `pm2_verbs`: PM2's environment rules (captured at start,
+//!   `--update-env`, values hidden from `describe` and read-only tokens),
+//!   `env`, `reset`, `send-signal`, `startOrRestart` and its kin, `jlist`,
+//!   `ls --sort`, `logs --json`, `--node-args`, `import pm2`;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
 //! - `reload_watch`: rolling `pmd reload` and restarts on file changes;
@@ -63,6 +67,7 @@ mod logs;
 mod monitoring;
 mod persistence;
 mod pm2_files;
+mod pm2_verbs;
 mod ports;
 mod readiness;
 mod reload_watch;
