@@ -489,6 +489,37 @@ pub struct SpecFlags {
     #[arg(short = 'e', long, value_name = "PATH", value_parser = parse_path_arg)]
     pub error_file: Option<String>,
 
+    /// Also write stdout and stderr together to one file (PM2's --log):
+    /// PATH (relative to the app's cwd; write --log=PATH before the
+    /// script), or without one logs/NAME-ID.log in the daemon's home.
+    /// `-l` as in PM2.
+    #[arg(
+        short = 'l',
+        long = "log",
+        value_name = "PATH",
+        num_args = 0..=1,
+        default_missing_value = "",
+        value_parser = parse_log_file
+    )]
+    pub log_file: Option<String>,
+
+    /// All instances write the same log files (PM2's --merge-logs):
+    /// logs/NAME-out.log rather than logs/NAME-ID-out.log, and no -INDEX
+    /// in --out-file/--error-file/--log names.
+    #[arg(long)]
+    pub merge_logs: bool,
+
+    /// Put this timestamp and ": " before each line in the log files, in
+    /// PM2's dayjs tokens, e.g. "YYYY-MM-DD HH:mm:ss Z" (text in
+    /// [brackets]); the daemon's local time.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_date_format)]
+    pub log_date_format: Option<String>,
+
+    /// `json`: write one JSON object per line to the log files, as PM2's
+    /// --log-type json (`pmd logs` still shows the text).
+    #[arg(long, value_name = "TYPE", value_parser = parse_log_type)]
+    pub log_type: Option<i32>,
+
     /// Health check: the app is healthy while this URL answers 2xx (plain
     /// http://; `{port}` is the instance's port).
     #[arg(long, value_name = "URL", group = "health_probe", value_parser = parse_health_url)]
@@ -580,6 +611,10 @@ impl SpecFlags {
             watch_delay,
             out_file,
             error_file,
+            log_file,
+            merge_logs,
+            log_date_format,
+            log_type,
             health_check_url,
             health_check_tcp,
             health_check_script,
@@ -618,6 +653,10 @@ impl SpecFlags {
             || watch_delay.is_some()
             || out_file.is_some()
             || error_file.is_some()
+            || log_file.is_some()
+            || *merge_logs
+            || log_date_format.is_some()
+            || log_type.is_some()
             || health_check_url.is_some()
             || health_check_tcp.is_some()
             || health_check_script.is_some()
@@ -1092,6 +1131,22 @@ fn parse_words(value: &str) -> Result<Words, String> {
     shell_words::split(value)
         .map(Words)
         .map_err(|e| format!("cannot split {value:?} into words: {e}"))
+}
+
+/// `--log`'s PATH; empty (the flag alone) is the default file.
+fn parse_log_file(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    parse_path_arg(value)
+}
+
+fn parse_log_date_format(value: &str) -> Result<String, String> {
+    crate::rules::check_date_format("--log-date-format", value)
+}
+
+fn parse_log_type(value: &str) -> Result<i32, String> {
+    crate::rules::parse_log_type("--log-type", value)
 }
 
 fn parse_stop_signal(value: &str) -> Result<String, String> {

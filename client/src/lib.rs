@@ -12,6 +12,7 @@
 //! - [`commands`]: one function per verb, one dispatch;
 //! - [`ecosystem`]: ecosystem files (YAML, JSON, PM2's JS) into checked specs;
 //! - [`rules`]: value rules shared by flags and ecosystem files;
+//! - [`home`]: `~` in an app's paths, expanded before anything is sent;
 //! - [`monit`]: the `pmd monit` screen (state, drawing, terminal guard);
 //! - [`render`]: the `ProcessView` keys (JSON/YAML), table, describe block;
 //! - [`term`]: colour, the broken-pipe-aware stdout, spinners.
@@ -25,6 +26,7 @@ pub mod commands;
 pub mod connect;
 pub mod contexts;
 pub mod ecosystem;
+pub mod home;
 pub mod monit;
 pub mod remote;
 pub mod render;

@@ -123,6 +123,13 @@ pub struct ProcessView {
     /// The app's own stdout / stderr file, if set (null: logs/NAME-ID-*.log).
     pub out_file: Option<String>,
     pub error_file: Option<String>,
+    /// All instances write the same log files (PM2's merge_logs).
+    pub merge_logs: bool,
+    /// The timestamp before each line in the files, in dayjs tokens
+    /// (PM2's log_date_format); null: none (or `time`'s).
+    pub log_date_format: Option<String>,
+    /// `text` (lines as printed) or `json` (one object per line).
+    pub log_type: &'static str,
     /// The app's probe; null when it has none.
     pub health_check: Option<HealthCheckView>,
     /// Memory above which an instance is restarted; null: no limit.
@@ -131,6 +138,8 @@ pub struct ProcessView {
     pub depends_on: Vec<DependencyView>,
     pub out_log_path: String,
     pub err_log_path: String,
+    /// The file that gets both streams (PM2's log_file); null: none.
+    pub log_path: Option<String>,
 }
 
 /// An app's health check: exactly one of `http`, `tcp`, `script` is set.
@@ -322,6 +331,13 @@ impl ProcessView {
             watch_delay_ms: spec.watch_delay_ms,
             out_file: non_empty(&spec.out_file),
             error_file: non_empty(&spec.error_file),
+            merge_logs: spec.merge_logs,
+            log_date_format: non_empty(&spec.log_date_format),
+            log_type: if spec.log_type == pmdaemon_proto::v1::LogType::Json as i32 {
+                "json"
+            } else {
+                "text"
+            },
             health_check: spec.health_check.as_ref().map(HealthCheckView::new),
             max_memory_bytes: spec.max_memory_bytes.filter(|&n| n > 0),
             depends_on: spec
@@ -334,6 +350,7 @@ impl ProcessView {
                 .collect(),
             out_log_path: info.out_log_path.clone(),
             err_log_path: info.err_log_path.clone(),
+            log_path: non_empty(&info.log_path),
         }
     }
 

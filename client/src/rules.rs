@@ -1,5 +1,6 @@
 //! The value rules as the command line and ecosystem files apply them:
-//! instance counts, port specs, environment variables, health checks. The
+//! instance counts, port specs, environment variables, health checks, log
+//! date formats and log types. The
 //! rules themselves are the shared crate's (`pmdaemon_proto`), the same
 //! code the daemon checks every request with; each function here takes
 //! the flag or field it checks (`--port`, `` `port` ``) and puts it at the
@@ -63,6 +64,23 @@ pub fn check_port_room(what: &str, port: &str, instances: Option<i32>) -> Result
 /// Where an app's port goes (`pmdaemon_proto::check_port_env`).
 pub fn check_port_env(what: &str, name: &str) -> Result<(), String> {
     pmdaemon_proto::check_port_env(name).map_err(named(what))
+}
+
+/// PM2's `log_date_format` (`pmdaemon_proto::DateFormat`), as written.
+pub fn check_date_format(what: &str, value: &str) -> Result<String, String> {
+    value
+        .parse::<pmdaemon_proto::DateFormat>()
+        .map(|f| f.to_string())
+        .map_err(named(what))
+}
+
+/// PM2's `log_type` (`pmdaemon_proto::LogType`) in its wire form.
+pub fn parse_log_type(what: &str, value: &str) -> Result<i32, String> {
+    use pmdaemon_proto::v1::LogType as Wire;
+    Ok(match value.parse().map_err(named(what))? {
+        pmdaemon_proto::LogType::Json => Wire::Json,
+        pmdaemon_proto::LogType::Text => Wire::Text,
+    } as i32)
 }
 
 /// One variable of an app's environment (`pmdaemon_proto::check_env_var`).

@@ -20,6 +20,7 @@ mod deps;
 mod env;
 pub mod health;
 mod limits;
+mod logs;
 mod names;
 mod ports;
 #[cfg(test)]
@@ -30,6 +31,7 @@ mod values;
 pub use deps::*;
 pub use env::*;
 pub use limits::*;
+pub use logs::*;
 pub use names::*;
 pub use ports::*;
 pub use values::*;

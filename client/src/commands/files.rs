@@ -213,6 +213,12 @@ pub(super) async fn apply_with(
     };
     // A remote daemon resolves nothing against this machine's directories:
     // the file's relative paths are refused before anything is sent.
+    // `~` is expanded first (a remote daemon's is refused).
+    let mut apps = loaded.specs.clone();
+    for spec in &mut apps {
+        let label = format!("{}: app {}", loaded.file.display, spec.name);
+        crate::home::resolve_paths(spec, ctx.remote.is_some(), &label).map_err(UsageError)?;
+    }
     let caller_cwd = if ctx.remote.is_some() {
         remote_paths(loaded)?;
         String::new()
@@ -221,7 +227,7 @@ pub(super) async fn apply_with(
     };
     let mut client = ctx.client().await?;
     let request = ApplyAppsRequest {
-        apps: loaded.specs.clone(),
+        apps,
         caller_cwd,
         mode: mode.into(),
         dependency_timeout_ms: wait.dependency_timeout_ms(),

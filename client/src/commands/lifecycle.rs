@@ -64,6 +64,11 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
         let cwd = args.spec.cwd.as_deref().unwrap_or_default();
         remote_path_problem("script", "--cwd", script, cwd, &here)
     };
+    // `~` is expanded here (a remote daemon's is refused), before any
+    // other look at the paths.
+    let mut flagged = app_spec(args);
+    crate::home::resolve_paths(&mut flagged, ctx.remote.is_some(), "pmd start")
+        .map_err(UsageError)?;
     if ctx.remote.is_some()
         && (args.script.contains('/') || args.spec.cwd.is_some())
         && let Some(problem) = remote_problem(&args.script)
@@ -86,15 +91,15 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
             {
                 bail!("{}: no such ecosystem file", args.script);
             }
-            let mut spec = app_spec(args);
+            let mut spec = flagged;
             // PM2's shapes of a script: a directory, a command line. A
             // remote daemon's paths are not this machine's: only the
             // command line is looked at then.
-            let base = args
-                .spec
-                .cwd
-                .as_deref()
-                .map_or(here.clone(), |cwd| here.join(cwd));
+            let base = if spec.cwd.is_empty() {
+                here.clone()
+            } else {
+                here.join(&spec.cwd)
+            };
             let base = ctx.remote.is_none().then_some(base.as_path());
             let shaped =
                 ecosystem::script::shape("script", &spec.script, base).map_err(UsageError)?;
@@ -230,6 +235,10 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         health_check: flags.health_check(),
         max_memory_bytes: flags.max_memory,
         depends_on: Vec::new(),
+        log_file: flags.log_file.clone(),
+        merge_logs: flags.merge_logs,
+        log_date_format: flags.log_date_format.clone().unwrap_or_default(),
+        log_type: flags.log_type.unwrap_or_default(),
     }
 }
 

@@ -491,6 +491,20 @@ impl AppSeed<'_> {
             Field::IgnoreWatch => spec.ignore_watch = value!(raw::paths),
             Field::OutFile => spec.out_file = value!(raw::string),
             Field::ErrorFile => spec.error_file = value!(raw::string),
+            Field::LogFile => spec.log_file = value!(raw::log_file),
+            Field::MergeLogs => spec.merge_logs = value!(raw::boolean),
+            Field::LogDateFormat => {
+                spec.log_date_format = value!(|w: &str, r| {
+                    let text = raw::string(w, r)?;
+                    rules::check_date_format(w, &text)
+                });
+            }
+            Field::LogType => {
+                spec.log_type = value!(|w: &str, r| {
+                    let text = raw::string(w, r)?;
+                    rules::parse_log_type(w, &text)
+                });
+            }
             Field::Port => spec.port = value!(raw::port),
             Field::PortEnv => {
                 spec.port_env = value!(|what: &str, r| -> Result<String, String> {
@@ -529,7 +543,9 @@ impl AppSeed<'_> {
         if spec.script.is_empty() {
             return Err("missing `script`: the file or command to run".into());
         }
-        let base = self.ctx.dir.as_ref().map(|dir| dir.join(&spec.cwd));
+        // With `~` as the CLI will expand it before sending.
+        let cwd = crate::home::expand(&spec.cwd).unwrap_or(std::borrow::Cow::Borrowed(&spec.cwd));
+        let base = self.ctx.dir.as_ref().map(|dir| dir.join(&*cwd));
         let shaped = super::script::shape("`script`", &spec.script, base.as_deref())?;
         if !shaped.leading_args.is_empty() {
             spec.args = shaped

@@ -43,6 +43,10 @@ pub enum Field {
     WatchDelay,
     OutFile,
     ErrorFile,
+    LogFile,
+    MergeLogs,
+    LogDateFormat,
+    LogType,
     Port,
     PortEnv,
     LogMaxSize,
@@ -148,6 +152,10 @@ pub const KEYS: &[Key] = &[
         &["error", "err", "err_file", "err_log"],
         Field::ErrorFile,
     ),
+    honoured("log_file", &["log"], Field::LogFile),
+    honoured("merge_logs", &["combine_logs"], Field::MergeLogs),
+    honoured("log_date_format", &[], Field::LogDateFormat),
+    honoured("log_type", &[], Field::LogType),
     honoured("port", &[], Field::Port),
     honoured("max_memory_restart", &[], Field::MaxMemoryRestart),
     // -- pmd's own keys --
@@ -160,26 +168,6 @@ pub const KEYS: &[Key] = &[
     own("health_check", Field::HealthCheck),
     own("depends_on", Field::DependsOn),
     // -- PM2's keys that pmd does not honour yet --
-    not_yet(
-        "log_date_format",
-        &[],
-        "use `time: true` to timestamp each line",
-    ),
-    not_yet(
-        "merge_logs",
-        &["combine_logs"],
-        "each instance has its own log files (with `out_file`, -INDEX is added to the name)",
-    ),
-    not_yet(
-        "log_file",
-        &["log"],
-        "stdout and stderr go to `out_file` and `error_file`; `pmd logs NAME` shows both",
-    ),
-    not_yet(
-        "log_type",
-        &[],
-        "lines are written as the app prints them; `pmd logs NAME -o json` gives JSON",
-    ),
     not_yet(
         "wait_ready",
         &[],
@@ -535,7 +523,9 @@ mod tests {
         assert_eq!(field("errFile"), Some(Field::ErrorFile));
         assert_eq!(field("node_args"), Some(Field::InterpreterArgs));
         assert_eq!(field("nodeArgs"), Some(Field::InterpreterArgs));
-        assert!(lookup("logDateFormat").is_some());
+        assert_eq!(field("logDateFormat"), Some(Field::LogDateFormat));
+        assert_eq!(field("combine_logs"), Some(Field::MergeLogs));
+        assert_eq!(field("log"), Some(Field::LogFile));
         assert!(lookup("max_restart").is_none());
     }
 

@@ -212,6 +212,17 @@ pub fn string(what: &str, raw: Raw) -> Result<String, String> {
     }
 }
 
+/// PM2's `log_file`: `true` is the default file (`Some("")`), `false`
+/// none, a string that path.
+pub fn log_file(what: &str, raw: Raw) -> Result<Option<String>, String> {
+    match raw {
+        Raw::Bool(true) => Ok(Some(String::new())),
+        Raw::Bool(false) => Ok(None),
+        Raw::Str(_) => string(what, raw).map(Some),
+        other => Err(expected(what, "true, false or a path", &other)),
+    }
+}
+
 pub fn boolean(what: &str, raw: Raw) -> Result<bool, String> {
     match raw {
         Raw::Bool(b) => Ok(b),

@@ -248,37 +248,52 @@ fn pm2_keys_are_accepted_honoured_or_warned() {
     assert_eq!(spec.interpreter.as_deref(), Some("node"));
     assert_eq!(spec.stop_signal, "SIGINT");
     assert_eq!(spec.max_restarts, Some(4));
-    let warnings = yaml_warnings(
-        "apps:\n  - script: a.js\n    log_date_format: YYYY\n    wait_ready: true\n    vizion: \
-         false\n    combine_logs: true\n",
-    );
+    // PM2's log keys are honoured, in their aliases too.
+    let text = "apps:\n  - script: a.js\n    log_date_format: YYYY-MM-DD HH:mm Z\n    \
+                wait_ready: true\n    vizion: false\n    combine_logs: true\n    log: true\n    \
+                log_type: json\n";
+    let spec = &yaml(text).unwrap()[0].spec;
+    assert_eq!(spec.log_date_format, "YYYY-MM-DD HH:mm Z");
+    assert!(spec.merge_logs);
+    assert_eq!(spec.log_file.as_deref(), Some(""));
+    assert_eq!(spec.log_type, pmdaemon_proto::v1::LogType::Json as i32);
+    let warnings = yaml_warnings(text);
     assert_eq!(
         warnings,
         [
-            "ecosystem.yaml:3:5: app 1 (a): `log_date_format` is not honoured yet, ignored: use \
-             `time: true` to timestamp each line",
             "ecosystem.yaml:4:5: app 1 (a): `wait_ready` is not honoured yet, ignored: give the \
              app a `health_check` and run `pmd start FILE --wait-ready`",
             "ecosystem.yaml:5:5: app 1 (a): `vizion` is ignored by pmd: PM2's version-control \
              metadata",
-            "ecosystem.yaml:6:5: app 1 (a): `combine_logs` (`merge_logs`) is not honoured yet, \
-             ignored: each instance has its own log files (with `out_file`, -INDEX is added to \
-             the name)",
         ]
     );
+    // What PM2 would print as a date is refused where it is written.
+    let err = yaml_err("apps:\n  - script: a.js\n    log_date_format: '---'\n");
+    assert!(
+        err.starts_with("ecosystem.yaml:3:22: app 1 (a): `log_date_format`: ")
+            && err.contains("no date token"),
+        "{err}"
+    );
+    let err = yaml_err("apps:\n  - script: a.js\n    log_type: xml\n");
+    assert!(
+        err.contains("`log_type`: \"xml\" is not a log type"),
+        "{err}"
+    );
+    let err = yaml_err("apps:\n  - script: a.js\n    log_file: 3\n");
+    assert!(err.contains("true, false or a path"), "{err}");
 }
 
 /// One warning per key and file, at its first occurrence, naming the
 /// other apps that have it.
 #[test]
 fn one_warning_per_key_and_file() {
-    let text = "apps:\n  - name: a\n    script: a.js\n    merge_logs: true\n  - name: b\n    \
-                script: b.js\n    combine_logs: true\n    time: true\n  - name: c\n    script: \
-                c.js\n    merge_logs: false\n    pid_file: /tmp/x\n";
+    let text = "apps:\n  - name: a\n    script: a.js\n    cron_restart: '0 0 * * *'\n  - name: \
+                b\n    script: b.js\n    cron: '0 1 * * *'\n    time: true\n  - name: c\n    \
+                script: c.js\n    cron_restart: '0 2 * * *'\n    pid_file: /tmp/x\n";
     let warnings = yaml_warnings(text);
     assert_eq!(warnings.len(), 2, "{warnings:#?}");
     assert!(
-        warnings[0].starts_with("ecosystem.yaml:4:5: app 1 (a): `merge_logs` is not honoured")
+        warnings[0].starts_with("ecosystem.yaml:4:5: app 1 (a): `cron_restart` is not honoured")
             && warnings[0].ends_with("(also in apps 2, 3)"),
         "{}",
         warnings[0]

@@ -154,17 +154,18 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
         Some(p.port.parse::<PortSpec>().map_err(Error::from)?)
     };
     let in_cwd = |path: &str| spec::absolute(&cwd.join(path));
+    // A missing directory is created when the file is placed (as PM2
+    // does), under the same rules as an existing one.
     let log_file = |field: &str, path: &str| -> Result<Option<PathBuf>, Error> {
-        if path.is_empty() {
-            return Ok(None);
-        }
-        let path = in_cwd(path);
-        match path.parent() {
-            Some(dir) if dir.is_dir() => Ok(Some(path)),
-            _ => Err(invalid(format!(
-                "{field}: the directory of {} does not exist",
-                path.display()
+        match path {
+            "" => Ok(None),
+            // PM2's two spellings of "discard".
+            "NULL" | spec::DISCARD => Ok(Some(PathBuf::from(spec::DISCARD))),
+            p if p == "~" || p.starts_with("~/") => Err(invalid(format!(
+                "{field}: {p:?} starts with ~, which the daemon does not expand (whose home \
+                 would it be?): give the absolute path (pmd expands ~ before sending)"
             ))),
+            p => Ok(Some(in_cwd(p))),
         }
     };
     let watch_paths: Vec<PathBuf> = p.watch_paths.iter().map(|w| in_cwd(w)).collect();
@@ -183,11 +184,42 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
         .collect::<Result<Vec<_>, Error>>()?;
     let out_file = log_file("out_file", &p.out_file)?;
     let error_file = log_file("error_file", &p.error_file)?;
-    if out_file.is_some() && out_file == error_file {
+    if out_file.is_some()
+        && out_file == error_file
+        && out_file.as_deref() != Some(Path::new(spec::DISCARD))
+    {
         return Err(invalid(
             "out_file and error_file must be different files".into(),
         ));
     }
+    // Unset: none; empty: the default file; a discard: none either.
+    let combined = match p.log_file.as_deref() {
+        None => None,
+        Some("") => Some(spec::CombinedLog::Default),
+        Some(path) => match log_file("log_file", path)? {
+            Some(path) if path == Path::new(spec::DISCARD) => None,
+            Some(path) => Some(spec::CombinedLog::File(path)),
+            None => None,
+        },
+    };
+    let log_date_format = match p.log_date_format.as_str() {
+        "" => None,
+        text => Some(
+            text.parse::<pmdaemon_proto::DateFormat>()
+                .map_err(|e| e.named("log_date_format"))?
+                .to_string(),
+        ),
+    };
+    let log_type = match v1::LogType::try_from(p.log_type) {
+        Ok(v1::LogType::Unspecified | v1::LogType::Text) => pmdaemon_proto::LogType::Text,
+        Ok(v1::LogType::Json) => pmdaemon_proto::LogType::Json,
+        Err(_) => {
+            return Err(invalid(format!(
+                "log_type: {} is not a log type (LOG_TYPE_TEXT or LOG_TYPE_JSON)",
+                p.log_type
+            )));
+        }
+    };
     let spec = AppSpec {
         name,
         script: p.script,
@@ -231,6 +263,10 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
         start_limit_interval_ms: p
             .start_limit_interval_ms
             .unwrap_or(pmdaemon_proto::DEFAULT_START_LIMIT_INTERVAL_MS),
+        log_date_format,
+        merge_logs: p.merge_logs,
+        log_file: combined,
+        log_type,
     };
     spec.validate()?;
     Ok(spec)
@@ -365,6 +401,16 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
             .collect(),
         start_limit_burst: Some(s.start_limit_burst),
         start_limit_interval_ms: Some(s.start_limit_interval_ms),
+        log_date_format: s.log_date_format.clone().unwrap_or_default(),
+        merge_logs: s.merge_logs,
+        log_file: s.log_file.as_ref().map(|c| match c {
+            spec::CombinedLog::Default => String::new(),
+            spec::CombinedLog::File(path) => path.display().to_string(),
+        }),
+        log_type: match s.log_type {
+            pmdaemon_proto::LogType::Text => v1::LogType::Unspecified,
+            pmdaemon_proto::LogType::Json => v1::LogType::Json,
+        } as i32,
     }
 }
 
@@ -389,6 +435,11 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
         cwd: v.plan.launch.cwd.display().to_string(),
         out_log_path: v.out_log.display().to_string(),
         err_log_path: v.err_log.display().to_string(),
+        log_path: v
+            .log
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         created_at_ms: v.created_at_ms,
         port: v.plan.effective_port().map(u32::from),
         port_override: v.plan.port_override.is_some(),

@@ -105,8 +105,27 @@ pub async fn stream(
     tokio::spawn(async move {
         // Last seq already sent per (id, is_stderr).
         let mut seen: HashMap<(u32, bool), u64> = HashMap::new();
-        for (id, name, stream, sink) in sinks {
-            let history: Vec<v1::LogLine> = if let Some(after) = after_seq {
+        // Instances of an app with merge_logs write one file: its history
+        // is read once, by the first of them. The others' last lines are
+        // noted before that read, so a line of theirs written meanwhile
+        // comes twice (file and live) rather than never.
+        let mut shared = vec![false; sinks.len()];
+        if after_seq.is_none() {
+            for i in 0..sinks.len() {
+                if sinks[..i]
+                    .iter()
+                    .any(|(.., s)| s.shares_file_with(&sinks[i].3))
+                {
+                    shared[i] = true;
+                    let (id, _, stream, sink) = &sinks[i];
+                    seen.insert((*id, *stream == Stream::Err), sink.last_seq());
+                }
+            }
+        }
+        for ((id, name, stream, sink), shared) in sinks.into_iter().zip(shared) {
+            let history: Vec<v1::LogLine> = if shared {
+                Vec::new()
+            } else if let Some(after) = after_seq {
                 let retained = sink.retained_after(after);
                 seen.insert(
                     (id, stream == Stream::Err),

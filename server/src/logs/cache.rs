@@ -8,9 +8,10 @@
 //! runs out of descriptors, the older half of the open files is closed
 //! and the open tried once more.
 //!
-//! Talks to: [`super::LogSink`], which reports opens, closes and writes;
-//! the janitor closes other sinks' files with `try_lock` only, so it never
-//! waits for a writer (a sink being written is not idle anyway).
+//! Talks to: [`LogFile`] (one per file, however many sinks write it),
+//! which reports opens, closes and writes; the janitor closes files with
+//! `try_lock` only, so it never waits for a writer (a file being written
+//! is not idle anyway).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::sync::LockExt;
 
-use super::{HubInner, LogSink};
+use super::HubInner;
+use super::logfile::LogFile;
 
 /// A log file not written for this long is closed. Reopening one is an
 /// `openat` relative to a held directory and an `fstat`: cheap next to
@@ -29,7 +31,7 @@ pub const IDLE_CLOSE: Duration = Duration::from_secs(2);
 /// this much later).
 const JANITOR_PERIOD: Duration = Duration::from_secs(1);
 
-/// Per sink, readable without its lock.
+/// Per file, readable without its lock.
 #[derive(Debug, Default)]
 pub(super) struct Entry {
     /// Milliseconds since the cache's epoch of the last write.
@@ -41,8 +43,8 @@ pub(super) struct FileCache {
     /// Most files open at once.
     max_open: usize,
     open: AtomicUsize,
-    /// Every sink opened (dead ones are pruned on each pass).
-    sinks: Mutex<Vec<Weak<LogSink>>>,
+    /// Every file opened (dead ones are pruned on each pass).
+    sinks: Mutex<Vec<Weak<LogFile>>>,
     epoch: Instant,
     janitor: AtomicBool,
 }
@@ -58,7 +60,7 @@ impl FileCache {
         }
     }
 
-    pub(super) fn register(&self, sink: &Arc<LogSink>) {
+    pub(super) fn register(&self, sink: &Arc<LogFile>) {
         let mut sinks = self.sinks.locked();
         // Amortized pruning: the list stays within twice the live sinks.
         if sinks.len() >= 64 && sinks.len().is_power_of_two() {
@@ -71,15 +73,15 @@ impl FileCache {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    pub(super) fn touch(&self, sink: &LogSink) {
+    pub(super) fn touch_file(&self, sink: &LogFile) {
         sink.cached
             .last_write_ms
             .store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// `sink` (whose lock the caller holds) opened its file.
-    pub(super) fn opened(&self, sink: &LogSink) {
-        self.touch(sink);
+    /// `sink` (whose lock the caller holds) was opened.
+    pub(super) fn opened(&self, sink: &LogFile) {
+        self.touch_file(sink);
         sink.cached.open.store(true, Ordering::Relaxed);
         let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         if open > self.max_open {
@@ -92,13 +94,13 @@ impl FileCache {
 
     /// The daemon is out of descriptors: closes the least recently written
     /// half of the open files (but `sink`'s, whose lock the caller holds).
-    pub(super) fn shed(&self, sink: &LogSink) {
+    pub(super) fn shed(&self, sink: &LogFile) {
         let half = self.open.load(Ordering::Relaxed) / 2;
         self.evict(half, |s| std::ptr::eq(s, sink));
     }
 
-    /// `sink` (whose lock the caller holds) closed its file.
-    pub(super) fn closed(&self, sink: &LogSink) {
+    /// `sink` (whose lock the caller holds) was closed.
+    pub(super) fn closed(&self, sink: &LogFile) {
         sink.cached.open.store(false, Ordering::Relaxed);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -110,8 +112,8 @@ impl FileCache {
 
     /// Closes the least recently written files until at most `keep` are
     /// open (as far as sinks not being written let it).
-    fn evict(&self, keep: usize, skip: impl Fn(&LogSink) -> bool) {
-        let mut open: Vec<(u64, Arc<LogSink>)> = self
+    fn evict(&self, keep: usize, skip: impl Fn(&LogFile) -> bool) {
+        let mut open: Vec<(u64, Arc<LogFile>)> = self
             .sinks
             .locked()
             .iter()
@@ -133,7 +135,7 @@ impl FileCache {
         let cutoff = self
             .now_ms()
             .saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
-        let idle_sinks: Vec<Arc<LogSink>> = {
+        let idle_sinks: Vec<Arc<LogFile>> = {
             let mut sinks = self.sinks.locked();
             sinks.retain(|s| s.strong_count() > 0);
             sinks
@@ -171,9 +173,9 @@ impl FileCache {
     }
 }
 
-/// Closes the sink's file unless a write holds its lock.
-fn close_if_free(sink: &LogSink) {
-    if let Ok(mut st) = sink.state.try_lock() {
-        st.close(sink);
+/// Closes the file unless a write holds its lock.
+fn close_if_free(file: &LogFile) {
+    if let Ok(mut st) = file.state.try_lock() {
+        st.close(file);
     }
 }

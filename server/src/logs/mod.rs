@@ -1,22 +1,26 @@
 //! Log capture: owns each instance's log files (`logs/NAME-ID-out.log`,
-//! `-err.log`, rotated `.1 .. .N`), the bounded in-memory tail of recent
-//! lines, and the daemon-wide broadcast that `StreamLogs` followers
-//! subscribe to.
+//! `-err.log`, rotated `.1 .. .N`; with PM2's `merge_logs` one set for
+//! all instances, `logs/NAME-out.log`; PM2's `log_file`, a combined file
+//! of both streams), the bounded in-memory tail of recent lines, and the
+//! daemon-wide broadcast that `StreamLogs` followers subscribe to.
 //!
 //! Talks to: the supervisor, which opens a [`LogSink`] per instance and
 //! stream and hands the child's pipes to [`capture`]; the API, which reads
 //! history with [`LogSink::tail`] and follows [`LogHub::subscribe`].
 //!
-//! Locks: each sink has one `std::sync::Mutex` around its file and ring;
-//! it is held only for a write (or a bounded tail read), never across an
-//! await. The broadcast never blocks a writer: a slow follower lags and is
-//! told how many lines it missed.
+//! Locks: each sink has one `std::sync::Mutex` around its ring and line
+//! state, each file ([`logfile`], shared by every sink that writes it) one
+//! around its handle and size; a write takes the sink's, then the file's,
+//! never across an await. The broadcast never blocks a writer: a slow
+//! follower lags and is told how many lines it missed.
 //!
 //! Data path: [`capture`] reads a pipe in chunks of up to
 //! [`MAX_LINE_BYTES`], cuts each chunk after its last newline and hands the
 //! complete lines to the sink in one piece, so the file gets one
 //! `write(2)` per chunk (per rotation boundary) rather than one per line.
-//! Under the sink lock the lines are written to the file, numbered from
+//! The lines are formatted for the files ([`format`]: a timestamp, JSON),
+//! written to each file under its lock (so writers of a shared file never
+//! mix inside a line), then, under the sink lock, numbered from
 //! the hub's counter, copied into the ring (only the newest ones, which
 //! survive eviction) and, when anyone is subscribed, sent on the broadcast
 //! as slices of one exact-size copy of the chunk. Bytes are never decoded:
@@ -30,6 +34,8 @@
 mod cache;
 pub(crate) mod daemon_log;
 mod files;
+pub(crate) mod format;
+mod logfile;
 pub(crate) mod paths;
 pub(crate) mod reserve;
 mod ring;
@@ -39,8 +45,7 @@ mod tests;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -55,6 +60,8 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use self::files::LogDir;
+pub use self::format::LineFormat;
+use self::logfile::{FileKey, LogFile, Writer};
 use self::reserve::DiskReserve;
 #[cfg(test)]
 use self::reserve::ReserveSetting;
@@ -130,19 +137,42 @@ pub struct LogLine {
 }
 
 /// Per-app logging options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// Size at which the file is rotated.
     pub max_bytes: u64,
     /// Rotated files kept (`.1` newest .. `.max_files` oldest).
     pub max_files: u32,
-    /// Prefix each line in the file with an RFC 3339 timestamp.
-    pub time: bool,
+    /// How lines look in the files (a timestamp, JSON).
+    pub format: LineFormat,
+    /// Every instance of the app writes the same files (PM2's
+    /// `merge_logs`): default names lose their `-ID`.
+    pub merged: bool,
+}
+
+/// Where one instance stream's lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// In the daemon's `logs/`, under a name made from the app's.
+    Default,
+    /// A file the user named (`out_file`, `error_file`, `log_file`).
+    Custom(PathBuf),
+    /// Nowhere (`/dev/null`, PM2's `NULL`): no file is opened; followers
+    /// still get the lines.
+    Discard,
+}
+
+/// The files of one instance stream: its own, and the app's combined
+/// file (PM2's `log_file`) that both streams write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkTargets {
+    pub file: LogTarget,
+    pub combined: Option<LogTarget>,
 }
 
 /// Shared by every sink: the log directory, the sequence counter, the
-/// broadcast sender, the disk reserve and the cache of open log files.
-/// Cheap to clone.
+/// broadcast sender, the disk reserve, the files open by name and the
+/// cache of open log files. Cheap to clone.
 #[derive(Clone)]
 pub struct LogHub {
     inner: Arc<HubInner>,
@@ -158,6 +188,14 @@ struct HubInner {
     /// Handles of the directories of custom log files, shared by the sinks
     /// of one directory (one descriptor per directory, not per file).
     dirs: Mutex<HashMap<(u64, u64), Weak<LogDir>>>,
+    /// Every log file written, by directory and name: a second sink of the
+    /// same file (another instance with `merge_logs`, the other stream of
+    /// a `log_file`) shares its [`LogFile`], so the file has one writer
+    /// state (size, rotation, open line) in the daemon. Taken only while a
+    /// sink is opened.
+    files: Mutex<HashMap<FileKey, Weak<LogFile>>>,
+    /// The last writer key handed out ([`logfile::PREVIOUS_WRITER`] is 0).
+    last_writer: AtomicU64,
     /// The last sequence number handed out (0: none yet). Sinks reserve a
     /// block of numbers while holding their own lock, so within a sink the
     /// numbers follow the file order.
@@ -203,6 +241,8 @@ impl LogHub {
                 dir: Arc::new(handle),
                 home,
                 dirs: Mutex::new(HashMap::new()),
+                files: Mutex::new(HashMap::new()),
+                last_writer: AtomicU64::new(logfile::PREVIOUS_WRITER),
                 last_seq: AtomicU64::new(0),
                 tx,
                 reserve,
@@ -216,19 +256,30 @@ impl LogHub {
         &self.inner.dir_path
     }
 
-    /// The file a given instance's stream is written to.
+    /// The default file of an instance's stream (unmerged).
+    #[cfg(test)]
     pub fn path(&self, name: &str, id: u32, stream: Stream) -> PathBuf {
         self.inner.dir_path.join(default_name(name, id, stream))
     }
 
+    /// The default file of a target: `Some(stream)` for an instance's
+    /// stream, `None` for its combined file.
+    pub fn default_path(
+        &self,
+        name: &str,
+        id: u32,
+        stream: Option<Stream>,
+        merged: bool,
+    ) -> PathBuf {
+        self.inner
+            .dir_path
+            .join(default_file_name(name, id, stream, merged))
+    }
+
     /// Opens (appending, creating if needed) the sink for one instance
-    /// stream. The supervisor keeps it for the instance's whole life, across
-    /// restarts, so the ring and the file survive respawns.
-    ///
-    /// `path` overrides the default file (an app's `out_file`/`error_file`):
-    /// its directory is placed by the rules of [`paths`] (a directory
-    /// another user could write is refused, so is the daemon's home) and
-    /// held open from then on.
+    /// stream, its file being the default one or `path`. See
+    /// [`LogHub::open_sink_with`].
+    #[cfg(test)]
     pub fn open_sink(
         &self,
         name: &str,
@@ -237,51 +288,122 @@ impl LogHub {
         path: Option<PathBuf>,
         config: LogConfig,
     ) -> std::io::Result<Arc<LogSink>> {
-        let (dir, file_name, path) = match path {
-            None => (
-                Arc::clone(&self.inner.dir),
-                OsString::from(default_name(name, id, stream)),
-                self.path(name, id, stream),
-            ),
-            Some(path) => {
-                let placed = paths::place_custom(&path, &self.inner.home)?;
-                (self.share_dir(placed.dir), placed.name, path)
-            }
+        let file = path.map_or(LogTarget::Default, LogTarget::Custom);
+        let targets = SinkTargets {
+            file,
+            combined: None,
         };
+        self.open_sink_with(name, id, stream, &targets, config)
+    }
+
+    /// Opens the sink for one instance stream: its own file and the
+    /// combined one, per `targets`. The supervisor keeps it for the
+    /// instance's whole life, across restarts, so the ring and the file
+    /// survive respawns.
+    ///
+    /// A custom path (an app's `out_file`/`error_file`/`log_file`) has its
+    /// directory placed by the rules of [`paths`] (a directory another
+    /// user could write is refused, so is the daemon's home; a missing one
+    /// is created) and held open from then on. A file another sink of the
+    /// same app already writes is shared with it; one of another app is
+    /// refused.
+    pub fn open_sink_with(
+        &self,
+        name: &str,
+        id: u32,
+        stream: Stream,
+        targets: &SinkTargets,
+        config: LogConfig,
+    ) -> std::io::Result<Arc<LogSink>> {
+        let app: Arc<str> = Arc::from(name);
+        let limits = (config.max_bytes, config.max_files);
+        let file = self.open_file(&app, id, Some(stream), &targets.file, config.merged, limits)?;
+        let combined = match &targets.combined {
+            None => None,
+            Some(target) => self.open_file(&app, id, None, target, config.merged, limits)?,
+        };
+        let path = match &file {
+            Some(f) => f.path.clone(),
+            None => match &targets.file {
+                LogTarget::Custom(path) => path.clone(),
+                _ => PathBuf::from(crate::supervisor::spec::DISCARD),
+            },
+        };
+        let writer = self.inner.last_writer.fetch_add(1, Ordering::Relaxed) + 1;
+        let json = format::JsonWho::new(stream, id, name);
         let sink = Arc::new(LogSink {
             hub: Arc::clone(&self.inner),
-            name: Arc::from(name),
+            name: app,
             id,
             stream,
+            writer,
             path,
-            dir,
-            file_name,
-            cached: cache::Entry::default(),
-            state: Mutex::new(SinkState::new(config)),
+            file,
+            combined,
+            json,
+            state: Mutex::new(SinkState::new(config.format)),
         });
+        Ok(sink)
+    }
+
+    /// The shared file for `target` (None: discarded). `stream` None is
+    /// the combined file.
+    fn open_file(
+        &self,
+        app: &Arc<str>,
+        id: u32,
+        stream: Option<Stream>,
+        target: &LogTarget,
+        merged: bool,
+        limits: (u64, u32),
+    ) -> std::io::Result<Option<Arc<LogFile>>> {
+        let (dir, file_name, path) = match target {
+            LogTarget::Discard => return Ok(None),
+            LogTarget::Default => {
+                let file_name = default_file_name(app, id, stream, merged);
+                let path = self.inner.dir_path.join(&file_name);
+                (Arc::clone(&self.inner.dir), OsString::from(file_name), path)
+            }
+            LogTarget::Custom(path) => {
+                let placed = paths::place_custom(path, &self.inner.home)?;
+                (self.share_dir(placed.dir), placed.name, path.clone())
+            }
+        };
+        let id_of_dir = dir.id();
+        let key: FileKey = (id_of_dir.0, id_of_dir.1, file_name.clone());
+        let mut files = self.inner.files.locked();
+        if let Some(open) = files.get(&key).and_then(Weak::upgrade) {
+            if open.app != *app {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is already the log file of app {}; give this app its own file \
+                         (`out_file`, `error_file`, `log_file`) or another name",
+                        path.display(),
+                        open.app
+                    ),
+                ));
+            }
+            // The app's latest definition sets the rotation.
+            let mut st = open.lock();
+            (st.max_bytes, st.max_files) = limits;
+            drop(st);
+            return Ok(Some(open));
+        }
+        files.retain(|_, f| f.strong_count() > 0);
+        let custom = !Arc::ptr_eq(&dir, &self.inner.dir);
+        let lf = Arc::new(LogFile::new(&self.inner, app, path, dir, file_name, limits));
         // A default log file that does not exist yet is created by the
         // first write: many apps never write to one of their streams, and
         // creating a file is the costliest step of starting an app (ext4
         // searches for a free inode). A path the user gave is opened now,
         // so that one that cannot be written is refused at once.
-        let custom = !Arc::ptr_eq(&sink.dir, &self.inner.dir);
-        if custom || sink.dir.leads_to_file(&sink.file_name) {
-            let mut st = sink.lock();
-            st.open(&sink)?;
-            // A previous run (of an earlier daemon, say) may have ended
-            // without a newline.
-            let mut last = [b'\n'];
-            if st.size > 0
-                && let Some(f) = sink.dir.open_read(&sink.file_name)?
-            {
-                use std::os::unix::fs::FileExt;
-                let _ = f.read_at(&mut last, st.size - 1);
-            }
-            st.line_open = last[0] != b'\n';
-            st.run_ended = st.line_open;
+        if custom || lf.dir.leads_to_file(&lf.name) {
+            lf.open_now()?;
         }
-        self.inner.cache.register(&sink);
-        Ok(sink)
+        self.inner.cache.register(&lf);
+        files.insert(key, Arc::downgrade(&lf));
+        Ok(Some(lf))
     }
 
     /// One handle per directory: a sink of a directory that is already
@@ -327,9 +449,25 @@ impl LogHub {
 /// `NAME-ID-out.log` / `-err.log`, NAME in its file-safe form: a name
 /// may hold spaces or any letter, never a path; the id keeps two names
 /// with one safe form apart.
+#[cfg(test)]
 fn default_name(name: &str, id: u32, stream: Stream) -> String {
+    default_file_name(name, id, Some(stream), false)
+}
+
+/// The default file names, as PM2 makes them: `NAME-ID-out.log`,
+/// `NAME-ID-err.log` and the combined `NAME-ID.log`; with `merged`, one
+/// for every instance: `NAME-out.log`, `NAME-err.log`, `NAME.log`.
+fn default_file_name(name: &str, id: u32, stream: Option<Stream>, merged: bool) -> String {
     let safe = pmdaemon_proto::file_safe_name(name);
-    format!("{safe}-{id}-{}.log", stream.as_str())
+    let id = if merged {
+        String::new()
+    } else {
+        format!("-{id}")
+    };
+    match stream {
+        Some(stream) => format!("{safe}{id}-{}.log", stream.as_str()),
+        None => format!("{safe}{id}.log"),
+    }
 }
 
 /// Removes log files and their rotated siblings, through a handle of their
@@ -362,56 +500,46 @@ impl fmt::Debug for LogHub {
     }
 }
 
-/// One instance stream's file plus its in-memory ring of recent lines.
+/// One instance stream: where its lines go (its own file, the combined
+/// one, or none) plus its in-memory ring of recent lines.
 pub struct LogSink {
     hub: Arc<HubInner>,
     name: Arc<str>,
     id: u32,
     stream: Stream,
-    /// The current file as the user or the hub named it (for messages);
-    /// rotated ones are `path.1 .. path.N`. Never opened by this path:
-    /// every file operation goes through `dir`.
+    /// Which writer this is, in the files' open-line bookkeeping.
+    writer: u64,
+    /// Its own file as the user or the hub named it (for messages and
+    /// views); `/dev/null` when discarded.
     path: PathBuf,
-    /// The handle of the file's directory, opened once.
-    dir: Arc<LogDir>,
-    /// The file's name in `dir`.
-    file_name: OsString,
-    /// What the open-file cache knows of this sink without its lock.
-    cached: cache::Entry,
-    /// Held for one chunk's write (file, seq, ring, broadcast) or one tail
-    /// read; never across an await.
+    /// Its own file; None when discarded.
+    file: Option<Arc<LogFile>>,
+    /// The app's combined file (PM2's `log_file`), shared with the other
+    /// stream (and, merged, with the other instances).
+    combined: Option<Arc<LogFile>>,
+    /// Who this is in a JSON line.
+    json: format::JsonWho,
+    /// Held for one chunk's write (files, seq, ring, broadcast) or one tail
+    /// read; never across an await. Taken before a file's lock.
     state: Mutex<SinkState>,
 }
 
 struct SinkState {
-    config: LogConfig,
-    /// Opened with `O_APPEND`, so a truncation (flush, rotation with
-    /// `max_files == 0`) never leaves the handle writing at an old offset.
-    /// `None` until the first write for a default log file that did not
-    /// exist, after the file was idle (the cache closed it) and after a
-    /// rotation could not open the new file; the next write opens (creates)
-    /// it through the directory handle.
-    file: Option<File>,
-    /// The file is a regular one (false for /dev/null): only regular files
-    /// are rotated, truncated and held to the disk reserve.
-    regular: bool,
-    /// Bytes in the current file, as far as this sink knows (it is the
-    /// only writer).
-    size: u64,
-    /// The file ends in the middle of a line (a piece of an over-long line,
-    /// or output that waited for its newline too long, was written). No
-    /// rotation and no timestamp until that line ends.
+    format: LineFormat,
+    /// This stream's output ends in the middle of a line (a piece of an
+    /// over-long line, or output that waited for its newline too long,
+    /// was written). In a file, no rotation and no timestamp until that
+    /// line ends, unless another writer ended it first.
     line_open: bool,
     /// A run's output ended there (EOF): if its last line is open, the
-    /// next run's output first gets a newline of its own, so two runs never
-    /// share a line, while the file keeps exactly what each run wrote.
+    /// next run's output first gets a newline of its own in the files, so
+    /// two runs never share a line, while each file keeps exactly what
+    /// each run wrote.
     run_ended: bool,
     /// Seq of the last line written by this sink (0: none yet).
     last_seq: u64,
     ring: Ring,
-    /// In a streak of failed file writes: warn once at its start.
-    failing: bool,
-    /// Reused to build timestamp-prefixed output.
+    /// Reused to build formatted output.
     scratch: Vec<u8>,
 }
 
@@ -420,21 +548,44 @@ impl LogSink {
         &self.path
     }
 
-    #[cfg(test)]
-    pub fn config(&self) -> LogConfig {
-        self.lock().config
+    /// The combined file (PM2's `log_file`), if the app has one.
+    pub fn combined_path(&self) -> Option<&Path> {
+        self.combined.as_ref().map(|f| f.path.as_path())
     }
 
-    /// Applies new options from the next write on (e.g. when an app is
-    /// restarted with an updated spec). Rotated files beyond a lowered
-    /// `max_files` are removed now.
+    /// Whether `other` writes the same own file (instances of an app with
+    /// `merge_logs`): its history is the same file's.
+    pub fn shares_file_with(&self, other: &LogSink) -> bool {
+        match (&self.file, &other.file) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// The sequence number of the last line this sink wrote.
+    pub fn last_seq(&self) -> u64 {
+        self.lock().last_seq
+    }
+
+    #[cfg(test)]
+    pub fn config(&self) -> (u64, u32) {
+        let file = self.file.as_ref().expect("a file");
+        let st = file.lock();
+        (st.max_bytes, st.max_files)
+    }
+
+    /// Applies new rotation limits from the next write on. Rotated files
+    /// beyond a lowered `max_files` are removed now.
     #[cfg(test)]
     pub fn set_config(&self, config: LogConfig) -> std::io::Result<()> {
-        let mut st = self.lock();
-        let lowered = config.max_files < st.config.max_files;
-        st.config = config;
+        let file = self.file.as_ref().expect("a file");
+        let mut st = file.lock();
+        let lowered = config.max_files < st.max_files;
+        (st.max_bytes, st.max_files) = (config.max_bytes, config.max_files);
+        drop(st);
+        self.lock().format = config.format;
         if lowered {
-            self.dir.remove_rotated(&self.file_name, config.max_files)?;
+            file.dir.remove_rotated(&file.name, config.max_files)?;
         }
         Ok(())
     }
@@ -444,28 +595,40 @@ impl LogSink {
     /// higher seq that arrive on the broadcast are new. Reads at most a
     /// bounded amount from the end of the file.
     ///
-    /// Lines come from the file, so with `time` on they carry the
-    /// timestamp prefix ([`split_time_prefix`] takes it apart). When the
+    /// Lines come from the file, so with `time` or a date format on they
+    /// carry the timestamp prefix ([`split_time_prefix`] takes pmd's
+    /// apart); a JSON file's lines are given back as their text. When the
     /// current file holds fewer than `lines` lines (it was just rotated),
     /// the rest come from `.1`. Both reads together stay within
-    /// [`TAIL_MAX_READ_BYTES`]; a line cut by that bound is left out.
+    /// [`TAIL_MAX_READ_BYTES`]; a line cut by that bound is left out. A
+    /// discarded stream has no history.
     pub fn tail(&self, lines: usize) -> std::io::Result<(Vec<Bytes>, u64)> {
         // The lock makes the file contents and `last_seq` one snapshot.
         let st = self.lock();
         let last_seq = st.last_seq;
+        let Some(file) = &self.file else {
+            return Ok((Vec::new(), last_seq));
+        };
         if lines == 0 {
             return Ok((Vec::new(), last_seq));
         }
+        // Other writers of a shared file wait meanwhile.
+        let _writes = file.lock();
         let mut budget = TAIL_MAX_READ_BYTES;
-        let current = self.dir.open_read(&self.file_name)?;
+        let current = file.dir.open_read(&file.name)?;
         let (mut out, whole) = files::tail_lines(current, lines, &mut budget)?;
         if out.len() < lines && whole && budget > 0 {
-            let older = self
-                .dir
-                .open_read(&files::rotated_name(&self.file_name, 1))?;
+            let older = file.dir.open_read(&files::rotated_name(&file.name, 1))?;
             let (mut before, _) = files::tail_lines(older, lines - out.len(), &mut budget)?;
             before.append(&mut out);
             out = before;
+        }
+        if st.format.is_json() {
+            for line in &mut out {
+                if let Some(text) = format::json_message(line) {
+                    *line = Bytes::from(text);
+                }
+            }
         }
         Ok((out, last_seq))
     }
@@ -487,17 +650,20 @@ impl LogSink {
     }
 
     /// Empties the file and removes rotated ones, through the directory
-    /// handle. The ring is cleared too: a flush means "forget these logs"
-    /// (e.g. a leaked secret), so they must not come back through a resume.
-    /// Sequence numbers go on.
+    /// handle (the combined file too). The ring is cleared too: a flush
+    /// means "forget these logs" (e.g. a leaked secret), so they must not
+    /// come back through a resume. Sequence numbers go on.
     pub fn flush(&self) -> std::io::Result<()> {
         let mut st = self.lock();
         st.ring.clear();
-        if !st.regular {
-            return Ok(()); // /dev/null: nothing to empty
+        st.line_open = false;
+        let mut first_err = None;
+        for file in self.file.iter().chain(&self.combined) {
+            if let Err(e) = file.flush() {
+                first_err.get_or_insert(e);
+            }
         }
-        st.truncate(self)?;
-        self.dir.remove_rotated(&self.file_name, 0)
+        first_err.map_or(Ok(()), Err)
     }
 
     fn lock(&self) -> MutexGuard<'_, SinkState> {
@@ -517,34 +683,30 @@ impl LogSink {
 
         let mut guard = self.lock();
         let st = &mut *guard;
-        // As the followers see it: a run that ended gets its own newline
-        // in the file, not in their lines.
+        // As the followers see it: a run that ended starts a new line.
         let was_open = st.line_open && !st.run_ended;
-        // Under the disk reserve the file gets nothing (the ring and the
-        // followers still do) and keeps its line state.
-        if !st.regular || self.admitted(data.len()) {
-            if std::mem::take(&mut st.run_ended) && st.line_open {
-                let ended = st.write_file(self, b"\n", true);
-                st.note_write(self, ended);
-                st.line_open = false;
-            }
-            let was_open = st.line_open;
-            let written = if st.config.time {
-                let stamp = humantime::format_rfc3339_millis(now).to_string();
-                let mut scratch = std::mem::take(&mut st.scratch);
-                prefix_lines(&mut scratch, data, stamp.as_bytes(), was_open);
-                let written = st.write_file(self, &scratch, was_open);
-                scratch.clear();
-                scratch.shrink_to(SCRATCH_KEEP_BYTES);
-                st.scratch = scratch;
-                written
-            } else {
-                st.write_file(self, data, was_open)
+        if self.file.is_some() || self.combined.is_some() {
+            let stamp = st.format.stamp(now).unwrap_or_default();
+            let writer = Writer {
+                key: self.writer,
+                id: self.id,
+                name: &self.name,
+                line_open: st.line_open,
+                run_ended: st.run_ended,
             };
-            st.line_open = data.last() != Some(&b'\n');
-            st.note_write(self, written);
-            self.hub.cache.touch(self);
+            let mut scratch = std::mem::take(&mut st.scratch);
+            let format = &st.format;
+            for file in self.file.iter().chain(&self.combined) {
+                file.write_chunk(&writer, data, &mut scratch, |continuing, body, out| {
+                    format.render(out, body, &stamp, continuing, &self.json)
+                });
+            }
+            scratch.clear();
+            scratch.shrink_to(SCRATCH_KEEP_BYTES);
+            st.scratch = scratch;
         }
+        st.run_ended = false;
+        st.line_open = data.last() != Some(&b'\n');
 
         // The newline that ends an over-long line, alone, is not a line of
         // its own for followers: they already have every piece of it.
@@ -554,21 +716,6 @@ impl LogSink {
             data
         };
         self.emit(st, body, timestamp_ms);
-    }
-
-    /// Whether the disk reserve lets `len` more bytes into this sink's
-    /// file system.
-    fn admitted(&self, len: usize) -> bool {
-        self.hub.reserve.admit(
-            self.dir.fd(),
-            self.dir.dev(),
-            self.dir.path(),
-            len,
-            reserve::Writer::App {
-                id: self.id,
-                name: &self.name,
-            },
-        )
     }
 
     /// Numbers the lines of `body`, keeps the newest in the ring and sends
@@ -636,180 +783,15 @@ impl fmt::Debug for LogSink {
 }
 
 impl SinkState {
-    fn new(config: LogConfig) -> Self {
+    fn new(format: LineFormat) -> Self {
         SinkState {
-            config,
-            file: None,
-            regular: true,
-            size: 0,
+            format,
             line_open: false,
             run_ended: false,
             last_seq: 0,
             ring: Ring::default(),
-            failing: false,
             scratch: Vec::new(),
         }
-    }
-
-    /// Opens (creates) the sink's file through its directory handle and
-    /// counts it in the open-file cache.
-    fn open(&mut self, sink: &LogSink) -> io::Result<()> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let file = match sink.dir.open_append(&sink.file_name) {
-            // Out of descriptors: idle log files are the ones the daemon
-            // can give back; close the older half of them and try again.
-            Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => {
-                sink.hub.cache.shed(sink);
-                sink.dir.open_append(&sink.file_name)?
-            }
-            opened => opened?,
-        };
-        let meta = file.metadata()?;
-        // On the open handle, so no swap between a check and the open
-        // counts: in a directory others may write, only our own file.
-        let me = nix::unistd::geteuid().as_raw();
-        paths::check_file_owner(&sink.dir, &sink.path, meta.uid(), me)?;
-        // Ours, made by an older daemon or by hand with a looser mode.
-        if Arc::ptr_eq(&sink.dir, &sink.hub.dir)
-            && meta.is_file()
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        self.regular = meta.is_file();
-        self.size = meta.len();
-        self.close(sink);
-        self.file = Some(file);
-        sink.hub.cache.opened(sink);
-        Ok(())
-    }
-
-    /// Closes the file (the next write reopens it).
-    fn close(&mut self, sink: &LogSink) {
-        if self.file.take().is_some() {
-            sink.hub.cache.closed(sink);
-        }
-    }
-
-    /// Appends `out` (timestamps already added) to the file, rotating
-    /// first whenever the next bytes would take it past `max_bytes`.
-    /// Rotation happens between lines, so a file starts with a line and is
-    /// at most `max_bytes`, or a single longer line, plus the rest of a
-    /// line that was open when it filled up; but never more than twice
-    /// `max_bytes`: output without newlines (a progress bar, a binary dump)
-    /// is cut there, so the disk stays bounded whatever an app writes.
-    fn write_file(&mut self, sink: &LogSink, mut out: &[u8], mut open: bool) -> io::Result<()> {
-        while !out.is_empty() {
-            if self.file.is_none() {
-                self.open(sink)?;
-            }
-            let room = self.config.max_bytes.saturating_sub(self.size);
-            let take = if out.len() as u64 <= room {
-                out.len()
-            } else if let Some(nl) = memrchr(b'\n', &out[..room as usize]) {
-                // The lines that fit (room < out.len(), so it fits usize).
-                nl + 1
-            } else if open || self.size == 0 {
-                // Finish the open line, or a line longer than max_bytes
-                // gets a fresh file to itself, up to the hard cap.
-                let hard_room = self
-                    .config
-                    .max_bytes
-                    .saturating_mul(2)
-                    .saturating_sub(self.size);
-                if hard_room == 0 {
-                    self.rotate(sink)?;
-                    continue;
-                }
-                let line = memchr(b'\n', out).map_or(out.len(), |nl| nl + 1);
-                line.min(usize::try_from(hard_room).unwrap_or(usize::MAX))
-            } else {
-                self.rotate(sink)?;
-                continue;
-            };
-            let file = self.file.as_mut().expect("opened above");
-            if let Err(e) = file.write_all(&out[..take]) {
-                // Part of it may have landed: ask the file.
-                self.size = file.metadata().map_or(self.size, |m| m.len());
-                return Err(e);
-            }
-            self.size += take as u64;
-            open = out[take - 1] != b'\n';
-            out = &out[take..];
-        }
-        Ok(())
-    }
-
-    /// `X.log` becomes `X.log.1`, `.1` becomes `.2` ..., the oldest
-    /// (`.max_files`) is removed; `max_files == 0` just empties `X.log`.
-    /// All of it through the directory handle.
-    fn rotate(&mut self, sink: &LogSink) -> io::Result<()> {
-        // /dev/null (the one non-regular log file allowed) is never renamed
-        // or truncated: it just keeps discarding.
-        if !self.regular {
-            self.size = 0;
-            return Ok(());
-        }
-        let keep = self.config.max_files;
-        if keep == 0 {
-            return self.truncate(sink);
-        }
-        if let Err(e) = sink.dir.shift_rotated(&sink.file_name, keep) {
-            // Keep the disk bounded even so: lose this file's lines instead.
-            tracing::warn!(path = %sink.path.display(), error = %e, "cannot rotate log file, truncating it");
-            return self.truncate(sink);
-        }
-        self.close(sink);
-        self.size = 0;
-        self.open(sink)
-    }
-
-    fn truncate(&mut self, sink: &LogSink) -> io::Result<()> {
-        if self.file.is_none() {
-            self.open(sink)?;
-        }
-        if let Some(file) = &self.file {
-            file.set_len(0)?;
-        }
-        self.size = 0;
-        Ok(())
-    }
-
-    fn note_write(&mut self, sink: &LogSink, result: io::Result<()>) {
-        let path = &sink.path;
-        match result {
-            Ok(()) if self.failing => {
-                self.failing = false;
-                tracing::info!(path = %path.display(), "writing log file again");
-            }
-            Ok(()) => {}
-            Err(e) if !self.failing => {
-                self.failing = true;
-                tracing::warn!(
-                    path = %path.display(),
-                    error = %e,
-                    "cannot write log file; lines still reach followers but are \
-                     missing from the file until a write succeeds"
-                );
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// `out` = `data` with `stamp` and a space before each line, except the
-/// first when it continues an open line.
-fn prefix_lines(out: &mut Vec<u8>, data: &[u8], stamp: &[u8], open: bool) {
-    out.clear();
-    let mut start = 0;
-    while start < data.len() {
-        let end = memchr(b'\n', &data[start..]).map_or(data.len(), |nl| start + nl + 1);
-        if !(open && start == 0) {
-            out.extend_from_slice(stamp);
-            out.push(b' ');
-        }
-        out.extend_from_slice(&data[start..end]);
-        start = end;
     }
 }
 

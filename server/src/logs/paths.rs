@@ -138,8 +138,8 @@ impl Placement {
 /// (compared by identity, so `.../link-to-home/state.json` is refused like
 /// `$PMDAEMON_HOME/state.json`), and looks at the file when it exists: a
 /// link, or a stranger's file in a directory others may write, is refused
-/// (a non-regular file is [`Placement::check_regular`]'s). Nothing is
-/// created.
+/// (a non-regular file is [`Placement::check_regular`]'s). A missing
+/// directory is created ([`create_missing`]); the file is not.
 pub(crate) fn place_custom(path: &Path, home: &Path) -> Result<Placement, LogPathError> {
     let (dir_path, name) = files::split(path).map_err(|source| LogPathError::Dir {
         dir: path.to_path_buf(),
@@ -165,6 +165,12 @@ pub(crate) fn place_custom(path: &Path, home: &Path) -> Result<Placement, LogPat
             check_dir(ancestor, meta.uid(), meta.mode(), me)?;
         }
     }
+    // PM2 makes a missing directory (mkdir -p); so does pmd, only below
+    // what the loop above accepted, and never through a link.
+    create_missing(&absolute, me).map_err(|source| LogPathError::Dir {
+        dir: dir_path.to_path_buf(),
+        source,
+    })?;
     let dir = LogDir::open_resolving(dir_path).map_err(|source| LogPathError::Dir {
         dir: dir_path.to_path_buf(),
         source,
@@ -193,6 +199,63 @@ pub(crate) fn place_custom(path: &Path, home: &Path) -> Result<Placement, LogPat
         file,
         dir,
     })
+}
+
+/// Mode of a log directory pmd creates: PM2's `mkdir -p`, but not open
+/// to others (app output often carries secrets).
+pub(crate) const CREATED_DIR_MODE: u32 = 0o750;
+
+/// Creates the missing directories of `dir` (absolute), each with
+/// [`CREATED_DIR_MODE`]: from the deepest one that exists (opened once,
+/// links followed there: [`place_custom`] has checked every link and
+/// directory on the way), each next one is made and opened relative to
+/// its parent's handle with `O_NOFOLLOW`, so a link planted in between is
+/// refused rather than followed, and each one opened is checked by the
+/// rule of this module before anything is made in it.
+fn create_missing(dir: &Path, me: u32) -> io::Result<()> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::{Mode, fstat, mkdirat};
+    let mut existing = dir;
+    let mut missing = Vec::new();
+    while std::fs::symlink_metadata(existing).is_err() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+            return Ok(()); // the root always exists; nothing to do
+        };
+        missing.push(name);
+        existing = parent;
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut fd = open(existing, flags, Mode::empty())?;
+    let mut at = existing.to_path_buf();
+    for name in missing.into_iter().rev() {
+        match mkdirat(&fd, name, Mode::from_bits_truncate(CREATED_DIR_MODE)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        at.push(name);
+        fd = match openat(&fd, name, flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} appeared as a symbolic link or a file while its directory was being \
+                         made; log directories are never reached through one",
+                        at.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Someone else's directory made first, in a sticky one: refused
+        // before anything goes into it.
+        let st = fstat(&fd)?;
+        check_dir(&at, st.st_uid, st.st_mode, me).map_err(io::Error::from)?;
+    }
+    Ok(())
 }
 
 /// The file `name` in `dir` when it exists, refused as [`place_custom`]

@@ -16,7 +16,8 @@ use super::*;
 const ROOMY: LogConfig = LogConfig {
     max_bytes: 10 * 1024 * 1024,
     max_files: 3,
-    time: false,
+    format: LineFormat::Plain,
+    merged: false,
 };
 
 fn hub() -> (TempDir, LogHub) {
@@ -206,10 +207,13 @@ async fn non_utf8_output_is_kept_byte_for_byte() {
 async fn time_prefixes_each_line_in_the_file() {
     let (_dir, hub) = hub();
     let config = LogConfig {
-        time: true,
+        format: LineFormat::Rfc3339,
+        merged: false,
         ..ROOMY
     };
-    let sink = hub.open_sink("t", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("t", 0, Stream::Out, None, config.clone())
+        .unwrap();
     let mut rx = hub.subscribe();
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     run_sh(&sink, "printf 'hello\\n\\nworld\\n'").await;
@@ -255,9 +259,12 @@ async fn rotation_bounds_file_sizes_and_count() {
     let config = LogConfig {
         max_bytes: 100,
         max_files: 2,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
-    let sink = hub.open_sink("rot", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("rot", 0, Stream::Out, None, config.clone())
+        .unwrap();
     // 100 lines of 10 bytes: one chunk, ten files' worth.
     run_sh(
         &sink,
@@ -290,9 +297,12 @@ async fn output_without_newlines_is_cut_at_twice_max_bytes() {
     let config = LogConfig {
         max_bytes: 100,
         max_files: 20,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
-    let sink = hub.open_sink("bar", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("bar", 0, Stream::Out, None, config.clone())
+        .unwrap();
     let data: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let writes: Vec<&[u8]> = data.chunks(70).collect();
     run_writes(&sink, &writes).await;
@@ -320,9 +330,12 @@ async fn a_line_longer_than_max_bytes_gets_a_fresh_file() {
     let config = LogConfig {
         max_bytes: 100,
         max_files: 2,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
-    let sink = hub.open_sink("long", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("long", 0, Stream::Out, None, config.clone())
+        .unwrap();
     let long = [b'x'; 150];
     run_writes(&sink, &[b"short\n", &long, b"\nafter\n"]).await;
     assert_eq!(read(sink.path()), b"after\n");
@@ -340,9 +353,12 @@ async fn max_files_zero_truncates_in_place() {
     let config = LogConfig {
         max_bytes: 100,
         max_files: 0,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
-    let sink = hub.open_sink("zero", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("zero", 0, Stream::Out, None, config.clone())
+        .unwrap();
     run_sh(
         &sink,
         "for i in $(seq 1 95); do printf 'line-%04d\\n' $i; done",
@@ -361,10 +377,13 @@ async fn max_files_zero_truncates_in_place() {
 async fn over_long_lines_are_whole_in_the_file_and_pieces_for_followers() {
     let (_dir, hub) = hub();
     let config = LogConfig {
-        time: true,
+        format: LineFormat::Rfc3339,
+        merged: false,
         ..ROOMY
     };
-    let sink = hub.open_sink("huge", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("huge", 0, Stream::Out, None, config.clone())
+        .unwrap();
     let mut rx = hub.subscribe();
     let long = vec![b'a'; 200_000];
     let exact = vec![b'b'; 2 * MAX_LINE_BYTES];
@@ -413,9 +432,12 @@ async fn tail_returns_the_last_lines_and_the_last_seq() {
     let config = LogConfig {
         max_bytes: 30,
         max_files: 1,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
-    let sink = hub.open_sink("tail", 1, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("tail", 1, Stream::Out, None, config.clone())
+        .unwrap();
     run_sh(&sink, "for i in $(seq 1 10); do printf 'l%02d\\n' $i; done").await;
     // .1 holds l01..l07 (28 bytes), the current file l08..l10.
     let (lines, _) = sink.tail(5).unwrap();
@@ -547,9 +569,12 @@ async fn flush_empties_and_later_writes_still_land() {
     let config = LogConfig {
         max_bytes: 50,
         max_files: 5,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
-    let sink = hub.open_sink("fl", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("fl", 0, Stream::Out, None, config.clone())
+        .unwrap();
     run_sh(&sink, "seq 1 100").await;
     assert!(rotated_path(sink.path(), 2).exists());
     let before = sink.tail(1).unwrap().1;
@@ -574,11 +599,14 @@ async fn remove_files_removes_only_that_instance() {
     let config = LogConfig {
         max_bytes: 20,
         max_files: 3,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
     for (name, id) in [("web", 1), ("web", 10), ("web-1", 0)] {
         for stream in [Stream::Out, Stream::Err] {
-            let sink = hub.open_sink(name, id, stream, None, config).unwrap();
+            let sink = hub
+                .open_sink(name, id, stream, None, config.clone())
+                .unwrap();
             run_sh(&sink, "seq 1 30").await;
         }
     }
@@ -605,9 +633,12 @@ async fn set_config_drops_extra_rotated_files() {
     let config = LogConfig {
         max_bytes: 20,
         max_files: 4,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
-    let sink = hub.open_sink("cfg", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("cfg", 0, Stream::Out, None, config.clone())
+        .unwrap();
     run_sh(&sink, "seq 1 40").await;
     assert!(rotated_path(sink.path(), 4).exists());
     sink.set_config(LogConfig {
@@ -615,7 +646,7 @@ async fn set_config_drops_extra_rotated_files() {
         ..config
     })
     .unwrap();
-    assert_eq!(sink.config().max_files, 1);
+    assert_eq!(sink.config().1, 1);
     assert!(rotated_path(sink.path(), 1).exists());
     assert!(!rotated_path(sink.path(), 2).exists());
     assert!(!rotated_path(sink.path(), 4).exists());
@@ -691,9 +722,12 @@ async fn a_swapped_directory_is_never_followed() {
     let config = LogConfig {
         max_bytes: 8,
         max_files: 1,
-        time: false,
+        format: LineFormat::Plain,
+        merged: false,
     };
-    let sink = hub.open_sink("held", 0, Stream::Out, None, config).unwrap();
+    let sink = hub
+        .open_sink("held", 0, Stream::Out, None, config.clone())
+        .unwrap();
     sink.append(b"1234567\n");
     let moved = dir.path().join("moved");
     let elsewhere = dir.path().join("elsewhere");
@@ -782,4 +816,175 @@ mod placement {
         let placed = place_custom(&real.join("c.log"), &home).unwrap();
         assert_eq!(taken_by(&placed, &taken), Some("app web (id 0)"));
     }
+}
+
+fn merged() -> LogConfig {
+    LogConfig {
+        merged: true,
+        ..ROOMY
+    }
+}
+
+/// PM2's merge_logs: two instances of one app write one file, through one
+/// shared writer state; each writes whole lines, so however their chunks
+/// alternate, no line of the file mixes the two.
+#[tokio::test]
+async fn merged_instances_share_one_file_and_never_mix_inside_a_line() {
+    let (_dir, hub) = hub();
+    let targets = SinkTargets {
+        file: LogTarget::Default,
+        combined: None,
+    };
+    let a = hub
+        .open_sink_with("api", 0, Stream::Out, &targets, merged())
+        .unwrap();
+    let b = hub
+        .open_sink_with("api", 1, Stream::Out, &targets, merged())
+        .unwrap();
+    assert_eq!(a.path(), hub.dir().join("api-out.log"));
+    assert_eq!(a.path(), b.path());
+    assert!(a.shares_file_with(&b));
+    let script =
+        |who: &str| format!("for i in $(seq 1 2000); do echo {who}-$i-xxxxxxxxxxxxxxxx; done");
+    let (script_a, script_b) = (script("a"), script("b"));
+    tokio::join!(run_sh(&a, &script_a), run_sh(&b, &script_b));
+    let text = String::from_utf8(read(a.path())).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4000);
+    for line in lines {
+        let (who, rest) = line.split_once('-').unwrap();
+        assert!(who == "a" || who == "b", "{line:?}");
+        assert!(rest.ends_with("-xxxxxxxxxxxxxxxx"), "{line:?}");
+    }
+}
+
+/// A line one writer left open (a prompt) is ended before another
+/// writer's line goes in; the first writer's rest then starts a line of
+/// its own. No line holds the text of two writers.
+#[test]
+fn an_open_line_is_ended_before_another_writer_writes() {
+    let (_dir, hub) = hub();
+    let targets = SinkTargets {
+        file: LogTarget::Default,
+        combined: None,
+    };
+    let a = hub
+        .open_sink_with("api", 0, Stream::Out, &targets, merged())
+        .unwrap();
+    let b = hub
+        .open_sink_with("api", 1, Stream::Out, &targets, merged())
+        .unwrap();
+    a.append(b"prompt> ");
+    a.append(b"still a\n");
+    b.append(b"from b\n");
+    a.append(b"open again");
+    b.append(b"b cuts in\n");
+    a.append(b" and the end\n");
+    assert_eq!(
+        String::from_utf8(read(a.path())).unwrap(),
+        "prompt> still a\nfrom b\nopen again\nb cuts in\n and the end\n"
+    );
+}
+
+/// Another app cannot write a file an app already writes (two apps whose
+/// default merged names meet, or one's name is another's NAME-ID).
+#[test]
+fn another_apps_file_is_refused() {
+    let (_dir, hub) = hub();
+    let targets = SinkTargets {
+        file: LogTarget::Default,
+        combined: None,
+    };
+    let _x = hub.open_sink("x", 1, Stream::Out, None, ROOMY).unwrap();
+    let err = hub
+        .open_sink_with("x-1", 0, Stream::Out, &targets, merged())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("already the log file of app x"),
+        "{err}"
+    );
+}
+
+/// PM2's log_file: both streams of an instance also go to one combined
+/// file, whole lines each, and it rotates like the others.
+#[test]
+fn the_combined_file_gets_both_streams_and_rotates() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        max_bytes: 40,
+        max_files: 2,
+        ..ROOMY
+    };
+    let targets = SinkTargets {
+        file: LogTarget::Default,
+        combined: Some(LogTarget::Default),
+    };
+    let out = hub
+        .open_sink_with("web", 4, Stream::Out, &targets, config.clone())
+        .unwrap();
+    let err = hub
+        .open_sink_with("web", 4, Stream::Err, &targets, config)
+        .unwrap();
+    let combined = hub.dir().join("web-4.log");
+    assert_eq!(out.combined_path(), Some(combined.as_path()));
+    out.append(b"out 1\n");
+    err.append(b"err 1\n");
+    out.append(b"out 2\n");
+    assert_eq!(read(&combined), b"out 1\nerr 1\nout 2\n");
+    assert_eq!(read(out.path()), b"out 1\nout 2\n");
+    assert_eq!(read(err.path()), b"err 1\n");
+    for i in 0..10 {
+        err.append(format!("err line {i:02}\n").as_bytes());
+    }
+    assert_eq!(read(&combined), b"err line 07\nerr line 08\nerr line 09\n");
+    assert_eq!(
+        read(&rotated_path(&combined, 1)),
+        b"err line 04\nerr line 05\nerr line 06\n"
+    );
+    assert!(rotated_path(&combined, 2).exists());
+    assert!(!rotated_path(&combined, 3).exists());
+}
+
+/// A discarded stream opens no file; its lines still reach followers.
+#[tokio::test]
+async fn a_discarded_stream_has_no_file_but_followers_get_its_lines() {
+    let (_dir, hub) = hub();
+    let targets = SinkTargets {
+        file: LogTarget::Discard,
+        combined: None,
+    };
+    let sink = hub
+        .open_sink_with("quiet", 0, Stream::Out, &targets, ROOMY)
+        .unwrap();
+    assert_eq!(sink.path(), Path::new("/dev/null"));
+    let mut rx = hub.subscribe();
+    sink.append(b"to nobody\n");
+    assert_eq!(&rx.recv().await.unwrap().data[..], b"to nobody");
+    assert_eq!(std::fs::read_dir(hub.dir()).unwrap().count(), 0);
+    assert_eq!(hub.open_files(), 0);
+    assert!(sink.tail(10).unwrap().0.is_empty());
+}
+
+/// PM2's log_type json in the file, the text back from `tail`.
+#[test]
+fn json_files_hold_objects_and_tail_gives_the_text() {
+    let (_dir, hub) = hub();
+    let config = LogConfig {
+        format: LineFormat::Json(None),
+        ..ROOMY
+    };
+    let sink = hub.open_sink("j", 2, Stream::Err, None, config).unwrap();
+    sink.append(b"hello \"you\"\n");
+    let text = String::from_utf8(read(sink.path())).unwrap();
+    let value: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+    assert_eq!(value["message"], "hello \"you\"\n");
+    assert_eq!(value["type"], "err");
+    assert_eq!(value["process_id"], 2);
+    assert_eq!(value["app_name"], "j");
+    let stamp = value["timestamp"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(stamp).is_ok(), "{stamp}");
+    assert_eq!(
+        sink.tail(5).unwrap().0,
+        vec![Bytes::from_static(b"hello \"you\"")]
+    );
 }

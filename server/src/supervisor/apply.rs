@@ -16,7 +16,6 @@ use crate::ports::Claim;
 use crate::sync::LockExt;
 
 use super::Supervisor;
-use super::delete::remove_logs;
 use super::dependencies::{cycle_error, dependency_graph};
 use super::instance::{Cmd, Plan};
 use super::lifecycle::{Action, first_error};
@@ -299,7 +298,7 @@ impl Supervisor {
                 if let Some((id, _, _)) = current {
                     let views = self.views(&Target::Id(id))?;
                     self.remove(&[id]).await;
-                    remove_logs(self.inner.logs.dir(), &views);
+                    self.remove_logs(&views);
                     self.announce_deleted(&views);
                 }
                 continue;

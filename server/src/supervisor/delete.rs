@@ -3,7 +3,6 @@
 //! dropping instances from the table, the `deleted` events that end log
 //! followers, and removing the log files the daemon made.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use pmdaemon_proto::Target;
@@ -15,18 +14,30 @@ use super::instance::State;
 use super::table::{Instance, InstanceView};
 use super::{Supervisor, events};
 
-/// Removes the log files of these instances (after they were removed).
-/// Removes the deleted instances' log files that the daemon made in its
-/// logs directory. Files the user named (`out_file`/`error_file`) are left
-/// alone: they may hold earlier content, or be /dev/null.
-pub(super) fn remove_logs(logs_dir: &Path, views: &[InstanceView]) {
-    for v in views {
-        let own = [&v.out_log, &v.err_log]
+impl Supervisor {
+    /// Removes the deleted instances' log files that the daemon made in
+    /// its logs directory (after the instances left the table). Files the
+    /// user named (`out_file`/`error_file`/`log_file`) are left alone:
+    /// they may hold earlier content, or be /dev/null; so is a file that
+    /// instances still in the table write (an app's merged files when
+    /// only some of its instances go).
+    pub(super) fn remove_logs(&self, views: &[InstanceView]) {
+        let logs_dir = self.inner.logs.dir();
+        let in_use: std::collections::HashSet<std::path::PathBuf> = self
+            .table()
+            .log_paths_except(&[])
             .into_iter()
-            .filter(|p| p.parent() == Some(logs_dir))
-            .cloned();
-        if let Err(e) = crate::logs::remove_log_files(own) {
-            tracing::warn!(app = %v.name, id = v.id, error = %e, "cannot remove log files");
+            .map(|(path, _)| path)
+            .collect();
+        for v in views {
+            let own = [Some(&v.out_log), Some(&v.err_log), v.log.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter(|p| p.parent() == Some(logs_dir) && !in_use.contains(*p))
+                .cloned();
+            if let Err(e) = crate::logs::remove_log_files(own) {
+                tracing::warn!(app = %v.name, id = v.id, error = %e, "cannot remove log files");
+            }
         }
     }
 }
@@ -61,7 +72,7 @@ impl Supervisor {
         let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
         self.shrink_for_delete(&ids)?;
         self.remove(&ids).await;
-        remove_logs(self.inner.logs.dir(), &views);
+        self.remove_logs(&views);
         self.announce_deleted(&views);
         Ok((views, kept))
     }

@@ -16,7 +16,6 @@ use crate::store::InstanceRecord;
 use crate::sync::LockExt;
 
 use super::Supervisor;
-use super::delete::remove_logs;
 use super::instance::{self, Cmd, ExitInfo, Plan, Shared, State};
 use super::port_checks::{assign_ports, check_log_paths};
 use super::spec::{self, AppSpec, Launch};
@@ -61,7 +60,6 @@ impl Supervisor {
                     id: app.instances.first().map(|i| i.id).unwrap_or(0),
                 });
             }
-            check_log_paths(&spec, &self.inner.home, &table.log_paths_except(&[]))?;
             for dep in &spec.depends_on {
                 if table.app(&dep.app).is_none() {
                     return Err(Error::InvalidArgument(format!(
@@ -70,6 +68,8 @@ impl Supervisor {
                     )));
                 }
             }
+            // Last of the checks: it may create a missing log directory.
+            check_log_paths(&spec, &self.inner.home, &table.log_paths_except(&[]))?;
             assign_ports(&spec, &table.claims_except(&[spec.name.as_str()]), &[])?
         };
         // As for a file: its dependencies first meet their conditions.
@@ -127,7 +127,7 @@ impl Supervisor {
             // Nothing is created when the app cannot even be spawned.
             let views = self.views(&Target::Name(name.clone())).unwrap_or_default();
             self.remove(&ids).await;
-            remove_logs(self.inner.logs.dir(), &views);
+            self.remove_logs(&views);
             return Err(e);
         }
         self.views(&Target::Name(name))
@@ -147,11 +147,11 @@ impl Supervisor {
         let logs = &self.inner.logs;
         let cfg = spec.log_config();
         let open = |stream| {
-            let custom = spec.custom_log_path(stream, index);
-            let path = custom
-                .clone()
-                .unwrap_or_else(|| logs.path(&spec.name, id, stream));
-            logs.open_sink(&spec.name, id, stream, custom, cfg)
+            let targets = spec.log_targets(stream, index);
+            let path = spec.custom_log_path(stream, index).unwrap_or_else(|| {
+                logs.default_path(&spec.name, id, Some(stream), spec.merge_logs)
+            });
+            logs.open_sink_with(&spec.name, id, stream, &targets, cfg.clone())
                 .map_err(|e| Error::io("cannot open log file", path, e))
         };
         let (out, err) = (open(Stream::Out)?, open(Stream::Err)?);

@@ -33,23 +33,22 @@ pub(super) fn assign_ports(spec: &AppSpec, others: &[Claim], keep: &[u16]) -> Re
     }
 }
 
-/// Where an app's `out_file`/`error_file` may not point, checked before
-/// anything is created, on the resolved path (`logs::paths` has the
-/// rules): at a non-regular file other than /dev/null (a FIFO would block
-/// logging, a device or directory break it), into a directory another
-/// user could swap files in, at the daemon's own files, or at a log file
-/// another app (or another stream) writes. `taken` holds the log paths in
-/// use, with who uses them.
+/// Where an app's `out_file`/`error_file`/`log_file` may not point,
+/// checked before anything is started, on the resolved path (`logs::paths`
+/// has the rules; a missing directory is created there, as PM2 does): at
+/// a non-regular file other than /dev/null (a FIFO would block logging, a
+/// device or directory break it), into a directory another user could
+/// swap files in, at the daemon's own files, at a log file another app
+/// writes, or at another of the app's own files (out and error, or
+/// either and the combined one). `taken` holds the log paths in use, with
+/// who uses them.
 pub(super) fn check_log_paths(
     spec: &AppSpec,
     home: &Path,
     taken: &[(PathBuf, String)],
 ) -> Result<()> {
-    for (stream, path) in spec.custom_log_paths() {
-        let field = match stream {
-            crate::logs::Stream::Out => "out_file",
-            crate::logs::Stream::Err => "error_file",
-        };
+    let mut own: Vec<(PathBuf, String)> = Vec::new();
+    for (field, path) in spec.custom_log_paths() {
         if path == Path::new(spec::DISCARD) {
             continue;
         }
@@ -63,16 +62,22 @@ pub(super) fn check_log_paths(
                 path.display()
             )));
         }
-    }
-    // The app's two streams may not share a file either.
-    if spec.out_file.is_some()
-        && spec.out_file == spec.error_file
-        && spec.out_file.as_deref() != Some(Path::new(spec::DISCARD))
-    {
-        return Err(Error::InvalidArgument(format!(
-            "out_file and error_file are the same file ({}); give each its own",
-            spec.out_file.as_deref().unwrap_or(Path::new("")).display()
-        )));
+        if let Some(other) = crate::logs::paths::taken_by(&placed, &own) {
+            return Err(Error::InvalidArgument(
+                if other == "out_file" && field == "error_file" {
+                    format!(
+                        "out_file and error_file are the same file ({}); give each its own",
+                        path.display()
+                    )
+                } else {
+                    format!(
+                        "{field}: {} is also this app's {other}; give each its own file",
+                        path.display()
+                    )
+                },
+            ));
+        }
+        own.push((path, field.to_string()));
     }
     Ok(())
 }

@@ -28,7 +28,6 @@ use crate::store::{AppRecord, StateFile};
 use crate::sync::LockExt;
 
 use super::Supervisor;
-use super::delete::remove_logs;
 use super::instance::Plan;
 use super::lifecycle::Action;
 use super::table::{App, InstanceView};
@@ -164,7 +163,7 @@ impl Supervisor {
         let dropped: Vec<u32> = undo.created.iter().chain(&undo.replaced).copied().collect();
         if !dropped.is_empty() {
             self.remove(&dropped).await;
-            remove_logs(self.inner.logs.dir(), &created_views);
+            self.remove_logs(&created_views);
             self.announce_deleted(&created_views);
         }
         let remade: Vec<u32> = undo.replaced.iter().chain(&undo.missing).copied().collect();

@@ -9,7 +9,6 @@ use crate::error::{Error, Result};
 use crate::sync::LockExt;
 
 use super::Supervisor;
-use super::delete::remove_logs;
 use super::instance::Plan;
 use super::lifecycle::{Action, first_error};
 use super::port_checks::assign_ports;
@@ -91,7 +90,7 @@ impl Supervisor {
                 .filter(|v| removed_ids.contains(&v.id))
                 .collect();
             self.remove(&removed_ids).await;
-            remove_logs(self.inner.logs.dir(), &views);
+            self.remove_logs(&views);
             self.announce_deleted(&views);
         }
         self.inner.persister.request();

@@ -113,6 +113,46 @@ pub struct AppSpec {
     pub start_limit_burst: u32,
     #[serde(default = "default_start_limit_interval")]
     pub start_limit_interval_ms: u64,
+    /// PM2's `log_date_format` (dayjs tokens), checked by
+    /// [`pmdaemon_proto::DateFormat`]: each line in the files gets it and
+    /// `": "` before it. Wins over `time`.
+    #[serde(default)]
+    pub log_date_format: Option<String>,
+    /// PM2's `merge_logs`: the instances share their files.
+    #[serde(default)]
+    pub merge_logs: bool,
+    /// PM2's `log_file`: both streams also go to this file.
+    #[serde(default)]
+    pub log_file: Option<CombinedLog>,
+    /// PM2's `log_type`: `json` writes one JSON object per line.
+    #[serde(default, with = "log_type_word")]
+    pub log_type: pmdaemon_proto::LogType,
+}
+
+/// Where an app's combined log (PM2's `log_file`) goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CombinedLog {
+    /// `logs/NAME-ID.log` (merged: `logs/NAME.log`), PM2's `log: true`.
+    Default,
+    /// An absolute path.
+    File(PathBuf),
+}
+
+/// `log_type` in the state file: its word (`text`, `json`).
+mod log_type_word {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &pmdaemon_proto::LogType, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(t)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<pmdaemon_proto::LogType, D::Error> {
+        let word = String::deserialize(d)?;
+        word.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// What an app waits for in another before it starts: a value rule of the
@@ -190,11 +230,45 @@ impl AppSpec {
     }
 
     pub fn log_config(&self) -> crate::logs::LogConfig {
+        use crate::logs::LineFormat;
+        // Validated when the spec was built; a hand-edited state file with
+        // a bad format loses its timestamps, not its logs.
+        let date = self
+            .log_date_format
+            .as_deref()
+            .and_then(|f| f.parse::<pmdaemon_proto::DateFormat>().ok())
+            .map(std::sync::Arc::new);
+        let format = match (self.log_type, date) {
+            (pmdaemon_proto::LogType::Json, date) => LineFormat::Json(date),
+            (_, Some(date)) => LineFormat::Date(date),
+            (_, None) if self.time => LineFormat::Rfc3339,
+            _ => LineFormat::Plain,
+        };
         crate::logs::LogConfig {
             max_bytes: self.log_max_bytes,
             max_files: self.log_max_files,
-            time: self.time,
+            format,
+            merged: self.merge_logs,
         }
+    }
+
+    /// Where one instance's stream goes: its own file (default, the
+    /// app's path, or discarded) and the app's combined file.
+    pub fn log_targets(&self, stream: crate::logs::Stream, index: u32) -> crate::logs::SinkTargets {
+        use crate::logs::LogTarget;
+        let file = match self.custom_log_path(stream, index) {
+            None => LogTarget::Default,
+            Some(path) if path == Path::new(DISCARD) => LogTarget::Discard,
+            Some(path) => LogTarget::Custom(path),
+        };
+        let combined = self.log_file.as_ref().map(|c| match c {
+            CombinedLog::Default => LogTarget::Default,
+            CombinedLog::File(_) => match self.combined_log_path(index) {
+                Some(path) if path != Path::new(DISCARD) => LogTarget::Custom(path),
+                _ => LogTarget::Discard,
+            },
+        });
+        crate::logs::SinkTargets { file, combined }
     }
 
     /// Delay before the next spawn, given how many consecutive unstable runs
@@ -241,10 +315,22 @@ impl AppSpec {
         for (field, path) in [
             ("out_file", &self.out_file),
             ("error_file", &self.error_file),
+            (
+                "log_file",
+                &match &self.log_file {
+                    Some(CombinedLog::File(path)) => Some(path.clone()),
+                    _ => None,
+                },
+            ),
         ] {
             if let Some(path) = path {
                 nul(field, path.as_os_str().as_bytes())?;
             }
+        }
+        if let Some(format) = &self.log_date_format {
+            format
+                .parse::<pmdaemon_proto::DateFormat>()
+                .map_err(|e| e.named("log_date_format"))?;
         }
         for path in &self.watch_paths {
             nul("watch", path.as_os_str().as_bytes())?;
@@ -312,35 +398,60 @@ impl AppSpec {
 }
 
 impl AppSpec {
-    /// Every log file the app names (`out_file`/`error_file`, for each
-    /// instance), with its stream.
-    pub fn custom_log_paths(&self) -> impl Iterator<Item = (crate::logs::Stream, PathBuf)> + '_ {
+    /// Every log file the app names (`out_file`/`error_file`/`log_file`,
+    /// for each instance; once with `merge_logs`), with its field.
+    pub fn custom_log_paths(&self) -> impl Iterator<Item = (&'static str, PathBuf)> + '_ {
         use crate::logs::Stream;
-        (0..self.instances.max(1)).flat_map(move |index| {
-            [Stream::Out, Stream::Err]
-                .into_iter()
-                .filter_map(move |stream| Some((stream, self.custom_log_path(stream, index)?)))
+        let count = if self.merge_logs {
+            1
+        } else {
+            self.instances.max(1)
+        };
+        (0..count).flat_map(move |index| {
+            [
+                ("out_file", self.custom_log_path(Stream::Out, index)),
+                ("error_file", self.custom_log_path(Stream::Err, index)),
+                ("log_file", self.combined_log_path(index)),
+            ]
+            .into_iter()
+            .filter_map(|(field, path)| Some((field, path?)))
         })
     }
 
     /// The log file of one instance's stream when the app sets
     /// `out_file`/`error_file`; with several instances each gets its own
-    /// file, `-INDEX` before the extension (`api.log` → `api-2.log`).
+    /// file, `-INDEX` before the extension (`api.log` → `api-2.log`),
+    /// unless `merge_logs`.
     pub fn custom_log_path(&self, stream: crate::logs::Stream, index: u32) -> Option<PathBuf> {
         let path = match stream {
             crate::logs::Stream::Out => self.out_file.as_ref()?,
             crate::logs::Stream::Err => self.error_file.as_ref()?,
         };
+        Some(self.instance_path(path, index))
+    }
+
+    /// The combined file of one instance when the app sets `log_file` to a
+    /// path, named as [`AppSpec::custom_log_path`] names the others.
+    pub fn combined_log_path(&self, index: u32) -> Option<PathBuf> {
+        match self.log_file.as_ref()? {
+            CombinedLog::Default => None,
+            CombinedLog::File(path) => Some(self.instance_path(path, index)),
+        }
+    }
+
+    /// `path` for instance `index`: itself with one instance, with
+    /// `merge_logs` or for /dev/null, else `-INDEX` before the extension.
+    fn instance_path(&self, path: &Path, index: u32) -> PathBuf {
         // /dev/null discards for every instance alike.
-        if self.instances <= 1 || path == Path::new(DISCARD) {
-            return Some(path.clone());
+        if self.instances <= 1 || self.merge_logs || path == Path::new(DISCARD) {
+            return path.to_path_buf();
         }
         let stem = path.file_stem().unwrap_or_default().to_string_lossy();
         let name = match path.extension() {
             Some(ext) => format!("{stem}-{index}.{}", ext.to_string_lossy()),
             None => format!("{stem}-{index}"),
         };
-        Some(path.with_file_name(name))
+        path.with_file_name(name)
     }
 
     /// Names of the fields that differ between two definitions (for
@@ -393,6 +504,10 @@ const FIELD_NAMES: &[&str] = &[
     "depends_on",
     "start_limit_burst",
     "start_limit_interval_ms",
+    "log_date_format",
+    "merge_logs",
+    "log_file",
+    "log_type",
 ];
 
 /// What exactly gets executed for an app.
@@ -651,6 +766,10 @@ mod tests {
             depends_on: vec![],
             start_limit_burst: pmdaemon_proto::DEFAULT_START_LIMIT_BURST,
             start_limit_interval_ms: pmdaemon_proto::DEFAULT_START_LIMIT_INTERVAL_MS,
+            log_date_format: None,
+            merge_logs: false,
+            log_file: None,
+            log_type: pmdaemon_proto::LogType::Text,
         }
     }
 
@@ -688,6 +807,41 @@ mod tests {
         assert_eq!(
             s.custom_log_path(crate::logs::Stream::Out, 2),
             Some("/var/log/api-2.log".into())
+        );
+        s.log_file = Some(CombinedLog::File("/var/log/all.log".into()));
+        assert_eq!(s.combined_log_path(1), Some("/var/log/all-1.log".into()));
+        // PM2's merge_logs: one file for every instance.
+        s.merge_logs = true;
+        assert_eq!(
+            s.custom_log_path(crate::logs::Stream::Out, 2),
+            Some("/var/log/api.log".into())
+        );
+        assert_eq!(s.combined_log_path(1), Some("/var/log/all.log".into()));
+        assert_eq!(s.custom_log_paths().count(), 2);
+    }
+
+    #[test]
+    fn dev_null_discards_and_log_type_round_trips() {
+        use crate::logs::{LogTarget, Stream};
+        let mut s = spec("x", Path::new("/"));
+        s.out_file = Some(DISCARD.into());
+        s.log_file = Some(CombinedLog::Default);
+        s.log_type = pmdaemon_proto::LogType::Json;
+        let targets = s.log_targets(Stream::Out, 0);
+        assert_eq!(targets.file, LogTarget::Discard);
+        assert_eq!(targets.combined, Some(LogTarget::Default));
+        assert_eq!(s.log_targets(Stream::Err, 0).file, LogTarget::Default);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["log_type"], "json");
+        assert_eq!(json["log_file"], "default");
+        let back: AppSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+        s.log_date_format = Some("---".into());
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("log_date_format")
         );
     }
 

@@ -172,6 +172,7 @@ fn wire_spec() -> impl Strategy<Value = v1::AppSpec> {
             depends_on,
             start_limit_burst,
             start_limit_interval_ms,
+            ..Default::default()
         },
     )
 }

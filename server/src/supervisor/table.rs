@@ -5,7 +5,7 @@
 //! `std::sync::Mutex` owned by the handle (`mod.rs`), never held across an
 //! await.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pmdaemon_proto::Target;
@@ -36,6 +36,8 @@ pub struct InstanceView {
     pub created_at_ms: i64,
     pub out_log: PathBuf,
     pub err_log: PathBuf,
+    /// The combined file (PM2's `log_file`), if the app has one.
+    pub log: Option<PathBuf>,
     /// Latest CPU/memory sample while running.
     pub sample: Option<crate::metrics::Sample>,
 }
@@ -145,9 +147,12 @@ impl Table {
                 a.instances.iter().flat_map(move |i| {
                     let who = format!("app {} (id {})", a.name, i.id);
                     [
-                        (i.out.path().to_path_buf(), who.clone()),
-                        (i.err.path().to_path_buf(), who),
+                        Some((i.out.path().to_path_buf(), who.clone())),
+                        Some((i.err.path().to_path_buf(), who.clone())),
+                        i.out.combined_path().map(|p| (p.to_path_buf(), who)),
                     ]
+                    .into_iter()
+                    .flatten()
                 })
             })
             .collect()
@@ -210,6 +215,7 @@ impl Supervisor {
                     created_at_ms: app.created_at_ms,
                     out_log: inst.out.path().to_path_buf(),
                     err_log: inst.err.path().to_path_buf(),
+                    log: inst.out.combined_path().map(Path::to_path_buf),
                 }
             })
             .collect())

@@ -392,6 +392,7 @@ pub(crate) mod tests {
             created_at_ms: 0,
             out_log: "/o".into(),
             err_log: "/e".into(),
+            log: None,
             sample: None,
         }
     }

@@ -32,6 +32,12 @@ class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOG_STREAM_STDOUT: _ClassVar[LogStream]
     LOG_STREAM_STDERR: _ClassVar[LogStream]
 
+class LogType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOG_TYPE_UNSPECIFIED: _ClassVar[LogType]
+    LOG_TYPE_TEXT: _ClassVar[LogType]
+    LOG_TYPE_JSON: _ClassVar[LogType]
+
 class DependencyCondition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DEPENDENCY_CONDITION_UNSPECIFIED: _ClassVar[DependencyCondition]
@@ -112,6 +118,9 @@ RESTART_POLICY_NEVER: RestartPolicy
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream
+LOG_TYPE_UNSPECIFIED: LogType
+LOG_TYPE_TEXT: LogType
+LOG_TYPE_JSON: LogType
 DEPENDENCY_CONDITION_UNSPECIFIED: DependencyCondition
 DEPENDENCY_CONDITION_STARTED: DependencyCondition
 DEPENDENCY_CONDITION_HEALTHY: DependencyCondition
@@ -157,7 +166,7 @@ TOKEN_SCOPE_ADMIN: TokenScope
 TOKEN_SCOPE_READ_ONLY: TokenScope
 
 class AppSpec(_message.Message):
-    __slots__ = ("name", "script", "args", "interpreter", "interpreter_args", "cwd", "env", "autorestart", "max_restarts", "min_uptime_ms", "restart_delay_ms", "exp_backoff_initial_ms", "exp_backoff_max_ms", "kill_timeout_ms", "stop_signal", "time", "log_max_bytes", "log_max_files", "instances", "port", "port_env", "watch", "watch_paths", "ignore_watch", "watch_delay_ms", "out_file", "error_file", "health_check", "max_memory_bytes", "depends_on", "start_limit_burst", "start_limit_interval_ms")
+    __slots__ = ("name", "script", "args", "interpreter", "interpreter_args", "cwd", "env", "autorestart", "max_restarts", "min_uptime_ms", "restart_delay_ms", "exp_backoff_initial_ms", "exp_backoff_max_ms", "kill_timeout_ms", "stop_signal", "time", "log_max_bytes", "log_max_files", "instances", "port", "port_env", "watch", "watch_paths", "ignore_watch", "watch_delay_ms", "out_file", "error_file", "health_check", "max_memory_bytes", "depends_on", "start_limit_burst", "start_limit_interval_ms", "log_date_format", "merge_logs", "log_file", "log_type")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +206,10 @@ class AppSpec(_message.Message):
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     START_LIMIT_BURST_FIELD_NUMBER: _ClassVar[int]
     START_LIMIT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    LOG_DATE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    MERGE_LOGS_FIELD_NUMBER: _ClassVar[int]
+    LOG_FILE_FIELD_NUMBER: _ClassVar[int]
+    LOG_TYPE_FIELD_NUMBER: _ClassVar[int]
     name: str
     script: str
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -229,7 +242,11 @@ class AppSpec(_message.Message):
     depends_on: _containers.RepeatedCompositeFieldContainer[Dependency]
     start_limit_burst: int
     start_limit_interval_ms: int
-    def __init__(self, name: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., interpreter: _Optional[str] = ..., interpreter_args: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., autorestart: _Optional[_Union[RestartPolicy, str]] = ..., max_restarts: _Optional[int] = ..., min_uptime_ms: _Optional[int] = ..., restart_delay_ms: _Optional[int] = ..., exp_backoff_initial_ms: _Optional[int] = ..., exp_backoff_max_ms: _Optional[int] = ..., kill_timeout_ms: _Optional[int] = ..., stop_signal: _Optional[str] = ..., time: bool = ..., log_max_bytes: _Optional[int] = ..., log_max_files: _Optional[int] = ..., instances: _Optional[int] = ..., port: _Optional[str] = ..., port_env: _Optional[str] = ..., watch: bool = ..., watch_paths: _Optional[_Iterable[str]] = ..., ignore_watch: _Optional[_Iterable[str]] = ..., watch_delay_ms: _Optional[int] = ..., out_file: _Optional[str] = ..., error_file: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., max_memory_bytes: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., start_limit_burst: _Optional[int] = ..., start_limit_interval_ms: _Optional[int] = ...) -> None: ...
+    log_date_format: str
+    merge_logs: bool
+    log_file: str
+    log_type: LogType
+    def __init__(self, name: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., interpreter: _Optional[str] = ..., interpreter_args: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., autorestart: _Optional[_Union[RestartPolicy, str]] = ..., max_restarts: _Optional[int] = ..., min_uptime_ms: _Optional[int] = ..., restart_delay_ms: _Optional[int] = ..., exp_backoff_initial_ms: _Optional[int] = ..., exp_backoff_max_ms: _Optional[int] = ..., kill_timeout_ms: _Optional[int] = ..., stop_signal: _Optional[str] = ..., time: bool = ..., log_max_bytes: _Optional[int] = ..., log_max_files: _Optional[int] = ..., instances: _Optional[int] = ..., port: _Optional[str] = ..., port_env: _Optional[str] = ..., watch: bool = ..., watch_paths: _Optional[_Iterable[str]] = ..., ignore_watch: _Optional[_Iterable[str]] = ..., watch_delay_ms: _Optional[int] = ..., out_file: _Optional[str] = ..., error_file: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., max_memory_bytes: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., start_limit_burst: _Optional[int] = ..., start_limit_interval_ms: _Optional[int] = ..., log_date_format: _Optional[str] = ..., merge_logs: bool = ..., log_file: _Optional[str] = ..., log_type: _Optional[_Union[LogType, str]] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("http", "tcp", "script", "interval_ms", "timeout_ms", "retries", "start_period_ms", "expected_status")
@@ -260,7 +277,7 @@ class Dependency(_message.Message):
     def __init__(self, app: _Optional[str] = ..., condition: _Optional[_Union[DependencyCondition, str]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("id", "name", "instance", "state", "pid", "restarts", "unstable_restarts", "started_at_ms", "last_exit_code", "last_exit_signal", "last_exit_at_ms", "next_restart_at_ms", "status_reason", "spec", "argv", "cwd", "out_log_path", "err_log_path", "created_at_ms", "port", "port_override", "cpu_percent", "memory_bytes", "health", "last_health_error", "last_health_check_at_ms", "last_health_error_at_ms", "last_health_check_passed", "ready", "tracking")
+    __slots__ = ("id", "name", "instance", "state", "pid", "restarts", "unstable_restarts", "started_at_ms", "last_exit_code", "last_exit_signal", "last_exit_at_ms", "next_restart_at_ms", "status_reason", "spec", "argv", "cwd", "out_log_path", "err_log_path", "created_at_ms", "port", "port_override", "cpu_percent", "memory_bytes", "health", "last_health_error", "last_health_check_at_ms", "last_health_error_at_ms", "last_health_check_passed", "ready", "tracking", "log_path")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +308,7 @@ class ProcessInfo(_message.Message):
     LAST_HEALTH_CHECK_PASSED_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     TRACKING_FIELD_NUMBER: _ClassVar[int]
+    LOG_PATH_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     instance: int
@@ -321,7 +339,8 @@ class ProcessInfo(_message.Message):
     last_health_check_passed: bool
     ready: bool
     tracking: Tracking
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., instance: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., unstable_restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., last_exit_code: _Optional[int] = ..., last_exit_signal: _Optional[str] = ..., last_exit_at_ms: _Optional[int] = ..., next_restart_at_ms: _Optional[int] = ..., status_reason: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., out_log_path: _Optional[str] = ..., err_log_path: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., port: _Optional[int] = ..., port_override: bool = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., last_health_error: _Optional[str] = ..., last_health_check_at_ms: _Optional[int] = ..., last_health_error_at_ms: _Optional[int] = ..., last_health_check_passed: bool = ..., ready: bool = ..., tracking: _Optional[_Union[Tracking, str]] = ...) -> None: ...
+    log_path: str
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., instance: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., unstable_restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., last_exit_code: _Optional[int] = ..., last_exit_signal: _Optional[str] = ..., last_exit_at_ms: _Optional[int] = ..., next_restart_at_ms: _Optional[int] = ..., status_reason: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., out_log_path: _Optional[str] = ..., err_log_path: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., port: _Optional[int] = ..., port_override: bool = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., last_health_error: _Optional[str] = ..., last_health_check_at_ms: _Optional[int] = ..., last_health_error_at_ms: _Optional[int] = ..., last_health_check_passed: bool = ..., ready: bool = ..., tracking: _Optional[_Union[Tracking, str]] = ..., log_path: _Optional[str] = ...) -> None: ...
 
 class StartProcessRequest(_message.Message):
     __slots__ = ("spec", "target", "caller_cwd", "caller_path", "dependency_timeout_ms")
