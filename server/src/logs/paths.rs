@@ -167,10 +167,7 @@ pub(crate) fn place_custom(path: &Path, home: &Path) -> Result<Placement, LogPat
     }
     // PM2 makes a missing directory (mkdir -p); so does pmd, only below
     // what the loop above accepted, and never through a link.
-    create_missing(&absolute, me).map_err(|source| LogPathError::Dir {
-        dir: dir_path.to_path_buf(),
-        source,
-    })?;
+    create_missing(&absolute, me)?;
     let dir = LogDir::open_resolving(dir_path).map_err(|source| LogPathError::Dir {
         dir: dir_path.to_path_buf(),
         source,
@@ -207,14 +204,16 @@ pub(crate) const CREATED_DIR_MODE: u32 = 0o750;
 
 /// Creates the missing directories of `dir` (absolute), each with
 /// [`CREATED_DIR_MODE`]: from the deepest one that exists (opened once,
-/// links followed there: [`place_custom`] has checked every link and
-/// directory on the way), each next one is made and opened relative to
+/// links followed there: [`place_custom`] has checked the links' owners,
+/// and the directory they lead to is checked here, with those above it),
+/// each next one is made and opened relative to
 /// its parent's handle with `O_NOFOLLOW`, so a link planted in between is
 /// refused rather than followed, and each one opened is checked by the
 /// rule of this module before anything is made in it.
-fn create_missing(dir: &Path, me: u32) -> io::Result<()> {
+fn create_missing(dir: &Path, me: u32) -> Result<(), LogPathError> {
     use nix::fcntl::{OFlag, open, openat};
     use nix::sys::stat::{Mode, fstat, mkdirat};
+    use std::os::fd::AsRawFd;
     let mut existing = dir;
     let mut missing = Vec::new();
     while std::fs::symlink_metadata(existing).is_err() {
@@ -227,33 +226,45 @@ fn create_missing(dir: &Path, me: u32) -> io::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    let failed = |at: &Path| {
+        let dir = at.to_path_buf();
+        move |source: io::Error| LogPathError::Dir { dir, source }
+    };
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let mut fd = open(existing, flags, Mode::empty())?;
-    let mut at = existing.to_path_buf();
+    let mut fd = open(existing, flags, Mode::empty()).map_err(|e| failed(existing)(e.into()))?;
+    // Where the links on the way led (the checks above saw the links'
+    // owners, not their targets): that directory and those above it
+    // must pass the rule before anything is made in it.
+    let resolved = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(failed(existing))?;
+    let st = fstat(&fd).map_err(|e| failed(existing)(e.into()))?;
+    check_dir(&resolved, st.st_uid, st.st_mode, me)?;
+    for ancestor in resolved.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor).map_err(failed(ancestor))?;
+        check_dir(ancestor, meta.uid(), meta.mode(), me)?;
+    }
+    let mut at = resolved;
     for name in missing.into_iter().rev() {
+        at.push(name);
         match mkdirat(&fd, name, Mode::from_bits_truncate(CREATED_DIR_MODE)) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(failed(&at)(e.into())),
         }
-        at.push(name);
         fd = match openat(&fd, name, flags | OFlag::O_NOFOLLOW, Mode::empty()) {
             Ok(fd) => fd,
             Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
-                return Err(io::Error::new(
+                return Err(failed(&at)(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!(
-                        "{} appeared as a symbolic link or a file while its directory was being \
-                         made; log directories are never reached through one",
-                        at.display()
-                    ),
-                ));
+                    "it appeared as a symbolic link or a file while the directory was being \
+                     made; log directories are never reached through one",
+                )));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(failed(&at)(e.into())),
         };
         // Someone else's directory made first, in a sticky one: refused
         // before anything goes into it.
-        let st = fstat(&fd)?;
-        check_dir(&at, st.st_uid, st.st_mode, me).map_err(io::Error::from)?;
+        let st = fstat(&fd).map_err(|e| failed(&at)(e.into()))?;
+        check_dir(&at, st.st_uid, st.st_mode, me)?;
     }
     Ok(())
 }

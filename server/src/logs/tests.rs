@@ -789,6 +789,50 @@ mod placement {
         }
     }
 
+    /// Missing directories are made, 0750, one level at a time; below a
+    /// directory others may write (no sticky bit), nothing is made at all,
+    /// and a link planted where a level would be is not followed.
+    #[test]
+    fn missing_directories_are_made_only_where_the_rules_allow() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let placed = place_custom(&dir.path().join("a/b/c/x.log"), &home).unwrap();
+        assert_eq!(placed.name, "x.log");
+        for sub in ["a", "a/b", "a/b/c"] {
+            let mode = std::fs::metadata(dir.path().join(sub))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o750 & !umask(), "{sub}");
+        }
+        assert!(
+            !dir.path().join("a/b/c/x.log").exists(),
+            "the file is not made"
+        );
+
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = place_custom(&open.join("new/x.log"), &home).unwrap_err();
+        assert!(matches!(err, LogPathError::OpenToOthers { .. }), "{err}");
+        assert!(!open.join("new").exists());
+
+        // A link to elsewhere where a directory was to be made: the path
+        // rules follow a link of the daemon's user only where it leads to
+        // an allowed directory; here the target is the open one.
+        let planted = dir.path().join("planted");
+        std::os::unix::fs::symlink(&open, &planted).unwrap();
+        let err = place_custom(&planted.join("sub/x.log"), &home).unwrap_err();
+        assert!(matches!(err, LogPathError::OpenToOthers { .. }), "{err}");
+        assert!(!open.join("sub").exists(), "nothing made through the link");
+    }
+
+    fn umask() -> u32 {
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        nix::sys::stat::umask(old);
+        old.bits()
+    }
+
     /// The daemon's home is recognised through a link, and so is a file
     /// another app writes.
     #[test]

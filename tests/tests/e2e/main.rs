@@ -23,6 +23,8 @@
 //! - `pm2_files`: PM2's files as PM2 takes them: every key accepted or
 //!   warned about, JSON5, one app alone, directory and command-line
 //!   scripts, spaced names, `pmd validate` and `--strict`;
+//! - `pm2_logs`: PM2's log options: `log_date_format`, `merge_logs`,
+//!   `log_file`, `log_type: json`, `NULL`, `~` and missing log directories;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
 //! - `reload_watch`: rolling `pmd reload` and restarts on file changes;
@@ -72,6 +74,7 @@ mod logs;
 mod monitoring;
 mod persistence;
 mod pm2_files;
+mod pm2_logs;
 mod ports;
 mod readiness;
 mod reload_watch;

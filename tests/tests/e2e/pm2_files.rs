@@ -20,17 +20,23 @@ fn warnings(out: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
-/// A JS file with comments and PM2's log keys starts: PM2's aliases are
-/// honoured (`err_file`, `output`, `node_args` is not needed here), keys
-/// pmd does not honour yet warn once per key and file at the place node's
-/// JSON has them. Skipped where node is not on PATH.
+/// A JS file with comments and PM2's log keys starts with the keys
+/// honoured (issue 11): PM2's aliases (`output`, `err_file`,
+/// `combine_logs`) are read, `log_date_format` puts PM2's date before each
+/// line, `merge_logs` gives one set of files; only the keys pmd ignores
+/// or does not know warn, once per key and file, at the place node's JSON
+/// has them. Skipped where node is not on PATH.
 #[test]
-fn a_js_file_with_comments_and_pm2_log_keys_starts_with_one_warning_per_key() {
+fn a_js_file_with_comments_and_pm2_log_keys_starts_with_the_keys_honoured() {
     if node().is_none() {
         eprintln!("skipped: node is not on PATH");
         return;
     }
     let d = TestDaemon::start();
+    d.write_executable(
+        "talk.sh",
+        "#!/bin/sh\necho listening\necho careful >&2\nexec sleep 100000\n",
+    );
     d.write_executable("idle.sh", IDLE);
     fs::create_dir(d.work().join("logs")).unwrap();
     d.write_file(
@@ -40,7 +46,8 @@ module.exports = {
   apps: [
     {
       name: "api", // the web front
-      script: "./idle.sh",
+      script: "./talk.sh",
+      instances: 2,
       output: "./logs/api.out",
       err_file: "./logs/api.err",
       log_date_format: "YYYY-MM-DD HH:mm Z",
@@ -52,6 +59,7 @@ module.exports = {
       name: "worker",
       script: "./idle.sh",
       combine_logs: true,
+      log: true,
       max_restart: 3,
     },
   ],
@@ -61,42 +69,54 @@ module.exports = {
     let out = d.pmd(&["start", "ecosystem.config.js"]);
     assert!(out.status.success(), "{}", describe_output(&out));
     let warned = warnings(&out);
-    assert_eq!(warned.len(), 4, "one line per key and file:\n{warned:#?}");
+    assert!(
+        !said(&out).contains("not honoured yet"),
+        "PM2's log keys are honoured: {}",
+        said(&out)
+    );
+    assert_eq!(warned.len(), 2, "one line per key and file:\n{warned:#?}");
     let has = |words: &[&str]| warned.iter().any(|w| words.iter().all(|x| w.contains(x)));
     assert!(
         has(&[
             "ecosystem.config.js (evaluated by node; line ",
-            "app 1 (api): `log_date_format` is not honoured yet",
-            "`time: true`"
+            "app 1 (api): `pid_file` is ignored"
         ]),
         "{warned:#?}"
     );
-    assert!(
-        has(&[
-            "app 1 (api): `merge_logs` is not honoured yet",
-            "(also in app 2)"
-        ]),
-        "merge_logs and its alias combine_logs are one warning: {warned:#?}"
-    );
-    assert!(has(&["app 1 (api): `pid_file` is ignored"]), "{warned:#?}");
     assert!(
         has(&["app 2 (worker): unknown field `max_restart`, did you mean `max_restarts`?"]),
         "{warned:#?}"
     );
-    d.wait_online("api");
+    let apis = d.wait_instances_online("api", 2);
     d.wait_online("worker");
-    let api = d.describe_one("api");
+    // merge_logs: both instances write the file as named, no -INDEX.
     let logs = fs::canonicalize(d.work().join("logs")).unwrap();
+    for api in &apis {
+        assert_eq!(api["out_log_path"].as_str(), logs.join("api.out").to_str());
+        assert_eq!(api["err_log_path"].as_str(), logs.join("api.err").to_str());
+    }
+    let out_file = logs.join("api.out");
+    wait_for("both instances' lines", WAIT, || {
+        crate::lines_of(&out_file).len() == 2
+    });
+    // PM2's `<date>: <line>`, the date in the file's format.
+    for line in crate::lines_of(&out_file) {
+        let (date, text) = line.split_once(": ").unwrap_or_else(|| panic!("{line:?}"));
+        assert_eq!(text, "listening", "{line:?}");
+        assert_eq!(date.len(), "2026-03-07 09:05 +01:00".len(), "{line:?}");
+        assert!(
+            date.as_bytes()[4] == b'-' && date.as_bytes()[10] == b' ',
+            "{line:?}"
+        );
+    }
+    // `log: true` (with combine_logs): logs/worker.log in the home.
+    let worker = d.describe_one("worker");
     assert_eq!(
-        api["out_log_path"].as_str(),
-        logs.join("api.out").to_str(),
-        "output is PM2's out_file: {api}"
+        worker["log_path"].as_str(),
+        d.logs_dir().join("worker.log").to_str(),
+        "{worker}"
     );
-    assert_eq!(
-        api["err_log_path"].as_str(),
-        logs.join("api.err").to_str(),
-        "err_file is PM2's error_file: {api}"
-    );
+    assert_eq!(worker["merge_logs"], true);
 }
 
 /// A `.json` file is JSON5 as PM2 reads it (comments, trailing commas,
