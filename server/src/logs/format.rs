@@ -63,10 +63,11 @@ impl LineFormat {
         matches!(self, LineFormat::Json(_))
     }
 
-    /// `data` as it goes to a file, into `out`. `continuing`: the first
-    /// piece of `data` continues a line this writer left open in that file
-    /// (it gets no prefix). JSON objects always end their line, so a piece
-    /// of an over-long line is an object of its own.
+    /// `data` as it goes to a file, into `out`; false (and `out` left
+    /// alone) when it goes as it is. `continuing`: the first piece of
+    /// `data` continues a line this writer left open in that file (it gets
+    /// no prefix). JSON objects always end their line, so a piece of an
+    /// over-long line is an object of its own.
     pub(super) fn render(
         &self,
         out: &mut Vec<u8>,
@@ -74,13 +75,14 @@ impl LineFormat {
         stamp: &str,
         continuing: bool,
         who: &JsonWho,
-    ) {
+    ) -> bool {
         out.clear();
         match self {
-            LineFormat::Plain => out.extend_from_slice(data),
+            LineFormat::Plain => return false,
             LineFormat::Json(_) => json_lines(out, data, stamp, who),
             _ => prefix_lines(out, data, stamp.as_bytes(), self.separator(), continuing),
         }
+        true
     }
 }
 
@@ -216,7 +218,13 @@ mod tests {
     #[test]
     fn json_lines_are_pm2s_objects() {
         let mut out = Vec::new();
-        LineFormat::Json(None).render(&mut out, b"a\"b\n\x1b\xff\nrest", "T", false, &who());
+        assert!(LineFormat::Json(None).render(
+            &mut out,
+            b"a\"b\n\x1b\xff\nrest",
+            "T",
+            false,
+            &who()
+        ));
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -237,10 +245,11 @@ mod tests {
     fn date_prefixes_use_pm2s_separator_and_skip_a_continued_line() {
         let format: Arc<DateFormat> = Arc::new("YYYY".parse().unwrap());
         let mut out = Vec::new();
-        LineFormat::Date(format).render(&mut out, b"end\nnext\n", "2026", true, &who());
+        assert!(LineFormat::Date(format).render(&mut out, b"end\nnext\n", "2026", true, &who()));
         assert_eq!(out, b"end\n2026: next\n");
         LineFormat::Rfc3339.render(&mut out, b"x\n", "T", false, &who());
         assert_eq!(out, b"T x\n");
+        assert!(!LineFormat::Plain.render(&mut out, b"x\n", "", false, &who()));
     }
 
     #[test]

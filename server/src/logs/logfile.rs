@@ -142,7 +142,8 @@ impl LogFile {
     }
 
     /// Writes one chunk of `writer` (complete lines, or one piece of an
-    /// over-long line), rendered by `render(continuing, body, out)`.
+    /// over-long line), rendered by `render(continuing, body, out)` into
+    /// `scratch` (when it says false, `body` goes as it is).
     /// Under the disk reserve nothing is written and the file keeps its
     /// line state.
     pub(super) fn write_chunk(
@@ -150,7 +151,7 @@ impl LogFile {
         writer: &Writer<'_>,
         data: &[u8],
         scratch: &mut Vec<u8>,
-        render: impl Fn(bool, &[u8], &mut Vec<u8>),
+        render: impl Fn(bool, &[u8], &mut Vec<u8>) -> bool,
     ) {
         let mut st = self.lock();
         if st.regular && !self.admitted(writer, data.len()) {
@@ -173,9 +174,14 @@ impl LogFile {
         if body.is_empty() {
             return;
         }
-        render(continuing, body, scratch);
-        let written = st.write_file(self, scratch, continuing);
-        st.open_by = match scratch.last() {
+        // Lines as printed are written from the read buffer, uncopied.
+        let out: &[u8] = if render(continuing, body, scratch) {
+            scratch
+        } else {
+            body
+        };
+        let written = st.write_file(self, out, continuing);
+        st.open_by = match out.last() {
             Some(b'\n') => None,
             _ => Some(writer.key),
         };
