@@ -567,6 +567,35 @@ pub struct SpecFlags {
     /// this, e.g. 200M (PM2's --max-memory-restart).
     #[arg(long, visible_alias = "max-memory-restart", value_name = "SIZE", value_parser = parse_max_memory)]
     pub max_memory: Option<u64>,
+
+    /// The app is ready when it sends "ready" over its IPC channel
+    /// (`process.send('ready')` in Node): PM2's `wait_ready`, which PM2
+    /// spells `--wait-ready` (here that flag makes pmd wait for readiness).
+    #[arg(long)]
+    pub ready_message: bool,
+
+    /// How long the app may take to send "ready" (default 3s, PM2's).
+    #[arg(long, value_name = "DURATION", requires = "ready_message", value_parser = duration_parser("--listen-timeout"))]
+    pub listen_timeout: Option<Duration>,
+
+    /// Stop the app by sending "shutdown" over its IPC channel instead of
+    /// the stop signal (SIGKILL after --kill-timeout as ever).
+    #[arg(long)]
+    pub shutdown_with_message: bool,
+
+    /// Exit codes after which the app is not restarted, e.g. 0,3.
+    #[arg(long, value_name = "CODES", value_parser = parse_stop_exit_codes)]
+    pub stop_exit_codes: Option<Vec<i32>>,
+
+    /// The variable that receives the instance index (default
+    /// NODE_APP_INSTANCE).
+    #[arg(long, value_name = "NAME", value_parser = parse_instance_var)]
+    pub instance_var: Option<String>,
+
+    /// A variable of --env holding an integer that each instance gets
+    /// raised by its index (PORT=3000: 3000, 3001...).
+    #[arg(long, value_name = "NAME", value_parser = parse_increment_var)]
+    pub increment_var: Option<String>,
 }
 
 /// One `--env` value of `start`: a variable, or (with an ecosystem file) the
@@ -624,6 +653,12 @@ impl SpecFlags {
             health_start_period,
             health_expected_status,
             max_memory,
+            ready_message,
+            listen_timeout,
+            shutdown_with_message,
+            stop_exit_codes,
+            instance_var,
+            increment_var,
         } = self;
         name.is_some()
             || cwd.is_some()
@@ -666,6 +701,12 @@ impl SpecFlags {
             || health_start_period.is_some()
             || health_expected_status.is_some()
             || max_memory.is_some()
+            || *ready_message
+            || listen_timeout.is_some()
+            || *shutdown_with_message
+            || stop_exit_codes.is_some()
+            || instance_var.is_some()
+            || increment_var.is_some()
     }
 
     /// The `--env K=V` variables.
@@ -1153,6 +1194,18 @@ fn parse_stop_signal(value: &str) -> Result<String, String> {
     pmdaemon_proto::parse_stop_signal("--stop-signal", value)
         .map(|sig| sig.as_str().to_string())
         .map_err(|e| e.0)
+}
+
+fn parse_stop_exit_codes(value: &str) -> Result<Vec<i32>, String> {
+    crate::rules::parse_stop_exit_codes("--stop-exit-codes", value)
+}
+
+fn parse_instance_var(value: &str) -> Result<String, String> {
+    crate::rules::check_instance_var("--instance-var", value).map(|()| value.to_string())
+}
+
+fn parse_increment_var(value: &str) -> Result<String, String> {
+    crate::rules::check_increment_var("--increment-var", value).map(|()| value.to_string())
 }
 
 fn parse_log_max_size(value: &str) -> Result<u64, String> {

@@ -136,6 +136,19 @@ pub struct ProcessView {
     pub max_memory_bytes: Option<u64>,
     /// Apps that must meet a condition before this one starts.
     pub depends_on: Vec<DependencyView>,
+    /// Ready when the app sends "ready" over its IPC channel, within
+    /// `listen_timeout_ms`.
+    pub wait_ready: bool,
+    pub listen_timeout_ms: Option<u64>,
+    /// Stopped by a "shutdown" message instead of the stop signal.
+    pub shutdown_with_message: bool,
+    /// The variable that receives the instance index (null: the default,
+    /// NODE_APP_INSTANCE).
+    pub instance_var: Option<String>,
+    /// The variable of env raised by the instance index; null: none.
+    pub increment_var: Option<String>,
+    /// Exit codes after which the app is not restarted.
+    pub stop_exit_codes: Vec<i32>,
     pub out_log_path: String,
     pub err_log_path: String,
     /// The file that gets both streams (PM2's log_file); null: none.
@@ -348,6 +361,12 @@ impl ProcessView {
                     condition: condition_word(d.condition()),
                 })
                 .collect(),
+            wait_ready: spec.wait_ready,
+            listen_timeout_ms: spec.listen_timeout_ms,
+            shutdown_with_message: spec.shutdown_with_message,
+            instance_var: non_empty(&spec.instance_var),
+            increment_var: non_empty(&spec.increment_var),
+            stop_exit_codes: spec.stop_exit_codes.clone(),
             out_log_path: info.out_log_path.clone(),
             err_log_path: info.err_log_path.clone(),
             log_path: non_empty(&info.log_path),

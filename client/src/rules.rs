@@ -83,6 +83,28 @@ pub fn parse_log_type(what: &str, value: &str) -> Result<i32, String> {
     } as i32)
 }
 
+/// The variable that receives the instance index
+/// (`pmdaemon_proto::check_instance_var`).
+pub fn check_instance_var(what: &str, name: &str) -> Result<(), String> {
+    pmdaemon_proto::check_instance_var(name).map_err(named(what))
+}
+
+/// The variable raised by the instance index
+/// (`pmdaemon_proto::check_increment_var`).
+pub fn check_increment_var(what: &str, name: &str) -> Result<(), String> {
+    pmdaemon_proto::check_increment_var(name).map_err(named(what))
+}
+
+/// One exit code of `stop_exit_codes` (0-255).
+pub fn check_stop_exit_code(what: &str, code: i64) -> Result<i32, String> {
+    pmdaemon_proto::check_stop_exit_code(code).map_err(named(what))
+}
+
+/// `--stop-exit-codes 0,3` (`pmdaemon_proto::parse_stop_exit_codes`).
+pub fn parse_stop_exit_codes(what: &str, value: &str) -> Result<Vec<i32>, String> {
+    pmdaemon_proto::parse_stop_exit_codes(value).map_err(named(what))
+}
+
 /// One variable of an app's environment (`pmdaemon_proto::check_env_var`).
 pub fn check_env_var(what: &str, name: &str, value: &str) -> Result<(), String> {
     pmdaemon_proto::check_env_var(name, value).map_err(named(what))

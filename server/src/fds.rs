@@ -2,7 +2,8 @@
 //! one at start ([`raise_limit`]), gives each app back the limit it was
 //! started with ([`app_limit`], [`give_back`]), and says so, naming the limit, when
 //! descriptors still run out ([`explain_exhaustion`]), and how many log
-//! files may stay open ([`log_file_budget`]).
+//! files may stay open ([`log_file_budget`]); and keeps the descriptors
+//! the daemon inherited out of its apps ([`cloexec_inherited`]).
 
 use std::io;
 
@@ -25,6 +26,38 @@ pub(crate) fn raise_limit() -> std::io::Result<Option<(u64, u64)>> {
     }
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     Ok(Some((soft, hard)))
+}
+
+/// Marks every descriptor above stderr close-on-exec: the daemon opens
+/// its own that way, but what it inherited open (a jobserver's pipe, a
+/// shell's descriptor) would otherwise reach every app it starts, which
+/// gets 0, 1, 2 and, with `wait_ready`, its IPC channel only. One
+/// close_range(2) (Linux 5.11); before it, each descriptor of /proc/self/fd.
+pub(crate) fn cloexec_inherited() -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: nix::libc::c_uint = 1 << 2;
+    // SAFETY: a plain syscall on this process's descriptor table; marking
+    // descriptors close-on-exec changes nothing for the daemon itself.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            3 as nix::libc::c_uint,
+            nix::libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number: at worst EBADF for the
+        // directory's own descriptor, closed since.
+        unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
+    }
+    Ok(())
 }
 
 /// The open-file limit (soft, hard) an app gets when it differs from the

@@ -222,6 +222,11 @@ pub async fn run(
             return Err(e);
         }
     };
+    // Descriptors the daemon inherited open (a jobserver's, a shell's)
+    // would reach every app; apps get 0-2 (and their IPC channel) only.
+    if let Err(e) = fds::cloexec_inherited() {
+        tracing::warn!(error = %e, "cannot mark inherited descriptors close-on-exec; apps may inherit them");
+    }
     match fds::raise_limit() {
         Ok(Some((before, after))) => tracing::info!(
             before,

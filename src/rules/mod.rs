@@ -8,7 +8,8 @@
 //!
 //! One module per subject, re-exported at the crate root: app names and
 //! targets, durations, sizes and signals, limits and defaults (with the
-//! instance count), port specs, environment variables, state words,
+//! instance count), port specs, environment variables, PM2's per-instance settings
+//! (instance_var, increment_var, stop_exit_codes, listen_timeout), state words,
 //! dependency conditions and order. Health checks stay under
 //! `pmdaemon_proto::health`, whose names (`DEFAULT_INTERVAL_MS`...) only
 //! read right there.
@@ -19,6 +20,7 @@
 mod deps;
 mod env;
 pub mod health;
+mod instance_env;
 mod limits;
 mod logs;
 mod names;
@@ -30,6 +32,7 @@ mod values;
 
 pub use deps::*;
 pub use env::*;
+pub use instance_env::*;
 pub use limits::*;
 pub use logs::*;
 pub use names::*;

@@ -239,6 +239,12 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         merge_logs: flags.merge_logs,
         log_date_format: flags.log_date_format.clone().unwrap_or_default(),
         log_type: flags.log_type.unwrap_or_default(),
+        wait_ready: flags.ready_message,
+        listen_timeout_ms: flags.listen_timeout.map(millis),
+        shutdown_with_message: flags.shutdown_with_message,
+        instance_var: flags.instance_var.clone().unwrap_or_default(),
+        increment_var: flags.increment_var.clone().unwrap_or_default(),
+        stop_exit_codes: flags.stop_exit_codes.clone().unwrap_or_default(),
     }
 }
 

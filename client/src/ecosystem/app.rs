@@ -345,6 +345,23 @@ fn watch(what: &str, raw: Raw) -> Result<(bool, Vec<String>), String> {
     }
 }
 
+/// `stop_exit_codes`: one exit code or a list of them (PM2 takes both),
+/// each 0-255; digit strings too, as PM2 parses them.
+fn exit_codes(what: &str, raw: Raw) -> Result<Vec<i32>, String> {
+    let one = |what: &str, raw: Raw| -> Result<i32, String> {
+        let n = raw::count(what, raw, 255)?;
+        rules::check_stop_exit_code(what, i64::try_from(n).unwrap_or(i64::MAX))
+    };
+    match raw {
+        Raw::Seq(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| one(&format!("{what} item {}", i + 1), item))
+            .collect(),
+        other => Ok(vec![one(what, other)?]),
+    }
+}
+
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -531,6 +548,24 @@ impl AppSeed<'_> {
                     index: self.index,
                 })?;
             }
+            Field::WaitReady => spec.wait_ready = value!(raw::boolean),
+            Field::ListenTimeout => spec.listen_timeout_ms = Some(value!(duration)),
+            Field::ShutdownWithMessage => spec.shutdown_with_message = value!(raw::boolean),
+            Field::InstanceVar => {
+                spec.instance_var = value!(|what: &str, r| -> Result<String, String> {
+                    let name = raw::string(what, r)?;
+                    rules::check_instance_var(what, &name)?;
+                    Ok(name)
+                });
+            }
+            Field::IncrementVar => {
+                spec.increment_var = value!(|what: &str, r| -> Result<String, String> {
+                    let name = raw::string(what, r)?;
+                    rules::check_increment_var(what, &name)?;
+                    Ok(name)
+                });
+            }
+            Field::StopExitCodes => spec.stop_exit_codes = value!(exit_codes),
         }
         Ok(())
     }
@@ -604,6 +639,10 @@ impl AppSeed<'_> {
         } else {
             spec.port_env.as_str()
         };
+        // `increment_var` gives each instance its own value of it.
+        if spec.increment_var == var {
+            return;
+        }
         let sections = std::iter::once(("env".to_string(), &app.env)).chain(
             app.environments
                 .iter()

@@ -54,6 +54,12 @@ pub enum Field {
     HealthCheck,
     MaxMemoryRestart,
     DependsOn,
+    WaitReady,
+    ListenTimeout,
+    ShutdownWithMessage,
+    InstanceVar,
+    IncrementVar,
+    StopExitCodes,
 }
 
 /// What pmd does with a key.
@@ -158,6 +164,12 @@ pub const KEYS: &[Key] = &[
     honoured("log_type", &[], Field::LogType),
     honoured("port", &[], Field::Port),
     honoured("max_memory_restart", &[], Field::MaxMemoryRestart),
+    honoured("wait_ready", &[], Field::WaitReady),
+    honoured("listen_timeout", &[], Field::ListenTimeout),
+    honoured("shutdown_with_message", &[], Field::ShutdownWithMessage),
+    honoured("instance_var", &[], Field::InstanceVar),
+    honoured("increment_var", &[], Field::IncrementVar),
+    honoured("stop_exit_codes", &[], Field::StopExitCodes),
     // -- pmd's own keys --
     own("start_limit_burst", Field::StartLimitBurst),
     own("start_limit_interval", Field::StartLimitInterval),
@@ -168,36 +180,6 @@ pub const KEYS: &[Key] = &[
     own("health_check", Field::HealthCheck),
     own("depends_on", Field::DependsOn),
     // -- PM2's keys that pmd does not honour yet --
-    not_yet(
-        "wait_ready",
-        &[],
-        "give the app a `health_check` and run `pmd start FILE --wait-ready`",
-    ),
-    not_yet(
-        "listen_timeout",
-        &[],
-        "bound the wait with `pmd start FILE --wait-ready --wait-timeout 30s`",
-    ),
-    not_yet(
-        "shutdown_with_message",
-        &[],
-        "the app gets its `stop_signal` (SIGTERM unless set); handle that signal",
-    ),
-    not_yet(
-        "instance_var",
-        &[],
-        "each instance's index is in NODE_APP_INSTANCE and PMD_INSTANCE_ID",
-    ),
-    not_yet(
-        "increment_var",
-        &[],
-        "give each instance its own port with a range (`port: 3000-3003`) or `auto:` ports",
-    ),
-    not_yet(
-        "stop_exit_codes",
-        &[],
-        "`autorestart: on-failure` does not restart an app that exits 0",
-    ),
     not_yet(
         "cron_restart",
         &["cron"],

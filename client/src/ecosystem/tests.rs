@@ -257,12 +257,11 @@ fn pm2_keys_are_accepted_honoured_or_warned() {
     assert!(spec.merge_logs);
     assert_eq!(spec.log_file.as_deref(), Some(""));
     assert_eq!(spec.log_type, pmdaemon_proto::v1::LogType::Json as i32);
+    assert!(spec.wait_ready);
     let warnings = yaml_warnings(text);
     assert_eq!(
         warnings,
         [
-            "ecosystem.yaml:4:5: app 1 (a): `wait_ready` is not honoured yet, ignored: give the \
-             app a `health_check` and run `pmd start FILE --wait-ready`",
             "ecosystem.yaml:5:5: app 1 (a): `vizion` is ignored by pmd: PM2's version-control \
              metadata",
         ]

@@ -267,6 +267,18 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
         merge_logs: p.merge_logs,
         log_file: combined,
         log_type,
+        wait_ready: p.wait_ready,
+        listen_timeout_ms: p
+            .listen_timeout_ms
+            .unwrap_or(pmdaemon_proto::DEFAULT_LISTEN_TIMEOUT_MS),
+        shutdown_with_message: p.shutdown_with_message,
+        instance_var: if p.instance_var.is_empty() {
+            pmdaemon_proto::DEFAULT_INSTANCE_VAR.to_string()
+        } else {
+            p.instance_var
+        },
+        increment_var: Some(p.increment_var).filter(|v| !v.is_empty()),
+        stop_exit_codes: p.stop_exit_codes,
     };
     spec.validate()?;
     Ok(spec)
@@ -411,6 +423,12 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
             pmdaemon_proto::LogType::Text => v1::LogType::Unspecified,
             pmdaemon_proto::LogType::Json => v1::LogType::Json,
         } as i32,
+        wait_ready: s.wait_ready,
+        listen_timeout_ms: Some(s.listen_timeout_ms),
+        shutdown_with_message: s.shutdown_with_message,
+        instance_var: s.instance_var.clone(),
+        increment_var: s.increment_var.clone().unwrap_or_default(),
+        stop_exit_codes: s.stop_exit_codes.clone(),
     }
 }
 

@@ -28,7 +28,8 @@
 //! Its steps are those of glibc's posix_spawn with the attributes and file
 //! actions `process.rs` gives it, in glibc's order: default dispositions
 //! for every signal (glibc's two internal ones too, which posix_spawn
-//! leaves ignored), its own process group, stdin/stdout/stderr, the cwd,
+//! leaves ignored), its own process group, stdin/stdout/stderr (and the
+//! IPC channel as fd 3 when the app has one), the cwd,
 //! then (instead of the prlimit after posix_spawn) the app's open-file
 //! limit, an empty signal mask, execve. A failing step sends its errno
 //! through a close-on-exec pipe and exits 127; the parent returns that
@@ -82,6 +83,9 @@ pub struct Exec<'a> {
     pub cwd: &'a CStr,
     /// stdin, stdout, stderr of the child.
     pub stdio: [BorrowedFd<'a>; 3],
+    /// The app's end of its IPC channel, which becomes its fd 3
+    /// (`ipc.rs`).
+    pub channel: Option<BorrowedFd<'a>>,
     /// The open-file limit to give the app (soft, hard), when it is not
     /// the daemon's.
     pub nofile: Option<(u64, u64)>,
@@ -121,6 +125,7 @@ pub fn spawn(exec: &Exec<'_>, cgroup: BorrowedFd<'_>) -> Result<Started, Failure
         envp: envp.as_ptr(),
         cwd: exec.cwd.as_ptr(),
         stdio: exec.stdio.map(|fd| fd.as_raw_fd()),
+        channel: exec.channel.map_or(-1, |fd| fd.as_raw_fd()),
         nofile: exec.nofile.map(|(soft, hard)| libc::rlimit {
             rlim_cur: soft,
             rlim_max: hard,
@@ -342,6 +347,8 @@ struct Child {
     envp: *const *const c_char,
     cwd: *const c_char,
     stdio: [RawFd; 3],
+    /// The app's end of its IPC channel, or -1.
+    channel: RawFd,
     nofile: Option<libc::rlimit>,
     /// The highest signal number (SIGRTMAX).
     last_signal: c_int,
@@ -400,6 +407,20 @@ unsafe fn run_child(c: &Child) -> ! {
                 libc::fcntl(fd, libc::F_SETFD, 0)
             } else {
                 libc::dup2(fd, target)
+            };
+            if rc == -1 {
+                fail(c.report);
+            }
+        }
+        // The IPC channel at its fixed number, after stdio (whose sources
+        // may have had that number in the daemon), as posix_spawn's file
+        // action does it.
+        if c.channel >= 0 {
+            let target = pmdaemon_proto::IPC_CHANNEL_FD;
+            let rc = if c.channel == target {
+                libc::fcntl(c.channel, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(c.channel, target)
             };
             if rc == -1 {
                 fail(c.report);

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 
 use super::Supervisor;
-use super::instance::{Readiness, State};
+use super::instance::{Readiness, ReadyMessage, State};
 use super::lifecycle::{Action, first_error};
 use super::spec::{self, AppSpec};
 use super::table::Table;
@@ -230,8 +230,12 @@ impl Supervisor {
                         v.shared.pid.is_some() || v.shared.state == State::Online
                     }
                     // Online is the health check passed (an app without
-                    // one is online once spawned), as `healthy` promises.
-                    spec::Condition::Healthy => v.shared.state == State::Online,
+                    // one is online once spawned), as `healthy` promises;
+                    // with wait_ready, the app's "ready" came too.
+                    spec::Condition::Healthy => {
+                        v.shared.state == State::Online
+                            && v.shared.ready_message != ReadyMessage::Missed
+                    }
                     spec::Condition::Completed => v.shared.readiness() == Readiness::Completed,
                 });
             if met {

@@ -22,8 +22,9 @@
 //! Readiness is decided here, once for the whole daemon (`WaitReady`,
 //! reload, `depends_on`, `ProcessInfo.ready`): the task sets
 //! [`Shared::ready`] when the run's health check first passes (an app with
-//! a check) or when the run has lasted `min_uptime` (an app without one),
-//! clears it when the run ends, stops or is replaced, and publishes a
+//! a check), when the app sent "ready" over its IPC channel (`wait_ready`,
+//! see `ipc.rs`; with a check too, once both happened), or when the run has
+//! lasted `min_uptime` (an app with neither), clears it when the run ends, stops or is replaced, and publishes a
 //! `Ready` event; [`Shared::readiness`] adds completion (a one-shot job
 //! that exited 0). Every change of the record also wakes the daemon's
 //! waiters through the event bus (`EventBus::touch`).
@@ -222,6 +223,23 @@ pub struct Shared {
     /// How the processes of the current (or last) run are tracked: set at
     /// each spawn; until the first, what the daemon uses.
     pub tracking: Tracking,
+    /// Where the current run is with the app's "ready" message
+    /// (`wait_ready`); never persisted.
+    pub ready_message: ReadyMessage,
+}
+
+/// The "ready" message of an app with `wait_ready` (PM2's
+/// `process.send('ready')`), for the current run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyMessage {
+    /// The app has no `wait_ready`.
+    NotAwaited,
+    /// Within listen_timeout, not sent yet.
+    Awaited,
+    Received,
+    /// listen_timeout passed without it: the run goes on, not ready (a
+    /// late "ready" still makes it ready).
+    Missed,
 }
 
 impl Shared {
@@ -270,6 +288,7 @@ impl Shared {
             last_health_check_at_ms: None,
             ready: false,
             tracking: Tracking::ProcessGroup,
+            ready_message: ReadyMessage::NotAwaited,
         }
     }
 }
@@ -334,6 +353,10 @@ struct Run {
     started: Instant,
     /// The health check of this run, if the app has one.
     health: Option<HealthRun>,
+    /// The daemon's end of the run's IPC channel, if the app has one.
+    ipc: Option<super::ipc::Ipc>,
+    /// When listen_timeout ends, while a "ready" message is awaited.
+    listen_deadline: Option<Instant>,
     /// When this run becomes stable (min_uptime after its start), if that
     /// changes something: an app without a health check is ready then, and
     /// after unstable runs the count of unstable restarts goes back to 0,
@@ -397,22 +420,43 @@ impl Ctx {
         let mut env = vec![
             ("PMD_APP_NAME".to_string(), self.name.to_string()),
             ("PMD_ID".to_string(), self.id.to_string()),
-            ("PMD_INSTANCE_ID".to_string(), index.clone()),
-            ("NODE_APP_INSTANCE".to_string(), index),
+            ("PMD_INSTANCE_ID".to_string(), index),
         ];
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // After `env`, as PM2 sets them over it: the index in
+        // `instance_var`, `increment_var` raised by the index.
+        env.extend(spec.instance_env(self.index));
         if let Some(port) = port {
             env.push((spec.port_env.clone(), port.to_string()));
         }
         if let Some(home) = &self.home {
             env.push((pmdaemon_proto::HOME_ENV.to_owned(), home.to_string()));
         }
+        let channel = match spec.ipc() {
+            true => {
+                env.extend(super::ipc::env());
+                Some(super::ipc::pair()?)
+            }
+            false => None,
+        };
         let cgroup = self.cgroups.as_ref().and_then(|tree| {
             tree.create(self.id)
                 .inspect_err(|e| tracing::warn!(app = %self.name, id = self.id, error = %e, "cannot create a cgroup for the run; tracking it by process group"))
                 .ok()
         });
-        let mut child = match process::spawn(&launch, &env, cgroup.as_ref()) {
+        let app_end = channel.as_ref().map(|(app, _)| {
+            use std::os::fd::AsFd;
+            app.as_fd()
+        });
+        let spawned = process::spawn(&launch, &env, cgroup.as_ref(), app_end);
+        // The child has its copy (as fd 3); the daemon keeps its own end.
+        let ipc = channel.and_then(|(app, daemon)| {
+            drop(app);
+            super::ipc::Ipc::start(daemon, self.name.clone(), self.id)
+                .inspect_err(|e| tracing::warn!(app = %self.name, id = self.id, error = %e, "cannot read the app's IPC channel"))
+                .ok()
+        });
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 if let Some(cg) = cgroup {
@@ -444,14 +488,21 @@ impl Ctx {
         let start_ticks = process::read_stat(pid).map(|s| s.start_ticks);
         tracing::info!(app = %self.name, id = self.id, pid, "spawned");
         let checked = spec.health_check.is_some();
+        // With a health check, online only after its first pass; with
+        // wait_ready, after the app's "ready" (or listen_timeout).
+        let gated = checked || spec.wait_ready;
         self.update(|s| {
             s.spec = spec.clone();
             s.port = port;
-            // With a health check, ready only after its first pass.
-            s.state = if checked {
+            s.state = if gated {
                 State::Starting
             } else {
                 State::Online
+            };
+            s.ready_message = if spec.wait_ready {
+                ReadyMessage::Awaited
+            } else {
+                ReadyMessage::NotAwaited
             };
             s.health = if checked {
                 Health::Unknown
@@ -474,7 +525,7 @@ impl Ctx {
         if let Some(port) = port {
             self.emit(EventKind::PortAssigned, format!("{}={port}", spec.port_env));
         }
-        if !checked {
+        if !gated {
             self.emit(EventKind::Online, "");
         }
         let health = spec
@@ -489,6 +540,9 @@ impl Ctx {
             cgroup,
             started,
             health,
+            listen_deadline: (spec.wait_ready && ipc.is_some())
+                .then(|| started + Duration::from_millis(spec.listen_timeout_ms)),
+            ipc,
             stable_at: (unstable > 0 || !checked).then(|| started + spec.min_uptime()),
         })
     }
@@ -569,14 +623,7 @@ impl Ctx {
                 Transition::BecameHealthy => {
                     s.health = Health::Healthy;
                     events.push((EventKind::HealthChanged, "healthy".into()));
-                    if s.state == State::Starting {
-                        s.state = State::Online;
-                        events.push((EventKind::Online, "health check passed".into()));
-                    }
-                    if s.state == State::Online && !s.ready {
-                        s.ready = true;
-                        events.push((EventKind::Ready, "health check passed".into()));
-                    }
+                    events.extend(advance(&mut s, "health check passed"));
                 }
                 // Liveness: an instance that was ready fails `retries`
                 // times in a row and is replaced.
@@ -606,6 +653,52 @@ impl Ctx {
             self.emit(kind, detail);
         }
         recycle
+    }
+
+    /// The app sent "ready" over its channel: online and ready once its
+    /// health check (if any) passed too.
+    fn on_ready_message(&self, run: &mut Run) {
+        run.listen_deadline = None;
+        let events = {
+            let mut s = self.shared.locked();
+            match s.ready_message {
+                ReadyMessage::Received | ReadyMessage::NotAwaited => return,
+                ReadyMessage::Missed => s.reason.clear(),
+                ReadyMessage::Awaited => {}
+            }
+            s.ready_message = ReadyMessage::Received;
+            advance(&mut s, "the app sent 'ready'")
+        };
+        (self.changed)();
+        self.events.touch();
+        for (kind, detail) in events {
+            self.emit(kind, detail);
+        }
+    }
+
+    /// listen_timeout passed without "ready": as PM2, the run goes on
+    /// (online once its health check passed), but it is not ready, and
+    /// the record says why.
+    fn on_listen_timeout(&self) {
+        let events = {
+            let mut s = self.shared.locked();
+            if s.ready_message != ReadyMessage::Awaited {
+                return;
+            }
+            s.ready_message = ReadyMessage::Missed;
+            s.reason = missed_ready_reason(&s.spec);
+            tracing::warn!(app = %self.name, id = self.id, "{}", s.reason);
+            let why = format!(
+                "listen_timeout ({} ms) passed without a 'ready' message",
+                s.spec.listen_timeout_ms
+            );
+            advance(&mut s, &why)
+        };
+        (self.changed)();
+        self.events.touch();
+        for (kind, detail) in events {
+            self.emit(kind, detail);
+        }
     }
 
     /// Stops a running process at the user's request.
@@ -650,12 +743,22 @@ impl Ctx {
         // signal, and SIGKILL with the rest: no grandchild survives a stop.
         let asked = std::time::Instant::now();
         let escaped = outside_group(&self.scans, self.id, Some(run.pid), asked, None).await;
-        process::signal_each(&escaped, signal);
-        process::signal_group(run.pid, signal);
-        // With a cgroup, every process of the run gets it, however far it
-        // went (a new session and a cleared environment included).
-        if let Some(cg) = &run.cgroup {
-            cg.signal_all(signal);
+        // shutdown_with_message: "shutdown" instead of the signal, as PM2
+        // does; the signal after all when the channel cannot take it.
+        let by_message = spec.shutdown_with_message
+            && run.ipc.as_ref().is_some_and(|ipc| {
+                ipc.send_shutdown()
+                    .inspect_err(|e| tracing::warn!(app = %self.name, id = self.id, error = %e, "cannot send 'shutdown' over the IPC channel; sending {signal} instead"))
+                    .is_ok()
+            });
+        if !by_message {
+            process::signal_each(&escaped, signal);
+            process::signal_group(run.pid, signal);
+            // With a cgroup, every process of the run gets it, however far
+            // it went (a new session and a cleared environment included).
+            if let Some(cg) = &run.cgroup {
+                cg.signal_all(signal);
+            }
         }
         let status = match tokio::time::timeout_at(deadline, run.child.wait()).await {
             Ok(status) => status,
@@ -699,7 +802,11 @@ impl Ctx {
         let failed = cause.is_some() || exit.code != Some(0);
         let stable = ran_for.is_some_and(|d| d >= spec.min_uptime());
         let how = cause.clone().unwrap_or_else(|| exit.to_string());
+        // An exit code the app declared final (`stop_exit_codes`) ends it
+        // under every policy, as in PM2; only an exit of its own counts.
+        let final_code = cause.is_none() && spec.stops_on(exit.code);
         let restart = match spec.autorestart {
+            _ if final_code => false,
             Autorestart::Always => true,
             Autorestart::OnFailure => failed,
             Autorestart::Never => false,
@@ -721,7 +828,15 @@ impl Ctx {
         } else {
             shared.unstable_restarts + 1
         };
-        let phase = if !restart {
+        let phase = if final_code {
+            shared.state = State::Stopped;
+            shared.desired_running = false;
+            shared.reason = format!(
+                "{how}, one of stop_exit_codes {:?}: not restarted",
+                spec.stop_exit_codes
+            );
+            Phase::Idle
+        } else if !restart {
             shared.state = if failed {
                 State::Errored
             } else {
@@ -926,6 +1041,19 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         None => std::future::pending().await,
                     }
                 };
+                let message = async {
+                    match run.ipc.as_mut() {
+                        Some(ipc) => ipc.messages.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let listen_deadline = run.listen_deadline;
+                let listen_timeout = async {
+                    match listen_deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let cmd = tokio::select! {
                     status = run.child.wait() => {
                         let ran_for = run.started.elapsed();
@@ -972,6 +1100,17 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     () = became_stable => {
                         run.stable_at = None;
                         ctx.on_stable();
+                        phase = Phase::Running(run);
+                        continue;
+                    }
+                    Some(super::ipc::Message::Ready) = message => {
+                        ctx.on_ready_message(&mut run);
+                        phase = Phase::Running(run);
+                        continue;
+                    }
+                    () = listen_timeout => {
+                        run.listen_deadline = None;
+                        ctx.on_listen_timeout();
                         phase = Phase::Running(run);
                         continue;
                     }
@@ -1076,7 +1215,37 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
 /// only without a health check (with one, its first pass decides), and
 /// only while it is online and not ready yet.
 fn becomes_ready_when_stable(s: &Shared) -> bool {
-    s.spec.health_check.is_none() && s.state == State::Online && !s.ready
+    s.spec.health_check.is_none() && !s.spec.wait_ready && s.state == State::Online && !s.ready
+}
+
+/// After a gate of a run passed (its health check, the app's "ready" or
+/// the end of listen_timeout): a starting instance whose gates all passed
+/// is online, and an online one ready once its check passed and its
+/// "ready" came (for apps with a check or `wait_ready`; the others are
+/// ready after min_uptime). Returns the events to publish, with `why`.
+fn advance(s: &mut Shared, why: &str) -> Vec<(EventKind, String)> {
+    let mut events = Vec::new();
+    let healthy = s.spec.health_check.is_none() || s.health == Health::Healthy;
+    let message = s.ready_message;
+    if s.state == State::Starting && healthy && message != ReadyMessage::Awaited {
+        s.state = State::Online;
+        events.push((EventKind::Online, why.to_owned()));
+    }
+    let gated = s.spec.health_check.is_some() || s.spec.wait_ready;
+    let sent = matches!(message, ReadyMessage::NotAwaited | ReadyMessage::Received);
+    if gated && s.state == State::Online && !s.ready && healthy && sent {
+        s.ready = true;
+        events.push((EventKind::Ready, why.to_owned()));
+    }
+    events
+}
+
+/// Why an instance with `wait_ready` is not ready after listen_timeout.
+pub fn missed_ready_reason(spec: &AppSpec) -> String {
+    format!(
+        "no 'ready' message within listen_timeout ({} ms): with wait_ready the app must call          process.send('ready') (or write \"ready\" and a newline to fd 3)",
+        spec.listen_timeout_ms
+    )
 }
 
 /// How long after an exit its escaped processes are looked for: long

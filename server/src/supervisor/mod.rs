@@ -50,6 +50,7 @@ mod delete;
 mod dependencies;
 pub mod events;
 pub mod instance;
+mod ipc;
 mod lifecycle;
 mod memory;
 mod persistence;

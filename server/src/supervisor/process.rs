@@ -37,18 +37,24 @@ use super::spec::Launch;
 /// /bin/sh. std's Command would fork instead in a static binary (it finds
 /// glibc's newer posix_spawn helpers through dlsym, which static binaries
 /// lack).
+///
+/// `channel`, the app's end of its IPC channel (`ipc.rs`), becomes the
+/// child's fd 3; every other descriptor of the daemon is close-on-exec and
+/// stays out of the child.
 pub fn spawn(
     launch: &Launch,
     env: &[(String, String)],
     cgroup: Option<&RunCgroup>,
+    channel: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> std::io::Result<Spawned> {
-    spawn_process(launch, env, cgroup).map_err(crate::fds::explain_exhaustion)
+    spawn_process(launch, env, cgroup, channel).map_err(crate::fds::explain_exhaustion)
 }
 
 fn spawn_process(
     launch: &Launch,
     env: &[(String, String)],
     cgroup: Option<&RunCgroup>,
+    channel: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> std::io::Result<Spawned> {
     use nix::fcntl::OFlag;
     use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
@@ -75,6 +81,7 @@ fn spawn_process(
             envp: &image.envp,
             cwd: &cwd,
             stdio: [devnull.as_fd(), out_w.as_fd(), err_w.as_fd()],
+            channel,
             nofile: crate::fds::app_limit(),
         };
         let started = cg
@@ -110,6 +117,10 @@ fn spawn_process(
     actions.add_dup2(devnull.as_raw_fd(), 0)?;
     actions.add_dup2(out_w.as_raw_fd(), 1)?;
     actions.add_dup2(err_w.as_raw_fd(), 2)?;
+    if let Some(channel) = channel {
+        // glibc clears close-on-exec when both numbers are the same.
+        actions.add_dup2(channel.as_raw_fd(), pmdaemon_proto::IPC_CHANNEL_FD)?;
+    }
     add_chdir(&mut actions, &cwd)?;
     // Own process group; default dispositions (the daemon ignores SIGPIPE,
     // which an exec would otherwise pass on) and an empty signal mask.
@@ -299,6 +310,11 @@ impl ExecImage {
             .map(|a| c(a.clone().into_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        // Node's IPC variables of the daemon's own start name a descriptor
+        // no app has: an app with a channel gets its own in `env`.
+        for var in ["NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"] {
+            vars.remove(std::ffi::OsStr::new(var));
+        }
         for (k, v) in env {
             vars.insert(k.into(), v.into());
         }
@@ -647,6 +663,7 @@ pub fn signal_name(signo: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn stat_parsing_survives_odd_command_names() {
@@ -658,7 +675,7 @@ mod tests {
     }
 
     fn spawn_test(launch: &Launch, env: &[(String, String)]) -> std::io::Result<Spawned> {
-        spawn(launch, env, None)
+        spawn(launch, env, None, None)
     }
 
     /// A run cgroup made for a test and removed after it, where this
@@ -719,6 +736,7 @@ mod tests {
             &launch("/bin/sh", &["-c", script], dir.path()),
             &env,
             Some(cg.run()),
+            None,
         )
         .unwrap();
         assert!(child.in_cgroup);
@@ -776,10 +794,12 @@ mod tests {
             (launch("/bin/true", &[], &missing), nix::libc::ENOENT),
         ];
         for (launch, errno) in cases {
-            let cloned = spawn(&launch, &[], Some(cg.run()))
+            let cloned = spawn(&launch, &[], Some(cg.run()), None)
                 .err()
                 .expect("clone3 spawn failed");
-            let spawned = spawn(&launch, &[], None).err().expect("posix_spawn failed");
+            let spawned = spawn(&launch, &[], None, None)
+                .err()
+                .expect("posix_spawn failed");
             assert_eq!(cloned.raw_os_error(), Some(errno), "{cloned}");
             assert_eq!(cloned.raw_os_error(), spawned.raw_os_error());
             assert_eq!(cloned.kind(), spawned.kind());
@@ -864,7 +884,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let errno = |launch: Launch| {
-            spawn(&launch, &[], None)
+            spawn(&launch, &[], None, None)
                 .err()
                 .and_then(|e| e.raw_os_error())
                 .map(nix::errno::Errno::from_raw)
@@ -904,6 +924,70 @@ mod tests {
         let (_, _, status) = finish(child).await;
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(rtmin));
+    }
+
+    /// The descriptors of a child: 0, 1 and 2, and the IPC channel as 3
+    /// when it has one; nothing else of the daemon's (its end of the
+    /// channel included), through posix_spawn and through clone3.
+    #[tokio::test]
+    async fn a_child_gets_only_stdio_and_its_channel() {
+        let fds = |pid: u32| -> Vec<String> {
+            // The spawn returns once the child's exec replaced its memory,
+            // a moment before the kernel closes its close-on-exec
+            // descriptors; the new command name comes after that.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap() != "sleep\n" {
+                assert!(Instant::now() < deadline, "the child never exec'ed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            fds.sort();
+            fds
+        };
+        // As the daemon does at start: what the test runner left open
+        // (cargo's jobserver) is not the spawn's to pass on.
+        crate::fds::cloexec_inherited().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sleep = launch("/bin/sleep", &["30"], dir.path());
+        let cg = TestCgroup::new();
+        for cgroup in [None, cg.as_ref().map(TestCgroup::run)] {
+            let (app, daemon) = crate::supervisor::ipc::pair().unwrap();
+            let mut with = spawn(&sleep, &[], cgroup, Some(app.as_fd())).unwrap();
+            drop(app);
+            let mut without = spawn(&sleep, &[], cgroup, None).unwrap();
+            let (a, b) = (with.id().unwrap(), without.id().unwrap());
+            let (with_fds, without_fds) = (fds(a), fds(b));
+
+            let channel = std::fs::read_link(format!("/proc/{a}/fd/3")).unwrap();
+            for pid in [a, b] {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            with.wait().await.unwrap();
+            without.wait().await.unwrap();
+            assert_eq!(
+                with_fds,
+                ["0", "1", "2", "3"],
+                "in a cgroup: {}",
+                cgroup.is_some()
+            );
+            assert_eq!(
+                without_fds,
+                ["0", "1", "2"],
+                "in a cgroup: {}",
+                cgroup.is_some()
+            );
+            assert!(
+                channel.to_string_lossy().starts_with("socket:"),
+                "{channel:?}"
+            );
+            // The child's fd 3 is the peer of the daemon's end.
+            use std::io::Write;
+            let mut daemon = std::os::unix::net::UnixStream::from(daemon);
+            assert!(daemon.write_all(b"x").is_err(), "the app's end is closed");
+        }
     }
 
     #[test]

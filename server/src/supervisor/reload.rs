@@ -1,7 +1,8 @@
 //! Rolling restart: one instance at a time, each ready (online and
 //! accepting connections on its port; without a port, ready as the instance
-//! decides: healthy, else online for `min_uptime`) before the next is
-//! replaced; stops at the first replacement that fails.
+//! decides: healthy, else online for `min_uptime`; with `wait_ready`, once
+//! the app sent "ready", or listen_timeout passed, as PM2 goes on) before
+//! the next is replaced; stops at the first replacement that fails.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ports;
 
 use super::Supervisor;
-use super::instance::{Readiness, State};
+use super::instance::{Readiness, ReadyMessage, State};
 use super::lifecycle::{Action, first_error};
 use super::table::InstanceView;
 
@@ -82,6 +83,18 @@ impl Supervisor {
                 })?;
             let s = &view.shared;
             match s.state {
+                // wait_ready: the app's "ready" says it serves, whatever
+                // its port; after listen_timeout the reload goes on, as
+                // PM2's does.
+                State::Online if s.spec.wait_ready => {
+                    if s.ready_message == ReadyMessage::Missed {
+                        tracing::warn!(app = %view.name, id, "{}; the reload goes on to the next instance", s.reason);
+                        return Ok(view);
+                    }
+                    if s.readiness() == Readiness::Ready {
+                        return Ok(view);
+                    }
+                }
                 State::Online => {
                     let ready = match s.port {
                         // Loopback first; after a second, any address
@@ -124,6 +137,10 @@ impl Supervisor {
                 // With a health check an instance is `starting` until it
                 // passes: that is what it did not do.
                 let what = match s.port {
+                    _ if s.ready_message == ReadyMessage::Awaited => format!(
+                        "send its 'ready' message (listen_timeout {} ms)",
+                        s.spec.listen_timeout_ms
+                    ),
                     _ if s.state != State::Online && s.spec.health_check.is_some() => {
                         match s.last_health_error.as_str() {
                             "" => "pass its health check".to_owned(),

@@ -113,6 +113,26 @@ pub struct AppSpec {
     pub start_limit_burst: u32,
     #[serde(default = "default_start_limit_interval")]
     pub start_limit_interval_ms: u64,
+    /// Ready when the app sends "ready" over its IPC channel (PM2's
+    /// `wait_ready`; see `ipc.rs`), within `listen_timeout_ms`.
+    #[serde(default)]
+    pub wait_ready: bool,
+    #[serde(default = "default_listen_timeout")]
+    pub listen_timeout_ms: u64,
+    /// Stop by sending "shutdown" over the IPC channel instead of the stop
+    /// signal (SIGKILL after kill_timeout as ever).
+    #[serde(default)]
+    pub shutdown_with_message: bool,
+    /// The variable that receives the instance index.
+    #[serde(default = "default_instance_var")]
+    pub instance_var: String,
+    /// A variable of `env` (an integer) that instance N gets plus N.
+    #[serde(default)]
+    pub increment_var: Option<String>,
+    /// Exit codes after which an instance stays stopped, whatever
+    /// `autorestart` says.
+    #[serde(default)]
+    pub stop_exit_codes: Vec<i32>,
     /// PM2's `log_date_format` (dayjs tokens), checked by
     /// [`pmdaemon_proto::DateFormat`]: each line in the files gets it and
     /// `": "` before it. Wins over `time`.
@@ -185,6 +205,14 @@ fn default_start_limit_interval() -> u64 {
     pmdaemon_proto::DEFAULT_START_LIMIT_INTERVAL_MS
 }
 
+fn default_listen_timeout() -> u64 {
+    pmdaemon_proto::DEFAULT_LISTEN_TIMEOUT_MS
+}
+
+fn default_instance_var() -> String {
+    pmdaemon_proto::DEFAULT_INSTANCE_VAR.to_string()
+}
+
 /// `Debug` redacts environment values: they are often secrets, and specs
 /// end up in logs.
 impl fmt::Debug for AppSpec {
@@ -210,6 +238,11 @@ impl fmt::Debug for AppSpec {
             .field("instances", &self.instances)
             .field("port", &self.port)
             .field("watch", &self.watch)
+            .field("wait_ready", &self.wait_ready)
+            .field("shutdown_with_message", &self.shutdown_with_message)
+            .field("instance_var", &self.instance_var)
+            .field("increment_var", &self.increment_var)
+            .field("stop_exit_codes", &self.stop_exit_codes)
             .finish_non_exhaustive()
     }
 }
@@ -355,6 +388,7 @@ impl AppSpec {
             ("exp_backoff_max", self.exp_backoff_max_ms),
             ("kill_timeout", self.kill_timeout_ms),
             ("start_limit_interval", self.start_limit_interval_ms),
+            ("listen_timeout", self.listen_timeout_ms),
         ] {
             pmdaemon_proto::check_duration(flag, Duration::from_millis(ms))?;
         }
@@ -393,7 +427,67 @@ impl AppSpec {
             self.log_max_files.into(),
             MAX_LOG_MAX_FILES,
         )?;
+        self.validate_instance_env()?;
+        for &code in &self.stop_exit_codes {
+            pmdaemon_proto::check_stop_exit_code(code.into())
+                .map_err(|e| e.named("stop_exit_codes"))?;
+        }
         Ok(())
+    }
+
+    /// `instance_var` and `increment_var`: names of their own (not the
+    /// port's variable, not each other), and the increment's base an
+    /// integer in `env`.
+    fn validate_instance_env(&self) -> Result<()> {
+        pmdaemon_proto::check_instance_var(&self.instance_var)
+            .map_err(|e| e.named("instance_var"))?;
+        if self.port.is_some() && self.instance_var == self.port_env {
+            return Err(Error::InvalidArgument(format!(
+                "instance_var: {} already receives the port (port_env); name another variable",
+                self.instance_var
+            )));
+        }
+        let Some(var) = &self.increment_var else {
+            return Ok(());
+        };
+        pmdaemon_proto::check_increment_var(var).map_err(|e| e.named("increment_var"))?;
+        if *var == self.instance_var {
+            return Err(Error::InvalidArgument(format!(
+                "increment_var: {var} is also instance_var, which receives the index; name                  another variable"
+            )));
+        }
+        if self.port.is_some() && *var == self.port_env {
+            return Err(Error::InvalidArgument(format!(
+                "increment_var: {var} receives the port of `port` already (port_env); use                  either a port range or increment_var, not both"
+            )));
+        }
+        pmdaemon_proto::increment_base(var, &self.env, self.instances)
+            .map_err(|e| e.named("increment_var"))?;
+        Ok(())
+    }
+
+    /// The variables that tell instance `index` who it is: the instance
+    /// variable with the index, and `increment_var` with its base + index.
+    pub fn instance_env(&self, index: u32) -> Vec<(String, String)> {
+        let mut vars = vec![(self.instance_var.clone(), index.to_string())];
+        if let Some(var) = &self.increment_var
+            && let Some(base) = self.env.get(var).and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            // Checked at validation for the instances of then; a scale up
+            // beyond i64 saturates rather than wraps.
+            vars.push((var.clone(), base.saturating_add(index.into()).to_string()));
+        }
+        vars
+    }
+
+    /// Whether the instance stays stopped after exiting with `code`.
+    pub fn stops_on(&self, code: Option<i32>) -> bool {
+        code.is_some_and(|c| self.stop_exit_codes.contains(&c))
+    }
+
+    /// Whether the app gets an IPC channel (see `ipc.rs`).
+    pub fn ipc(&self) -> bool {
+        self.wait_ready || self.shutdown_with_message
     }
 }
 
@@ -508,6 +602,12 @@ const FIELD_NAMES: &[&str] = &[
     "merge_logs",
     "log_file",
     "log_type",
+    "wait_ready",
+    "listen_timeout_ms",
+    "shutdown_with_message",
+    "instance_var",
+    "increment_var",
+    "stop_exit_codes",
 ];
 
 /// What exactly gets executed for an app.
@@ -770,6 +870,12 @@ mod tests {
             merge_logs: false,
             log_file: None,
             log_type: pmdaemon_proto::LogType::Text,
+            wait_ready: false,
+            listen_timeout_ms: pmdaemon_proto::DEFAULT_LISTEN_TIMEOUT_MS,
+            shutdown_with_message: false,
+            instance_var: pmdaemon_proto::DEFAULT_INSTANCE_VAR.into(),
+            increment_var: None,
+            stop_exit_codes: vec![],
         }
     }
 

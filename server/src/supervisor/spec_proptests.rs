@@ -115,7 +115,15 @@ fn wire_spec() -> impl Strategy<Value = v1::AppSpec> {
         count(),
         ms(),
     );
-    (names, env, restart, logs, ports, watch, rest).prop_map(
+    let pm2 = (
+        any::<bool>(),
+        prop::option::of(any::<u64>()),
+        any::<bool>(),
+        text(),
+        text(),
+        prop::collection::vec(prop_oneof![0..256i32, any::<i32>()], 0..3),
+    );
+    (names, env, restart, logs, ports, watch, rest, pm2).prop_map(
         |(
             (name, script, args, interpreter, interpreter_args, cwd),
             env,
@@ -138,6 +146,14 @@ fn wire_spec() -> impl Strategy<Value = v1::AppSpec> {
                 depends_on,
                 start_limit_burst,
                 start_limit_interval_ms,
+            ),
+            (
+                wait_ready,
+                listen_timeout_ms,
+                shutdown_with_message,
+                instance_var,
+                increment_var,
+                stop_exit_codes,
             ),
         )| v1::AppSpec {
             name,
@@ -172,7 +188,12 @@ fn wire_spec() -> impl Strategy<Value = v1::AppSpec> {
             depends_on,
             start_limit_burst,
             start_limit_interval_ms,
-            ..Default::default()
+            wait_ready,
+            listen_timeout_ms,
+            shutdown_with_message,
+            instance_var,
+            increment_var,
+            stop_exit_codes,
         },
     )
 }
@@ -246,11 +267,26 @@ fn check_accepted(s: &AppSpec) -> Result<(), TestCaseError> {
         s.kill_timeout_ms,
         s.watch_delay_ms,
         s.start_limit_interval_ms,
+        s.listen_timeout_ms,
     ] {
         ok(
             "duration",
             pmdaemon_proto::check_duration("d", Duration::from_millis(ms)).map(drop),
         )?;
+    }
+    ok(
+        "instance_var",
+        pmdaemon_proto::check_instance_var(&s.instance_var),
+    )?;
+    if let Some(var) = &s.increment_var {
+        ok("increment_var", pmdaemon_proto::check_increment_var(var))?;
+        ok(
+            "increment base",
+            pmdaemon_proto::increment_base(var, &s.env, s.instances).map(drop),
+        )?;
+    }
+    for &code in &s.stop_exit_codes {
+        prop_assert!((0..=255).contains(&code), "stop exit code {}", code);
     }
     if let Some(bytes) = s.max_memory_bytes {
         ok(
@@ -337,7 +373,7 @@ proptest! {
     /// A spec close to one `pmd start` sends, with one field drawn at
     /// random: most pass, so the checks above see many accepted specs.
     #[test]
-    fn one_odd_field_is_refused_or_valid(wire in wire_spec(), field in 0..12usize) {
+    fn one_odd_field_is_refused_or_valid(wire in wire_spec(), field in 0..13usize) {
         let mut base = v1::AppSpec {
             name: "api".into(),
             script: "/bin/true".into(),
@@ -357,8 +393,25 @@ proptest! {
             9 => (base.log_max_bytes, base.log_max_files) = (wire.log_max_bytes, wire.log_max_files),
             10 => (base.min_uptime_ms, base.kill_timeout_ms, base.max_restarts) =
                 (wire.min_uptime_ms, wire.kill_timeout_ms, wire.max_restarts),
-            _ => (base.max_memory_bytes, base.start_limit_burst, base.start_limit_interval_ms) =
+            11 => (base.max_memory_bytes, base.start_limit_burst, base.start_limit_interval_ms) =
                 (wire.max_memory_bytes, wire.start_limit_burst, wire.start_limit_interval_ms),
+            _ => (
+                base.wait_ready,
+                base.listen_timeout_ms,
+                base.shutdown_with_message,
+                base.instance_var,
+                base.increment_var,
+                base.stop_exit_codes,
+                base.env,
+            ) = (
+                wire.wait_ready,
+                wire.listen_timeout_ms,
+                wire.shutdown_with_message,
+                wire.instance_var,
+                wire.increment_var,
+                wire.stop_exit_codes,
+                wire.env,
+            ),
         }
         match spec_from_proto(base, crate::api::convert::Caller::Local { cwd: "" }) {
             Ok(spec) => {

@@ -14,7 +14,7 @@ use pmdaemon_proto::Target;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::instance::{Health, Readiness, Shared, State, now_ms};
+use super::instance::{Health, Readiness, ReadyMessage, Shared, State, now_ms};
 use super::{InstanceView, Supervisor};
 use crate::error::{Error, Result};
 
@@ -219,6 +219,10 @@ pub fn assess(s: &Shared, baseline_restarts: u32, now_ms: i64) -> Progress {
     }
     let checked = s.spec.health_check.is_some();
     match s.state {
+        // PM2 goes on after listen_timeout; a wait for readiness cannot.
+        State::Online if s.ready_message == ReadyMessage::Missed => {
+            Progress::Failed(super::instance::missed_ready_reason(&s.spec))
+        }
         State::Errored => Progress::Failed(state_text(s)),
         State::Stopped | State::Stopping => {
             let mut text = state_text(s);
@@ -258,6 +262,12 @@ pub fn assess(s: &Shared, baseline_restarts: u32, now_ms: i64) -> Progress {
             let mut text = state_text(s);
             if checked && let Some(error) = current_health_error(s) {
                 text += &format!(" (health: {error})");
+            }
+            if s.ready_message == ReadyMessage::Awaited {
+                text += &format!(
+                    " (waiting for its 'ready' message, listen_timeout {} ms)",
+                    s.spec.listen_timeout_ms
+                );
             }
             Progress::Waiting(text)
         }
@@ -487,6 +497,38 @@ pub(crate) mod tests {
             assess(&stopped, 0, NOW),
             Progress::Failed("stopped (exited with code 3)".into())
         );
+    }
+
+    /// With wait_ready: waiting for the message while starting; ready
+    /// once it came; failed, naming listen_timeout, once that passed.
+    #[test]
+    fn wait_ready_waits_for_the_message_within_listen_timeout() {
+        let mut s = running(false, State::Starting);
+        let mut spec = (*s.spec).clone();
+        spec.wait_ready = true;
+        spec.listen_timeout_ms = 3000;
+        s.spec = std::sync::Arc::new(spec);
+        s.ready_message = ReadyMessage::Awaited;
+        assert_eq!(
+            assess(&s, 0, NOW),
+            Progress::Waiting(
+                "starting (waiting for its 'ready' message, listen_timeout 3000 ms)".into()
+            )
+        );
+        let mut missed = s.clone();
+        missed.state = State::Online;
+        missed.ready_message = ReadyMessage::Missed;
+        match assess(&missed, 0, NOW) {
+            Progress::Failed(why) => assert!(
+                why.starts_with("no 'ready' message within listen_timeout (3000 ms)"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        s.state = State::Online;
+        s.ready_message = ReadyMessage::Received;
+        s.ready = true;
+        assert_eq!(assess(&s, 0, NOW), Progress::Ready);
     }
 
     /// A one-shot job that exited 0 is done; with autorestart always, a
