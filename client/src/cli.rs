@@ -584,8 +584,8 @@ pub struct SpecFlags {
     pub shutdown_with_message: bool,
 
     /// Exit codes after which the app is not restarted, e.g. 0,3.
-    #[arg(long, value_name = "CODES", value_parser = parse_stop_exit_codes)]
-    pub stop_exit_codes: Option<Vec<i32>>,
+    #[arg(long, value_name = "CODES", value_delimiter = ',', value_parser = parse_stop_exit_code)]
+    pub stop_exit_codes: Vec<i32>,
 
     /// The variable that receives the instance index (default
     /// NODE_APP_INSTANCE).
@@ -704,7 +704,7 @@ impl SpecFlags {
             || *ready_message
             || listen_timeout.is_some()
             || *shutdown_with_message
-            || stop_exit_codes.is_some()
+            || !stop_exit_codes.is_empty()
             || instance_var.is_some()
             || increment_var.is_some()
     }
@@ -1196,8 +1196,8 @@ fn parse_stop_signal(value: &str) -> Result<String, String> {
         .map_err(|e| e.0)
 }
 
-fn parse_stop_exit_codes(value: &str) -> Result<Vec<i32>, String> {
-    crate::rules::parse_stop_exit_codes("--stop-exit-codes", value)
+fn parse_stop_exit_code(value: &str) -> Result<i32, String> {
+    pmdaemon_proto::parse_stop_exit_code(value).map_err(|e| e.named("--stop-exit-codes").0)
 }
 
 fn parse_instance_var(value: &str) -> Result<String, String> {

@@ -100,11 +100,6 @@ pub fn check_stop_exit_code(what: &str, code: i64) -> Result<i32, String> {
     pmdaemon_proto::check_stop_exit_code(code).map_err(named(what))
 }
 
-/// `--stop-exit-codes 0,3` (`pmdaemon_proto::parse_stop_exit_codes`).
-pub fn parse_stop_exit_codes(what: &str, value: &str) -> Result<Vec<i32>, String> {
-    pmdaemon_proto::parse_stop_exit_codes(value).map_err(named(what))
-}
-
 /// One variable of an app's environment (`pmdaemon_proto::check_env_var`).
 pub fn check_env_var(what: &str, name: &str, value: &str) -> Result<(), String> {
     pmdaemon_proto::check_env_var(name, value).map_err(named(what))

@@ -81,23 +81,15 @@ pub fn check_stop_exit_code(code: i64) -> Result<i32, InvalidInput> {
     })
 }
 
-/// `0,3` or `0 3` (PM2's `--stop-exit-codes 0 3`): exit codes, each 0-255.
-pub fn parse_stop_exit_codes(value: &str) -> Result<Vec<i32>, InvalidInput> {
-    let codes: Vec<i32> = value
-        .split([',', ' '])
-        .filter(|w| !w.trim().is_empty())
-        .map(|w| {
-            let w = w.trim();
-            let n: i64 = w
-                .parse()
-                .map_err(|_| invalid(format!("{w:?} is not an exit code: give numbers 0-255")))?;
-            check_stop_exit_code(n)
-        })
-        .collect::<Result<_, _>>()?;
-    if codes.is_empty() {
-        return Err(invalid("no exit code given: e.g. 0,3"));
-    }
-    Ok(codes)
+/// One exit code as written (`3`; the CLI splits `0,3`), 0-255.
+pub fn parse_stop_exit_code(value: &str) -> Result<i32, InvalidInput> {
+    let w = value.trim();
+    let n: i64 = w.parse().map_err(|_| {
+        invalid(format!(
+            "{w:?} is not an exit code: give numbers 0-255, e.g. 0,3"
+        ))
+    })?;
+    check_stop_exit_code(n)
 }
 
 #[cfg(test)]
@@ -140,11 +132,10 @@ mod tests {
 
     #[test]
     fn exit_codes_are_0_to_255() {
-        assert_eq!(parse_stop_exit_codes("0,3"), Ok(vec![0, 3]));
-        assert_eq!(parse_stop_exit_codes("0 3 255"), Ok(vec![0, 3, 255]));
-        assert!(parse_stop_exit_codes("256").is_err());
-        assert!(parse_stop_exit_codes("-1").is_err());
-        assert!(parse_stop_exit_codes("x").is_err());
-        assert!(parse_stop_exit_codes("").is_err());
+        assert_eq!(parse_stop_exit_code("0"), Ok(0));
+        assert_eq!(parse_stop_exit_code(" 255"), Ok(255));
+        for bad in ["256", "-1", "x", ""] {
+            assert!(parse_stop_exit_code(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -244,7 +244,7 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         shutdown_with_message: flags.shutdown_with_message,
         instance_var: flags.instance_var.clone().unwrap_or_default(),
         increment_var: flags.increment_var.clone().unwrap_or_default(),
-        stop_exit_codes: flags.stop_exit_codes.clone().unwrap_or_default(),
+        stop_exit_codes: flags.stop_exit_codes.clone(),
     }
 }
 

@@ -1243,7 +1243,8 @@ fn advance(s: &mut Shared, why: &str) -> Vec<(EventKind, String)> {
 /// Why an instance with `wait_ready` is not ready after listen_timeout.
 pub fn missed_ready_reason(spec: &AppSpec) -> String {
     format!(
-        "no 'ready' message within listen_timeout ({} ms): with wait_ready the app must call          process.send('ready') (or write \"ready\" and a newline to fd 3)",
+        "no 'ready' message within listen_timeout ({} ms): with wait_ready the app must call \
+                 process.send('ready') (or write \"ready\" and a newline to fd 3)",
         spec.listen_timeout_ms
     )
 }

@@ -453,12 +453,14 @@ impl AppSpec {
         pmdaemon_proto::check_increment_var(var).map_err(|e| e.named("increment_var"))?;
         if *var == self.instance_var {
             return Err(Error::InvalidArgument(format!(
-                "increment_var: {var} is also instance_var, which receives the index; name                  another variable"
+                "increment_var: {var} is also instance_var, which receives the index; name \
+                 another variable"
             )));
         }
         if self.port.is_some() && *var == self.port_env {
             return Err(Error::InvalidArgument(format!(
-                "increment_var: {var} receives the port of `port` already (port_env); use                  either a port range or increment_var, not both"
+                "increment_var: {var} receives the port of `port` already (port_env); use \
+                 either a port range or increment_var, not both"
             )));
         }
         pmdaemon_proto::increment_base(var, &self.env, self.instances)
@@ -1060,6 +1062,53 @@ mod tests {
         );
         let home = with("PMDAEMON_HOME", "/elsewhere");
         assert!(home.contains("set by the daemon"), "{home}");
+    }
+
+    /// instance_var and increment_var: the index and base + index per
+    /// instance; a clash with the port's variable or each other, and a
+    /// base that is no integer, are refused.
+    #[test]
+    fn instance_variables_are_checked_and_given_per_instance() {
+        let mut s = spec("x", Path::new("/"));
+        s.instances = 3;
+        assert_eq!(
+            s.instance_env(2),
+            [("NODE_APP_INSTANCE".to_string(), "2".to_string())]
+        );
+        s.instance_var = "W".into();
+        s.increment_var = Some("PORT".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("increment_var: PORT is not in the app's env"),
+            "{err}"
+        );
+        s.env.insert("PORT".into(), "3000".into());
+        s.validate().unwrap();
+        assert_eq!(
+            s.instance_env(2),
+            [
+                ("W".to_string(), "2".to_string()),
+                ("PORT".to_string(), "3002".to_string())
+            ]
+        );
+        s.port = Some("4000-4002".parse().unwrap());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("use either a port range or increment_var"),
+            "{err}"
+        );
+        s.port = None;
+        s.instance_var = "PORT".into();
+        assert!(s.validate().is_err());
+        s.instance_var = "W".into();
+        s.stop_exit_codes = vec![0, 256];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("stop_exit_codes: 256 is not an exit code"),
+            "{err}"
+        );
+        s.stop_exit_codes = vec![0, 3];
+        assert!(s.stops_on(Some(3)) && !s.stops_on(Some(1)) && !s.stops_on(None));
     }
 
     #[test]

@@ -25,6 +25,9 @@
 //!   scripts, spaced names, `pmd validate` and `--strict`;
 //! - `pm2_logs`: PM2's log options: `log_date_format`, `merge_logs`,
 //!   `log_file`, `log_type: json`, `NULL`, `~` and missing log directories;
+//! - `pm2_runtime`: PM2's runtime keys: `wait_ready`/`listen_timeout` and
+//!   `shutdown_with_message` over the Node IPC channel, `instance_var`,
+//!   `increment_var`, `stop_exit_codes`, the descriptors an app gets;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
 //! - `reload_watch`: rolling `pmd reload` and restarts on file changes;
@@ -75,6 +78,7 @@ mod monitoring;
 mod persistence;
 mod pm2_files;
 mod pm2_logs;
+mod pm2_runtime;
 mod ports;
 mod readiness;
 mod reload_watch;
