@@ -1336,6 +1336,40 @@ mod tests {
         }
     }
 
+    /// PM2's runtime flags on start; --listen-timeout needs
+    /// --ready-message, and bad codes and names are usage errors.
+    #[test]
+    fn pm2_runtime_flags() {
+        let s = start(&[
+            "start",
+            "app.js",
+            "--ready-message",
+            "--listen-timeout",
+            "5s",
+            "--shutdown-with-message",
+            "--stop-exit-codes",
+            "0,3",
+            "--instance-var",
+            "W",
+            "--increment-var",
+            "PORT",
+        ]);
+        assert!(s.spec.ready_message && s.spec.shutdown_with_message);
+        assert_eq!(s.spec.listen_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.spec.stop_exit_codes, [0, 3]);
+        assert_eq!(s.spec.instance_var.as_deref(), Some("W"));
+        assert_eq!(s.spec.increment_var.as_deref(), Some("PORT"));
+        assert!(s.spec.any_given());
+        for bad in [
+            &["start", "a.js", "--listen-timeout", "5s"][..],
+            &["start", "a.js", "--stop-exit-codes", "0,x"],
+            &["start", "a.js", "--instance-var", "PATH"],
+            &["start", "a.js", "--increment-var", "1X"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();

@@ -1413,3 +1413,60 @@ fn every_bad_value_is_listed() {
     let err = yaml_err("apps:\n  - name: a\n    script: [1]\n");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// PM2's runtime keys: booleans, a duration, variable names, and exit
+/// codes as one number or a list (digit strings too, as PM2 parses them);
+/// bad values are refused at their place.
+#[test]
+fn pm2_runtime_keys_are_read() {
+    let apps = yaml(
+        "apps:\n  - script: a.js\n    wait_ready: true\n    listen_timeout: 8000\n    \
+         shutdown_with_message: true\n    instance_var: INSTANCE_ID\n    increment_var: PORT\n    \
+         stop_exit_codes: [0, '3']\n  - script: b.js\n    stop_exit_codes: 2\n    listenTimeout: \
+         2s\n",
+    )
+    .unwrap();
+    let a = &apps[0].spec;
+    assert!(a.wait_ready && a.shutdown_with_message);
+    assert_eq!(a.listen_timeout_ms, Some(8000));
+    assert_eq!(
+        (a.instance_var.as_str(), a.increment_var.as_str()),
+        ("INSTANCE_ID", "PORT")
+    );
+    assert_eq!(a.stop_exit_codes, [0, 3]);
+    let b = &apps[1].spec;
+    assert_eq!(b.stop_exit_codes, [2]);
+    assert_eq!(b.listen_timeout_ms, Some(2000));
+    assert!(!b.wait_ready);
+    for (line, error) in [
+        (
+            "stop_exit_codes: [1, 300]",
+            "ecosystem.yaml:3:22: app 1 (a): `stop_exit_codes` item 2: 300 is more than 255",
+        ),
+        (
+            "instance_var: PMD_ID",
+            "ecosystem.yaml:3:19: app 1 (a): `instance_var`: PMD_ID cannot carry the instance index",
+        ),
+        (
+            "increment_var: 'A B'",
+            "ecosystem.yaml:3:20: app 1 (a): `increment_var`: \"A B\" is not an environment variable name",
+        ),
+        (
+            "wait_ready: yes please",
+            "ecosystem.yaml:3:17: app 1 (a): `wait_ready`: expected true or false",
+        ),
+    ] {
+        let err = yaml_err(&format!("apps:\n  - script: a.js\n    {line}\n"));
+        assert!(err.starts_with(error), "{line}: {err}");
+    }
+}
+
+/// With increment_var on the port's variable, each instance has its own
+/// port: no shared-port warning.
+#[test]
+fn increment_var_on_port_silences_the_shared_port_warning() {
+    let text = "apps:\n  - script: a.js\n    instances: 4\n    env:\n      PORT: 3000\n";
+    assert_eq!(yaml_warnings(text).len(), 1);
+    let text = format!("{text}    increment_var: PORT\n");
+    assert_eq!(yaml_warnings(&text), Vec::<String>::new());
+}

@@ -439,3 +439,28 @@ fn save_and_resurrect_keep_the_runtime_settings() {
     let env = env_of(pid_of(&keeper).unwrap());
     assert_eq!((env["W"].as_str(), env["PORT"].as_str()), ("0", "5000"));
 }
+
+/// `depends_on: {db: healthy}` waits for db's "ready" message when db has
+/// wait_ready: api starts only after db sent it.
+#[test]
+fn a_dependent_waits_for_the_ready_message() {
+    let d = TestDaemon::start();
+    d.write_executable(
+        "db.sh",
+        "#!/bin/sh\nsleep 1\ntouch db-ready\necho '\"ready\"' >&3\nexec sleep 100000\n",
+    );
+    d.write_executable(
+        "api.sh",
+        "#!/bin/sh\nif [ -e db-ready ]; then echo after; else echo before; fi > api-saw\nexec \
+         sleep 100000\n",
+    );
+    let file = d.write_file(
+        "deps.yaml",
+        "apps:\n  - name: db\n    script: ./db.sh\n    wait_ready: true\n    listen_timeout: \
+         1m\n    min_uptime: 100\n  - name: api\n    script: ./api.sh\n    depends_on:\n      \
+         - db: healthy\n",
+    );
+    let out = d.pmd(&["start", arg(&file), "--wait-ready"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(lines_of(&d.work().join("api-saw")), ["after"]);
+}
