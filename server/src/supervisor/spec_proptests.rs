@@ -194,6 +194,7 @@ fn wire_spec() -> impl Strategy<Value = v1::AppSpec> {
             instance_var,
             increment_var,
             stop_exit_codes,
+            ..Default::default()
         },
     )
 }
