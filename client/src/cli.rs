@@ -68,15 +68,44 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Change the number of instances of an app.
     Scale(ScaleArgs),
+    /// PM2's startOrRestart FILE: start the file's apps that do not exist,
+    /// restart the others with their definition (= `pmd restart FILE`).
+    #[command(name = "startOrRestart", hide = true)]
+    StartOrRestart(StartOrArgs),
+    /// PM2's startOrReload FILE: start the file's apps that do not exist,
+    /// reload the others (= `pmd reload FILE`).
+    #[command(name = "startOrReload", hide = true)]
+    StartOrReload(StartOrArgs),
+    /// PM2's startOrGracefulReload FILE: as startOrReload (every reload of
+    /// pmd is graceful).
+    #[command(name = "startOrGracefulReload", hide = true)]
+    StartOrGracefulReload(StartOrArgs),
     /// Stop apps and forget them, with their log files.
     #[command(visible_alias = "del")]
     Delete(DeleteArgs),
     /// List every app instance.
-    #[command(visible_alias = "ls", alias = "ps", alias = "status")]
+    #[command(visible_alias = "ls", alias = "ps", alias = "status", alias = "l")]
     List(ListArgs),
-    /// Show everything known about apps.
-    #[command(visible_alias = "info")]
+    /// PM2's jlist: the list as compact JSON (= `pmd list -o json`).
+    #[command(hide = true)]
+    Jlist,
+    /// PM2's prettylist: the list as indented JSON.
+    #[command(hide = true)]
+    Prettylist,
+    /// Show everything known about apps; environment values only with
+    /// --env-values.
+    #[command(visible_alias = "info", alias = "show", alias = "desc")]
     Describe(DescribeArgs),
+    /// Print the environment of an app's processes, values included, as
+    /// they got it: the daemon's, the one captured at start, the app's
+    /// `env`, its port.
+    Env(EnvArgs),
+    /// Set the restart counters of apps back to 0 (nothing is restarted).
+    Reset(ResetArgs),
+    /// Send a signal to the process of each running instance of an app:
+    /// `pmd send-signal SIGUSR2 api`.
+    #[command(name = "send-signal", alias = "sendSignal")]
+    SendSignal(SendSignalArgs),
     /// Print the last log lines of apps, and follow new ones with -f.
     Logs(LogsArgs),
     /// Empty the log files of an app (of every app without TARGET).
@@ -108,11 +137,41 @@ pub enum Command {
     /// `local` is this machine's daemon.
     #[command(subcommand)]
     Context(ContextCommand),
+    /// Bring apps over from another process manager: `pmd import pm2`
+    /// reads PM2's saved process list (dump.pm2).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Check an ecosystem file without starting anything: exit 0 when it
     /// is clean; else exit 1 with every warning (a key pmd ignores or does
     /// not know) and the error, if any, each with FILE:LINE:COL. Needs no
     /// daemon; for CI.
     Validate(ValidateArgs),
+}
+
+/// `pmd import ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Create the apps of PM2's saved process list (`pm2 save` writes it):
+    /// DUMP, else $PM2_HOME/dump.pm2, else ~/.pm2/dump.pm2. Each app is
+    /// created whole or not at all, with a line saying what could not be
+    /// mapped; an app whose name pmd already knows is left alone.
+    Pm2(ImportPm2Args),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportPm2Args {
+    /// PM2's dump file (default: $PM2_HOME/dump.pm2, else ~/.pm2/dump.pm2).
+    #[arg(value_name = "DUMP")]
+    pub dump: Option<PathBuf>,
+
+    /// Print what would be created, and what cannot be mapped, without
+    /// creating anything.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format of the created processes.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 /// `pmd validate FILE`.
@@ -284,10 +343,24 @@ pub struct StartArgs {
     #[arg(long)]
     pub strict: bool,
 
+    #[command(flatten)]
+    pub update_env: UpdateEnvArg,
+
     /// Output format. Long form only: on `start`, `-o` is PM2's
     /// `--out-file`.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+/// `--update-env`, PM2's flag of the same name.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct UpdateEnvArg {
+    /// Merge this shell's environment over the one the apps captured when
+    /// they were started (PM2's --update-env); without it they keep what
+    /// they captured. To a remote daemon pmd sends its environment only
+    /// with this flag.
+    #[arg(long)]
+    pub update_env: bool,
 }
 
 /// `--only` for verbs that take an ecosystem file.
@@ -370,8 +443,8 @@ pub struct SpecFlags {
     pub interpreter: Option<String>,
 
     /// Arguments for the interpreter, split like a shell would (as in
-    /// ecosystem files); repeatable.
-    #[arg(long, value_name = "ARGS", allow_hyphen_values = true, value_parser = parse_words)]
+    /// ecosystem files); repeatable. PM2's --node-args too.
+    #[arg(long, alias = "node-args", value_name = "ARGS", allow_hyphen_values = true, value_parser = parse_words)]
     pub interpreter_args: Vec<Words>,
 
     /// Restart policy; bare `--autorestart` means always.
@@ -826,8 +899,11 @@ pub struct RestartArgs {
 
     /// Port spec for this run only (as --port of start); the app's own
     /// returns with the next plain restart.
-    #[arg(long, value_name = "SPEC", value_parser = port_parser("--port"))]
+    #[arg(long, value_name = "SPEC", value_parser = port_parser("--port"), conflicts_with = "update_env")]
     pub port: Option<String>,
+
+    #[command(flatten)]
+    pub update_env: UpdateEnvArg,
 
     #[command(flatten)]
     pub wait: WaitArg,
@@ -851,6 +927,32 @@ pub struct ReloadArgs {
     /// Longest one replacement may take to become ready (default 30s).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_parser("--ready-timeout"))]
     pub ready_timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pub update_env: UpdateEnvArg,
+
+    #[command(flatten)]
+    pub wait: WaitArg,
+
+    #[command(flatten)]
+    pub environment: EnvironmentArg,
+
+    #[command(flatten)]
+    pub only: OnlyArg,
+
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// PM2's startOrRestart / startOrReload / startOrGracefulReload.
+#[derive(Debug, Clone, Args)]
+pub struct StartOrArgs {
+    /// The ecosystem file.
+    #[arg(value_name = "FILE")]
+    pub file: String,
+
+    #[command(flatten)]
+    pub update_env: UpdateEnvArg,
 
     #[command(flatten)]
     pub wait: WaitArg,
@@ -914,11 +1016,78 @@ pub struct DeleteArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub output: OutputArg,
+
+    /// Order by FIELD (name, id, pid, status, cpu, mem, restarts, uptime),
+    /// ascending unless `:desc` follows, as in PM2: `--sort mem:desc`.
+    #[arg(long, value_name = "FIELD[:asc|desc]", value_parser = parse_sort)]
+    pub sort: Option<Sort>,
+}
+
+/// `list --sort`: a field and a direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// What `list --sort` orders by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    Name,
+    Id,
+    Pid,
+    Status,
+    Cpu,
+    #[value(alias = "memory")]
+    Mem,
+    Restarts,
+    Uptime,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DescribeArgs {
     /// App name, process id or `all`.
+    #[arg(value_name = "TARGET", value_parser = parse_target)]
+    pub target: Target,
+
+    /// Show the values of the environment variables (names only without
+    /// it: values are often secrets).
+    #[arg(long)]
+    pub env_values: bool,
+
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    /// App name or process id (an app's instances are shown one after
+    /// the other), or `all`.
+    #[arg(value_name = "ID|NAME", value_parser = parse_target)]
+    pub target: Target,
+
+    /// Output format: `KEY=VALUE` lines (table), or JSON/YAML objects.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResetArgs {
+    /// App name, process id or `all`.
+    #[arg(value_name = "TARGET", value_parser = parse_target)]
+    pub target: Target,
+
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendSignalArgs {
+    /// Signal name (SIGUSR2, USR2) or number (12).
+    #[arg(value_name = "SIGNAL", value_parser = parse_signal)]
+    pub signal: String,
+
+    /// App name (each running instance), process id or `all`.
     #[arg(value_name = "TARGET", value_parser = parse_target)]
     pub target: Target,
 
@@ -959,8 +1128,17 @@ pub struct LogsArgs {
     pub time: bool,
 
     /// Print the lines alone, without the `ID|NAME | ` tag.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub raw: bool,
+
+    /// One JSON object per line, as PM2's `logs --json`: message,
+    /// timestamp, type (out or err), process_id, app_name.
+    #[arg(long)]
+    pub json: bool,
+
+    /// PM2's flag: print and exit, which pmd does without -f.
+    #[arg(long, hide = true, conflicts_with = "follow")]
+    pub nostream: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -1188,6 +1366,34 @@ fn parse_log_date_format(value: &str) -> Result<String, String> {
 
 fn parse_log_type(value: &str) -> Result<i32, String> {
     crate::rules::parse_log_type("--log-type", value)
+}
+
+/// Any signal `kill` takes, by name or number, as its canonical name.
+fn parse_signal(value: &str) -> Result<String, String> {
+    pmdaemon_proto::parse_signal(value)
+        .map(|sig| sig.as_str().to_string())
+        .map_err(|e| e.0)
+}
+
+/// `name`, `mem:desc`: PM2's `--sort` syntax.
+fn parse_sort(value: &str) -> Result<Sort, String> {
+    let (field, order) = value.split_once(':').unwrap_or((value, "asc"));
+    let key = SortKey::from_str(field, true).map_err(|_| {
+        format!(
+            "--sort: {field:?} is not a field; use name, id, pid, status, cpu, mem, restarts \
+             or uptime (with :asc or :desc)"
+        )
+    })?;
+    let descending = match order.to_ascii_lowercase().as_str() {
+        "asc" => false,
+        "desc" => true,
+        _ => {
+            return Err(format!(
+                "--sort: {order:?} is not an order; use asc or desc"
+            ));
+        }
+    };
+    Ok(Sort { key, descending })
 }
 
 fn parse_stop_signal(value: &str) -> Result<String, String> {

@@ -14,6 +14,7 @@
 //! - [`rules`]: value rules shared by flags and ecosystem files;
 //! - [`home`]: `~` in an app's paths, expanded before anything is sent;
 //! - [`monit`]: the `pmd monit` screen (state, drawing, terminal guard);
+//! - [`pm2dump`]: PM2's saved process list (dump.pm2) into app specs;
 //! - [`render`]: the `ProcessView` keys (JSON/YAML), table, describe block;
 //! - [`term`]: colour, the broken-pipe-aware stdout, spinners.
 //!
@@ -28,6 +29,7 @@ pub mod contexts;
 pub mod ecosystem;
 pub mod home;
 pub mod monit;
+pub mod pm2dump;
 pub mod remote;
 pub mod render;
 pub mod rules;

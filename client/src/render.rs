@@ -91,7 +91,14 @@ pub struct ProcessView {
     pub interpreter_args: Vec<String>,
     /// Absolute working directory.
     pub cwd: String,
-    pub env: BTreeMap<String, String>,
+    /// The app's own variables (`--env`, a file's `env`); a value is null
+    /// where it is not shown (`describe` without `--env-values`, a
+    /// read-only token).
+    pub env: BTreeMap<String, Option<String>>,
+    /// The environment captured from the shell that started the app, under
+    /// `env`; values null unless asked for (`describe --env-values`): they
+    /// are a whole shell's, secrets included.
+    pub captured_env: BTreeMap<String, Option<String>>,
     /// always, on-failure or never.
     pub autorestart: &'static str,
     pub max_restarts: Option<u32>,
@@ -322,7 +329,12 @@ impl ProcessView {
             interpreter: spec.interpreter,
             interpreter_args: spec.interpreter_args,
             cwd,
-            env: spec.env.into_iter().collect(),
+            env: spec
+                .env
+                .into_iter()
+                .map(|(k, v)| (k, (!info.env_values_hidden).then_some(v)))
+                .collect(),
+            captured_env: spec.caller_env.into_keys().map(|k| (k, None)).collect(),
             max_restarts: spec.max_restarts,
             start_limit_burst: spec.start_limit_burst,
             start_limit_interval_ms: spec.start_limit_interval_ms,
@@ -370,6 +382,28 @@ impl ProcessView {
             out_log_path: info.out_log_path.clone(),
             err_log_path: info.err_log_path.clone(),
             log_path: non_empty(&info.log_path),
+        }
+    }
+
+    /// Shows the values of the captured environment, as `info` has them
+    /// (`describe --env-values`).
+    pub fn show_captured_values(&mut self, info: &ProcessInfo) {
+        if info.env_values_hidden {
+            return;
+        }
+        if let Some(spec) = &info.spec {
+            self.captured_env = spec
+                .caller_env
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect();
+        }
+    }
+
+    /// Leaves the names of every variable and drops their values.
+    pub fn hide_env_values(&mut self) {
+        for value in self.env.values_mut().chain(self.captured_env.values_mut()) {
+            *value = None;
         }
     }
 
@@ -616,6 +650,11 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
                 let _ = writeln!(out, "  {name}");
                 for (k, v) in entries {
                     let k = k.as_str().unwrap_or_default();
+                    // A variable whose value is not shown: its name.
+                    if v.is_null() {
+                        let _ = writeln!(out, "    {k}");
+                        continue;
+                    }
                     let v = v
                         .as_str()
                         .map_or_else(|| plain_value(k, v, now_ms), str::to_string);

@@ -28,6 +28,26 @@ pub fn check_env_var(name: &str, value: &str) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// Variables a caller's environment is not captured with (`pmd start`
+/// sends its shell's environment, as PM2 does): the daemon's marker and
+/// instance variables, which a caller that is itself an app carries and
+/// which would make the new app look like that one, and pmd's own client
+/// settings (`PMD_TOKEN` is a secret meant for pmd, not for apps).
+pub fn is_captured(name: &str, value: &str) -> bool {
+    const CLIENT: &[&str] = &[
+        "PMD_HOST",
+        "PMD_TOKEN",
+        "PMD_TOKEN_FILE",
+        "PMD_CA_CERT",
+        "PMD_CONTEXT",
+    ];
+    let daemon_sets = matches!(
+        name,
+        "PMD_APP_NAME" | "PMD_ID" | "PMD_INSTANCE_ID" | "NODE_APP_INSTANCE"
+    );
+    !daemon_sets && !CLIENT.contains(&name) && check_env_var(name, value).is_ok()
+}
+
 /// An environment variable name as a shell can export it: letters, digits
 /// and `_`, not starting with a digit.
 pub fn check_env_name(name: &str) -> Result<(), InvalidInput> {
@@ -97,6 +117,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(home.contains("set by the daemon"), "{home}");
+    }
+
+    #[test]
+    fn captured_environment_leaves_out_markers_and_client_settings() {
+        assert!(is_captured("NODE_ENV", "production"));
+        assert!(is_captured("BASH_FUNC_f%%", "() { :; }"));
+        for name in [
+            "PMDAEMON_HOME",
+            "PMD_ID",
+            "PMD_APP_NAME",
+            "PMD_INSTANCE_ID",
+            "NODE_APP_INSTANCE",
+            "PMD_TOKEN",
+            "PMD_HOST",
+        ] {
+            assert!(!is_captured(name, "x"), "{name}");
+        }
+        assert!(!is_captured("A", "nul\0"));
     }
 
     #[test]

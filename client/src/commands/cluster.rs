@@ -26,6 +26,7 @@ pub async fn reload(ctx: &Ctx, args: ReloadArgs) -> anyhow::Result<()> {
         let loaded = files::load(path, environment, &args.only.only, false)?;
         let apply = files::ApplyOptions {
             ready_timeout_ms: ready_timeout_ms(&args),
+            update_env: args.update_env.update_env,
         };
         return files::apply_with(ctx, &loaded, ApplyMode::Reload, output, args.wait, apply).await;
     }
@@ -36,10 +37,18 @@ pub async fn reload(ctx: &Ctx, args: ReloadArgs) -> anyhow::Result<()> {
         ..args.wait
     };
     let ready_timeout_ms = ready_timeout_ms(&args);
+    let update_env = args.update_env.update_env;
+    let caller_env = ctx.caller_env(update_env);
     let mut client = ctx.client().await?;
     let mut replaced = Vec::new();
     for target in plain(&args.targets) {
-        match reload_one(&mut client, &target, ready_timeout_ms, output).await {
+        let request = ReloadProcessRequest {
+            target: target.to_string(),
+            ready_timeout_ms,
+            update_env,
+            caller_env: caller_env.clone(),
+        };
+        match reload_one(&mut client, &target, request, output).await {
             Ok(done) => replaced.extend(done),
             Err(e) => return Err(wait::explain(&mut client, &target.to_string(), e).await),
         }
@@ -137,13 +146,9 @@ impl Progress {
 async fn reload_one(
     client: &mut Client,
     target: &Target,
-    ready_timeout_ms: Option<u64>,
+    request: ReloadProcessRequest,
     output: OutputFormat,
 ) -> anyhow::Result<Vec<ProcessInfo>> {
-    let request = ReloadProcessRequest {
-        target: target.to_string(),
-        ready_timeout_ms,
-    };
     let mut stream = client.reload_process(request).await.rpc()?;
     let progress = Progress::new(target, output);
     let mut replaced: Vec<ProcessInfo> = Vec::new();

@@ -133,7 +133,19 @@ pub(super) fn validate(args: &crate::cli::ValidateArgs) -> anyhow::Result<()> {
 pub(super) async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     let environment = start_environment(args)?;
     let loaded = load(&args.script, environment, &args.only.only, args.strict)?;
-    apply(ctx, &loaded, ApplyMode::Unspecified, args.output, args.wait).await
+    let options = ApplyOptions {
+        update_env: args.update_env.update_env,
+        ..Default::default()
+    };
+    apply_with(
+        ctx,
+        &loaded,
+        ApplyMode::Unspecified,
+        args.output,
+        args.wait,
+        options,
+    )
+    .await
 }
 
 /// The `--env NAME` of `start FILE`, after refusing what does not go with
@@ -171,25 +183,47 @@ fn start_environment(args: &StartArgs) -> anyhow::Result<Option<&str>> {
     Ok(environments.first().copied())
 }
 
+/// PM2's `startOrRestart|startOrReload|startOrGracefulReload FILE`: the
+/// file's missing apps are created and the others restarted or reloaded,
+/// which is what `pmd restart|reload FILE` do.
+pub(super) async fn start_or(
+    ctx: &Ctx,
+    args: crate::cli::StartOrArgs,
+    mode: ApplyMode,
+) -> anyhow::Result<()> {
+    let path = std::path::Path::new(&args.file);
+    if ecosystem::format_of(path).is_some() && !path.exists() {
+        anyhow::bail!("{}: no such ecosystem file", args.file);
+    }
+    if !ecosystem::is_file_target(&args.file) {
+        return Err(UsageError(format!(
+            "{}: not an ecosystem file (.yaml, .yml, .json, ecosystem*.js, *.config.js); \
+             for an app use `pmd restart` or `pmd reload`",
+            args.file
+        ))
+        .into());
+    }
+    let environment = args.environment.environment.as_deref();
+    let loaded = load(&args.file, environment, &args.only.only, false)?;
+    let options = ApplyOptions {
+        update_env: args.update_env.update_env,
+        ready_timeout_ms: (mode == ApplyMode::Reload && args.wait.wait_ready)
+            .then(|| u64::try_from(args.wait.wait_timeout.as_millis()).unwrap_or(u64::MAX)),
+    };
+    apply_with(ctx, &loaded, mode, args.output.output, args.wait, options).await
+}
+
 /// What `apply_with` passes on besides the apps.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct ApplyOptions {
     /// For reloads: most time one replacement may take to be ready.
     pub ready_timeout_ms: Option<u64>,
+    /// `--update-env`: existing apps get this shell's environment merged
+    /// over the one they captured.
+    pub update_env: bool,
 }
 
 /// Sends the selected apps in one ApplyApps and prints one line per app.
-pub(super) async fn apply(
-    ctx: &Ctx,
-    loaded: &Loaded,
-    mode: ApplyMode,
-    output: OutputFormat,
-    wait: WaitArg,
-) -> anyhow::Result<()> {
-    apply_with(ctx, loaded, mode, output, wait, ApplyOptions::default()).await
-}
-
-/// [`apply`] with options.
 pub(super) async fn apply_with(
     ctx: &Ctx,
     loaded: &Loaded,
@@ -226,6 +260,17 @@ pub(super) async fn apply_with(
         loaded.file.dir.clone()
     };
     let mut client = ctx.client().await?;
+    // Each app captures this shell's environment when it is created (the
+    // daemon keeps an existing app's unless update_env).
+    let caller_env = ctx.caller_env(options.update_env);
+    let apps = loaded
+        .specs
+        .iter()
+        .map(|spec| AppSpec {
+            caller_env: caller_env.clone(),
+            ..spec.clone()
+        })
+        .collect();
     let request = ApplyAppsRequest {
         apps,
         caller_cwd,
@@ -233,6 +278,7 @@ pub(super) async fn apply_with(
         dependency_timeout_ms: wait.dependency_timeout_ms(),
         ready_timeout_ms: options.ready_timeout_ms,
         caller_path: ctx.caller_path(),
+        update_env: options.update_env,
     };
     let doing = match mode {
         ApplyMode::Unspecified => "starting",

@@ -1,4 +1,5 @@
-//! `start`, `stop`, `restart`, `delete`: build the request, wait for the
+//! `start`, `stop`, `restart`, `delete`, and PM2's `reset` and
+//! `send-signal`: build the request, wait for the
 //! daemon (with a spinner on a terminal), print what changed. Ecosystem
 //! FILE targets go through [`super::files`], `--wait-ready` through
 //! [`super::wait`].
@@ -7,12 +8,16 @@ use anyhow::{Context, bail};
 use pmdaemon_proto::Target;
 use pmdaemon_proto::v1::health_check::Probe;
 use pmdaemon_proto::v1::{
-    AppSpec, ApplyMode, DeleteProcessRequest, ListProcessesRequest, ProcessInfo, RestartPolicy,
-    RestartProcessRequest, StartProcessRequest, StopProcessRequest,
+    AppSpec, ApplyMode, DeleteProcessRequest, ListProcessesRequest, ProcessInfo,
+    ResetProcessRequest, RestartPolicy, RestartProcessRequest, SignalProcessRequest,
+    StartProcessRequest, StopProcessRequest,
 };
 
 use super::{Ctx, RpcResultExt, files, print_processes, remote_path_problem, wait};
-use crate::cli::{DeleteArgs, OutputFormat, RestartArgs, StartArgs, StopArgs, TargetArg, WaitArg};
+use crate::cli::{
+    DeleteArgs, OutputFormat, ResetArgs, RestartArgs, SendSignalArgs, StartArgs, StopArgs,
+    TargetArg, WaitArg,
+};
 use crate::connect::Client;
 use crate::term::with_spinner;
 use crate::{UsageError, ecosystem, rules};
@@ -77,6 +82,13 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     }
     let mut client = ctx.client().await?;
     let request = match existing_target(&mut client, &args.script, is_spec).await? {
+        Some(target) if args.update_env.update_env => {
+            return Err(UsageError(format!(
+                "{target} exists: `pmd restart {target} --update-env` gives it this shell's \
+                 environment (start --update-env is for new apps and ecosystem files)"
+            ))
+            .into());
+        }
         Some(target) => StartProcessRequest {
             target,
             caller_cwd,
@@ -105,6 +117,9 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
                 ecosystem::script::shape("script", &spec.script, base).map_err(UsageError)?;
             spec.args = shaped.leading_args.into_iter().chain(spec.args).collect();
             spec.script = shaped.script;
+            // As PM2: the app runs with this shell's environment (under
+            // its own --env), captured now.
+            spec.caller_env = ctx.caller_env(args.update_env.update_env);
             check_spec(&spec)?;
             if ctx.remote.is_some()
                 && let Some(problem) = remote_problem(&args.script)
@@ -245,6 +260,7 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         instance_var: flags.instance_var.clone().unwrap_or_default(),
         increment_var: flags.increment_var.clone().unwrap_or_default(),
         stop_exit_codes: flags.stop_exit_codes.clone(),
+        caller_env: Default::default(),
     }
 }
 
@@ -257,6 +273,9 @@ enum Action {
     Restart {
         port: String,
         dependency_timeout_ms: u64,
+        /// `--update-env`: this shell's environment, merged over the
+        /// captured one.
+        update_env: Option<std::collections::HashMap<String, String>>,
     },
     /// With the state filter of `delete --status` (0: any).
     Delete {
@@ -298,11 +317,14 @@ impl Action {
             Action::Restart {
                 port,
                 dependency_timeout_ms,
+                update_env,
             } => {
                 let request = RestartProcessRequest {
                     target,
                     port: port.clone(),
                     dependency_timeout_ms: *dependency_timeout_ms,
+                    update_env: update_env.is_some(),
+                    caller_env: update_env.clone().unwrap_or_default(),
                 };
                 client.restart_process(request).await.rpc()?.processes
             }
@@ -399,12 +421,17 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> anyhow::Result<()> {
                 .into());
             }
             let specs = files::load(path, environment, &args.only.only, false)?;
-            files::apply(
+            let options = files::ApplyOptions {
+                update_env: args.update_env.update_env,
+                ..Default::default()
+            };
+            files::apply_with(
                 ctx,
                 &specs,
                 ApplyMode::Restart,
                 args.output.output,
                 args.wait,
+                options,
             )
             .await
         }
@@ -419,6 +446,7 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> anyhow::Result<()> {
             let restart = Action::Restart {
                 port,
                 dependency_timeout_ms: wait.dependency_timeout_ms(),
+                update_env: args.update_env.update_env.then(|| ctx.caller_env(true)),
             };
             act(ctx, restart, &targets, output, wait).await
         }
@@ -450,6 +478,33 @@ pub async fn delete(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
     }
     let delete = Action::Delete { status };
     act(ctx, delete, &targets, output, WaitArg::default()).await
+}
+
+/// `pmd reset TARGET`: restart counters back to 0.
+pub async fn reset(ctx: &Ctx, args: ResetArgs) -> anyhow::Result<()> {
+    let mut client = ctx.client().await?;
+    let request = ResetProcessRequest {
+        target: args.target.to_string(),
+    };
+    let processes = client.reset_process(request).await.rpc()?.processes;
+    print_processes(
+        "reset",
+        &processes,
+        args.output.output,
+        "no process to reset",
+    )
+}
+
+/// `pmd send-signal SIGNAL TARGET` (PM2's sendSignal).
+pub async fn send_signal(ctx: &Ctx, args: SendSignalArgs) -> anyhow::Result<()> {
+    let mut client = ctx.client().await?;
+    let request = SignalProcessRequest {
+        target: args.target.to_string(),
+        signal: args.signal.clone(),
+    };
+    let response = client.signal_process(request).await.rpc()?;
+    let verb = format!("sent {} to", response.signal);
+    print_processes(&verb, &response.processes, args.output.output, "")
 }
 
 /// The targets once [`files::file_target`] said none is a file.

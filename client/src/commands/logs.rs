@@ -2,7 +2,9 @@
 //! stream) and `flush`.
 //!
 //! Lines are written as raw bytes (non-UTF-8 intact), each followed by
-//! `\n`, behind an `ID|NAME | ` tag unless `--raw`. Output is flushed after
+//! `\n`, behind an `ID|NAME | ` tag unless `--raw`; `--json` writes one
+//! JSON object per line instead, with PM2's keys (`message`, `timestamp`,
+//! `type`, `process_id`, `app_name`). Output is flushed after
 //! every message of the stream, so `-f` is live; a closed stdout ends the
 //! command quietly with exit 0 (see `term::StdoutClosed`).
 
@@ -39,6 +41,7 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<()> {
     let format = LineFormat {
         tag: !args.raw,
         time: args.time,
+        json: args.json,
         colours: ctx.colours,
     };
     let mut out = term::Stdout::new();
@@ -75,11 +78,48 @@ struct LineFormat {
     tag: bool,
     /// The time the daemon read the line (live lines only).
     time: bool,
+    /// A JSON object per line (PM2's `logs --json`) instead of text.
+    json: bool,
     colours: Colours,
+}
+
+/// One line of `logs --json`, PM2's shape (`lib/API/Log.js` jsonStream):
+/// `timestamp` is when the daemon read the line (RFC 3339), null for
+/// history read back from a file; `message` is the line as UTF-8 (invalid
+/// bytes replaced).
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    message: std::borrow::Cow<'a, str>,
+    timestamp: Option<String>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    process_id: u32,
+    app_name: &'a str,
 }
 
 impl LineFormat {
     fn write(&self, buf: &mut Vec<u8>, line: &LogLine) {
+        if self.json {
+            let at = (line.timestamp_ms > 0).then(|| {
+                let at = UNIX_EPOCH + Duration::from_millis(line.timestamp_ms.unsigned_abs());
+                humantime::format_rfc3339_millis(at).to_string()
+            });
+            let json = JsonLine {
+                message: String::from_utf8_lossy(&line.data),
+                timestamp: at,
+                kind: if line.stream() == LogStream::Stderr {
+                    "err"
+                } else {
+                    "out"
+                },
+                process_id: line.id,
+                app_name: &line.name,
+            };
+            // Serializing plain strings and numbers cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, &json);
+            buf.push(b'\n');
+            return;
+        }
         if self.time && line.timestamp_ms > 0 {
             let at = UNIX_EPOCH + Duration::from_millis(line.timestamp_ms.unsigned_abs());
             let stamp = humantime::format_rfc3339_millis(at).to_string();
@@ -146,6 +186,7 @@ mod tests {
         let f = LineFormat {
             tag: true,
             time: false,
+            json: false,
             colours: Colours::OFF,
         };
         assert_eq!(
@@ -161,6 +202,7 @@ mod tests {
         let f = LineFormat {
             tag: true,
             time: true,
+            json: false,
             colours: Colours::OFF,
         };
         assert_eq!(
@@ -173,11 +215,44 @@ mod tests {
         );
     }
 
+    /// PM2's keys, one object per line; bytes that are not UTF-8 do not
+    /// break the JSON.
+    #[test]
+    fn json_lines_have_pm2_keys() {
+        let f = LineFormat {
+            tag: true,
+            time: false,
+            json: true,
+            colours: Colours { enabled: true },
+        };
+        let out = render(
+            &f,
+            &line(LogStream::Stderr, b"bad \xff \"q\"", 1_700_000_000_123),
+        );
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "message": "bad \u{fffd} \"q\"",
+                "timestamp": "2023-11-14T22:13:20.123Z",
+                "type": "err",
+                "process_id": 0,
+                "app_name": "api",
+            })
+        );
+        let history = render(&f, &line(LogStream::Stdout, b"old", 0));
+        let v: serde_json::Value = serde_json::from_slice(&history).unwrap();
+        assert_eq!(v["timestamp"], serde_json::Value::Null);
+        assert_eq!(v["type"], "out");
+    }
+
     #[test]
     fn stderr_tag_is_red_on_a_terminal() {
         let f = LineFormat {
             tag: true,
             time: false,
+            json: false,
             colours: Colours { enabled: true },
         };
         let out = render(&f, &line(LogStream::Stderr, b"boom", 0));

@@ -1,6 +1,7 @@
 //! One async function per verb, grouped by file: `lifecycle` (start, stop,
 //! restart, delete), `files` (the same verbs on an ecosystem FILE),
-//! `cluster` (reload, scale), `inspect` (list, describe), `logs` (logs,
+//! `cluster` (reload, scale), `inspect` (list, jlist, describe, env),
+//! `import` (`import pm2`: PM2's dump.pm2), `logs` (logs,
 //! flush), `monit`, `events`, `daemon` (save, resurrect, kill, ping,
 //! version), `tokens` (token create, list, revoke) and `context` (the
 //! contexts file); `wait` is the `--wait-ready` of start, restart and
@@ -24,6 +25,7 @@ mod context;
 mod daemon;
 mod events;
 mod files;
+mod import;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -43,7 +45,7 @@ use crate::contexts::Contexts;
 use crate::remote::{self, Choice, Remote};
 use crate::render::{self, ProcessView};
 use crate::term::{self, Colours};
-use pmdaemon_proto::v1::ProcessInfo;
+use pmdaemon_proto::v1::{ApplyMode, ProcessInfo};
 
 /// What every command needs besides its own arguments.
 pub struct Ctx {
@@ -81,6 +83,21 @@ impl Ctx {
         } else {
             caller_path()
         }
+    }
+
+    /// The environment a new app captures (`pmd start`, as PM2 does), or
+    /// that `--update-env` merges over an app's: this process's, without
+    /// what must not travel (`pmdaemon_proto::is_captured`). A remote
+    /// daemon gets it only when asked (`update_env`): a laptop's
+    /// environment is not what a server's apps should run with.
+    pub fn caller_env(&self, update_env: bool) -> std::collections::HashMap<String, String> {
+        if self.remote.is_some() && !update_env {
+            return Default::default();
+        }
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, v)| pmdaemon_proto::is_captured(k, v))
+            .collect()
     }
 
     /// The directory relative paths resolve against: this process's for
@@ -224,9 +241,19 @@ async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Restart(args) => lifecycle::restart(ctx, args).await,
         Command::Reload(args) => cluster::reload(ctx, args).await,
         Command::Scale(args) => cluster::scale(ctx, args).await,
+        Command::StartOrRestart(args) => files::start_or(ctx, args, ApplyMode::Restart).await,
+        Command::StartOrReload(args) | Command::StartOrGracefulReload(args) => {
+            files::start_or(ctx, args, ApplyMode::Reload).await
+        }
         Command::Delete(args) => lifecycle::delete(ctx, args).await,
         Command::List(args) => inspect::list(ctx, args).await,
+        Command::Jlist => inspect::json_list(ctx, false).await,
+        Command::Prettylist => inspect::json_list(ctx, true).await,
         Command::Describe(args) => inspect::describe(ctx, args).await,
+        Command::Env(args) => inspect::env(ctx, args).await,
+        Command::Reset(args) => lifecycle::reset(ctx, args).await,
+        Command::SendSignal(args) => lifecycle::send_signal(ctx, args).await,
+        Command::Import(crate::cli::ImportCommand::Pm2(args)) => import::pm2(ctx, args).await,
         Command::Logs(args) => logs::logs(ctx, args).await,
         Command::Flush(args) => logs::flush(ctx, args).await,
         Command::Monit(args) => monit::monit(ctx, args).await,

@@ -228,6 +228,7 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
         interpreter_args: p.interpreter_args,
         cwd,
         env: p.env.into_iter().collect(),
+        caller_env: p.caller_env.into_iter().collect(),
         autorestart,
         max_restarts: p.max_restarts.unwrap_or(spec::DEFAULT_MAX_RESTARTS),
         min_uptime_ms: p.min_uptime_ms.unwrap_or(spec::DEFAULT_MIN_UPTIME_MS),
@@ -429,6 +430,7 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
         instance_var: s.instance_var.clone(),
         increment_var: s.increment_var.clone().unwrap_or_default(),
         stop_exit_codes: s.stop_exit_codes.clone(),
+        caller_env: s.caller_env.clone().into_iter().collect(),
     }
 }
 
@@ -473,5 +475,54 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
             crate::supervisor::cgroup::Tracking::Cgroup => v1::Tracking::Cgroup,
             crate::supervisor::cgroup::Tracking::ProcessGroup => v1::Tracking::ProcessGroup,
         } as i32,
+        env_values_hidden: false,
+    }
+}
+
+/// Who may read environment values in ProcessInfo: a read-only token may
+/// not (values are often secrets, and such a token is what a dashboard or
+/// a monitoring job holds); an admin token, and the local socket's user,
+/// can start an app that prints them anyway, so hiding them there would
+/// protect nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvValues {
+    Shown,
+    Hidden,
+}
+
+impl EnvValues {
+    /// From the request's extensions: the Scope the authentication layer
+    /// put there (none on the socket).
+    pub fn of(extensions: &tonic::Extensions) -> Self {
+        match extensions.get::<crate::auth::token::Scope>() {
+            Some(crate::auth::token::Scope::ReadOnly) => EnvValues::Hidden,
+            _ => EnvValues::Shown,
+        }
+    }
+
+    /// Empties the values of `env` and `caller_env` for a caller that may
+    /// not read them, keeping the names, and says so in the process.
+    pub fn apply(self, info: &mut v1::ProcessInfo) {
+        if self == EnvValues::Shown {
+            return;
+        }
+        if let Some(spec) = info.spec.as_mut() {
+            for value in spec.env.values_mut().chain(spec.caller_env.values_mut()) {
+                value.clear();
+            }
+        }
+        info.env_values_hidden = true;
+    }
+
+    /// [`info`] of each view, with [`Self::apply`].
+    pub fn infos(self, views: &[InstanceView]) -> Vec<v1::ProcessInfo> {
+        views
+            .iter()
+            .map(|v| {
+                let mut i = info(v);
+                self.apply(&mut i);
+                i
+            })
+            .collect()
     }
 }

@@ -150,7 +150,8 @@ impl v1::process_manager_server::ProcessManager for Api {
     type WaitReadyStream = wait_ready::WaitReadyStream;
 
     async fn wait_ready(&self, req: Request<v1::WaitReadyRequest>) -> Reply<Self::WaitReadyStream> {
-        wait_ready::wait_ready(&self.sup, req.into_inner()).map(Response::new)
+        let env_values = convert::EnvValues::of(req.extensions());
+        wait_ready::wait_ready(&self.sup, req.into_inner(), env_values).map(Response::new)
     }
 
     async fn scale_process(
@@ -180,16 +181,18 @@ impl v1::process_manager_server::ProcessManager for Api {
 
     async fn list_processes(
         &self,
-        _req: Request<v1::ListProcessesRequest>,
+        req: Request<v1::ListProcessesRequest>,
     ) -> Reply<v1::ListProcessesResponse> {
-        processes::list(&self.sup).map(Response::new)
+        let env_values = convert::EnvValues::of(req.extensions());
+        processes::list(&self.sup, env_values).map(Response::new)
     }
 
     async fn get_process(
         &self,
         req: Request<v1::GetProcessRequest>,
     ) -> Reply<v1::GetProcessResponse> {
-        processes::get(&self.sup, req.into_inner()).map(Response::new)
+        let env_values = convert::EnvValues::of(req.extensions());
+        processes::get(&self.sup, req.into_inner(), env_values).map(Response::new)
     }
 
     type StreamLogsStream = LogStream;
@@ -276,5 +279,30 @@ impl v1::process_manager_server::ProcessManager for Api {
         req: Request<v1::RevokeTokenRequest>,
     ) -> Reply<v1::RevokeTokenResponse> {
         tokens::revoke(&self.tokens, req.into_inner()).map(Response::new)
+    }
+
+    async fn reset_process(
+        &self,
+        req: Request<v1::ResetProcessRequest>,
+    ) -> Reply<v1::ResetProcessResponse> {
+        processes::reset(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn signal_process(
+        &self,
+        req: Request<v1::SignalProcessRequest>,
+    ) -> Reply<v1::SignalProcessResponse> {
+        processes::signal(&self.sup, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_process_env(
+        &self,
+        req: Request<v1::GetProcessEnvRequest>,
+    ) -> Reply<v1::GetProcessEnvResponse> {
+        processes::env(&self.sup, req.into_inner()).map(Response::new)
     }
 }

@@ -1,4 +1,5 @@
-//! Lifecycle RPCs: start, stop, restart, delete, list, get.
+//! Lifecycle RPCs: start, stop, restart, delete, list, get; PM2's reset,
+//! sendSignal (SignalProcess) and env (GetProcessEnv).
 
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use pmdaemon_proto::{Target, v1};
 use tonic::Status;
 
 use super::convert::{
-    Caller, info, parse_target, resolve_instances, spec_from_proto, state_from_proto,
+    Caller, EnvValues, info, parse_target, resolve_instances, spec_from_proto, state_from_proto,
 };
 use crate::ports::PortSpec;
 use crate::serve::Transport;
@@ -66,7 +67,17 @@ pub async fn restart(
     req: v1::RestartProcessRequest,
 ) -> Result<v1::RestartProcessResponse, Status> {
     let target = parse_target(&req.target)?;
-    let views = if req.port.trim().is_empty() {
+    let views = if req.update_env {
+        if !req.port.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "port and update_env: give one; a restart with another port keeps the \
+                 captured environment",
+            ));
+        }
+        let timeout = dependency_timeout(req.dependency_timeout_ms)?;
+        let env = req.caller_env.into_iter().collect();
+        sup.restart_with_env(&target, &env, timeout).await?
+    } else if req.port.trim().is_empty() {
         let timeout = dependency_timeout(req.dependency_timeout_ms)?;
         sup.restart(&target, timeout).await?
     } else {
@@ -91,17 +102,62 @@ pub async fn delete(
     })
 }
 
-pub fn list(sup: &Supervisor) -> Result<v1::ListProcessesResponse, Status> {
+pub fn list(sup: &Supervisor, env_values: EnvValues) -> Result<v1::ListProcessesResponse, Status> {
     let views = sup.views(&Target::All)?;
     Ok(v1::ListProcessesResponse {
+        processes: env_values.infos(&views),
+    })
+}
+
+pub fn get(
+    sup: &Supervisor,
+    req: v1::GetProcessRequest,
+    env_values: EnvValues,
+) -> Result<v1::GetProcessResponse, Status> {
+    let views = sup.views(&parse_target(&req.target)?)?;
+    Ok(v1::GetProcessResponse {
+        processes: env_values.infos(&views),
+    })
+}
+
+pub async fn reset(
+    sup: &Supervisor,
+    req: v1::ResetProcessRequest,
+) -> Result<v1::ResetProcessResponse, Status> {
+    let views = sup.reset(&parse_target(&req.target)?).await?;
+    Ok(v1::ResetProcessResponse {
         processes: views.iter().map(info).collect(),
     })
 }
 
-pub fn get(sup: &Supervisor, req: v1::GetProcessRequest) -> Result<v1::GetProcessResponse, Status> {
-    let views = sup.views(&parse_target(&req.target)?)?;
-    Ok(v1::GetProcessResponse {
+pub async fn signal(
+    sup: &Supervisor,
+    req: v1::SignalProcessRequest,
+) -> Result<v1::SignalProcessResponse, Status> {
+    let target = parse_target(&req.target)?;
+    let signal = pmdaemon_proto::parse_signal(&req.signal)
+        .map_err(|e| Status::invalid_argument(e.named("signal").0))?;
+    let views = sup.signal(&target, signal).await?;
+    Ok(v1::SignalProcessResponse {
         processes: views.iter().map(info).collect(),
+        signal: signal.as_str().to_string(),
+    })
+}
+
+pub fn env(
+    sup: &Supervisor,
+    req: v1::GetProcessEnvRequest,
+) -> Result<v1::GetProcessEnvResponse, Status> {
+    let envs = sup.environments(&parse_target(&req.target)?)?;
+    Ok(v1::GetProcessEnvResponse {
+        processes: envs
+            .into_iter()
+            .map(|e| v1::ProcessEnv {
+                id: e.id,
+                name: e.name,
+                env: e.env.into_iter().collect(),
+            })
+            .collect(),
     })
 }
 
@@ -157,6 +213,7 @@ pub async fn apply(
         dependency: dependency_timeout,
         ready,
         path_var: caller_path(transport, &req.caller_path),
+        update_env: req.update_env,
     };
     let applied = sup.apply(specs, mode, options).await?;
     Ok(v1::ApplyAppsResponse {

@@ -25,6 +25,11 @@ pub fn reload(sup: &Supervisor, req: v1::ReloadProcessRequest) -> Result<ReloadS
         None => DEFAULT_READY_TIMEOUT,
         Some(ms) => ready_timeout(ms)?,
     };
+    let caller_env = req.update_env.then(|| {
+        req.caller_env
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
     // Fail fast on an unknown target, before a stream exists.
     sup.views(&target)?;
     let (tx, rx) = mpsc::channel(16);
@@ -32,13 +37,18 @@ pub fn reload(sup: &Supervisor, req: v1::ReloadProcessRequest) -> Result<ReloadS
     tokio::spawn(async move {
         let progress_tx = tx.clone();
         let result = sup
-            .reload(&target, timeout, move |view, done, total| {
-                let _ = progress_tx.try_send(Ok(v1::ReloadProcessResponse {
-                    process: Some(info(view)),
-                    done: done as u32,
-                    total: total as u32,
-                }));
-            })
+            .reload(
+                &target,
+                timeout,
+                caller_env.as_ref(),
+                move |view, done, total| {
+                    let _ = progress_tx.try_send(Ok(v1::ReloadProcessResponse {
+                        process: Some(info(view)),
+                        done: done as u32,
+                        total: total as u32,
+                    }));
+                },
+            )
             .await;
         if let Err(e) = result {
             let _ = tx.send(Err(Status::from(e))).await;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::convert::{info, parse_target};
+use super::convert::{EnvValues, info, parse_target};
 use crate::supervisor::instance::now_ms;
 use crate::supervisor::wait_ready::{Progress, ReadyUpdate, Waited};
 use crate::supervisor::{DEFAULT_READY_TIMEOUT, Supervisor};
@@ -28,7 +28,11 @@ pub type WaitReadyStream =
 /// trailing metadata above 8 KiB by default, all headers included.
 const MAX_STATUS_BYTES: usize = 6 * 1024;
 
-pub fn wait_ready(sup: &Supervisor, req: v1::WaitReadyRequest) -> Result<WaitReadyStream, Status> {
+pub fn wait_ready(
+    sup: &Supervisor,
+    req: v1::WaitReadyRequest,
+    env_values: EnvValues,
+) -> Result<WaitReadyStream, Status> {
     let target = parse_target(&req.target)?;
     let timeout = match req.timeout_ms {
         0 => DEFAULT_READY_TIMEOUT,
@@ -46,8 +50,14 @@ pub fn wait_ready(sup: &Supervisor, req: v1::WaitReadyRequest) -> Result<WaitRea
     tokio::spawn(async move {
         while let Some(update) = updates.recv().await {
             let sent = match update {
-                ReadyUpdate::Progress(w) => tx.send(Ok(message(&w, false, String::new()))).await,
-                ReadyUpdate::Ready(w) => tx.send(Ok(message(&w, true, String::new()))).await,
+                ReadyUpdate::Progress(w) => {
+                    tx.send(Ok(message(&w, false, String::new(), env_values)))
+                        .await
+                }
+                ReadyUpdate::Ready(w) => {
+                    tx.send(Ok(message(&w, true, String::new(), env_values)))
+                        .await
+                }
                 ReadyUpdate::Failed {
                     instances,
                     report,
@@ -61,7 +71,10 @@ pub fn wait_ready(sup: &Supervisor, req: v1::WaitReadyRequest) -> Result<WaitRea
                     // The states the wait ended on and the whole report,
                     // then the status.
                     let status = Status::new(code, fit_in_trailer(&report));
-                    match tx.send(Ok(message(&instances, false, report))).await {
+                    match tx
+                        .send(Ok(message(&instances, false, report, env_values)))
+                        .await
+                    {
                         Ok(()) => tx.send(Err(status)).await,
                         gone => gone,
                     }
@@ -75,7 +88,12 @@ pub fn wait_ready(sup: &Supervisor, req: v1::WaitReadyRequest) -> Result<WaitRea
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
-fn message(watched: &[Waited], ready: bool, report: String) -> v1::WaitReadyResponse {
+fn message(
+    watched: &[Waited],
+    ready: bool,
+    report: String,
+    env_values: EnvValues,
+) -> v1::WaitReadyResponse {
     v1::WaitReadyResponse {
         instances: watched
             .iter()
@@ -92,7 +110,11 @@ fn message(watched: &[Waited], ready: bool, report: String) -> v1::WaitReadyResp
                             id: w.id,
                             ..Default::default()
                         },
-                        info,
+                        |view| {
+                            let mut process = info(view);
+                            env_values.apply(&mut process);
+                            process
+                        },
                     )),
                     readiness: readiness as i32,
                     detail: detail.to_owned(),

@@ -269,6 +269,27 @@ impl ProcessManager for TestPm {
     ) -> Result<tonic::Response<v1::ShutdownResponse>, Status> {
         Err(Status::unimplemented("test"))
     }
+
+    async fn reset_process(
+        &self,
+        _: tonic::Request<v1::ResetProcessRequest>,
+    ) -> Result<tonic::Response<v1::ResetProcessResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn signal_process(
+        &self,
+        _: tonic::Request<v1::SignalProcessRequest>,
+    ) -> Result<tonic::Response<v1::SignalProcessResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn get_process_env(
+        &self,
+        _: tonic::Request<v1::GetProcessEnvRequest>,
+    ) -> Result<tonic::Response<v1::GetProcessEnvResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
 }
 
 /// The test's ends of the log stream: the requests StreamLogs received and

@@ -33,6 +33,10 @@ pub struct ApplyOptions {
     pub ready: Duration,
     /// PATH for bare command names (the caller's); None: the daemon's.
     pub path_var: Option<std::ffi::OsString>,
+    /// Existing apps get the specs' captured environment merged over
+    /// theirs (PM2's `--update-env`); otherwise they keep the one captured
+    /// when they were created, and a different one is no change.
+    pub update_env: bool,
 }
 
 /// What one app of an ApplyApps set may wait for, and how long.
@@ -127,13 +131,22 @@ impl Supervisor {
             // what they will hold once applied.
             let mut claims = table.claims_except(&names);
             let mut logs_taken = table.log_paths_except(&names);
-            for (spec, launch) in plans {
+            for (mut spec, launch) in plans {
                 check_log_paths(&spec, &self.inner.home, &logs_taken)
                     .map_err(|e| Error::InvalidArgument(format!("app {:?}: {e}", spec.name)))?;
                 let who = format!("app {}", spec.name);
                 logs_taken.extend(spec.custom_log_paths().map(|(_, path)| (path, who.clone())));
                 let existing = table.app(&spec.name);
                 let current = existing.and_then(App::spec);
+                if let Some(current) = &current {
+                    // Kept as captured; with update_env the caller's is
+                    // merged over it, as PM2's --update-env does.
+                    let mut captured = current.caller_env.clone();
+                    if options.update_env {
+                        captured.append(&mut spec.caller_env);
+                    }
+                    spec.caller_env = captured;
+                }
                 let changed = current.as_ref().map(|c| c.changed_fields(&spec));
                 let keep = existing.map(App::assigned_ports).unwrap_or_default();
                 let ports = match &changed {

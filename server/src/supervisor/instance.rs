@@ -313,6 +313,13 @@ pub enum Cmd {
     /// back (starting, nothing running: a restore) becomes errored with
     /// it rather than starting for ever; any other stays as it is.
     Refuse(String, oneshot::Sender<()>),
+    /// Set the restart counters (restarts, unstable restarts) back to 0,
+    /// PM2's `reset`. The start-rate limit keeps its window: a reset never
+    /// lets a crash loop restart faster than the limit allows.
+    Reset(oneshot::Sender<()>),
+    /// Send a signal to the running process (not its group, as PM2's
+    /// `sendSignal`); replies whether one was running to receive it.
+    Signal(Signal, oneshot::Sender<std::io::Result<bool>>),
 }
 
 /// What the task needs besides its command channel.
@@ -388,6 +395,14 @@ pub fn now_ms() -> i64 {
 }
 
 impl Ctx {
+    /// See [`Cmd::Reset`].
+    fn reset_counters(&self) {
+        self.update(|s| {
+            s.restarts = 0;
+            s.unstable_restarts = 0;
+        });
+    }
+
     fn update<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
         let r = f(&mut self.shared.locked());
         (self.changed)();
@@ -416,22 +431,7 @@ impl Ctx {
     fn spawn(&self) -> std::io::Result<Run> {
         let (spec, launch) = self.spec();
         let port = self.port();
-        let index = self.index.to_string();
-        let mut env = vec![
-            ("PMD_APP_NAME".to_string(), self.name.to_string()),
-            ("PMD_ID".to_string(), self.id.to_string()),
-            ("PMD_INSTANCE_ID".to_string(), index),
-        ];
-        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        // After `env`, as PM2 sets them over it: the index in
-        // `instance_var`, `increment_var` raised by the index.
-        env.extend(spec.instance_env(self.index));
-        if let Some(port) = port {
-            env.push((spec.port_env.clone(), port.to_string()));
-        }
-        if let Some(home) = &self.home {
-            env.push((pmdaemon_proto::HOME_ENV.to_owned(), home.to_string()));
-        }
+        let mut env = overlay_env(&spec, self.id, self.index, port, self.home.as_deref());
         let channel = match spec.ipc() {
             true => {
                 env.extend(super::ipc::env());
@@ -1025,6 +1025,15 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     let _ = reply.send(());
                     Phase::Idle
                 }
+                Some(Cmd::Reset(reply)) => {
+                    ctx.reset_counters();
+                    let _ = reply.send(());
+                    Phase::Idle
+                }
+                Some(Cmd::Signal(_, reply)) => {
+                    let _ = reply.send(Ok(false));
+                    Phase::Idle
+                }
                 None => return,
             },
             Phase::Running(mut run) => {
@@ -1143,6 +1152,15 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         let _ = reply.send(());
                         Phase::Running(run)
                     }
+                    Some(Cmd::Reset(reply)) => {
+                        ctx.reset_counters();
+                        let _ = reply.send(());
+                        Phase::Running(run)
+                    }
+                    Some(Cmd::Signal(signal, reply)) => {
+                        let _ = reply.send(run.child.signal(signal).map(|()| true));
+                        Phase::Running(run)
+                    }
                     Some(Cmd::Stop(reply)) => {
                         ctx.set_desired(false);
                         ctx.stop(&mut run).await;
@@ -1204,11 +1222,56 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         let _ = reply.send(());
                         Phase::Waiting(until)
                     }
+                    Some(Cmd::Reset(reply)) => {
+                        ctx.reset_counters();
+                        let _ = reply.send(());
+                        Phase::Waiting(until)
+                    }
+                    Some(Cmd::Signal(_, reply)) => {
+                        let _ = reply.send(Ok(false));
+                        Phase::Waiting(until)
+                    }
                     None => return,
                 }
             }
         };
     }
+}
+
+/// What a run of instance `id` (index `index`) sets over the daemon's own
+/// environment, in order, later entries winning: the caller's environment
+/// captured at start, the daemon's variables (so a captured `PMD_ID` of
+/// an app that ran `pmd start` never marks this one as that app), the
+/// app's `env`, its port, and `PMDAEMON_HOME`. One list for the spawn and
+/// for GetProcessEnv, so `pmd env` shows what the process got.
+pub fn overlay_env(
+    spec: &AppSpec,
+    id: u32,
+    index: u32,
+    port: Option<u16>,
+    home: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = spec
+        .caller_env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend([
+        ("PMD_APP_NAME".to_string(), spec.name.clone()),
+        ("PMD_ID".to_string(), id.to_string()),
+        ("PMD_INSTANCE_ID".to_string(), index.to_string()),
+    ]);
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // After `env`, as PM2 sets them over it: the index in `instance_var`,
+    // `increment_var` raised by the index.
+    env.extend(spec.instance_env(index));
+    if let Some(port) = port {
+        env.push((spec.port_env.clone(), port.to_string()));
+    }
+    if let Some(home) = home {
+        env.push((pmdaemon_proto::HOME_ENV.to_owned(), home.to_string()));
+    }
+    env
 }
 
 /// Whether a run that has just lasted min_uptime becomes ready by that:

@@ -41,7 +41,9 @@
 //! `wait_ready` (waiting for readiness, the failure report), `process`
 //! (the OS boundary; finding an app's processes by their marker), `cgroup`
 //! (each run's cgroup v2, where the daemon can make them), `spec`
-//! (an app's definition), `events` (the event bus, change wake-ups).
+//! (an app's definition), `events` (the event bus, change wake-ups),
+//! `verbs` (PM2's reset, sendSignal and env; the captured environment that
+//! `--update-env` replaces).
 
 mod apply;
 pub mod cgroup;
@@ -61,6 +63,7 @@ mod rollback;
 mod scale;
 pub mod spec;
 mod table;
+mod verbs;
 pub mod wait_ready;
 mod watching;
 
@@ -260,6 +263,28 @@ impl Supervisor {
             .await
     }
 
+    /// `restart --update-env`: `caller_env` is merged over the target's
+    /// apps' captured environment, then they restart as [`Self::restart`]
+    /// does.
+    pub async fn restart_with_env(
+        &self,
+        target: &Target,
+        caller_env: &std::collections::BTreeMap<String, String>,
+        dependency_timeout: Duration,
+    ) -> Result<Vec<InstanceView>> {
+        self.durably(async {
+            self.update_caller_env(target, caller_env)?;
+            self.restart_targets(target, dependency_timeout).await
+        })
+        .await
+    }
+
+    /// Sets the restart counters of the target's instances back to 0
+    /// (PM2's `reset`); nothing is stopped or started.
+    pub async fn reset(&self, target: &Target) -> Result<Vec<InstanceView>> {
+        self.durably(self.reset_counters(target)).await
+    }
+
     /// `restart --port`: the selected instances (of one app) get ports from
     /// `port` for this run only, then restart.
     pub async fn restart_with_port(
@@ -304,14 +329,22 @@ impl Supervisor {
     /// Rolling restart of the target's instances, each ready before the
     /// next goes; `progress` receives each replaced instance with the count
     /// done and the total.
+    /// With `caller_env` (`reload --update-env`), it is merged over the
+    /// target's apps' captured environment first.
     pub async fn reload(
         &self,
         target: &Target,
         ready_timeout: Duration,
+        caller_env: Option<&std::collections::BTreeMap<String, String>>,
         progress: impl Fn(&InstanceView, usize, usize),
     ) -> Result<Vec<InstanceView>> {
-        self.serialized(self.roll(target, ready_timeout, progress))
-            .await
+        self.serialized(async {
+            if let Some(env) = caller_env {
+                self.update_caller_env(target, env)?;
+            }
+            self.roll(target, ready_timeout, progress).await
+        })
+        .await
     }
 
     /// Creates and starts every app of `dump.json` whose name is not taken;

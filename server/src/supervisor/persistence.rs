@@ -221,6 +221,7 @@ impl Supervisor {
                 dependency: super::DEFAULT_DEPENDENCY_TIMEOUT,
                 ready: super::DEFAULT_READY_TIMEOUT,
                 path_var: path_var.map(Into::into),
+                update_env: false,
             };
             for (name, result) in self.apply_set(fresh, ApplyMode::Start, options).await? {
                 match result {

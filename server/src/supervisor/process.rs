@@ -218,6 +218,19 @@ impl Spawned {
         (self.status.is_none()).then_some(self.pid)
     }
 
+    /// Sends `signal` to the process itself (not its group). Safe from pid
+    /// reuse: the process is this daemon's child and not reaped yet, so
+    /// its pid cannot name another process.
+    pub fn signal(&mut self, signal: Signal) -> std::io::Result<()> {
+        if self.try_wait()?.is_some() {
+            return Err(std::io::Error::other("the process has exited"));
+        }
+        let pid = nix::unistd::Pid::from_raw(
+            i32::try_from(self.pid).map_err(|_| std::io::Error::other("no process"))?,
+        );
+        nix::sys::signal::kill(pid, signal).map_err(std::io::Error::from)
+    }
+
     /// Waits for the process to exit and reaps it. Cancel-safe.
     pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
         loop {

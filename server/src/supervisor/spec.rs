@@ -113,6 +113,12 @@ pub struct AppSpec {
     pub start_limit_burst: u32,
     #[serde(default = "default_start_limit_interval")]
     pub start_limit_interval_ms: u64,
+    /// The caller's environment captured when the app was created (`pmd
+    /// start` sends its shell's, as PM2 does), under `env`. Only a restart,
+    /// reload or apply with `update_env` replaces it. Values are secrets
+    /// as much as `env`'s: never logged.
+    #[serde(default)]
+    pub caller_env: BTreeMap<String, String>,
     /// Ready when the app sends "ready" over its IPC channel (PM2's
     /// `wait_ready`; see `ipc.rs`), within `listen_timeout_ms`.
     #[serde(default)]
@@ -217,11 +223,11 @@ fn default_instance_var() -> String {
 /// end up in logs.
 impl fmt::Debug for AppSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let env: BTreeMap<&str, &str> = self
-            .env
-            .keys()
-            .map(|k| (k.as_str(), "<redacted>"))
-            .collect();
+        let redacted = |vars: &BTreeMap<String, String>| -> BTreeMap<String, &str> {
+            vars.keys().map(|k| (k.clone(), "<redacted>")).collect()
+        };
+        let env = redacted(&self.env);
+        let caller_env = redacted(&self.caller_env);
         f.debug_struct("AppSpec")
             .field("name", &self.name)
             .field("script", &self.script)
@@ -229,6 +235,7 @@ impl fmt::Debug for AppSpec {
             .field("interpreter", &self.interpreter)
             .field("cwd", &self.cwd)
             .field("env", &env)
+            .field("caller_env", &caller_env)
             .field("autorestart", &self.autorestart)
             .field("max_restarts", &self.max_restarts)
             .field("min_uptime_ms", &self.min_uptime_ms)
@@ -379,6 +386,9 @@ impl AppSpec {
         }
         for (k, v) in &self.env {
             pmdaemon_proto::check_env_var(k, v).map_err(|e| e.named("env"))?;
+        }
+        for (k, v) in &self.caller_env {
+            pmdaemon_proto::check_env_var(k, v).map_err(|e| e.named("caller_env"))?;
         }
         pmdaemon_proto::check_count("max_restarts", self.max_restarts.into(), MAX_MAX_RESTARTS)?;
         for (flag, ms) in [
@@ -610,6 +620,7 @@ const FIELD_NAMES: &[&str] = &[
     "instance_var",
     "increment_var",
     "stop_exit_codes",
+    "caller_env",
 ];
 
 /// What exactly gets executed for an app.
@@ -878,6 +889,7 @@ mod tests {
             instance_var: pmdaemon_proto::DEFAULT_INSTANCE_VAR.into(),
             increment_var: None,
             stop_exit_codes: vec![],
+            caller_env: BTreeMap::new(),
         }
     }
 
@@ -1115,7 +1127,12 @@ mod tests {
     fn debug_redacts_env_values() {
         let mut s = spec("x", Path::new("/"));
         s.env.insert("TOKEN".into(), "hunter2".into());
+        s.caller_env.insert("AWS_SECRET".into(), "swordfish".into());
         let dbg = format!("{s:?}");
         assert!(dbg.contains("TOKEN") && !dbg.contains("hunter2"), "{dbg}");
+        assert!(
+            dbg.contains("AWS_SECRET") && !dbg.contains("swordfish"),
+            "{dbg}"
+        );
     }
 }

@@ -162,7 +162,9 @@ fn wire_spec() -> impl Strategy<Value = v1::AppSpec> {
             interpreter,
             interpreter_args,
             cwd,
-            env: env.into_iter().collect(),
+            // The captured environment takes the same values: one rule.
+            env: env.clone().into_iter().collect(),
+            caller_env: env.into_iter().collect(),
             autorestart,
             max_restarts,
             min_uptime_ms,
@@ -233,7 +235,7 @@ fn check_accepted(s: &AppSpec) -> Result<(), TestCaseError> {
     {
         no_nul("word", word)?;
     }
-    for (k, v) in &s.env {
+    for (k, v) in s.env.iter().chain(&s.caller_env) {
         ok("variable", pmdaemon_proto::check_env_var(k, v))?;
     }
     ok(

@@ -394,6 +394,7 @@ fn the_api_refuses_a_cycle_or_an_unknown_dependency() {
         dependency_timeout_ms: 0,
         ready_timeout_ms: None,
         caller_path: String::new(),
+        update_env: false,
     };
     let refusals = block_on(async {
         let mut client = d.client().await;

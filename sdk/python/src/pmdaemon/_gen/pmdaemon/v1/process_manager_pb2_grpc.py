@@ -139,6 +139,21 @@ class ProcessManagerStub(object):
                 request_serializer=pmdaemon_dot_v1_dot_process__manager__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=pmdaemon_dot_v1_dot_process__manager__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.ResetProcess = channel.unary_unary(
+                '/pmdaemon.v1.ProcessManager/ResetProcess',
+                request_serializer=pmdaemon_dot_v1_dot_process__manager__pb2.ResetProcessRequest.SerializeToString,
+                response_deserializer=pmdaemon_dot_v1_dot_process__manager__pb2.ResetProcessResponse.FromString,
+                _registered_method=True)
+        self.SignalProcess = channel.unary_unary(
+                '/pmdaemon.v1.ProcessManager/SignalProcess',
+                request_serializer=pmdaemon_dot_v1_dot_process__manager__pb2.SignalProcessRequest.SerializeToString,
+                response_deserializer=pmdaemon_dot_v1_dot_process__manager__pb2.SignalProcessResponse.FromString,
+                _registered_method=True)
+        self.GetProcessEnv = channel.unary_unary(
+                '/pmdaemon.v1.ProcessManager/GetProcessEnv',
+                request_serializer=pmdaemon_dot_v1_dot_process__manager__pb2.GetProcessEnvRequest.SerializeToString,
+                response_deserializer=pmdaemon_dot_v1_dot_process__manager__pb2.GetProcessEnvResponse.FromString,
+                _registered_method=True)
 
 
 class ProcessManagerServicer(object):
@@ -316,6 +331,36 @@ class ProcessManagerServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetProcess(self, request, context):
+        """Set the target's restart counters (restarts, unstable restarts) back
+        to 0, as PM2's `reset`. Nothing is stopped or started.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignalProcess(self, request, context):
+        """Send a signal to the main process of each running instance of the
+        target (PM2's `sendSignal`): the process itself, not its group, as
+        PM2 does. Instances that are not running are skipped; FAILED_PRECONDITION
+        when none of the target runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProcessEnv(self, request, context):
+        """The environment of each instance of the target, as its current (or
+        last) run got it: the daemon's environment, the captured caller
+        environment, the daemon's own variables, the app's `env` and its port,
+        with their values. Values are often secrets: an
+        admin RPC (a read-only token sees variable names only, in
+        ProcessInfo).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProcessManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -423,6 +468,21 @@ def add_ProcessManagerServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=pmdaemon_dot_v1_dot_process__manager__pb2.RevokeTokenRequest.FromString,
                     response_serializer=pmdaemon_dot_v1_dot_process__manager__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'ResetProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetProcess,
+                    request_deserializer=pmdaemon_dot_v1_dot_process__manager__pb2.ResetProcessRequest.FromString,
+                    response_serializer=pmdaemon_dot_v1_dot_process__manager__pb2.ResetProcessResponse.SerializeToString,
+            ),
+            'SignalProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalProcess,
+                    request_deserializer=pmdaemon_dot_v1_dot_process__manager__pb2.SignalProcessRequest.FromString,
+                    response_serializer=pmdaemon_dot_v1_dot_process__manager__pb2.SignalProcessResponse.SerializeToString,
+            ),
+            'GetProcessEnv': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProcessEnv,
+                    request_deserializer=pmdaemon_dot_v1_dot_process__manager__pb2.GetProcessEnvRequest.FromString,
+                    response_serializer=pmdaemon_dot_v1_dot_process__manager__pb2.GetProcessEnvResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -992,6 +1052,87 @@ class ProcessManager(object):
             '/pmdaemon.v1.ProcessManager/RevokeToken',
             pmdaemon_dot_v1_dot_process__manager__pb2.RevokeTokenRequest.SerializeToString,
             pmdaemon_dot_v1_dot_process__manager__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmdaemon.v1.ProcessManager/ResetProcess',
+            pmdaemon_dot_v1_dot_process__manager__pb2.ResetProcessRequest.SerializeToString,
+            pmdaemon_dot_v1_dot_process__manager__pb2.ResetProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmdaemon.v1.ProcessManager/SignalProcess',
+            pmdaemon_dot_v1_dot_process__manager__pb2.SignalProcessRequest.SerializeToString,
+            pmdaemon_dot_v1_dot_process__manager__pb2.SignalProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProcessEnv(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmdaemon.v1.ProcessManager/GetProcessEnv',
+            pmdaemon_dot_v1_dot_process__manager__pb2.GetProcessEnvRequest.SerializeToString,
+            pmdaemon_dot_v1_dot_process__manager__pb2.GetProcessEnvResponse.FromString,
             options,
             channel_credentials,
             insecure,
