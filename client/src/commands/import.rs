@@ -113,6 +113,7 @@ pub async fn pm2(ctx: &Ctx, args: ImportPm2Args) -> anyhow::Result<()> {
         };
         let request = StartProcessRequest {
             spec: Some(app.spec.clone()),
+            caller_cwd: ctx.caller_cwd()?,
             caller_path: ctx.caller_path(),
             ..Default::default()
         };

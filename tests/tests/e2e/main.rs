@@ -28,6 +28,10 @@
 //! - `pm2_runtime`: PM2's runtime keys: `wait_ready`/`listen_timeout` and
 //!   `shutdown_with_message` over the Node IPC channel, `instance_var`,
 //!   `increment_var`, `stop_exit_codes`, the descriptors an app gets;
+//! - `pm2_verbs`: PM2's environment rules (captured at start,
+//!   `--update-env`, values hidden from `describe` and read-only tokens),
+//!   `env`, `reset`, `send-signal`, `startOrRestart` and its kin, `jlist`,
+//!   `ls --sort`, `logs --json`, `--node-args`, `import pm2`;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
 //! - `reload_watch`: rolling `pmd reload` and restarts on file changes;
@@ -79,6 +83,7 @@ mod persistence;
 mod pm2_files;
 mod pm2_logs;
 mod pm2_runtime;
+mod pm2_verbs;
 mod ports;
 mod readiness;
 mod reload_watch;
