@@ -118,6 +118,7 @@ pub enum Command {
     /// restarting, health changed...), until Ctrl-C.
     Events(EventsArgs),
     /// Write the current app list to dump.json, for `pmd resurrect`.
+    #[command(alias = "dump")]
     Save,
     /// Start the apps saved by `pmd save` that are not already known.
     Resurrect,
@@ -1530,6 +1531,141 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
     use clap::error::ErrorKind;
+
+    /// Every verb of `pm2 --help` (PM2 7.0.4), aliases included.
+    const PM2_VERBS: &[&str] = &[
+        "start",
+        "trigger",
+        "deploy",
+        "startOrRestart",
+        "startOrReload",
+        "pid",
+        "create",
+        "startOrGracefulReload",
+        "stop",
+        "restart",
+        "scale",
+        "profile:mem",
+        "profile:cpu",
+        "reload",
+        "id",
+        "inspect",
+        "delete",
+        "del",
+        "sendSignal",
+        "ping",
+        "updatePM2",
+        "update",
+        "install",
+        "module:install",
+        "module:update",
+        "module:generate",
+        "uninstall",
+        "module:uninstall",
+        "package",
+        "publish",
+        "module:publish",
+        "set",
+        "multiset",
+        "get",
+        "conf",
+        "config",
+        "unset",
+        "report",
+        "link",
+        "unlink",
+        "monitor",
+        "unmonitor",
+        "open",
+        "plus",
+        "register",
+        "login",
+        "logout",
+        "dump",
+        "save",
+        "cleardump",
+        "send",
+        "attach",
+        "resurrect",
+        "unstartup",
+        "startup",
+        "logrotate",
+        "ecosystem",
+        "init",
+        "reset",
+        "describe",
+        "desc",
+        "info",
+        "show",
+        "env",
+        "list",
+        "ls",
+        "l",
+        "ps",
+        "status",
+        "jlist",
+        "slist",
+        "sysinfos",
+        "prettylist",
+        "monit",
+        "imonit",
+        "dashboard",
+        "dash",
+        "flush",
+        "reloadLogs",
+        "logs",
+        "kill",
+        "pull",
+        "forward",
+        "backward",
+        "deepUpdate",
+        "serve",
+        "expose",
+        "autoinstall",
+        "examples",
+        "install-otel",
+        "uninstall-otel",
+    ];
+
+    /// The README's verb table (issue 11) names every verb and alias of
+    /// pmd's CLI as `pmd VERB`, and has a row for every verb of PM2's.
+    #[test]
+    fn the_readme_verb_table_covers_pmd_and_pm2() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("| PM2 verb | pmd |")
+            .expect("README.md has the verb table");
+        let table: Vec<&str> = readme[start..]
+            .lines()
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let text = table.join("\n");
+        let cli = Cli::command();
+        let mut pmd_verbs = vec!["help".to_string()];
+        for sub in cli.get_subcommands() {
+            pmd_verbs.push(sub.get_name().to_string());
+            pmd_verbs.extend(sub.get_all_aliases().map(str::to_string));
+        }
+        let missing: Vec<&String> = pmd_verbs
+            .iter()
+            .filter(|v| {
+                !text.contains(&format!("`pmd {v}`")) && !text.contains(&format!("`pmd {v} "))
+            })
+            .collect();
+        assert!(missing.is_empty(), "README's verb table lacks {missing:?}");
+        let first_cells: Vec<&str> = table
+            .iter()
+            .filter_map(|row| row.split(" | ").next())
+            .collect();
+        let absent: Vec<&&str> = PM2_VERBS
+            .iter()
+            .filter(|v| !first_cells.iter().any(|c| c.contains(&format!("`{v}`"))))
+            .collect();
+        assert!(
+            absent.is_empty(),
+            "README's verb table has no row for {absent:?}"
+        );
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("pmd").chain(args.iter().copied()))
