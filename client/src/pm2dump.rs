@@ -45,8 +45,9 @@ pub struct Refused {
 }
 
 /// Each app of `text` (a dump.pm2), in the order PM2 listed them.
-/// `pm2_home` is where PM2 keeps its own logs (`PM2_HOME/logs`): log paths
-/// there are PM2's defaults, and the app gets pmd's own log files instead.
+/// `pm2_home` is where PM2 keeps its own logs (`PM2_HOME/logs`), unless an
+/// entry's environment names its PM2_HOME: log paths there are PM2's
+/// defaults, and the app gets pmd's own log files instead.
 pub fn read(text: &str, pm2_home: &Path) -> Result<Vec<Result<Imported, Refused>>, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         format!("not PM2's saved process list: not JSON ({e}); `pm2 save` writes it")
@@ -278,6 +279,12 @@ fn app(name: &str, entries: &[&Map<String, Value>], pm2_home: &Path) -> Result<I
             "{instances} processes of this name: {instances} instances"
         ));
     }
+    // Where that PM2 kept its default logs: its own PM2_HOME, as the
+    // process's environment says, else the caller's guess.
+    let pm2_home = match first.get("env").and_then(|env| env.get("PM2_HOME")) {
+        Some(Value::String(home)) if !home.is_empty() => Path::new(home),
+        _ => pm2_home,
+    };
     let log_path = |key: &str, stream: &str, notes: &mut Vec<String>| -> Result<String, String> {
         let Some(path) = text(key)? else {
             return Ok(String::new());
@@ -386,6 +393,8 @@ fn app(name: &str, entries: &[&Map<String, Value>], pm2_home: &Path) -> Result<I
                 && !NOT_MAPPED.iter().any(|(n, _)| n == k)
                 && !env_keys.iter().any(|e| e.as_str() == *k)
                 && !is_pm2_variable(k, name)
+                // PM2's internals (`_tree_pids` of a stopped process...).
+                && !k.starts_with('_')
                 // PM2 copies every variable to the top level as well.
                 && !k.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         })

@@ -614,9 +614,12 @@ fn import_pm2_runs_the_apps_as_pm2_ran_them() {
         "imported nap (/bin/sleep)",
         "web: not mapped: cron_restart",
         "web: cluster mode: 2 separate processes",
+        "web: out log: pmd's own file (PM2 kept it at ",
     ] {
         assert!(text.contains(line), "{line:?} in\n{text}");
     }
+    // Everything else of PM2's own dump is mapped or PM2's bookkeeping.
+    assert_eq!(text.matches("not mapped").count(), 1, "{text}");
 
     let worker = d.wait_online("worker");
     let env = env_of(worker);
