@@ -639,6 +639,20 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
+            // A whole shell's variables, names only: a count reads better
+            // than sixty names (`--env-values` lists them with values).
+            "captured_env"
+                if !view.captured_env.is_empty()
+                    && view.captured_env.values().all(Option::is_none) =>
+            {
+                let n = view.captured_env.len();
+                Some(format!(
+                    "{n} variable{} from the shell that started it (names and values: \
+                     --env-values, or `pmd env {}`)",
+                    if n == 1 { "" } else { "s" },
+                    view.id
+                ))
+            }
             _ => None,
         };
         if let Some(line) = line {

@@ -215,8 +215,9 @@ fn describe_shows_names_and_values_only_when_asked() {
     ));
     d.wait_online("api");
     let text = d.pmd_ok(&["describe", "api"]);
+    assert!(text.contains("\n    API_KEY\n"), "{text}");
     assert!(
-        text.contains("API_KEY") && text.contains("SHELL_SECRET"),
+        text.contains(" variables from the shell that started it"),
         "{text}"
     );
     assert!(
@@ -749,4 +750,87 @@ fn update_env_misuse_is_a_usage_error() {
     );
     d.pmd_code(2, &["restart", "api", "--update-env", "--port", "3000"]);
     assert_eq!(d.wait_online("api"), pid, "nothing restarted");
+}
+
+/// A remote `pmd` (`--host`) sends its environment only with
+/// `--update-env`: a laptop's variables do not reach a server's apps
+/// unless asked for.
+#[test]
+fn a_remote_pmd_sends_its_environment_only_with_update_env() {
+    let port = free_ports(1);
+    let daemon = TestDaemon::start_with_args(&["--listen", &format!("127.0.0.1:{port}")]);
+    let host = format!("http://127.0.0.1:{port}");
+    let token = daemon.home().join("token");
+    let mut client = RemoteClient::new();
+    client.set_env("LAPTOP_ONLY", "yes");
+    let script = daemon.write_executable("idle.sh", IDLE);
+    let remote = |args: &[&str]| {
+        let mut all = vec!["--host", host.as_str(), "--token-file", arg(&token)];
+        all.extend_from_slice(args);
+        client.pmd_ok(&all)
+    };
+    remote(&["start", arg(&script), "--name", "far"]);
+    let pid = daemon.wait_online("far");
+    assert!(!env_of(pid).contains_key("LAPTOP_ONLY"), "not sent");
+    remote(&["restart", "far", "--update-env"]);
+    wait_for("far restarted with the laptop's variable", WAIT, || {
+        daemon
+            .app("far")
+            .and_then(|a| pid_of(&a))
+            .is_some_and(|pid| env_of(pid).get("LAPTOP_ONLY").map(String::as_str) == Some("yes"))
+    });
+    remote(&["start", arg(&script), "--name", "near", "--update-env"]);
+    assert_eq!(env_of(daemon.wait_online("near"))["LAPTOP_ONLY"], "yes");
+    client.assert_no_local_daemon();
+}
+
+/// The daemon checks a captured environment as it checks `env`: a
+/// variable it sets itself is refused, over gRPC, and nothing changes.
+#[test]
+fn the_daemon_refuses_a_captured_environment_it_cannot_pass() {
+    let d = TestDaemon::start();
+    d.write_executable("idle.sh", IDLE);
+    let refused = block_on(async {
+        let spec = v1::AppSpec {
+            name: "api".into(),
+            script: "./idle.sh".into(),
+            caller_env: [("PMDAEMON_HOME".to_string(), "/elsewhere".to_string())].into(),
+            ..Default::default()
+        };
+        d.client()
+            .await
+            .start_process(v1::StartProcessRequest {
+                spec: Some(spec),
+                caller_cwd: arg(d.work()).into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .starts_with("caller_env: PMDAEMON_HOME is set by the daemon"),
+        "{refused:?}"
+    );
+    assert!(d.list_json().is_empty());
+
+    d.pmd_ok(&["start", "./idle.sh", "--name", "api"]);
+    let pid = d.wait_online("api");
+    let refused = block_on(async {
+        d.client()
+            .await
+            .restart_process(v1::RestartProcessRequest {
+                target: "api".into(),
+                update_env: true,
+                caller_env: [("BAD=NAME".to_string(), "x".to_string())].into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().starts_with("caller_env: "), "{refused:?}");
+    assert_eq!(d.wait_online("api"), pid, "not restarted");
 }
