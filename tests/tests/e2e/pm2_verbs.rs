@@ -156,9 +156,11 @@ fn restart_keeps_the_captured_environment_and_update_env_takes_the_shells() {
     ok(pmd_with_env(&d, &[("STAGE", "five")], &["resurrect"]));
     let pid = d.wait_online("api");
     assert_eq!(env_of(pid)["STAGE"], "three", "resurrect restores it");
-    let state = std::fs::metadata(d.state_path()).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(state.permissions().mode() & 0o777, 0o600, "state.json");
+    for file in ["state.json", "dump.json"] {
+        let meta = std::fs::metadata(d.home().join(file)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+    }
 }
 
 /// `start --update-env` on a file updates the file's existing apps; without
