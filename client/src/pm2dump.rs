@@ -133,9 +133,7 @@ const BOOKKEEPING: &[&str] = &[
     "env",
     "exec_mode",
     "instances",
-    "merge_logs",
     "namespace",
-    "instance_var",
 ];
 
 /// Keys pmd maps (read in [`app`]).
@@ -160,6 +158,16 @@ const MAPPED: &[&str] = &[
     "ignore_watch",
     "watch_delay",
     "time",
+    "merge_logs",
+    "pm_log_path",
+    "log_date_format",
+    "log_type",
+    "wait_ready",
+    "listen_timeout",
+    "shutdown_with_message",
+    "instance_var",
+    "increment_var",
+    "stop_exit_codes",
 ];
 
 /// PM2 features pmd does not have (yet), with what to do instead: named
@@ -168,22 +176,6 @@ const NOT_MAPPED: &[(&str, &str)] = &[
     (
         "cron_restart",
         "restart from cron or a systemd timer with `pmd restart NAME`",
-    ),
-    ("log_date_format", "`time: true` timestamps each line"),
-    ("log_type", "`pmd logs NAME --json` gives JSON lines"),
-    (
-        "wait_ready",
-        "give the app a health check and use --wait-ready",
-    ),
-    ("listen_timeout", "bound waits with --wait-timeout"),
-    (
-        "shutdown_with_message",
-        "the app gets its stop signal (SIGTERM); handle that",
-    ),
-    ("increment_var", "give each instance a port with a range"),
-    (
-        "stop_exit_codes",
-        "`autorestart: on-failure` does not restart after exit 0",
     ),
     ("uid", "apps run as the daemon's user"),
     ("gid", "apps run as the daemon's group"),
@@ -319,6 +311,45 @@ fn app(name: &str, entries: &[&Map<String, Value>], pm2_home: &Path) -> Result<I
     };
     let out_file = log_path("pm_out_log_path", "out", &mut notes)?;
     let error_file = log_path("pm_err_log_path", "error", &mut notes)?;
+    // PM2 sets pm_log_path only for an app with `log_file`.
+    let log_file = match first.get("pm_log_path") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(log_path("pm_log_path", "combined", &mut notes)?),
+    };
+    let flag = |key: &str| -> Result<bool, String> {
+        match first.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(format!("`{key}` is {other}, not true or false")),
+        }
+    };
+    // PM2 merges the logs of every fork-mode app, where one instance makes
+    // it moot; pmd's file names stay its own unless several instances share.
+    let merge_logs = instances > 1 && flag("merge_logs")?;
+    let log_type = match text("log_type")? {
+        Some(word) => crate::rules::parse_log_type("log_type", &word)?,
+        None => 0,
+    };
+    // PM2's default, which is pmd's too.
+    let instance_var = text("instance_var")?.filter(|v| v != "NODE_APP_INSTANCE");
+    // A number, or a list of numbers; PM2's CLI stores the list as strings.
+    let code = |c: &Value| -> Result<i64, String> {
+        match c {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| format!("`stop_exit_codes` holds {c}, not an exit code"))
+    };
+    let stop_exit_codes: Vec<i64> = match first.get("stop_exit_codes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(codes)) => codes.iter().map(code).collect::<Result<_, _>>()?,
+        Some(one) => vec![code(one)?],
+    };
+    let stop_exit_codes = stop_exit_codes
+        .into_iter()
+        .map(|c| crate::rules::check_stop_exit_code("stop_exit_codes", c))
+        .collect::<Result<Vec<_>, _>>()?;
     let autorestart = match first.get("autorestart") {
         Some(Value::Bool(false)) => RestartPolicy::Never,
         None | Some(Value::Null | Value::Bool(true)) => RestartPolicy::Unspecified,
@@ -372,14 +403,6 @@ fn app(name: &str, entries: &[&Map<String, Value>], pm2_home: &Path) -> Result<I
             "namespace {ns:?} (pmd has no namespaces; `--only` picks apps of a file)"
         ));
     }
-    if let Some(Value::String(var)) = first.get("instance_var")
-        && var != "NODE_APP_INSTANCE"
-    {
-        not_mapped.push(format!(
-            "instance_var {var:?} (each instance's index is in NODE_APP_INSTANCE and \
-             PMD_INSTANCE_ID)"
-        ));
-    }
     let env_keys: Vec<&String> = match first.get("env") {
         Some(Value::Object(env)) => env.keys().collect(),
         _ => Vec::new(),
@@ -425,6 +448,16 @@ fn app(name: &str, entries: &[&Map<String, Value>], pm2_home: &Path) -> Result<I
         out_file,
         error_file,
         max_memory_bytes,
+        merge_logs,
+        log_file,
+        log_date_format: text("log_date_format")?.unwrap_or_default(),
+        log_type,
+        wait_ready: flag("wait_ready")?,
+        listen_timeout_ms: millis("listen_timeout")?,
+        shutdown_with_message: flag("shutdown_with_message")?,
+        instance_var: instance_var.unwrap_or_default(),
+        increment_var: text("increment_var")?.unwrap_or_default(),
+        stop_exit_codes,
         ..Default::default()
     };
     Ok(Imported {
@@ -499,6 +532,51 @@ mod tests {
         assert_eq!(
             app.not_mapped,
             ["cron_restart (restart from cron or a systemd timer with `pmd restart NAME`)"]
+        );
+    }
+
+    #[test]
+    fn pm2s_log_and_runtime_keys_are_mapped() {
+        let apps = read(
+            r#"[{"name":"q","pm_exec_path":"/q.js","exec_mode":"cluster_mode","merge_logs":true,
+                 "pm_log_path":"/var/log/q.log","log_date_format":"YYYY-MM-DD HH:mm Z",
+                 "log_type":"json","wait_ready":true,"listen_timeout":8000,
+                 "shutdown_with_message":true,"instance_var":"INSTANCE_ID",
+                 "increment_var":"PORT","stop_exit_codes":[0,3]},
+                {"name":"q","pm_exec_path":"/q.js","exec_mode":"cluster_mode","merge_logs":true},
+                {"name":"solo","pm_exec_path":"/s.js","merge_logs":true,
+                 "instance_var":"NODE_APP_INSTANCE","pm_log_path":"/home/u/.pm2/logs/solo.log",
+                 "stop_exit_codes":"7"}]"#,
+            Path::new("/home/u/.pm2"),
+        )
+        .unwrap();
+        let q = apps[0].as_ref().unwrap();
+        let s = &q.spec;
+        assert!(s.merge_logs, "several instances share their files");
+        assert_eq!(s.log_file.as_deref(), Some("/var/log/q.log"));
+        assert_eq!(s.log_date_format, "YYYY-MM-DD HH:mm Z");
+        assert_eq!(s.log_type, pmdaemon_proto::v1::LogType::Json as i32);
+        assert!(s.wait_ready && s.shutdown_with_message);
+        assert_eq!(s.listen_timeout_ms, Some(8000));
+        assert_eq!(
+            (s.instance_var.as_str(), s.increment_var.as_str()),
+            ("INSTANCE_ID", "PORT")
+        );
+        assert_eq!(s.stop_exit_codes, [0, 3]);
+        assert!(q.not_mapped.is_empty(), "{:?}", q.not_mapped);
+        // PM2's fork-mode merge_logs and default instance_var are pmd's
+        // defaults; its default combined file becomes pmd's own.
+        let solo = apps[1].as_ref().unwrap();
+        assert!(!solo.spec.merge_logs);
+        assert_eq!(solo.spec.instance_var, "");
+        assert_eq!(solo.spec.log_file.as_deref(), Some(""));
+        assert_eq!(solo.spec.stop_exit_codes, [7]);
+        assert!(
+            solo.notes
+                .iter()
+                .any(|n| n.starts_with("combined log: pmd's own file")),
+            "{:?}",
+            solo.notes
         );
     }
 

@@ -166,8 +166,15 @@ TOKEN_SCOPE_ADMIN: TokenScope
 TOKEN_SCOPE_READ_ONLY: TokenScope
 
 class AppSpec(_message.Message):
-    __slots__ = ("name", "script", "args", "interpreter", "interpreter_args", "cwd", "env", "autorestart", "max_restarts", "min_uptime_ms", "restart_delay_ms", "exp_backoff_initial_ms", "exp_backoff_max_ms", "kill_timeout_ms", "stop_signal", "time", "log_max_bytes", "log_max_files", "instances", "port", "port_env", "watch", "watch_paths", "ignore_watch", "watch_delay_ms", "out_file", "error_file", "health_check", "max_memory_bytes", "depends_on", "start_limit_burst", "start_limit_interval_ms", "log_date_format", "merge_logs", "log_file", "log_type", "wait_ready", "listen_timeout_ms", "shutdown_with_message", "instance_var", "increment_var", "stop_exit_codes")
+    __slots__ = ("name", "script", "args", "interpreter", "interpreter_args", "cwd", "env", "autorestart", "max_restarts", "min_uptime_ms", "restart_delay_ms", "exp_backoff_initial_ms", "exp_backoff_max_ms", "kill_timeout_ms", "stop_signal", "time", "log_max_bytes", "log_max_files", "instances", "port", "port_env", "watch", "watch_paths", "ignore_watch", "watch_delay_ms", "out_file", "error_file", "health_check", "max_memory_bytes", "depends_on", "start_limit_burst", "start_limit_interval_ms", "log_date_format", "merge_logs", "log_file", "log_type", "wait_ready", "listen_timeout_ms", "shutdown_with_message", "instance_var", "increment_var", "stop_exit_codes", "caller_env")
     class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class CallerEnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +223,7 @@ class AppSpec(_message.Message):
     INSTANCE_VAR_FIELD_NUMBER: _ClassVar[int]
     INCREMENT_VAR_FIELD_NUMBER: _ClassVar[int]
     STOP_EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
+    CALLER_ENV_FIELD_NUMBER: _ClassVar[int]
     name: str
     script: str
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -258,7 +266,8 @@ class AppSpec(_message.Message):
     instance_var: str
     increment_var: str
     stop_exit_codes: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., interpreter: _Optional[str] = ..., interpreter_args: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., autorestart: _Optional[_Union[RestartPolicy, str]] = ..., max_restarts: _Optional[int] = ..., min_uptime_ms: _Optional[int] = ..., restart_delay_ms: _Optional[int] = ..., exp_backoff_initial_ms: _Optional[int] = ..., exp_backoff_max_ms: _Optional[int] = ..., kill_timeout_ms: _Optional[int] = ..., stop_signal: _Optional[str] = ..., time: bool = ..., log_max_bytes: _Optional[int] = ..., log_max_files: _Optional[int] = ..., instances: _Optional[int] = ..., port: _Optional[str] = ..., port_env: _Optional[str] = ..., watch: bool = ..., watch_paths: _Optional[_Iterable[str]] = ..., ignore_watch: _Optional[_Iterable[str]] = ..., watch_delay_ms: _Optional[int] = ..., out_file: _Optional[str] = ..., error_file: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., max_memory_bytes: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., start_limit_burst: _Optional[int] = ..., start_limit_interval_ms: _Optional[int] = ..., log_date_format: _Optional[str] = ..., merge_logs: bool = ..., log_file: _Optional[str] = ..., log_type: _Optional[_Union[LogType, str]] = ..., wait_ready: bool = ..., listen_timeout_ms: _Optional[int] = ..., shutdown_with_message: bool = ..., instance_var: _Optional[str] = ..., increment_var: _Optional[str] = ..., stop_exit_codes: _Optional[_Iterable[int]] = ...) -> None: ...
+    caller_env: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., interpreter: _Optional[str] = ..., interpreter_args: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., autorestart: _Optional[_Union[RestartPolicy, str]] = ..., max_restarts: _Optional[int] = ..., min_uptime_ms: _Optional[int] = ..., restart_delay_ms: _Optional[int] = ..., exp_backoff_initial_ms: _Optional[int] = ..., exp_backoff_max_ms: _Optional[int] = ..., kill_timeout_ms: _Optional[int] = ..., stop_signal: _Optional[str] = ..., time: bool = ..., log_max_bytes: _Optional[int] = ..., log_max_files: _Optional[int] = ..., instances: _Optional[int] = ..., port: _Optional[str] = ..., port_env: _Optional[str] = ..., watch: bool = ..., watch_paths: _Optional[_Iterable[str]] = ..., ignore_watch: _Optional[_Iterable[str]] = ..., watch_delay_ms: _Optional[int] = ..., out_file: _Optional[str] = ..., error_file: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., max_memory_bytes: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., start_limit_burst: _Optional[int] = ..., start_limit_interval_ms: _Optional[int] = ..., log_date_format: _Optional[str] = ..., merge_logs: bool = ..., log_file: _Optional[str] = ..., log_type: _Optional[_Union[LogType, str]] = ..., wait_ready: bool = ..., listen_timeout_ms: _Optional[int] = ..., shutdown_with_message: bool = ..., instance_var: _Optional[str] = ..., increment_var: _Optional[str] = ..., stop_exit_codes: _Optional[_Iterable[int]] = ..., caller_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("http", "tcp", "script", "interval_ms", "timeout_ms", "retries", "start_period_ms", "expected_status")
@@ -289,7 +298,7 @@ class Dependency(_message.Message):
     def __init__(self, app: _Optional[str] = ..., condition: _Optional[_Union[DependencyCondition, str]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("id", "name", "instance", "state", "pid", "restarts", "unstable_restarts", "started_at_ms", "last_exit_code", "last_exit_signal", "last_exit_at_ms", "next_restart_at_ms", "status_reason", "spec", "argv", "cwd", "out_log_path", "err_log_path", "created_at_ms", "port", "port_override", "cpu_percent", "memory_bytes", "health", "last_health_error", "last_health_check_at_ms", "last_health_error_at_ms", "last_health_check_passed", "ready", "tracking", "log_path")
+    __slots__ = ("id", "name", "instance", "state", "pid", "restarts", "unstable_restarts", "started_at_ms", "last_exit_code", "last_exit_signal", "last_exit_at_ms", "next_restart_at_ms", "status_reason", "spec", "argv", "cwd", "out_log_path", "err_log_path", "created_at_ms", "port", "port_override", "cpu_percent", "memory_bytes", "health", "last_health_error", "last_health_check_at_ms", "last_health_error_at_ms", "last_health_check_passed", "ready", "tracking", "log_path", "env_values_hidden")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -321,6 +330,7 @@ class ProcessInfo(_message.Message):
     READY_FIELD_NUMBER: _ClassVar[int]
     TRACKING_FIELD_NUMBER: _ClassVar[int]
     LOG_PATH_FIELD_NUMBER: _ClassVar[int]
+    ENV_VALUES_HIDDEN_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     instance: int
@@ -352,7 +362,8 @@ class ProcessInfo(_message.Message):
     ready: bool
     tracking: Tracking
     log_path: str
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., instance: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., unstable_restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., last_exit_code: _Optional[int] = ..., last_exit_signal: _Optional[str] = ..., last_exit_at_ms: _Optional[int] = ..., next_restart_at_ms: _Optional[int] = ..., status_reason: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., out_log_path: _Optional[str] = ..., err_log_path: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., port: _Optional[int] = ..., port_override: bool = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., last_health_error: _Optional[str] = ..., last_health_check_at_ms: _Optional[int] = ..., last_health_error_at_ms: _Optional[int] = ..., last_health_check_passed: bool = ..., ready: bool = ..., tracking: _Optional[_Union[Tracking, str]] = ..., log_path: _Optional[str] = ...) -> None: ...
+    env_values_hidden: bool
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., instance: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., unstable_restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., last_exit_code: _Optional[int] = ..., last_exit_signal: _Optional[str] = ..., last_exit_at_ms: _Optional[int] = ..., next_restart_at_ms: _Optional[int] = ..., status_reason: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., out_log_path: _Optional[str] = ..., err_log_path: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., port: _Optional[int] = ..., port_override: bool = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., last_health_error: _Optional[str] = ..., last_health_check_at_ms: _Optional[int] = ..., last_health_error_at_ms: _Optional[int] = ..., last_health_check_passed: bool = ..., ready: bool = ..., tracking: _Optional[_Union[Tracking, str]] = ..., log_path: _Optional[str] = ..., env_values_hidden: bool = ...) -> None: ...
 
 class StartProcessRequest(_message.Message):
     __slots__ = ("spec", "target", "caller_cwd", "caller_path", "dependency_timeout_ms")
@@ -387,14 +398,25 @@ class StopProcessResponse(_message.Message):
     def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ...) -> None: ...
 
 class RestartProcessRequest(_message.Message):
-    __slots__ = ("target", "port", "dependency_timeout_ms")
+    __slots__ = ("target", "port", "dependency_timeout_ms", "update_env", "caller_env")
+    class CallerEnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TARGET_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_ENV_FIELD_NUMBER: _ClassVar[int]
+    CALLER_ENV_FIELD_NUMBER: _ClassVar[int]
     target: str
     port: str
     dependency_timeout_ms: int
-    def __init__(self, target: _Optional[str] = ..., port: _Optional[str] = ..., dependency_timeout_ms: _Optional[int] = ...) -> None: ...
+    update_env: bool
+    caller_env: _containers.ScalarMap[str, str]
+    def __init__(self, target: _Optional[str] = ..., port: _Optional[str] = ..., dependency_timeout_ms: _Optional[int] = ..., update_env: bool = ..., caller_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RestartProcessResponse(_message.Message):
     __slots__ = ("processes",)
@@ -485,12 +507,23 @@ class WatchEventsResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., missed_events: _Optional[int] = ...) -> None: ...
 
 class ReloadProcessRequest(_message.Message):
-    __slots__ = ("target", "ready_timeout_ms")
+    __slots__ = ("target", "ready_timeout_ms", "update_env", "caller_env")
+    class CallerEnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TARGET_FIELD_NUMBER: _ClassVar[int]
     READY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_ENV_FIELD_NUMBER: _ClassVar[int]
+    CALLER_ENV_FIELD_NUMBER: _ClassVar[int]
     target: str
     ready_timeout_ms: int
-    def __init__(self, target: _Optional[str] = ..., ready_timeout_ms: _Optional[int] = ...) -> None: ...
+    update_env: bool
+    caller_env: _containers.ScalarMap[str, str]
+    def __init__(self, target: _Optional[str] = ..., ready_timeout_ms: _Optional[int] = ..., update_env: bool = ..., caller_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ReloadProcessResponse(_message.Message):
     __slots__ = ("process", "done", "total")
@@ -559,20 +592,22 @@ class ScaleProcessResponse(_message.Message):
     def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., delta: _Optional[int] = ...) -> None: ...
 
 class ApplyAppsRequest(_message.Message):
-    __slots__ = ("apps", "caller_cwd", "mode", "dependency_timeout_ms", "ready_timeout_ms", "caller_path")
+    __slots__ = ("apps", "caller_cwd", "mode", "dependency_timeout_ms", "ready_timeout_ms", "caller_path", "update_env")
     APPS_FIELD_NUMBER: _ClassVar[int]
     CALLER_CWD_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     READY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     CALLER_PATH_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_ENV_FIELD_NUMBER: _ClassVar[int]
     apps: _containers.RepeatedCompositeFieldContainer[AppSpec]
     caller_cwd: str
     mode: ApplyMode
     dependency_timeout_ms: int
     ready_timeout_ms: int
     caller_path: str
-    def __init__(self, apps: _Optional[_Iterable[_Union[AppSpec, _Mapping]]] = ..., caller_cwd: _Optional[str] = ..., mode: _Optional[_Union[ApplyMode, str]] = ..., dependency_timeout_ms: _Optional[int] = ..., ready_timeout_ms: _Optional[int] = ..., caller_path: _Optional[str] = ...) -> None: ...
+    update_env: bool
+    def __init__(self, apps: _Optional[_Iterable[_Union[AppSpec, _Mapping]]] = ..., caller_cwd: _Optional[str] = ..., mode: _Optional[_Union[ApplyMode, str]] = ..., dependency_timeout_ms: _Optional[int] = ..., ready_timeout_ms: _Optional[int] = ..., caller_path: _Optional[str] = ..., update_env: bool = ...) -> None: ...
 
 class AppliedApp(_message.Message):
     __slots__ = ("name", "outcome", "changed_fields", "processes", "error")
@@ -791,3 +826,60 @@ class RevokeTokenResponse(_message.Message):
     INFO_FIELD_NUMBER: _ClassVar[int]
     info: TokenInfo
     def __init__(self, info: _Optional[_Union[TokenInfo, _Mapping]] = ...) -> None: ...
+
+class ResetProcessRequest(_message.Message):
+    __slots__ = ("target",)
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    def __init__(self, target: _Optional[str] = ...) -> None: ...
+
+class ResetProcessResponse(_message.Message):
+    __slots__ = ("processes",)
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
+    def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ...) -> None: ...
+
+class SignalProcessRequest(_message.Message):
+    __slots__ = ("target", "signal")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    signal: str
+    def __init__(self, target: _Optional[str] = ..., signal: _Optional[str] = ...) -> None: ...
+
+class SignalProcessResponse(_message.Message):
+    __slots__ = ("processes", "signal")
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
+    signal: str
+    def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., signal: _Optional[str] = ...) -> None: ...
+
+class GetProcessEnvRequest(_message.Message):
+    __slots__ = ("target",)
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    def __init__(self, target: _Optional[str] = ...) -> None: ...
+
+class ProcessEnv(_message.Message):
+    __slots__ = ("id", "name", "env")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    env: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetProcessEnvResponse(_message.Message):
+    __slots__ = ("processes",)
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    processes: _containers.RepeatedCompositeFieldContainer[ProcessEnv]
+    def __init__(self, processes: _Optional[_Iterable[_Union[ProcessEnv, _Mapping]]] = ...) -> None: ...
