@@ -95,7 +95,10 @@ pub use remote::{
     websocket, websocket_h2, ws_next,
 };
 pub use remote_cli::{LineStream, RemoteClient, is_private_file};
-pub use tools::{npm_tools, output_text, python_venv, repo_root, target_dir};
+pub use tools::{
+    npm, npm_package, npm_tools, output_text, python_package_venv, python_venv, repo_root,
+    target_dir,
+};
 pub use wait::{
     DAEMON_STOP_TIMEOUT, PMD_TIMEOUT, TIMEOUT_SCALE_ENV, Timeout, WAIT, scale, wait_child,
     wait_for, wait_for_value,

@@ -263,14 +263,9 @@ pub(super) async fn apply_with(
     // Each app captures this shell's environment when it is created (the
     // daemon keeps an existing app's unless update_env).
     let caller_env = ctx.caller_env(options.update_env);
-    let apps = loaded
-        .specs
-        .iter()
-        .map(|spec| AppSpec {
-            caller_env: caller_env.clone(),
-            ..spec.clone()
-        })
-        .collect();
+    for spec in &mut apps {
+        spec.caller_env = caller_env.clone();
+    }
     let request = ApplyAppsRequest {
         apps,
         caller_cwd,

@@ -3,9 +3,9 @@
 //! test --workspace`, and so `.ci/run`) runs it too.
 //!
 //! `npm ci` installs the locked packages (`package-lock.json`) into
-//! `sdk/typescript/node_modules`, again only when a stamp in it no longer
-//! matches the hash of the lock, `package.json` and the node version; `npm
-//! run build` compiles the package and its tests (tsc, strict); node's test
+//! `sdk/typescript/node_modules` (`pmdaemon_tests::npm_package`, again only
+//! when the lock, `package.json` or the node version changed); `npm run
+//! build` compiles the package and its tests (tsc, strict); node's test
 //! runner then starts its own daemons from the binaries under test
 //! (`PMDAEMON_TEST_PMDAEMOND`, `PMDAEMON_TEST_PMD`), each on its own
 //! temporary home under a directory of this test, stopped by pid when each
@@ -16,98 +16,10 @@
 //! never passes without having run the suite.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use pmdaemon_tests::*;
-
-/// Inside node_modules, which `npm ci` removes first: a failed install
-/// leaves no stamp behind.
-const STAMP: &str = "node_modules/.pmdaemon-sdk-stamp";
-
-fn sdk_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the repository")
-        .join("sdk/typescript")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// FNV-1a 64: a stable hash of the install's inputs (std's hasher may
-/// change between Rust releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-const MISSING: &str = "node 18 or newer and npm are needed for the TypeScript client's tests \
-                       (sdk/typescript): install them, e.g. `apt-get install nodejs npm`";
-
-/// `TOOL --version`, or a failure that says what to install.
-fn version(tool: &str) -> String {
-    match Command::new(tool).arg("--version").output() {
-        Ok(out) if out.status.success() => text(&out).trim().to_string(),
-        Ok(out) => panic!("{MISSING}\n`{tool} --version` failed: {}", text(&out)),
-        Err(e) => panic!("{MISSING}\n(running {tool}: {e})"),
-    }
-}
-
-/// node's version, checked to be 18 or newer, and npm's.
-fn toolchain() -> String {
-    let node = version("node");
-    let major = node
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok());
-    assert!(
-        major.is_some_and(|m| m >= 18),
-        "{MISSING}\n(this node is {node})"
-    );
-    format!("node {node}, npm {}", version("npm"))
-}
-
-/// Runs an npm command in the SDK's directory, failing with its output.
-fn npm(sdk: &Path, args: &[&str], timeout: Timeout, why: &str) {
-    let out = run_with_timeout(
-        Command::new("npm")
-            .args(args)
-            .current_dir(sdk)
-            .env("npm_config_update_notifier", "false")
-            .env("npm_config_fund", "false")
-            .env("npm_config_audit", "false"),
-        timeout,
-    );
-    assert!(
-        out.status.success(),
-        "`npm {}` in sdk/typescript failed ({why}):\n{}",
-        args.join(" "),
-        text(&out)
-    );
-}
-
-/// `npm ci` when the stamp does not match the lock, package.json and the
-/// toolchain.
-fn install(sdk: &Path, toolchain: &str) {
-    let mut inputs =
-        fs::read(sdk.join("package-lock.json")).expect("sdk/typescript/package-lock.json");
-    inputs.extend(fs::read(sdk.join("package.json")).expect("sdk/typescript/package.json"));
-    inputs.extend_from_slice(toolchain.as_bytes());
-    let stamp = format!("{:016x}\n", fnv1a(&inputs));
-    if fs::read_to_string(sdk.join(STAMP)).is_ok_and(|s| s == stamp) {
-        return;
-    }
-    npm(sdk, &["ci"], WAIT.times(20), "it needs the npm registry");
-    fs::write(sdk.join(STAMP), stamp).expect("write the node_modules stamp");
-}
 
 /// Kills what the suite left of its daemons and apps, however the run ended.
 struct Sweep<'a>(&'a Path);
@@ -126,10 +38,8 @@ impl Drop for Sweep<'_> {
 /// freshness of the committed generated code.
 #[test]
 fn typescript_client_suite_passes() {
-    let sdk = sdk_dir();
+    let sdk = npm_package("sdk/typescript");
     let bins = binaries();
-    let toolchain = toolchain();
-    install(&sdk, &toolchain);
     npm(&sdk, &["run", "build"], WAIT.times(4), "tsc");
 
     // The suite's temporary homes live here (TMPDIR), so that the sweep
@@ -169,10 +79,10 @@ fn typescript_client_suite_passes() {
     }
     let out = run_with_timeout(&mut node, WAIT.times(10));
     drop(sweep);
-    let said = text(&out);
+    let said = output_text(&out);
     assert!(
         out.status.success(),
-        "node --test of sdk/typescript failed ({toolchain}, {}):\n{said}",
+        "node --test of sdk/typescript failed ({}):\n{said}",
         out.status
     );
     // Here everything a test may skip for (TLS files) is given: a skip

@@ -27,21 +27,21 @@ fn health_reports_serving() {
     });
 }
 
-/// Reflection lists the API and serves its file, self-contained, so that
-/// grpcurl and generated clients need no .proto files.
-#[test]
-fn reflection_lists_and_describes_the_api() {
-    let daemon = TestDaemon::start();
-    block_on(async {
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        let channel = connect_channel(&daemon.socket()).await.expect("connect");
+/// Asks reflection `$v` (`v1` or `v1alpha`) on `$socket` to list the
+/// services and for the file of `$symbol`: the version, the service names
+/// and the serialized FileDescriptorProtos. A macro, as each version has its own
+/// generated types.
+macro_rules! reflect {
+    ($v:ident, $socket:expr, $symbol:expr) => {{
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        let channel = connect_channel($socket).await.expect("connect");
         let mut reflection = ServerReflectionClient::new(channel);
         let requests = [
             MessageRequest::ListServices(String::new()),
-            MessageRequest::FileContainingSymbol("pmdaemon.v1.ProcessManager".into()),
+            MessageRequest::FileContainingSymbol($symbol.into()),
         ]
         .map(|m| ServerReflectionRequest {
             host: String::new(),
@@ -52,77 +52,61 @@ fn reflection_lists_and_describes_the_api() {
             .await
             .expect("reflection stream")
             .into_inner();
-
         let first = answers.next().await.expect("an answer").expect("ok");
         let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
             panic!("expected a service list, got {first:?}");
         };
-        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-        assert!(names.contains(&"pmdaemon.v1.ProcessManager"), "{names:?}");
-        assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
-
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
         let second = answers.next().await.expect("an answer").expect("ok");
         let Some(MessageResponse::FileDescriptorResponse(files)) = second.message_response else {
             panic!("expected file descriptors, got {second:?}");
         };
-        assert!(!files.file_descriptor_proto.is_empty());
-        // The serialized FileDescriptorProto names its file and its imports.
-        let all: Vec<u8> = files.file_descriptor_proto.concat();
-        let text = String::from_utf8_lossy(&all);
-        assert!(text.contains("pmdaemon/v1/process_manager.proto"), "{text}");
-        // Served self-contained: no import a client would have to resolve
-        // (the http annotations live in proto/ for the tools that want them).
-        assert_eq!(files.file_descriptor_proto.len(), 1, "{text}");
-        assert!(!text.contains("google/api/annotations.proto"), "{text}");
-    });
+        (stringify!($v), names, files.file_descriptor_proto)
+    }};
 }
 
-/// Reflection v1alpha (what Python's grpcio-reflection client speaks)
-/// lists the API and serves the file that defines it, like v1. Both are
-/// built by their first call: this daemon's first reflection call is a
-/// v1alpha one.
+/// Reflection, v1 and v1alpha (what Python's grpcio-reflection client
+/// speaks), lists the API and serves its file, self-contained, so that
+/// grpcurl and generated clients need no .proto files. Each version is
+/// built by its first call: each daemon gets the versions in another
+/// order.
 #[test]
-fn reflection_v1alpha_lists_and_describes_the_api() {
-    let daemon = TestDaemon::start();
-    block_on(async {
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        let channel = connect_channel(&daemon.socket()).await.expect("connect");
-        let mut reflection = ServerReflectionClient::new(channel);
-        let requests = [
-            MessageRequest::ListServices(String::new()),
-            MessageRequest::FileContainingSymbol("pmdaemon.v1.ProcessManager.ListProcesses".into()),
-        ]
-        .map(|m| ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(m),
+fn reflection_v1_and_v1alpha_list_and_describe_the_api() {
+    for v1_first in [true, false] {
+        let daemon = TestDaemon::start();
+        let socket = daemon.socket();
+        block_on(async {
+            let symbol = "pmdaemon.v1.ProcessManager";
+            let method = "pmdaemon.v1.ProcessManager.ListProcesses";
+            let answers = if v1_first {
+                [
+                    reflect!(v1, &socket, symbol),
+                    reflect!(v1alpha, &socket, method),
+                ]
+            } else {
+                [
+                    reflect!(v1alpha, &socket, method),
+                    reflect!(v1, &socket, symbol),
+                ]
+            };
+            for (version, names, files) in answers {
+                let itself = format!("grpc.reflection.{version}.ServerReflection");
+                for service in [
+                    "pmdaemon.v1.ProcessManager",
+                    "grpc.health.v1.Health",
+                    &itself,
+                ] {
+                    assert!(names.iter().any(|n| n == service), "{service}: {names:?}");
+                }
+                // The serialized FileDescriptorProto names its file; served
+                // self-contained: no import a client would have to resolve
+                // (the http annotations live in proto/ for the tools that
+                // want them).
+                let text = String::from_utf8_lossy(&files.concat()).into_owned();
+                assert!(text.contains("pmdaemon/v1/process_manager.proto"), "{text}");
+                assert_eq!(files.len(), 1, "{text}");
+                assert!(!text.contains("google/api/annotations.proto"), "{text}");
+            }
         });
-        let mut answers = reflection
-            .server_reflection_info(tokio_stream::iter(requests))
-            .await
-            .expect("reflection stream")
-            .into_inner();
-
-        let first = answers.next().await.expect("an answer").expect("ok");
-        let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
-            panic!("expected a service list, got {first:?}");
-        };
-        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-        assert!(names.contains(&"pmdaemon.v1.ProcessManager"), "{names:?}");
-        assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
-        assert!(
-            names.contains(&"grpc.reflection.v1alpha.ServerReflection"),
-            "{names:?}"
-        );
-
-        let second = answers.next().await.expect("an answer").expect("ok");
-        let Some(MessageResponse::FileDescriptorResponse(files)) = second.message_response else {
-            panic!("expected file descriptors, got {second:?}");
-        };
-        let all: Vec<u8> = files.file_descriptor_proto.concat();
-        let text = String::from_utf8_lossy(&all);
-        assert!(text.contains("pmdaemon/v1/process_manager.proto"), "{text}");
-    });
+    }
 }
