@@ -944,21 +944,40 @@ mod tests {
     /// channel included), through posix_spawn and through clone3.
     #[tokio::test]
     async fn a_child_gets_only_stdio_and_its_channel() {
-        let fds = |pid: u32| -> Vec<String> {
+        // The descriptors of `pid` once they are `expected`, or what it
+        // still has (with their targets) after a while.
+        let fds = |pid: u32, expected: &[&str]| -> Vec<String> {
             // The spawn returns once the child's exec replaced its memory,
             // a moment before the kernel closes its close-on-exec
-            // descriptors; the new command name comes after that.
+            // descriptors; the new command name comes after that. Then the
+            // dynamic loader of /bin/sleep opens (and closes) its cache and
+            // libraries: wait for those to go too.
             let deadline = Instant::now() + Duration::from_secs(10);
             while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap() != "sleep\n" {
                 assert!(Instant::now() < deadline, "the child never exec'ed");
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            fds.sort();
-            fds
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+                fds.sort();
+                if fds == expected || Instant::now() > deadline {
+                    return fds
+                        .into_iter()
+                        .map(|fd| match expected.contains(&fd.as_str()) {
+                            true => fd,
+                            false => {
+                                let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"));
+                                format!("{fd} -> {link:?}")
+                            }
+                        })
+                        .collect();
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
         };
         // As the daemon does at start: what the test runner left open
         // (cargo's jobserver) is not the spawn's to pass on.
@@ -972,7 +991,7 @@ mod tests {
             drop(app);
             let mut without = spawn(&sleep, &[], cgroup, None).unwrap();
             let (a, b) = (with.id().unwrap(), without.id().unwrap());
-            let (with_fds, without_fds) = (fds(a), fds(b));
+            let (with_fds, without_fds) = (fds(a, &["0", "1", "2", "3"]), fds(b, &["0", "1", "2"]));
 
             let channel = std::fs::read_link(format!("/proc/{a}/fd/3")).unwrap();
             for pid in [a, b] {
