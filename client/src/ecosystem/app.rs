@@ -457,10 +457,18 @@ impl AppSeed<'_> {
     ) -> Result<(), A::Error> {
         let what = format!("`{written}`");
         let what = what.as_str();
-        // Reads the value with `check(what, raw)`.
+        // Reads the value with `check(what, raw)`. A null leaves the field
+        // unset, as in PM2, where a key set to null (`out_file: null`, or
+        // YAML's bare `NULL` and `~`) is a key not given.
         macro_rules! value {
             ($check:expr) => {
-                map.next_value_seed(Check::new(|r| $check(what, r)))?
+                match map.next_value_seed(Check::new(|r| match r {
+                    Raw::Null => Ok(None),
+                    r => $check(what, r).map(Some),
+                }))? {
+                    Some(value) => value,
+                    None => return Ok(()),
+                }
             };
         }
         let duration = |what: &str, r| raw::duration(what, r).map(millis);

@@ -229,6 +229,27 @@ fn unknown_field_names_its_place_and_a_suggestion() {
     assert!(warnings[0].ends_with("unknown field `cmd`, did you mean `script`? (ignored)"));
 }
 
+/// A key set to null is a key not given, as in PM2 (YAML's bare `NULL`
+/// and `~` are null too; PM2's string "NULL" discards a log).
+#[test]
+fn null_values_are_keys_not_given() {
+    let text = "apps:\n  - script: a.js\n    name: null\n    out_file: NULL\n    error_file: ~\n    \
+                log_file: null\n    max_restarts: null\n    env: null\n    instances: ~\n";
+    let apps = yaml(text).unwrap();
+    let spec = &apps[0].spec;
+    assert_eq!(spec.name, "a");
+    assert_eq!((spec.out_file.as_str(), spec.error_file.as_str()), ("", ""));
+    assert_eq!(spec.log_file, None);
+    assert_eq!((spec.max_restarts, spec.instances), (None, None));
+    assert!(apps[0].env.is_empty());
+    assert!(yaml_warnings(text).is_empty());
+    let apps = json(r#"{"apps": [{"script": "a.js", "out_file": null, "cwd": null}]}"#).unwrap();
+    assert_eq!(
+        (apps[0].spec.out_file.as_str(), apps[0].spec.cwd.as_str()),
+        ("", "")
+    );
+}
+
 /// PM2's keys that pmd does not honour (yet) are accepted with a warning
 /// that says what to use; PM2's aliases of pmd's keys are read as them.
 #[test]
