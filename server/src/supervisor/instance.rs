@@ -432,7 +432,7 @@ impl Ctx {
         let (spec, launch) = self.spec();
         let port = self.port();
         let mut env = overlay_env(&spec, self.id, self.index, port, self.home.as_deref());
-        let channel = match spec.ipc() {
+        let channel = match spec.ipc(&launch) {
             true => {
                 env.extend(super::ipc::env());
                 Some(super::ipc::pair()?)

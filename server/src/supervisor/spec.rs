@@ -497,9 +497,12 @@ impl AppSpec {
         code.is_some_and(|c| self.stop_exit_codes.contains(&c))
     }
 
-    /// Whether the app gets an IPC channel (see `ipc.rs`).
-    pub fn ipc(&self) -> bool {
-        self.wait_ready || self.shutdown_with_message
+    /// Whether the app gets an IPC channel (see `ipc.rs`): for its keys,
+    /// and for every Node.js run (`launch`), as PM2 gives each app it
+    /// forks one: Node apps call `process.send('ready')` unguarded, which
+    /// throws where Node has no channel.
+    pub fn ipc(&self, launch: &Launch) -> bool {
+        self.wait_ready || self.shutdown_with_message || launch.is_node()
     }
 }
 
@@ -631,6 +634,15 @@ pub struct Launch {
     /// Full argv, `argv[0]` being `program`.
     pub argv: Vec<String>,
     pub cwd: PathBuf,
+}
+
+impl Launch {
+    /// Whether the program is Node.js (`node`, or Debian's `nodejs`).
+    pub fn is_node(&self) -> bool {
+        self.program
+            .file_name()
+            .is_some_and(|name| name == "node" || name == "nodejs")
+    }
 }
 
 /// Interpreters picked by extension when a script has no shebang.

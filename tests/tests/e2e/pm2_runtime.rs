@@ -84,6 +84,42 @@ fn wait_ready_returns_only_after_the_app_sends_ready() {
     assert_eq!(d.describe_one("late")["ready"], true);
 }
 
+/// A Node app gets the channel without wait_ready too, as every app PM2
+/// forks does: an unguarded `process.send('ready')` (and any other
+/// message) does not throw, and the app stays up; its "ready" does not
+/// stand for readiness, which min_uptime gives.
+#[test]
+fn a_node_app_without_wait_ready_may_send_messages() {
+    need_node!();
+    let d = TestDaemon::start();
+    d.write_file(
+        "sends.js",
+        "process.send('ready');\nprocess.send({type: 'axm:monitor', data: {}});\n\
+         setInterval(() => {}, 1000);\n",
+    );
+    d.pmd_ok(&["start", "sends.js", "--min-uptime", "500ms", "--wait-ready"]);
+    let app = d.describe_one("sends");
+    assert_eq!(
+        (app["status"].as_str(), app["restarts"].as_u64()),
+        (Some("online"), Some(0)),
+        "{app}"
+    );
+    assert_eq!(app["ready"], true, "{app}");
+    let pid = pid_of(&app).unwrap();
+    // Node opens descriptors of its own: fd 3 is the channel.
+    let channel = fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
+    assert!(
+        channel.to_string_lossy().starts_with("socket:"),
+        "{channel:?}"
+    );
+    assert_eq!(env_of(pid)["NODE_CHANNEL_FD"], "3");
+    assert!(
+        !d.daemon_log().contains("dropped a message"),
+        "{}",
+        d.daemon_log()
+    );
+}
+
 /// An app that never sends "ready" fails `pmd start --wait-ready` once
 /// listen_timeout passes, with a message naming it; as in PM2 the app runs
 /// on (online, not ready, the reason in describe).
