@@ -534,6 +534,42 @@ pub struct SpecFlags {
     #[arg(long, value_name = "NAME", value_parser = parse_port_env)]
     pub port_env: Option<String>,
 
+    /// Balance one public port (--port) over the instances: the daemon
+    /// listens on it and forwards each connection to a ready instance;
+    /// each instance gets a private port in $PORT (PM2's cluster mode,
+    /// for any language).
+    #[arg(long)]
+    pub balance: bool,
+
+    /// How a balanced port picks an instance: round-robin (default) or
+    /// least-connections.
+    #[arg(long, value_name = "STRATEGY", requires = "balance", value_parser = parse_balance_strategy)]
+    pub balance_strategy: Option<pmdaemon_proto::BalanceStrategy>,
+
+    /// The instances' private ports behind a balanced port (default
+    /// auto:20000-29999).
+    #[arg(long, value_name = "SPEC", requires = "balance", value_parser = port_parser("--balance-ports"))]
+    pub balance_ports: Option<String>,
+
+    /// The address of the balanced port (default: every address).
+    #[arg(long, value_name = "IP", requires = "balance", value_parser = parse_balance_address)]
+    pub balance_address: Option<String>,
+
+    /// Send a PROXY protocol v2 header to the instances, so they learn the
+    /// client's address.
+    #[arg(long, requires = "balance")]
+    pub proxy_protocol: bool,
+
+    /// How long a stopping instance's open connections may go on before
+    /// its stop signal (default: --kill-timeout).
+    #[arg(long, value_name = "DURATION", requires = "balance", value_parser = duration_parser("--drain-timeout"))]
+    pub drain_timeout: Option<Duration>,
+
+    /// How long new connections wait for a ready instance while none is
+    /// (default 5s; 0 refuses them at once).
+    #[arg(long, value_name = "DURATION", requires = "balance", value_parser = duration_parser("--hold-timeout"))]
+    pub hold_timeout: Option<Duration>,
+
     /// Restart the app when files change below its working directory (or
     /// the --watch-path paths).
     #[arg(long)]
@@ -708,6 +744,13 @@ impl SpecFlags {
             instances,
             port,
             port_env,
+            balance,
+            balance_strategy,
+            balance_ports,
+            balance_address,
+            proxy_protocol,
+            drain_timeout,
+            hold_timeout,
             watch,
             watch_paths,
             ignore_watch,
@@ -756,6 +799,13 @@ impl SpecFlags {
             || instances.is_some()
             || port.is_some()
             || port_env.is_some()
+            || *balance
+            || balance_strategy.is_some()
+            || balance_ports.is_some()
+            || balance_address.is_some()
+            || *proxy_protocol
+            || drain_timeout.is_some()
+            || hold_timeout.is_some()
             || *watch
             || !watch_paths.is_empty()
             || !ignore_watch.is_empty()
@@ -812,6 +862,23 @@ impl SpecFlags {
             ..self.clone()
         };
         without_environments.any_given()
+    }
+
+    /// The balanced port the flags describe (`--balance`).
+    pub fn balance_spec(&self) -> Option<pmdaemon_proto::v1::BalanceSpec> {
+        use pmdaemon_proto::v1::BalanceStrategy as S;
+        self.balance.then(|| pmdaemon_proto::v1::BalanceSpec {
+            strategy: match self.balance_strategy {
+                None => S::Unspecified,
+                Some(pmdaemon_proto::BalanceStrategy::RoundRobin) => S::RoundRobin,
+                Some(pmdaemon_proto::BalanceStrategy::LeastConnections) => S::LeastConnections,
+            } as i32,
+            proxy_protocol: self.proxy_protocol,
+            drain_timeout_ms: self.drain_timeout.map(millis),
+            hold_timeout_ms: self.hold_timeout.map(millis),
+            address: self.balance_address.clone().unwrap_or_default(),
+            instance_ports: self.balance_ports.clone().unwrap_or_default(),
+        })
     }
 
     /// The health check the flags describe, if a probe was given (clap
@@ -1275,6 +1342,18 @@ fn port_parser(
     flag: &'static str,
 ) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
     move |value| crate::rules::parse_port_spec(flag, value)
+}
+
+fn parse_balance_strategy(value: &str) -> Result<pmdaemon_proto::BalanceStrategy, String> {
+    value
+        .parse()
+        .map_err(|e: pmdaemon_proto::InvalidInput| e.named("--balance-strategy").0)
+}
+
+fn parse_balance_address(value: &str) -> Result<String, String> {
+    pmdaemon_proto::parse_balance_address(value)
+        .map(|ip| ip.to_string())
+        .map_err(|e| e.named("--balance-address").0)
 }
 
 fn parse_port_env(value: &str) -> Result<String, String> {

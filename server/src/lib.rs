@@ -21,6 +21,8 @@
 //!   with its checks, composed by [`run`];
 //! - `auth` — who may call: peer credentials on the Unix socket; bearer
 //!   tokens and scopes on TCP;
+//! - `balancer` — balanced apps' public ports: pools of ready instances,
+//!   TCP forwarding, draining;
 //! - `config` — `$PMDAEMON_HOME/config.yaml` (the TCP listener's settings);
 //! - `lazy` — services built by their first call (gRPC reflection);
 //! - `fds` — the open-file limit (raised for the daemon, given back to
@@ -31,6 +33,7 @@
 pub mod alloc;
 pub(crate) mod api;
 pub(crate) mod auth;
+pub(crate) mod balancer;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod fds;

@@ -17,6 +17,7 @@
 //! Pure: no I/O, no clock, no state. Talks to nothing; the daemon and the
 //! CLI call it.
 
+mod balance;
 mod deps;
 mod env;
 pub mod health;
@@ -30,6 +31,7 @@ mod proptests;
 mod states;
 mod values;
 
+pub use balance::*;
 pub use deps::*;
 pub use env::*;
 pub use instance_env::*;

@@ -66,6 +66,9 @@ pub fn kind_word(kind: EventKind) -> &'static str {
         EventKind::Ready => "ready",
         EventKind::LogsPaused => "logs_paused",
         EventKind::LogsResumed => "logs_resumed",
+        EventKind::PoolJoined => "pool_joined",
+        EventKind::PoolLeft => "pool_left",
+        EventKind::ConnectionsRefused => "connections_refused",
     }
 }
 

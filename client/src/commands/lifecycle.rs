@@ -157,9 +157,17 @@ pub async fn start(ctx: &Ctx, args: &StartArgs) -> anyhow::Result<()> {
     )
 }
 
-/// What only the whole spec can tell: a `{port}` probe needs a port.
+/// What only the whole spec can tell: a `{port}` probe needs a port; a
+/// balanced app one public port.
 fn check_spec(spec: &AppSpec) -> Result<(), UsageError> {
-    rules::check_port_room("--port", &spec.port, spec.instances).map_err(UsageError)?;
+    if spec.balance.is_some() {
+        let port = (!spec.port.is_empty())
+            .then(|| spec.port.parse::<pmdaemon_proto::PortSpec>().ok())
+            .flatten();
+        pmdaemon_proto::check_public_port(port).map_err(|e| UsageError(e.named("--balance").0))?;
+    } else {
+        rules::check_port_room("--port", &spec.port, spec.instances).map_err(UsageError)?;
+    }
     let Some(check) = &spec.health_check else {
         return Ok(());
     };
@@ -261,6 +269,7 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         increment_var: flags.increment_var.clone().unwrap_or_default(),
         stop_exit_codes: flags.stop_exit_codes.clone(),
         caller_env: Default::default(),
+        balance: flags.balance_spec(),
     }
 }
 

@@ -170,6 +170,7 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
     };
     let watch_paths: Vec<PathBuf> = p.watch_paths.iter().map(|w| in_cwd(w)).collect();
     let health_check = p.health_check.map(health_from_proto).transpose()?;
+    let balance = p.balance.map(balance_from_proto).transpose()?;
     let depends_on = p
         .depends_on
         .into_iter()
@@ -280,6 +281,7 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
         },
         increment_var: Some(p.increment_var).filter(|v| !v.is_empty()),
         stop_exit_codes: p.stop_exit_codes,
+        balance,
     };
     spec.validate()?;
     Ok(spec)
@@ -431,7 +433,76 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
         increment_var: s.increment_var.clone().unwrap_or_default(),
         stop_exit_codes: s.stop_exit_codes.clone(),
         caller_env: s.caller_env.clone().into_iter().collect(),
+        balance: s.balance.as_ref().map(balance_to_proto),
     }
+}
+
+fn balance_from_proto(b: v1::BalanceSpec) -> Result<spec::Balance, Error> {
+    let strategy = match v1::BalanceStrategy::try_from(b.strategy) {
+        Ok(v1::BalanceStrategy::Unspecified | v1::BalanceStrategy::RoundRobin) => {
+            pmdaemon_proto::BalanceStrategy::RoundRobin
+        }
+        Ok(v1::BalanceStrategy::LeastConnections) => {
+            pmdaemon_proto::BalanceStrategy::LeastConnections
+        }
+        Err(_) => {
+            return Err(Error::InvalidArgument(format!(
+                "balance.strategy: {} is not a strategy (BALANCE_STRATEGY_ROUND_ROBIN or \
+                 BALANCE_STRATEGY_LEAST_CONNECTIONS)",
+                b.strategy
+            )));
+        }
+    };
+    let address = match b.address.trim() {
+        "" => None,
+        text => Some(
+            pmdaemon_proto::parse_balance_address(text).map_err(|e| e.named("balance.address"))?,
+        ),
+    };
+    let instance_ports = match b.instance_ports.trim() {
+        "" => pmdaemon_proto::DEFAULT_INSTANCE_PORTS,
+        text => text.parse::<PortSpec>().map_err(|e| {
+            Error::InvalidArgument(format!("balance.instance_ports: {}", Error::from(e)))
+        })?,
+    };
+    Ok(spec::Balance {
+        strategy,
+        proxy_protocol: b.proxy_protocol,
+        drain_timeout_ms: b.drain_timeout_ms,
+        hold_timeout_ms: b
+            .hold_timeout_ms
+            .unwrap_or(pmdaemon_proto::DEFAULT_HOLD_TIMEOUT_MS),
+        address,
+        instance_ports,
+    })
+}
+
+fn balance_to_proto(b: &spec::Balance) -> v1::BalanceSpec {
+    v1::BalanceSpec {
+        strategy: match b.strategy {
+            pmdaemon_proto::BalanceStrategy::RoundRobin => v1::BalanceStrategy::RoundRobin,
+            pmdaemon_proto::BalanceStrategy::LeastConnections => {
+                v1::BalanceStrategy::LeastConnections
+            }
+        } as i32,
+        proxy_protocol: b.proxy_protocol,
+        drain_timeout_ms: b.drain_timeout_ms,
+        hold_timeout_ms: Some(b.hold_timeout_ms),
+        address: b.address.map(|a| a.to_string()).unwrap_or_default(),
+        instance_ports: b.instance_ports.to_string(),
+    }
+}
+
+/// A balanced instance's share, for ProcessInfo and the metrics.
+pub fn instance_balance(v: &InstanceView) -> Option<v1::InstanceBalance> {
+    let (_, i) = v.balance.as_ref()?;
+    Some(v1::InstanceBalance {
+        in_pool: i.in_pool,
+        active_connections: i.active,
+        total_connections: i.total,
+        bytes_in: i.bytes_in,
+        bytes_out: i.bytes_out,
+    })
 }
 
 pub fn info(v: &InstanceView) -> v1::ProcessInfo {
@@ -476,6 +547,16 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
             crate::supervisor::cgroup::Tracking::ProcessGroup => v1::Tracking::ProcessGroup,
         } as i32,
         env_values_hidden: false,
+        balancer: v.balance.as_ref().map(|(p, _)| v1::BalancerStatus {
+            public_port: p.public_port.into(),
+            address: p.address.clone(),
+            listening: p.listening,
+            ready_instances: p.ready_instances,
+            held_connections: p.held,
+            refused_connections: p.refused,
+            problem: p.problem.clone(),
+        }),
+        balance: instance_balance(v),
     }
 }
 

@@ -78,6 +78,7 @@ pub fn metrics(
                     started_at_ms: v.shared.started_at_ms,
                     health: health_state(v.shared.health) as i32,
                     port: v.plan.effective_port().map(u32::from),
+                    balance: crate::api::convert::instance_balance(v),
                 })
                 .collect();
             let msg = v1::StreamMetricsResponse {
@@ -106,6 +107,9 @@ fn kind_to_proto(k: EventKind) -> v1::EventKind {
         EventKind::Ready => v1::EventKind::Ready,
         EventKind::LogsPaused => v1::EventKind::LogsPaused,
         EventKind::LogsResumed => v1::EventKind::LogsResumed,
+        EventKind::PoolJoined => v1::EventKind::PoolJoined,
+        EventKind::PoolLeft => v1::EventKind::PoolLeft,
+        EventKind::ConnectionsRefused => v1::EventKind::ConnectionsRefused,
     }
 }
 

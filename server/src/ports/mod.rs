@@ -29,7 +29,7 @@ use std::fmt;
 
 use pmdaemon_proto::{InvalidInput, instances_text};
 
-pub use host::{accepts_connections, host_free, listening};
+pub use host::{accepts_connections, holder_of, host_free, listening};
 pub use pmdaemon_proto::PortSpec;
 
 /// What another app holds, for the conflict check and auto assignment.

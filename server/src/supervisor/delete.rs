@@ -152,8 +152,18 @@ impl Supervisor {
     pub(super) async fn remove(&self, ids: &[u32]) {
         self.exit_instances(|id| ids.contains(&id)).await;
         let mut table = self.table();
+        let balancer = &self.inner.balancer;
         for app in &mut table.apps {
-            app.instances.retain(|i| !ids.contains(&i.id));
+            app.instances.retain(|i| {
+                let gone = ids.contains(&i.id);
+                if gone {
+                    balancer.forget(&app.name, i.id);
+                }
+                !gone
+            });
+            if app.instances.is_empty() {
+                balancer.remove(&app.name);
+            }
         }
         table.apps.retain(|a| !a.instances.is_empty());
         drop(table);

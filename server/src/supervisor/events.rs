@@ -44,6 +44,13 @@ pub enum EventKind {
     LogsPaused,
     /// Log writes resumed (free space back above the reserve).
     LogsResumed,
+    /// A balanced instance joined its pool.
+    PoolJoined,
+    /// It left the pool (not ready, stopping).
+    PoolLeft,
+    /// The app's public port refused connections (about its first
+    /// instance; once per outage).
+    ConnectionsRefused,
 }
 
 /// One state change of one instance, with the state after it.
@@ -158,6 +165,25 @@ impl super::Supervisor {
         self.inner
             .events
             .emit(*id, name, kind, &shared, change.to_string());
+    }
+
+    /// The event of a balanced port refusing connections, about the app's
+    /// first instance.
+    pub(crate) fn balancer_event(&self, app: &str, notice: crate::balancer::Notice) {
+        let crate::balancer::Notice::Refusing(why) = notice;
+        let first = {
+            let table = self.table();
+            table
+                .app(app)
+                .and_then(|a| a.instances.first())
+                .map(|i| (i.id, std::sync::Arc::clone(&i.shared)))
+        };
+        let Some((id, shared)) = first else { return };
+        let shared = crate::sync::LockExt::locked(&*shared);
+        let name: std::sync::Arc<str> = std::sync::Arc::from(app);
+        self.inner
+            .events
+            .emit(id, &name, EventKind::ConnectionsRefused, &shared, why);
     }
 
     /// Wake-ups on every change of an instance record from now on (see

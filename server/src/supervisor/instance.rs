@@ -349,6 +349,9 @@ pub struct Ctx {
     /// Called after every change worth persisting (spawn, exit, stop).
     pub changed: Arc<dyn Fn() + Send + Sync>,
     pub events: Arc<EventBus>,
+    /// Balanced apps' pools: told after every change of the record whether
+    /// the instance should run and is in its pool.
+    pub balancer: Arc<crate::balancer::Balancer>,
 }
 
 struct Run {
@@ -406,8 +409,42 @@ impl Ctx {
     fn update<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
         let r = f(&mut self.shared.locked());
         (self.changed)();
-        self.events.touch();
+        self.touched();
         r
+    }
+
+    /// The record changed: the daemon's waiters wake, and a balanced app's
+    /// pool learns whether the instance should run and whether it takes
+    /// connections (online and ready), with an event when it joins or
+    /// leaves.
+    fn touched(&self) {
+        self.events.touch();
+        let (desired, in_pool) = {
+            let s = self.shared.locked();
+            if s.spec.balance.is_none() && self.plan.locked().spec.balance.is_none() {
+                return;
+            }
+            let serving = s.ready && s.state == State::Online;
+            (s.desired_running, s.port.filter(|_| serving))
+        };
+        match self.balancer.sync(&self.name, self.id, desired, in_pool) {
+            Some(crate::balancer::Membership::Joined) => {
+                let port = in_pool.unwrap_or_default();
+                self.emit(EventKind::PoolJoined, format!("private port {port}"));
+            }
+            Some(crate::balancer::Membership::Left) => {
+                let why = {
+                    let s = self.shared.locked();
+                    match s.state {
+                        State::Stopping => "stopping".to_string(),
+                        State::Online => "not ready".to_string(),
+                        other => other.word().to_string(),
+                    }
+                };
+                self.emit(EventKind::PoolLeft, why);
+            }
+            None => {}
+        }
     }
 
     fn emit(&self, kind: EventKind, detail: impl Into<String>) {
@@ -487,7 +524,7 @@ impl Ctx {
         }
         let start_ticks = process::read_stat(pid).map(|s| s.start_ticks);
         tracing::info!(app = %self.name, id = self.id, pid, "spawned");
-        let checked = spec.health_check.is_some();
+        let checked = spec.checked();
         // With a health check, online only after its first pass; with
         // wait_ready, after the app's "ready" (or listen_timeout).
         let gated = checked || spec.wait_ready;
@@ -529,9 +566,8 @@ impl Ctx {
             self.emit(EventKind::Online, "");
         }
         let health = spec
-            .health_check
-            .as_ref()
-            .and_then(|check| self.start_prober(check, &launch, env));
+            .effective_health_check()
+            .and_then(|check| self.start_prober(&check, &launch, env));
         let started = Instant::now();
         let unstable = self.shared.locked().unstable_restarts;
         Ok(Run {
@@ -565,7 +601,7 @@ impl Ctx {
         if reset {
             (self.changed)();
         }
-        self.events.touch();
+        self.touched();
         if became_ready {
             let uptime = humantime::format_duration(spec.min_uptime());
             self.emit(
@@ -648,7 +684,7 @@ impl Ctx {
             }
         }
         (self.changed)();
-        self.events.touch();
+        self.touched();
         for (kind, detail) in events {
             self.emit(kind, detail);
         }
@@ -670,7 +706,7 @@ impl Ctx {
             advance(&mut s, "the app sent 'ready'")
         };
         (self.changed)();
-        self.events.touch();
+        self.touched();
         for (kind, detail) in events {
             self.emit(kind, detail);
         }
@@ -695,7 +731,7 @@ impl Ctx {
             advance(&mut s, &why)
         };
         (self.changed)();
-        self.events.touch();
+        self.touched();
         for (kind, detail) in events {
             self.emit(kind, detail);
         }
@@ -738,6 +774,17 @@ impl Ctx {
             s.state = State::Stopping;
             s.ready = false;
         });
+        // Out of its pool already (the update above): its open connections
+        // get the drain timeout to finish before the stop signal.
+        if spec.balance.is_some() {
+            let open = self
+                .balancer
+                .drain(&self.name, self.id, spec.drain_timeout())
+                .await;
+            if open > 0 {
+                tracing::info!(app = %self.name, id = self.id, open, "drain timeout passed with connections open; stopping");
+            }
+        }
         let deadline = Instant::now() + kill_timeout;
         // Processes outside the group (setsid; reparented) get the same
         // signal, and SIGKILL with the rest: no grandchild survives a stop.
@@ -890,6 +937,7 @@ impl Ctx {
         }
         drop(shared);
         (self.changed)();
+        self.touched();
         phase
     }
 
@@ -1278,7 +1326,7 @@ pub fn overlay_env(
 /// only without a health check (with one, its first pass decides), and
 /// only while it is online and not ready yet.
 fn becomes_ready_when_stable(s: &Shared) -> bool {
-    s.spec.health_check.is_none() && !s.spec.wait_ready && s.state == State::Online && !s.ready
+    !s.spec.checked() && !s.spec.wait_ready && s.state == State::Online && !s.ready
 }
 
 /// After a gate of a run passed (its health check, the app's "ready" or
@@ -1288,13 +1336,13 @@ fn becomes_ready_when_stable(s: &Shared) -> bool {
 /// ready after min_uptime). Returns the events to publish, with `why`.
 fn advance(s: &mut Shared, why: &str) -> Vec<(EventKind, String)> {
     let mut events = Vec::new();
-    let healthy = s.spec.health_check.is_none() || s.health == Health::Healthy;
+    let healthy = !s.spec.checked() || s.health == Health::Healthy;
     let message = s.ready_message;
     if s.state == State::Starting && healthy && message != ReadyMessage::Awaited {
         s.state = State::Online;
         events.push((EventKind::Online, why.to_owned()));
     }
-    let gated = s.spec.health_check.is_some() || s.spec.wait_ready;
+    let gated = s.spec.checked() || s.spec.wait_ready;
     let sent = matches!(message, ReadyMessage::NotAwaited | ReadyMessage::Received);
     if gated && s.state == State::Online && !s.ready && healthy && sent {
         s.ready = true;
@@ -1346,7 +1394,7 @@ async fn outside_group(
 /// The health of an instance with no run to check: unknown with a check,
 /// none without.
 fn not_checked(s: &Shared) -> Health {
-    if s.spec.health_check.is_some() {
+    if s.spec.checked() {
         Health::Unknown
     } else {
         Health::None

@@ -144,6 +144,11 @@ impl Supervisor {
         restarts: u32,
     ) -> Result<Instance> {
         let spec = plan.spec.clone();
+        // A balanced app's pool, its public port bound now when the
+        // instance is to run (a port someone else holds refuses the
+        // start); an app no longer balanced loses its pool.
+        let open = record.is_none_or(|r| r.desired_running);
+        self.inner.balancer.prepare(&spec, open)?;
         let logs = &self.inner.logs;
         let cfg = spec.log_config();
         let open = |stream| {
@@ -201,6 +206,7 @@ impl Supervisor {
                 }
             }),
             events: self.inner.events.clone(),
+            balancer: self.inner.balancer.clone(),
         };
         tokio::spawn(instance::run(ctx, rx));
         Ok(Instance {

@@ -98,6 +98,8 @@ struct Inner {
     cgroups: Option<Arc<cgroup::Tree>>,
     /// State changes, for WatchEvents.
     events: Arc<events::EventBus>,
+    /// Balanced apps' public ports and pools.
+    balancer: Arc<crate::balancer::Balancer>,
     /// Latest CPU/memory samples, published by the sampler task.
     metrics: crate::metrics::SnapshotReceiver,
     monitor_interval: std::time::Duration,
@@ -125,7 +127,15 @@ impl Supervisor {
         cgroups: Option<Arc<cgroup::Tree>>,
     ) -> Self {
         let (metrics_tx, metrics_rx) = crate::metrics::channel();
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
+            balancer: Arc::new(crate::balancer::Balancer::new({
+                let weak = weak.clone();
+                Arc::new(move |app: &str, notice| {
+                    if let Some(inner) = weak.upgrade() {
+                        Supervisor { inner }.balancer_event(app, notice);
+                    }
+                })
+            })),
             scans: Arc::new(process::MarkedScans::new(home.clone())),
             cgroups,
             home,

@@ -19,9 +19,10 @@ use super::lifecycle::{Action, first_error};
 use super::spec::{self, AppSpec};
 use super::table::InstanceView;
 
-/// Ports for every instance of `spec` (none without a port spec).
+/// Ports for every instance of `spec` (none without a port spec; a
+/// balanced app's private ones, from its instance range).
 pub(super) fn assign_ports(spec: &AppSpec, others: &[Claim], keep: &[u16]) -> Result<Vec<u16>> {
-    match spec.port {
+    match spec.instance_ports() {
         None => Ok(Vec::new()),
         Some(port) => Ok(ports::assign(
             &spec.name,
@@ -99,7 +100,27 @@ impl Supervisor {
         let mut refused = Vec::new();
         for app in &table.apps {
             let Some(spec) = app.spec() else { continue };
-            let Some(port_spec) = spec.port else { continue };
+            let picked = || app.instances.iter().filter(|i| ids.contains(&i.id));
+            // A balanced app's public port, closed while it was stopped,
+            // is bound again before its instances start.
+            if spec.balance.is_some()
+                && picked().next().is_some()
+                && let Err(e) = self.inner.balancer.open(&app.name)
+            {
+                for inst in picked() {
+                    refused.push((
+                        inst.id,
+                        Error::FailedPrecondition(format!(
+                            "{} (id {}) cannot start: its public port: {e}",
+                            app.name, inst.id
+                        )),
+                    ));
+                }
+                continue;
+            }
+            let Some(port_spec) = spec.instance_ports() else {
+                continue;
+            };
             for inst in app.instances.iter().filter(|i| ids.contains(&i.id)) {
                 let mut plan = inst.plan.locked();
                 let next = if keep_override {

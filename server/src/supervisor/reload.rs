@@ -141,7 +141,7 @@ impl Supervisor {
                         "send its 'ready' message (listen_timeout {} ms)",
                         s.spec.listen_timeout_ms
                     ),
-                    _ if s.state != State::Online && s.spec.health_check.is_some() => {
+                    _ if s.state != State::Online && s.spec.checked() => {
                         match s.last_health_error.as_str() {
                             "" => "pass its health check".to_owned(),
                             last => format!("pass its health check (last: {last})"),

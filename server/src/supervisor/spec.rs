@@ -153,6 +153,26 @@ pub struct AppSpec {
     /// PM2's `log_type`: `json` writes one JSON object per line.
     #[serde(default, with = "log_type_word")]
     pub log_type: pmdaemon_proto::LogType,
+    /// A balanced port: the daemon listens on `port` (one port) and hands
+    /// each connection to a ready instance; the instances get private
+    /// ports from `Balance::instance_ports` (see `balancer/`).
+    #[serde(default)]
+    pub balance: Option<Balance>,
+}
+
+/// A balanced app's settings (its public port is the app's `port`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub strategy: pmdaemon_proto::BalanceStrategy,
+    /// A PROXY protocol v2 header before the client's bytes.
+    pub proxy_protocol: bool,
+    /// None: the app's kill timeout.
+    pub drain_timeout_ms: Option<u64>,
+    pub hold_timeout_ms: u64,
+    /// None: every address (`::` dual-stack, else `0.0.0.0`).
+    pub address: Option<std::net::IpAddr>,
+    /// The instances' private ports.
+    pub instance_ports: PortSpec,
 }
 
 /// Where an app's combined log (PM2's `log_file`) goes.
@@ -250,6 +270,7 @@ impl fmt::Debug for AppSpec {
             .field("instance_var", &self.instance_var)
             .field("increment_var", &self.increment_var)
             .field("stop_exit_codes", &self.stop_exit_codes)
+            .field("balance", &self.balance)
             .finish_non_exhaustive()
     }
 }
@@ -261,6 +282,60 @@ impl AppSpec {
 
     pub fn kill_timeout(&self) -> Duration {
         Duration::from_millis(self.kill_timeout_ms)
+    }
+
+    /// Where the instances' ports come from: a balanced app's private
+    /// range, else its `port`.
+    pub fn instance_ports(&self) -> Option<PortSpec> {
+        match &self.balance {
+            Some(b) => Some(b.instance_ports),
+            None => self.port,
+        }
+    }
+
+    /// A balanced app's public port (validated: one port).
+    pub fn public_port(&self) -> Option<u16> {
+        match (&self.balance, self.port) {
+            (Some(_), Some(PortSpec::Fixed(port))) => Some(port),
+            _ => None,
+        }
+    }
+
+    /// Whether readiness waits for a health check (the app's or, balanced,
+    /// the implied one: see [`AppSpec::effective_health_check`]).
+    pub fn checked(&self) -> bool {
+        self.health_check.is_some() || self.balance.is_some()
+    }
+
+    /// How long a stopping balanced instance's connections may go on.
+    pub fn drain_timeout(&self) -> Duration {
+        self.balance
+            .as_ref()
+            .and_then(|b| b.drain_timeout_ms)
+            .map_or(self.kill_timeout(), Duration::from_millis)
+    }
+
+    /// The check that decides readiness: the app's, or for a balanced app
+    /// without one a TCP connect to the instance's private port, so that
+    /// an instance joins its pool when it accepts connections, not before
+    /// (and leaves it when it stops accepting them).
+    pub fn effective_health_check(
+        &self,
+    ) -> Option<std::borrow::Cow<'_, crate::health::HealthCheck>> {
+        use std::borrow::Cow;
+        match (&self.health_check, &self.balance) {
+            (Some(check), _) => Some(Cow::Borrowed(check)),
+            (None, Some(_)) => Some(Cow::Owned(crate::health::HealthCheck {
+                probe: crate::health::Probe::Tcp {
+                    target: format!("127.0.0.1:{}", pmdaemon_proto::health::PORT_PLACEHOLDER),
+                },
+                interval_ms: pmdaemon_proto::health::DEFAULT_INTERVAL_MS,
+                timeout_ms: pmdaemon_proto::health::DEFAULT_TIMEOUT_MS,
+                retries: pmdaemon_proto::health::DEFAULT_RETRIES,
+                start_period_ms: pmdaemon_proto::health::DEFAULT_START_PERIOD_MS,
+            })),
+            (None, None) => None,
+        }
     }
 
     pub fn stop_signal(&self) -> nix::sys::signal::Signal {
@@ -438,10 +513,40 @@ impl AppSpec {
             MAX_LOG_MAX_FILES,
         )?;
         self.validate_instance_env()?;
+        self.validate_balance()?;
         for &code in &self.stop_exit_codes {
             pmdaemon_proto::check_stop_exit_code(code.into())
                 .map_err(|e| e.named("stop_exit_codes"))?;
         }
+        Ok(())
+    }
+
+    /// A balanced app: one public port, a private range with room for the
+    /// instances that does not hold the public port, durations in range.
+    fn validate_balance(&self) -> Result<()> {
+        let Some(balance) = &self.balance else {
+            return Ok(());
+        };
+        let public =
+            pmdaemon_proto::check_public_port(self.port).map_err(|e| e.named("balance"))?;
+        balance
+            .instance_ports
+            .check_room(self.instances)
+            .map_err(|e| e.named("balance.instance_ports"))?;
+        if balance.instance_ports.ports().contains(&public) {
+            return Err(Error::InvalidArgument(format!(
+                "balance.instance_ports: {} holds the public port {public}; give the instances \
+                 a range without it",
+                balance.instance_ports
+            )));
+        }
+        if let Some(ms) = balance.drain_timeout_ms {
+            pmdaemon_proto::check_duration("balance.drain_timeout", Duration::from_millis(ms))?;
+        }
+        pmdaemon_proto::check_duration(
+            "balance.hold_timeout",
+            Duration::from_millis(balance.hold_timeout_ms),
+        )?;
         Ok(())
     }
 
@@ -624,6 +729,7 @@ const FIELD_NAMES: &[&str] = &[
     "increment_var",
     "stop_exit_codes",
     "caller_env",
+    "balance",
 ];
 
 /// What exactly gets executed for an app.
@@ -902,6 +1008,7 @@ mod tests {
             increment_var: None,
             stop_exit_codes: vec![],
             caller_env: BTreeMap::new(),
+            balance: None,
         }
     }
 

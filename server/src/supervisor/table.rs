@@ -40,6 +40,8 @@ pub struct InstanceView {
     pub log: Option<PathBuf>,
     /// Latest CPU/memory sample while running.
     pub sample: Option<crate::metrics::Sample>,
+    /// A balanced app's public side and this instance's part of it.
+    pub balance: Option<(crate::balancer::PoolStatus, crate::balancer::InstanceStatus)>,
 }
 
 /// An instance as the table holds it.
@@ -205,7 +207,12 @@ impl Supervisor {
                         .copied()
                         .filter(|m| m.at_ms >= started)
                 });
+                let balancer = &self.inner.balancer;
+                let balance = balancer
+                    .status(&app.name)
+                    .zip(balancer.instance(&app.name, inst.id));
                 InstanceView {
+                    balance,
                     sample,
                     id: inst.id,
                     index: inst.index,

@@ -217,7 +217,7 @@ pub fn assess(s: &Shared, baseline_restarts: u32, now_ms: i64) -> Progress {
         Readiness::Completed => return Progress::Completed,
         Readiness::NotReady => {}
     }
-    let checked = s.spec.health_check.is_some();
+    let checked = s.spec.checked();
     match s.state {
         // PM2 goes on after listen_timeout; a wait for readiness cannot.
         State::Online if s.ready_message == ReadyMessage::Missed => {
@@ -404,6 +404,7 @@ pub(crate) mod tests {
             err_log: "/e".into(),
             log: None,
             sample: None,
+            balance: None,
         }
     }
 
