@@ -63,6 +63,12 @@ pub struct ProcessView {
     /// True when `port` comes from `restart --port` and holds for this run
     /// only.
     pub port_override: bool,
+    /// A balanced app's public port (then `port` is this instance's
+    /// private one); null when the app is not balanced.
+    pub public_port: Option<u32>,
+    /// A balanced app's public port, its settings and this instance's
+    /// part; null when the app is not balanced.
+    pub balancer: Option<BalancerView>,
     pub restarts: u32,
     pub unstable_restarts: u32,
     /// Null when not running.
@@ -160,6 +166,117 @@ pub struct ProcessView {
     pub err_log_path: String,
     /// The file that gets both streams (PM2's log_file); null: none.
     pub log_path: Option<String>,
+}
+
+/// A balanced app's public port as `pmd` shows it: the settings, the
+/// port's state, and this instance's part.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BalancerView {
+    pub public_port: u32,
+    /// The address it is bound on (`::` is every address).
+    pub address: String,
+    /// Whether the daemon listens on it (while an instance should run).
+    pub listening: bool,
+    /// round-robin or least-connections.
+    pub strategy: &'static str,
+    pub proxy_protocol: bool,
+    /// Null: the app's kill timeout.
+    pub drain_timeout_ms: Option<u64>,
+    pub hold_timeout_ms: Option<u64>,
+    /// Where the instances' private ports come from.
+    pub instance_ports: String,
+    /// Instances of the app in the pool now.
+    pub ready_instances: u32,
+    /// Connections waiting for a ready instance.
+    pub held_connections: u32,
+    /// Connections refused since the app was created.
+    pub refused_connections: u64,
+    /// Why connections are refused or the port is not bound; null when all
+    /// is well.
+    pub problem: Option<String>,
+    /// This instance takes new connections.
+    pub in_pool: bool,
+    /// Its connections open now, and since the daemon started.
+    pub active_connections: u32,
+    pub total_connections: u64,
+    /// Bytes from clients to it, and from it to clients.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl BalancerView {
+    fn new(info: &ProcessInfo, spec: &pmdaemon_proto::v1::AppSpec) -> Option<BalancerView> {
+        let settings = spec.balance.as_ref()?;
+        let status = info.balancer.clone().unwrap_or_default();
+        let part = info.balance.unwrap_or_default();
+        Some(BalancerView {
+            public_port: status.public_port,
+            address: status.address,
+            listening: status.listening,
+            strategy: match settings.strategy() {
+                pmdaemon_proto::v1::BalanceStrategy::LeastConnections => "least-connections",
+                _ => "round-robin",
+            },
+            proxy_protocol: settings.proxy_protocol,
+            drain_timeout_ms: settings.drain_timeout_ms,
+            hold_timeout_ms: settings.hold_timeout_ms,
+            instance_ports: settings.instance_ports.clone(),
+            ready_instances: status.ready_instances,
+            held_connections: status.held_connections,
+            refused_connections: status.refused_connections,
+            problem: non_empty(&status.problem),
+            in_pool: part.in_pool,
+            active_connections: part.active_connections,
+            total_connections: part.total_connections,
+            bytes_in: part.bytes_in,
+            bytes_out: part.bytes_out,
+        })
+    }
+
+    /// One line for `describe`: `3000 on ::, round-robin, in the pool (2 of
+    /// 4 ready), 1 open / 52 connections, 3.1 KiB in, 12 KiB out`.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "{} on {}, {}",
+            self.public_port,
+            if self.address.is_empty() {
+                "every address"
+            } else {
+                &self.address
+            },
+            self.strategy
+        );
+        if !self.listening {
+            line.push_str(", not listening (no instance should run)");
+        }
+        let _ = write!(
+            line,
+            ", {} ({} of the app's instances ready), {} open / {} connections, {} in, {} out",
+            if self.in_pool {
+                "in the pool"
+            } else {
+                "out of the pool"
+            },
+            self.ready_instances,
+            self.active_connections,
+            self.total_connections,
+            format_memory(Some(self.bytes_in)),
+            format_memory(Some(self.bytes_out)),
+        );
+        if self.held_connections > 0 {
+            let _ = write!(line, ", {} waiting", self.held_connections);
+        }
+        if self.refused_connections > 0 {
+            let _ = write!(line, ", {} refused", self.refused_connections);
+        }
+        if self.proxy_protocol {
+            line.push_str(", PROXY protocol v2");
+        }
+        if let Some(problem) = &self.problem {
+            let _ = write!(line, "; {problem}");
+        }
+        line
+    }
 }
 
 /// An app's health check: exactly one of `http`, `tcp`, `script` is set.
@@ -310,6 +427,8 @@ impl ProcessView {
             last_health_check_passed: info.last_health_check_passed,
             port: info.port,
             port_override: info.port_override,
+            public_port: info.balancer.as_ref().map(|b| b.public_port),
+            balancer: BalancerView::new(info, &spec),
             restarts: info.restarts,
             unstable_restarts: info.unstable_restarts,
             uptime_ms,
@@ -511,8 +630,14 @@ pub fn table(views: &[ProcessView], colours: Colours) -> String {
             if with_health {
                 row.push(v.health.map_or_else(dash, str::to_string));
             }
+            // A balanced instance: the public port, then its own.
+            let port = match (v.public_port, v.port) {
+                (Some(public), Some(own)) => format!("{public}→{own}"),
+                (Some(public), None) => public.to_string(),
+                (None, port) => port.map_or_else(dash, |p| p.to_string()),
+            };
             row.extend([
-                v.port.map_or_else(dash, |p| p.to_string()),
+                port,
                 v.restarts.to_string(),
                 v.uptime_ms.map_or_else(dash, short_duration),
                 format_cpu(v.cpu_percent),
@@ -632,6 +757,7 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
         // Structured spec fields read better as one line.
         let line = match key {
             "health_check" => view.health_check.as_ref().map(HealthCheckView::summary),
+            "balancer" => view.balancer.as_ref().map(BalancerView::summary),
             "depends_on" if !view.depends_on.is_empty() => Some(
                 view.depends_on
                     .iter()

@@ -18,7 +18,10 @@ use std::fmt;
 
 use pmdaemon_proto::PortSpec;
 use pmdaemon_proto::v1::health_check::Probe;
-use pmdaemon_proto::v1::{AppSpec, Dependency, DependencyCondition, HealthCheck, RestartPolicy};
+use pmdaemon_proto::v1::{
+    AppSpec, BalanceSpec, BalanceStrategy, Dependency, DependencyCondition, HealthCheck,
+    RestartPolicy,
+};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::keys::{self, Field, Handling};
@@ -62,6 +65,12 @@ pub struct AppDef {
     pub env: BTreeMap<String, String>,
     /// `env_production` → `production` → its variables.
     pub environments: BTreeMap<String, BTreeMap<String, String>>,
+    /// `balance: false`: never balanced, not even a PM2 cluster on one
+    /// port.
+    pub balance_off: bool,
+    /// A PM2 cluster whose `env` sets one fixed port in this variable: its
+    /// public port comes from the environment chosen at start.
+    pub balance_env: Option<String>,
 }
 
 /// State shared by the visitors of one file.
@@ -362,6 +371,78 @@ fn exit_codes(what: &str, raw: Raw) -> Result<Vec<i32>, String> {
     }
 }
 
+/// The keys of a `balance` map.
+const BALANCE_KEYS: &[&str] = &[
+    "strategy",
+    "proxy_protocol",
+    "drain_timeout",
+    "hold_timeout",
+    "address",
+    "instance_ports",
+];
+
+/// `balance: true` (the defaults), `false` (not balanced: `None`), or a
+/// map of the settings.
+fn balance(what: &str, raw: Raw) -> Result<Option<BalanceSpec>, String> {
+    let entries = match raw {
+        Raw::Bool(true) => return Ok(Some(BalanceSpec::default())),
+        Raw::Bool(false) => return Ok(None),
+        Raw::Map(entries) => entries,
+        other => {
+            return Err(format!(
+                "{what}: expected true, false or a map such as {{strategy: least-connections, \
+                 drain_timeout: 10s}}, found {}",
+                other.describe()
+            ));
+        }
+    };
+    let mut spec = BalanceSpec::default();
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in entries {
+        let Raw::Str(key) = key else {
+            return Err(format!("{what}: keys are words, found {}", key.describe()));
+        };
+        if seen.contains(&key) {
+            return Err(format!("{what}: `{key}` is given twice"));
+        }
+        let field = format!("`{}.{key}`", what.trim_matches('`'));
+        let field = field.as_str();
+        let duration = |r| raw::duration(field, r).map(millis);
+        match key.as_str() {
+            "strategy" => {
+                let word = raw::string(field, value)?;
+                let strategy = word
+                    .parse::<pmdaemon_proto::BalanceStrategy>()
+                    .map_err(|e| e.named(field).0)?;
+                spec.strategy = match strategy {
+                    pmdaemon_proto::BalanceStrategy::RoundRobin => BalanceStrategy::RoundRobin,
+                    pmdaemon_proto::BalanceStrategy::LeastConnections => {
+                        BalanceStrategy::LeastConnections
+                    }
+                } as i32;
+            }
+            "proxy_protocol" => spec.proxy_protocol = raw::boolean(field, value)?,
+            "drain_timeout" => spec.drain_timeout_ms = Some(duration(value)?),
+            "hold_timeout" => spec.hold_timeout_ms = Some(duration(value)?),
+            "address" => {
+                let text = raw::string(field, value)?;
+                spec.address = pmdaemon_proto::parse_balance_address(&text)
+                    .map_err(|e| e.named(field).0)?
+                    .to_string();
+            }
+            "instance_ports" => spec.instance_ports = raw::port(field, value)?,
+            other => {
+                return Err(format!(
+                    "{what}: `{other}` is not a balance setting; use {}",
+                    BALANCE_KEYS.join(", ")
+                ));
+            }
+        }
+        seen.push(key);
+    }
+    Ok(Some(spec))
+}
+
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -392,6 +473,8 @@ impl<'de> Visitor<'de> for AppSeed<'_> {
             spec: AppSpec::default(),
             env: BTreeMap::new(),
             environments: BTreeMap::new(),
+            balance_off: false,
+            balance_env: None,
         };
         let mut exec = None;
         let mut seen = HashMap::new();
@@ -574,6 +657,10 @@ impl AppSeed<'_> {
                 });
             }
             Field::StopExitCodes => spec.stop_exit_codes = value!(exit_codes),
+            Field::Balance => {
+                spec.balance = value!(balance);
+                app.balance_off = app.spec.balance.is_none();
+            }
         }
         Ok(())
     }
@@ -614,12 +701,17 @@ impl AppSeed<'_> {
         if exec == Some(ExecMode::Cluster) && spec.instances.is_none() {
             spec.instances = Some(0);
         }
-        self.warn_shared_port(&app);
+        self.balance_shared_port(&mut app);
         let spec = &mut app.spec;
         if let Some(check) = &spec.health_check {
             rules::check_health_check("`health_check`", check, !spec.port.is_empty())?;
         }
-        rules::check_port_room("`port`", &spec.port, spec.instances)?;
+        if spec.balance.is_some() && app.balance_env.is_none() {
+            let port = spec.port.parse::<pmdaemon_proto::PortSpec>().ok();
+            pmdaemon_proto::check_public_port(port).map_err(|e| e.named("`balance`").0)?;
+        } else {
+            rules::check_port_room("`port`", &spec.port, spec.instances)?;
+        }
         if spec.interpreter.as_deref() == Some("none") && !spec.interpreter_args.is_empty() {
             return Err(
                 "`interpreter_args` with `interpreter: none`: the script runs directly, so \
@@ -633,13 +725,39 @@ impl AppSeed<'_> {
 }
 
 impl AppSeed<'_> {
-    /// PM2's cluster mode shares one listening socket between instances;
-    /// pmd's instances are separate processes, so one fixed port in `env`
-    /// for several instances means all but one fail to bind it. Said at
-    /// start, with the fix, until pmd balances a port itself.
-    fn warn_shared_port(&self, app: &AppDef) {
+    /// PM2's cluster mode shares one listening socket between instances
+    /// (Node's cluster module); pmd's instances are separate processes, so
+    /// several instances on one fixed port (`port: 3000`, or PORT=3000 in
+    /// `env`) mean a balanced port: pmd listens on it and each instance
+    /// gets a private one, with a note. `balance: false` keeps them
+    /// unbalanced, and warns that all but one would fail to bind.
+    fn balance_shared_port(&self, app: &mut AppDef) {
         let spec = &app.spec;
-        if !spec.port.is_empty() || spec.instances.is_none_or(|n| n == 1) {
+        if spec.balance.is_some() || spec.instances.is_none_or(|n| n == 1) {
+            return;
+        }
+        let count = match spec.instances {
+            Some(n) if n > 1 => format!("{n} instances"),
+            _ => "one instance per CPU".to_string(),
+        };
+        if let Ok(pmdaemon_proto::PortSpec::Fixed(port)) = spec.port.parse() {
+            if !app.balance_off {
+                self.ctx.notes.borrow_mut().push(format!(
+                    "app {}: `port: {port}` for {count}, as PM2's cluster mode: pmd balances \
+                     port {port} over them, each instance listening on a private port in its \
+                     {}; `balance: false` turns this off",
+                    spec.name,
+                    if spec.port_env.is_empty() {
+                        "PORT"
+                    } else {
+                        &spec.port_env
+                    },
+                ));
+                app.spec.balance = Some(Default::default());
+            }
+            return;
+        }
+        if !spec.port.is_empty() {
             return;
         }
         let var = if spec.port_env.is_empty() {
@@ -660,10 +778,18 @@ impl AppSeed<'_> {
             let Some(port) = vars.get(var).and_then(|p| p.trim().parse::<u16>().ok()) else {
                 continue;
             };
-            let count = match spec.instances {
-                Some(n) if n > 1 => format!("{n} instances"),
-                _ => "one instance per CPU".to_string(),
-            };
+            if !app.balance_off {
+                self.ctx.notes.borrow_mut().push(format!(
+                    "app {}: `{key}` sets {var}={port} for {count}, as PM2's cluster mode: pmd \
+                     balances that port over them, each instance listening on a private port \
+                     in its {var}; `balance: false` turns this off",
+                    spec.name
+                ));
+                let var = var.to_string();
+                app.balance_env = Some(var);
+                app.spec.balance = Some(Default::default());
+                return;
+            }
             let range = match spec.instances {
                 Some(n) if n > 1 => format!(
                     "`port: {port}-{}`",

@@ -60,6 +60,7 @@ pub enum Field {
     InstanceVar,
     IncrementVar,
     StopExitCodes,
+    Balance,
 }
 
 /// What pmd does with a key.
@@ -179,6 +180,7 @@ pub const KEYS: &[Key] = &[
     own("log_max_files", Field::LogMaxFiles),
     own("health_check", Field::HealthCheck),
     own("depends_on", Field::DependsOn),
+    own("balance", Field::Balance),
     // -- PM2's keys that pmd does not honour yet --
     not_yet(
         "cron_restart",

@@ -667,9 +667,18 @@ impl AppDef {
         if let Some(section) = environment.and_then(|e| self.environments.get(e)) {
             env.extend(section.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        AppSpec {
-            env: env.into_iter().collect(),
+        let mut spec = AppSpec {
             ..self.spec.clone()
+        };
+        // A PM2 cluster on one port of its `env`: that port, as the chosen
+        // environment has it, is the public one; without one, unbalanced.
+        if let Some(var) = &self.balance_env {
+            match env.get(var).and_then(|p| p.trim().parse::<u16>().ok()) {
+                Some(port) => spec.port = port.to_string(),
+                None => spec.balance = None,
+            }
         }
+        spec.env = env.into_iter().collect();
+        spec
     }
 }

@@ -268,7 +268,13 @@ fn check_accepted(apps: &[AppDef]) -> Result<(), TestCaseError> {
         if !s.port.is_empty() {
             let spec = s.port.parse::<PortSpec>();
             ok("port", spec.map(drop))?;
-            if let (Ok(spec), Some(Ok(n))) =
+            // A balanced app's port is its public one, one port for all.
+            if s.balance.is_some() {
+                ok(
+                    "public port",
+                    pmdaemon_proto::check_public_port(s.port.parse::<PortSpec>().ok()).map(drop),
+                )?;
+            } else if let (Ok(spec), Some(Ok(n))) =
                 (s.port.parse::<PortSpec>(), s.instances.map(u32::try_from))
             {
                 ok("port for its instances", spec.check_room(n))?;

@@ -1182,8 +1182,9 @@ fn port_room_and_overlaps_are_checked_in_the_file() {
             && short.contains("3000-3002"),
         "{short}"
     );
-    let one =
-        yaml_err("apps:\n  - name: web\n    script: w.js\n    instances: 2\n    port: 3000\n");
+    let one = yaml_err(
+        "apps:\n  - name: web\n    script: w.js\n    instances: 2\n    port: 3000\n    balance: false\n",
+    );
     assert!(
         one.contains("`port`: port 3000 with 2 instances: one port serves one instance"),
         "{one}"
@@ -1353,23 +1354,60 @@ fn scripts_that_are_command_lines_or_directories() {
     );
 }
 
-/// A cluster with one fixed PORT in `env` would crash-loop (each instance
-/// is its own process): a warning at the `env` says so, with the fix.
+/// A cluster with one fixed PORT in `env` (or one `port`) is what PM2's
+/// cluster mode shares between its workers: a balanced port on that number,
+/// with a note; the chosen environment's value is the public port.
+/// `balance: false` keeps the instances unbalanced, with a warning at the
+/// `env` that all but one would fail to bind, and the fix.
 #[test]
-fn a_fixed_port_for_several_instances_is_warned_about() {
+fn a_fixed_port_for_several_instances_is_balanced() {
+    let text =
+        "apps:\n  - name: api\n    script: a.js\n    instances: 4\n    env:\n      PORT: 3000\n";
+    let parsed = parse("ecosystem.yaml", Format::Yaml, text).unwrap();
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    assert!(
+        parsed.notes.iter().any(
+            |n| n.contains("app api: `env` sets PORT=3000 for 4 instances")
+                && n.contains("pmd balances that port")
+                && n.contains("`balance: false`")
+        ),
+        "{:?}",
+        parsed.notes
+    );
+    let spec = parsed.apps[0].spec_for(None);
+    assert_eq!(spec.port, "3000");
+    assert!(spec.balance.is_some());
+
+    // The environment chosen at start decides the public port.
+    let text = "apps:\n  - name: api\n    script: a.js\n    exec_mode: cluster\n    env_production:\n      PORT: 8080\n";
+    let apps = yaml(text).unwrap();
+    let production = apps[0].spec_for(Some("production"));
+    assert_eq!(
+        (production.port.as_str(), production.balance.is_some()),
+        ("8080", true)
+    );
+    let plain = apps[0].spec_for(None);
+    assert_eq!((plain.port.as_str(), plain.balance.is_some()), ("", false));
+
+    // `port: 3000` with several instances: balanced on it.
+    let apps =
+        yaml("apps:\n  - name: web\n    script: w.js\n    instances: 2\n    port: 3000\n").unwrap();
+    assert!(apps[0].spec.balance.is_some());
+
+    // balance: false: unbalanced, and told why that cannot work.
     let warnings = yaml_warnings(
-        "apps:\n  - name: api\n    script: a.js\n    instances: 4\n    env:\n      PORT: 3000\n",
+        "apps:\n  - name: api\n    script: a.js\n    instances: 4\n    balance: false\n    env:\n      PORT: 3000\n",
     );
     assert_eq!(
         warnings,
         [
-            "ecosystem.yaml:5:5: app 1 (api): `env` sets PORT=3000 for 4 instances: pmd's \
+            "ecosystem.yaml:6:5: app 1 (api): `env` sets PORT=3000 for 4 instances: pmd's \
           instances are separate processes, so all but one would fail to bind it; give each its \
           own with `port: 3000-3003` (PORT is set per instance) and drop PORT from `env`"
         ]
     );
     let warnings = yaml_warnings(
-        "apps:\n  - name: api\n    script: a.js\n    exec_mode: cluster\n    env_production:\n      \
+        "apps:\n  - name: api\n    script: a.js\n    exec_mode: cluster\n    balance: false\n    env_production:\n      \
          PORT: 8080\n",
     );
     assert!(
@@ -1379,12 +1417,61 @@ fn a_fixed_port_for_several_instances_is_warned_about() {
     );
     // One instance, or ports given per instance: nothing to say.
     assert!(yaml_warnings("apps:\n  - script: a.js\n    env: {PORT: 3000}\n").is_empty());
-    assert!(
-        yaml_warnings(
-            "apps:\n  - script: a.js\n    instances: 2\n    port: 3000-3001\n    env: {PORT: 1}\n"
-        )
-        .is_empty()
+    let apps = yaml(
+        "apps:\n  - script: a.js\n    instances: 2\n    port: 3000-3001\n    env: {PORT: 1}\n",
+    )
+    .unwrap();
+    assert!(apps[0].spec.balance.is_none());
+}
+
+/// `balance`: true, false or a map of settings, each checked with its
+/// place.
+#[test]
+fn balance_settings_are_read_and_checked() {
+    let apps = yaml(
+        "apps:\n  - name: web\n    script: w.js\n    instances: 2\n    port: 3000\n    balance:\n      strategy: least-connections\n      proxy_protocol: true\n      drain_timeout: 10s\n      hold_timeout: 2s\n      address: 127.0.0.1\n      instance_ports: auto:5000-5099\n",
+    )
+    .unwrap();
+    let b = apps[0].spec.balance.clone().unwrap();
+    assert_eq!(
+        b.strategy(),
+        pmdaemon_proto::v1::BalanceStrategy::LeastConnections
     );
+    assert!(b.proxy_protocol);
+    assert_eq!(
+        (b.drain_timeout_ms, b.hold_timeout_ms),
+        (Some(10_000), Some(2_000))
+    );
+    assert_eq!(b.address, "127.0.0.1");
+    assert_eq!(b.instance_ports, "auto:5000-5099");
+
+    for (line, error) in [
+        ("balance: yes", "`balance`: expected true, false or a map"),
+        (
+            "balance: {strategy: random}",
+            "`balance.strategy`: \"random\" is not a balance strategy",
+        ),
+        (
+            "balance: {address: localhost}",
+            "`balance.address`: \"localhost\" is not an IP address",
+        ),
+        (
+            "balance: {sticky: true}",
+            "`balance`: `sticky` is not a balance setting",
+        ),
+    ] {
+        let err = yaml_err(&format!(
+            "apps:\n  - script: a.js\n    port: 3000\n    {line}\n"
+        ));
+        assert!(err.contains(error), "{line}: {err}");
+    }
+    let err = yaml_err("apps:\n  - script: a.js\n    balance: true\n");
+    assert!(
+        err.contains("`balance`: a balanced app needs its public port"),
+        "{err}"
+    );
+    let err = yaml_err("apps:\n  - script: a.js\n    port: 3000-3003\n    balance: true\n");
+    assert!(err.contains("one public port, not 3000-3003"), "{err}");
 }
 
 /// A key many apps share is named with a few of them, then counted.
@@ -1483,11 +1570,12 @@ fn pm2_runtime_keys_are_read() {
 }
 
 /// With increment_var on the port's variable, each instance has its own
-/// port: no shared-port warning.
+/// port: not a shared port, neither balanced nor warned about.
 #[test]
-fn increment_var_on_port_silences_the_shared_port_warning() {
+fn increment_var_on_port_is_not_a_shared_port() {
     let text = "apps:\n  - script: a.js\n    instances: 4\n    env:\n      PORT: 3000\n";
-    assert_eq!(yaml_warnings(text).len(), 1);
+    assert!(yaml(text).unwrap()[0].balance_env.is_some());
     let text = format!("{text}    increment_var: PORT\n");
     assert_eq!(yaml_warnings(&text), Vec::<String>::new());
+    assert!(yaml(&text).unwrap()[0].spec.balance.is_none());
 }
