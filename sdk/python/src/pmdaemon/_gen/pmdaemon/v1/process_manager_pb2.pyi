@@ -32,6 +32,12 @@ class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOG_STREAM_STDOUT: _ClassVar[LogStream]
     LOG_STREAM_STDERR: _ClassVar[LogStream]
 
+class BalanceStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BALANCE_STRATEGY_UNSPECIFIED: _ClassVar[BalanceStrategy]
+    BALANCE_STRATEGY_ROUND_ROBIN: _ClassVar[BalanceStrategy]
+    BALANCE_STRATEGY_LEAST_CONNECTIONS: _ClassVar[BalanceStrategy]
+
 class LogType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LOG_TYPE_UNSPECIFIED: _ClassVar[LogType]
@@ -73,6 +79,9 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_READY: _ClassVar[EventKind]
     EVENT_KIND_LOGS_PAUSED: _ClassVar[EventKind]
     EVENT_KIND_LOGS_RESUMED: _ClassVar[EventKind]
+    EVENT_KIND_POOL_JOINED: _ClassVar[EventKind]
+    EVENT_KIND_POOL_LEFT: _ClassVar[EventKind]
+    EVENT_KIND_CONNECTIONS_REFUSED: _ClassVar[EventKind]
 
 class Readiness(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -118,6 +127,9 @@ RESTART_POLICY_NEVER: RestartPolicy
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream
+BALANCE_STRATEGY_UNSPECIFIED: BalanceStrategy
+BALANCE_STRATEGY_ROUND_ROBIN: BalanceStrategy
+BALANCE_STRATEGY_LEAST_CONNECTIONS: BalanceStrategy
 LOG_TYPE_UNSPECIFIED: LogType
 LOG_TYPE_TEXT: LogType
 LOG_TYPE_JSON: LogType
@@ -145,6 +157,9 @@ EVENT_KIND_PORT_ASSIGNED: EventKind
 EVENT_KIND_READY: EventKind
 EVENT_KIND_LOGS_PAUSED: EventKind
 EVENT_KIND_LOGS_RESUMED: EventKind
+EVENT_KIND_POOL_JOINED: EventKind
+EVENT_KIND_POOL_LEFT: EventKind
+EVENT_KIND_CONNECTIONS_REFUSED: EventKind
 READINESS_UNSPECIFIED: Readiness
 READINESS_WAITING: Readiness
 READINESS_READY: Readiness
@@ -166,7 +181,7 @@ TOKEN_SCOPE_ADMIN: TokenScope
 TOKEN_SCOPE_READ_ONLY: TokenScope
 
 class AppSpec(_message.Message):
-    __slots__ = ("name", "script", "args", "interpreter", "interpreter_args", "cwd", "env", "autorestart", "max_restarts", "min_uptime_ms", "restart_delay_ms", "exp_backoff_initial_ms", "exp_backoff_max_ms", "kill_timeout_ms", "stop_signal", "time", "log_max_bytes", "log_max_files", "instances", "port", "port_env", "watch", "watch_paths", "ignore_watch", "watch_delay_ms", "out_file", "error_file", "health_check", "max_memory_bytes", "depends_on", "start_limit_burst", "start_limit_interval_ms", "log_date_format", "merge_logs", "log_file", "log_type", "wait_ready", "listen_timeout_ms", "shutdown_with_message", "instance_var", "increment_var", "stop_exit_codes", "caller_env")
+    __slots__ = ("name", "script", "args", "interpreter", "interpreter_args", "cwd", "env", "autorestart", "max_restarts", "min_uptime_ms", "restart_delay_ms", "exp_backoff_initial_ms", "exp_backoff_max_ms", "kill_timeout_ms", "stop_signal", "time", "log_max_bytes", "log_max_files", "instances", "port", "port_env", "watch", "watch_paths", "ignore_watch", "watch_delay_ms", "out_file", "error_file", "health_check", "max_memory_bytes", "depends_on", "start_limit_burst", "start_limit_interval_ms", "log_date_format", "merge_logs", "log_file", "log_type", "wait_ready", "listen_timeout_ms", "shutdown_with_message", "instance_var", "increment_var", "stop_exit_codes", "caller_env", "balance")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +239,7 @@ class AppSpec(_message.Message):
     INCREMENT_VAR_FIELD_NUMBER: _ClassVar[int]
     STOP_EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
     CALLER_ENV_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
     name: str
     script: str
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -267,7 +283,56 @@ class AppSpec(_message.Message):
     increment_var: str
     stop_exit_codes: _containers.RepeatedScalarFieldContainer[int]
     caller_env: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., interpreter: _Optional[str] = ..., interpreter_args: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., autorestart: _Optional[_Union[RestartPolicy, str]] = ..., max_restarts: _Optional[int] = ..., min_uptime_ms: _Optional[int] = ..., restart_delay_ms: _Optional[int] = ..., exp_backoff_initial_ms: _Optional[int] = ..., exp_backoff_max_ms: _Optional[int] = ..., kill_timeout_ms: _Optional[int] = ..., stop_signal: _Optional[str] = ..., time: bool = ..., log_max_bytes: _Optional[int] = ..., log_max_files: _Optional[int] = ..., instances: _Optional[int] = ..., port: _Optional[str] = ..., port_env: _Optional[str] = ..., watch: bool = ..., watch_paths: _Optional[_Iterable[str]] = ..., ignore_watch: _Optional[_Iterable[str]] = ..., watch_delay_ms: _Optional[int] = ..., out_file: _Optional[str] = ..., error_file: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., max_memory_bytes: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., start_limit_burst: _Optional[int] = ..., start_limit_interval_ms: _Optional[int] = ..., log_date_format: _Optional[str] = ..., merge_logs: bool = ..., log_file: _Optional[str] = ..., log_type: _Optional[_Union[LogType, str]] = ..., wait_ready: bool = ..., listen_timeout_ms: _Optional[int] = ..., shutdown_with_message: bool = ..., instance_var: _Optional[str] = ..., increment_var: _Optional[str] = ..., stop_exit_codes: _Optional[_Iterable[int]] = ..., caller_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    balance: BalanceSpec
+    def __init__(self, name: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., interpreter: _Optional[str] = ..., interpreter_args: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., autorestart: _Optional[_Union[RestartPolicy, str]] = ..., max_restarts: _Optional[int] = ..., min_uptime_ms: _Optional[int] = ..., restart_delay_ms: _Optional[int] = ..., exp_backoff_initial_ms: _Optional[int] = ..., exp_backoff_max_ms: _Optional[int] = ..., kill_timeout_ms: _Optional[int] = ..., stop_signal: _Optional[str] = ..., time: bool = ..., log_max_bytes: _Optional[int] = ..., log_max_files: _Optional[int] = ..., instances: _Optional[int] = ..., port: _Optional[str] = ..., port_env: _Optional[str] = ..., watch: bool = ..., watch_paths: _Optional[_Iterable[str]] = ..., ignore_watch: _Optional[_Iterable[str]] = ..., watch_delay_ms: _Optional[int] = ..., out_file: _Optional[str] = ..., error_file: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., max_memory_bytes: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., start_limit_burst: _Optional[int] = ..., start_limit_interval_ms: _Optional[int] = ..., log_date_format: _Optional[str] = ..., merge_logs: bool = ..., log_file: _Optional[str] = ..., log_type: _Optional[_Union[LogType, str]] = ..., wait_ready: bool = ..., listen_timeout_ms: _Optional[int] = ..., shutdown_with_message: bool = ..., instance_var: _Optional[str] = ..., increment_var: _Optional[str] = ..., stop_exit_codes: _Optional[_Iterable[int]] = ..., caller_env: _Optional[_Mapping[str, str]] = ..., balance: _Optional[_Union[BalanceSpec, _Mapping]] = ...) -> None: ...
+
+class BalanceSpec(_message.Message):
+    __slots__ = ("strategy", "proxy_protocol", "drain_timeout_ms", "hold_timeout_ms", "address", "instance_ports")
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    PROXY_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    HOLD_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_PORTS_FIELD_NUMBER: _ClassVar[int]
+    strategy: BalanceStrategy
+    proxy_protocol: bool
+    drain_timeout_ms: int
+    hold_timeout_ms: int
+    address: str
+    instance_ports: str
+    def __init__(self, strategy: _Optional[_Union[BalanceStrategy, str]] = ..., proxy_protocol: bool = ..., drain_timeout_ms: _Optional[int] = ..., hold_timeout_ms: _Optional[int] = ..., address: _Optional[str] = ..., instance_ports: _Optional[str] = ...) -> None: ...
+
+class BalancerStatus(_message.Message):
+    __slots__ = ("public_port", "address", "listening", "ready_instances", "held_connections", "refused_connections", "problem")
+    PUBLIC_PORT_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
+    READY_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    HELD_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    public_port: int
+    address: str
+    listening: bool
+    ready_instances: int
+    held_connections: int
+    refused_connections: int
+    problem: str
+    def __init__(self, public_port: _Optional[int] = ..., address: _Optional[str] = ..., listening: bool = ..., ready_instances: _Optional[int] = ..., held_connections: _Optional[int] = ..., refused_connections: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
+
+class InstanceBalance(_message.Message):
+    __slots__ = ("in_pool", "active_connections", "total_connections", "bytes_in", "bytes_out")
+    IN_POOL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
+    in_pool: bool
+    active_connections: int
+    total_connections: int
+    bytes_in: int
+    bytes_out: int
+    def __init__(self, in_pool: bool = ..., active_connections: _Optional[int] = ..., total_connections: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("http", "tcp", "script", "interval_ms", "timeout_ms", "retries", "start_period_ms", "expected_status")
@@ -298,7 +363,7 @@ class Dependency(_message.Message):
     def __init__(self, app: _Optional[str] = ..., condition: _Optional[_Union[DependencyCondition, str]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("id", "name", "instance", "state", "pid", "restarts", "unstable_restarts", "started_at_ms", "last_exit_code", "last_exit_signal", "last_exit_at_ms", "next_restart_at_ms", "status_reason", "spec", "argv", "cwd", "out_log_path", "err_log_path", "created_at_ms", "port", "port_override", "cpu_percent", "memory_bytes", "health", "last_health_error", "last_health_check_at_ms", "last_health_error_at_ms", "last_health_check_passed", "ready", "tracking", "log_path", "env_values_hidden")
+    __slots__ = ("id", "name", "instance", "state", "pid", "restarts", "unstable_restarts", "started_at_ms", "last_exit_code", "last_exit_signal", "last_exit_at_ms", "next_restart_at_ms", "status_reason", "spec", "argv", "cwd", "out_log_path", "err_log_path", "created_at_ms", "port", "port_override", "cpu_percent", "memory_bytes", "health", "last_health_error", "last_health_check_at_ms", "last_health_error_at_ms", "last_health_check_passed", "ready", "tracking", "log_path", "env_values_hidden", "balancer", "balance")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -331,6 +396,8 @@ class ProcessInfo(_message.Message):
     TRACKING_FIELD_NUMBER: _ClassVar[int]
     LOG_PATH_FIELD_NUMBER: _ClassVar[int]
     ENV_VALUES_HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    BALANCER_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     instance: int
@@ -363,7 +430,9 @@ class ProcessInfo(_message.Message):
     tracking: Tracking
     log_path: str
     env_values_hidden: bool
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., instance: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., unstable_restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., last_exit_code: _Optional[int] = ..., last_exit_signal: _Optional[str] = ..., last_exit_at_ms: _Optional[int] = ..., next_restart_at_ms: _Optional[int] = ..., status_reason: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., out_log_path: _Optional[str] = ..., err_log_path: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., port: _Optional[int] = ..., port_override: bool = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., last_health_error: _Optional[str] = ..., last_health_check_at_ms: _Optional[int] = ..., last_health_error_at_ms: _Optional[int] = ..., last_health_check_passed: bool = ..., ready: bool = ..., tracking: _Optional[_Union[Tracking, str]] = ..., log_path: _Optional[str] = ..., env_values_hidden: bool = ...) -> None: ...
+    balancer: BalancerStatus
+    balance: InstanceBalance
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., instance: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., unstable_restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., last_exit_code: _Optional[int] = ..., last_exit_signal: _Optional[str] = ..., last_exit_at_ms: _Optional[int] = ..., next_restart_at_ms: _Optional[int] = ..., status_reason: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., out_log_path: _Optional[str] = ..., err_log_path: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., port: _Optional[int] = ..., port_override: bool = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., last_health_error: _Optional[str] = ..., last_health_check_at_ms: _Optional[int] = ..., last_health_error_at_ms: _Optional[int] = ..., last_health_check_passed: bool = ..., ready: bool = ..., tracking: _Optional[_Union[Tracking, str]] = ..., log_path: _Optional[str] = ..., env_values_hidden: bool = ..., balancer: _Optional[_Union[BalancerStatus, _Mapping]] = ..., balance: _Optional[_Union[InstanceBalance, _Mapping]] = ...) -> None: ...
 
 class StartProcessRequest(_message.Message):
     __slots__ = ("spec", "target", "caller_cwd", "caller_path", "dependency_timeout_ms")
@@ -433,7 +502,7 @@ class StreamMetricsRequest(_message.Message):
     def __init__(self, target: _Optional[str] = ..., interval_ms: _Optional[int] = ...) -> None: ...
 
 class ProcessMetrics(_message.Message):
-    __slots__ = ("id", "name", "state", "pid", "cpu_percent", "memory_bytes", "restarts", "started_at_ms", "health", "port")
+    __slots__ = ("id", "name", "state", "pid", "cpu_percent", "memory_bytes", "restarts", "started_at_ms", "health", "port", "balance")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -444,6 +513,7 @@ class ProcessMetrics(_message.Message):
     STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     state: ProcessState
@@ -454,7 +524,8 @@ class ProcessMetrics(_message.Message):
     started_at_ms: int
     health: HealthState
     port: int
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., port: _Optional[int] = ...) -> None: ...
+    balance: InstanceBalance
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., port: _Optional[int] = ..., balance: _Optional[_Union[InstanceBalance, _Mapping]] = ...) -> None: ...
 
 class StreamMetricsResponse(_message.Message):
     __slots__ = ("at_ms", "processes")
