@@ -261,10 +261,22 @@ fn app(name: &str, entries: &[&Map<String, Value>], pm2_home: &Path) -> Result<I
     }
     let instances = entries.len();
     let cluster = matches!(text("exec_mode")?.as_deref(), Some("cluster_mode"));
-    if cluster {
+    // PM2's workers shared the socket of the one PORT they had: that port
+    // is balanced over the instances (each gets a private one in PORT).
+    let shared_port = caller_env
+        .get("PORT")
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .filter(|_| cluster && instances > 1);
+    if let Some(port) = shared_port {
+        notes.push(format!(
+            "cluster mode: {instances} instances balanced on port {port}, as PM2's workers \
+             shared it (each listens on a private port in PORT)"
+        ));
+    } else if cluster {
         notes.push(format!(
             "cluster mode: {instances} separate processes; they do not share one listening \
-             socket as under PM2 (give them a port range with `port`)"
+             socket as under PM2 (give them a port range with `port`, or one port and \
+             `--balance`)"
         ));
     } else if instances > 1 {
         notes.push(format!(
@@ -458,6 +470,8 @@ fn app(name: &str, entries: &[&Map<String, Value>], pm2_home: &Path) -> Result<I
         instance_var: instance_var.unwrap_or_default(),
         increment_var: text("increment_var")?.unwrap_or_default(),
         stop_exit_codes,
+        port: shared_port.map(|p| p.to_string()).unwrap_or_default(),
+        balance: shared_port.map(|_| Default::default()),
         ..Default::default()
     };
     Ok(Imported {
@@ -596,8 +610,20 @@ mod tests {
         assert_eq!(web.spec.out_file, "/var/log/web-out.log");
         assert!(web.stopped);
         assert!(web.notes[0].starts_with("cluster mode: 2 separate processes"));
+        assert!(web.spec.balance.is_none());
         let other = apps[1].as_ref().unwrap();
         assert_eq!(other.spec.args, ["1000"]);
+    }
+
+    #[test]
+    fn a_cluster_on_one_port_is_balanced_on_it() {
+        let entry = r#"{"name":"web","pm_exec_path":"/w/web.js","exec_mode":"cluster_mode",
+                        "env":{"PORT":"3000"}}"#;
+        let apps = read(&format!("[{entry},{entry}]"), Path::new("/p")).unwrap();
+        let web = apps[0].as_ref().unwrap();
+        assert_eq!(web.spec.port, "3000");
+        assert!(web.spec.balance.is_some());
+        assert!(web.notes[0].contains("balanced on port 3000"), "{:?}", web.notes);
     }
 
     #[test]
