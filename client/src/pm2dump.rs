@@ -623,7 +623,11 @@ mod tests {
         let web = apps[0].as_ref().unwrap();
         assert_eq!(web.spec.port, "3000");
         assert!(web.spec.balance.is_some());
-        assert!(web.notes[0].contains("balanced on port 3000"), "{:?}", web.notes);
+        assert!(
+            web.notes[0].contains("balanced on port 3000"),
+            "{:?}",
+            web.notes
+        );
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct Stats {
     pub total: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// In the pool: false once the instance is draining (or not ready),
+    /// which moves its HTTP/1 keep-alive clients at their next request.
+    in_pool: std::sync::atomic::AtomicBool,
     /// Woken when `active` drops to 0 (for [`Balancer::drain`]).
     idle: Notify,
 }
@@ -379,6 +382,10 @@ impl Pool {
             let was = member.port.is_some();
             member.desired = desired;
             member.port = in_pool;
+            member
+                .stats
+                .in_pool
+                .store(in_pool.is_some(), Ordering::Release);
             let change = match (was, in_pool.is_some()) {
                 (false, true) => Some(Membership::Joined),
                 (true, false) => Some(Membership::Left),

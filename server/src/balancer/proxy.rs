@@ -38,31 +38,296 @@ impl Drop for Picked {
 /// Serves one accepted connection to its end.
 pub(super) async fn serve(
     pool: Arc<Pool>,
-    mut client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     local: Option<SocketAddr>,
 ) {
     let _ = client.set_nodelay(true);
-    let Some((picked, backend)) = connect(&pool).await else {
+    let Some((picked, backend)) = connect(&pool, &[]).await else {
         reset(client);
         return;
     };
+    let header = pool
+        .proxy_protocol()
+        .then(|| proxy_v2_header(peer, local.unwrap_or(peer)));
+    let Some(backend) = attach(backend, &picked, header.as_deref()).await else {
+        return;
+    };
+    let mut relay = Relay {
+        client,
+        backend,
+        picked,
+        up: Pipe::new(),
+        down: Pipe::new(),
+        http: Http::Unknown,
+        turn: Turn::Request,
+    };
+    loop {
+        match relay.run().await {
+            Ok(Step::Done) => return,
+            Ok(Step::Move) => {
+                // The instance drains: this keep-alive client's next request
+                // goes to a ready one. None ready within the hold timeout:
+                // the draining one still serves it.
+                let skip = [relay.picked.id];
+                let moved = match connect(&pool, &skip).await {
+                    Some((picked, backend)) => attach(backend, &picked, header.as_deref())
+                        .await
+                        .map(|backend| (picked, backend)),
+                    None => None,
+                };
+                match moved {
+                    Some((picked, backend)) => {
+                        tracing::debug!(app = %pool.name, from = relay.picked.id, to = picked.id, "moved a keep-alive connection off a draining instance");
+                        relay.backend = backend;
+                        relay.picked = picked;
+                        relay.down = Pipe::new();
+                    }
+                    None => relay.http = Http::Fixed,
+                }
+            }
+            Err(e) => {
+                tracing::debug!(app = %pool.name, id = relay.picked.id, error = %e, "balanced connection ended");
+                return;
+            }
+        }
+    }
+}
+
+/// Wraps a fresh connection to an instance for counting, after the PROXY
+/// header if there is one.
+async fn attach(backend: TcpStream, picked: &Picked, header: Option<&[u8]>) -> Option<Counted> {
     let _ = backend.set_nodelay(true);
     let mut backend = Counted {
         inner: backend,
         stats: picked.stats.clone(),
     };
-    if pool.proxy_protocol() {
-        let header = proxy_v2_header(peer, local.unwrap_or(peer));
-        if backend.write_all(&header).await.is_err() {
-            return;
+    if let Some(header) = header {
+        backend.write_all(header).await.ok()?;
+    }
+    Some(backend)
+}
+
+/// What the client speaks, as far as moving it between instances goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Http {
+    /// Nothing read yet.
+    Unknown,
+    /// HTTP/1 requests one after the other: a request that starts after
+    /// the previous answer may go to another instance.
+    Requests,
+    /// Anything else (another protocol, an upgrade to WebSocket, a body
+    /// sent after `100 Continue`): the connection stays where it is.
+    Fixed,
+}
+
+/// Which side sent last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Request,
+    Response,
+}
+
+/// How a relay's run ended.
+enum Step {
+    /// Both directions are done.
+    Done,
+    /// A new request arrived for an instance out of the pool.
+    Move,
+}
+
+/// One direction's buffer: bytes read from one side, not yet all written
+/// to the other.
+struct Pipe {
+    buf: Box<[u8]>,
+    pos: usize,
+    cap: usize,
+    /// The reading side ended; the writing side gets a shutdown.
+    eof: bool,
+    done: bool,
+    /// The buffer holds a chunk none of which was written yet.
+    fresh: bool,
+}
+
+impl Pipe {
+    fn new() -> Self {
+        Pipe {
+            buf: vec![0; BUFFER].into_boxed_slice(),
+            pos: 0,
+            cap: 0,
+            eof: false,
+            done: false,
+            fresh: false,
         }
     }
-    if let Err(e) =
-        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, BUFFER, BUFFER).await
-    {
-        tracing::debug!(app = %pool.name, id = picked.id, error = %e, "balanced connection ended");
+
+    fn is_empty(&self) -> bool {
+        self.pos == self.cap
     }
+
+    /// Reads the next chunk into the empty buffer; EOF sets `eof`.
+    fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<io::Result<()>> {
+        let mut read = ReadBuf::new(&mut self.buf);
+        std::task::ready!(Pin::new(from).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        (self.pos, self.cap) = (0, n);
+        self.eof = n == 0;
+        self.fresh = n > 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes what the buffer holds.
+    fn poll_drain<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<io::Result<()>> {
+        while !self.is_empty() {
+            let n = std::task::ready!(
+                Pin::new(&mut *to).poll_write(cx, &self.buf[self.pos..self.cap])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pos += n;
+            self.fresh = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A client and the instance it is with, copied both ways in one task:
+/// each direction goes on while the other waits (no deadlock on a full
+/// buffer), a side that ends is shut down on the other (half-close), and
+/// 16 KiB is read ahead each way at most (backpressure).
+struct Relay {
+    client: TcpStream,
+    backend: Counted,
+    picked: Picked,
+    up: Pipe,
+    down: Pipe,
+    http: Http,
+    turn: Turn,
+}
+
+impl Relay {
+    async fn run(&mut self) -> io::Result<Step> {
+        std::future::poll_fn(|cx| self.poll_step(cx)).await
+    }
+
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
+        if let Poll::Ready(step) = self.poll_up(cx)? {
+            return Poll::Ready(Ok(step));
+        }
+        let _ = self.poll_down(cx)?;
+        match self.up.done && self.down.done {
+            true => Poll::Ready(Ok(Step::Done)),
+            false => Poll::Pending,
+        }
+    }
+
+    /// Client to instance. Ready with `Move` when a new request should go
+    /// to another instance; `Done` never comes from here alone.
+    fn poll_up(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
+        loop {
+            if self.up.done {
+                return Poll::Pending;
+            }
+            if !self.up.is_empty() {
+                if self.up.fresh && self.should_move() {
+                    return Poll::Ready(Ok(Step::Move));
+                }
+                std::task::ready!(self.up.poll_drain(cx, &mut self.backend))?;
+                self.turn = Turn::Request;
+                continue;
+            }
+            if self.up.eof {
+                std::task::ready!(Pin::new(&mut self.backend).poll_shutdown(cx))?;
+                self.up.done = true;
+                // The other direction may be finished already.
+                return match self.down.done {
+                    true => Poll::Ready(Ok(Step::Done)),
+                    false => Poll::Pending,
+                };
+            }
+            std::task::ready!(self.up.poll_fill(cx, &mut self.client))?;
+            let chunk = &self.up.buf[..self.up.cap];
+            self.http = classify(self.http, chunk);
+        }
+    }
+
+    /// Instance to client.
+    fn poll_down(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.down.done {
+                return Poll::Ready(Ok(()));
+            }
+            if !self.down.is_empty() {
+                std::task::ready!(self.down.poll_drain(cx, &mut self.client))?;
+                self.turn = Turn::Response;
+                continue;
+            }
+            if self.down.eof {
+                std::task::ready!(Pin::new(&mut self.client).poll_shutdown(cx))?;
+                self.down.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            std::task::ready!(self.down.poll_fill(cx, &mut self.backend))?;
+        }
+    }
+
+    /// A request that starts after the whole previous answer reached the
+    /// client, on an HTTP/1 connection whose instance left the pool.
+    fn should_move(&self) -> bool {
+        self.http == Http::Requests
+            && self.turn == Turn::Response
+            && self.down.is_empty()
+            && !self.down.eof
+            && !self.picked.stats.in_pool.load(Ordering::Acquire)
+    }
+}
+
+/// What a chunk from the client says about the connection: its first
+/// bytes an HTTP/1 request line, or not; a header asking to upgrade the
+/// connection or to send the body after `100 Continue` fixes it to its
+/// instance. (A header split across two reads may be missed: then a move
+/// happens only if the next request starts after the answer, as ever.)
+pub(super) fn classify(http: Http, chunk: &[u8]) -> Http {
+    let http = match http {
+        Http::Unknown if is_request_line(chunk) => Http::Requests,
+        Http::Unknown => Http::Fixed,
+        other => other,
+    };
+    if http == Http::Requests && fixes_connection(chunk) {
+        return Http::Fixed;
+    }
+    http
+}
+
+/// `METHOD target HTTP/1.x` up to the first line's end.
+fn is_request_line(chunk: &[u8]) -> bool {
+    let Some(end) = chunk.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    let line = &chunk[..end];
+    let Some(space) = line.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    space > 0
+        && line[..space].iter().all(u8::is_ascii_uppercase)
+        && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
+}
+
+/// Whether the chunk has an `Upgrade:` or `Expect:` header line.
+fn fixes_connection(chunk: &[u8]) -> bool {
+    chunk.split(|&b| b == b'\n').skip(1).any(|line| {
+        let name = |n: &[u8]| line.len() > n.len() && line[..n.len()].eq_ignore_ascii_case(n);
+        name(b"upgrade:") || name(b"expect:")
+    })
 }
 
 /// Decrements the count of held connections when a wait ends.
@@ -76,13 +341,13 @@ impl Drop for Held<'_> {
 
 /// An instance and a connection to it; None when the connection is to be
 /// refused (the reason is counted and reported by the pool).
-async fn connect(pool: &Pool) -> Option<(Picked, TcpStream)> {
+async fn connect(pool: &Pool, skip: &[u32]) -> Option<(Picked, TcpStream)> {
     let mut joined = pool.joined.subscribe();
     let mut deadline: Option<Instant> = None;
     let mut held: Option<Held<'_>> = None;
     loop {
         joined.borrow_and_update();
-        let mut refused_by = Vec::new();
+        let mut refused_by = skip.to_vec();
         while let Some(picked) = pool.pick(&refused_by) {
             match TcpStream::connect((Ipv4Addr::LOCALHOST, picked.port)).await {
                 Ok(stream) => return Some((picked, stream)),

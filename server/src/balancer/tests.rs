@@ -201,3 +201,138 @@ async fn with_no_ready_instance_a_connection_waits_then_is_refused() {
     assert!(TcpStream::connect(("127.0.0.1", public)).await.is_err());
     pool.close();
 }
+
+/// An HTTP/1.1 keep-alive server on a free loopback port: answers each
+/// request (headers only) with a body of `name`.
+async fn http_server(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
+                            name.len()
+                        );
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Sends one request on `client` and reads its answer's body (one byte
+/// per name, as `http_server` writes it).
+async fn ask(client: &mut TcpStream) -> String {
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 256];
+    while !answer.ends_with(b"\r\n\r\nA") && !answer.ends_with(b"\r\n\r\nB") {
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer[answer.len() - 1..]).into_owned()
+}
+
+#[tokio::test]
+async fn a_keep_alive_client_moves_off_a_draining_instance_at_its_next_request() {
+    let (a, b) = (http_server("A").await, http_server("B").await);
+    let public = free_port();
+    let pool = Pool::new(
+        "web",
+        settings(public, BalanceStrategy::RoundRobin, 1000),
+        quiet(),
+    );
+    pool.sync(1, true, Some(a));
+    pool.open().unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", public)).await.unwrap();
+    assert_eq!(ask(&mut client).await, "A");
+    assert_eq!(ask(&mut client).await, "A", "kept while A serves");
+
+    // A drains; B is ready: the next request on the same connection is B's,
+    // and A's count of open connections drops to 0.
+    pool.sync(2, true, Some(b));
+    pool.sync(1, true, None);
+    assert_eq!(ask(&mut client).await, "B");
+    assert_eq!(pool.stats(1).unwrap().active.load(Ordering::Relaxed), 0);
+    assert_eq!(pool.stats(2).unwrap().active.load(Ordering::Relaxed), 1);
+    pool.close();
+}
+
+#[tokio::test]
+async fn other_protocols_stay_with_their_instance() {
+    let (echo, other) = (echo_server().await, echo_server().await);
+    let public = free_port();
+    let pool = Pool::new(
+        "tcp",
+        settings(public, BalanceStrategy::RoundRobin, 1000),
+        quiet(),
+    );
+    pool.sync(1, true, Some(echo));
+    pool.open().unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", public)).await.unwrap();
+    let mut buf = [0u8; 5];
+    client.write_all(b"hello").await.unwrap();
+    client.read_exact(&mut buf).await.unwrap();
+    pool.sync(2, true, Some(other));
+    pool.sync(1, true, None);
+    client.write_all(b"again").await.unwrap();
+    client.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"again");
+    assert_eq!(
+        pool.stats(1).unwrap().active.load(Ordering::Relaxed),
+        1,
+        "not moved"
+    );
+    assert_eq!(pool.stats(2).unwrap().total.load(Ordering::Relaxed), 0);
+    pool.close();
+}
+
+#[test]
+fn only_plain_http1_requests_may_move() {
+    use super::proxy::{Http, classify};
+    let get = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+    assert_eq!(classify(Http::Unknown, get), Http::Requests);
+    assert_eq!(
+        classify(Http::Unknown, b"\x16\x03\x01\x02\x00"),
+        Http::Fixed,
+        "TLS"
+    );
+    assert_eq!(
+        classify(Http::Unknown, b"PRI * HTTP/2.0\r\n\r\nSM"),
+        Http::Fixed
+    );
+    let ws = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    assert_eq!(classify(Http::Unknown, ws), Http::Fixed);
+    let upload = b"PUT /f HTTP/1.1\r\nexpect: 100-continue\r\nContent-Length: 9\r\n\r\n";
+    assert_eq!(classify(Http::Unknown, upload), Http::Fixed);
+    assert_eq!(
+        classify(Http::Requests, b"Upgrade: h2c\r\n"),
+        Http::Requests,
+        "a header's value, not a line start"
+    );
+    assert_eq!(
+        classify(Http::Requests, b"x\r\nUpgrade: h2c\r\n"),
+        Http::Fixed
+    );
+}
