@@ -154,6 +154,59 @@ fn render(sup: &Supervisor) -> Result<String, crate::error::Error> {
             Some(format!("{} {port}", labels(v, "")))
         }),
     );
+    // A balanced app's instances: their part of the public port.
+    let balanced = || {
+        views
+            .iter()
+            .filter_map(|v| v.balance.as_ref().map(|(_, i)| (v, i)))
+    };
+    family(
+        "pmdaemon_instance_balanced_in_pool",
+        "gauge",
+        "1 while the balanced instance takes new connections from its app's public port.",
+        &mut balanced().map(|(v, i)| format!("{} {}", labels(v, ""), u8::from(i.in_pool))),
+    );
+    family(
+        "pmdaemon_instance_balanced_connections",
+        "gauge",
+        "Connections open through the public port to the instance.",
+        &mut balanced().map(|(v, i)| format!("{} {}", labels(v, ""), i.active)),
+    );
+    family(
+        "pmdaemon_instance_balanced_connections_total",
+        "counter",
+        "Connections forwarded to the instance since the daemon started.",
+        &mut balanced().map(|(v, i)| format!("{} {}", labels(v, ""), i.total)),
+    );
+    family(
+        "pmdaemon_instance_balanced_bytes_total",
+        "counter",
+        "Bytes through the public port: from clients to the instance (in), and back (out).",
+        &mut balanced().flat_map(|(v, i)| {
+            [
+                format!("{} {}", labels(v, ",direction=\"in\""), i.bytes_in),
+                format!("{} {}", labels(v, ",direction=\"out\""), i.bytes_out),
+            ]
+        }),
+    );
+    let mut pools: Vec<(&str, &crate::balancer::PoolStatus)> = views
+        .iter()
+        .filter_map(|v| Some((v.name.as_str(), &v.balance.as_ref()?.0)))
+        .collect();
+    pools.dedup_by_key(|(name, _)| *name);
+    family(
+        "pmdaemon_app_balanced_refused_total",
+        "counter",
+        "Connections a balanced app's public port refused (no ready instance in time, the wait queue full).",
+        &mut pools.iter().map(|(name, p)| {
+            format!(
+                "{{name=\"{}\",port=\"{}\"}} {}",
+                escape(name),
+                p.public_port,
+                p.refused
+            )
+        }),
+    );
     let mut apps: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
     apps.sort_unstable();
     apps.dedup();
