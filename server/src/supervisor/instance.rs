@@ -419,9 +419,11 @@ impl Ctx {
     /// leaves.
     fn touched(&self) {
         self.events.touch();
+        // The plan before the record: the lock order is Plan, then Shared.
+        let planned = self.plan.locked().spec.balance.is_some();
         let (desired, in_pool) = {
             let s = self.shared.locked();
-            if s.spec.balance.is_none() && self.plan.locked().spec.balance.is_none() {
+            if !planned && s.spec.balance.is_none() {
                 return;
             }
             let serving = s.ready && s.state == State::Online;

@@ -95,6 +95,13 @@ impl Supervisor {
                         return Ok(view);
                     }
                 }
+                // Balanced: serving means in its pool (its check, the
+                // app's or the implied TCP one, passed).
+                State::Online if view.balance.is_some() => {
+                    if view.balance.as_ref().is_some_and(|(_, i)| i.in_pool) {
+                        return Ok(view);
+                    }
+                }
                 State::Online => {
                     let ready = match s.port {
                         // Loopback first; after a second, any address
