@@ -226,15 +226,16 @@ fn directory_and_command_line_scripts_run_as_pm2_runs_them() {
     );
 }
 
-/// A cluster file with one fixed PORT in `env` warns at start with the
-/// range to use (its instances are separate processes).
+/// A cluster file with one fixed PORT in `env` and `balance: false` (no
+/// balanced port, which is the default: see the balancer tests) warns at
+/// start with the range to use (its instances are separate processes).
 #[test]
-fn a_cluster_with_one_fixed_port_warns_at_start() {
+fn an_unbalanced_cluster_with_one_fixed_port_warns_at_start() {
     let d = TestDaemon::start();
     let file = d.write_file(
         "cluster.yaml",
         "apps:\n  - name: api\n    script: sleep\n    args: \"100000\"\n    instances: 2\n    \
-         env:\n      PORT: 3000\n",
+         env:\n      PORT: 3000\n    balance: false\n",
     );
     let out = d.pmd(&["start", arg(&file)]);
     assert!(out.status.success(), "{}", describe_output(&out));
