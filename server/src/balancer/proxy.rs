@@ -1,9 +1,21 @@
 //! One balanced connection: pick an instance (waiting for one while none is
 //! ready, within the hold timeout), connect to its private port, send the
 //! PROXY protocol v2 header when asked, then copy both ways until both
-//! sides are done (`copy_bidirectional`: half-close passed on, 16 KiB
-//! buffers each way, a slow side slows the other down instead of filling
-//! memory). A refused client is reset, never left hanging.
+//! sides are done ([`Relay`]: half-close passed on, 8 KiB buffers each
+//! way, a slow side slows the other down instead of filling memory). A
+//! refused client is reset, never left hanging.
+//!
+//! HTTP/1 keep-alive: a client keeps its connection, so draining its
+//! instance would wait for the whole drain timeout and then cut it, maybe
+//! under a request. Instead, once the instance is out of the pool, the next
+//! request on such a connection (bytes from the client after the whole
+//! answer reached it) goes to a ready instance over a new connection, and
+//! the old one is closed while idle. Only connections that began with an
+//! HTTP/1 request line and asked for no upgrade and no `100 Continue`
+//! move; anything else stays with its instance until it ends or the drain
+//! timeout passes. A pipelining client (requests sent before the answers)
+//! is not told apart and could lose a pipelined request in a move;
+//! browsers and common clients do not pipeline.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,8 +31,9 @@ use tokio::time::Instant;
 
 use super::{MAX_HELD_CONNECTIONS, Picked, Pool, Stats};
 
-/// Bytes buffered each way per connection.
-const BUFFER: usize = 16 * 1024;
+/// Bytes buffered each way per connection (tokio's `copy_bidirectional`
+/// default): 16 KiB per open connection in all.
+const BUFFER: usize = 8 * 1024;
 
 /// How soon a held connection tries again when every ready instance just
 /// refused it (an instance in the pool that is closing its listener).
@@ -203,7 +216,7 @@ impl Pipe {
 /// A client and the instance it is with, copied both ways in one task:
 /// each direction goes on while the other waits (no deadlock on a full
 /// buffer), a side that ends is shut down on the other (half-close), and
-/// 16 KiB is read ahead each way at most (backpressure).
+/// 8 KiB is read ahead each way at most (backpressure).
 struct Relay {
     client: TcpStream,
     backend: Counted,
