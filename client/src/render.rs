@@ -756,7 +756,15 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
         let name = label(key);
         // Structured spec fields read better as one line.
         let line = match key {
-            "health_check" => view.health_check.as_ref().map(HealthCheckView::summary),
+            "health_check" => match (&view.health_check, &view.balancer) {
+                (Some(check), _) => Some(check.summary()),
+                // The daemon's readiness check of a balanced instance.
+                (None, Some(_)) => Some(
+                    "tcp 127.0.0.1:{port}, implied by the balanced port (give one to replace it)"
+                        .into(),
+                ),
+                (None, None) => None,
+            },
             "balancer" => view.balancer.as_ref().map(BalancerView::summary),
             "depends_on" if !view.depends_on.is_empty() => Some(
                 view.depends_on
