@@ -57,6 +57,18 @@ fn ports() -> Ports {
     }
 }
 
+/// The first of `count` free ports, all outside the default range of the
+/// instances' private ports (auto:20000-29999), which may not hold the
+/// public port.
+fn ports_outside_default_range(count: u16) -> u16 {
+    loop {
+        let base = free_ports(count);
+        if base + count <= 20000 || base >= 30000 {
+            return base;
+        }
+    }
+}
+
 /// The `balancer` object of a list/describe row (panics when it is null:
 /// the app is not balanced).
 fn lb(row: &Value) -> &Value {
@@ -329,7 +341,7 @@ fn start_balanced(
 fn four_instances_share_one_public_port_round_robin() {
     let _default_range = DEFAULT_RANGE.lock().unwrap_or_else(PoisonError::into_inner);
     let d = TestDaemon::start();
-    let public = free_ports(1);
+    let public = ports_outside_default_range(1);
     let server = d.write_http_server("server.py");
     d.pmd_ok(&[
         "start",
@@ -969,7 +981,7 @@ fn a_pm2_cluster_on_one_port_is_balanced_by_default() {
     let _default_range = DEFAULT_RANGE.lock().unwrap_or_else(PoisonError::into_inner);
     let d = TestDaemon::start();
     d.write_http_server("server.py");
-    let base = free_ports(3);
+    let base = ports_outside_default_range(3);
     let (env_port, key_port, apart_port) = (base, base + 1, base + 2);
     let file = d.write_file(
         "ecosystem.yaml",
