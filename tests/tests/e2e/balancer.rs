@@ -489,20 +489,126 @@ fn fetch_n_ok(port: u16, count: usize) {
     }
 }
 
+/// A connection through a balanced port that has sent nothing yet, and
+/// the instance (id) the balancer gave it: open on that instance until
+/// [`Pinned::finish`] sends its request.
+struct Pinned {
+    stream: TcpStream,
+    id: u64,
+}
+
+impl Pinned {
+    /// Sends the request and reads the answer to the end.
+    fn finish(mut self) -> Result<HttpReply, String> {
+        self.stream
+            .write_all(REQUEST)
+            .map_err(|e| format!("write: {e}"))?;
+        let mut response = Vec::new();
+        self.stream
+            .read_to_end(&mut response)
+            .map_err(|e| format!("read: {e} (after {} bytes)", response.len()))?;
+        reply_of(&response)
+    }
+}
+
+/// The open connections of a row's instance through the public port.
+fn active(row: &Value) -> u64 {
+    counter(row, "active_connections")
+}
+
+/// Opens `count` connections through `port` to app `name` (no other
+/// client about), one at a time, each seen open on its instance before
+/// the next; round-robin gives each its own instance.
+fn pin(d: &TestDaemon, name: &str, port: u16, count: usize) -> Vec<Pinned> {
+    let mut pinned: Vec<Pinned> = Vec::new();
+    for open in 1..=count as u64 {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+        stream.set_read_timeout(Some(WAIT.times(2).get())).unwrap();
+        let id = wait_for_value(
+            &format!("connection {open} open on its instance"),
+            WAIT,
+            || {
+                let rows = d.instances(name);
+                if rows.iter().map(active).sum::<u64>() != open {
+                    return None;
+                }
+                rows.iter()
+                    .find(|r| active(r) == 1 && pinned.iter().all(|p| p.id != id_of(r)))
+                    .map(id_of)
+            },
+        );
+        pinned.push(Pinned { stream, id });
+    }
+    pinned
+}
+
+/// While `change` runs, every pinned connection whose instance starts
+/// stopping is finished there, the instance draining it: answered by the
+/// instance's old process (`pids` by id), not cut by its stop signal.
+/// Returns `change`'s result and the pins of instances that did not stop.
+fn drain_pins<T: Send>(
+    d: &TestDaemon,
+    name: &str,
+    mut pinned: Vec<Pinned>,
+    stopping: &[u64],
+    pids: &BTreeMap<u64, u32>,
+    change: impl FnOnce() -> T + Send,
+) -> (T, Vec<Pinned>) {
+    thread::scope(|scope| {
+        let change = scope.spawn(change);
+        for _ in stopping {
+            let row = wait_for_value("an instance draining its pinned connection", WAIT, || {
+                d.instances(name).into_iter().find(|r| {
+                    r["status"] == "stopping"
+                        && stopping.contains(&id_of(r))
+                        && pinned.iter().any(|p| p.id == id_of(r))
+                })
+            });
+            let id = id_of(&row);
+            assert_eq!(lb(&row)["in_pool"], false, "draining in the pool: {row:#}");
+            let at = pinned
+                .iter()
+                .position(|p| p.id == id)
+                .unwrap_or_else(|| panic!("no pinned connection on id {id}"));
+            let reply = pinned.remove(at).finish().unwrap_or_else(|e| {
+                panic!("the open connection of the stopping instance {id} was cut: {e}")
+            });
+            assert_eq!(reply.pid, pids[&id], "id {id}: {reply:?}");
+        }
+        (change.join().expect("the change panicked"), pinned)
+    })
+}
+
 /// `pmd reload` of four instances while a client sends request after
 /// request (a new connection each) through the public port: not one
 /// fails, every instance is replaced (new pids, the old ones gone), and
-/// the client reaches every new instance.
+/// the client reaches every new instance. Each instance drains before its
+/// stop: a connection opened on each beforehand and left idle is answered
+/// by its old process once that process is stopping.
 #[test]
 fn reload_under_load_fails_no_request() {
     let d = TestDaemon::start();
     let p = ports();
     let server = d.write_http_server("server.py");
-    let before = start_balanced(&d, arg(&server), "rolling", 4, &p, &[]);
+    let before = start_balanced(
+        &d,
+        arg(&server),
+        "rolling",
+        4,
+        &p,
+        &["--drain-timeout", "1m"],
+    );
     let old_pids = pids_of(&before);
+    let ids: Vec<u64> = before.iter().map(id_of).collect();
+    let by_id: BTreeMap<u64, u32> = ids.iter().copied().zip(old_pids.clone()).collect();
 
+    let pinned = pin(&d, "rolling", p.public, 4);
     let load = Load::start(p.public);
-    d.pmd_ok(&["reload", "rolling"]);
+    let (out, left) = drain_pins(&d, "rolling", pinned, &ids, &by_id, || {
+        d.pmd(&["reload", "rolling"])
+    });
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(left.is_empty());
     let after = wait_pool(&d, "rolling", 4);
     let new_pids = pids_of(&after);
     for (index, (old, new)) in old_pids.iter().zip(&new_pids).enumerate() {
@@ -516,11 +622,6 @@ fn reload_under_load_fails_no_request() {
     for old in &old_pids {
         assert!(!pid_alive(*old), "old instance {old} survived the reload");
     }
-    let seen: BTreeSet<u32> = outcomes.iter().flatten().map(|r| r.pid).collect();
-    assert!(
-        old_pids.iter().any(|p| seen.contains(p)),
-        "the client never reached an old instance: the load started too late"
-    );
 }
 
 /// Waits for the file `GATE` (relative to the cwd; when `GATE` is set)
@@ -591,22 +692,46 @@ fn a_single_instance_restart_holds_connections_until_the_replacement_is_ready() 
 
 /// `pmd scale` from four instances to two and back to four under a
 /// request loop: not one request fails; the two removed instances drain
+/// (a connection left open on each is answered once they are stopping)
 /// and go, the two new ones join and get traffic.
 #[test]
 fn scale_down_and_up_under_load_fails_no_request() {
     let d = TestDaemon::start();
     let p = ports();
     let server = d.write_http_server("server.py");
-    let four = start_balanced(&d, arg(&server), "elastic", 4, &p, &[]);
+    let four = start_balanced(
+        &d,
+        arg(&server),
+        "elastic",
+        4,
+        &p,
+        &["--drain-timeout", "1m"],
+    );
+    let by_id: BTreeMap<u64, u32> = four
+        .iter()
+        .map(|r| (id_of(r), pid_of(r).unwrap()))
+        .collect();
+    let removed: Vec<u64> = four[2..].iter().map(id_of).collect();
+    let pinned = pin(&d, "elastic", p.public, 4);
     let load = Load::start(p.public);
 
-    d.pmd_ok(&["scale", "elastic", "2"]);
+    let (out, kept) = drain_pins(&d, "elastic", pinned, &removed, &by_id, || {
+        d.pmd(&["scale", "elastic", "2"])
+    });
+    assert!(out.status.success(), "{}", describe_output(&out));
     let two = wait_pool(&d, "elastic", 2);
     assert_eq!(pids_of(&two), pids_of(&four[..2]), "kept instances changed");
     for gone in pids_of(&four[2..]) {
         wait_for(&format!("removed instance {gone} to exit"), WAIT, || {
             !pid_alive(gone)
         });
+    }
+    for pin in kept {
+        let id = pin.id;
+        let reply = pin
+            .finish()
+            .expect("the open connection of a kept instance");
+        assert_eq!(reply.pid, by_id[&id], "{reply:?}");
     }
     let served = load.count();
     wait_for("answers after the scale down", WAIT, || {
