@@ -352,6 +352,10 @@ pub struct Ctx {
     /// Balanced apps' pools: told after every change of the record whether
     /// the instance should run and is in its pool.
     pub balancer: Arc<crate::balancer::Balancer>,
+    /// Checks the instance's port on the host again before an automatic
+    /// restart, moving an `auto:` one that another process took meanwhile
+    /// (`Supervisor::recheck_ports`).
+    pub recheck_port: Arc<dyn Fn(u32) + Send + Sync>,
 }
 
 struct Run {
@@ -943,6 +947,18 @@ impl Ctx {
         phase
     }
 
+    /// An automatic restart of a balanced instance first checks its private
+    /// port again: a run on a port another process took would fail to bind
+    /// it while its implied TCP check passed on that process, and the pool
+    /// would hand it the clients.
+    fn respawn(&self) -> Phase {
+        let balanced = self.plan.locked().spec.balance.is_some();
+        if balanced {
+            (self.recheck_port)(self.id);
+        }
+        self.spawn_or_fail().0
+    }
+
     /// Spawns for a (re)start; a failure goes through the restart policy
     /// like a crash would, so it ends in `errored`, never in a loop.
     fn spawn_or_fail(&self) -> (Phase, Result<()>) {
@@ -1233,13 +1249,13 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
             // respawn.
             Phase::Waiting(until) if until <= Instant::now() => {
                 ctx.count_restart(false);
-                ctx.spawn_or_fail().0
+                ctx.respawn()
             }
             Phase::Waiting(until) => {
                 let cmd = tokio::select! {
                     _ = tokio::time::sleep_until(until) => {
                         ctx.count_restart(false);
-                        phase = ctx.spawn_or_fail().0;
+                        phase = ctx.respawn();
                         continue;
                     }
                     cmd = rx.recv() => cmd,

@@ -188,6 +188,7 @@ impl Supervisor {
         let shared = Arc::new(Mutex::new(shared));
         let (tx, rx) = mpsc::unbounded_channel();
         let weak = Arc::downgrade(&self.inner);
+        let recheck = weak.clone();
         let ctx = instance::Ctx {
             id,
             index,
@@ -207,6 +208,13 @@ impl Supervisor {
             }),
             events: self.inner.events.clone(),
             balancer: self.inner.balancer.clone(),
+            recheck_port: Arc::new(move |id| {
+                if let Some(inner) = recheck.upgrade() {
+                    for (_, why) in (Supervisor { inner }).recheck_ports(&[id], true) {
+                        tracing::warn!(id, "{why}");
+                    }
+                }
+            }),
         };
         tokio::spawn(instance::run(ctx, rx));
         Ok(Instance {

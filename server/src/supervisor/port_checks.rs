@@ -22,6 +22,19 @@ use super::table::InstanceView;
 /// Ports for every instance of `spec` (none without a port spec; a
 /// balanced app's private ones, from its instance range).
 pub(super) fn assign_ports(spec: &AppSpec, others: &[Claim], keep: &[u16]) -> Result<Vec<u16>> {
+    // A balanced app's public port is its claim too: another app's port
+    // (running or stopped) is refused naming that app, as a fixed port is.
+    if let Some(public) = spec.public_port()
+        && let Some(claim) = others
+            .iter()
+            .find(|c| c.app != spec.name && c.holds(public))
+    {
+        return Err(ports::PortError::Conflict {
+            port: public,
+            app: claim.app.clone(),
+        }
+        .into());
+    }
     match spec.instance_ports() {
         None => Ok(Vec::new()),
         Some(port) => Ok(ports::assign(

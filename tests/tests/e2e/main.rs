@@ -34,6 +34,10 @@
 //!   `ls --sort`, `logs --json`, `--node-args`, `import pm2`;
 //! - `cluster`: several instances of an app, `pmd scale`;
 //! - `ports`: port ranges, `auto:` assignment, conflicts, `restart --port`;
+//! - `balancer`: `--balance`: one public port in front of the instances,
+//!   requests through it while the app is reloaded, restarted or scaled,
+//!   health and pool membership, conflicts, PROXY protocol v2,
+//!   least-connections, PM2 clusters on one port, counters and events;
 //! - `reload_watch`: rolling `pmd reload` and restarts on file changes;
 //! - `health`: HTTP, TCP and script checks, `--wait-ready`, liveness
 //!   restarts, `{port}` in a cluster's check;
@@ -63,6 +67,7 @@
 //! - `sdk_typescript`: the TypeScript client's `node --test` suite
 //!   (sdk/typescript) after `npm ci` (when its lock changed) and tsc.
 
+mod balancer;
 mod cgroups;
 mod cluster;
 mod contract;
