@@ -13,6 +13,9 @@ round, the rounds interleaved so that the machine's drift spreads evenly:
   haproxy    (--haproxy) haproxy in TCP mode in front of one instance: what
              any user-space TCP relay costs on this machine
 
+and direct, bal2 and pm2 again with `Connection: close` (a connection per
+request: the front handles every connection, not 16).
+
 Then, per round, failed requests while the 2-instance app is reloaded (and
 restarted) three times under load: `pmd reload`, `pmd restart`, and
 `pmd reload` with `Connection: close`; the same with `pm2` when --pm2.
@@ -267,11 +270,11 @@ class Haproxy:
 # measurements
 
 
-def steady(url, duration_s, front_pids, app_pids):
+def steady(url, duration_s, close, front_pids, app_pids):
     """One wrk run with the CPU time of the front (balancer, PM2's master,
     haproxy: none for direct), of the app instances and of wrk itself."""
     front0, apps0, wrk0 = proc_cpu_ns(front_pids), proc_cpu_ns(app_pids), children_cpu_s()
-    r = run_wrk(url, duration_s)
+    r = run_wrk(url, duration_s, close)
     front1, apps1, wrk1 = proc_cpu_ns(front_pids), proc_cpu_ns(app_pids), children_cpu_s()
     r["front_ticks"], r["front_sched"] = (front1[0] - front0[0], front1[1] - front0[1])
     r["apps_sched"] = apps1[1] - apps0[1]
@@ -365,35 +368,41 @@ def main():
         pmd.start("bal1", port["bal1"], 1, balanced=True)
         pmd.start("bal2", port["bal2"], 2, balanced=True)
         daemon = [pmd.daemon.pid]
-        # Who uses CPU for a request, per scenario: (front, instances).
+        # Per scenario: its port, whether wrk closes each connection, and
+        # who uses CPU for a request (front, instances).
         scenarios = {
-            "direct": lambda: ([], pmd.pids("direct")),
-            "bal1": lambda: (daemon, pmd.pids("bal1")),
-            "bal2": lambda: (daemon, pmd.pids("bal2")),
+            "direct": ("direct", False, lambda: ([], pmd.pids("direct"))),
+            "bal1": ("bal1", False, lambda: (daemon, pmd.pids("bal1"))),
+            "bal2": ("bal2", False, lambda: (daemon, pmd.pids("bal2"))),
         }
         if args.haproxy:
             # In front of bal1's instance, so it relays to the same kind of
             # process as bal1 does; bal1's own port is idle meanwhile.
             private = pmd.apps("bal1")[0]["port"]
             hap = Haproxy(b, root, port["haproxy"], private)
-            scenarios["haproxy"] = lambda: ([hap.proc.pid], pmd.pids("bal1"))
+            scenarios["haproxy"] = ("haproxy", False, lambda: ([hap.proc.pid], pmd.pids("bal1")))
         if args.pm2:
             run.log("starting the PM2 cluster")
             pm2 = Pm2(root, port["pm2"])
             pm2.start(2)
-            scenarios["pm2"] = lambda: ([pm2.daemon_pid()], pm2.pids())
+            scenarios["pm2"] = ("pm2", False, lambda: ([pm2.daemon_pid()], pm2.pids()))
+
+        for name in ("direct", "bal2", "pm2"):
+            if name in scenarios:
+                key, _, who = scenarios[name]
+                scenarios[f"{name}-close"] = (key, True, who)
 
         # Node's JIT and the sockets' first allocations: not measured.
-        for name in scenarios:
-            run_wrk(f"http://127.0.0.1:{port[name]}/", 2)
+        for key, close, _ in scenarios.values():
+            run_wrk(f"http://127.0.0.1:{port[key]}/", 2, close)
 
         for r in range(args.rounds):
-            for name, who in scenarios.items():
+            for name, (key, close, who) in scenarios.items():
                 run.log(f"round {r + 1}/{args.rounds}: {name}, wrk -t{THREADS} -c{CONNECTIONS} "
                         f"-d{args.duration}s")
                 front, apps = who()
                 steady_runs.setdefault(name, []).append(
-                    steady(f"http://127.0.0.1:{port[name]}/", args.duration, front, apps))
+                    steady(f"http://127.0.0.1:{port[key]}/", args.duration, close, front, apps))
 
         if not args.no_ops:
             managers = [("pmd", port["bal2"], lambda op: pmd(op, "bal2"), lambda: pmd.pids("bal2"))]
@@ -430,9 +439,11 @@ def report(args, steady_runs, op_runs):
         "haproxy": "haproxy (tcp, 1 thread) -> 1 instance",
         "pm2": "PM2 cluster, 2 instances",
     }
+    for name in list(labels):
+        labels[f"{name}-close"] = f"{labels[name]}, Connection: close"
     stat = {name: {k: med([r[k] for r in runs]) for k in ("rps", "p50", "p99")}
             for name, runs in steady_runs.items()}
-    print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{args.duration}s --latency, keep-alive, "
+    print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{args.duration}s --latency (keep-alive unless said), "
           f"median of {args.rounds} round(s)")
     print()
     width = max(len(labels[n]) for n in steady_runs)
@@ -441,7 +452,7 @@ def report(args, steady_runs, op_runs):
     for name, runs in steady_runs.items():
         s = stat[name]
         reqs = sum(r["requests"] for r in runs)
-        front = sum(r["front_sched"] for r in runs) / reqs / 1e3 if name != "direct" else None
+        front = sum(r["front_sched"] for r in runs) / reqs / 1e3 if not name.startswith("direct") else None
         apps = sum(r["apps_sched"] for r in runs) / reqs / 1e3
         print(f"{labels[name]:<{width}}  {s['rps']:>8,.0f}  {s['p50']:>7.3f}  {s['p99']:>7.3f}  "
               f"{sum(r['failed'] for r in runs):>6}  "
@@ -460,13 +471,13 @@ def report(args, steady_runs, op_runs):
             walls = [w for _, ws, _ in runs for w in ws]
             rows.append((label, ", ".join(map(str, failed)), timeouts,
                          med([r["rps"] for r, _, _ in runs]), med([r["p99"] for r, _, _ in runs]),
-                         statistics.median(walls) * 1e3, all(rep for _, _, rep in runs)))
+                         statistics.median(walls) * 1e3, max(walls) * 1e3, all(rep for _, _, rep in runs)))
         width = max(len(r[0]) for r in rows)
         print(f"{'scenario':<{width}}  {'failed per run':>14}  {'timeouts':>8}  {'req/s':>8}  "
-              f"{'p99 ms':>7}  {'op wall ms':>10}  replaced")
-        for label, failed, timeouts, rps, p99, wall, rep in rows:
+              f"{'p99 ms':>7}  {'op ms, median (max)':>19}  replaced")
+        for label, failed, timeouts, rps, p99, wall, wall_max, rep in rows:
             print(f"{label:<{width}}  {failed:>14}  {timeouts:>8}  {rps:>8,.0f}  {p99:>7.2f}  "
-                  f"{wall:>10.0f}  {'yes' if rep else 'NO'}")
+                  f"{f'{wall:.0f} ({wall_max:.0f})':>19}  {'yes' if rep else 'NO'}")
 
     # Targets.
     print()
@@ -502,7 +513,7 @@ def report(args, steady_runs, op_runs):
               f"p50 {spread([r['p50'] for r in runs], lambda v: f'{v:.3f}')} ms, "
               f"p99 {spread([r['p99'] for r in runs], lambda v: f'{v:.3f}')} ms over {len(runs)} run(s)")
     for name, runs in steady_runs.items():
-        if name == "direct":
+        if name.startswith("direct"):
             continue
         reqs = sum(r["requests"] for r in runs)
         secs = len(runs) * args.duration
