@@ -144,6 +144,18 @@ def proc_cpu_ns(pids):
     return ticks, sched
 
 
+def free_ports(count):
+    """`count` consecutive free ports below 20000: the balancer's default
+    private range, auto:20000-29999, may not hold a public port. The start
+    depends on our pid, so that concurrent runs rarely meet."""
+    low, span = 10_000, (20_000 - 10_000) // 32
+    for step in range(span):
+        base = low + ((os.getpid() * 7919 + step) % span) * 32
+        if all(run.port_free(p) for p in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports between 10000 and 20000")
+
+
 def http_ok(port):
     """A GET on 127.0.0.1:port answered 200."""
     try:
@@ -165,7 +177,10 @@ class Pmd:
         b.wait_ping(home, self.daemon)
 
     def __call__(self, *args, **kw):
-        return self.b.pmd(self.home, *args, **kw)
+        try:
+            return self.b.pmd(self.home, *args, **kw)
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(f"pmd {' '.join(args)}: {e.stderr.decode(errors='replace').strip()}") from None
 
     def apps(self, name):
         return [a for a in self.b.list_json(self.home) if a["name"] == name]
@@ -360,7 +375,7 @@ def main():
     steady_runs = {}  # scenario -> [wrk result per round]
     op_runs = {}  # (manager, op, close) -> [(wrk result, walls, replaced) per round]
     try:
-        base = run.free_port_block(5)
+        base = free_ports(5)
         port = dict(direct=base, bal1=base + 1, bal2=base + 2, pm2=base + 3, haproxy=base + 4)
         pmd = Pmd(b, os.path.join(root, "pmd"))
         run.log("starting the apps: direct, bal1, bal2")
