@@ -19,10 +19,11 @@ server.listen(Number(process.env.PORT), () => {
 });
 
 // Graceful stop, as PM2's documentation recommends for a zero-downtime
-// reload (PM2 sends SIGINT, pmd SIGTERM by default): stop accepting, let
-// the requests in progress finish, then exit. Node 20's close() also
-// closes idle keep-alive connections; a busy one is closed after its
-// current answer. The manager's kill timeout is the backstop.
+// reload (PM2 sends SIGINT, pmd SIGTERM by default): stop accepting, then
+// exit once the connections are gone (since Node 19, close() also closes
+// the idle keep-alive ones; a request sent on one just then is lost, which
+// is what a reload without a balancer in front risks). The manager's kill
+// timeout is the backstop.
 function stop() {
   server.close(() => process.exit(0));
 }
