@@ -80,24 +80,45 @@ pub(super) async fn serve(
             Ok(Step::Done) => return,
             Ok(Step::Move) => {
                 // The instance drains: this keep-alive client's next request
-                // goes to a ready one. None ready within the hold timeout:
-                // the draining one still serves it.
-                let skip = [relay.picked.id];
-                let moved = match connect(&pool, &skip).await {
-                    Some((picked, backend)) => attach(backend, &picked, header.as_deref())
-                        .await
-                        .map(|backend| (picked, backend)),
-                    None => None,
+                // goes to a ready one. The draining one is let go first: its
+                // drain waits for this connection, and a restart starts the
+                // replacement only once the drain is over, so waiting for a
+                // ready instance while still holding it would stall both
+                // until the drain and hold timeouts and then cut the request
+                // (every keep-alive client of a restarted single instance,
+                // or of instances all restarted at once). Nothing is lost:
+                // the connection to it is idle (its last answer passed on
+                // whole, the new request not sent). None ready within the
+                // hold timeout: the client is reset, as a new one would be.
+                let Relay {
+                    client,
+                    backend,
+                    picked,
+                    up,
+                    http,
+                    turn,
+                    ..
+                } = relay;
+                let from = picked.id;
+                drop(backend);
+                drop(picked);
+                let Some((picked, backend)) = connect(&pool, &[]).await else {
+                    reset(client);
+                    return;
                 };
-                match moved {
-                    Some((picked, backend)) => {
-                        tracing::debug!(app = %pool.name, from = relay.picked.id, to = picked.id, "moved a keep-alive connection off a draining instance");
-                        relay.backend = backend;
-                        relay.picked = picked;
-                        relay.down = Pipe::new();
-                    }
-                    None => relay.http = Http::Fixed,
-                }
+                let Some(backend) = attach(backend, &picked, header.as_deref()).await else {
+                    return;
+                };
+                tracing::debug!(app = %pool.name, from, to = picked.id, "moved a keep-alive connection off a draining instance");
+                relay = Relay {
+                    client,
+                    backend,
+                    picked,
+                    up,
+                    down: Pipe::new(),
+                    http,
+                    turn,
+                };
             }
             Err(e) => {
                 tracing::debug!(app = %pool.name, id = relay.picked.id, error = %e, "balanced connection ended");

@@ -279,6 +279,38 @@ async fn a_keep_alive_client_moves_off_a_draining_instance_at_its_next_request()
     pool.close();
 }
 
+/// A restart stops an instance before it starts its replacement: a
+/// keep-alive client of the only instance must let go of it while it waits
+/// for the next one, or the drain and the wait hold each other up until
+/// their timeouts.
+#[tokio::test]
+async fn a_keep_alive_client_lets_go_of_a_draining_instance_while_it_waits() {
+    let (a, b) = (http_server("A").await, http_server("B").await);
+    let public = free_port();
+    let pool = Pool::new(
+        "web",
+        settings(public, BalanceStrategy::RoundRobin, 5000),
+        quiet(),
+    );
+    pool.sync(1, true, Some(a));
+    pool.open().unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", public)).await.unwrap();
+    assert_eq!(ask(&mut client).await, "A");
+
+    // A drains with no other instance ready: the next request waits, and
+    // A's connection is released meanwhile, so its drain ends at once.
+    pool.sync(1, true, None);
+    let next = tokio::spawn(async move { ask(&mut client).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(pool.stats(1).unwrap().active.load(Ordering::Relaxed), 0);
+    assert_eq!(pool.status().held, 1);
+    // The replacement joins: the waiting request is its.
+    pool.sync(2, true, Some(b));
+    assert_eq!(next.await.unwrap(), "B");
+    assert_eq!(pool.stats(2).unwrap().active.load(Ordering::Relaxed), 1);
+    pool.close();
+}
+
 #[tokio::test]
 async fn other_protocols_stay_with_their_instance() {
     let (echo, other) = (echo_server().await, echo_server().await);
