@@ -868,11 +868,7 @@ impl SpecFlags {
     pub fn balance_spec(&self) -> Option<pmdaemon_proto::v1::BalanceSpec> {
         use pmdaemon_proto::v1::BalanceStrategy as S;
         self.balance.then(|| pmdaemon_proto::v1::BalanceSpec {
-            strategy: match self.balance_strategy {
-                None => S::Unspecified,
-                Some(pmdaemon_proto::BalanceStrategy::RoundRobin) => S::RoundRobin,
-                Some(pmdaemon_proto::BalanceStrategy::LeastConnections) => S::LeastConnections,
-            } as i32,
+            strategy: self.balance_strategy.map_or(S::Unspecified, S::from) as i32,
             proxy_protocol: self.proxy_protocol,
             drain_timeout_ms: self.drain_timeout.map(millis),
             hold_timeout_ms: self.hold_timeout.map(millis),

@@ -50,6 +50,16 @@ impl BalanceStrategy {
     }
 }
 
+/// The wire value, for the daemon's answers and the CLI's requests.
+impl From<BalanceStrategy> for crate::v1::BalanceStrategy {
+    fn from(s: BalanceStrategy) -> Self {
+        match s {
+            BalanceStrategy::RoundRobin => crate::v1::BalanceStrategy::RoundRobin,
+            BalanceStrategy::LeastConnections => crate::v1::BalanceStrategy::LeastConnections,
+        }
+    }
+}
+
 impl fmt::Display for BalanceStrategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.word())

@@ -414,12 +414,7 @@ fn balance(what: &str, raw: Raw) -> Result<Option<BalanceSpec>, String> {
                 let strategy = word
                     .parse::<pmdaemon_proto::BalanceStrategy>()
                     .map_err(|e| e.named(field).0)?;
-                spec.strategy = match strategy {
-                    pmdaemon_proto::BalanceStrategy::RoundRobin => BalanceStrategy::RoundRobin,
-                    pmdaemon_proto::BalanceStrategy::LeastConnections => {
-                        BalanceStrategy::LeastConnections
-                    }
-                } as i32;
+                spec.strategy = BalanceStrategy::from(strategy) as i32;
             }
             "proxy_protocol" => spec.proxy_protocol = raw::boolean(field, value)?,
             "drain_timeout" => spec.drain_timeout_ms = Some(duration(value)?),

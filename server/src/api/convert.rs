@@ -479,12 +479,7 @@ fn balance_from_proto(b: v1::BalanceSpec) -> Result<spec::Balance, Error> {
 
 fn balance_to_proto(b: &spec::Balance) -> v1::BalanceSpec {
     v1::BalanceSpec {
-        strategy: match b.strategy {
-            pmdaemon_proto::BalanceStrategy::RoundRobin => v1::BalanceStrategy::RoundRobin,
-            pmdaemon_proto::BalanceStrategy::LeastConnections => {
-                v1::BalanceStrategy::LeastConnections
-            }
-        } as i32,
+        strategy: v1::BalanceStrategy::from(b.strategy) as i32,
         proxy_protocol: b.proxy_protocol,
         drain_timeout_ms: b.drain_timeout_ms,
         hold_timeout_ms: Some(b.hold_timeout_ms),

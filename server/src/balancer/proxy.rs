@@ -56,7 +56,7 @@ pub(super) async fn serve(
     local: Option<SocketAddr>,
 ) {
     let _ = client.set_nodelay(true);
-    let Some((picked, backend)) = connect(&pool, &[]).await else {
+    let Some((picked, backend)) = connect(&pool).await else {
         reset(client);
         return;
     };
@@ -102,7 +102,7 @@ pub(super) async fn serve(
                 let from = picked.id;
                 drop(backend);
                 drop(picked);
-                let Some((picked, backend)) = connect(&pool, &[]).await else {
+                let Some((picked, backend)) = connect(&pool).await else {
                     reset(client);
                     return;
                 };
@@ -375,13 +375,13 @@ impl Drop for Held<'_> {
 
 /// An instance and a connection to it; None when the connection is to be
 /// refused (the reason is counted and reported by the pool).
-async fn connect(pool: &Pool, skip: &[u32]) -> Option<(Picked, TcpStream)> {
+async fn connect(pool: &Pool) -> Option<(Picked, TcpStream)> {
     let mut joined = pool.joined.subscribe();
     let mut deadline: Option<Instant> = None;
     let mut held: Option<Held<'_>> = None;
     loop {
         joined.borrow_and_update();
-        let mut refused_by = skip.to_vec();
+        let mut refused_by = Vec::new();
         while let Some(picked) = pool.pick(&refused_by) {
             match TcpStream::connect((Ipv4Addr::LOCALHOST, picked.port)).await {
                 Ok(stream) => return Some((picked, stream)),
