@@ -10,7 +10,7 @@
 //! targets, durations, sizes and signals, limits and defaults (with the
 //! instance count), port specs, environment variables, PM2's per-instance settings
 //! (instance_var, increment_var, stop_exit_codes, listen_timeout), state words,
-//! dependency conditions and order. Health checks stay under
+//! the interpreter of a script (shebang, extension), dependency conditions and order. Health checks stay under
 //! `pmdaemon_proto::health`, whose names (`DEFAULT_INTERVAL_MS`...) only
 //! read right there.
 //!
@@ -22,6 +22,7 @@ mod deps;
 mod env;
 pub mod health;
 mod instance_env;
+mod launch;
 mod limits;
 mod logs;
 mod names;
@@ -35,6 +36,7 @@ pub use balance::*;
 pub use deps::*;
 pub use env::*;
 pub use instance_env::*;
+pub use launch::*;
 pub use limits::*;
 pub use logs::*;
 pub use names::*;

@@ -751,19 +751,6 @@ impl Launch {
     }
 }
 
-/// Interpreters picked by extension when a script has no shebang.
-const INTERPRETERS: &[(&str, &str)] = &[
-    ("js", "node"),
-    ("mjs", "node"),
-    ("cjs", "node"),
-    ("py", "python3"),
-    ("sh", "bash"),
-    ("bash", "bash"),
-    ("rb", "ruby"),
-    ("pl", "perl"),
-    ("php", "php"),
-];
-
 /// Resolves a spec to the command to execute. `path_var` is the PATH used
 /// for bare command names (the app's own PATH if its env sets one).
 pub fn resolve(spec: &AppSpec, path_var: Option<&std::ffi::OsStr>) -> Result<Launch> {
@@ -889,28 +876,15 @@ fn with_interpreter(
 }
 
 fn by_extension(script: &Path) -> Option<&'static str> {
-    let ext = script.extension()?.to_str()?;
-    INTERPRETERS
-        .iter()
-        .find(|(e, _)| *e == ext)
-        .map(|(_, i)| *i)
+    pmdaemon_proto::interpreter_by_extension(script)
 }
 
-/// `#!/usr/bin/env python3 -u` → (`/usr/bin/env`, Some(`python3 -u`)): like
-/// the kernel, everything after the interpreter is one argument.
+/// The script's shebang (see [`pmdaemon_proto::parse_shebang`]).
 fn read_shebang(script: &Path) -> Option<(String, Option<String>)> {
     use std::io::Read;
-    let mut head = [0u8; 256];
+    let mut head = [0u8; pmdaemon_proto::SHEBANG_HEAD_BYTES];
     let n = std::fs::File::open(script).ok()?.read(&mut head).ok()?;
-    let head = &head[..n];
-    let rest = head.strip_prefix(b"#!")?;
-    let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-    let line = std::str::from_utf8(&rest[..line_end]).ok()?.trim();
-    let (interp, arg) = match line.split_once([' ', '\t']) {
-        Some((i, a)) => (i, Some(a.trim().to_string()).filter(|a| !a.is_empty())),
-        None => (line, None),
-    };
-    (!interp.is_empty()).then(|| (interp.to_string(), arg))
+    pmdaemon_proto::parse_shebang(&head[..n])
 }
 
 /// A program given as a path (relative to `cwd`) or a bare name on PATH.
