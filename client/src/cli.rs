@@ -147,6 +147,10 @@ pub enum Command {
     /// not know) and the error, if any, each with FILE:LINE:COL. Needs no
     /// daemon; for CI.
     Validate(ValidateArgs),
+    /// Translate an ecosystem file into Kubernetes manifests, systemd
+    /// units or a compose file (stdout, or files in -o DIR), with what
+    /// cannot be mapped listed on stderr. Needs no daemon.
+    Export(ExportArgs),
 }
 
 /// `pmd import ...`.
@@ -181,6 +185,34 @@ pub struct ValidateArgs {
     /// The ecosystem file (.yaml, .yml, .json, ecosystem.config.js...).
     #[arg(value_name = "FILE")]
     pub file: String,
+}
+
+/// `pmd export TARGET FILE`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to write: Kubernetes manifests, systemd units or a compose file.
+    #[arg(value_enum, value_name = "TARGET")]
+    pub target: crate::export::Target,
+
+    /// The ecosystem file (.yaml, .yml, .json, ecosystem.config.js...).
+    #[arg(value_name = "FILE")]
+    pub file: String,
+
+    #[command(flatten)]
+    pub environment: EnvironmentArg,
+
+    #[command(flatten)]
+    pub only: OnlyArg,
+
+    /// Write the files into DIR (made if missing) instead of stdout; a
+    /// file there that an earlier export did not write is never replaced.
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// The container image of every app (kubernetes and compose need
+    /// one: an ecosystem file names none).
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
+    pub image: Option<String>,
 }
 
 /// Which daemon: this machine's (the default), or a remote one. Each flag
@@ -1253,6 +1285,15 @@ pub struct FlushArgs {
 
 fn parse_name(value: &str) -> Result<String, String> {
     pmdaemon_proto::validate_name(value).map_err(|e| e.to_string())?;
+    Ok(value.to_string())
+}
+
+fn parse_image(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "--image: {value:?} is not an image reference (e.g. registry.example/app:1.2)"
+        ));
+    }
     Ok(value.to_string())
 }
 

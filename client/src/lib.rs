@@ -11,6 +11,8 @@
 //! - [`contexts`]: the contexts file (`pmd context`);
 //! - [`commands`]: one function per verb, one dispatch;
 //! - [`ecosystem`]: ecosystem files (YAML, JSON, PM2's JS) into checked specs;
+//! - [`export`]: those specs as Kubernetes manifests, systemd units or a
+//!   compose file (`pmd export`);
 //! - [`rules`]: value rules shared by flags and ecosystem files;
 //! - [`home`]: `~` in an app's paths, expanded before anything is sent;
 //! - [`monit`]: the `pmd monit` screen (state, drawing, terminal guard);
@@ -27,6 +29,7 @@ pub mod commands;
 pub mod connect;
 pub mod contexts;
 pub mod ecosystem;
+pub mod export;
 pub mod home;
 pub mod monit;
 pub mod pm2dump;

@@ -1,7 +1,8 @@
 //! One async function per verb, grouped by file: `lifecycle` (start, stop,
 //! restart, delete), `files` (the same verbs on an ecosystem FILE),
 //! `cluster` (reload, scale), `inspect` (list, jlist, describe, env),
-//! `import` (`import pm2`: PM2's dump.pm2), `logs` (logs,
+//! `import` (`import pm2`: PM2's dump.pm2), `export` (`export
+//! kubernetes|systemd|compose FILE`, no daemon), `logs` (logs,
 //! flush), `monit`, `events`, `daemon` (save, resurrect, kill, ping,
 //! version), `tokens` (token create, list, revoke) and `context` (the
 //! contexts file); `wait` is the `--wait-ready` of start, restart and
@@ -24,6 +25,7 @@ mod cluster;
 mod context;
 mod daemon;
 mod events;
+mod export;
 mod files;
 mod import;
 mod inspect;
@@ -120,6 +122,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Context(cmd) => return context::context(cmd, &cli.remote, colours),
         Command::Validate(args) => return files::validate(&args),
+        Command::Export(args) => return export::export(&args),
         command => command,
     };
     let env = remote::Env::from_process()?;
@@ -266,8 +269,8 @@ async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Token(cmd) => tokens::token(ctx, cmd).await,
         // Handled by `dispatch`: it needs no daemon.
         Command::Context(_) => unreachable!("pmd context is dispatched before a daemon is chosen"),
-        Command::Validate(_) => {
-            unreachable!("pmd validate is dispatched before a daemon is chosen")
+        Command::Validate(_) | Command::Export(_) => {
+            unreachable!("pmd validate and export are dispatched before a daemon is chosen")
         }
     }
 }
