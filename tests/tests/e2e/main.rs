@@ -20,6 +20,10 @@
 //!   committed baseline (buf from npm, pinned in `tests/contract/`), and
 //!   proof that the check refuses a removed or renumbered field;
 //! - `ecosystem`: ecosystem files (YAML, JSON, JS), `--env`, `--only`;
+//! - `export`: `pmd export kubernetes|systemd|compose` checked by
+//!   kubernetes-validate (PyPI, pinned in `tests/export/`), `systemd-analyze
+//!   verify` and the compose-spec schema (npm, pinned there too); safe
+//!   writes into `-o DIR`; `deploy/kubernetes/` validated;
 //! - `pm2_files`: PM2's files as PM2 takes them: every key accepted or
 //!   warned about, JSON5, one app alone, directory and command-line
 //!   scripts, spaced names, `pmd validate` and `--strict`;
@@ -74,6 +78,7 @@ mod contract;
 mod dependencies;
 mod ecosystem;
 mod events;
+mod export;
 mod full_disk;
 mod grpc_web;
 mod health;
