@@ -93,7 +93,7 @@ fn literal(text: &str) -> String {
 
 /// `ms` as a compose duration.
 fn duration(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -103,7 +103,7 @@ fn duration(ms: u64) -> String {
 /// `bytes` as a compose size: g, m or k when whole, else bytes.
 pub fn size(bytes: u64) -> String {
     for (unit, size) in [("g", 1u64 << 30), ("m", 1 << 20), ("k", 1 << 10)] {
-        if bytes % size == 0 {
+        if bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

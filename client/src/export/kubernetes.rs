@@ -178,7 +178,7 @@ fn literal(text: &str) -> String {
 /// `bytes` as a Kubernetes quantity: Gi, Mi or Ki when whole, else bytes.
 pub fn quantity(bytes: u64) -> String {
     for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes % size == 0 {
+        if bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

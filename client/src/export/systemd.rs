@@ -63,7 +63,7 @@ pub fn quote_environment(name: &str, value: &str) -> String {
 
 /// `ms` as a systemd time span.
 fn span(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -267,10 +267,8 @@ fn unit_files(app: &App, apps: &[App], source: &str, notes: &mut Notes, output: 
     let mut env = app.env.clone();
     let instance = if template { "%i" } else { "0" };
     env.insert("PMD_APP_NAME".into(), spec.name.clone());
-    if !template {
-        if let Some(port) = app.instance_ports.first() {
-            env.insert(app.port_env.clone(), port.to_string());
-        }
+    if !template && let Some(port) = app.instance_ports.first() {
+        env.insert(app.port_env.clone(), port.to_string());
     }
     for (key, value) in &env {
         let _ = writeln!(unit, "Environment={}", quote_environment(key, value));
