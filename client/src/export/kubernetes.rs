@@ -452,7 +452,9 @@ fn deployment(app: &App, apps: &[App], image: &str, notes: &mut Notes) -> Manife
         // A Service accepts connections only once one of its pods is
         // ready (its readiness probe is the dependency's health check).
         init_containers.push(Container {
-            name: format!("wait-for-{}", target.name),
+            // A container name is a DNS label too (63 characters).
+            name: super::dns_label(&format!("wait-for-{}", target.name))
+                .unwrap_or_else(|| "wait-for-dependency".into()),
             image: WAIT_IMAGE.to_string(),
             command: vec![
                 "sh".into(),

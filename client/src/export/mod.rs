@@ -456,10 +456,10 @@ pub fn find<'x, 'a>(apps: &'x [App<'a>], name: &str) -> Option<&'x App<'a>> {
     apps.iter().find(|a| a.spec.name == name)
 }
 
-/// What a target does with each setting it cannot express as pmd does.
-/// Each target says how it treats the keys it maps; this lists, for every
-/// field of the spec, the note when the app sets it and the target has no
-/// equivalent (`mapped` names the fields the target maps itself).
+/// Notes for the settings that `target` cannot express at all (watch,
+/// log options, the IPC keys, restart counting), when the app sets them.
+/// The fields bound to `_` below are mapped, or noted, by each target's
+/// own module.
 pub fn unmapped(app: &App<'_>, target: Target, notes: &mut Notes) {
     // Every field, no `..`: a new field of AppSpec fails to compile here
     // until it is decided how each target treats it.
