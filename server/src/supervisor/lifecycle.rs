@@ -118,6 +118,7 @@ impl Supervisor {
                 created_at_ms: instance::now_ms(),
                 instances,
                 watcher,
+                cron: self.start_cron(&spec),
             });
             (first_id..first_id + spec.instances).collect()
         };

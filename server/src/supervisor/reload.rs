@@ -32,10 +32,27 @@ impl Supervisor {
         ready_timeout: Duration,
         progress: impl Fn(&InstanceView, usize, usize),
     ) -> Result<Vec<InstanceView>> {
+        let ids = self.ids_of(target)?;
+        self.roll_ids(&ids, ready_timeout, progress).await?;
+        self.views(target)
+    }
+
+    /// [`Self::roll`] of the instances `ids` (a cron_restart's: those that
+    /// should be running); returns them as they are after.
+    pub(super) async fn roll_ids(
+        &self,
+        ids: &[u32],
+        ready_timeout: Duration,
+        progress: impl Fn(&InstanceView, usize, usize),
+    ) -> Result<Vec<InstanceView>> {
         self.check_running()?;
         // Instances that are down go first: replacing a serving one while
         // another is down would leave N-2 serving.
-        let mut views = self.views(target)?;
+        let mut views: Vec<InstanceView> = self
+            .views(&Target::All)?
+            .into_iter()
+            .filter(|v| ids.contains(&v.id))
+            .collect();
         views.sort_by_key(|v| v.shared.state == State::Online);
         let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
         let total = ids.len();
@@ -53,7 +70,11 @@ impl Supervisor {
             let view = self.wait_replacement_ready(*id, ready_timeout).await?;
             progress(&view, done + 1, total);
         }
-        self.views(target)
+        Ok(self
+            .views(&Target::All)?
+            .into_iter()
+            .filter(|v| ids.contains(&v.id))
+            .collect())
     }
 
     /// Waits until instance `id` serves: online (its health check passed,
