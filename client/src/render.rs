@@ -796,12 +796,14 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
                 (None, None) => None,
             },
             "balancer" => view.balancer.as_ref().map(BalancerView::summary),
-            "cron_restart" => view.cron_restart.as_ref().map(|expr| {
-                match view.next_cron_restart_at_ms {
-                    Some(at) => format!("{expr}  (next {})", local_stamp(at)),
-                    None => format!("{expr}  (not while {})", view.status),
-                }
-            }),
+            "cron_restart" => {
+                view.cron_restart
+                    .as_ref()
+                    .map(|expr| match view.next_cron_restart_at_ms {
+                        Some(at) => format!("{expr}  (next {})", local_stamp(at)),
+                        None => format!("{expr}  (not while {})", view.status),
+                    })
+            }
             "depends_on" if !view.depends_on.is_empty() => Some(
                 view.depends_on
                     .iter()
@@ -1191,7 +1193,10 @@ mod tests {
             .find(|l| l.trim_start().starts_with("cron restart"))
             .unwrap_or_else(|| panic!("no cron restart line in\n{text}"));
         assert!(
-            line.ends_with(&format!("0 3 * * *  (next {})", local_stamp(NOW + 3_600_000))),
+            line.ends_with(&format!(
+                "0 3 * * *  (next {})",
+                local_stamp(NOW + 3_600_000)
+            )),
             "{line}"
         );
         assert!(!text.contains("next cron restart"), "{text}");

@@ -282,13 +282,13 @@ mod tests {
         // A step is skipped in the gap and runs in both passes of the
         // repeated hour, as the wall clock shows them.
         let quarterly: CronSchedule = "*/30 2 * * *".parse().unwrap();
-        let runs: Vec<String> = std::iter::successors(
-            quarterly.next_after(&berlin(2026, 10, 25, 0, 0)),
-            |t| quarterly.next_after(t),
-        )
-        .take(5)
-        .map(|t| t.to_rfc3339())
-        .collect();
+        let runs: Vec<String> =
+            std::iter::successors(quarterly.next_after(&berlin(2026, 10, 25, 0, 0)), |t| {
+                quarterly.next_after(t)
+            })
+            .take(5)
+            .map(|t| t.to_rfc3339())
+            .collect();
         assert_eq!(
             runs,
             [

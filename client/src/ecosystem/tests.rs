@@ -1604,7 +1604,10 @@ fn bad_cron_restart_is_an_error_at_its_place() {
         "{err}"
     );
     let err = yaml_err("apps:\n  - name: a\n    script: a.js\n    cron: '0 25 * * *'\n");
-    assert!(err.contains("`cron`: \"0 25 * * *\" is not a cron expression"), "{err}");
+    assert!(
+        err.contains("`cron`: \"0 25 * * *\" is not a cron expression"),
+        "{err}"
+    );
     let err = yaml_err("apps:\n  - name: a\n    script: a.js\n    cron_restart: 3\n");
     assert!(err.contains("`cron_restart`"), "{err}");
 }

@@ -181,7 +181,7 @@ async fn run_timer(
     let mut armed = next_from(&schedule, &Local::now(), None);
     publish(armed.as_ref());
     loop {
-        let Some(at) = armed.clone() else {
+        let Some(at) = armed else {
             tracing::warn!(app = %name, %schedule, "cron_restart never fires again");
             return;
         };
@@ -191,8 +191,7 @@ async fn run_timer(
                 armed = next;
                 publish(armed.as_ref());
                 let Some(at) = &armed else { continue };
-                let left = at
-                    .clone()
+                let left = (*at)
                     .signed_duration_since(now)
                     .to_std()
                     .unwrap_or_default();

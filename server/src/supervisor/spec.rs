@@ -275,7 +275,10 @@ impl fmt::Debug for AppSpec {
             .field("increment_var", &self.increment_var)
             .field("stop_exit_codes", &self.stop_exit_codes)
             .field("balance", &self.balance)
-            .field("cron_restart", &self.cron_restart.as_ref().map(|c| c.as_str()))
+            .field(
+                "cron_restart",
+                &self.cron_restart.as_ref().map(|c| c.as_str()),
+            )
             .finish_non_exhaustive()
     }
 }

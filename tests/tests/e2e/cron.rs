@@ -48,7 +48,11 @@ fn a_schedule_restarts_running_apps_and_leaves_stopped_ones() {
     let fired = events.wait_event("cron_restart of on", |e| {
         e["name"] == "on" && kind_of(e) == "cron_restart"
     });
-    assert_eq!(fired["detail"], format!("cron_restart {EVERY_2S}"), "{fired}");
+    assert_eq!(
+        fired["detail"],
+        format!("cron_restart {EVERY_2S}"),
+        "{fired}"
+    );
     // Two firings of the fence: the stopped app's schedule fired too.
     let n = wait_restarts(&d, "on", 0, 2);
     let on = d.describe_one("on");
@@ -60,7 +64,10 @@ fn a_schedule_restarts_running_apps_and_leaves_stopped_ones() {
     assert_eq!(off["pid"], Value::Null, "{off}");
     assert_eq!(off["next_cron_restart_at_ms"], Value::Null, "{off}");
     assert!(
-        events.seen_of("off").iter().all(|e| kind_of(e) != "cron_restart"),
+        events
+            .seen_of("off")
+            .iter()
+            .all(|e| kind_of(e) != "cron_restart"),
         "{}",
         events.seen_lines()
     );
@@ -85,7 +92,16 @@ fn bad_expressions_are_refused_and_create_nothing() {
     let d = TestDaemon::start();
     let out = d.pmd_code(
         2,
-        &["start", "sleep", "--name", "x", "--cron-restart", "0 3 * *", "--", "100"],
+        &[
+            "start",
+            "sleep",
+            "--name",
+            "x",
+            "--cron-restart",
+            "0 3 * *",
+            "--",
+            "100",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--cron-restart"), "{stderr}");
