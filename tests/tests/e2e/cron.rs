@@ -171,3 +171,51 @@ fn apply_without_cron_restart_stops_the_restarts() {
     assert_eq!(pid_of(&dropped), pid, "{dropped}");
     assert_eq!(restarts(&d, "dropped"), count, "{dropped}");
 }
+
+/// A balanced app's schedule restarts its instances one at a time: the
+/// second leaves the pool only once the first is back in it, so the
+/// public port always has a ready instance.
+#[test]
+fn a_balanced_app_is_restarted_one_instance_at_a_time() {
+    let d = TestDaemon::start();
+    let public = loop {
+        let base = free_ports(1);
+        // Outside the private ports' default range.
+        if !(20000..30000).contains(&base) {
+            break base;
+        }
+    };
+    let server = d.write_http_server("server.py");
+    let mut events = d.events();
+    d.pmd_ok(&[
+        "start",
+        arg(&server),
+        "--name",
+        "web",
+        "-i",
+        "2",
+        "--port",
+        &public.to_string(),
+        "--balance",
+        "--cron-restart",
+        EVERY_2S,
+    ]);
+    d.wait_instances_online("web", 2);
+    let web = |e: &Value, kind: &str| e["name"] == "web" && kind_of(e) == kind;
+    events.wait_event("a cron_restart of web", |e| web(e, "cron_restart"));
+    let first_left = events.wait_event("an instance of web leaves its pool", |e| {
+        web(e, "pool_left")
+    });
+    let first = first_left["id"].clone();
+    let back = events.wait_event("it is back in the pool", |e| {
+        web(e, "pool_joined") && e["id"] == first
+    });
+    let second_left = events.wait_event("the other one leaves its pool", |e| {
+        web(e, "pool_left") && e["id"] != first
+    });
+    assert!(
+        second_left["seq"].as_u64() > back["seq"].as_u64(),
+        "{}",
+        events.seen_lines()
+    );
+}
