@@ -152,15 +152,16 @@ impl Supervisor {
         let balanced = views.first().is_some_and(|v| v.plan.spec.balance.is_some());
         if balanced && ids.len() > 1 {
             let ready = super::DEFAULT_READY_TIMEOUT;
-            self.serialized(self.roll_ids(&ids, ready, |_, _, _| {}))
+            let restart = Action::RestartIfWanted;
+            self.serialized(self.roll_ids(&ids, restart, ready, |_, _, _| {}))
                 .await
                 .map(drop)
         } else {
-            let restart = Action::Restart {
-                keep_override: false,
-            };
+            // The task decides again: one stopped since the look above
+            // stays stopped.
             let deps = super::DEFAULT_DEPENDENCY_TIMEOUT;
-            self.durably(self.in_levels(&ids, restart, deps)).await
+            self.durably(self.in_levels(&ids, Action::RestartIfWanted, deps))
+                .await
         }
     }
 }

@@ -33,15 +33,21 @@ impl Supervisor {
         progress: impl Fn(&InstanceView, usize, usize),
     ) -> Result<Vec<InstanceView>> {
         let ids = self.ids_of(target)?;
-        self.roll_ids(&ids, ready_timeout, progress).await?;
+        let restart = Action::Restart {
+            keep_override: false,
+        };
+        self.roll_ids(&ids, restart, ready_timeout, progress)
+            .await?;
         self.views(target)
     }
 
-    /// [`Self::roll`] of the instances `ids` (a cron_restart's: those that
-    /// should be running); returns them as they are after.
+    /// [`Self::roll`] of the instances `ids`, each sent `action` (a
+    /// cron_restart's: [`Action::RestartIfWanted`], and an instance that
+    /// stayed idle is not waited for); returns them as they are after.
     pub(super) async fn roll_ids(
         &self,
         ids: &[u32],
+        action: Action,
         ready_timeout: Duration,
         progress: impl Fn(&InstanceView, usize, usize),
     ) -> Result<Vec<InstanceView>> {
@@ -58,15 +64,14 @@ impl Supervisor {
         let total = ids.len();
         for (done, id) in ids.iter().enumerate() {
             let one = Target::Id(*id);
-            first_error(
-                self.act(
-                    &one,
-                    Action::Restart {
-                        keep_override: false,
-                    },
-                )
-                .await?,
-            )?;
+            first_error(self.act(&one, action).await?)?;
+            let stayed_idle = self
+                .views(&one)?
+                .first()
+                .is_some_and(|v| !v.shared.desired_running);
+            if matches!(action, Action::RestartIfWanted) && stayed_idle {
+                continue;
+            }
             let view = self.wait_replacement_ready(*id, ready_timeout).await?;
             progress(&view, done + 1, total);
         }
