@@ -662,6 +662,15 @@ pub struct SpecFlags {
     #[arg(long, value_name = "TYPE", value_parser = parse_log_type)]
     pub log_type: Option<i32>,
 
+    /// Restart the app's running instances on this cron schedule (PM2's
+    /// --cron-restart / cron_restart), in the daemon's local time: 5
+    /// fields, minute hour day-of-month month day-of-week ("0 3 * * *":
+    /// 03:00 daily), or 6 with a leading seconds field; names (MON, JAN),
+    /// lists, ranges, steps and @daily-style macros. A stopped app stays
+    /// stopped.
+    #[arg(long, visible_alias = "cron", value_name = "EXPR", value_parser = parse_cron_restart)]
+    pub cron_restart: Option<String>,
+
     /// Health check: the app is healthy while this URL answers 2xx (plain
     /// http://; `{port}` is the instance's port).
     #[arg(long, value_name = "URL", group = "health_probe", value_parser = parse_health_url)]
@@ -793,6 +802,7 @@ impl SpecFlags {
             merge_logs,
             log_date_format,
             log_type,
+            cron_restart,
             health_check_url,
             health_check_tcp,
             health_check_script,
@@ -848,6 +858,7 @@ impl SpecFlags {
             || *merge_logs
             || log_date_format.is_some()
             || log_type.is_some()
+            || cron_restart.is_some()
             || health_check_url.is_some()
             || health_check_tcp.is_some()
             || health_check_script.is_some()
@@ -1479,6 +1490,10 @@ fn parse_log_file(value: &str) -> Result<String, String> {
 
 fn parse_log_date_format(value: &str) -> Result<String, String> {
     crate::rules::check_date_format("--log-date-format", value)
+}
+
+fn parse_cron_restart(value: &str) -> Result<String, String> {
+    crate::rules::check_cron("--cron-restart", value)
 }
 
 fn parse_log_type(value: &str) -> Result<i32, String> {

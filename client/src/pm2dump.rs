@@ -168,15 +168,12 @@ const MAPPED: &[&str] = &[
     "instance_var",
     "increment_var",
     "stop_exit_codes",
+    "cron_restart",
 ];
 
 /// PM2 features pmd does not have (yet), with what to do instead: named
 /// when an app sets them.
 const NOT_MAPPED: &[(&str, &str)] = &[
-    (
-        "cron_restart",
-        "restart from cron or a systemd timer with `pmd restart NAME`",
-    ),
     ("uid", "apps run as the daemon's user"),
     ("gid", "apps run as the daemon's group"),
     (
@@ -470,6 +467,10 @@ fn app(name: &str, entries: &[&Map<String, Value>], pm2_home: &Path) -> Result<I
         instance_var: instance_var.unwrap_or_default(),
         increment_var: text("increment_var")?.unwrap_or_default(),
         stop_exit_codes,
+        cron_restart: match text("cron_restart")? {
+            Some(expr) => crate::rules::check_cron("cron_restart", &expr)?,
+            None => String::new(),
+        },
         port: shared_port.map(|p| p.to_string()).unwrap_or_default(),
         balance: shared_port.map(|_| Default::default()),
         ..Default::default()
@@ -543,10 +544,8 @@ mod tests {
             ]
         );
         assert!(!app.stopped);
-        assert_eq!(
-            app.not_mapped,
-            ["cron_restart (restart from cron or a systemd timer with `pmd restart NAME`)"]
-        );
+        assert_eq!(s.cron_restart, "0 3 * * *");
+        assert!(app.not_mapped.is_empty(), "{:?}", app.not_mapped);
     }
 
     #[test]

@@ -162,6 +162,12 @@ pub struct ProcessView {
     pub increment_var: Option<String>,
     /// Exit codes after which the app is not restarted.
     pub stop_exit_codes: Vec<i32>,
+    /// PM2's cron_restart: the schedule (cron expression, the daemon's
+    /// local time) on which running instances restart; null: none.
+    pub cron_restart: Option<String>,
+    /// When it fires next; null without one, or while the instance is not
+    /// meant to run (a stopped instance is not restarted by it).
+    pub next_cron_restart_at_ms: Option<i64>,
     pub out_log_path: String,
     pub err_log_path: String,
     /// The file that gets both streams (PM2's log_file); null: none.
@@ -498,6 +504,8 @@ impl ProcessView {
             instance_var: non_empty(&spec.instance_var),
             increment_var: non_empty(&spec.increment_var),
             stop_exit_codes: spec.stop_exit_codes.clone(),
+            cron_restart: non_empty(&spec.cron_restart),
+            next_cron_restart_at_ms: info.next_cron_restart_at_ms,
             out_log_path: info.out_log_path.clone(),
             err_log_path: info.err_log_path.clone(),
             log_path: non_empty(&info.log_path),
@@ -689,6 +697,24 @@ fn human_time(at_ms: i64, now_ms: i64) -> String {
     }
 }
 
+/// `at_ms` on this machine's wall clock, with its offset
+/// (`2026-12-06 03:00:00 +01:00`): the local time zone (TZ, else
+/// /etc/localtime), the daemon's when it runs here; the offset keeps it
+/// exact for a remote one.
+fn local_stamp(at_ms: i64) -> String {
+    stamp_in(at_ms, &chrono::Local)
+}
+
+fn stamp_in<Tz: chrono::TimeZone>(at_ms: i64, zone: &Tz) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    match zone.timestamp_millis_opt(at_ms).single() {
+        Some(at) => at.format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+        None => at_ms.to_string(),
+    }
+}
+
 /// A YAML scalar or sequence as one line of text for `describe`.
 fn plain_value(key: &str, value: &serde_yaml::Value, now_ms: i64) -> String {
     use serde_yaml::Value;
@@ -749,8 +775,12 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
         .unwrap_or(0);
     for (key, value) in &map {
         let Some(key) = key.as_str() else { continue };
-        // `port_override` is shown on the `port` line.
-        if matches!(key, "id" | "name" | "port_override") {
+        // `port_override` is shown on the `port` line, the next cron
+        // restart on the `cron restart` line.
+        if matches!(
+            key,
+            "id" | "name" | "port_override" | "next_cron_restart_at_ms"
+        ) {
             continue;
         }
         let name = label(key);
@@ -766,6 +796,14 @@ pub fn describe(view: &ProcessView, colours: Colours, now_ms: i64) -> String {
                 (None, None) => None,
             },
             "balancer" => view.balancer.as_ref().map(BalancerView::summary),
+            "cron_restart" => {
+                view.cron_restart
+                    .as_ref()
+                    .map(|expr| match view.next_cron_restart_at_ms {
+                        Some(at) => format!("{expr}  (next {})", local_stamp(at)),
+                        None => format!("{expr}  (not while {})", view.status),
+                    })
+            }
             "depends_on" if !view.depends_on.is_empty() => Some(
                 view.depends_on
                     .iter()
@@ -1139,6 +1177,44 @@ mod tests {
         has("(1m ago)"); // created at
         has("  exit code ");
         assert!(!text.contains("_ms"));
+    }
+
+    /// The schedule and its next run on one line, in local time with the
+    /// offset; a stopped instance says it is not restarted.
+    #[test]
+    fn describe_shows_the_cron_schedule_and_its_next_run() {
+        let mut info = online(0, "api");
+        info.spec.as_mut().unwrap().cron_restart = "0 3 * * *".into();
+        info.next_cron_restart_at_ms = Some(NOW + 3_600_000);
+        let view = ProcessView::new(&info, NOW);
+        let text = describe(&view, Colours::OFF, NOW);
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("cron restart"))
+            .unwrap_or_else(|| panic!("no cron restart line in\n{text}"));
+        assert!(
+            line.ends_with(&format!(
+                "0 3 * * *  (next {})",
+                local_stamp(NOW + 3_600_000)
+            )),
+            "{line}"
+        );
+        assert!(!text.contains("next cron restart"), "{text}");
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["cron_restart"], "0 3 * * *");
+        assert_eq!(json["next_cron_restart_at_ms"], NOW + 3_600_000);
+
+        let mut info = stopped(1, "w");
+        info.spec.get_or_insert_default().cron_restart = "@daily".into();
+        let text = describe(&ProcessView::new(&info, NOW), Colours::OFF, NOW);
+        assert!(text.contains("@daily  (not while stopped)"), "{text}");
+
+        let plus_one = chrono::FixedOffset::east_opt(3600).unwrap();
+        // 2026-12-06T02:00:00Z
+        assert_eq!(
+            stamp_in(1_796_522_400_000, &plus_one),
+            "2026-12-06 03:00:00 +01:00"
+        );
     }
 
     #[test]

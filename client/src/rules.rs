@@ -74,6 +74,15 @@ pub fn check_date_format(what: &str, value: &str) -> Result<String, String> {
         .map_err(named(what))
 }
 
+/// PM2's `cron_restart` (`pmdaemon_proto::CronSchedule`), as written
+/// (trimmed).
+pub fn check_cron(what: &str, value: &str) -> Result<String, String> {
+    value
+        .parse::<pmdaemon_proto::CronSchedule>()
+        .map(|c| c.to_string())
+        .map_err(named(what))
+}
+
 /// PM2's `log_type` (`pmdaemon_proto::LogType`) in its wire form.
 pub fn parse_log_type(what: &str, value: &str) -> Result<i32, String> {
     use pmdaemon_proto::v1::LogType as Wire;

@@ -10,7 +10,8 @@
 //! targets, durations, sizes and signals, limits and defaults (with the
 //! instance count), port specs, environment variables, PM2's per-instance settings
 //! (instance_var, increment_var, stop_exit_codes, listen_timeout), state words,
-//! the interpreter of a script (shebang, extension), dependency conditions and order. Health checks stay under
+//! the interpreter of a script (shebang, extension), dependency conditions
+//! and order, cron schedules. Health checks stay under
 //! `pmdaemon_proto::health`, whose names (`DEFAULT_INTERVAL_MS`...) only
 //! read right there.
 //!
@@ -18,6 +19,7 @@
 //! CLI call it.
 
 mod balance;
+mod cron;
 mod deps;
 mod env;
 pub mod health;
@@ -33,6 +35,7 @@ mod states;
 mod values;
 
 pub use balance::*;
+pub use cron::*;
 pub use deps::*;
 pub use env::*;
 pub use instance_env::*;

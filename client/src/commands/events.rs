@@ -69,6 +69,7 @@ pub fn kind_word(kind: EventKind) -> &'static str {
         EventKind::PoolJoined => "pool_joined",
         EventKind::PoolLeft => "pool_left",
         EventKind::ConnectionsRefused => "connections_refused",
+        EventKind::CronRestart => "cron_restart",
     }
 }
 

@@ -270,6 +270,7 @@ pub fn app_spec(args: &StartArgs) -> AppSpec {
         stop_exit_codes: flags.stop_exit_codes.clone(),
         caller_env: Default::default(),
         balance: flags.balance_spec(),
+        cron_restart: flags.cron_restart.clone().unwrap_or_default(),
     }
 }
 

@@ -270,11 +270,6 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
                 }
                 Ok(Key::Field(field, key.to_string()))
             }
-            Handling::NotYet(instead) => {
-                let message = format!("{named} is not honoured yet, ignored: {instead}");
-                self.ctx.warn(key, entry.name, message);
-                Ok(Key::Skip)
-            }
             Handling::Ignored(why) => {
                 self.ctx
                     .warn(key, entry.name, format!("{named} is ignored by pmd: {why}"));
@@ -652,6 +647,15 @@ impl AppSeed<'_> {
                 });
             }
             Field::StopExitCodes => spec.stop_exit_codes = value!(exit_codes),
+            Field::CronRestart => {
+                // PM2 files write `cron_restart: ""` for none: unset.
+                spec.cron_restart = value!(|w: &str, r| -> Result<String, String> {
+                    match r {
+                        Raw::Str(text) if text.trim().is_empty() => Ok(String::new()),
+                        r => rules::check_cron(w, &raw::string(w, r)?),
+                    }
+                });
+            }
             Field::Balance => {
                 spec.balance = value!(balance);
                 app.balance_off = app.spec.balance.is_none();

@@ -3,9 +3,9 @@
 //! aliases, and what pmd does with each. This table is the one place that
 //! says it: the reader in `app.rs` looks keys up here, the README's
 //! "Coming from PM2" key table is checked against [`readme_table`] by a
-//! test, and a key that pmd starts honouring later changes here from
-//! [`Handling::NotYet`] to [`Handling::Honoured`] (with its [`Field`] and
-//! the arm that reads it in `app.rs`).
+//! test, and a key that pmd starts honouring gets its [`Field`] here and
+//! the arm that reads it in `app.rs` (every PM2 key pmd had not honoured
+//! yet is honoured now: `cron_restart` was the last).
 //!
 //! Keys are also accepted in PM2's camelCase spelling (`max_restarts` as
 //! `maxRestarts`), as PM2 derives one for each key. A key that neither pmd
@@ -61,6 +61,7 @@ pub enum Field {
     IncrementVar,
     StopExitCodes,
     Balance,
+    CronRestart,
 }
 
 /// What pmd does with a key.
@@ -68,9 +69,6 @@ pub enum Field {
 pub enum Handling {
     /// Read into the spec and honoured.
     Honoured(Field),
-    /// A PM2 feature pmd does not have yet: accepted with a warning that
-    /// says what to use meanwhile.
-    NotYet(&'static str),
     /// Means nothing to pmd (PM2's internals, Keymetrics, Windows...):
     /// accepted with a warning that says so.
     Ignored(&'static str),
@@ -105,15 +103,6 @@ const fn own(name: &'static str, field: Field) -> Key {
         aliases: &[],
         pm2: false,
         handling: Handling::Honoured(field),
-    }
-}
-
-const fn not_yet(name: &'static str, aliases: &'static [&'static str], text: &'static str) -> Key {
-    Key {
-        name,
-        aliases,
-        pm2: true,
-        handling: Handling::NotYet(text),
     }
 }
 
@@ -171,6 +160,7 @@ pub const KEYS: &[Key] = &[
     honoured("instance_var", &[], Field::InstanceVar),
     honoured("increment_var", &[], Field::IncrementVar),
     honoured("stop_exit_codes", &[], Field::StopExitCodes),
+    honoured("cron_restart", &["cron"], Field::CronRestart),
     // -- pmd's own keys --
     own("start_limit_burst", Field::StartLimitBurst),
     own("start_limit_interval", Field::StartLimitInterval),
@@ -181,12 +171,6 @@ pub const KEYS: &[Key] = &[
     own("health_check", Field::HealthCheck),
     own("depends_on", Field::DependsOn),
     own("balance", Field::Balance),
-    // -- PM2's keys that pmd does not honour yet --
-    not_yet(
-        "cron_restart",
-        &["cron"],
-        "restart from cron or a systemd timer with `pmd restart NAME`",
-    ),
     // -- PM2's keys that mean nothing to pmd --
     ignored(
         "watch_options",
@@ -303,7 +287,7 @@ pub fn lookup(written: &str) -> Option<&'static Key> {
 pub fn field(written: &str) -> Option<Field> {
     match lookup(written)?.handling {
         Handling::Honoured(field) => Some(field),
-        Handling::NotYet(_) | Handling::Ignored(_) => None,
+        Handling::Ignored(_) => None,
     }
 }
 
@@ -377,7 +361,6 @@ pub fn readme_table() -> String {
         let what = match key.handling {
             Handling::Honoured(_) if key.pm2 => "honoured".to_string(),
             Handling::Honoured(_) => "honoured (pmd's own)".to_string(),
-            Handling::NotYet(text) => format!("not yet, warns: {text}"),
             Handling::Ignored(text) => format!("ignored, warns: {text}"),
         };
         text += &format!("| `{}` | {aliases} | {what} |\n", key.name);

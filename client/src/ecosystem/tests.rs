@@ -307,13 +307,13 @@ fn pm2_keys_are_accepted_honoured_or_warned() {
 /// other apps that have it.
 #[test]
 fn one_warning_per_key_and_file() {
-    let text = "apps:\n  - name: a\n    script: a.js\n    cron_restart: '0 0 * * *'\n  - name: \
-                b\n    script: b.js\n    cron: '0 1 * * *'\n    time: true\n  - name: c\n    \
-                script: c.js\n    cron_restart: '0 2 * * *'\n    pid_file: /tmp/x\n";
+    let text = "apps:\n  - name: a\n    script: a.js\n    uid: www\n  - name: \
+                b\n    script: b.js\n    user: www\n    time: true\n  - name: c\n    \
+                script: c.js\n    uid: web\n    pid_file: /tmp/x\n";
     let warnings = yaml_warnings(text);
     assert_eq!(warnings.len(), 2, "{warnings:#?}");
     assert!(
-        warnings[0].starts_with("ecosystem.yaml:4:5: app 1 (a): `cron_restart` is not honoured")
+        warnings[0].starts_with("ecosystem.yaml:4:5: app 1 (a): `uid` is ignored")
             && warnings[0].ends_with("(also in apps 2, 3)"),
         "{}",
         warnings[0]
@@ -1578,4 +1578,36 @@ fn increment_var_on_port_is_not_a_shared_port() {
     let text = format!("{text}    increment_var: PORT\n");
     assert_eq!(yaml_warnings(&text), Vec::<String>::new());
     assert!(yaml(&text).unwrap()[0].spec.balance.is_none());
+}
+
+/// PM2's `cron_restart` (and its alias `cron`, and camelCase) is read as
+/// written; `""` and null are no schedule, as in PM2.
+#[test]
+fn cron_restart_is_honoured() {
+    let text = "apps:\n  - name: a\n    script: a.js\n    cron_restart: '0 3 * * *'\n  - name: \
+                b\n    script: b.js\n    cron: '*/2 * * * * *'\n  - name: c\n    \
+                script: c.js\n    cronRestart: ' @daily '\n  - name: d\n    script: d.js\n    \
+                cron_restart: ''\n  - name: e\n    script: e.js\n    cron_restart: null\n";
+    let apps = yaml(text).unwrap();
+    let crons: Vec<&str> = apps.iter().map(|a| a.spec.cron_restart.as_str()).collect();
+    assert_eq!(crons, ["0 3 * * *", "*/2 * * * * *", "@daily", "", ""]);
+    assert!(yaml_warnings(text).is_empty(), "{:?}", yaml_warnings(text));
+}
+
+/// A bad expression fails the file, naming the place, the app and the
+/// field.
+#[test]
+fn bad_cron_restart_is_an_error_at_its_place() {
+    let err = yaml_err("apps:\n  - name: a\n    script: a.js\n    cron_restart: '0 3 * *'\n");
+    assert!(
+        err.starts_with("ecosystem.yaml:4:19: app 1 (a): `cron_restart`: \"0 3 * *\" has 4 fields"),
+        "{err}"
+    );
+    let err = yaml_err("apps:\n  - name: a\n    script: a.js\n    cron: '0 25 * * *'\n");
+    assert!(
+        err.contains("`cron`: \"0 25 * * *\" is not a cron expression"),
+        "{err}"
+    );
+    let err = yaml_err("apps:\n  - name: a\n    script: a.js\n    cron_restart: 3\n");
+    assert!(err.contains("`cron_restart`"), "{err}");
 }

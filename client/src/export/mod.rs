@@ -510,6 +510,7 @@ pub fn unmapped(app: &App<'_>, target: Target, notes: &mut Notes) {
         // is made for another machine and never carries this shell's.
         caller_env: _,
         balance: _,
+        cron_restart,
     } = app.spec;
     let mut note = |key: &str, text: &str| notes.add(name, key, text);
     let logs_go = match target {
@@ -542,6 +543,25 @@ pub fn unmapped(app: &App<'_>, target: Target, notes: &mut Notes) {
         note(
             "wait_ready",
             "not mapped: no IPC channel here; readiness comes from the health check",
+        );
+    }
+    if !cron_restart.is_empty() {
+        note(
+            "cron_restart",
+            match target {
+                Target::Kubernetes => {
+                    "not mapped: a CronJob running `kubectl rollout restart deployment/NAME` \
+                     on that schedule does it (in the cluster's time zone)"
+                }
+                Target::Systemd => {
+                    "not mapped: a timer unit (OnCalendar=) whose service runs \
+                     `systemctl restart UNIT` does it"
+                }
+                Target::Compose => {
+                    "not mapped: the host's cron running `docker compose restart SERVICE` \
+                     does it"
+                }
+            },
         );
     }
     if *shutdown_with_message {

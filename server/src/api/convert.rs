@@ -221,7 +221,16 @@ pub fn spec_from_proto(p: v1::AppSpec, caller: Caller<'_>) -> Result<AppSpec, Er
             )));
         }
     };
+    // Empty (PM2's `cron_restart: ""`): no schedule.
+    let cron_restart = match p.cron_restart.trim() {
+        "" => None,
+        text => Some(
+            text.parse::<pmdaemon_proto::CronSchedule>()
+                .map_err(|e| e.named("cron_restart"))?,
+        ),
+    };
     let spec = AppSpec {
+        cron_restart,
         name,
         script: p.script,
         args: p.args,
@@ -434,6 +443,11 @@ pub fn spec_to_proto(s: &AppSpec) -> v1::AppSpec {
         stop_exit_codes: s.stop_exit_codes.clone(),
         caller_env: s.caller_env.clone().into_iter().collect(),
         balance: s.balance.as_ref().map(balance_to_proto),
+        cron_restart: s
+            .cron_restart
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     }
 }
 
@@ -552,6 +566,7 @@ pub fn info(v: &InstanceView) -> v1::ProcessInfo {
             problem: p.problem.clone(),
         }),
         balance: instance_balance(v),
+        next_cron_restart_at_ms: v.next_cron_restart_at_ms,
     }
 }
 

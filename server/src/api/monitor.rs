@@ -110,6 +110,7 @@ fn kind_to_proto(k: EventKind) -> v1::EventKind {
         EventKind::PoolJoined => v1::EventKind::PoolJoined,
         EventKind::PoolLeft => v1::EventKind::PoolLeft,
         EventKind::ConnectionsRefused => v1::EventKind::ConnectionsRefused,
+        EventKind::CronRestart => v1::EventKind::CronRestart,
     }
 }
 

@@ -375,10 +375,12 @@ impl Supervisor {
                 self.wait_replacement_ready(id, ready_timeout).await?;
             }
         }
-        // The watcher follows the new definition.
+        // The watcher and the schedule follow the new definition.
         let watcher = self.start_watcher(&spec);
+        let cron = self.start_cron(&spec);
         if let Some(app) = self.table().app_mut(&name) {
             app.watcher = watcher;
+            app.cron = cron;
             app.instances.sort_by_key(|i| i.index);
         }
         self.inner.persister.request();

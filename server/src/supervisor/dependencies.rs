@@ -51,9 +51,10 @@ impl Supervisor {
         let deadline = tokio::time::Instant::now() + dependency_timeout;
         let keep_override = !matches!(
             action,
-            Action::Restart {
-                keep_override: false
-            }
+            Action::RestartIfWanted
+                | Action::Restart {
+                    keep_override: false
+                }
         );
         let mut first = Ok(());
         for level in self.stop_levels().into_iter().rev() {

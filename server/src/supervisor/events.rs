@@ -51,6 +51,9 @@ pub enum EventKind {
     /// The app's public port refused connections (about its first
     /// instance; once per outage).
     ConnectionsRefused,
+    /// The app's cron_restart fired: this instance restarts now (`detail`
+    /// names the schedule).
+    CronRestart,
 }
 
 /// One state change of one instance, with the state after it.

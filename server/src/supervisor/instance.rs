@@ -301,6 +301,11 @@ pub enum Cmd {
     Start(oneshot::Sender<Result<()>>),
     /// Stop if running, then spawn; counts as a restart.
     Restart(oneshot::Sender<Result<()>>),
+    /// [`Cmd::Restart`] only if the instance should run (running, or
+    /// waiting to restart); an idle one (stopped, errored, done) stays
+    /// idle. A cron_restart's: decided by the task, in the order of its
+    /// commands, so a `pmd stop` just before the schedule fires wins.
+    RestartIfWanted(oneshot::Sender<Result<()>>),
     /// Stop the process group; the instance stays, idle.
     Stop(oneshot::Sender<Result<()>>),
     /// Stop and end the task (delete, daemon shutdown).
@@ -1067,6 +1072,10 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     let _ = reply.send(result);
                     next
                 }
+                Some(Cmd::RestartIfWanted(reply)) => {
+                    let _ = reply.send(Ok(()));
+                    Phase::Idle
+                }
                 Some(Cmd::Stop(reply)) => {
                     // Nothing runs; one still to be brought back (restored,
                     // waiting for a dependency) or errored is now stopped.
@@ -1203,7 +1212,7 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                         let _ = reply.send(Ok(()));
                         Phase::Running(run)
                     }
-                    Some(Cmd::Restart(reply)) => {
+                    Some(Cmd::Restart(reply)) | Some(Cmd::RestartIfWanted(reply)) => {
                         ctx.emit(EventKind::Restarting, "restart requested");
                         ctx.stop(&mut run).await;
                         ctx.count_restart(true);
@@ -1261,7 +1270,9 @@ pub async fn run(ctx: Ctx, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     cmd = rx.recv() => cmd,
                 };
                 match cmd {
-                    Some(Cmd::Start(reply)) | Some(Cmd::Restart(reply)) => {
+                    Some(Cmd::Start(reply))
+                    | Some(Cmd::Restart(reply))
+                    | Some(Cmd::RestartIfWanted(reply)) => {
                         ctx.count_restart(true);
                         let (next, result) = ctx.spawn_or_fail();
                         let _ = reply.send(result);

@@ -32,6 +32,9 @@ pub(super) enum Action {
     Restart {
         keep_override: bool,
     },
+    /// A restart of an instance that should run, left alone otherwise
+    /// (cron_restart); returns to the app's own ports.
+    RestartIfWanted,
 }
 
 pub(super) fn first_error(results: Vec<Result<()>>) -> Result<()> {
@@ -118,6 +121,7 @@ impl Supervisor {
                 created_at_ms: instance::now_ms(),
                 instances,
                 watcher,
+                cron: self.start_cron(&spec),
             });
             (first_id..first_id + spec.instances).collect()
         };
@@ -251,6 +255,7 @@ impl Supervisor {
                     if matches!(
                         action,
                         Action::Stop
+                            | Action::RestartIfWanted
                             | Action::Restart {
                                 keep_override: false
                             }
@@ -260,6 +265,7 @@ impl Supervisor {
                     let cmd = match action {
                         Action::Start => Cmd::Start(tx),
                         Action::Restart { .. } => Cmd::Restart(tx),
+                        Action::RestartIfWanted => Cmd::RestartIfWanted(tx),
                         Action::Stop => Cmd::Stop(tx),
                     };
                     let _ = inst.cmd.send(cmd);

@@ -13,8 +13,8 @@
 //!   the turn;
 //! - operations that add, remove or replace instances, or walk an app's
 //!   instances one by one (create, delete, scale, apply, reload,
-//!   resurrect, `restart --port`, the watcher's restarts, restore at
-//!   daemon start),
+//!   resurrect, `restart --port`, the watcher's restarts, a balanced
+//!   app's cron_restart, restore at daemon start),
 //!   run one at a time ([`Supervisor::serialized`]).
 //!
 //! Concurrency: the table is a `std::sync::Mutex<Table>` that is never held
@@ -33,7 +33,8 @@
 //! Files: `table` (apps, instances, selection, views), `lifecycle`
 //! (create, instance tasks, start/stop/restart commands, shutdown),
 //! `delete`, `scale`, `apply`, `reload`, `dependencies` (order, cycles,
-//! conditions), `port_checks`, `watching`, `persistence` (snapshot,
+//! conditions), `port_checks`, `watching`, `cron` (cron_restart's timers
+//! and what a firing restarts), `persistence` (snapshot,
 //! writer, save, resurrect, loading the state, restore), `rollback`
 //! (undoing a change whose state could not be written), `memory` (the
 //! memory guard),
@@ -48,6 +49,7 @@
 mod apply;
 pub mod cgroup;
 mod clone;
+mod cron;
 mod delete;
 mod dependencies;
 pub mod events;

@@ -330,6 +330,7 @@ impl Supervisor {
                         created_at_ms: rec.created_at_ms,
                         instances,
                         watcher: self.start_watcher(&spec),
+                        cron: self.start_cron(&spec),
                     });
                 }
             }

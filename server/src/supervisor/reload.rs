@@ -32,28 +32,54 @@ impl Supervisor {
         ready_timeout: Duration,
         progress: impl Fn(&InstanceView, usize, usize),
     ) -> Result<Vec<InstanceView>> {
+        let ids = self.ids_of(target)?;
+        let restart = Action::Restart {
+            keep_override: false,
+        };
+        self.roll_ids(&ids, restart, ready_timeout, progress)
+            .await?;
+        self.views(target)
+    }
+
+    /// [`Self::roll`] of the instances `ids`, each sent `action` (a
+    /// cron_restart's: [`Action::RestartIfWanted`], and an instance that
+    /// stayed idle is not waited for); returns them as they are after.
+    pub(super) async fn roll_ids(
+        &self,
+        ids: &[u32],
+        action: Action,
+        ready_timeout: Duration,
+        progress: impl Fn(&InstanceView, usize, usize),
+    ) -> Result<Vec<InstanceView>> {
         self.check_running()?;
         // Instances that are down go first: replacing a serving one while
         // another is down would leave N-2 serving.
-        let mut views = self.views(target)?;
+        let mut views: Vec<InstanceView> = self
+            .views(&Target::All)?
+            .into_iter()
+            .filter(|v| ids.contains(&v.id))
+            .collect();
         views.sort_by_key(|v| v.shared.state == State::Online);
         let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
         let total = ids.len();
         for (done, id) in ids.iter().enumerate() {
             let one = Target::Id(*id);
-            first_error(
-                self.act(
-                    &one,
-                    Action::Restart {
-                        keep_override: false,
-                    },
-                )
-                .await?,
-            )?;
+            first_error(self.act(&one, action).await?)?;
+            let stayed_idle = self
+                .views(&one)?
+                .first()
+                .is_some_and(|v| !v.shared.desired_running);
+            if matches!(action, Action::RestartIfWanted) && stayed_idle {
+                continue;
+            }
             let view = self.wait_replacement_ready(*id, ready_timeout).await?;
             progress(&view, done + 1, total);
         }
-        self.views(target)
+        Ok(self
+            .views(&Target::All)?
+            .into_iter()
+            .filter(|v| ids.contains(&v.id))
+            .collect())
     }
 
     /// Waits until instance `id` serves: online (its health check passed,

@@ -237,17 +237,20 @@ impl Supervisor {
                 .next_id
                 .max(made.iter().map(|i| i.id + 1).max().unwrap_or(0));
             let watcher = self.start_watcher(&spec);
+            let cron = self.start_cron(&spec);
             match table.app_mut(&rec.spec.name) {
                 Some(app) => {
                     app.instances.extend(made);
                     app.instances.sort_by_key(|i| i.index);
                     app.watcher = watcher;
+                    app.cron = cron;
                 }
                 None if !made.is_empty() => table.apps.push(App {
                     name: rec.spec.name.clone(),
                     created_at_ms: rec.created_at_ms,
                     instances: made,
                     watcher,
+                    cron,
                 }),
                 None => {}
             }

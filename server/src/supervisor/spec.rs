@@ -158,6 +158,10 @@ pub struct AppSpec {
     /// ports from `Balance::instance_ports` (see `balancer/`).
     #[serde(default)]
     pub balance: Option<Balance>,
+    /// PM2's `cron_restart`: when the app's running instances restart, in
+    /// the daemon's local time (see `cron.rs`).
+    #[serde(default)]
+    pub cron_restart: Option<pmdaemon_proto::CronSchedule>,
 }
 
 /// A balanced app's settings (its public port is the app's `port`).
@@ -271,6 +275,10 @@ impl fmt::Debug for AppSpec {
             .field("increment_var", &self.increment_var)
             .field("stop_exit_codes", &self.stop_exit_codes)
             .field("balance", &self.balance)
+            .field(
+                "cron_restart",
+                &self.cron_restart.as_ref().map(|c| c.as_str()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -730,6 +738,7 @@ const FIELD_NAMES: &[&str] = &[
     "stop_exit_codes",
     "caller_env",
     "balance",
+    "cron_restart",
 ];
 
 /// What exactly gets executed for an app.
@@ -983,6 +992,7 @@ mod tests {
             stop_exit_codes: vec![],
             caller_env: BTreeMap::new(),
             balance: None,
+            cron_restart: None,
         }
     }
 

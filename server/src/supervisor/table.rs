@@ -42,6 +42,9 @@ pub struct InstanceView {
     pub sample: Option<crate::metrics::Sample>,
     /// A balanced app's public side and this instance's part of it.
     pub balance: Option<(crate::balancer::PoolStatus, crate::balancer::InstanceStatus)>,
+    /// When the app's cron_restart fires next, while this instance should
+    /// run (a stopped one is not restarted by it).
+    pub next_cron_restart_at_ms: Option<i64>,
 }
 
 /// An instance as the table holds it.
@@ -66,6 +69,9 @@ pub(super) struct App {
     /// Restarts the app on file changes while `watch` is on; dropping it
     /// stops the watcher.
     pub(super) watcher: Option<crate::watch::WatchHandle>,
+    /// Restarts the app on its `cron_restart` schedule; dropping it stops
+    /// the timer.
+    pub(super) cron: Option<super::cron::CronTimer>,
 }
 
 impl App {
@@ -211,13 +217,20 @@ impl Supervisor {
                 let balance = balancer
                     .status(&app.name)
                     .zip(balancer.instance(&app.name, inst.id));
+                let shared = inst.shared.locked().clone();
+                let next_cron_restart_at_ms = app
+                    .cron
+                    .as_ref()
+                    .and_then(|c| c.next_at_ms())
+                    .filter(|_| shared.desired_running);
                 InstanceView {
                     balance,
                     sample,
+                    next_cron_restart_at_ms,
                     id: inst.id,
                     index: inst.index,
                     name: app.name.clone(),
-                    shared: inst.shared.locked().clone(),
+                    shared,
                     plan: inst.plan.locked().clone(),
                     created_at_ms: app.created_at_ms,
                     out_log: inst.out.path().to_path_buf(),

@@ -405,6 +405,7 @@ pub(crate) mod tests {
             log: None,
             sample: None,
             balance: None,
+            next_cron_restart_at_ms: None,
         }
     }
 

@@ -387,7 +387,7 @@ fn compose_file_validates_against_the_compose_spec() {
 }
 
 /// What no target can map is on stderr per app and key (the worker's
-/// `watch`; `cron_restart` as the loader warns about it), with exit 0;
+/// `watch` and `cron_restart`), with exit 0;
 /// bad usage exits 2 and writes nothing, an unreadable file exits 1.
 #[test]
 fn unmapped_keys_are_listed_and_bad_usage_refused() {
@@ -404,7 +404,7 @@ fn unmapped_keys_are_listed_and_bad_usage_refused() {
             "{target}: {err}"
         );
         assert!(
-            err.contains("app 3 (worker): `cron_restart`"),
+            err.contains("app worker: `cron_restart`: not mapped"),
             "{target}: {err}"
         );
     }

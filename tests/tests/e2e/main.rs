@@ -48,6 +48,8 @@
 //! - `dependencies`: `depends_on` start order, stop order, cycles;
 //! - `monitoring`: CPU and memory samples, `--max-memory`, `pmd monit`;
 //! - `events`: `pmd events -o json` as a crash and its restart happen;
+//! - `cron`: `cron_restart` schedules firing, a stopped app left alone,
+//!   refusals, a daemon restart, a schedule removed by apply;
 //! - `in_process`: the daemon run in this process through
 //!   `pmdaemond::run`, stopped by its shutdown future;
 //! - `leftovers`: nothing of an app escapes (the environment marker);
@@ -75,6 +77,7 @@ mod balancer;
 mod cgroups;
 mod cluster;
 mod contract;
+mod cron;
 mod dependencies;
 mod ecosystem;
 mod events;

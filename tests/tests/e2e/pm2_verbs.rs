@@ -615,14 +615,13 @@ fn import_pm2_runs_the_apps_as_pm2_ran_them() {
         "imported tick (python3 ",
         "stopped as in PM2",
         "imported nap (/bin/sleep)",
-        "web: not mapped: cron_restart",
         "web: cluster mode: 2 separate processes",
         "web: out log: pmd's own file (PM2 kept it at ",
     ] {
         assert!(text.contains(line), "{line:?} in\n{text}");
     }
-    // Everything else of PM2's own dump is mapped or PM2's bookkeeping.
-    assert_eq!(text.matches("not mapped").count(), 1, "{text}");
+    // Everything of PM2's own dump is mapped or PM2's bookkeeping.
+    assert_eq!(text.matches("not mapped").count(), 0, "{text}");
 
     let worker = d.wait_online("worker");
     let env = env_of(worker);
@@ -663,6 +662,8 @@ fn import_pm2_runs_the_apps_as_pm2_ran_them() {
         web_log.starts_with(arg(d.home())),
         "pmd's own log: {web_log}"
     );
+    // PM2's cron_restart comes along.
+    assert_eq!(d.describe_json("web")[0]["cron_restart"], "0 3 * * *");
 
     let tick = d.app("tick").unwrap();
     assert_eq!(tick["status"], "stopped", "{tick}");

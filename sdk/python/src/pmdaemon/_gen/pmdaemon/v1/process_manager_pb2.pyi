@@ -82,6 +82,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_POOL_JOINED: _ClassVar[EventKind]
     EVENT_KIND_POOL_LEFT: _ClassVar[EventKind]
     EVENT_KIND_CONNECTIONS_REFUSED: _ClassVar[EventKind]
+    EVENT_KIND_CRON_RESTART: _ClassVar[EventKind]
 
 class Readiness(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -160,6 +161,7 @@ EVENT_KIND_LOGS_RESUMED: EventKind
 EVENT_KIND_POOL_JOINED: EventKind
 EVENT_KIND_POOL_LEFT: EventKind
 EVENT_KIND_CONNECTIONS_REFUSED: EventKind
+EVENT_KIND_CRON_RESTART: EventKind
 READINESS_UNSPECIFIED: Readiness
 READINESS_WAITING: Readiness
 READINESS_READY: Readiness
@@ -181,7 +183,7 @@ TOKEN_SCOPE_ADMIN: TokenScope
 TOKEN_SCOPE_READ_ONLY: TokenScope
 
 class AppSpec(_message.Message):
-    __slots__ = ("name", "script", "args", "interpreter", "interpreter_args", "cwd", "env", "autorestart", "max_restarts", "min_uptime_ms", "restart_delay_ms", "exp_backoff_initial_ms", "exp_backoff_max_ms", "kill_timeout_ms", "stop_signal", "time", "log_max_bytes", "log_max_files", "instances", "port", "port_env", "watch", "watch_paths", "ignore_watch", "watch_delay_ms", "out_file", "error_file", "health_check", "max_memory_bytes", "depends_on", "start_limit_burst", "start_limit_interval_ms", "log_date_format", "merge_logs", "log_file", "log_type", "wait_ready", "listen_timeout_ms", "shutdown_with_message", "instance_var", "increment_var", "stop_exit_codes", "caller_env", "balance")
+    __slots__ = ("name", "script", "args", "interpreter", "interpreter_args", "cwd", "env", "autorestart", "max_restarts", "min_uptime_ms", "restart_delay_ms", "exp_backoff_initial_ms", "exp_backoff_max_ms", "kill_timeout_ms", "stop_signal", "time", "log_max_bytes", "log_max_files", "instances", "port", "port_env", "watch", "watch_paths", "ignore_watch", "watch_delay_ms", "out_file", "error_file", "health_check", "max_memory_bytes", "depends_on", "start_limit_burst", "start_limit_interval_ms", "log_date_format", "merge_logs", "log_file", "log_type", "wait_ready", "listen_timeout_ms", "shutdown_with_message", "instance_var", "increment_var", "stop_exit_codes", "caller_env", "balance", "cron_restart")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +242,7 @@ class AppSpec(_message.Message):
     STOP_EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
     CALLER_ENV_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CRON_RESTART_FIELD_NUMBER: _ClassVar[int]
     name: str
     script: str
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -284,7 +287,8 @@ class AppSpec(_message.Message):
     stop_exit_codes: _containers.RepeatedScalarFieldContainer[int]
     caller_env: _containers.ScalarMap[str, str]
     balance: BalanceSpec
-    def __init__(self, name: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., interpreter: _Optional[str] = ..., interpreter_args: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., autorestart: _Optional[_Union[RestartPolicy, str]] = ..., max_restarts: _Optional[int] = ..., min_uptime_ms: _Optional[int] = ..., restart_delay_ms: _Optional[int] = ..., exp_backoff_initial_ms: _Optional[int] = ..., exp_backoff_max_ms: _Optional[int] = ..., kill_timeout_ms: _Optional[int] = ..., stop_signal: _Optional[str] = ..., time: bool = ..., log_max_bytes: _Optional[int] = ..., log_max_files: _Optional[int] = ..., instances: _Optional[int] = ..., port: _Optional[str] = ..., port_env: _Optional[str] = ..., watch: bool = ..., watch_paths: _Optional[_Iterable[str]] = ..., ignore_watch: _Optional[_Iterable[str]] = ..., watch_delay_ms: _Optional[int] = ..., out_file: _Optional[str] = ..., error_file: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., max_memory_bytes: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., start_limit_burst: _Optional[int] = ..., start_limit_interval_ms: _Optional[int] = ..., log_date_format: _Optional[str] = ..., merge_logs: bool = ..., log_file: _Optional[str] = ..., log_type: _Optional[_Union[LogType, str]] = ..., wait_ready: bool = ..., listen_timeout_ms: _Optional[int] = ..., shutdown_with_message: bool = ..., instance_var: _Optional[str] = ..., increment_var: _Optional[str] = ..., stop_exit_codes: _Optional[_Iterable[int]] = ..., caller_env: _Optional[_Mapping[str, str]] = ..., balance: _Optional[_Union[BalanceSpec, _Mapping]] = ...) -> None: ...
+    cron_restart: str
+    def __init__(self, name: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., interpreter: _Optional[str] = ..., interpreter_args: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., autorestart: _Optional[_Union[RestartPolicy, str]] = ..., max_restarts: _Optional[int] = ..., min_uptime_ms: _Optional[int] = ..., restart_delay_ms: _Optional[int] = ..., exp_backoff_initial_ms: _Optional[int] = ..., exp_backoff_max_ms: _Optional[int] = ..., kill_timeout_ms: _Optional[int] = ..., stop_signal: _Optional[str] = ..., time: bool = ..., log_max_bytes: _Optional[int] = ..., log_max_files: _Optional[int] = ..., instances: _Optional[int] = ..., port: _Optional[str] = ..., port_env: _Optional[str] = ..., watch: bool = ..., watch_paths: _Optional[_Iterable[str]] = ..., ignore_watch: _Optional[_Iterable[str]] = ..., watch_delay_ms: _Optional[int] = ..., out_file: _Optional[str] = ..., error_file: _Optional[str] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., max_memory_bytes: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., start_limit_burst: _Optional[int] = ..., start_limit_interval_ms: _Optional[int] = ..., log_date_format: _Optional[str] = ..., merge_logs: bool = ..., log_file: _Optional[str] = ..., log_type: _Optional[_Union[LogType, str]] = ..., wait_ready: bool = ..., listen_timeout_ms: _Optional[int] = ..., shutdown_with_message: bool = ..., instance_var: _Optional[str] = ..., increment_var: _Optional[str] = ..., stop_exit_codes: _Optional[_Iterable[int]] = ..., caller_env: _Optional[_Mapping[str, str]] = ..., balance: _Optional[_Union[BalanceSpec, _Mapping]] = ..., cron_restart: _Optional[str] = ...) -> None: ...
 
 class BalanceSpec(_message.Message):
     __slots__ = ("strategy", "proxy_protocol", "drain_timeout_ms", "hold_timeout_ms", "address", "instance_ports")
@@ -363,7 +367,7 @@ class Dependency(_message.Message):
     def __init__(self, app: _Optional[str] = ..., condition: _Optional[_Union[DependencyCondition, str]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("id", "name", "instance", "state", "pid", "restarts", "unstable_restarts", "started_at_ms", "last_exit_code", "last_exit_signal", "last_exit_at_ms", "next_restart_at_ms", "status_reason", "spec", "argv", "cwd", "out_log_path", "err_log_path", "created_at_ms", "port", "port_override", "cpu_percent", "memory_bytes", "health", "last_health_error", "last_health_check_at_ms", "last_health_error_at_ms", "last_health_check_passed", "ready", "tracking", "log_path", "env_values_hidden", "balancer", "balance")
+    __slots__ = ("id", "name", "instance", "state", "pid", "restarts", "unstable_restarts", "started_at_ms", "last_exit_code", "last_exit_signal", "last_exit_at_ms", "next_restart_at_ms", "status_reason", "spec", "argv", "cwd", "out_log_path", "err_log_path", "created_at_ms", "port", "port_override", "cpu_percent", "memory_bytes", "health", "last_health_error", "last_health_check_at_ms", "last_health_error_at_ms", "last_health_check_passed", "ready", "tracking", "log_path", "env_values_hidden", "balancer", "balance", "next_cron_restart_at_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -398,6 +402,7 @@ class ProcessInfo(_message.Message):
     ENV_VALUES_HIDDEN_FIELD_NUMBER: _ClassVar[int]
     BALANCER_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CRON_RESTART_AT_MS_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     instance: int
@@ -432,7 +437,8 @@ class ProcessInfo(_message.Message):
     env_values_hidden: bool
     balancer: BalancerStatus
     balance: InstanceBalance
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., instance: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., unstable_restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., last_exit_code: _Optional[int] = ..., last_exit_signal: _Optional[str] = ..., last_exit_at_ms: _Optional[int] = ..., next_restart_at_ms: _Optional[int] = ..., status_reason: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., out_log_path: _Optional[str] = ..., err_log_path: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., port: _Optional[int] = ..., port_override: bool = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., last_health_error: _Optional[str] = ..., last_health_check_at_ms: _Optional[int] = ..., last_health_error_at_ms: _Optional[int] = ..., last_health_check_passed: bool = ..., ready: bool = ..., tracking: _Optional[_Union[Tracking, str]] = ..., log_path: _Optional[str] = ..., env_values_hidden: bool = ..., balancer: _Optional[_Union[BalancerStatus, _Mapping]] = ..., balance: _Optional[_Union[InstanceBalance, _Mapping]] = ...) -> None: ...
+    next_cron_restart_at_ms: int
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., instance: _Optional[int] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., unstable_restarts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., last_exit_code: _Optional[int] = ..., last_exit_signal: _Optional[str] = ..., last_exit_at_ms: _Optional[int] = ..., next_restart_at_ms: _Optional[int] = ..., status_reason: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., out_log_path: _Optional[str] = ..., err_log_path: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., port: _Optional[int] = ..., port_override: bool = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., health: _Optional[_Union[HealthState, str]] = ..., last_health_error: _Optional[str] = ..., last_health_check_at_ms: _Optional[int] = ..., last_health_error_at_ms: _Optional[int] = ..., last_health_check_passed: bool = ..., ready: bool = ..., tracking: _Optional[_Union[Tracking, str]] = ..., log_path: _Optional[str] = ..., env_values_hidden: bool = ..., balancer: _Optional[_Union[BalancerStatus, _Mapping]] = ..., balance: _Optional[_Union[InstanceBalance, _Mapping]] = ..., next_cron_restart_at_ms: _Optional[int] = ...) -> None: ...
 
 class StartProcessRequest(_message.Message):
     __slots__ = ("spec", "target", "caller_cwd", "caller_path", "dependency_timeout_ms")
