@@ -44,6 +44,8 @@
 //! - `dependencies`: `depends_on` start order, stop order, cycles;
 //! - `monitoring`: CPU and memory samples, `--max-memory`, `pmd monit`;
 //! - `events`: `pmd events -o json` as a crash and its restart happen;
+//! - `container`: `pmdaemond run FILE` (pm2-runtime): tagged, raw and JSON
+//!   output, orphans reaped, SIGTERM, exit codes, `pmd list` beside it;
 //! - `in_process`: the daemon run in this process through
 //!   `pmdaemond::run`, stopped by its shutdown future;
 //! - `leftovers`: nothing of an app escapes (the environment marker);
@@ -70,6 +72,7 @@
 mod balancer;
 mod cgroups;
 mod cluster;
+mod container;
 mod contract;
 mod dependencies;
 mod ecosystem;
