@@ -24,6 +24,8 @@
 //! - `balancer` — balanced apps' public ports: pools of ready instances,
 //!   TCP forwarding, draining;
 //! - `config` — `$PMDAEMON_HOME/config.yaml` (the TCP listener's settings);
+//! - `container` — `pmdaemond run FILE` (pm2-runtime): its init process,
+//!   the file applied through `pmd`'s library, the apps' lines printed;
 //! - `lazy` — services built by their first call (gRPC reflection);
 //! - `fds` — the open-file limit (raised for the daemon, given back to
 //!   apps); `sync` — the poisoned-mutex rule; `alloc` — glibc allocator
