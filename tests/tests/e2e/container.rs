@@ -259,3 +259,61 @@ fn an_invalid_file_exits_2_and_starts_nothing() {
     let mut run = Run::start(&d, &["missing.yaml"]);
     assert_eq!(run.wait_exit().code(), Some(2), "{}", run.stderr());
 }
+
+/// As PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`,
+/// root only; skipped otherwise): SIGTERM, which the kernel would ignore
+/// for a PID 1 without a handler, stops the app and the run exits 0.
+#[test]
+fn as_pid_1_sigterm_is_handled() {
+    if !is_root() {
+        eprintln!("skipped: a PID namespace needs root");
+        return;
+    }
+    let d = TestDaemon::new_stopped();
+    let file = ecosystem(&d, TALKER);
+    let out = d.home().join("ns-stdout.txt");
+    let err = d.home().join("ns-stderr.txt");
+    let spawned = {
+        use std::os::unix::process::CommandExt;
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(&binaries().pmdaemond)
+            .args(["run", &file, "--no-cgroups"])
+            .env(pmdaemon_proto::HOME_ENV, d.home())
+            .current_dir(d.work())
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(&err).unwrap())
+            .spawn()
+    };
+    let Ok(child) = spawned else {
+        eprintln!("skipped: no unshare");
+        return;
+    };
+    let mut run = Run {
+        child: Some(child),
+        out,
+        err,
+    };
+    let unshare = run.pid();
+    // The run process: unshare's child, pid 1 in its namespace.
+    let init: u32 = wait_for_value("the run process in its namespace", WAIT, || {
+        fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim();
+            let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+            (ppid == unshare.to_string() && nspid.split_whitespace().last() == Some("1"))
+                .then_some(pid)
+        })
+    });
+    run.wait_output("0|talker | to-out", false);
+    // Its pid is the namespace's: the app is found by its home instead.
+    d.wait_online("talker");
+    assert!(!d.app_pids().is_empty());
+    let _ = kill(Pid::from_raw(init as i32), Signal::SIGTERM);
+    let status = run.wait_exit();
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr());
+    assert!(d.app_pids().is_empty(), "the app survived");
+}
