@@ -31,12 +31,12 @@ pub mod init;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use pmdaemon_proto::Target;
 use pmdaemon_proto::v1;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::logs::{LogLine, Stream};
+use crate::supervisor::InstanceView;
 use crate::supervisor::Supervisor;
 use crate::supervisor::instance::State;
 
@@ -133,7 +133,7 @@ async fn drive(started: crate::Started, file: RunFile, code: Arc<AtomicU8>) {
         // Taken before the records are read: a change after the read
         // wakes the wait below.
         let mut changes = sup.changes();
-        if let Some((exit, why)) = verdict(&sup) {
+        if let Some((exit, why)) = verdict(&sup.settled_views().await) {
             end(exit, why);
             break;
         }
@@ -173,8 +173,9 @@ async fn apply(home: &std::path::Path, file: &RunFile) -> Result<String, (u8, an
 
 /// The end of the run, if it has come: no instance should run or is still
 /// running. Exit 1 naming the errored instances, else 0.
-fn verdict(sup: &Supervisor) -> Option<(u8, String)> {
-    let views = sup.views(&Target::All).ok()?;
+/// A restart passes through `stopped` with `desired_running` kept, so it
+/// never looks like an end.
+fn verdict(views: &[InstanceView]) -> Option<(u8, String)> {
     let kept_up = views.iter().any(|v| {
         v.shared.desired_running || !matches!(v.shared.state, State::Stopped | State::Errored)
     });
