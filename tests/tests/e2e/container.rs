@@ -105,7 +105,8 @@ const TALKER: &str = "apps:
 
 /// The apps' lines are tagged `ID|NAME | `, stdout lines on stdout and
 /// stderr lines on stderr; `pmd list` reaches the daemon on the home's
-/// socket; SIGTERM stops the app and the run exits 0 leaving nothing.
+/// socket, and an app started there later is printed too; SIGTERM stops
+/// the apps and the run exits 0 leaving nothing.
 #[test]
 fn prints_tagged_lines_and_stops_on_sigterm() {
     let d = TestDaemon::new_stopped();
@@ -115,6 +116,16 @@ fn prints_tagged_lines_and_stops_on_sigterm() {
     run.wait_output("0|talker | to-err", true);
     assert!(!run.stdout().contains("to-err"), "{}", run.stdout());
     let pid = d.wait_online("talker");
+    d.pmd_ok(&[
+        "start",
+        "sh",
+        "--name",
+        "late",
+        "--",
+        "-c",
+        "echo late-line; exec sleep 1000",
+    ]);
+    run.wait_output("1|late | late-line", false);
     let status = run.terminate();
     assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr());
     assert!(!pid_alive(pid), "the app survived the run");
