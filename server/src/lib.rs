@@ -24,6 +24,8 @@
 //! - `balancer` — balanced apps' public ports: pools of ready instances,
 //!   TCP forwarding, draining;
 //! - `config` — `$PMDAEMON_HOME/config.yaml` (the TCP listener's settings);
+//! - `container` — `pmdaemond run FILE` (pm2-runtime): its init process,
+//!   the file applied through `pmd`'s library, the apps' lines printed;
 //! - `lazy` — services built by their first call (gRPC reflection);
 //! - `fds` — the open-file limit (raised for the daemon, given back to
 //!   apps); `sync` — the poisoned-mutex rule; `alloc` — glibc allocator
@@ -35,6 +37,7 @@ pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod balancer;
 pub mod config;
+pub mod container;
 pub(crate) mod error;
 pub(crate) mod fds;
 pub(crate) mod gateway;
@@ -203,6 +206,31 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    serve_with(listener, config, shutdown, None).await
+}
+
+/// What a mode of the daemon that drives it from inside (`pmdaemond run`,
+/// `container`) gets once the daemon serves.
+pub(crate) struct Started {
+    pub sup: Supervisor,
+    /// Send true to begin the shutdown (stop every app, then return).
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// True once every app is stopped at shutdown.
+    pub stopped: tokio::sync::watch::Receiver<bool>,
+    pub home: PathBuf,
+}
+
+/// Called once the daemon serves; the task it returns is awaited before
+/// [`serve_with`] returns.
+pub(crate) type Hook = Box<dyn FnOnce(Started) -> tokio::task::JoinHandle<()> + Send>;
+
+/// [`run`], with `hook` called once the socket serves.
+pub(crate) async fn serve_with(
+    listener: UnixListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    hook: Option<Hook>,
+) -> Result<(), StartError> {
     let Config {
         home,
         monitor_interval,
@@ -289,6 +317,7 @@ pub async fn run(
     // Serving stops only after the apps are stopped, so `pmd kill` and
     // followers see the daemon until the end.
     let (served_tx, mut served_rx) = tokio::sync::watch::channel(false);
+    let stopped_rx = served_rx.clone();
     let listen = tcp_listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -337,6 +366,14 @@ pub async fn run(
         let _ = served_rx.wait_for(|s| *s).await;
     }));
     tracing::info!(home = %home.display(), pid = std::process::id(), "pmdaemond ready");
+    let driver = hook.map(|hook| {
+        hook(Started {
+            sup: sup.clone(),
+            shutdown: shutdown_tx.clone(),
+            stopped: stopped_rx.clone(),
+            home: home.clone(),
+        })
+    });
 
     let _ = shutdown_rx.wait_for(|s| *s).await;
     tracing::info!("shutting down: stopping every app");
@@ -349,6 +386,9 @@ pub async fn run(
     }
     for tcp in tcp_servers {
         let _ = tcp.await;
+    }
+    if let Some(driver) = driver {
+        let _ = driver.await;
     }
     tokens.flush().await;
     let _ = std::fs::remove_file(pmdaemon_proto::socket_path(&home));

@@ -14,61 +14,117 @@ use tokio::signal::unix::{SignalKind, signal};
 #[command(name = "pmdaemond", version)]
 struct Args {
     /// State directory (socket, state.json, logs).
-    #[arg(long, env = "PMDAEMON_HOME")]
+    #[arg(global = true, long, env = "PMDAEMON_HOME")]
     home: Option<PathBuf>,
     /// How often CPU and memory of the apps are sampled (e.g. 500ms, 2s).
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    #[arg(global = true, long, default_value = "1s", value_parser = parse_interval)]
     monitor_interval: std::time::Duration,
     /// Tracing filter, e.g. `info` or `pmdaemond=debug`.
-    #[arg(long, env = "PMDAEMON_LOG", default_value = "info")]
+    #[arg(global = true, long, env = "PMDAEMON_LOG", default_value = "info")]
     log: String,
     /// Size of pmdaemond.log before it is rotated (e.g. 10M; default 10 MiB).
-    #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
+    #[arg(global = true, long, value_name = "SIZE", value_parser = parse_log_size)]
     log_max_size: Option<u64>,
     /// Rotated copies of pmdaemond.log kept (.1 .. .N; default 3).
-    #[arg(long, value_name = "N", value_parser = parse_log_files)]
+    #[arg(global = true, long, value_name = "N", value_parser = parse_log_files)]
     log_max_files: Option<u32>,
     /// Track apps by process group and environment marker only, never by
     /// cgroup (by default each run of an app gets its own cgroup v2 where
     /// the daemon can create one: root, or a delegated subtree).
     /// PMDAEMON_NO_CGROUPS=1 (or true, yes, on) does the same.
-    #[arg(long, env = "PMDAEMON_NO_CGROUPS", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(global = true, long, env = "PMDAEMON_NO_CGROUPS", value_parser = clap::builder::BoolishValueParser::new())]
     no_cgroups: bool,
     /// How long a line repeated in pmdaemond.log (a crash loop's) is
     /// counted instead of written, before one line says how many times it
     /// came (e.g. 30s, 2m; 0 writes every line).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_repeat_window)]
+    #[arg(global = true, long, value_name = "DURATION", default_value = "30s", value_parser = parse_repeat_window)]
     log_repeat_window: std::time::Duration,
     /// Free space kept for the state file on each file system that holds
     /// logs: under it, log files (pmdaemond.log too) stop being written
     /// until it is back (e.g. 64M; default the smaller of 64 MiB and 1% of
     /// the file system; 0 turns it off).
-    #[arg(long, value_name = "SIZE", value_parser = parse_reserve)]
+    #[arg(global = true, long, value_name = "SIZE", value_parser = parse_reserve)]
     log_reserve: Option<u64>,
     /// Also serve gRPC, gRPC-Web and HTTP on this TCP address (repeatable,
     /// e.g. 127.0.0.1:7070 and [::1]:7070); every call needs a bearer token
     /// (the admin token is in $PMDAEMON_HOME/token). A non-loopback address
     /// needs TLS (or --insecure-remote).
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(global = true, long, value_name = "ADDR:PORT")]
     listen: Vec<std::net::SocketAddr>,
     /// TLS certificate chain (PEM) of the TCP listener.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(global = true, long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// TLS private key (PEM) of the TCP listener.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(global = true, long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// CA certificates (PEM): TCP clients must present a certificate signed
     /// by one of them (mutual TLS).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(global = true, long, value_name = "FILE", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
     /// Allow --listen on a non-loopback address without TLS (a warning is
     /// logged at every start).
-    #[arg(long)]
+    #[arg(global = true, long)]
     insecure_remote: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Container mode (PM2's pm2-runtime): run in the foreground as PID 1
+    /// (or a child subreaper), start the apps of FILE as `pmd start FILE`
+    /// would, print their output, stop them all on SIGTERM/SIGINT/SIGQUIT.
+    /// Exits when no app is left running: 1 if one errored, else 0; 2 for
+    /// an unusable FILE.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The ecosystem file (.yaml, .yml, .json, ecosystem*.js, *.config.js).
+    file: String,
+    /// Each app's env_NAME section over its env.
+    #[arg(long = "env", value_name = "NAME")]
+    environment: Option<String>,
+    /// Only these apps of the file (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    only: Vec<String>,
+    /// The apps' lines without the `ID|NAME | ` tag.
+    #[arg(long, conflicts_with = "json")]
+    raw: bool,
+    /// One JSON object per line (PM2's keys), all on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Before anything else: the file is checked and the init forked while
+    // the process has one thread.
+    let run_file = match &args.command {
+        Some(Command::Run(run)) => {
+            let output = match (run.raw, run.json) {
+                (true, _) => pmdaemond::container::Output::Raw,
+                (_, true) => pmdaemond::container::Output::Json,
+                _ => pmdaemond::container::Output::Tagged,
+            };
+            let file = match pmdaemond::container::load(
+                &run.file,
+                run.environment.as_deref(),
+                &run.only,
+                output,
+            ) {
+                Ok(file) => file,
+                Err(code) => return ExitCode::from(code),
+            };
+            if let Err(e) = pmdaemond::container::init::split() {
+                eprintln!("pmdaemond run: cannot start the init process: {e}");
+                return ExitCode::FAILURE;
+            }
+            Some(file)
+        }
+        None => None,
+    };
     let home = args.home.clone().unwrap_or_else(pmdaemon_proto::home_dir);
     let home = if home.is_absolute() {
         home
@@ -128,14 +184,21 @@ fn main() -> ExitCode {
             log_reserve,
             remote,
         };
-        pmdaemond::run(listener, config, shutdown_signal()).await
+        match run_file {
+            Some(file) => {
+                pmdaemond::container::run(listener, config, file, shutdown_signal(true)).await
+            }
+            None => pmdaemond::run(listener, config, shutdown_signal(false))
+                .await
+                .map(|()| 0),
+        }
     });
     // Summaries of repeats still counted go in before the daemon ends.
     if let Err(e) = daemon_log.finish() {
         eprintln!("pmdaemond: cannot write pmdaemond.log: {e}");
     }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("pmdaemond: {e}");
@@ -193,13 +256,21 @@ fn parse_interval(value: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-/// Resolves on SIGTERM or SIGINT. SIGHUP is ignored: a daemon started from
+/// Resolves on SIGTERM or SIGINT (and SIGQUIT with `quit`: `pmdaemond
+/// run`, whose init relays it). SIGHUP is ignored: a daemon started from
 /// a terminal must not take its apps down when the terminal closes.
-async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+async fn shutdown_signal(quit: bool) {
+    // Only when asked: a plain daemon keeps SIGQUIT's default.
+    let quit_sig = if quit {
+        signal(SignalKind::quit()).map(Some)
+    } else {
+        Ok(None)
+    };
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut quit_sig)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        quit_sig,
     ) else {
         tracing::error!("cannot install signal handlers; stop the daemon with `pmd kill`");
         return std::future::pending().await;
@@ -209,6 +280,10 @@ async fn shutdown_signal() {
             _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
             _ = int.recv() => { tracing::info!("SIGINT received"); return; }
             _ = hup.recv() => tracing::info!("SIGHUP ignored"),
+            Some(_) = async { quit_sig.as_mut()?.recv().await } => {
+                tracing::info!("SIGQUIT received");
+                return;
+            }
         }
     }
 }

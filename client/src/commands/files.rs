@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use pmdaemon_proto::Target;
 use pmdaemon_proto::v1::{
-    AppSpec, ApplyAppsRequest, ApplyMode, ApplyOutcome, ListProcessesRequest,
+    AppSpec, ApplyAppsRequest, ApplyAppsResponse, ApplyMode, ApplyOutcome, ListProcessesRequest,
 };
 
 use super::{Ctx, RpcResultExt, remote_path_problem, wait};
@@ -26,7 +26,7 @@ use crate::render;
 use crate::term::{self, with_spinner};
 
 /// A file's apps as the command line selected them.
-pub(super) struct Loaded {
+pub struct Loaded {
     pub file: Ecosystem,
     pub specs: Vec<AppSpec>,
     /// `(app, dependency)`: dependencies of selected apps that `--only`
@@ -232,6 +232,46 @@ pub(super) async fn apply_with(
     wait: WaitArg,
     options: ApplyOptions,
 ) -> anyhow::Result<()> {
+    // --wait-timeout bounds the whole wait: the daemon's wait for
+    // dependencies inside ApplyApps, then the readiness wait here.
+    let wait = WaitArg {
+        since: Some(Instant::now()),
+        ..wait
+    };
+    let request = apply_request(ctx, loaded, mode, wait, options)?;
+    let mut client = ctx.client().await?;
+    let doing = match mode {
+        ApplyMode::Unspecified => "starting",
+        ApplyMode::Restart => "restarting",
+        ApplyMode::Reload => "reloading",
+    };
+    let label = format!("{doing} the apps of {}", loaded.file.display);
+    let response = with_spinner(label, client.apply_apps(request))
+        .await
+        .rpc()?;
+    if output == OutputFormat::Table {
+        term::print(&applied_lines(&response, mode))?;
+    }
+    refuse_failed(&mut client, &response, mode).await?;
+    let processes: Vec<_> = response
+        .apps
+        .iter()
+        .flat_map(|app| app.processes.iter().cloned())
+        .collect();
+    wait::finish(&mut client, &processes, output, wait).await
+}
+
+/// The ApplyApps request of a file's selected apps, after the notes about
+/// dependencies `--only` leaves out. For a remote daemon, relative paths
+/// are refused before anything is sent; `~` is expanded first (a remote
+/// daemon's is refused).
+fn apply_request(
+    ctx: &Ctx,
+    loaded: &Loaded,
+    mode: ApplyMode,
+    wait: WaitArg,
+    options: ApplyOptions,
+) -> anyhow::Result<ApplyAppsRequest> {
     for (app, dependency) in &loaded.left_out {
         note(&format!(
             "{}: {app} depends on {dependency}, which --only leaves out: the daemon waits for \
@@ -239,15 +279,6 @@ pub(super) async fn apply_with(
             loaded.file.display
         ));
     }
-    // --wait-timeout bounds the whole wait: the daemon's wait for
-    // dependencies inside ApplyApps, then the readiness wait here.
-    let wait = WaitArg {
-        since: Some(Instant::now()),
-        ..wait
-    };
-    // A remote daemon resolves nothing against this machine's directories:
-    // the file's relative paths are refused before anything is sent.
-    // `~` is expanded first (a remote daemon's is refused).
     let mut apps = loaded.specs.clone();
     for spec in &mut apps {
         let label = format!("{}: app {}", loaded.file.display, spec.name);
@@ -259,14 +290,13 @@ pub(super) async fn apply_with(
     } else {
         loaded.file.dir.clone()
     };
-    let mut client = ctx.client().await?;
     // Each app captures this shell's environment when it is created (the
     // daemon keeps an existing app's unless update_env).
     let caller_env = ctx.caller_env(options.update_env);
     for spec in &mut apps {
         spec.caller_env = caller_env.clone();
     }
-    let request = ApplyAppsRequest {
+    Ok(ApplyAppsRequest {
         apps,
         caller_cwd,
         mode: mode.into(),
@@ -274,27 +304,27 @@ pub(super) async fn apply_with(
         ready_timeout_ms: options.ready_timeout_ms,
         caller_path: ctx.caller_path(),
         update_env: options.update_env,
-    };
-    let doing = match mode {
-        ApplyMode::Unspecified => "starting",
-        ApplyMode::Restart => "restarting",
-        ApplyMode::Reload => "reloading",
-    };
-    let label = format!("{doing} the apps of {}", loaded.file.display);
-    let response = with_spinner(label, client.apply_apps(request))
-        .await
-        .rpc()?;
-    if output == OutputFormat::Table {
-        let text: String = response
-            .apps
-            .iter()
-            .filter(|app| app.outcome() != ApplyOutcome::Failed)
-            .map(|app| render::applied(app, mode) + "\n")
-            .collect();
-        term::print(&text)?;
-    }
-    // The others were applied (and were just listed); these were not. For
-    // each, the state of its instances, as --wait-ready reports them.
+    })
+}
+
+/// One line per app that was applied (`started api (ids 0-3)`).
+fn applied_lines(response: &ApplyAppsResponse, mode: ApplyMode) -> String {
+    response
+        .apps
+        .iter()
+        .filter(|app| app.outcome() != ApplyOutcome::Failed)
+        .map(|app| render::applied(app, mode) + "\n")
+        .collect()
+}
+
+/// An error naming every app of the response that was not applied, each
+/// with the state of its instances as --wait-ready reports them; Ok when
+/// every app was.
+async fn refuse_failed(
+    client: &mut Client,
+    response: &ApplyAppsResponse,
+    mode: ApplyMode,
+) -> anyhow::Result<()> {
     let mut failed: Vec<String> = Vec::new();
     for app in response
         .apps
@@ -304,18 +334,54 @@ pub(super) async fn apply_with(
         let line = anyhow::anyhow!("{}", render::applied(app, mode));
         failed.push(format!(
             "{:#}",
-            wait::explain(&mut client, &app.name, line).await
+            wait::explain(client, &app.name, line).await
         ));
     }
     if !failed.is_empty() {
         anyhow::bail!("{}", failed.join("\n"));
     }
-    let processes: Vec<_> = response
-        .apps
-        .iter()
-        .flat_map(|app| app.processes.iter().cloned())
-        .collect();
-    wait::finish(&mut client, &processes, output, wait).await
+    Ok(())
+}
+
+/// An ecosystem FILE loaded as `pmd start FILE [--env NAME] [--only A,B]`
+/// loads it (notes and warnings on stderr), for `pmdaemond run`, which
+/// loads its file before it starts anything: a file that is not an
+/// ecosystem file, or that cannot be used, is a [`UsageError`].
+pub fn load_file(path: &str, environment: Option<&str>, only: &[String]) -> anyhow::Result<Loaded> {
+    if ecosystem::format_of(std::path::Path::new(path)).is_none() {
+        return Err(UsageError(format!(
+            "{path} is not an ecosystem file: pmdaemond run reads .yaml, .yml, .json and \
+             ecosystem*.js / *.config.js|cjs|mjs files"
+        ))
+        .into());
+    }
+    load(path, environment, only, false).map_err(|e| UsageError(format!("{e:#}")).into())
+}
+
+/// `pmd start FILE` on the local daemon `client` talks to, for `pmdaemond
+/// run`: the same ApplyApps (this process's environment, PATH and the
+/// file's directory), the same outcome. Returns the lines `pmd start`
+/// prints, for the caller to show where it wants.
+pub async fn start_file(client: &mut Client, loaded: &Loaded) -> anyhow::Result<String> {
+    let ctx = Ctx {
+        home: crate::connect::Home::from_env(),
+        colours: term::Colours::OFF,
+        remote: None,
+    };
+    let mode = ApplyMode::Unspecified;
+    let request = apply_request(
+        &ctx,
+        loaded,
+        mode,
+        WaitArg::default(),
+        ApplyOptions::default(),
+    )?;
+    let response = client.apply_apps(request).await.rpc()?;
+    let lines = applied_lines(&response, mode);
+    refuse_failed(client, &response, mode)
+        .await
+        .map_err(|e| e.context(lines.trim_end().to_string()))?;
+    Ok(lines)
 }
 
 /// For a remote daemon: every problem of the file's `script` and `cwd`

@@ -72,15 +72,17 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How each log line is decorated.
-struct LineFormat {
+/// How each log line is decorated (`pmd logs`, and `pmdaemond run`, which
+/// prints its apps' lines the same way).
+#[derive(Debug, Clone, Copy)]
+pub struct LineFormat {
     /// `ID|NAME | ` before each line.
-    tag: bool,
+    pub tag: bool,
     /// The time the daemon read the line (live lines only).
-    time: bool,
+    pub time: bool,
     /// A JSON object per line (PM2's `logs --json`) instead of text.
-    json: bool,
-    colours: Colours,
+    pub json: bool,
+    pub colours: Colours,
 }
 
 /// One line of `logs --json`, PM2's shape (`lib/API/Log.js` jsonStream):
@@ -98,7 +100,8 @@ struct JsonLine<'a> {
 }
 
 impl LineFormat {
-    fn write(&self, buf: &mut Vec<u8>, line: &LogLine) {
+    /// Appends `line`, decorated, and its newline to `buf`.
+    pub fn write(&self, buf: &mut Vec<u8>, line: &LogLine) {
         if self.json {
             let at = (line.timestamp_ms > 0).then(|| {
                 let at = UNIX_EPOCH + Duration::from_millis(line.timestamp_ms.unsigned_abs());

@@ -49,6 +49,12 @@ use crate::render::{self, ProcessView};
 use crate::term::{self, Colours};
 use pmdaemon_proto::v1::{ApplyMode, ProcessInfo};
 
+/// What `pmdaemond run` reuses: its file loaded and started exactly as
+/// `pmd start FILE` does it, its apps' lines written as `pmd logs` writes
+/// them.
+pub use files::{Loaded, load_file, start_file};
+pub use logs::LineFormat;
+
 /// What every command needs besides its own arguments.
 pub struct Ctx {
     pub home: Home,

@@ -377,6 +377,14 @@ impl Supervisor {
         self.inner.monitor_interval
     }
 
+    /// Every instance, read while no reshape (apply, scale, delete, reload)
+    /// is under way: between two of its steps, an app being replaced may
+    /// have no instance at all. For `pmdaemond run`'s end rule.
+    pub async fn settled_views(&self) -> Vec<InstanceView> {
+        let _turn = self.inner.turn.lock().await;
+        self.views(&Target::All).unwrap_or_default()
+    }
+
     pub fn logs(&self) -> &LogHub {
         &self.inner.logs
     }

@@ -50,6 +50,8 @@
 //! - `events`: `pmd events -o json` as a crash and its restart happen;
 //! - `cron`: `cron_restart` schedules firing, a stopped app left alone,
 //!   refusals, a daemon restart, a schedule removed by apply;
+//! - `container`: `pmdaemond run FILE` (pm2-runtime): tagged, raw and JSON
+//!   output, orphans reaped, SIGTERM, exit codes, `pmd list` beside it;
 //! - `in_process`: the daemon run in this process through
 //!   `pmdaemond::run`, stopped by its shutdown future;
 //! - `leftovers`: nothing of an app escapes (the environment marker);
@@ -76,6 +78,7 @@
 mod balancer;
 mod cgroups;
 mod cluster;
+mod container;
 mod contract;
 mod cron;
 mod dependencies;
