@@ -1,6 +1,7 @@
-//! `pmdaemond`: parses flags, sets up tracing, takes the home lock, reads
-//! config.yaml (flags override it), binds the socket and calls
-//! [`pmdaemond::run`] until SIGTERM/SIGINT.
+//! `pmdaemond`: takes systemd's `NOTIFY_SOCKET` out of the environment,
+//! parses flags, sets up tracing, takes the home lock, reads config.yaml
+//! (flags override it), binds the socket and calls [`pmdaemond::run`]
+//! until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main: no other thread exists yet.
+    let notify = unsafe { pmdaemond::notify::Notifier::take_from_env() };
     let args = Args::parse();
     let home = args.home.clone().unwrap_or_else(pmdaemon_proto::home_dir);
     let home = if home.is_absolute() {
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
             cgroups: !args.no_cgroups,
             log_reserve,
             remote,
+            notify,
         };
         pmdaemond::run(listener, config, shutdown_signal()).await
     });
