@@ -3,8 +3,9 @@
 //! `cluster` (reload, scale), `inspect` (list, jlist, describe, env),
 //! `import` (`import pm2`: PM2's dump.pm2), `logs` (logs,
 //! flush), `monit`, `events`, `daemon` (save, resurrect, kill, ping,
-//! version), `tokens` (token create, list, revoke) and `context` (the
-//! contexts file); `wait` is the `--wait-ready` of start, restart and
+//! version), `tokens` (token create, list, revoke), `context` (the
+//! contexts file), `startup` (startup, unstartup: the systemd unit) and
+//! `shell` (completions, man); `wait` is the `--wait-ready` of start, restart and
 //! reload. [`dispatch`] is the one exhaustive match over [`Command`]; it
 //! picks the daemon first ([`crate::remote::choose`]): the local socket,
 //! or a remote daemon that every verb reaches the same way through
@@ -30,6 +31,8 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod monit;
+mod shell;
+mod startup;
 mod tokens;
 mod wait;
 
@@ -120,6 +123,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Context(cmd) => return context::context(cmd, &cli.remote, colours),
         Command::Validate(args) => return files::validate(&args),
+        Command::Startup(args) => return startup::startup(&args, &cli.remote),
+        Command::Unstartup(args) => return startup::unstartup(&args, &cli.remote),
+        Command::Completions(args) => return shell::completions(&args),
+        Command::Man(args) => return shell::man(&args),
         command => command,
     };
     let env = remote::Env::from_process()?;
@@ -269,6 +276,10 @@ async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Validate(_) => {
             unreachable!("pmd validate is dispatched before a daemon is chosen")
         }
+        Command::Startup(_)
+        | Command::Unstartup(_)
+        | Command::Completions(_)
+        | Command::Man(_) => unreachable!("dispatched before a daemon is chosen"),
     }
 }
 
