@@ -286,3 +286,28 @@ fn man_pages_name_the_options() {
     assert!(out.status.success(), "{}", said(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--kill-timeout"));
 }
+
+/// The documented units of deploy/systemd/ pass `systemd-analyze verify`
+/// (ExecStart pointed at the built daemon, which verify needs to exist).
+#[test]
+fn deploy_units_pass_systemd_analyze_verify() {
+    let Some(analyze) = systemd_analyze() else {
+        return;
+    };
+    let d = TestDaemon::new_stopped();
+    let daemon = binaries().pmdaemond.display().to_string();
+    for (file, installed) in [
+        ("pmdaemond.service", "pmdaemond.service"),
+        ("pmdaemond@.service", "pmdaemond@root.service"),
+    ] {
+        let text = std::fs::read_to_string(repo_root().join("deploy/systemd").join(file)).unwrap();
+        assert!(text.contains("Type=notify\n"), "{file}");
+        let text = text
+            .replace("%h/.cargo/bin/pmdaemond", &daemon)
+            .replace("/usr/local/bin/pmdaemond", &daemon);
+        let path = d.work().join(installed);
+        std::fs::write(&path, text).unwrap();
+        let verify = Command::new(&analyze).arg("verify").arg(&path).output().unwrap();
+        assert!(verify.status.success(), "{file}: {}", said(&verify));
+    }
+}
