@@ -95,7 +95,10 @@ impl Unit {
             )
         })?;
         let daemon = self.daemon.to_str().ok_or_else(|| {
-            format!("{} is not UTF-8: a unit file cannot name it", self.daemon.display())
+            format!(
+                "{} is not UTF-8: a unit file cannot name it",
+                self.daemon.display()
+            )
         })?;
         let (user, wanted_by) = match (&self.account, self.scope) {
             (Some(account), Scope::System) => {
@@ -181,7 +184,10 @@ fn exec_word(path: &str) -> Result<String, String> {
 
 /// `"NAME=value"` for `Environment=`.
 fn quoted_assignment(name: &str, value: &str) -> Result<String, String> {
-    Ok(c_quoted(&specifiers(&format!("{name}={}", one_line(value)?))))
+    Ok(c_quoted(&specifiers(&format!(
+        "{name}={}",
+        one_line(value)?
+    ))))
 }
 
 /// FNV-1a, 64 bits, of `bytes`.

@@ -276,10 +276,9 @@ async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Validate(_) => {
             unreachable!("pmd validate is dispatched before a daemon is chosen")
         }
-        Command::Startup(_)
-        | Command::Unstartup(_)
-        | Command::Completions(_)
-        | Command::Man(_) => unreachable!("dispatched before a daemon is chosen"),
+        Command::Startup(_) | Command::Unstartup(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("dispatched before a daemon is chosen")
+        }
     }
 }
 

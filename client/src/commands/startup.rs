@@ -124,8 +124,8 @@ pub fn unstartup(args: &UnstartupArgs, remote: &RemoteArgs) -> anyhow::Result<()
         ),
         Err(e) => return Err(e.into()),
     }
-    let current =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let current = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     if !current.starts_with(systemd::MARKER) {
         bail!(
             "{} was not written by `pmd startup`: pmd leaves it alone",
@@ -292,9 +292,12 @@ fn handover_advice(unit: &Unit) {
         eprintln!("[pmd] it starts at the next boot; to start it now: {start}");
         return;
     }
-    if daemon_cgroup(&unit.home).is_some_and(|cgroup| cgroup.contains(&format!("/{}", unit.name)))
-    {
-        eprintln!("[pmd] the daemon of {} already runs under {}", unit.home.display(), unit.name);
+    if daemon_cgroup(&unit.home).is_some_and(|cgroup| cgroup.contains(&format!("/{}", unit.name))) {
+        eprintln!(
+            "[pmd] the daemon of {} already runs under {}",
+            unit.home.display(),
+            unit.name
+        );
         return;
     }
     let as_user = match (&unit.account, unit.scope) {
@@ -329,7 +332,10 @@ fn linger_advice() {
     let Some(account) = home::account_of_uid(nix::unistd::geteuid().as_raw()) else {
         return;
     };
-    if Path::new("/var/lib/systemd/linger").join(&account.name).exists() {
+    if Path::new("/var/lib/systemd/linger")
+        .join(&account.name)
+        .exists()
+    {
         return;
     }
     eprintln!(

@@ -70,10 +70,7 @@ fn printed_units_pass_systemd_analyze_verify() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(text.contains("Type=notify\n"), "{text}");
         assert!(
-            text.contains(&format!(
-                "ExecStart={}\n",
-                binaries().pmdaemond.display()
-            )),
+            text.contains(&format!("ExecStart={}\n", binaries().pmdaemond.display())),
             "{text}"
         );
         assert!(
@@ -83,7 +80,11 @@ fn printed_units_pass_systemd_analyze_verify() {
         assert_eq!(text.contains("\nUser="), scope == "--system", "{text}");
         let file = d.work().join(format!("pmdaemond-verify{scope}.service"));
         std::fs::write(&file, &text).unwrap();
-        let verify = Command::new(&analyze).arg("verify").arg(&file).output().unwrap();
+        let verify = Command::new(&analyze)
+            .arg("verify")
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(verify.status.success(), "{scope}: {}", said(&verify));
     }
     let refused = d.pmd_code(2, &["startup", "upstart"]);
@@ -105,16 +106,32 @@ fn install_and_unstartup_with_a_fake_systemctl() {
         assert_eq!(out.status.code(), Some(code), "{args:?}\n{}", said(&out));
         out
     };
-    run(&["startup", "systemd", "--user", "--install", "--unit-dir", units_arg], 0);
+    run(
+        &[
+            "startup",
+            "systemd",
+            "--user",
+            "--install",
+            "--unit-dir",
+            units_arg,
+        ],
+        0,
+    );
     let unit = only_unit(&units);
     let name = unit.file_name().unwrap().to_str().unwrap().to_owned();
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(text.starts_with("# Written by `pmd startup`"), "{text}");
     assert!(text.contains(&format!("PMDAEMON_HOME={}\"", d.home().display())));
-    assert_eq!(std::fs::metadata(&unit).unwrap().permissions().mode() & 0o777, 0o644);
+    assert_eq!(
+        std::fs::metadata(&unit).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(calls.contains("--user daemon-reload\n"), "{calls}");
-    assert!(calls.contains(&format!("--user enable {name}\n")), "{calls}");
+    assert!(
+        calls.contains(&format!("--user enable {name}\n")),
+        "{calls}"
+    );
 
     // A link planted where the unit goes: refused, its target untouched.
     let planted = d.work().join("planted");
@@ -123,18 +140,34 @@ fn install_and_unstartup_with_a_fake_systemctl() {
     std::fs::write(&victim, "precious").unwrap();
     std::os::unix::fs::symlink(&victim, planted.join(&name)).unwrap();
     let out = run(
-        &["startup", "--user", "--install", "--unit-dir", planted.to_str().unwrap()],
+        &[
+            "startup",
+            "--user",
+            "--install",
+            "--unit-dir",
+            planted.to_str().unwrap(),
+        ],
         1,
     );
     assert!(said(&out).contains("symbolic link"), "{}", said(&out));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 
-    run(&["unstartup", "systemd", "--user", "--unit-dir", units_arg], 0);
+    run(
+        &["unstartup", "systemd", "--user", "--unit-dir", units_arg],
+        0,
+    );
     assert!(!unit.exists(), "the unit is still there");
     let calls = std::fs::read_to_string(&log).unwrap();
-    assert!(calls.contains(&format!("--user disable {name}\n")), "{calls}");
+    assert!(
+        calls.contains(&format!("--user disable {name}\n")),
+        "{calls}"
+    );
     let again = run(&["unstartup", "--user", "--unit-dir", units_arg], 0);
-    assert!(said(&again).contains("nothing to remove"), "{}", said(&again));
+    assert!(
+        said(&again).contains("nothing to remove"),
+        "{}",
+        said(&again)
+    );
 }
 
 /// Without systemctl on PATH, --install fails and writes nothing.
@@ -145,12 +178,22 @@ fn install_without_systemctl_writes_nothing() {
     let empty = d.work().join("nobin");
     std::fs::create_dir_all(&empty).unwrap();
     let out = run_with_timeout(
-        d.pmd_command(&["startup", "--user", "--install", "--unit-dir", units.to_str().unwrap()])
-            .env("PATH", &empty),
+        d.pmd_command(&[
+            "startup",
+            "--user",
+            "--install",
+            "--unit-dir",
+            units.to_str().unwrap(),
+        ])
+        .env("PATH", &empty),
         PMD_TIMEOUT,
     );
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
-    assert!(said(&out).contains("systemctl is not on PATH"), "{}", said(&out));
+    assert!(
+        said(&out).contains("systemctl is not on PATH"),
+        "{}",
+        said(&out)
+    );
     assert!(!units.exists() || std::fs::read_dir(&units).unwrap().count() == 0);
 }
 
@@ -169,13 +212,19 @@ fn the_daemon_speaks_sd_notify_and_apps_do_not_inherit_it() {
     let n = socket.recv(&mut buf).expect("READY=1 within the wait");
     let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(ready.contains("READY=1\n"), "{ready}");
-    assert!(ready.contains(&format!("MAINPID={}\n", d.daemon_pid())), "{ready}");
+    assert!(
+        ready.contains(&format!("MAINPID={}\n", d.daemon_pid())),
+        "{ready}"
+    );
     d.pmd_ok(&["ping"]);
 
     let env_file = d.work().join("app-env.txt");
     d.write_script(
         "envdump.sh",
-        &format!("env > '{}.tmp' && mv '{0}.tmp' '{0}'\nexec sleep 1000", env_file.display()),
+        &format!(
+            "env > '{}.tmp' && mv '{0}.tmp' '{0}'\nexec sleep 1000",
+            env_file.display()
+        ),
     );
     d.pmd_ok(&["start", "./envdump.sh", "--name", "envdump"]);
     wait_for("the app's environment dump", WAIT, || env_file.exists());
@@ -202,7 +251,12 @@ fn completion_scripts_for_every_shell() {
     }
     let script = d.work().join("pmd.bash");
     std::fs::write(&script, d.pmd_ok(&["completions", "bash"])).unwrap();
-    let out = bash_complete(&d, &format!("source '{}'", script.display()), "_pmd", &["pmd", "sto"]);
+    let out = bash_complete(
+        &d,
+        &format!("source '{}'", script.display()),
+        "_pmd",
+        &["pmd", "sto"],
+    );
     assert_eq!(out.trim(), "stop", "{out}");
 }
 
@@ -307,7 +361,11 @@ fn deploy_units_pass_systemd_analyze_verify() {
             .replace("/usr/local/bin/pmdaemond", &daemon);
         let path = d.work().join(installed);
         std::fs::write(&path, text).unwrap();
-        let verify = Command::new(&analyze).arg("verify").arg(&path).output().unwrap();
+        let verify = Command::new(&analyze)
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
         assert!(verify.status.success(), "{file}: {}", said(&verify));
     }
 }
