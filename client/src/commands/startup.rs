@@ -46,10 +46,16 @@ pub fn startup(args: &StartupArgs, remote: &RemoteArgs) -> anyhow::Result<()> {
     let text = unit.text().map_err(anyhow::Error::msg)?;
     if !args.install {
         term::print(&text)?;
+        let mut again = scope_flag(&unit).to_string();
+        if let Some(user) = &args.unit.service_user {
+            again += &format!(" -u {user}");
+        }
+        if let Some(hp) = &args.unit.home_path {
+            again += &format!(" --hp {}", hp.display());
+        }
         eprintln!(
-            "[pmd] this is {}; `pmd startup{} --install` writes it there and enables it",
+            "[pmd] this is {}; `pmd startup{again} --install` writes it there and enables it",
             unit.path().display(),
-            scope_flag(&unit)
         );
         return Ok(());
     }
