@@ -17,6 +17,11 @@ use pmdaemon_proto::v1::{HealthCheck, ProcessState, RestartPolicy};
 
 use crate::remote::url::HostUrl;
 
+mod boot;
+pub use boot::{
+    CompletionShell, CompletionsArgs, ManArgs, Platform, StartupArgs, UnitArgs, UnstartupArgs,
+};
+
 /// pmd drives pmdaemond, a process manager for Linux with PM2's verbs.
 ///
 /// TARGET is an app name, a numeric process id, `all`, or an ecosystem file
@@ -151,6 +156,16 @@ pub enum Command {
     /// units or a compose file (stdout, or files in -o DIR), with what
     /// cannot be mapped listed on stderr. Needs no daemon.
     Export(ExportArgs),
+    /// Print the systemd unit that starts pmdaemond at boot for this
+    /// PMDAEMON_HOME (PM2's `pm2 startup`); --install writes and enables it.
+    Startup(StartupArgs),
+    /// Disable and remove the unit `pmd startup --install` wrote.
+    Unstartup(UnstartupArgs),
+    /// Print the completion script of a shell: `pmd completions bash >
+    /// ~/.local/share/bash-completion/completions/pmd`.
+    Completions(CompletionsArgs),
+    /// Print the pmd(1) man page, or write every page with --dir.
+    Man(ManArgs),
 }
 
 /// `pmd import ...`.

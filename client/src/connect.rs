@@ -239,8 +239,9 @@ fn reap_if_exited(child: &mut Child) -> Option<std::process::ExitStatus> {
     child.try_wait().ok().flatten()
 }
 
-/// `pmdaemond` next to the running `pmd`, else on PATH.
-fn daemon_binary() -> anyhow::Result<PathBuf> {
+/// `pmdaemond` next to the running `pmd`, else on PATH: the one pmd
+/// auto-starts, and the `ExecStart=` of `pmd startup`.
+pub(crate) fn daemon_binary() -> anyhow::Result<PathBuf> {
     const NAME: &str = "pmdaemond";
     let exe = std::env::current_exe().ok();
     if let Some(sibling) = exe.as_ref().map(|e| e.with_file_name(NAME))

@@ -11,7 +11,8 @@
 //! not know: there a path with `~` is refused, with the fix (an absolute
 //! path on that host), rather than turned into this machine's home.
 //!
-//! Also here: PM2's `NULL` for a log file, which is `/dev/null`.
+//! Also here: PM2's `NULL` for a log file, which is `/dev/null`; and the
+//! accounts of /etc/passwd (`pmd startup`'s `User=`, `Group=`).
 //!
 //! Reads the environment and /etc/passwd; talks to nothing else.
 
@@ -24,14 +25,56 @@ use pmdaemon_proto::v1::AppSpec;
 const PM2_DISCARD: &str = "NULL";
 const DISCARD: &str = "/dev/null";
 
-/// The home directory /etc/passwd gives the first user `matches`
-/// (`name:x:uid:gid:gecos:home:shell`).
-fn passwd_home(matches: impl Fn(&str, &str) -> bool) -> Option<PathBuf> {
+/// A user as /etc/passwd has it (`name:x:uid:gid:gecos:home:shell`), and
+/// the name of its primary group from /etc/group when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub group: Option<String>,
+    pub home: PathBuf,
+}
+
+/// The first user of /etc/passwd that `matches` (name, uid as written).
+fn passwd_entry(matches: impl Fn(&str, &str) -> bool) -> Option<Account> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|line| {
+    let mut account = text.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 7 && matches(fields[0], fields[2])).then(|| PathBuf::from(fields[5]))
-    })
+        if fields.len() < 7 || !matches(fields[0], fields[2]) {
+            return None;
+        }
+        Some(Account {
+            name: fields[0].to_string(),
+            uid: fields[2].parse().ok()?,
+            gid: fields[3].parse().ok()?,
+            group: None,
+            home: PathBuf::from(fields[5]),
+        })
+    })?;
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let gid = account.gid.to_string();
+    account.group = groups.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 3 && fields[2] == gid).then(|| fields[0].to_string())
+    });
+    Some(account)
+}
+
+/// The user named `name` in /etc/passwd.
+pub fn account_named(name: &str) -> Option<Account> {
+    passwd_entry(|n, _| n == name)
+}
+
+/// The user of `uid` in /etc/passwd.
+pub fn account_of_uid(uid: u32) -> Option<Account> {
+    let uid = uid.to_string();
+    passwd_entry(|_, id| id == uid)
+}
+
+/// The home directory /etc/passwd gives the first user `matches`.
+fn passwd_home(matches: impl Fn(&str, &str) -> bool) -> Option<PathBuf> {
+    passwd_entry(matches).map(|a| a.home)
 }
 
 /// The home of the user pmd runs as.

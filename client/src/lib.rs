@@ -18,14 +18,21 @@
 //! - [`monit`]: the `pmd monit` screen (state, drawing, terminal guard);
 //! - [`pm2dump`]: PM2's saved process list (dump.pm2) into app specs;
 //! - [`render`]: the `ProcessView` keys (JSON/YAML), table, describe block;
-//! - [`term`]: colour, the broken-pipe-aware stdout, spinners.
+//! - [`term`]: colour, the broken-pipe-aware stdout, spinners;
+//! - [`systemd`]: the unit of `pmd startup` (name, place, text);
+//! - [`writefile`]: whole files written by temporary file and rename,
+//!   never through a symbolic link (the unit, man pages);
+//! - [`completion`]: dynamic shell completion (`COMPLETE=bash pmd`), app
+//!   names from the running daemon.
 //!
-//! `main` only parses, calls [`run`] and turns the result into an exit code
+//! `main` only answers a shell's completion request
+//! ([`completion::complete_from_env`]), parses, calls [`run`] and turns the result into an exit code
 //! with [`exit_code`]: 0 success (also when stdout's reader went away), 1
 //! failure, 2 usage.
 
 pub mod cli;
 pub mod commands;
+pub mod completion;
 pub mod connect;
 pub mod contexts;
 pub mod ecosystem;
@@ -36,7 +43,9 @@ pub mod pm2dump;
 pub mod remote;
 pub mod render;
 pub mod rules;
+pub mod systemd;
 pub mod term;
+pub mod writefile;
 
 use std::process::ExitCode;
 

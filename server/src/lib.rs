@@ -26,6 +26,9 @@
 //! - `config` — `$PMDAEMON_HOME/config.yaml` (the TCP listener's settings);
 //! - `container` — `pmdaemond run FILE` (pm2-runtime): its init process,
 //!   the file applied through `pmd`'s library, the apps' lines printed;
+//! - `notify` — systemd's sd_notify protocol (`READY=1`, `STOPPING=1`) for
+//!   a `Type=notify` service (public: the binary takes `NOTIFY_SOCKET` out
+//!   of the environment before any thread starts);
 //! - `lazy` — services built by their first call (gRPC reflection);
 //! - `fds` — the open-file limit (raised for the daemon, given back to
 //!   apps); `sync` — the poisoned-mutex rule; `alloc` — glibc allocator
@@ -45,6 +48,7 @@ pub(crate) mod health;
 pub(crate) mod lazy;
 pub(crate) mod logs;
 pub(crate) mod metrics;
+pub mod notify;
 pub(crate) mod ports;
 pub(crate) mod serve;
 pub(crate) mod store;
@@ -175,6 +179,9 @@ pub struct Config {
     /// The TCP listener (`--listen`, TLS, limits); off when it lists no
     /// address.
     pub remote: RemoteOptions,
+    /// The service manager to tell `READY=1` and `STOPPING=1` (systemd's
+    /// `NOTIFY_SOCKET`); None: nobody asked.
+    pub notify: Option<notify::Notifier>,
 }
 
 /// Each pause and resume of log writes under the disk reserve: one
@@ -237,6 +244,7 @@ pub(crate) async fn serve_with(
         cgroups,
         log_reserve,
         remote,
+        notify,
     } = config;
     // At every start, listener or not: the admin token is where the user
     // expects it, and the token verbs work on the socket. Then the TCP
@@ -366,6 +374,14 @@ pub(crate) async fn serve_with(
         let _ = served_rx.wait_for(|s| *s).await;
     }));
     tracing::info!(home = %home.display(), pid = std::process::id(), "pmdaemond ready");
+    // Ready: the socket is bound (a connection made from now on waits in
+    // its backlog for the server task just spawned) and the saved apps are
+    // restored, their starts under way. Not their readiness: one app's
+    // slow start (or crash loop) must not make systemd time the daemon
+    // out and kill every other app with it.
+    if let Some(notify) = &notify {
+        notify.notify(notify::State::Ready);
+    }
     let driver = hook.map(|hook| {
         hook(Started {
             sup: sup.clone(),
@@ -376,6 +392,9 @@ pub(crate) async fn serve_with(
     });
 
     let _ = shutdown_rx.wait_for(|s| *s).await;
+    if let Some(notify) = &notify {
+        notify.notify(notify::State::Stopping);
+    }
     tracing::info!("shutting down: stopping every app");
     sup.shutdown().await;
     served_tx.send_replace(true);

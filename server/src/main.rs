@@ -1,6 +1,7 @@
-//! `pmdaemond`: parses flags, sets up tracing, takes the home lock, reads
-//! config.yaml (flags override it), binds the socket and calls
-//! [`pmdaemond::run`] until SIGTERM/SIGINT.
+//! `pmdaemond`: takes systemd's `NOTIFY_SOCKET` out of the environment,
+//! parses flags, sets up tracing, takes the home lock, reads config.yaml
+//! (flags override it), binds the socket and calls [`pmdaemond::run`]
+//! until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,6 +99,8 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main: no other thread exists yet.
+    let notify = unsafe { pmdaemond::notify::Notifier::take_from_env() };
     let args = Args::parse();
     // Before anything else: the file is checked and the init forked while
     // the process has one thread.
@@ -183,6 +186,7 @@ fn main() -> ExitCode {
             cgroups: !args.no_cgroups,
             log_reserve,
             remote,
+            notify,
         };
         match run_file {
             Some(file) => {

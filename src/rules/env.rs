@@ -32,7 +32,8 @@ pub fn check_env_var(name: &str, value: &str) -> Result<(), InvalidInput> {
 /// sends its shell's environment, as PM2 does): the daemon's marker and
 /// instance variables, which a caller that is itself an app carries and
 /// which would make the new app look like that one, and pmd's own client
-/// settings (`PMD_TOKEN` is a secret meant for pmd, not for apps).
+/// settings (`PMD_TOKEN` is a secret meant for pmd, not for apps), and
+/// systemd's `NOTIFY_SOCKET` (see below).
 pub fn is_captured(name: &str, value: &str) -> bool {
     const CLIENT: &[&str] = &[
         "PMD_HOST",
@@ -45,7 +46,13 @@ pub fn is_captured(name: &str, value: &str) -> bool {
         name,
         "PMD_APP_NAME" | "PMD_ID" | "PMD_INSTANCE_ID" | "NODE_APP_INSTANCE"
     );
-    !daemon_sets && !CLIENT.contains(&name) && check_env_var(name, value).is_ok()
+    // systemd's socket of the service the caller runs in: an app holding
+    // it could report READY or STOPPING for that service.
+    let service_manager = name == "NOTIFY_SOCKET";
+    !daemon_sets
+        && !service_manager
+        && !CLIENT.contains(&name)
+        && check_env_var(name, value).is_ok()
 }
 
 /// An environment variable name as a shell can export it: letters, digits
@@ -131,6 +138,7 @@ mod tests {
             "NODE_APP_INSTANCE",
             "PMD_TOKEN",
             "PMD_HOST",
+            "NOTIFY_SOCKET",
         ] {
             assert!(!is_captured(name, "x"), "{name}");
         }

@@ -4,8 +4,9 @@
 //! `import` (`import pm2`: PM2's dump.pm2), `export` (`export
 //! kubernetes|systemd|compose FILE`, no daemon), `logs` (logs,
 //! flush), `monit`, `events`, `daemon` (save, resurrect, kill, ping,
-//! version), `tokens` (token create, list, revoke) and `context` (the
-//! contexts file); `wait` is the `--wait-ready` of start, restart and
+//! version), `tokens` (token create, list, revoke), `context` (the
+//! contexts file), `startup` (startup, unstartup: the systemd unit) and
+//! `shell` (completions, man); `wait` is the `--wait-ready` of start, restart and
 //! reload. [`dispatch`] is the one exhaustive match over [`Command`]; it
 //! picks the daemon first ([`crate::remote::choose`]): the local socket,
 //! or a remote daemon that every verb reaches the same way through
@@ -32,6 +33,8 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod monit;
+mod shell;
+mod startup;
 mod tokens;
 mod wait;
 
@@ -129,6 +132,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Context(cmd) => return context::context(cmd, &cli.remote, colours),
         Command::Validate(args) => return files::validate(&args),
         Command::Export(args) => return export::export(&args),
+        Command::Startup(args) => return startup::startup(&args, &cli.remote),
+        Command::Unstartup(args) => return startup::unstartup(&args, &cli.remote),
+        Command::Completions(args) => return shell::completions(&args),
+        Command::Man(args) => return shell::man(&args),
         command => command,
     };
     let env = remote::Env::from_process()?;
@@ -277,6 +284,9 @@ async fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Context(_) => unreachable!("pmd context is dispatched before a daemon is chosen"),
         Command::Validate(_) | Command::Export(_) => {
             unreachable!("pmd validate and export are dispatched before a daemon is chosen")
+        }
+        Command::Startup(_) | Command::Unstartup(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("dispatched before a daemon is chosen")
         }
     }
 }

@@ -67,6 +67,7 @@ fn run_serves_until_its_shutdown_future_resolves_then_stops_the_apps() {
         cgroups: true,
         log_reserve: pmdaemond::LogReserve::new(pmdaemond::LogReserveSetting::Default),
         remote: pmdaemond::RemoteOptions::default(),
+        notify: None,
     };
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = runtime.spawn(pmdaemond::run(listener, config, async move {

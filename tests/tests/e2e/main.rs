@@ -73,9 +73,13 @@
 //! - `sdk_python`: the Python client's pytest suite (sdk/python) in a
 //!   virtualenv under `target/sdk-venv`, against the binaries under test;
 //! - `sdk_typescript`: the TypeScript client's `node --test` suite
-//!   (sdk/typescript) after `npm ci` (when its lock changed) and tsc.
+//!   (sdk/typescript) after `npm ci` (when its lock changed) and tsc;
+//! - `boot`: `pmd startup`/`unstartup` (units verified by systemd-analyze,
+//!   --install against a fake systemctl), the daemon's sd_notify,
+//!   completions (run in bash, app names from the daemon) and man pages.
 
 mod balancer;
+mod boot;
 mod cgroups;
 mod cluster;
 mod container;
