@@ -231,13 +231,25 @@ pub(crate) struct Started {
 /// [`serve_with`] returns.
 pub(crate) type Hook = Box<dyn FnOnce(Started) -> tokio::task::JoinHandle<()> + Send>;
 
-/// [`run`], with `hook` called once the socket serves.
+/// A mode that drives the daemon from inside (`pmdaemond run`).
+pub(crate) struct Driver {
+    /// Called once the socket serves.
+    pub hook: Hook,
+    /// The only saved apps started again (see [`Supervisor::restore`]).
+    pub running_only: std::collections::HashSet<String>,
+}
+
+/// [`run`], driven by `driver` when there is one.
 pub(crate) async fn serve_with(
     listener: UnixListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    hook: Option<Hook>,
+    driver: Option<Driver>,
 ) -> Result<(), StartError> {
+    let (hook, running_only) = match driver {
+        Some(Driver { hook, running_only }) => (Some(hook), Some(running_only)),
+        None => (None, None),
+    };
     let Config {
         home,
         monitor_interval,
@@ -288,7 +300,7 @@ pub(crate) async fn serve_with(
     let (state, mut notices) = supervisor::load_state(&home);
     // Always, even with no usable state: what a previous daemon life left
     // running is found by its marker and stopped before anything starts.
-    match sup.restore(state) {
+    match sup.restore(state, running_only.as_ref()) {
         Ok(skipped) => notices.extend(skipped),
         Err(e) => {
             tracing::error!(error = %e, "cannot restore the saved apps");

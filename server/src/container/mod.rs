@@ -89,11 +89,15 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<u8, crate::StartError> {
     let code = Arc::new(AtomicU8::new(0));
+    // The file is the container's truth: of a persistent home's saved
+    // apps, only the file's start again before it is applied.
+    let running_only = file.loaded.specs.iter().map(|s| s.name.clone()).collect();
     let hook: crate::Hook = {
         let code = code.clone();
         Box::new(move |started| tokio::spawn(drive(started, file, code)))
     };
-    crate::serve_with(listener, config, shutdown, Some(hook)).await?;
+    let driver = crate::Driver { hook, running_only };
+    crate::serve_with(listener, config, shutdown, Some(driver)).await?;
     Ok(code.load(Ordering::Acquire))
 }
 

@@ -18,7 +18,7 @@ use crate::store::{self, AppRecord, InstanceRecord, Persister, StateFile};
 use crate::sync::LockExt;
 
 use super::apply::{ApplyMode, ApplyOptions};
-use super::instance::Plan;
+use super::instance::{Plan, State};
 use super::lifecycle::Action;
 use super::spec::{self, AppSpec};
 use super::table::{App, InstanceView};
@@ -256,7 +256,16 @@ impl Supervisor {
     /// definition is invalid, whose name an earlier entry has, or one of
     /// whose ids is taken (a hand-edited file) is not loaded; each says why
     /// in the returned notices.
-    pub fn restore(&self, state: StateFile) -> Result<Vec<String>> {
+    ///
+    /// `running_only` (`pmdaemond run FILE`, whose file is the container's
+    /// source of truth): only these apps are started again; every other
+    /// app of the state comes back stopped, its reason saying why, so a
+    /// persistent home's old apps are listed but never run unasked.
+    pub fn restore(
+        &self,
+        state: StateFile,
+        running_only: Option<&std::collections::HashSet<String>>,
+    ) -> Result<Vec<String>> {
         let mut notices = Vec::new();
         let mut names = std::collections::HashSet::new();
         let mut ids = std::collections::HashSet::new();
@@ -275,7 +284,14 @@ impl Supervisor {
         {
             let mut table = self.table();
             table.next_id = state.next_id;
-            for rec in state.apps {
+            for mut rec in state.apps {
+                if running_only.is_some_and(|names| !names.contains(&rec.spec.name)) {
+                    for r in &mut rec.instances {
+                        r.desired_running = false;
+                        r.state = State::Stopped.word().to_owned();
+                        r.reason = "not in the file of `pmdaemond run`".to_owned();
+                    }
+                }
                 let refusal = match rec.spec.validate() {
                     Err(e) => Some(e.to_string()),
                     Ok(()) if names.contains(&rec.spec.name) => {

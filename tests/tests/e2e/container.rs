@@ -2,7 +2,9 @@
 //! output on the right streams, orphans reaped by the run process (a child
 //! subreaper here), managed apps' exit codes intact, SIGTERM stopping
 //! everything with exit 0, exit 1 when every app errored, exit 2 and
-//! nothing started for an unusable file, `pmd list` on the socket.
+//! nothing started for an unusable file, `pmd list` on the socket, a
+//! persistent home's other apps restored stopped, and the same output,
+//! reaping and SIGTERM as PID 1 of a PID namespace.
 //!
 //! The run process is spawned in its own process group; [`Run`]'s drop
 //! SIGKILLs that group and [`TestDaemon`]'s drop every process of the home,
@@ -272,16 +274,26 @@ fn an_invalid_file_exits_2_and_starts_nothing() {
 }
 
 /// As PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`,
-/// root only; skipped otherwise): SIGTERM, which the kernel would ignore
-/// for a PID 1 without a handler, stops the app and the run exits 0.
+/// root only; skipped otherwise): the app's output is printed, an orphaned
+/// grandchild is adopted by PID 1 and reaped when it exits, and SIGTERM,
+/// which the kernel would ignore for a PID 1 without a handler, stops the
+/// apps and the run exits 0.
 #[test]
-fn as_pid_1_sigterm_is_handled() {
+fn as_pid_1_reaps_orphans_and_handles_sigterm() {
     if !is_root() {
         eprintln!("skipped: a PID namespace needs root");
         return;
     }
     let d = TestDaemon::new_stopped();
-    let file = ecosystem(&d, TALKER);
+    let file = ecosystem(
+        &d,
+        &format!(
+            "{TALKER}  - name: forker
+    script: bash
+    args: [\"-c\", \"(exec -a pmd-test-orphan sleep 2 &); exec sleep 1000\"]
+"
+        ),
+    );
     let out = d.home().join("ns-stdout.txt");
     let err = d.home().join("ns-stderr.txt");
     let spawned = {
@@ -323,8 +335,62 @@ fn as_pid_1_sigterm_is_handled() {
     // Its pid is the namespace's: the app is found by its home instead.
     d.wait_online("talker");
     assert!(!d.app_pids().is_empty());
+    // The orphan (its subshell gone) is PID 1's child, then reaped: no
+    // /proc entry left, not even a zombie's.
+    let orphan: u32 = wait_for_value("the orphan adopted by PID 1", WAIT, || {
+        fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim();
+            (cmdline.starts_with(b"pmd-test-orphan\0") && ppid == init.to_string()).then_some(pid)
+        })
+    });
+    wait_for("the orphan to be reaped", WAIT, || {
+        !std::path::Path::new(&format!("/proc/{orphan}")).exists()
+    });
+    assert!(zombie_children(init).is_empty());
     let _ = kill(Pid::from_raw(init as i32), Signal::SIGTERM);
     let status = run.wait_exit();
     assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr());
     assert!(d.app_pids().is_empty(), "the app survived");
+}
+
+/// A persistent home: an app a plain daemon left online there but that is
+/// not in the file comes back stopped (listed, with the reason), not
+/// running; the file's apps run.
+#[test]
+fn saved_apps_not_in_the_file_come_back_stopped() {
+    let mut d = TestDaemon::start();
+    d.pmd_ok(&[
+        "start",
+        "sh",
+        "--name",
+        "old",
+        "--",
+        "-c",
+        "exec sleep 1000",
+    ]);
+    d.wait_online("old");
+    d.stop_daemon();
+    let file = ecosystem(&d, TALKER);
+    let mut run = Run::start(&d, &[&file]);
+    // id 0 is old's.
+    run.wait_output("1|talker | to-out", false);
+    d.wait_online("talker");
+    let old = d.describe_one("old");
+    assert_eq!(old["status"], "stopped", "{old}");
+    assert!(
+        old["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not in the file")),
+        "{old}"
+    );
+    assert_eq!(
+        d.app_pids().len(),
+        1,
+        "only talker runs: {:?}",
+        d.app_pids()
+    );
+    assert_eq!(run.terminate().code(), Some(0), "{}", run.stderr());
 }
