@@ -6,12 +6,18 @@
 //! target is refused, never written through (a link that appears after the
 //! check is replaced by the rename, not followed).
 //!
-//! Used by `pmd startup --install` (the unit file) and `pmd man --dir`.
+//! Used by `pmd startup --install` (the unit file), `pmd man --dir` and
+//! `pmd export -o DIR` (through [`replace_at`], relative to DIR's handle).
 //! Talks to the file system only.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, openat, renameat};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 /// Why a file was not written.
 #[derive(Debug, thiserror::Error)]
@@ -60,38 +66,61 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        ))
+    })?;
+    let dir = std::fs::File::open(dir).map_err(io)?;
+    replace_at(dir.as_fd(), name, bytes, mode).map_err(io)
+}
+
+/// Writes `bytes` to `name` in the directory `dir` (see the module
+/// header) with `mode`. Everything is relative to `dir`'s handle, so a
+/// caller that opened it without following links (`pmd export -o DIR`)
+/// keeps that guarantee down to the file.
+pub fn replace_at(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    bytes: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
+    let mut temp = std::ffi::OsString::from(".");
+    temp.push(name);
+    temp.push(format!(
+        ".{}.{}.tmp",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     ));
+    let temp = temp.as_os_str();
+    let fd = openat(
+        dir,
+        temp,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )?;
     let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&temp)?;
+        let mut file = std::fs::File::from(fd);
         // The umask may have narrowed the mode at creation.
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        renameat(dir, temp, dir, name)?;
+        nix::unistd::fsync(dir)?;
+        Ok(())
     })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&temp);
-        return Err(io(e));
+    if written.is_err() {
+        let _ = unlinkat(dir, temp, UnlinkatFlags::NoRemoveDir);
     }
-    Ok(())
+    written
 }
 
 #[cfg(test)]

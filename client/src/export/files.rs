@@ -16,12 +16,11 @@
 //! `env` value that is a secret is the user's to move into a Secret or a
 //! credential). Talks to the file system only.
 
-use std::io::Write as _;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
 
 use super::MARKER;
@@ -173,28 +172,13 @@ fn split(relative: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// Writes `bytes` to a new temporary file in `dir`, synced, and renames
-/// it over `name`.
+/// Writes `bytes` over `name` in `dir` (a new temporary file, synced,
+/// renamed; see `crate::writefile`), 0644.
 fn replace(dir: &OwnedFd, name: &str, bytes: &[u8], shown: &Path) -> Result<(), WriteError> {
-    let temp = format!(".{name}.pmd-export-{}", std::process::id());
-    let fd = openat(
-        dir,
-        temp.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o644),
-    )
-    .map_err(io(shown))?;
-    let mut file = std::fs::File::from(fd);
-    let result = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|source| WriteError::Io {
+    crate::writefile::replace_at(dir.as_fd(), name.as_ref(), bytes, 0o644).map_err(|source| {
+        WriteError::Io {
             path: shown.to_path_buf(),
             source,
-        })
-        .and_then(|()| renameat(dir.as_fd(), temp.as_str(), dir.as_fd(), name).map_err(io(shown)));
-    if result.is_err() {
-        let _ = nix::unistd::unlinkat(dir, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-    }
-    result
+        }
+    })
 }
