@@ -45,6 +45,20 @@ pub fn home_dir() -> PathBuf {
     PathBuf::from(user_home).join(".pmdaemon")
 }
 
+/// A short, stable name for a home: the FNV-1a 64-bit hash of its path's
+/// bytes in 16 hex digits (the same in every build and release, so names
+/// made from it outlive upgrades). The daemon's cgroup directory and the
+/// systemd unit of a home other than the default are named by it.
+pub fn home_hash(home: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in home.as_os_str().as_bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
 /// The daemon's gRPC Unix socket inside `home`.
 pub fn socket_path(home: &std::path::Path) -> PathBuf {
     home.join("pmd.sock")

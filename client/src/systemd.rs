@@ -190,27 +190,17 @@ fn quoted_assignment(name: &str, value: &str) -> Result<String, String> {
     ))))
 }
 
-/// FNV-1a, 64 bits, of `bytes`.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
 /// The unit's name (see the module header). `default_home` is the home
 /// the scope's user has without PMDAEMON_HOME.
 pub fn unit_name(scope: Scope, home: &Path, default_home: &Path, user: Option<&str>) -> String {
-    use std::os::unix::ffi::OsStrExt;
     let mut name = String::from("pmdaemond");
     if let (Scope::System, Some(user)) = (scope, user) {
         name += "-";
         name += user;
     }
     if home != default_home {
-        name += &format!("-{:016x}", fnv1a(home.as_os_str().as_bytes()));
+        name += "-";
+        name += &pmdaemon_proto::home_hash(home);
     }
     name + ".service"
 }

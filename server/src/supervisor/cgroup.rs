@@ -317,13 +317,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// The name of this home's directory: `pmdaemon-` and the FNV-1a hash of
 /// the canonical home, in 16 hex digits.
 pub fn home_dir_name(canonical_home: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in canonical_home.as_os_str().as_bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("pmdaemon-{hash:016x}")
+    format!("pmdaemon-{}", pmdaemon_proto::home_hash(canonical_home))
 }
 
 /// This home's cgroup directory as the daemon would make it, without
