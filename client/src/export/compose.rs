@@ -124,18 +124,7 @@ pub fn export(
     image: &str,
     notes: &mut Notes,
 ) -> Result<Output, ExportError> {
-    let names = super::names(
-        specs,
-        "compose",
-        "lowercase letters, digits and `-`",
-        super::dns_label,
-        notes,
-    )?;
-    let apps: Vec<App> = specs
-        .iter()
-        .zip(names)
-        .map(|(spec, name)| App::new(spec, dir, name, notes))
-        .collect();
+    let apps = super::apps(specs, dir, Target::Compose, notes)?;
     let mut services = Vec::new();
     for app in &apps {
         super::unmapped(app, Target::Compose, notes);

@@ -201,18 +201,7 @@ pub fn export(
     image: &str,
     notes: &mut Notes,
 ) -> Result<Output, ExportError> {
-    let names = super::names(
-        specs,
-        "Kubernetes",
-        "lowercase letters, digits and `-`",
-        super::dns_label,
-        notes,
-    )?;
-    let apps: Vec<App> = specs
-        .iter()
-        .zip(names)
-        .map(|(spec, name)| App::new(spec, dir, name, notes))
-        .collect();
+    let apps = super::apps(specs, dir, Target::Kubernetes, notes)?;
     let mut output = Output::default();
     for app in &apps {
         super::unmapped(app, Target::Kubernetes, notes);

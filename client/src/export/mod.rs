@@ -412,6 +412,31 @@ pub fn unit_name(name: &str) -> Option<String> {
     (!safe.is_empty()).then_some(safe)
 }
 
+/// The apps of `specs` (loaded from a file in `dir`) for `target`, in file
+/// order, under the names it allows (see [`names`]).
+pub fn apps<'a>(
+    specs: &'a [AppSpec],
+    dir: &Path,
+    target: Target,
+    notes: &mut Notes,
+) -> Result<Vec<App<'a>>, ExportError> {
+    let (label, allowed, rule): (_, _, fn(&str) -> Option<String>) = match target {
+        Target::Kubernetes => ("Kubernetes", "lowercase letters, digits and `-`", dns_label),
+        Target::Compose => ("compose", "lowercase letters, digits and `-`", dns_label),
+        Target::Systemd => (
+            "systemd unit",
+            "letters, digits, `.`, `_` and `-`",
+            unit_name,
+        ),
+    };
+    let names = names(specs, label, allowed, rule, notes)?;
+    Ok(specs
+        .iter()
+        .zip(names)
+        .map(|(spec, name)| App::new(spec, dir, name, notes))
+        .collect())
+}
+
 /// Each spec with its name in the target, in file order: a changed name
 /// is noted, two apps with one name are refused.
 pub fn names(

@@ -122,18 +122,7 @@ pub fn export(
     source: &str,
     notes: &mut Notes,
 ) -> Result<Output, ExportError> {
-    let names = super::names(
-        specs,
-        "systemd unit",
-        "letters, digits, `.`, `_` and `-`",
-        super::unit_name,
-        notes,
-    )?;
-    let apps: Vec<App> = specs
-        .iter()
-        .zip(names)
-        .map(|(spec, name)| App::new(spec, dir, name, notes))
-        .collect();
+    let apps = super::apps(specs, dir, Target::Systemd, notes)?;
     let mut output = Output::default();
     for app in &apps {
         super::unmapped(app, Target::Systemd, notes);
