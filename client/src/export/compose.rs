@@ -15,7 +15,7 @@ use pmdaemon_proto::v1::{AppSpec, DependencyCondition, RestartPolicy};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::{App, ExportError, MARKER, Notes, Output, Target, Timing, find};
+use super::{App, ExportError, MARKER, Notes, Output, Target, Timing, dependencies};
 
 /// The compose file's name in an output directory.
 pub const FILE_NAME: &str = "compose.yaml";
@@ -243,18 +243,7 @@ fn service(app: &App, apps: &[App], image: &str, notes: &mut Notes) -> Service {
         });
     }
     let mut depends_on = Vec::new();
-    for dependency in &spec.depends_on {
-        let Some(target) = find(apps, &dependency.app) else {
-            notes.add(
-                name,
-                "depends_on",
-                format!(
-                    "{} is not exported with it (--only): start it first",
-                    dependency.app
-                ),
-            );
-            continue;
-        };
+    for (dependency, target) in dependencies(app, apps, notes) {
         let condition = match dependency.condition() {
             DependencyCondition::Completed => "service_completed_successfully",
             DependencyCondition::Healthy if target.spec.health_check.is_some() => "service_healthy",

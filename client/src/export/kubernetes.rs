@@ -16,7 +16,7 @@ use pmdaemon_proto::v1::health_check::Probe;
 use pmdaemon_proto::v1::{AppSpec, RestartPolicy};
 use serde::Serialize;
 
-use super::{App, ExportError, MARKER, Notes, Output, Target, Timing, find, seconds};
+use super::{App, ExportError, MARKER, Notes, Output, Target, Timing, dependencies, seconds};
 
 /// The image of the init containers that wait for a dependency's Service
 /// (`nc -z` in a loop).
@@ -403,18 +403,7 @@ fn deployment(app: &App, apps: &[App], image: &str, notes: &mut Notes) -> Manife
     }
     let grace = seconds(app.kill_timeout_ms(), 0, name, "kill_timeout", notes);
     let mut init_containers = Vec::new();
-    for dependency in &spec.depends_on {
-        let Some(target) = find(apps, &dependency.app) else {
-            notes.add(
-                name,
-                "depends_on",
-                format!(
-                    "{} is not exported with it (--only): start it first",
-                    dependency.app
-                ),
-            );
-            continue;
-        };
+    for (dependency, target) in dependencies(app, apps, notes) {
         if dependency.condition() == DependencyCondition::Completed {
             notes.add(
                 name,

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pmdaemon_proto::v1::health_check::Probe;
-use pmdaemon_proto::v1::{AppSpec, HealthCheck, RestartPolicy};
+use pmdaemon_proto::v1::{AppSpec, Dependency, HealthCheck, RestartPolicy};
 use pmdaemon_proto::{PortSpec, health};
 
 /// The first line of every file `pmd export` writes: how a later export
@@ -476,9 +476,29 @@ pub fn names(
     Ok(out)
 }
 
-/// The app of `apps` named `name` in the file.
-pub fn find<'x, 'a>(apps: &'x [App<'a>], name: &str) -> Option<&'x App<'a>> {
-    apps.iter().find(|a| a.spec.name == name)
+/// The dependencies of `app` exported with it, each with its app; one
+/// that `--only` left out is noted (it has to be started first).
+pub fn dependencies<'x, 'a>(
+    app: &App<'a>,
+    apps: &'x [App<'a>],
+    notes: &mut Notes,
+) -> Vec<(&'a Dependency, &'x App<'a>)> {
+    let spec = app.spec;
+    let mut found = Vec::new();
+    for dependency in &spec.depends_on {
+        match apps.iter().find(|a| a.spec.name == dependency.app) {
+            Some(target) => found.push((dependency, target)),
+            None => notes.add(
+                &spec.name,
+                "depends_on",
+                format!(
+                    "{} is not exported with it (--only): start it first",
+                    dependency.app
+                ),
+            ),
+        }
+    }
+    found
 }
 
 /// Notes for the settings that `target` cannot express at all (watch,

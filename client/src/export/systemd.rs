@@ -17,7 +17,7 @@ use std::path::Path;
 
 use pmdaemon_proto::v1::{AppSpec, DependencyCondition, RestartPolicy};
 
-use super::{App, ExportError, MARKER, Notes, Output, Target, find};
+use super::{App, ExportError, MARKER, Notes, Output, Target, dependencies};
 
 /// `%` as `%%`: systemd expands specifiers in unit values.
 pub fn escape_specifiers(text: &str) -> String {
@@ -171,18 +171,7 @@ fn unit_files(app: &App, apps: &[App], source: &str, notes: &mut Notes, output: 
     );
     let mut after = vec!["network.target".to_string()];
     let mut requires = Vec::new();
-    for dependency in &spec.depends_on {
-        let Some(target) = find(apps, &dependency.app) else {
-            notes.add(
-                name,
-                "depends_on",
-                format!(
-                    "{} is not exported with it (--only): start it first",
-                    dependency.app
-                ),
-            );
-            continue;
-        };
+    for (dependency, target) in dependencies(app, apps, notes) {
         match dependency.condition() {
             DependencyCondition::Healthy if target.spec.health_check.is_some() => notes.add(
                 name,
