@@ -87,7 +87,8 @@ pub use output::{describe_output, parse_json, pid_of, pids_of, port_of};
 pub use ports::{free_ports, port_free};
 pub use procs::{
     cgroups_usable, cmdline_of, cwd_of, env_of, exe_of, home_cgroup_dir, is_root,
-    kill_home_processes, kill_homes_under, pid_alive, pids_with_home, run_cgroups, zombie_children,
+    kill_home_processes, kill_homes_under, pid_alive, pids_with_home, ppid_of, run_cgroups,
+    zombie_children,
 };
 pub use remote::{
     H2, H2WebSocket, NdjsonLines, Rest, RestReply, TestCa, WebSocket, admin_token, call_empty,

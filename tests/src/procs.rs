@@ -32,6 +32,17 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// The parent of `pid` (`PPid:` in its status), None once it is gone.
+pub fn ppid_of(pid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Zombie children of `parent`: processes it has not reaped.
 pub fn zombie_children(parent: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {

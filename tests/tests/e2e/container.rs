@@ -189,13 +189,11 @@ fn reaps_orphans_and_keeps_exit_codes() {
     let mut run = Run::start(&d, &[&file]);
     let init = run.pid();
     let gc: u32 = wait_for_value("gc.pid", WAIT, || d.read_work("gc.pid").trim().parse().ok());
-    // Adopted by the run process: the orphan did not go to the machine's init.
-    let stat = fs::read_to_string(format!("/proc/{gc}/stat")).unwrap_or_default();
-    let ppid: u32 = stat
-        .rsplit_once(')')
-        .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
-    assert_eq!(ppid, init, "the orphan's parent: {stat}");
+    // Adopted by the run process once its subshell is gone: the orphan did
+    // not go to the machine's init.
+    wait_for("the orphan adopted by the run process", WAIT, || {
+        ppid_of(gc) == Some(init)
+    });
     wait_for("the orphan to be reaped", WAIT, || {
         !std::path::Path::new(&format!("/proc/{gc}")).exists()
     });
@@ -341,9 +339,7 @@ fn as_pid_1_reaps_orphans_and_handles_sigterm() {
         fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim();
-            (cmdline.starts_with(b"pmd-test-orphan\0") && ppid == init.to_string()).then_some(pid)
+            (cmdline.starts_with(b"pmd-test-orphan\0") && ppid_of(pid) == Some(init)).then_some(pid)
         })
     });
     wait_for("the orphan to be reaped", WAIT, || {
